@@ -1,0 +1,42 @@
+"""The `resilience` command: a typer app whose commands live one module each.
+
+Commands are thin: parse options, call the library, map our errors to exit codes
+(see ``_common.run_command``). Heavy modules are imported inside the command functions
+so that ``resilience --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from resilience.cli import experiments as _experiments
+from resilience.cli import report as _report
+from resilience.cli import run as _run
+from resilience.cli import stack as _stack
+from resilience.cli._common import configure_logging
+
+app = typer.Typer(
+    name="resilience",
+    help="Chaos-plus-load experiments: drive load, inject faults, get a verdict with evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail to stderr."),
+) -> None:
+    configure_logging(verbose=verbose)
+
+
+_run.register(app)
+_experiments.register(app)
+_report.register(app)
+_stack.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

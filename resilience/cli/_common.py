@@ -1,0 +1,63 @@
+"""What every command shares: the consoles, logging set-up, and errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from resilience.errors import (
+    EXIT_INTERRUPTED,
+    DependencyUnavailable,
+    ExperimentError,
+    ResilienceError,
+    StackError,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def configure_logging(*, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING
+    root = logging.getLogger()
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    # Our own loggers follow the flag; chatty libraries stay at WARNING.
+    for noisy in ("httpx", "httpcore", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(error: ResilienceError) -> NoReturn:
+    """Print an error the way users should see it and exit with its code."""
+    label = {
+        ExperimentError: "invalid input",
+        DependencyUnavailable: "missing dependency",
+        StackError: "stack error",
+    }
+    title = next((t for cls, t in label.items() if isinstance(error, cls)), "error")
+    err_console.print(f"[bold red]{title}:[/] {error}", highlight=False, markup=True)
+    if isinstance(error, StackError) and error.log_tail:
+        err_console.print(f"[dim]--- last lines of {error.component or 'the'} log ---[/]")
+        err_console.print(error.log_tail, highlight=False, markup=False)
+    raise typer.Exit(error.exit_code)
+
+
+def run_command(action: Callable[[], T]) -> T:
+    """Run a command body, turning our errors into a message and their exit code."""
+    try:
+        return action()
+    except ResilienceError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -1,0 +1,141 @@
+"""The exception tree of the toolkit, and the exit code each branch maps to.
+
+Callers catch these and only these: errors from Toxiproxy, Prometheus, Jaeger, the
+subprocesses and the file system are translated at the boundary where they happen,
+with the endpoint and what we were doing.
+
+    ResilienceError                 root; exit 1 unless a subclass says otherwise
+    ├── ExperimentError             bad input (experiment file, flags, --set); exit 2
+    ├── StackError                  a stack component cannot start or answer; exit 3
+    │   └── DependencyUnavailable   a program or service is missing; exit 3
+    ├── FaultError                  Toxiproxy refused or failed an action
+    ├── ObserveError                Prometheus or Jaeger failed a query
+    ├── LoadError                   the load engine's worker processes failed; exit 3
+    ├── GuardTripped                a guard aborted the run (faults healed first)
+    └── Interrupted                 SIGINT or SIGTERM during a run; exit 130
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+class ResilienceError(Exception):
+    """Root of every error the toolkit raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class ErrorLocation:
+    """Where in an input a problem is: the file, the line (1-based) and the key path."""
+
+    file: str | None = None
+    line: int | None = None
+    path: str | None = None
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        if self.file:
+            parts.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.path:
+            parts.append(f"at {self.path}")
+        return ", ".join(parts)
+
+
+class ExperimentError(ResilienceError):
+    """An experiment file, profile, flag or override is invalid (exit 2).
+
+    The message always names where (file, line, key path), what was expected and what
+    was found; ``problems`` holds one line per problem when there are several.
+    """
+
+    exit_code = EXIT_INVALID
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: ErrorLocation | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+        problems: list[str] | None = None,
+    ) -> None:
+        self.location = location or ErrorLocation()
+        self.expected = expected
+        self.got = got
+        self.problems = problems or []
+        text = message
+        where = str(self.location)
+        if where:
+            text = f"{where}: {text}"
+        if expected is not None:
+            text += f" (expected {expected}"
+            text += f", got {got})" if got is not None else ")"
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class StackError(ResilienceError):
+    """A stack component could not start, stop or answer (exit 3).
+
+    ``log_tail`` carries the last lines of the component's log when there is one.
+    """
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, message: str, *, component: str | None = None, log_tail: str = "") -> None:
+        self.component = component
+        self.log_tail = log_tail
+        super().__init__(message)
+
+
+class DependencyUnavailable(StackError):
+    """A program or service the run needs is missing; the message says how to get it."""
+
+    def __init__(self, message: str, *, fix: str, component: str | None = None) -> None:
+        self.fix = fix
+        super().__init__(f"{message}\n  fix: {fix}", component=component)
+
+
+class FaultError(ResilienceError):
+    """Toxiproxy refused or failed an action (create, update, delete, enable)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ObserveError(ResilienceError):
+    """Prometheus or Jaeger could not answer a query."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class LoadError(ResilienceError):
+    """The load engine's worker processes failed to start or died."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class GuardTripped(ResilienceError):
+    """A guard's condition held for its duration; the run was aborted after healing."""
+
+    exit_code = EXIT_FAILED
+
+
+class Interrupted(ResilienceError):
+    """The run received SIGINT or SIGTERM; every fault was healed before exit."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(f"interrupted by {signal_name}")
