@@ -1,0 +1,205 @@
+"""The run journal: one JSON document per run, rewritten atomically at every event.
+
+The journal is the run's record of truth: which faults were applied and healed when,
+which phases that made, what the SLOs, checks and detectors concluded, and the status.
+It is written with write-to-temp + rename after every change, so whatever kills the
+process (even SIGKILL) leaves a complete, valid JSON document behind; a run that never
+finished is left with ``status: running`` and is marked ``aborted`` by the next start's
+sweep.
+
+Key names are a contract (DESIGN.md "Contracts"): none may be renamed. Times named
+``*_at`` on faults and ``start``/``end`` on phases are seconds on the experiment clock
+(0 = ``started_at``); ``*_wall`` and ``started_at``/``ended_at`` are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["running", "passed", "failed", "aborted", "error"]
+PhaseName = Literal["baseline", "fault", "recovery"]
+
+
+def iso_utc(epoch: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-25T14:30:09.123Z."""
+    return (
+        datetime.fromtimestamp(epoch, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PhaseRecord(_Record):
+    name: PhaseName
+    start: float
+    end: float | None = None
+
+
+class FaultRecord(_Record):
+    index: int
+    proxy: str
+    type: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    stream: str = "downstream"
+    toxicity: float = 1.0
+    scheduled_at: float
+    scheduled_end: float
+    applied_at: float | None = None
+    healed_at: float | None = None
+    applied_wall: str | None = None
+    healed_wall: str | None = None
+    error: str | None = None
+
+
+class SloRecord(_Record):
+    phase: str
+    endpoint: str | None
+    metric: str
+    threshold: float
+    observed: float | None
+    passed: bool | None
+    unit: str = ""
+
+
+class CheckRecord(_Record):
+    name: str
+    phase: str
+    promql: str
+    expect: str
+    status: Literal["passed", "failed", "not_evaluated"]
+    passed: bool | None
+    observed: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    severity: str = "critical"
+    series_file: str | None = None
+
+
+class FindingRecord(_Record):
+    kind: str
+    severity: str
+    summary: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    fails_run: bool = False
+    status: Literal["found", "not_evaluated", "inconclusive"] = "found"
+
+
+class RecoveryRecord(_Record):
+    seconds: float | None = None
+    budget_seconds: float | None = None
+    recovered: bool | None = None
+
+
+class EventRecord(_Record):
+    t: float
+    wall: str
+    kind: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class JournalData(_Record):
+    experiment: str
+    profile: str | None = None
+    status: Status = "running"
+    started_at: str
+    ended_at: str | None = None
+    t0: float = Field(description="experiment clock origin, seconds since the Unix epoch")
+    phases: list[PhaseRecord] = Field(default_factory=list)
+    faults: list[FaultRecord] = Field(default_factory=list)
+    slo: list[SloRecord] = Field(default_factory=list)
+    checks: list[CheckRecord] = Field(default_factory=list)
+    findings: list[FindingRecord] = Field(default_factory=list)
+    recovery: RecoveryRecord = Field(default_factory=RecoveryRecord)
+    events: list[EventRecord] = Field(default_factory=list)
+    target: str | None = None
+    shop_mode: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+
+
+class Journal:
+    """An append-mostly journal that is valid JSON on disk after every change.
+
+    Thread-safe: the orchestrator's loop and its signal path may both write.
+    """
+
+    def __init__(self, path: Path, data: JournalData) -> None:
+        self.path = path
+        self.data = data
+        self._lock = threading.RLock()
+        self.flush()
+
+    @classmethod
+    def start(
+        cls, path: Path, *, experiment: str, profile: str | None, t0: float, **extra: Any
+    ) -> Journal:
+        data = JournalData(
+            experiment=experiment,
+            profile=profile,
+            started_at=iso_utc(t0),
+            t0=t0,
+            pid=os.getpid(),
+            **extra,
+        )
+        return cls(path, data)
+
+    @classmethod
+    def read(cls, path: Path) -> JournalData:
+        return JournalData.model_validate_json(path.read_bytes())
+
+    def flush(self) -> None:
+        with self._lock:
+            payload = self.data.model_dump_json(indent=2)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(payload, encoding="utf-8")
+            tmp.replace(self.path)
+
+    def event(self, kind: str, t: float, **detail: Any) -> None:
+        with self._lock:
+            wall = iso_utc(self.data.t0 + t)
+            self.data.events.append(EventRecord(t=round(t, 4), wall=wall, kind=kind, detail=detail))
+            self.flush()
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            for key, value in fields.items():
+                setattr(self.data, key, value)
+            self.flush()
+
+    def finish(
+        self, status: Status, *, ended: float, exit_code: int, reason: str | None = None
+    ) -> None:
+        with self._lock:
+            self.data.status = status
+            self.data.ended_at = iso_utc(ended)
+            self.data.exit_code = exit_code
+            if reason is not None:
+                self.data.reason = reason
+            self.flush()
+
+
+def mark_abandoned(path: Path, reason: str) -> bool:
+    """Mark a journal left ``running`` by a killed run as ``aborted``; True if it changed."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if raw.get("status") != "running":
+        return False
+    raw["status"] = "aborted"
+    raw["reason"] = reason
+    tmp = path.with_name(f".{path.name}.sweep.tmp")
+    tmp.write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return True
