@@ -1,0 +1,219 @@
+"""What the analysis reads: phases, and per-second per-endpoint load data behind a small view.
+
+The load engine records, per second of SEND time and per endpoint, an HdrHistogram of
+latencies (microseconds) and counts by outcome. ``LoadView`` is the narrow interface the
+analysis needs from that; ``MemoryLoadView`` is a plain in-memory implementation used by
+unit tests and by the adapter over the run directory's files.
+
+Seconds are integer indexes on the experiment clock: second ``s`` holds requests sent in
+``[s, s + 1)``. A second belongs to a phase when its midpoint ``s + 0.5`` lies inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hdrh.histogram import HdrHistogram
+
+OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error")
+ERROR_OUTCOMES: tuple[str, ...] = ("4xx", "5xx", "timeout", "connection_error")
+HIST_LOWEST_US = 1
+HIST_HIGHEST_US = 3_600_000_000
+HIST_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A named span of the experiment clock, from the journal's applied/healed stamps."""
+
+    name: str
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def holds_second(self, second: int) -> bool:
+        mid = second + 0.5
+        return self.start <= mid < self.end
+
+    def seconds(self) -> range:
+        first = math.ceil(self.start - 0.5)
+        last = math.ceil(self.end - 0.5)  # exclusive
+        return range(max(first, 0), max(last, 0))
+
+
+class LoadView(Protocol):
+    """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together."""
+
+    @property
+    def endpoints(self) -> Sequence[str]: ...
+
+    @property
+    def seconds(self) -> Sequence[int]: ...
+
+    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None: ...
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]: ...
+
+
+@dataclass
+class MemoryLoadView:
+    """An in-memory LoadView: ``data[endpoint][second] = (histogram, counts)``."""
+
+    data: dict[str, dict[int, tuple[HdrHistogram, dict[str, int]]]] = field(default_factory=dict)
+    _all: dict[int, tuple[HdrHistogram, dict[str, int]]] | None = None
+
+    def add(
+        self, endpoint: str, second: int, hist: HdrHistogram, counts: Mapping[str, int]
+    ) -> None:
+        per_second = self.data.setdefault(endpoint, {})
+        if second in per_second:
+            old_hist, old_counts = per_second[second]
+            old_hist.add(hist)
+            for key, value in counts.items():
+                old_counts[key] = old_counts.get(key, 0) + value
+        else:
+            copy = new_histogram()
+            copy.add(hist)
+            per_second[second] = (copy, dict(counts))
+        self._all = None
+
+    @property
+    def endpoints(self) -> Sequence[str]:
+        return sorted(self.data)
+
+    @property
+    def seconds(self) -> Sequence[int]:
+        found: set[int] = set()
+        for per_second in self.data.values():
+            found.update(per_second)
+        return sorted(found)
+
+    def _aggregate(self) -> dict[int, tuple[HdrHistogram, dict[str, int]]]:
+        if self._all is None:
+            merged: dict[int, tuple[HdrHistogram, dict[str, int]]] = {}
+            for per_second in self.data.values():
+                for second, (hist, counts) in per_second.items():
+                    if second not in merged:
+                        merged[second] = (new_histogram(), {})
+                    agg_hist, agg_counts = merged[second]
+                    agg_hist.add(hist)
+                    for key, value in counts.items():
+                        agg_counts[key] = agg_counts.get(key, 0) + value
+            self._all = merged
+        return self._all
+
+    def _entry(
+        self, endpoint: str | None, second: int
+    ) -> tuple[HdrHistogram, dict[str, int]] | None:
+        source = self._aggregate() if endpoint is None else self.data.get(endpoint, {})
+        return source.get(second)
+
+    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+        entry = self._entry(endpoint, second)
+        return entry[0] if entry else None
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
+        entry = self._entry(endpoint, second)
+        return entry[1] if entry else {}
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Latency (milliseconds) and outcome statistics over a set of seconds."""
+
+    requests: int
+    errors: int
+    seconds: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    counts: Mapping[str, int]
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def rps(self) -> float | None:
+        return self.requests / self.seconds if self.seconds else None
+
+
+def _ms(hist: HdrHistogram, percentile: float) -> float:
+    return float(hist.get_value_at_percentile(percentile)) / 1000.0
+
+
+def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> WindowStats:
+    """Merge the histograms and counts of ``seconds`` (missing seconds count as empty)."""
+    hist = new_histogram()
+    counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+    n_seconds = 0
+    for second in seconds:
+        n_seconds += 1
+        h = view.histogram(endpoint, second)
+        if h is not None:
+            hist.add(h)
+        for key, value in view.counts(endpoint, second).items():
+            counts[key] = counts.get(key, 0) + value
+    total = sum(counts.values())
+    errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
+    if hist.get_total_count() == 0:
+        return WindowStats(total, errors, n_seconds, None, None, None, None, counts)
+    return WindowStats(
+        requests=total,
+        errors=errors,
+        seconds=n_seconds,
+        p50=_ms(hist, 50),
+        p95=_ms(hist, 95),
+        p99=_ms(hist, 99),
+        max=float(hist.get_max_value()) / 1000.0,
+        counts=counts,
+    )
+
+
+@dataclass(frozen=True)
+class SecondSeries:
+    """Per-second series of one endpoint (or all): arrays aligned on ``seconds``."""
+
+    seconds: list[int]
+    requests: list[int]
+    errors: list[int]
+    p50: list[float | None]
+    p95: list[float | None]
+    p99: list[float | None]
+
+    def error_rate(self, i: int) -> float | None:
+        return self.errors[i] / self.requests[i] if self.requests[i] else None
+
+
+def second_series(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> SecondSeries:
+    secs = list(seconds)
+    requests: list[int] = []
+    errors: list[int] = []
+    p50: list[float | None] = []
+    p95: list[float | None] = []
+    p99: list[float | None] = []
+    for second in secs:
+        counts = view.counts(endpoint, second)
+        requests.append(sum(counts.values()))
+        errors.append(sum(counts.get(k, 0) for k in ERROR_OUTCOMES))
+        hist = view.histogram(endpoint, second)
+        if hist is None or hist.get_total_count() == 0:
+            p50.append(None)
+            p95.append(None)
+            p99.append(None)
+        else:
+            p50.append(_ms(hist, 50))
+            p95.append(_ms(hist, 95))
+            p99.append(_ms(hist, 99))
+    return SecondSeries(secs, requests, errors, p50, p95, p99)

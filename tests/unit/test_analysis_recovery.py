@@ -1,0 +1,130 @@
+"""Phases, SLOs and recovery time on synthetic per-second load data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from resilience.analysis.data import MemoryLoadView, Phase, new_histogram, window_stats
+from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.analysis.recovery import measure_recovery
+from resilience.analysis.slo import evaluate_slos
+
+
+def _hist(latency_ms: float, n: int) -> HdrHistogram:
+    h = new_histogram()
+    for _ in range(n):
+        h.record_value(int(latency_ms * 1000))
+    return h
+
+
+def _view(profile: dict[int, tuple[float, int, int]], endpoint: str = "GET /x") -> MemoryLoadView:
+    """profile[second] = (latency ms, ok count, error count)."""
+    view = MemoryLoadView()
+    for second, (latency, ok, errors) in profile.items():
+        view.add(endpoint, second, _hist(latency, ok + errors), {"ok": ok, "5xx": errors})
+    return view
+
+
+def test_phases_from_stamps_merge_overlaps() -> None:
+    """Overlapping faults make one fault phase from first apply to last heal."""
+    phases = compute_phases([FaultWindow(10.2, 20.0), FaultWindow(15.0, 25.5)], start=0.0, end=40.0)
+    assert [(p.name, p.start, p.end) for p in phases] == [
+        ("baseline", 0.0, 10.2),
+        ("fault", 10.2, 25.5),
+        ("recovery", 25.5, 40.0),
+    ]
+
+
+def test_phases_without_faults_and_unhealed() -> None:
+    """No faults: all baseline. A fault never healed: no recovery phase."""
+    assert [p.name for p in compute_phases([], start=0, end=30)] == ["baseline"]
+    unhealed = compute_phases([FaultWindow(5.0, None)], start=0, end=30)
+    assert [(p.name, p.end) for p in unhealed] == [("baseline", 5.0), ("fault", 30)]
+
+
+def test_phase_seconds_use_midpoints() -> None:
+    """Second s is in a phase when s + 0.5 is inside it."""
+    assert list(Phase("fault", 10.2, 13.7).seconds()) == [10, 11, 12, 13]
+    assert list(Phase("fault", 10.6, 13.4).seconds()) == [11, 12]
+
+
+def test_window_stats_merge_histograms() -> None:
+    """Phase percentiles come from the merged histogram, not averaged per-second values."""
+    view = _view({0: (10, 99, 0), 1: (1000, 1, 0)})
+    stats = window_stats(view, None, [0, 1])
+    assert stats.requests == 100
+    assert stats.p50 == pytest.approx(10, rel=0.01)
+    assert stats.max == pytest.approx(1000, rel=0.01)
+
+
+@dataclass
+class _T:
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    error_rate: float | None = None
+    min_rps: float | None = None
+    endpoints: dict[str, _T] = field(default_factory=dict)
+
+
+def test_slo_per_phase_and_endpoint() -> None:
+    """A fault-phase p95 breach on one endpoint fails only that SLO."""
+    profile = dict.fromkeys(range(10), (20.0, 50, 0)) | dict.fromkeys(
+        range(10, 20), (900.0, 40, 10)
+    )
+    view = _view(profile)
+    phases = [Phase("baseline", 0, 10), Phase("fault", 10, 20)]
+    results = evaluate_slos(
+        view,
+        phases,
+        {"baseline": _T(p95=0.5), "fault": _T(endpoints={"GET /x": _T(p95=0.5, error_rate=0.01)})},
+    )
+    by_key = {(r.phase, r.endpoint, r.metric): r for r in results}
+    assert by_key[("baseline", None, "p95")].passed is True
+    assert by_key[("fault", "GET /x", "p95")].passed is False
+    assert by_key[("fault", "GET /x", "error_rate")].observed == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("slow_seconds", [0, 4, 9])
+def test_recovery_time_measures_the_slow_tail(slow_seconds: int) -> None:
+    """Recovery time equals the seconds of errors after the heal, to the second."""
+    profile = dict.fromkeys(range(40), (20.0, 50, 0))
+    for s in range(15, 25):
+        profile[s] = (20.0, 0, 50)  # fault
+    for s in range(25, 25 + slow_seconds):
+        profile[s] = (20.0, 25, 25)  # still failing after the heal
+    view = _view(profile)
+    phases = [Phase("baseline", 0, 15), Phase("fault", 15, 25), Phase("recovery", 25, 40)]
+    result = measure_recovery(view, phases, stable_seconds=5, budget_seconds=5)
+    assert result is not None
+    assert result.recovered
+    assert result.seconds == pytest.approx(slow_seconds, abs=0.01)
+    assert result.within_budget is (slow_seconds <= 5)
+    assert result.degradation_area > 0
+
+
+def test_recovery_never_returns_is_metastable() -> None:
+    """A target that stays degraded after the heal is recovered=false with seconds None."""
+    profile = dict.fromkeys(range(15), (20.0, 50, 0)) | dict.fromkeys(
+        range(15, 40), (3000.0, 10, 0)
+    )
+    view = _view(profile)
+    phases = [Phase("baseline", 0, 15), Phase("fault", 15, 20), Phase("recovery", 20, 40)]
+    result = measure_recovery(view, phases)
+    assert result is not None
+    assert result.recovered is False
+    assert result.seconds is None
+    assert result.out_of_band
+
+
+def test_recovery_missing_throughput_is_out_of_band() -> None:
+    """Seconds with no requests (every closed-model user blocked) are not recovered."""
+    profile = dict.fromkeys(range(15), (20.0, 50, 0)) | dict.fromkeys(range(28, 40), (20.0, 50, 0))
+    view = _view(profile)
+    phases = [Phase("baseline", 0, 15), Phase("fault", 15, 20), Phase("recovery", 20, 40)]
+    result = measure_recovery(view, phases)
+    assert result is not None and result.seconds == pytest.approx(8)
