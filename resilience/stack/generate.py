@@ -1,0 +1,175 @@
+"""Configuration the stack's programs read, generated from one set of definitions.
+
+The native supervisor and the compose exporter call the same functions; only the
+``Network`` differs (everything on 127.0.0.1 natively; service names and 0.0.0.0 inside
+compose), so the two stacks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from resilience.stack.config import Ports
+from resilience.stack.topology import SHOP_SERVICES, stack_proxies
+
+SCRAPE_INTERVAL = "1s"
+JAEGER_MAX_TRACES = 200_000
+JAEGER_STORAGE = "memstore"
+DATABASE_ROLE = "resilience"
+DATABASE_NAME = "shop"
+
+PROMETHEUS_JOBS: dict[str, str] = {
+    "toxiproxy": "toxiproxy",
+    "jaeger": "jaeger_metrics",
+    **{service: service for service in SHOP_SERVICES},
+}
+"""Prometheus job name → the port (a ``Ports`` field) it scrapes ``/metrics`` on."""
+
+_JOB_HOST = {"jaeger_metrics": "jaeger"}
+
+
+@dataclass(frozen=True)
+class Network:
+    """How programs find each other: the address they bind and the host of each component."""
+
+    bind: str = "127.0.0.1"
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def host(self, component: str) -> str:
+        return self.hosts.get(component, self.bind)
+
+
+NATIVE = Network()
+
+
+def prometheus_config(ports: Ports, network: Network = NATIVE) -> dict[str, Any]:
+    """prometheus.yml: every job scraped each second."""
+    jobs = []
+    for job, port_name in PROMETHEUS_JOBS.items():
+        host = network.host(_JOB_HOST.get(port_name, port_name))
+        jobs.append(
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [f"{host}:{getattr(ports, port_name)}"]}],
+            }
+        )
+    return {
+        "global": {
+            "scrape_interval": SCRAPE_INTERVAL,
+            # Prometheus rejects a timeout longer than the interval (its default is 10s).
+            "scrape_timeout": SCRAPE_INTERVAL,
+            "evaluation_interval": SCRAPE_INTERVAL,
+        },
+        "scrape_configs": jobs,
+    }
+
+
+def jaeger_config(ports: Ports, network: Network = NATIVE) -> dict[str, Any]:
+    """Jaeger v2 configuration: OTLP in, memory storage, query API, health and metrics."""
+    bind = network.bind
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["jaeger_storage_exporter"],
+                }
+            },
+            "telemetry": {
+                "resource": {"service.name": "jaeger"},
+                "metrics": {
+                    "level": "basic",
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {"host": bind, "port": ports.jaeger_metrics}
+                                }
+                            }
+                        }
+                    ],
+                },
+                "logs": {"level": "info"},
+            },
+        },
+        "extensions": {
+            "healthcheckv2": {
+                "use_v2": True,
+                "http": {"endpoint": f"{bind}:{ports.jaeger_health}"},
+            },
+            "jaeger_query": {
+                # On by default in v2: Jaeger would send its own spans to the default
+                # OTLP port, which may be another stack's collector.
+                "enable_tracing": False,
+                "storage": {"traces": JAEGER_STORAGE},
+                "http": {"endpoint": f"{bind}:{ports.jaeger_query}"},
+                "grpc": {"endpoint": f"{bind}:{ports.jaeger_query_grpc}"},
+            },
+            "jaeger_storage": {
+                "backends": {JAEGER_STORAGE: {"memory": {"max_traces": JAEGER_MAX_TRACES}}}
+            },
+        },
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"{bind}:{ports.jaeger_otlp_grpc}"},
+                    "http": {"endpoint": f"{bind}:{ports.jaeger_otlp_http}"},
+                }
+            }
+        },
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": JAEGER_STORAGE}},
+    }
+
+
+def toxiproxy_config(ports: Ports, network: Network = NATIVE) -> list[dict[str, Any]]:
+    """Toxiproxy's proxies as its ``-config`` file and ``/populate`` expect them."""
+    return [
+        {
+            "name": spec.name,
+            "listen": f"{network.bind}:{spec.listen_port}",
+            "upstream": f"{network.host(spec.name)}:{spec.upstream_port}",
+            "enabled": True,
+        }
+        for spec in stack_proxies(ports)
+    ]
+
+
+def database_url(ports: Ports, network: Network = NATIVE) -> str:
+    """The shop's database, reached through the Toxiproxy ``postgres`` proxy."""
+    host = network.host("toxiproxy")
+    return f"postgresql://{DATABASE_ROLE}@{host}:{ports.postgres_proxy}/{DATABASE_NAME}"
+
+
+def shop_env(
+    service: str,
+    *,
+    mode: str,
+    options: dict[str, str],
+    ports: Ports,
+    network: Network = NATIVE,
+) -> dict[str, str]:
+    """The environment one shop service is configured by (its whole interface)."""
+    proxy_host = network.host("toxiproxy")
+    env = {
+        "SHOP_SERVICE": service,
+        "SHOP_MODE": mode,
+        "SHOP_HOST": network.bind,
+        "SHOP_PORT": str(getattr(ports, service)),
+        "SHOP_CATALOG_URL": f"http://{proxy_host}:{ports.catalog_proxy}",
+        "SHOP_ORDERS_URL": f"http://{proxy_host}:{ports.orders_proxy}",
+        "SHOP_DATABASE_URL": database_url(ports, network),
+        "SHOP_OTLP_ENDPOINT": f"http://{network.host('jaeger')}:{ports.jaeger_otlp_http}",
+    }
+    env.update({f"SHOP_OPT_{name.upper()}": value for name, value in sorted(options.items())})
+    return env
+
+
+def to_yaml(data: Any) -> str:
+    """YAML in the order given (configs read top-down like the docs that explain them)."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)

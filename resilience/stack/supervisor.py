@@ -1,0 +1,491 @@
+"""The native stack supervisor: start the components in order, check them, record them, stop them.
+
+``Stack(config).up()`` starts what is missing (in dependency order, each polled healthy
+before the next), ``down()`` stops whole process groups and waits until every port is
+free, ``status()`` probes each component once. The record of what runs is
+``<state>/stack.json`` (see ``state``); a port bound by anything not in that record is
+someone else's and stops ``up`` with an error naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from resilience.errors import ExperimentError, ResilienceError, StackError
+from resilience.stack._process import (
+    ProcInfo,
+    family,
+    is_alive,
+    port_is_free,
+    proc_info,
+    spawn_detached,
+    tail,
+    wait_until,
+)
+from resilience.stack.components import (
+    COMPONENT_NAMES,
+    COMPONENTS,
+    GROUPS,
+    Component,
+    Context,
+    by_name,
+)
+from resilience.stack.config import SHOP_MODES, StackConfig
+from resilience.stack.programs import Programs
+from resilience.stack.state import (
+    ComponentRecord,
+    StackState,
+    load_state,
+    locked,
+    now_iso,
+    save_state,
+)
+
+logger = logging.getLogger(__name__)
+
+FaultSweeper = Callable[[StackConfig], object]
+"""Heals faults a crashed run left behind; called by ``status`` when Toxiproxy is up."""
+
+_OPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PORT_FREE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` did. ``started`` includes ``restarted`` (shop services whose mode changed)."""
+
+    started: tuple[str, ...]
+    already_running: tuple[str, ...]
+    restarted: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DownResult:
+    """What ``down`` did."""
+
+    stopped: tuple[str, ...]
+    not_running: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component as ``status`` sees it.
+
+    ``state`` is ``running`` (healthy), ``unhealthy`` (its process runs, the probe
+    fails), ``dead`` (recorded, but its process is gone) or ``stopped`` (not recorded).
+    """
+
+    name: str
+    state: str
+    port: int
+    pid: int | None = None
+    pgid: int | None = None
+    version: str | None = None
+    mode: str | None = None
+    detail: str = ""
+    log: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
+
+
+def resolve_components(names: Iterable[str] | None) -> tuple[str, ...]:
+    """Component names (or groups: all, infra, shop) in start order; None means all."""
+    if names is None:
+        return COMPONENT_NAMES
+    wanted: set[str] = set()
+    for raw in names:
+        for name in (part.strip() for part in raw.split(",")):
+            if not name:
+                continue
+            if name in GROUPS:
+                wanted.update(GROUPS[name])
+            elif name in COMPONENT_NAMES:
+                wanted.add(name)
+            else:
+                raise ExperimentError(
+                    f"unknown stack component {name!r}",
+                    expected=", ".join((*GROUPS, *COMPONENT_NAMES)),
+                    got=name,
+                )
+    return tuple(name for name in COMPONENT_NAMES if name in wanted)
+
+
+def parse_shop_options(pairs: Iterable[str]) -> dict[str, str]:
+    """``NAME=VALUE`` strings (from ``--shop-option``) as a dict."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not _OPTION_NAME.match(name):
+            raise ExperimentError(
+                "invalid --shop-option", expected="NAME=VALUE with NAME like pool_size", got=pair
+            )
+        options[name.lower()] = value
+    return options
+
+
+class Stack:
+    """The native stack of one configuration (one state directory, one set of ports)."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        sweeper: FaultSweeper | None = None,
+        start_timeout: float | None = None,
+    ) -> None:
+        self.config = config
+        self.programs = Programs(config)
+        self.sweeper = sweeper
+        self.start_timeout = start_timeout
+
+    # -- the public operations -------------------------------------------------------
+
+    def up(
+        self,
+        *,
+        shop_mode: str = "fragile",
+        shop_options: Mapping[str, str] | None = None,
+        components: Iterable[str] | None = None,
+    ) -> UpResult:
+        """Start what is missing of ``components`` (default all) and check what runs.
+
+        Shop services running in another mode or with other options are restarted. If a
+        component cannot start, everything this call started is stopped again and a
+        StackError (with the log tail) is raised.
+        """
+        if shop_mode not in SHOP_MODES:
+            raise ExperimentError(
+                "invalid shop mode", expected=" or ".join(SHOP_MODES), got=shop_mode
+            )
+        options = {k.lower(): v for k, v in (shop_options or {}).items()}
+        names = resolve_components(components)
+        began = time.monotonic()
+        started: list[str] = []
+        already: list[str] = []
+        with self._lock(), self._context(shop_mode, options) as ctx:
+            state = self._forget_dead(load_state(self.config.paths.stack_file))
+            restarted = self._stop_shop_in_other_mode(state, ctx, names)
+            state = load_state(self.config.paths.stack_file)
+            wanted = set(names) | set(restarted)
+            try:
+                for component in COMPONENTS:
+                    if component.name not in wanted:
+                        continue
+                    record = state.components.get(component.name)
+                    if record is not None:
+                        self._check_running(component, record, ctx)
+                        already.append(component.name)
+                        continue
+                    record = self._start(component, ctx)
+                    state = state.with_record(record)
+                    save_state(self.config.paths.stack_file, state)
+                    started.append(component.name)
+            except ResilienceError:
+                self._roll_back(started, ctx)
+                raise
+        return UpResult(
+            started=tuple(started),
+            already_running=tuple(already),
+            restarted=tuple(restarted),
+            seconds=time.monotonic() - began,
+        )
+
+    def down(self, components: Iterable[str] | None = None) -> DownResult:
+        """Stop ``components`` (default: everything recorded), whole process groups.
+
+        Returns when their processes are gone and their ports are free.
+        """
+        stopped: list[str] = []
+        not_running: list[str] = []
+        with self._lock(), self._context() as ctx:
+            state = load_state(self.config.paths.stack_file)
+            names = (
+                tuple(n for n in COMPONENT_NAMES if n in state.components)
+                if components is None
+                else resolve_components(components)
+            )
+            for name in reversed(names):
+                record = state.components.get(name)
+                if record is not None and self._stop(by_name(name), record, ctx):
+                    stopped.append(name)
+                else:
+                    not_running.append(name)
+                state = state.without(name)
+                save_state(self.config.paths.stack_file, state)
+        return DownResult(stopped=tuple(stopped), not_running=tuple(not_running))
+
+    def status(self) -> list[ComponentStatus]:
+        """Every component, probed once; runs the fault sweeper if one is registered."""
+        state = load_state(self.config.paths.stack_file)
+        result: list[ComponentStatus] = []
+        with self._context() as ctx:
+            for component in COMPONENTS:
+                result.append(self._status_of(component, state.components.get(component.name), ctx))
+        toxiproxy_up = any(s.name == "toxiproxy" and s.healthy for s in result)
+        if self.sweeper is not None and toxiproxy_up:
+            # The lead wires resilience.faults.sweeper.sweep here (via the CLI).
+            try:
+                self.sweeper(self.config)
+            except ResilienceError as exc:
+                logger.warning("the fault sweeper failed: %s", exc)
+        return result
+
+    def is_up(self, components: Iterable[str] | None = None) -> bool:
+        """Whether every one of ``components`` (default all) runs and answers its probe."""
+        names = set(resolve_components(components))
+        return all(s.healthy for s in self._statuses() if s.name in names)
+
+    def shop_mode(self) -> str | None:
+        """The mode of the running shop services, or None when none runs (or they disagree)."""
+        modes = {s.mode for s in self._statuses() if s.name in GROUPS["shop"] and s.pid}
+        return modes.pop() if len(modes) == 1 else None
+
+    def records(self) -> dict[str, ComponentRecord]:
+        """The recorded components whose processes are alive."""
+        state = load_state(self.config.paths.stack_file)
+        return {
+            name: record
+            for name, record in state.components.items()
+            if is_alive(record.pid, record.start_ticks)
+        }
+
+    def processes(self) -> list[ProcInfo]:
+        """Every live process of the stack (process groups and their descendants)."""
+        return family(record.pgid for record in self.records().values())
+
+    # -- the work --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with locked(self.config.paths.state / ".lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _context(
+        self, shop_mode: str = "fragile", shop_options: dict[str, str] | None = None
+    ) -> Iterator[Context]:
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture 127.0.0.1.
+        with httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False) as http:
+            yield Context(
+                config=self.config,
+                programs=self.programs,
+                http=http,
+                shop_mode=shop_mode,
+                shop_options=shop_options or {},
+            )
+
+    def _statuses(self) -> list[ComponentStatus]:
+        state = load_state(self.config.paths.stack_file)
+        with self._context() as ctx:
+            return [self._status_of(c, state.components.get(c.name), ctx) for c in COMPONENTS]
+
+    def _status_of(
+        self, component: Component, record: ComponentRecord | None, ctx: Context
+    ) -> ComponentStatus:
+        port = next(iter(component.ports(self.config).values()))
+        if record is None:
+            return ComponentStatus(name=component.name, state="stopped", port=port)
+        recorded = ComponentStatus(
+            name=component.name,
+            state="dead",
+            port=record.port,
+            version=record.version,
+            mode=record.mode,
+            detail="recorded, but its process is gone",
+            log=record.log,
+        )
+        if not is_alive(record.pid, record.start_ticks):
+            return recorded
+        problem = component.probe(ctx, record)
+        return dataclasses.replace(
+            recorded,
+            state="running" if problem is None else "unhealthy",
+            pid=record.pid,
+            pgid=record.pgid,
+            detail=problem or "",
+        )
+
+    def _forget_dead(self, state: StackState) -> StackState:
+        dead = [
+            name
+            for name, record in state.components.items()
+            if not is_alive(record.pid, record.start_ticks)
+        ]
+        for name in dead:
+            logger.warning(
+                "%s is recorded in %s but no longer runs", name, self.config.paths.stack_file
+            )
+            state = state.without(name)
+        if dead:
+            save_state(self.config.paths.stack_file, state)
+        return state
+
+    def _stop_shop_in_other_mode(
+        self, state: StackState, ctx: Context, names: tuple[str, ...]
+    ) -> list[str]:
+        """Stop running shop services whose mode or options differ from the request."""
+        if not set(names) & set(GROUPS["shop"]):
+            return []
+        stale = [
+            name
+            for name in GROUPS["shop"]
+            if name in state.components
+            and (state.components[name].mode, state.components[name].options)
+            != (ctx.shop_mode, ctx.shop_options)
+        ]
+        if stale:
+            logger.info("restarting %s in mode %s", ", ".join(stale), ctx.shop_mode)
+            for name in reversed(stale):
+                self._stop(by_name(name), state.components[name], ctx)
+                state = state.without(name)
+                save_state(self.config.paths.stack_file, state)
+        return stale
+
+    def _timeout(self, component: Component) -> float:
+        return self.start_timeout if self.start_timeout is not None else component.start_timeout
+
+    def _check_running(self, component: Component, record: ComponentRecord, ctx: Context) -> None:
+        problem: list[str | None] = [None]
+
+        def healthy() -> bool:
+            problem[0] = component.probe(ctx, record)
+            return problem[0] is None
+
+        if not wait_until(healthy, timeout=self._timeout(component), interval=0.2):
+            raise StackError(
+                f"{component.name} runs (pid {record.pid}) but is not healthy: {problem[0]}; "
+                "`resilience stack down` then `up` restarts it",
+                component=component.name,
+                log_tail=tail(ctx.log(component.name)),
+            )
+        component.ensure(ctx)
+
+    def _start(self, component: Component, ctx: Context) -> ComponentRecord:
+        name = component.name
+        component.check_programs(ctx)
+        ports = component.ports(self.config)
+        for port_name, port in ports.items():
+            if not port_is_free(port, self.config.host):
+                raise StackError(
+                    f"port {port} ({port_name}) that {name} needs is already in use by a "
+                    f"process that is not part of this stack ({self.config.paths.state}); "
+                    "stop that process or move the stack with RESILIENCE_PORT_OFFSET",
+                    component=name,
+                )
+        self.config.paths.logs.mkdir(parents=True, exist_ok=True)
+        log = ctx.log(name)
+        with log.open("ab") as handle:
+            handle.write(f"\n=== resilience: starting {name} at {now_iso()} ===\n".encode())
+            offset = handle.tell()
+        component.prepare(ctx)
+        launch = component.launch(ctx)
+        logger.info("starting %s: %s", name, " ".join(launch.argv))
+        pid = spawn_detached(launch)
+        info = proc_info(pid)
+        if info is None:
+            raise StackError(
+                f"{name} exited at once", component=name, log_tail=tail(log, start=offset)
+            )
+        timeout = self._timeout(component)
+        problem: list[str | None] = [None]
+
+        def ready() -> bool:
+            if not is_alive(pid, info.start_ticks):
+                problem[0] = "it exited during start-up"
+                return True
+            problem[0] = component.probe(ctx)
+            return problem[0] is None
+
+        wait_until(ready, timeout=timeout, interval=0.1)
+        try:
+            if problem[0] is not None:
+                raise StackError(
+                    f"{name} could not start: {problem[0]} (waited up to {timeout:.0f}s; "
+                    f"log: {log})",
+                    component=name,
+                )
+            component.ensure(ctx)
+            version = component.version(ctx)
+        except StackError as exc:
+            component.stop(ctx, _provisional(name, pid, info, ports, log))
+            raise StackError(
+                str(exc), component=name, log_tail=exc.log_tail or tail(log, start=offset)
+            ) from exc
+        shop = component.kind == "shop"
+        return ComponentRecord(
+            name=name,
+            pid=pid,
+            pgid=info.pgid,
+            start_ticks=info.start_ticks,
+            port=next(iter(ports.values())),
+            ports=ports,
+            version=version,
+            mode=ctx.shop_mode if shop else None,
+            options=dict(ctx.shop_options) if shop else {},
+            log=str(log),
+            started_at=now_iso(),
+        )
+
+    def _stop(self, component: Component, record: ComponentRecord, ctx: Context) -> bool:
+        """Stop one recorded component; False when it was not running. Waits for its ports."""
+        if not is_alive(record.pid, record.start_ticks):
+            return False
+        logger.info("stopping %s (pid %d)", component.name, record.pid)
+        if not component.stop(ctx, record):
+            raise StackError(
+                f"{component.name} (process group {record.pgid}) survived SIGKILL",
+                component=component.name,
+            )
+        busy: list[int] = []
+
+        def ports_free() -> bool:
+            busy[:] = [p for p in record.ports.values() if not port_is_free(p, self.config.host)]
+            return not busy
+
+        if not wait_until(ports_free, timeout=PORT_FREE_TIMEOUT, interval=0.1):
+            raise StackError(
+                f"{component.name} stopped but port(s) {busy} are still bound "
+                f"after {PORT_FREE_TIMEOUT:.0f}s",
+                component=component.name,
+            )
+        return True
+
+    def _roll_back(self, started: list[str], ctx: Context) -> None:
+        state = load_state(self.config.paths.stack_file)
+        for name in reversed(started):
+            record = state.components.get(name)
+            if record is None:
+                continue
+            try:
+                self._stop(by_name(name), record, ctx)
+            except StackError as exc:
+                logger.error("could not stop %s while rolling back: %s", name, exc)
+            state = state.without(name)
+            save_state(self.config.paths.stack_file, state)
+
+
+def _provisional(
+    name: str, pid: int, info: ProcInfo, ports: dict[str, int], log: object
+) -> ComponentRecord:
+    """A record for a process that has not passed its checks yet (so it can be stopped)."""
+    return ComponentRecord(
+        name=name,
+        pid=pid,
+        pgid=info.pgid,
+        start_ticks=info.start_ticks,
+        port=next(iter(ports.values())),
+        ports=ports,
+        log=str(log),
+        started_at=now_iso(),
+    )
