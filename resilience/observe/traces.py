@@ -1,0 +1,392 @@
+"""Fetching traces by id: from Jaeger (API v3), from a run directory, or from a fake.
+
+``TraceSource`` is the interface: ``get(trace_id) -> Trace | None``. ``JaegerTraceSource``
+reads ``GET /api/v3/traces/{id}`` (OTLP JSON wrapped in ``{"result": ...}``; an unknown id
+answers 404 ``{"error": {"httpCode": 404, "message": "No traces found"}}``) with a
+timeout on every call; pass ``path_template="/api/v2/traces/{trace_id}"`` for Tempo, whose
+``{"trace": ...}`` wrapper the same parser reads. ``collect_traces`` fetches many ids with
+bounded concurrency, polls for traces Jaeger has not ingested yet (ingestion is
+asynchronous) until a deadline, stops asking when the backend is unreachable, and saves
+each trace's OTLP JSON as ``traces/<trace_id>.json`` plus ``traces/index.json`` (the
+endpoint each trace was recorded for, or why it is missing). ``DirectoryTraceSource``
+reads them back, so analysis and reports need only the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from resilience.errors import ObserveError
+from resilience.observe.otlp import normalize_id, parse_otlp_json, to_otlp_json
+from resilience.observe.spans import Trace
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 5.0
+INDEX_FILE = "index.json"
+
+
+class TraceBackendUnavailable(ObserveError):
+    """The trace backend could not be reached or did not answer within the timeout."""
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class TraceSource(Protocol):
+    """Where traces come from. ``get`` returns ``None`` for an unknown id."""
+
+    def get(self, trace_id: str) -> Trace | None: ...
+
+
+class JaegerTraceSource:
+    """Jaeger v2's query API (``/api/v3``) over httpx; every call bounded by ``timeout``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+        path_template: str = "/api/v3/traces/{trace_id}",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.path_template = path_template
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            trust_env=False,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> JaegerTraceSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def get(self, trace_id: str) -> Trace | None:
+        try:
+            tid = normalize_id(trace_id, 16)
+        except ValueError as exc:
+            raise ObserveError(f"cannot fetch trace: {exc}") from exc
+        path = self.path_template.format(trace_id=tid)
+        response = self._request(path, f"trace {tid}")
+        if response.status_code == 404:
+            return None
+        body = self._json(response, f"trace {tid}")
+        if response.status_code != 200:
+            raise ObserveError(
+                f"{self.base_url}{path} answered HTTP {response.status_code}: {_error_text(body)}"
+            )
+        if not isinstance(body, dict):
+            raise ObserveError(f"{self.base_url}{path} answered JSON that is not an object")
+        return parse_otlp_json(body, tid)
+
+    def services(self) -> list[str]:
+        """Services Jaeger has seen (``/api/v3/services``): a cheap health probe."""
+        response = self._request("/api/v3/services", "services")
+        body = self._json(response, "services")
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise ObserveError(
+                f"{self.base_url}/api/v3/services answered HTTP {response.status_code}: "
+                f"{_error_text(body)}"
+            )
+        return [str(s) for s in body.get("services", []) or []]
+
+    def _request(self, path: str, what: str) -> httpx.Response:
+        try:
+            return self._client.get(path)
+        except httpx.TimeoutException as exc:
+            raise TraceBackendUnavailable(
+                f"Jaeger at {self.base_url} did not answer for {what} within {self.timeout:g}s "
+                f"({type(exc).__name__})",
+                endpoint=self.base_url + path,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise TraceBackendUnavailable(
+                f"cannot reach Jaeger at {self.base_url} for {what}: {exc}",
+                endpoint=self.base_url + path,
+            ) from exc
+
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            if response.status_code == 200:
+                raise ObserveError(
+                    f"Jaeger at {self.base_url} answered {what} with a body that is not JSON: "
+                    f"{response.text[:200]!r}"
+                ) from None
+            return response.text[:200]
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        if error is not None:
+            return str(error)
+    return str(body)[:200]
+
+
+class DirectoryTraceSource:
+    """Traces saved by ``collect_traces`` in a run directory's ``traces/``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def get(self, trace_id: str) -> Trace | None:
+        try:
+            tid = normalize_id(trace_id, 16)
+        except ValueError as exc:
+            raise ObserveError(f"cannot read trace: {exc}") from exc
+        path = self.directory / f"{tid}.json"
+        if not path.is_file():
+            return None
+        return load_trace(path, tid)
+
+    def ids(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.json") if p.name != INDEX_FILE)
+
+    def all(self) -> list[Trace]:
+        traces = [self.get(tid) for tid in self.ids()]
+        return [t for t in traces if t is not None]
+
+    def index(self) -> dict[str, dict[str, Any]]:
+        """``trace_id -> {"endpoint", "status", "reason", ...}`` from ``index.json``."""
+        return read_index(self.directory)
+
+    def endpoints(self) -> dict[str, str]:
+        """``trace_id -> endpoint`` for the saved traces that had one."""
+        return {
+            tid: str(entry["endpoint"])
+            for tid, entry in self.index().items()
+            if entry.get("endpoint") and entry.get("status") == "saved"
+        }
+
+
+class FakeTraceSource:
+    """In-memory traces for unit tests.
+
+    ``visible_after`` makes a trace appear only from the n-th ``get`` of its id on
+    (simulating Jaeger's asynchronous ingestion); ``error`` makes every call raise.
+    """
+
+    def __init__(
+        self,
+        traces: Iterable[Trace] = (),
+        *,
+        visible_after: Mapping[str, int] | None = None,
+        error: ObserveError | None = None,
+    ) -> None:
+        self.traces = {t.trace_id: t for t in traces}
+        self.visible_after = dict(visible_after or {})
+        self.error = error
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, trace_id: str) -> Trace | None:
+        with self._lock:
+            self.calls[trace_id] = self.calls.get(trace_id, 0) + 1
+            count = self.calls[trace_id]
+        if self.error is not None:
+            raise self.error
+        if count < self.visible_after.get(trace_id, 0):
+            return None
+        return self.traces.get(trace_id)
+
+
+@dataclass
+class TraceCollection:
+    """What ``collect_traces`` got: traces by id, and why the others are missing."""
+
+    traces: dict[str, Trace] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    partial: set[str] = field(default_factory=set)
+    """Ids returned without a complete tree (no single root) when the settle time ran out."""
+
+    @property
+    def unavailable(self) -> bool:
+        return any(r.startswith("not evaluated") for r in self.missing.values())
+
+
+def collect_traces(
+    source: TraceSource,
+    requests: Mapping[str, str | None] | Iterable[str],
+    out_dir: Path | None = None,
+    *,
+    concurrency: int = 4,
+    deadline_s: float = 30.0,
+    poll_interval_s: float = 0.5,
+    settle_s: float = 2.0,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> TraceCollection:
+    """Fetch traces by id; save them to ``out_dir`` if given; never raises for backend trouble.
+
+    ``requests`` maps trace id -> the endpoint the load engine recorded it for (or is
+    just ids). An id not found yet is asked again every ``poll_interval_s`` until
+    ``deadline_s`` after the start; a trace found without a complete tree is asked again
+    for up to ``settle_s`` (spans of a request still arrive after its root). When the
+    backend is unreachable every id left is "not evaluated" with the reason. The total
+    time is bounded by ``deadline_s`` plus one call's timeout.
+    """
+    wanted: dict[str, str | None] = (
+        dict(requests) if isinstance(requests, Mapping) else dict.fromkeys(requests)
+    )
+    ids: dict[str, str] = {}
+    result = TraceCollection()
+    for raw_id in wanted:
+        try:
+            ids[normalize_id(raw_id, 16)] = raw_id
+        except ValueError as exc:
+            result.missing[raw_id] = f"invalid trace id: {exc}"
+    deadline = monotonic() + deadline_s
+    stop = threading.Event()
+    unavailable: list[str] = []
+    lock = threading.Lock()
+
+    def fetch(tid: str) -> None:
+        partial_since: float | None = None
+        attempts = 0
+        while True:
+            if stop.is_set():
+                with lock:
+                    result.missing[tid] = f"not evaluated: {unavailable[0]}"
+                return
+            attempts += 1
+            try:
+                trace = source.get(tid)
+            except TraceBackendUnavailable as exc:
+                with lock:
+                    unavailable.append(str(exc))
+                    result.missing[tid] = f"not evaluated: {exc}"
+                stop.set()
+                return
+            except ObserveError as exc:
+                with lock:
+                    result.missing[tid] = f"fetch failed: {exc}"
+                return
+            now = monotonic()
+            if trace is not None:
+                if trace.is_complete:
+                    with lock:
+                        result.traces[tid] = trace
+                    return
+                partial_since = partial_since if partial_since is not None else now
+                if now - partial_since >= settle_s or now >= deadline:
+                    with lock:
+                        result.traces[tid] = trace
+                        result.partial.add(tid)
+                    return
+            elif now >= deadline:
+                with lock:
+                    result.missing[tid] = (
+                        f"not found after {attempts} attempts in {deadline_s:g}s "
+                        "(never exported, sampled out, or not ingested yet)"
+                    )
+                return
+            # Event.wait rather than sleep: an unreachable backend ends every wait at once.
+            stop.wait(poll_interval_s)
+
+    if ids:
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(concurrency, len(ids))), thread_name_prefix="traces"
+        ) as pool:
+            list(pool.map(fetch, ids))
+    if unavailable:
+        logger.warning("trace backend unavailable: %s", unavailable[0])
+    if out_dir is not None:
+        _save(result, ids, wanted, out_dir)
+    return result
+
+
+def save_trace(trace: Trace, out_dir: Path) -> Path:
+    """Write one trace's OTLP JSON (as received when known) to ``out_dir/<id>.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = dict(trace.raw) if trace.raw is not None else to_otlp_json(trace)
+    path = out_dir / f"{trace.trace_id}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_trace(path: Path, trace_id: str | None = None) -> Trace | None:
+    """Read a trace file written by ``save_trace`` (or any OTLP JSON file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ObserveError(f"cannot read trace file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ObserveError(f"trace file {path} does not hold a JSON object")
+    return parse_otlp_json(data, trace_id)
+
+
+def read_index(directory: Path) -> dict[str, dict[str, Any]]:
+    path = directory / INDEX_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ObserveError(f"cannot read trace index {path}: {exc}") from exc
+    traces = data.get("traces", {}) if isinstance(data, dict) else {}
+    return {str(k): dict(v) for k, v in traces.items() if isinstance(v, dict)}
+
+
+def _save(
+    result: TraceCollection,
+    ids: Mapping[str, str],
+    wanted: Mapping[str, str | None],
+    out_dir: Path,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = read_index(out_dir)
+    for tid, raw_id in ids.items():
+        entry: dict[str, Any] = {"endpoint": wanted.get(raw_id)}
+        trace = result.traces.get(tid)
+        if trace is not None:
+            save_trace(trace, out_dir)
+            entry.update(
+                status="saved",
+                spans=len(trace.spans),
+                complete=tid not in result.partial,
+                services=sorted(trace.services()),
+            )
+        else:
+            entry.update(status="missing", reason=result.missing.get(tid, "unknown"))
+        index[tid] = entry
+    for raw_id, reason in result.missing.items():
+        if raw_id not in ids:
+            index[raw_id] = {"endpoint": wanted.get(raw_id), "status": "missing", "reason": reason}
+    path = out_dir / INDEX_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"traces": index}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
