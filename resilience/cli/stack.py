@@ -1,9 +1,240 @@
-"""Commands: stack (filled in by its capability)."""
+"""Commands: ``stack install|up|down|status|compose`` and ``doctor``.
+
+Thin: parse options, call ``resilience.stack``, print with rich, map errors to exit codes.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from resilience.cli._common import console, err_console, run_command
+from resilience.errors import EXIT_FAILED, EXIT_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from resilience.stack import FaultSweeper, StackConfig
+    from resilience.stack.install import InstallReporter
+
+stack_app = typer.Typer(
+    name="stack",
+    help="Install, start, stop and inspect the local stack (Toxiproxy, PostgreSQL, "
+    "Prometheus, Jaeger and the shop).",
+    no_args_is_help=True,
+)
+
+ONLY_HELP = (
+    "Components, comma-separated or repeated: postgres, toxiproxy, jaeger, prometheus, "
+    "catalog, orders, gateway, or the groups infra, shop, all."
+)
+
+
+def _config() -> StackConfig:
+    from resilience.stack import StackConfig
+
+    return StackConfig.from_env()
+
+
+def _fault_sweeper() -> FaultSweeper | None:
+    """The hook ``stack status`` runs to heal faults a crashed run left behind.
+
+    The lead wires ``resilience.faults.sweeper.sweep`` here (it receives the StackConfig).
+    """
+    return None
+
+
+def _reporter() -> InstallReporter:
+    from resilience.stack.install import InstallReporter, Step
+
+    class Printer(InstallReporter):
+        def skipped(self, step: Step) -> None:
+            console.print(f"[green]✓[/] {step.name}: {step.reason}", highlight=False)
+
+        def starting(self, step: Step) -> None:
+            console.print(f"[bold]→ {step.name}[/]: {step.reason}", highlight=False)
+            if step.blocker is not None:
+                console.print(f"  [red]blocked:[/] {step.blocker}", highlight=False)
+
+        def command(self, text: str) -> None:
+            console.print(f"  [dim]$ {text}[/]", highlight=False, markup=True)
+
+        def finished(self, step: Step, seconds: float) -> None:
+            console.print(f"[green]✓[/] {step.name} done in {seconds:.1f}s", highlight=False)
+
+    return Printer()
+
+
+@stack_app.command("install")
+def install(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the steps; change nothing.")
+    ] = False,
+    browser: Annotated[
+        bool, typer.Option("--browser", help="Also install Debian's chromium.")
+    ] = False,
+) -> None:
+    """Install PostgreSQL, Prometheus, Toxiproxy and Jaeger (idempotent; a re-run is a no-op)."""
+
+    def body() -> None:
+        from resilience.stack.install import Installer
+
+        result = Installer(_config()).install(
+            browser=browser, dry_run=dry_run, reporter=_reporter()
+        )
+        if dry_run:
+            console.print(f"dry run: {len(result.ran)} step(s) would run; nothing was changed")
+        elif result.ran:
+            console.print(f"installed in {result.seconds:.1f}s")
+        else:
+            console.print(f"everything is installed (checked in {result.seconds:.2f}s)")
+
+    run_command(body)
+
+
+@stack_app.command("up")
+def up(
+    shop_mode: Annotated[str, typer.Option("--shop-mode", help="fragile or hardened.")] = "fragile",
+    shop_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shop-option", help="NAME=VALUE, passed to the shop as SHOP_OPT_NAME (repeatable)."
+        ),
+    ] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help=ONLY_HELP)] = None,
+) -> None:
+    """Start the stack (what is already running is checked, not restarted)."""
+
+    def body() -> None:
+        from resilience.stack import Stack, parse_shop_options
+
+        stack = Stack(_config())
+        result = stack.up(
+            shop_mode=shop_mode,
+            shop_options=parse_shop_options(shop_option or []),
+            components=only or None,
+        )
+        if result.started:
+            restarted = f" (restarted: {', '.join(result.restarted)})" if result.restarted else ""
+            console.print(f"started {', '.join(result.started)}{restarted}", highlight=False)
+        if result.already_running:
+            console.print(f"already running: {', '.join(result.already_running)}", highlight=False)
+        console.print(f"stack up in {result.seconds:.1f}s; state in {stack.config.paths.state}")
+
+    run_command(body)
+
+
+@stack_app.command("down")
+def down(only: Annotated[list[str] | None, typer.Option("--only", help=ONLY_HELP)] = None) -> None:
+    """Stop the stack's processes (whole process groups) and wait until their ports are free."""
+
+    def body() -> None:
+        from resilience.stack import Stack
+
+        result = Stack(_config()).down(only or None)
+        if result.stopped:
+            console.print(f"stopped {', '.join(result.stopped)}", highlight=False)
+        else:
+            console.print("nothing was running")
+
+    run_command(body)
+
+
+@stack_app.command("status")
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Each component with its version, port, PID and health (exit 3 if any is unhealthy)."""
+
+    def body() -> None:
+        import dataclasses
+
+        from rich.table import Table
+
+        from resilience.stack import Stack
+
+        stack = Stack(_config(), sweeper=_fault_sweeper())
+        statuses = stack.status()
+        if as_json:
+            rows = [{**dataclasses.asdict(s), "healthy": s.healthy} for s in statuses]
+            typer.echo(
+                json.dumps(
+                    {"state_dir": str(stack.config.paths.state), "components": rows}, indent=2
+                )
+            )
+        else:
+            table = Table(title=f"stack in {stack.config.paths.state}", title_justify="left")
+            for column in ("component", "state", "port", "pid", "version", "mode", "detail"):
+                table.add_column(column)
+            colour = {"running": "green", "stopped": "dim", "dead": "red", "unhealthy": "red"}
+            for s in statuses:
+                table.add_row(
+                    s.name,
+                    f"[{colour[s.state]}]{s.state}[/]",
+                    str(s.port),
+                    str(s.pid or ""),
+                    s.version or "",
+                    s.mode or "",
+                    s.detail,
+                )
+            console.print(table)
+        if any(s.state in ("dead", "unhealthy") for s in statuses):
+            raise typer.Exit(EXIT_UNAVAILABLE)
+
+    run_command(body)
+
+
+@stack_app.command("compose")
+def compose(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if the file is not up to date.")
+    ] = False,
+    file: Annotated[Path, typer.Option("--file", help="Where the file is.")] = Path(
+        "docker-compose.yml"
+    ),
+) -> None:
+    """Write docker-compose.yml from the native stack's definitions (or --check it)."""
+    from resilience.stack.compose import compose_is_current, write_compose
+
+    if check:
+        if compose_is_current(file):
+            console.print(f"{file} is up to date")
+            return
+        err_console.print(f"{file} is out of date: run `resilience stack compose`")
+        raise typer.Exit(EXIT_FAILED)
+    changed = write_compose(file)
+    console.print(f"{'wrote' if changed else 'unchanged:'} {file}")
+
+
+def doctor() -> None:
+    """What is missing to run the stack, and the command that fixes each (exit 3 if any)."""
+
+    def body() -> None:
+        from rich.table import Table
+
+        from resilience.stack.doctor import doctor as run_doctor
+        from resilience.stack.doctor import healthy
+
+        checks = run_doctor(_config())
+        table = Table(show_header=True)
+        for column in ("", "check", "found", "fix"):
+            table.add_column(column)
+        for c in checks:
+            mark = (
+                "[green]ok[/]"
+                if c.ok
+                else ("[red]missing[/]" if c.required else "[yellow]advice[/]")
+            )
+            table.add_row(mark, c.name, c.detail, "" if c.ok else c.fix)
+        console.print(table)
+        if not healthy(checks):
+            err_console.print("[red]something the stack needs is missing[/]")
+            raise typer.Exit(EXIT_UNAVAILABLE)
+        console.print("[green]everything the stack needs is here[/]")
+
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.add_typer(stack_app)
+    app.command("doctor")(doctor)

@@ -23,7 +23,7 @@ import resilience
 from resilience.errors import DependencyUnavailable, StackError
 from resilience.stack import versions
 from resilience.stack._process import Launch, RunAs, stop_group, tail
-from resilience.stack.config import StackConfig
+from resilience.stack.config import Ports, StackConfig
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
@@ -63,9 +63,9 @@ class Component:
     kind: Kind = "infra"
     start_timeout: float = 30.0
 
-    def ports(self, config: StackConfig) -> dict[str, int]:
+    def ports(self, ports: Ports) -> dict[str, int]:
         """Every port the program binds (the first is its main port)."""
-        return {self.name: getattr(config.ports, self.name)}
+        return {self.name: getattr(ports, self.name)}
 
     def check_programs(self, ctx: Context) -> None:
         """Raise DependencyUnavailable if a program it runs is missing."""
@@ -274,22 +274,31 @@ class Postgres(Component):
         return stop_group(record.pgid)
 
 
-def _check_reachable(directory: Path, run_as: RunAs) -> None:
-    """PostgreSQL's user must traverse every parent of its data directory."""
+def unreachable_parent(directory: Path, uid: int, gid: int) -> Path | None:
+    """The first of ``directory`` and its parents that user ``uid`` cannot traverse."""
     directory = directory.resolve()
     for part in [directory, *directory.parents]:
         if not part.exists():
             continue
         info = part.stat()
-        if info.st_uid == run_as.uid or info.st_mode & 0o001:
+        if info.st_uid == uid or info.st_mode & 0o001:
             continue
-        if info.st_gid == run_as.gid and info.st_mode & 0o010:
+        if info.st_gid == gid and info.st_mode & 0o010:
             continue
+        return part
+    return None
+
+
+def _check_reachable(directory: Path, run_as: RunAs) -> None:
+    """PostgreSQL's user must traverse every parent of its data directory."""
+    blocked = unreachable_parent(directory, run_as.uid, run_as.gid)
+    if blocked is not None:
+        mode = oct(blocked.stat().st_mode & 0o777)
         raise StackError(
-            f"the {run_as.name} user cannot reach {part} (mode {oct(info.st_mode & 0o777)}); "
-            f"PostgreSQL keeps its data under {directory}. Use a state directory it can reach "
+            f"the {run_as.name} user cannot reach {blocked} (mode {mode}); PostgreSQL keeps "
+            f"its data under {directory}. Use a state directory it can reach "
             "(RESILIENCE_STATE_DIR, not under /root or a 0700 temporary directory) or "
-            f"`chmod o+x {part}`",
+            f"`chmod o+x {blocked}`",
             component="postgres",
         )
 
@@ -299,12 +308,12 @@ class Toxiproxy(Component):
 
     name = "toxiproxy"
 
-    def ports(self, config: StackConfig) -> dict[str, int]:
+    def ports(self, ports: Ports) -> dict[str, int]:
         return {
-            "toxiproxy": config.ports.toxiproxy,
-            "postgres_proxy": config.ports.postgres_proxy,
-            "orders_proxy": config.ports.orders_proxy,
-            "catalog_proxy": config.ports.catalog_proxy,
+            "toxiproxy": ports.toxiproxy,
+            "postgres_proxy": ports.postgres_proxy,
+            "orders_proxy": ports.orders_proxy,
+            "catalog_proxy": ports.catalog_proxy,
         }
 
     def check_programs(self, ctx: Context) -> None:
@@ -359,8 +368,8 @@ class Jaeger(Component):
     name = "jaeger"
     start_timeout = 60.0
 
-    def ports(self, config: StackConfig) -> dict[str, int]:
-        p = config.ports
+    def ports(self, ports: Ports) -> dict[str, int]:
+        p = ports
         return {
             "jaeger_query": p.jaeger_query,
             "jaeger_query_grpc": p.jaeger_query_grpc,

@@ -293,7 +293,7 @@ class Stack:
     def _status_of(
         self, component: Component, record: ComponentRecord | None, ctx: Context
     ) -> ComponentStatus:
-        port = next(iter(component.ports(self.config).values()))
+        port = next(iter(component.ports(self.config.ports).values()))
         if record is None:
             return ComponentStatus(name=component.name, state="stopped", port=port)
         recorded = ComponentStatus(
@@ -374,7 +374,7 @@ class Stack:
     def _start(self, component: Component, ctx: Context) -> ComponentRecord:
         name = component.name
         component.check_programs(ctx)
-        ports = component.ports(self.config)
+        ports = component.ports(self.config.ports)
         for port_name, port in ports.items():
             if not port_is_free(port, self.config.host):
                 raise StackError(
