@@ -45,6 +45,7 @@ from resilience.observe.prometheus import (
     save_series,
 )
 from resilience.observe.spans import (
+    DEFAULT_WAIT_RULES,
     WAIT_KIND,
     WAIT_RESOURCE,
     ServerGap,
@@ -52,6 +53,7 @@ from resilience.observe.spans import (
     SpanEvent,
     Trace,
     Wait,
+    WaitRule,
     dependency_footprint,
     endpoints_touching,
     touches,
@@ -69,6 +71,7 @@ from resilience.observe.traces import (
 )
 
 __all__ = [
+    "DEFAULT_WAIT_RULES",
     "WAIT_KIND",
     "WAIT_RESOURCE",
     "Check",
@@ -107,6 +110,7 @@ __all__ = [
     "TraceCollection",
     "TraceSource",
     "Wait",
+    "WaitRule",
     "builtin_shop_checks",
     "collect_traces",
     "dependency_footprint",

@@ -322,8 +322,9 @@ class ShopMetrics:
     http_errors: str = "shop_http_errors_total"
     http_duration: str = "shop_http_request_duration_seconds"
     upstream_requests: str = "shop_upstream_requests_total"
+    upstream_pool_waiting: str = "shop_upstream_pool_waiting"
     breaker_state: str = "shop_breaker_state"
-    """0 closed; anything else (half-open, open) is not closed."""
+    """0 closed, 1 open, 2 half-open."""
     rate_window: str = "5s"
 
 
@@ -349,6 +350,7 @@ def builtin_shop_checks(
         f'sum by (service, upstream) (rate({m.upstream_requests}{{outcome="timeout"}}[{w}]))'
         " or on() vector(0)"
     )
+    upstream_waiting = f"max by (service, pool) ({m.upstream_pool_waiting})"
     breaker = f"max by (service, upstream) ({m.breaker_state})"
     zero = Threshold("==", 0)
     return [
@@ -360,6 +362,11 @@ def builtin_shop_checks(
               "Connections in use reach the pool size before any fault."),
         Check("db pool below its size", saturation, "fault", Threshold("<", 1), "info",
               "Every connection in use during the fault."),
+        Check("upstream pools have no waiters", upstream_waiting, "baseline", zero, "warning",
+              "Gateway calls waiting for an upstream connection slot before any fault."),
+        Check("upstream pools have no waiters", upstream_waiting, "fault", zero, "info",
+              "Waiters on a gateway upstream pool during the fault: with one shared pool "
+              "(fragile), calls to a healthy upstream queue behind the hung one."),
         Check("no http errors", errors, "baseline", zero, "warning",
               "Per-service error rate (errors/s) before any fault."),
         Check("no http errors", errors, "fault", zero, "info",

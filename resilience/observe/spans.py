@@ -8,11 +8,11 @@ spans, *waits* on shared resources, and *server gaps*: an HTTP client span whose
 span is missing or starts late, the trace of a request that queued before the callee
 could take it (DESIGN.md, "How findings are decided").
 
-Waits are attribute-driven: a span is a wait when it carries ``resilience.wait.kind``
-(what kind of resource: ``pool``, ``worker``, ``lock``, ``semaphore``, ``queue``) and
-optionally ``resilience.wait.resource`` (which one, e.g. ``orders.db`` or
-``gateway.http``). The shop sets them on the spans around a pool acquire; any target can
-do the same. ``dependency_footprint`` reduces traces to what each endpoint touched
+Waits are attribute-driven (``WaitRule``): by default a span is a wait when it carries
+``resilience.wait.kind`` (the kind of resource: ``pool``, ``worker``, ``lock``, ...; the
+resource named by ``resilience.wait.resource``), which any target can set, or when it has
+the shop's pool attributes (``pool.size``; the pool named by ``pool``), which the shop puts
+on its ``pool.acquire`` spans. ``dependency_footprint`` reduces traces to what each endpoint touched
 (services, peer addresses, database systems) so "does endpoint X touch the postgres
 proxy?" is a set lookup.
 """
@@ -20,7 +20,7 @@ proxy?" is a set lookup.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, TypeAlias
@@ -144,10 +144,36 @@ class Span:
         texts.append(str(self.attributes.get("error.type", "")))
         return any(_TIMEOUT_PATTERN.search(t) for t in texts if t)
 
-    @property
-    def wait_kind(self) -> str | None:
-        value = self.attributes.get(WAIT_KIND)
-        return str(value) if value is not None else None
+
+@dataclass(frozen=True)
+class WaitRule:
+    """Which spans are waits: those carrying ``attribute``.
+
+    The kind of resource is ``kind`` or, when ``kind`` is ``None``, the attribute's value;
+    the resource's name comes from ``resource_attribute``.
+    """
+
+    attribute: str
+    kind: str | None = None
+    resource_attribute: str | None = None
+
+    def match(self, span: Span) -> Wait | None:
+        value = span.attributes.get(self.attribute)
+        if value is None:
+            return None
+        resource = span.attributes.get(self.resource_attribute) if self.resource_attribute else None
+        return Wait(
+            span,
+            self.kind if self.kind is not None else str(value),
+            str(resource) if resource is not None else None,
+        )
+
+
+DEFAULT_WAIT_RULES: tuple[WaitRule, ...] = (
+    WaitRule(WAIT_KIND, resource_attribute=WAIT_RESOURCE),
+    # The shop's pool.acquire spans (resilience/shop/pools.py).
+    WaitRule("pool.size", kind="pool", resource_attribute="pool"),
+)
 
 
 @dataclass(frozen=True)
@@ -296,15 +322,17 @@ class Trace:
     def timeout_spans(self) -> list[Span]:
         return [s for s in self.error_spans() if s.is_timeout]
 
-    def waits(self, min_duration_s: float = 0.0) -> list[Wait]:
-        """Spans marked with ``resilience.wait.kind``, at least ``min_duration_s`` long."""
+    def waits(
+        self, min_duration_s: float = 0.0, rules: Sequence[WaitRule] = DEFAULT_WAIT_RULES
+    ) -> list[Wait]:
+        """Spans that waited on a shared resource (first matching rule), earliest first."""
         out: list[Wait] = []
         for s in sorted(self.spans, key=lambda s: s.start_ns):
-            kind = s.wait_kind
-            if kind is None or s.duration_s < min_duration_s:
+            if s.duration_s < min_duration_s:
                 continue
-            resource = s.attributes.get(WAIT_RESOURCE)
-            out.append(Wait(s, kind, str(resource) if resource is not None else None))
+            wait = next((w for w in (r.match(s) for r in rules) if w is not None), None)
+            if wait is not None:
+                out.append(wait)
         return out
 
     def server_gaps(self, late_after_s: float = 0.1) -> list[ServerGap]:

@@ -1,0 +1,255 @@
+"""Unit tests for the Prometheus source: parsing, errors, timeouts, the fake, saved series."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience.errors import ExperimentError, ObserveError
+from resilience.observe import (
+    FakePrometheusSource,
+    HttpPrometheusSource,
+    PrometheusQueryError,
+    PrometheusUnavailable,
+    Series,
+    Target,
+    Threshold,
+    load_series,
+    save_series,
+)
+from resilience.stack.config import Ports
+
+PORTS = Ports().shifted(400)
+CLOSED_PORT = PORTS.catalog_proxy  # nothing of ours listens there during unit tests
+SILENT_PORT = PORTS.orders_proxy
+
+
+@contextmanager
+def silent_server(port: int) -> Iterator[str]:
+    """A socket that accepts connections (kernel backlog) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        sock.close()
+
+
+def mock_source(handler: Any) -> HttpPrometheusSource:
+    return HttpPrometheusSource("http://prom.test", transport=httpx.MockTransport(handler))
+
+
+def ok(data: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"status": "success", "data": data})
+
+
+def test_instant_vector_becomes_series_with_labels_and_one_point() -> None:
+    """An instant vector answer becomes one Series per element with its labels."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ok(
+            {
+                "resultType": "vector",
+                "result": [
+                    {"metric": {"__name__": "up", "job": "a"}, "value": [100.5, "1"]},
+                    {"metric": {"__name__": "up", "job": "b"}, "value": [100.5, "0"]},
+                ],
+            }
+        )
+
+    series = mock_source(handler).query("up", at=100.5)
+    assert [s.labels["job"] for s in series] == ["a", "b"]
+    assert series[0].points == [(100.5, 1.0)]
+    assert series[0].name == "up"
+    assert seen[0].url.path == "/api/v1/query"
+    assert seen[0].url.params["time"] == "100.500"
+
+
+def test_range_query_sends_window_and_step_and_parses_matrix() -> None:
+    """A range query sends start/end/step and turns a matrix into time-ordered points."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ok(
+            {
+                "resultType": "matrix",
+                "result": [{"metric": {"svc": "x"}, "values": [[10, "1.5"], [11, "2"]]}],
+            }
+        )
+
+    series = mock_source(handler).query_range("rate(x[5s])", 10.0, 11.0, 1.0)
+    params = seen[0].url.params
+    assert seen[0].url.path == "/api/v1/query_range"
+    assert (params["start"], params["end"], params["step"]) == ("10.000", "11.000", "1")
+    assert series == [Series({"svc": "x"}, [(10.0, 1.5), (11.0, 2.0)])]
+
+
+def test_special_floats_arrive_as_python_floats() -> None:
+    """NaN, +Inf and -Inf values parse to floats instead of raising."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return ok(
+            {
+                "resultType": "matrix",
+                "result": [{"metric": {}, "values": [[1, "NaN"], [2, "+Inf"], [3, "-Inf"]]}],
+            }
+        )
+
+    (series,) = mock_source(handler).query_range("q", 1, 3)
+    values = series.values()
+    assert math.isnan(values[0])
+    assert values[1] == math.inf
+    assert values[2] == -math.inf
+    assert series.finite_points() == [(2.0, math.inf), (3.0, -math.inf)]
+
+
+def test_scalar_result_is_one_unlabelled_series() -> None:
+    """A scalar answer becomes a single series without labels."""
+    source = mock_source(lambda r: ok({"resultType": "scalar", "result": [5, "3"]}))
+    assert source.query("1+2") == [Series({}, [(5.0, 3.0)])]
+
+
+def test_api_error_json_is_surfaced_with_query_and_endpoint() -> None:
+    """A 400 with Prometheus's error JSON raises PrometheusQueryError quoting it."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            400,
+            json={
+                "status": "error",
+                "errorType": "bad_data",
+                "error": "parse error: unexpected end of input inside braces",
+            },
+        )
+
+    with pytest.raises(PrometheusQueryError) as info:
+        mock_source(handler).query("up{")
+    message = str(info.value)
+    assert "up{" in message
+    assert "http://prom.test" in message
+    assert "bad_data" in message
+    assert "unexpected end of input" in message
+    assert info.value.error_type == "bad_data"
+    assert isinstance(info.value, ObserveError)
+
+
+def test_non_api_5xx_counts_as_unavailable() -> None:
+    """A 502 without Prometheus's JSON (a proxy, another server) is 'unavailable'."""
+    source = mock_source(lambda r: httpx.Response(502, text="Bad Gateway"))
+    with pytest.raises(PrometheusUnavailable, match="HTTP 502"):
+        source.query("up")
+
+
+def test_closed_port_raises_unavailable_quickly() -> None:
+    """Nothing listening: PrometheusUnavailable naming the endpoint, well within the timeout."""
+    source = HttpPrometheusSource(f"http://127.0.0.1:{CLOSED_PORT}", timeout=2.0)
+    began = time.monotonic()
+    with pytest.raises(PrometheusUnavailable) as info:
+        source.query("up")
+    assert time.monotonic() - began < 2.0
+    assert f"127.0.0.1:{CLOSED_PORT}" in str(info.value)
+    assert "'up'" in str(info.value)
+    assert not source.ready()
+
+
+def test_server_that_never_answers_is_bounded_by_the_timeout() -> None:
+    """A server that accepts and stays silent costs about one timeout, then 'unavailable'."""
+    with silent_server(SILENT_PORT) as url:
+        source = HttpPrometheusSource(url, timeout=0.5)
+        began = time.monotonic()
+        with pytest.raises(PrometheusUnavailable, match="did not answer"):
+            source.query_range("up", 0, 10)
+        elapsed = time.monotonic() - began
+    assert 0.4 <= elapsed < 3.0
+
+
+def test_targets_are_parsed_with_health_and_last_error() -> None:
+    """Active targets come back with job, instance, health and the last scrape error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["state"] == "active"
+        return ok(
+            {
+                "activeTargets": [
+                    {
+                        "labels": {"job": "shop", "instance": "127.0.0.1:8000"},
+                        "scrapeUrl": "http://127.0.0.1:8000/metrics",
+                        "health": "down",
+                        "lastError": "connection refused",
+                        "lastScrape": "2026-01-01T00:00:00Z",
+                    },
+                    {"labels": {"job": "prom", "instance": "x"}, "health": "up"},
+                ],
+                "droppedTargets": [],
+            }
+        )
+
+    down, up = mock_source(handler).targets()
+    assert (down.job, down.instance, down.health, down.up) == (
+        "shop",
+        "127.0.0.1:8000",
+        "down",
+        False,
+    )
+    assert down.last_error == "connection refused"
+    assert up.up
+
+
+def test_saved_series_round_trip_keeps_special_values(tmp_path: Path) -> None:
+    """save_series writes valid JSON (NaN/Inf as strings) that load_series reads back."""
+    series = [Series({"a": "1"}, [(1.0, math.nan), (2.0, math.inf), (3.0, 0.25)])]
+    path = tmp_path / "prometheus" / "x.json"
+    save_series(path, series, promql="q")
+    assert "NaN" in path.read_text()
+    meta, loaded = load_series(path)
+    assert meta == {"promql": "q"}
+    assert loaded[0].labels == {"a": "1"}
+    assert math.isnan(loaded[0].points[0][1])
+    assert loaded[0].points[1:] == [(2.0, math.inf), (3.0, 0.25)]
+
+
+def test_fake_source_slices_canned_history_by_time() -> None:
+    """The fake answers instant queries with the last point before `at`, ranges by window."""
+    history = Series({"s": "x"}, [(float(t), float(t * 10)) for t in range(10)])
+    fake = FakePrometheusSource({"q": [history]}, targets=[Target("j", "i", "u", "up")])
+    assert fake.query("q", at=4.5)[0].points == [(4.0, 40.0)]
+    assert fake.query_range("q", 2, 4)[0].points == [(2.0, 20.0), (3.0, 30.0), (4.0, 40.0)]
+    assert fake.query("unknown") == []
+    assert fake.targets()[0].up
+    assert ("query_range", "q") in fake.calls
+
+
+def test_fake_source_raises_the_configured_error() -> None:
+    """A fake with an error raises it on every call."""
+    fake = FakePrometheusSource(error=PrometheusUnavailable("down", endpoint="fake"))
+    with pytest.raises(PrometheusUnavailable):
+        fake.query("q")
+
+
+def test_threshold_parses_and_judges() -> None:
+    """Threshold reads 'OP NUMBER', judges values and prints itself back."""
+    t = Threshold.parse("< 500")
+    assert t.holds(499) and not t.holds(500)
+    assert str(t) == "< 500"
+    assert Threshold.parse("== 0").holds(0.0)
+    assert Threshold.parse(">=1e-3").holds(0.001)
+    assert t.margin(600) < t.margin(400)
+
+
+def test_threshold_rejects_text_it_cannot_read() -> None:
+    """An unreadable expectation raises ExperimentError saying what was expected."""
+    with pytest.raises(ExperimentError, match="expected an operator and a number"):
+        Threshold.parse("about 5")
