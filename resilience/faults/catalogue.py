@@ -346,7 +346,8 @@ class FaultSpec:
     type: str
     stream: Stream = "downstream"
     toxicity: float = 1.0
-    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    attributes: Mapping[str, AttributeValue | str] = field(default_factory=dict)
+    """Given as numbers or durations ('200ms'); stored normalised (numbers only)."""
 
     def __post_init__(self) -> None:
         where = f"fault {self.index} ({self.type} on {self.proxy})"
@@ -445,7 +446,7 @@ class FaultPlan:
 
 def plan_fault(spec: FaultSpec) -> FaultPlan:
     """The plan of one fault; steps lie strictly inside (at, end)."""
-    attrs = spec.attributes
+    attrs = cast(Mapping[str, AttributeValue], spec.attributes)  # normalised at construction
     kind = spec.kind
 
     def toxic(attributes: Mapping[str, AttributeValue], toxicity: float | None = None) -> Toxic:

@@ -12,7 +12,7 @@ from resilience.faults.catalogue import FaultSpec
 from resilience.faults.clock import FakeClock
 from resilience.faults.fake import FakeCall, FakeToxiproxy
 from resilience.faults.ledger import read_ledger
-from resilience.faults.timeline import FaultEvent, FaultTimeline
+from resilience.faults.timeline import FaultEvent, FaultTimeline, HealReport
 
 
 def make_api(*names: str) -> FakeToxiproxy:
@@ -312,7 +312,7 @@ def test_heal_all_from_a_signal_during_an_apply_leaves_nothing_behind() -> None:
     """heal_all re-entered mid-apply (as from a signal handler) still ends with no toxic."""
     api, clock = make_api(), FakeClock()
     timeline = FaultTimeline([latency(0, 0, 10), outage(1, 0, 10)], api, clock)
-    reports = []
+    reports: list[HealReport] = []
 
     def interrupt(call: FakeCall) -> None:
         if call.method == "add_toxic" and not reports:

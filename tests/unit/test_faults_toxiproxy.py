@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from resilience.faults.toxiproxy import (
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
-PROXY_JSON = {
+PROXY_JSON: dict[str, Any] = {
     "name": "db",
     "listen": "127.0.0.1:25432",
     "upstream": "127.0.0.1:15432",
@@ -119,9 +120,8 @@ def test_unknown_attribute_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(FaultError, match="unknown attribute 'latncy'"):
         client.add_toxic("db", Toxic("resilience-0-latency", "latency", attributes={"latncy": 5}))
     with pytest.raises(FaultError, match="must be an integer"):
-        client.add_toxic(
-            "db", Toxic("resilience-0-latency", "latency", attributes={"latency": 5.5})
-        )  # type: ignore[dict-item]
+        bad: Any = {"latency": 5.5}
+        client.add_toxic("db", Toxic("resilience-0-latency", "latency", attributes=bad))
     with pytest.raises(FaultError, match="unknown toxic type"):
         client.add_toxic("db", Toxic("x", "corrupt"))
     with pytest.raises(FaultError, match="toxicity"):
@@ -134,7 +134,7 @@ def test_update_toxic_checks_names_against_the_type_and_sends_only_changes() -> 
 
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        return httpx.Response(200, json={**PROXY_JSON["toxics"][0], **body})  # type: ignore[dict-item]
+        return httpx.Response(200, json={**PROXY_JSON["toxics"][0], **body})
 
     client, seen = client_with(handler)
     with pytest.raises(FaultError, match="unknown attribute 'rate'"):
@@ -151,7 +151,7 @@ def test_update_toxic_without_type_reads_the_toxic_first() -> None:
     """Without toxic_type the client GETs the toxic to learn its type before checking."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=PROXY_JSON["toxics"][0])  # type: ignore[index]
+        return httpx.Response(200, json=PROXY_JSON["toxics"][0])
 
     client, seen = client_with(handler)
     with pytest.raises(FaultError, match="unknown attribute 'timeout'"):
