@@ -1,0 +1,375 @@
+"""Experiment files in, validated ``Experiment`` objects out, or one error that says exactly why.
+
+``load_experiment`` accepts a path or a catalogue name (``db-outage``), applies a profile
+and ``--set`` overrides to the raw document, and validates the result as a whole. Every
+failure, from a missing file or bad UTF-8 to an unknown key deep in a profile, is an
+``ExperimentError`` naming the file, the line, the key path, what was expected and what
+was found; several problems are reported together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from resilience.errors import ErrorLocation, ExperimentError
+from resilience.experiment._overlay import (
+    Origins,
+    apply_override,
+    base_origins,
+    deep_merge,
+    origin_of,
+    profile_origins,
+)
+from resilience.experiment._problems import (
+    InputProblems,
+    KeyPath,
+    Problem,
+    describe,
+    experiment_error,
+)
+from resilience.experiment._translate import translate
+from resilience.experiment._yaml import parse_yaml
+from resilience.experiment.catalogue import catalogue_names, find_catalogue_dir
+from resilience.experiment.model import Experiment
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 1 << 20
+_TOP_KEYS = ", ".join(info.alias or name for name, info in Experiment.model_fields.items())
+
+
+def display_name(path: Path) -> str:
+    """The path as the user will recognise it: relative to the working directory if inside."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return str(path)
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(resolved)
+
+
+def resolve_source(source: str | Path, catalogue_dir: Path | None = None) -> Path:
+    """The file behind a path or a catalogue name; ``ExperimentError`` if there is none."""
+    path = Path(source)
+    text = str(source)
+    try:
+        if path.is_file():
+            return path
+        if path.exists():
+            raise ExperimentError(
+                "not a file",
+                location=ErrorLocation(file=text),
+                expected="an experiment file (YAML)",
+                got="a directory" if path.is_dir() else "something else",
+            )
+    except OSError as exc:
+        raise ExperimentError(
+            "cannot read the experiment file",
+            location=ErrorLocation(file=text),
+            expected="a readable file",
+            got=exc.strerror or str(exc),
+        ) from None
+    is_name = isinstance(source, str) and "/" not in text and os.sep not in text and text
+    directory = catalogue_dir or find_catalogue_dir()
+    available = catalogue_names(directory) if directory else []
+    if is_name and directory is not None:
+        stem = text.removesuffix(".yaml").removesuffix(".yml")
+        for suffix in (".yaml", ".yml"):
+            candidate = directory / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    listing = f" (catalogue: {', '.join(available)})" if available else ""
+    raise ExperimentError(
+        "no such experiment file or catalogue entry",
+        location=ErrorLocation(file=text),
+        expected=f"an existing file or a catalogue name{listing}",
+        got=f"nothing at {text!r}",
+    )
+
+
+def read_source(path: Path, file: str) -> str:
+    """The file's text; size, encoding and OS errors become ``ExperimentError``."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ExperimentError(
+            "cannot read the experiment file",
+            location=ErrorLocation(file=file),
+            expected="a readable file",
+            got=exc.strerror or str(exc),
+        ) from None
+    return decode_source(raw, file)
+
+
+def decode_source(raw: bytes, file: str) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise ExperimentError(
+            "the file is too large",
+            location=ErrorLocation(file=file),
+            expected=f"at most {MAX_FILE_BYTES // 1024} KiB",
+            got="more",
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ExperimentError(
+            "the file is not UTF-8 text",
+            location=ErrorLocation(file=file, line=line),
+            expected="UTF-8 text",
+            got=f"byte 0x{raw[exc.start]:02x} at offset {exc.start}",
+        ) from None
+
+
+def load_experiment(
+    source: str | Path,
+    *,
+    profile: str | None = None,
+    overrides: Sequence[str] = (),
+    catalogue_dir: Path | None = None,
+) -> Experiment:
+    """Load, resolve (profile, then overrides) and validate one experiment.
+
+    ``source`` is a path or a catalogue name (``db-outage`` → ``experiments/db-outage.yaml``).
+    Raises ``ExperimentError`` for every kind of bad input.
+    """
+    path = resolve_source(source, catalogue_dir)
+    file = display_name(path)
+    text = read_source(path, file)
+    try:
+        experiment = _parse(text, profile, overrides)
+        _resolve_locustfile(experiment, path, text)
+    except InputProblems as exc:
+        raise experiment_error(file, exc.problems, context=_context(profile)) from None
+    experiment._source = path
+    logger.debug("loaded %s (profile %s): %s", file, profile, experiment.summary())
+    return experiment
+
+
+def load_experiment_bytes(
+    raw: bytes,
+    *,
+    file: str = "<bytes>",
+    profile: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Experiment:
+    """Like ``load_experiment`` for file contents already in memory."""
+    return parse_experiment(
+        decode_source(raw, file), file=file, profile=profile, overrides=overrides
+    )
+
+
+@dataclass
+class _Prepared:
+    data: dict[str, Any]
+    origins: Origins
+    profiles: list[str]
+
+
+def parse_experiment(
+    text: str,
+    *,
+    file: str = "<string>",
+    profile: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Experiment:
+    """Validate experiment YAML text; ``file`` names it in errors."""
+    try:
+        return _parse(text, profile, overrides)
+    except InputProblems as exc:
+        raise experiment_error(file, exc.problems, context=_context(profile)) from None
+
+
+def _context(profile: str | None) -> str | None:
+    return f"with profile {profile!r}" if profile is not None else None
+
+
+def _parse(
+    text: str, profile: str | None, overrides: Sequence[str], *, tag_profile: bool = False
+) -> Experiment:
+    prepared = _prepare(text)
+    data, origins = prepared.data, prepared.origins
+    if profile is not None:
+        data, origins = _apply_profile(data, origins, prepared, profile)
+    for override in overrides:
+        data, origins = apply_override(data, origins, override)
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        tag = profile if tag_profile else None
+        problems = [_locate(p, origins, tag) for p in translate(exc, Experiment, data)]
+        raise InputProblems(problems) from None
+    experiment._profile = profile
+    return experiment
+
+
+def _prepare(text: str) -> _Prepared:
+    document = parse_yaml(text)
+    data = document.data
+    if data is None:
+        raise InputProblems(
+            [
+                Problem(
+                    "the file is empty",
+                    expected=f"a mapping with keys such as {_TOP_KEYS}",
+                    got="an empty document",
+                )
+            ],
+        )
+    if not isinstance(data, dict):
+        raise InputProblems(
+            [
+                Problem(
+                    "the top level must be a mapping",
+                    expected=f"a mapping with keys such as {_TOP_KEYS}",
+                    got=describe(data),
+                    line=document.lines.get(()),
+                )
+            ],
+        )
+    raw_profiles = data.get("profiles")
+    profiles = list(raw_profiles) if isinstance(raw_profiles, dict) else []
+    origins = base_origins(document.lines)
+    return _Prepared(data=data, origins=origins, profiles=profiles)
+
+
+def _apply_profile(
+    data: dict[str, Any], origins: Origins, prepared: _Prepared, profile: str
+) -> tuple[Any, Origins]:
+    raw_profiles = data.get("profiles")
+    if not isinstance(raw_profiles, dict) or profile not in raw_profiles:
+        available = ", ".join(prepared.profiles) if prepared.profiles else "none defined"
+        raise InputProblems(
+            [
+                Problem(
+                    f"unknown profile {profile!r}",
+                    expected=f"one of the file's profiles ({available})",
+                    got=repr(profile),
+                    path=("profiles",),
+                    line=_line(origins, ("profiles",)),
+                )
+            ],
+        )
+    overlay = raw_profiles[profile]
+    if not isinstance(overlay, dict):
+        raise InputProblems(
+            [
+                Problem(
+                    f"profile {profile!r} must be a mapping of keys to change",
+                    expected="a mapping like {load: {...}, faults: [...]}",
+                    got=describe(overlay),
+                    path=("profiles", profile),
+                    line=_line(origins, ("profiles", profile)),
+                )
+            ],
+        )
+    if "profiles" in overlay:
+        raise InputProblems(
+            [
+                Problem(
+                    "a profile cannot define profiles",
+                    expected="profile keys other than 'profiles'",
+                    got="a 'profiles' key",
+                    path=("profiles", profile, "profiles"),
+                    line=_line(origins, ("profiles", profile, "profiles")),
+                )
+            ],
+        )
+    lines = {path: o.line for path, o in origins.items() if o.line is not None}
+    return deep_merge(data, overlay, origins, profile_origins(lines, profile))
+
+
+def _line(origins: Origins, path: KeyPath) -> int | None:
+    found = origin_of(origins, path)
+    return found.line if found else None
+
+
+def _locate(problem: Problem, origins: Origins, tag_profile: str | None) -> Problem:
+    found = origin_of(origins, problem.path)
+    label = found.label if found else None
+    if label is None and tag_profile is not None:
+        # The base file's value, reported among problems of several profiles.
+        label = f"with profile {tag_profile!r}"
+    return Problem(
+        problem.message,
+        problem.expected,
+        problem.got,
+        problem.path,
+        line=found.line if found else None,
+        origin=label,
+    )
+
+
+def _resolve_locustfile(experiment: Experiment, path: Path, text: str) -> None:
+    """Make the workload's locustfile absolute (relative paths are to the experiment file)."""
+    workload = experiment.load.workload
+    if workload.locustfile is None:
+        return
+    candidate = Path(workload.locustfile)
+    if not candidate.is_absolute():
+        candidate = path.parent / candidate
+    try:
+        exists = candidate.is_file()
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
+        keypath: KeyPath = ("load", "workload", "locustfile")
+        line = parse_yaml(text).lines.get(keypath)
+        raise InputProblems(
+            [
+                Problem(
+                    "the locustfile does not exist",
+                    expected="a Locust file path relative to the experiment file",
+                    got=f"nothing at {candidate}",
+                    path=keypath,
+                    line=line,
+                )
+            ],
+        )
+    workload.locustfile = str(candidate.resolve())
+
+
+def load_all_profiles(
+    source: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    catalogue_dir: Path | None = None,
+) -> dict[str | None, Experiment]:
+    """The base experiment (key None) and each of its profiles, every one validated.
+
+    Problems from all of them are reported in one ``ExperimentError`` (each tagged with
+    its profile), so a single ``resilience validate`` shows everything wrong.
+    """
+    base = load_experiment(source, overrides=overrides, catalogue_dir=catalogue_dir)
+    path = base.source
+    assert path is not None
+    file = display_name(path)
+    text = read_source(path, file)
+    results: dict[str | None, Experiment] = {None: base}
+    problems: list[Problem] = []
+    for name in base.profiles:
+        try:
+            experiment = _parse(text, name, overrides, tag_profile=True)
+        except InputProblems as exc:
+            problems.extend(exc.problems)
+            continue
+        try:
+            _resolve_locustfile(experiment, path, text)
+        except InputProblems as exc:
+            problems.extend(exc.problems)
+            continue
+        experiment._source = path
+        results[name] = experiment
+    if problems:
+        raise experiment_error(file, problems)
+    return results

@@ -1,0 +1,901 @@
+"""The experiment model: one validated, typed object per experiment file.
+
+Everything an experiment says (target, proxies, load shape and workload, the fault
+timeline, SLOs, checks, guards, detector settings, recovery settings, profiles) is a
+pydantic model here; unknown keys are refused everywhere. Durations are float seconds
+and percentages are fractions inside (see ``units``). Checks that involve several fields
+(a fault names a declared proxy, an SLO names a real endpoint, a captured variable is
+captured somewhere) raise ``CrossFieldError`` so the loader can point at the exact key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
+
+from resilience.experiment._problems import KeyPath, Problem, ValueProblem, describe, raise_if
+from resilience.experiment.expectation import Expectation
+from resilience.experiment.fault_types import FAULT_TYPES, FaultType, normalize_attributes
+from resilience.experiment.placeholders import (
+    BUILTIN_NAMES,
+    IDENTIFIER,
+    Template,
+    iter_json_strings,
+)
+from resilience.experiment.presets import PRESET_STAGES, Preset
+from resilience.experiment.units import (
+    Duration,
+    Percent,
+    PositiveDuration,
+    format_duration,
+)
+from resilience.stack.config import EPHEMERAL_HIGH, EPHEMERAL_LOW, Ports, ShopMode
+from resilience.stack.topology import stack_proxies
+
+LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+BUILTIN_PROXIES: Final = tuple(p.name for p in stack_proxies(Ports()))
+"""Proxy names of the built-in stack (postgres, orders, catalog)."""
+
+DetectorKind = Literal[
+    "cascading_failure",
+    "timeout",
+    "slow_recovery",
+    "pool_exhaustion",
+    "retry_amplification",
+    "latency_trend",
+    "memory_growth",
+    "data_loss",
+    "phase_comparison",
+]
+DETECTOR_KINDS: Final[tuple[str, ...]] = get_args(DetectorKind)
+Severity = Literal["info", "warning", "critical"]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+CheckPhase = Literal["baseline", "fault", "recovery", "run"]
+LoadMetric = Literal["error_rate", "p95", "p99", "rps"]
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
+_PROXY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HOST_PORT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
+)
+_JSON_DEPTH_LIMIT = 32
+
+
+class _Model(BaseModel):
+    # strict: YAML already gives typed values, and "true" must not pass as 1 user.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        populate_by_name=True,
+        validate_default=False,
+    )
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value) or len(value) > 64:
+        raise ValueProblem(
+            "a slug of lowercase letters and digits joined by - or _ (like db-outage)",
+            describe(value),
+        )
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueProblem("a non-empty string", describe(value))
+    return value
+
+
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _host_port(value: str, *, local: bool) -> str:
+    match = _HOST_PORT.match(value.strip())
+    if match is None:
+        raise ValueProblem("host:port like 127.0.0.1:25432", describe(value))
+    host = match.group("v6") or match.group("host") or ""
+    port = int(match.group("port"))
+    if not 1 <= port <= 65535:
+        raise ValueProblem("a port between 1 and 65535", describe(value))
+    if local:
+        if host not in LOCAL_HOSTS:
+            raise ValueProblem(
+                "a listen address on this machine (127.0.0.1, localhost or ::1)",
+                describe(value),
+            )
+        if EPHEMERAL_LOW <= port <= EPHEMERAL_HIGH or port < 1024:
+            raise ValueProblem(
+                f"a port from 1024 to 65535 outside the ephemeral range "
+                f"{EPHEMERAL_LOW}-{EPHEMERAL_HIGH} (Toxiproxy fails there intermittently)",
+                describe(value),
+            )
+    return value.strip()
+
+
+ListenAddress = Annotated[str, AfterValidator(lambda v: _host_port(v, local=True))]
+UpstreamAddress = Annotated[str, AfterValidator(lambda v: _host_port(v, local=False))]
+
+
+def _local_url(value: str) -> str:
+    expected = "an http(s) URL on this machine, like http://127.0.0.1:8000"
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueProblem(expected, describe(value)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueProblem(expected, describe(value))
+    if parts.hostname not in LOCAL_HOSTS:
+        raise ValueProblem(
+            "a host of 127.0.0.1, localhost or ::1 (traffic stays on this machine)",
+            describe(value),
+        )
+    if port == 0:
+        raise ValueProblem(expected, describe(value))
+    return value.strip().rstrip("/")
+
+
+# ---------------------------------------------------------------------------- target
+
+
+class Target(_Model):
+    """A system under test reached over HTTP on this machine."""
+
+    url: Annotated[str, AfterValidator(_local_url)]
+
+
+def _proxy_name(value: str) -> str:
+    if not _PROXY_NAME.match(value) or len(value) > 64:
+        raise ValueProblem("a proxy name of letters, digits, '.', '_' or '-'", describe(value))
+    return value
+
+
+class ProxyDef(_Model):
+    """A Toxiproxy proxy the experiment creates in front of one of the target's dependencies."""
+
+    name: Annotated[str, AfterValidator(_proxy_name)]
+    listen: ListenAddress
+    upstream: UpstreamAddress
+
+
+class ShopSettings(_Model):
+    """Settings of the built-in shop: its mode and free-form options for its services."""
+
+    mode: ShopMode | None = None
+    options: dict[str, bool | int | float | str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- load
+
+
+class Stage(_Model):
+    """Closed model: hold ``users`` (reached at ``spawn_rate``/s) for ``duration``."""
+
+    duration: PositiveDuration
+    users: int = Field(ge=0, le=1_000_000)
+    spawn_rate: float = Field(gt=0)
+
+
+class ArrivalStage(_Model):
+    """Open model: send ``rps`` requests per second for ``duration``, whatever the answers."""
+
+    duration: PositiveDuration
+    rps: float = Field(ge=0, le=1_000_000)
+
+
+class WriteSpec(_Model):
+    """This request writes a record; lets the data-loss check read every acknowledged one back."""
+
+    id_field: NonEmpty = "id"
+    read_back: str
+    # ``list`` stays last: after this line the name shadows the builtin in the class body.
+    list: str | None = None
+
+    @model_validator(mode="after")
+    def _paths(self) -> WriteSpec:
+        problems: list[Problem] = []
+        if not self.read_back.startswith("/") or "{id}" not in self.read_back:
+            problems.append(
+                Problem(
+                    "read_back must be a GET path containing {id}",
+                    expected="a path like /orders/{id}",
+                    got=describe(self.read_back),
+                    path=("read_back",),
+                )
+            )
+        else:
+            try:
+                template = Template.parse(self.read_back)
+            except ValueProblem as problem:
+                problems.append(_value_problem(problem, ("read_back",)))
+            else:
+                others = template.variables - {"id"}
+                if others or any(p.kind != "var" for p in template.placeholders):
+                    problems.append(
+                        Problem(
+                            "read_back may only use the {id} placeholder",
+                            expected="a path like /orders/{id}",
+                            got=describe(self.read_back),
+                            path=("read_back",),
+                        )
+                    )
+        if self.list is not None and (not self.list.startswith("/") or "{" in self.list):
+            problems.append(
+                Problem(
+                    "list must be a plain GET path",
+                    expected="a path like /orders/ids",
+                    got=describe(self.list),
+                    path=("list",),
+                )
+            )
+        raise_if(problems)
+        return self
+
+
+def _value_problem(problem: ValueProblem, path: KeyPath) -> Problem:
+    return Problem(
+        problem.message or "invalid value", expected=problem.expected, got=problem.got, path=path
+    )
+
+
+def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:
+    """JSON-compatible data only (a YAML date or binary would fail at send time)."""
+    if depth > _JSON_DEPTH_LIMIT:
+        return [Problem("JSON body nested too deeply", "at most 32 levels", "more", path)]
+    if value is None or isinstance(value, bool | int | str):
+        return []
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return []
+        return [Problem("not valid JSON", "a finite number", describe(value), path)]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _check_json(item, (*path, i), depth + 1)]
+    if isinstance(value, dict):
+        return [
+            p for k, item in value.items() for p in _check_json(item, (*path, str(k)), depth + 1)
+        ]
+    return [
+        Problem(
+            "not valid JSON", "JSON data (strings, numbers, lists, mappings)", describe(value), path
+        )
+    ]
+
+
+class RequestSpec(_Model):
+    """One kind of request in the workload mix; ``name`` is its endpoint name everywhere."""
+
+    name: NonEmpty | None = None
+    method: Annotated[Method, BeforeValidator(_upper)] = "GET"
+    path: str
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+    json_body: Any = Field(default=None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    capture: dict[str, str] = Field(default_factory=dict)
+    write: WriteSpec | None = None
+
+    @model_validator(mode="after")
+    def _templates(self) -> RequestSpec:
+        problems: list[Problem] = []
+        if not self.path.startswith("/"):
+            problems.append(
+                Problem(
+                    "a request path starts with /",
+                    expected="a path like /catalog/items",
+                    got=describe(self.path),
+                    path=("path",),
+                )
+            )
+        else:
+            try:
+                Template.parse(self.path)
+            except ValueProblem as problem:
+                problems.append(_value_problem(problem, ("path",)))
+        json_problems = _check_json(self.json_body, ("json",))
+        problems.extend(json_problems)
+        if not json_problems:
+            for path, text in iter_json_strings(self.json_body, ("json",)):
+                try:
+                    Template.parse(text)
+                except ValueProblem as problem:
+                    problems.append(_value_problem(problem, path))
+        for variable, source in self.capture.items():
+            if not IDENTIFIER.match(variable) or variable in BUILTIN_NAMES:
+                problems.append(
+                    Problem(
+                        f"bad capture variable name {variable!r}",
+                        expected="an identifier other than uuid and seq (like order_id)",
+                        got=repr(variable),
+                        path=("capture", variable),
+                    )
+                )
+            if not source:
+                problems.append(
+                    Problem(
+                        "capture names the response field to read",
+                        expected="a top-level JSON field name like id",
+                        got="an empty string",
+                        path=("capture", variable),
+                    )
+                )
+        raise_if(problems)
+        if self.name is None:
+            self.name = f"{self.method} {self.path}"
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint name used in stats, SLOs and findings (``name`` or ``METHOD path``)."""
+        return self.name or f"{self.method} {self.path}"
+
+    @property
+    def path_template(self) -> Template:
+        return Template.parse(self.path)
+
+    def variables_used(self) -> frozenset[str]:
+        """Captured variables this request needs (from its path and JSON body)."""
+        names = set(Template.parse(self.path).variables)
+        for _, text in iter_json_strings(self.json_body):
+            names |= Template.parse(text).variables
+        return frozenset(names)
+
+    def is_ok(self, status: int) -> bool:
+        """Whether a response status counts as OK (``expect``, or any 2xx/3xx)."""
+        if self.expect:
+            return status in self.expect
+        return 200 <= status < 400
+
+
+class Wait(_Model):
+    """Think time between one user's requests, uniform in [min, max]."""
+
+    min: Duration = 0.0
+    max: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Wait:
+        if self.min > self.max:
+            raise_if(
+                [
+                    Problem(
+                        "wait.min is above wait.max",
+                        expected=f"max of at least {format_duration(self.min)}",
+                        got=format_duration(self.max),
+                        path=("max",),
+                    )
+                ]
+            )
+        return self
+
+
+def _identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueProblem("a Python class name", describe(value))
+    return value
+
+
+class Workload(_Model):
+    """What each simulated user does: a weighted request mix, or the user's own Locust file."""
+
+    requests: list[RequestSpec] | None = Field(default=None, min_length=1)
+    wait: Wait = Field(default_factory=Wait)
+    locustfile: NonEmpty | None = None
+    user_classes: list[Annotated[str, AfterValidator(_identifier)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        problems: list[Problem] = []
+        if (self.requests is None) == (self.locustfile is None):
+            problems.append(
+                Problem(
+                    "give exactly one of requests and locustfile",
+                    expected="either a requests list or a locustfile path",
+                    got="both" if self.requests is not None else "neither",
+                    path=(),
+                )
+            )
+        if self.user_classes and self.locustfile is None:
+            problems.append(
+                Problem(
+                    "user_classes only applies with a locustfile",
+                    expected="user_classes together with locustfile",
+                    got=f"user_classes without a locustfile ({', '.join(self.user_classes)})",
+                    path=("user_classes",),
+                )
+            )
+        requests = self.requests or []
+        seen: dict[str, int] = {}
+        captured = {name for r in requests for name in r.capture}
+        for i, request in enumerate(requests):
+            endpoint = request.endpoint
+            if endpoint in seen:
+                problems.append(
+                    Problem(
+                        f"two requests share the endpoint name {endpoint!r}",
+                        expected="unique names (set 'name' on one of them)",
+                        got=f"the same name as requests[{seen[endpoint]}]",
+                        path=("requests", i, "name" if request.name else "path"),
+                    )
+                )
+            seen.setdefault(endpoint, i)
+            missing = sorted(request.variables_used() - captured)
+            for name in missing:
+                problems.append(
+                    Problem(
+                        f"placeholder {{{name}}} is not captured by any request",
+                        expected=(
+                            f"a request with capture: {{{name}: <response field>}}"
+                            + (f" (captured: {', '.join(sorted(captured))})" if captured else "")
+                        ),
+                        got=f"{{{name}}}",
+                        path=("requests", i, "path" if name in request.path else "json"),
+                    )
+                )
+        raise_if(problems)
+        return self
+
+    def endpoints(self) -> list[str]:
+        return [r.endpoint for r in self.requests or []]
+
+
+class Load(_Model):
+    """The load shape (preset, closed-model stages, or open-model arrival rate) and workload."""
+
+    preset: Preset | None = None
+    stages: list[Stage] | None = Field(default=None, min_length=1, max_length=1000)
+    arrival_rate: list[ArrivalStage] | None = Field(default=None, min_length=1, max_length=1000)
+    workers: int | None = Field(default=None, ge=1, le=1024)
+    client_timeout: PositiveDuration = 10.0
+    max_in_flight: int = Field(default=1000, ge=1, le=1_000_000)
+    workload: Workload
+    trace_sample: Percent = 0.01
+    slow_threshold: PositiveDuration = 1.0
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Load:
+        given = [
+            name for name in ("preset", "stages", "arrival_rate") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise_if(
+                [
+                    Problem(
+                        "give exactly one of preset, stages and arrival_rate"
+                        + (" (in a profile, set the others to null)" if given else ""),
+                        expected="one load shape",
+                        got=" and ".join(given) if given else "none of them",
+                        path=(),
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def model(self) -> Literal["closed", "open"]:
+        """``open`` for arrival_rate (requests per second), ``closed`` for users."""
+        return "open" if self.arrival_rate is not None else "closed"
+
+    def resolve_stages(self) -> list[Stage]:
+        """The closed-model stages, with a preset expanded; empty for the open model."""
+        if self.stages is not None:
+            return list(self.stages)
+        if self.preset is not None:
+            return [
+                Stage(duration=d, users=u, spawn_rate=r) for d, u, r in PRESET_STAGES[self.preset]
+            ]
+        return []
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the start of the load to its end."""
+        if self.arrival_rate is not None:
+            return sum(s.duration for s in self.arrival_rate)
+        return sum(s.duration for s in self.resolve_stages())
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+class Fault(_Model):
+    """One Toxiproxy action on the experiment clock: from ``at`` for ``duration``."""
+
+    at: Duration
+    duration: PositiveDuration
+    proxy: NonEmpty
+    type: FaultType
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: Percent = 1.0
+    attributes: dict[str, int | float | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _attributes(self) -> Fault:
+        converted, problems = normalize_attributes(self.type, self.attributes)
+        if self.type == "ramp" and converted.get("steps") == 0:
+            problems.append(
+                Problem(
+                    "a ramp needs at least one step", "steps >= 1", "0", ("attributes", "steps")
+                )
+            )
+        if self.type == "flap" and converted.get("duty") == 0:
+            problems.append(
+                Problem(
+                    "a flap with duty 0 never fails", "duty above 0", "0", ("attributes", "duty")
+                )
+            )
+        raise_if(problems)
+        self.attributes = converted
+        return self
+
+    @property
+    def end(self) -> float:
+        return self.at + self.duration
+
+    @property
+    def toxic(self) -> str | None:
+        """The Toxiproxy toxic type behind this fault (None for proxy-level faults)."""
+        return FAULT_TYPES[self.type].toxic
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """When a fault is scheduled to be active, on the experiment clock (seconds)."""
+
+    index: int
+    start: float
+    end: float
+    proxy: str
+    type: str
+
+
+@dataclass(frozen=True)
+class PhaseWindow:
+    """A phase as scheduled (the run's real phases come from the journal's stamps)."""
+
+    name: Literal["baseline", "fault", "recovery"]
+    start: float
+    end: float
+
+
+# ---------------------------------------------------------------------------- SLOs
+
+
+class Thresholds(_Model):
+    """Limits on one phase or endpoint; latencies in seconds, error rate a fraction."""
+
+    p50: Duration | None = None
+    p95: Duration | None = None
+    p99: Duration | None = None
+    max: Duration | None = None
+    error_rate: Percent | None = None
+    min_rps: float | None = Field(default=None, ge=0)
+
+
+class PhaseSlo(Thresholds):
+    """A phase's limits, overall and per endpoint name."""
+
+    endpoints: dict[str, Thresholds] = Field(default_factory=dict)
+
+
+class RecoverySlo(PhaseSlo):
+    """Recovery phase limits, and the recovery budget (``within``)."""
+
+    within: Duration | None = None
+
+
+class Slo(_Model):
+    """Service-level objectives per phase."""
+
+    baseline: PhaseSlo | None = None
+    fault: PhaseSlo | None = None
+    recovery: RecoverySlo | None = None
+
+    def phases(self) -> dict[str, PhaseSlo]:
+        return {
+            name: slo
+            for name, slo in (
+                ("baseline", self.baseline),
+                ("fault", self.fault),
+                ("recovery", self.recovery),
+            )
+            if slo is not None
+        }
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+class Check(_Model):
+    """A PromQL expression evaluated over a phase (or the whole run) against ``expect``."""
+
+    name: NonEmpty
+    promql: NonEmpty
+    phase: CheckPhase
+    expect: Expectation
+    severity: Severity = "critical"
+
+
+class Guard(_Model):
+    """A continuous condition that must hold; the run is aborted (faults healed) if it does not.
+
+    ``expect`` is what must HOLD; the guard trips once it has failed for ``for`` seconds,
+    ignoring the first ``grace`` seconds of the run.
+    """
+
+    name: str = ""
+    promql: NonEmpty | None = None
+    load: LoadMetric | None = None
+    endpoint: NonEmpty | None = None
+    expect: Expectation
+    for_: Duration = Field(default=0.0, alias="for")
+    grace: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _source(self) -> Guard:
+        problems: list[Problem] = []
+        if (self.promql is None) == (self.load is None):
+            problems.append(
+                Problem(
+                    "a guard watches exactly one of promql and load",
+                    expected="promql: <expression> or load: error_rate|p95|p99|rps",
+                    got="both" if self.promql is not None else "neither",
+                )
+            )
+        if self.endpoint is not None and self.load is None:
+            problems.append(
+                Problem(
+                    "endpoint only applies to load guards",
+                    expected="endpoint together with load",
+                    got=f"endpoint {self.endpoint!r} with promql",
+                    path=("endpoint",),
+                )
+            )
+        raise_if(problems)
+        if not self.name:
+            where = f" {self.endpoint}" if self.endpoint else ""
+            self.name = self.promql if self.promql else f"load {self.load}{where}"
+        return self
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+class DetectorSettings(_Model):
+    """Per-detector switches; ``None`` leaves the detector's own default."""
+
+    enabled: bool = True
+    severity: Severity | None = None
+    fails_run: bool | None = None
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+class RecoverySettings(_Model):
+    """How recovery is measured: the baseline band (median ± k·MAD) and how long to wait."""
+
+    band_k: float = Field(default=3.0, gt=0)
+    stable_seconds: int = Field(default=5, ge=1, le=3600)
+    max_wait: PositiveDuration = 60.0
+
+
+# ---------------------------------------------------------------------------- experiment
+
+
+class Experiment(_Model):
+    """One experiment: load, faults on a timeline, and what must hold."""
+
+    name: Slug
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    target: Target | None = None
+    proxies: list[ProxyDef] = Field(default_factory=list)
+    shop: ShopSettings | None = None
+    load: Load
+    faults: list[Fault] = Field(default_factory=list)
+    slo: Slo = Field(default_factory=Slo)
+    checks: list[Check] = Field(default_factory=list)
+    guards: list[Guard] = Field(default_factory=list)
+    detectors: dict[DetectorKind, DetectorSettings] = Field(default_factory=dict)
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
+    profiles: dict[Slug, dict[str, Any]] = Field(default_factory=dict)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _profile: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Experiment:
+        problems: list[Problem] = []
+        if self.target is not None and self.shop is not None:
+            problems.append(
+                Problem(
+                    "shop settings apply only to the built-in shop",
+                    expected="no 'shop' key when a target is given",
+                    got=f"a shop section with target {self.target.url}",
+                    path=("shop",),
+                )
+            )
+        names: dict[str, int] = {}
+        for i, proxy in enumerate(self.proxies):
+            if proxy.name in names:
+                problems.append(
+                    Problem(
+                        f"two proxies named {proxy.name!r}",
+                        expected="unique proxy names",
+                        got=f"the same name as proxies[{names[proxy.name]}]",
+                        path=("proxies", i, "name"),
+                    )
+                )
+            names.setdefault(proxy.name, i)
+        known = self.proxy_names()
+        end = self.total_duration
+        for i, fault in enumerate(self.faults):
+            if fault.proxy not in known:
+                where = "declared proxies" if self.target is not None else "proxies"
+                problems.append(
+                    Problem(
+                        f"fault names an unknown proxy {fault.proxy!r}",
+                        expected=f"one of the {where}: {', '.join(known) or '(none declared)'}",
+                        got=repr(fault.proxy),
+                        path=("faults", i, "proxy"),
+                    )
+                )
+            if fault.at >= end:
+                problems.append(
+                    Problem(
+                        "fault starts after the load has ended",
+                        expected=f"at before the load ends at {format_duration(end)}",
+                        got=format_duration(fault.at),
+                        path=("faults", i, "at"),
+                    )
+                )
+            elif fault.end > end:
+                problems.append(
+                    Problem(
+                        "fault is still active when the load ends (no recovery to measure)",
+                        expected=f"at + duration <= {format_duration(end)} (the load's end)",
+                        got=f"{format_duration(fault.at)} + {format_duration(fault.duration)}"
+                        f" = {format_duration(fault.end)}",
+                        path=("faults", i, "duration"),
+                    )
+                )
+        endpoints = self.endpoints()
+        if self.load.workload.requests is not None:
+            for phase, slo in self.slo.phases().items():
+                for endpoint in slo.endpoints:
+                    if endpoint not in endpoints:
+                        problems.append(
+                            Problem(
+                                "SLO names an unknown endpoint",
+                                expected=f"one of the request names: {', '.join(endpoints)}",
+                                got=repr(endpoint),
+                                path=("slo", phase, "endpoints", endpoint),
+                            )
+                        )
+            for i, guard in enumerate(self.guards):
+                if guard.endpoint is not None and guard.endpoint not in endpoints:
+                    problems.append(
+                        Problem(
+                            "guard names an unknown endpoint",
+                            expected=f"one of the request names: {', '.join(endpoints)}",
+                            got=repr(guard.endpoint),
+                            path=("guards", i, "endpoint"),
+                        )
+                    )
+        for name, overlay in self.profiles.items():
+            if "profiles" in overlay:
+                problems.append(
+                    Problem(
+                        "a profile cannot define profiles",
+                        expected="profile keys other than 'profiles'",
+                        got="a 'profiles' key",
+                        path=("profiles", name, "profiles"),
+                    )
+                )
+        raise_if(problems)
+        return self
+
+    # -- computed helpers
+
+    @property
+    def builtin(self) -> bool:
+        """True when the target is the built-in shop (no ``target`` given)."""
+        return self.target is None
+
+    @property
+    def source(self) -> Path | None:
+        """The file this experiment was loaded from, if any."""
+        return self._source
+
+    @property
+    def profile(self) -> str | None:
+        """The profile applied when loading, if any."""
+        return self._profile
+
+    @property
+    def total_duration(self) -> float:
+        """Seconds from load start to load end."""
+        return self.load.duration
+
+    def proxy_names(self) -> list[str]:
+        """Proxies faults may name: declared ones, plus the stack's for the built-in shop."""
+        declared = [p.name for p in self.proxies]
+        if self.target is None:
+            return declared + [n for n in BUILTIN_PROXIES if n not in declared]
+        return declared
+
+    def endpoints(self) -> list[str]:
+        """Endpoint names of the request mix, in file order (empty with a locustfile)."""
+        return self.load.workload.endpoints()
+
+    def fault_windows(self) -> list[FaultWindow]:
+        """Scheduled fault windows, ordered by start."""
+        windows = [FaultWindow(i, f.at, f.end, f.proxy, f.type) for i, f in enumerate(self.faults)]
+        return sorted(windows, key=lambda w: (w.start, w.index))
+
+    def scheduled_phases(self) -> list[PhaseWindow]:
+        """Baseline / fault / recovery as scheduled (no faults: one baseline phase)."""
+        end = self.total_duration
+        if not self.faults:
+            return [PhaseWindow("baseline", 0.0, end)]
+        first = min(f.at for f in self.faults)
+        last = max(f.end for f in self.faults)
+        phases = [PhaseWindow("baseline", 0.0, first), PhaseWindow("fault", first, last)]
+        if last < end:
+            phases.append(PhaseWindow("recovery", last, end))
+        return phases
+
+    def summary(self) -> str:
+        """One line: faults, load shape and length."""
+        faults = len(self.faults)
+        load = self.load
+        shape = (
+            f"preset {load.preset}"
+            if load.preset
+            else f"{len(load.arrival_rate or [])} arrival stage(s)"
+            if load.arrival_rate
+            else f"{len(load.stages or [])} stage(s)"
+        )
+        kinds = ", ".join(sorted({f"{f.type} on {f.proxy}" for f in self.faults}))
+        text = f"{faults} fault{'s' if faults != 1 else ''}"
+        if kinds:
+            text += f": {kinds}"
+        return f"{text}; load {format_duration(self.total_duration)} ({shape})"
+
+    def to_yaml(self, *, include_profiles: bool = False) -> str:
+        """The experiment as YAML that loads back to an equal experiment."""
+        data = self.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            exclude=None if include_profiles else {"profiles"},
+        )
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def experiment_schema() -> dict[str, Any]:
+    """JSON Schema of an experiment file, for editors."""
+    schema = Experiment.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "resilience experiment"
+    return schema
