@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import time
 from pathlib import Path
 
 from resilience.observe import (
     Check,
     FakePrometheusSource,
+    HttpPrometheusSource,
     PhaseWindow,
     PrometheusQueryError,
     PrometheusUnavailable,
@@ -19,6 +22,7 @@ from resilience.observe import (
     judge,
     load_series,
 )
+from resilience.stack.config import Ports
 
 PHASES = [
     PhaseWindow("baseline", 0.0, 10.0),
@@ -208,3 +212,22 @@ def test_builtin_shop_checks_cover_the_shop_metrics_with_documented_severities()
     for check in checks:
         assert check.severity == ("warning" if check.phase == "baseline" else "info")
         assert check.description
+
+
+def test_checks_against_a_silent_prometheus_are_bounded() -> None:
+    """A Prometheus that accepts and never answers costs two timeouts, then nothing more."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", Ports().shifted(400).orders_proxy))
+    sock.listen(64)
+    try:
+        port = sock.getsockname()[1]
+        with HttpPrometheusSource(f"http://127.0.0.1:{port}", timeout=0.5) as source:
+            began = time.monotonic()
+            results = evaluate_checks(builtin_shop_checks(), source, PHASES, None)
+            elapsed = time.monotonic() - began
+    finally:
+        sock.close()
+    assert elapsed < 3.0
+    assert {r.status for r in results} == {"not_evaluated"}
+    assert all("did not answer" in r.reason for r in results)

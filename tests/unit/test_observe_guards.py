@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 from resilience.observe import (
     FakePrometheusSource,
     GuardMonitor,
+    HttpPrometheusSource,
     LoadGuard,
     LoadSnapshot,
     PrometheusQueryError,
@@ -20,6 +22,7 @@ from resilience.observe import (
     Target,
     Threshold,
 )
+from resilience.stack.config import Ports
 
 
 class FakeClock:
@@ -276,3 +279,30 @@ def test_monitor_rejects_guards_it_cannot_evaluate() -> None:
             [LoadGuard("g", "rps", Threshold("<", 1)), LoadGuard("g", "p95", Threshold("<", 1))],
             live_stats=lambda e: None,
         )
+
+
+def test_real_client_against_a_silent_prometheus_never_blocks_tick() -> None:
+    """With HttpPrometheusSource on a server that never answers, ticks stay instant and the
+    guard ends up not evaluated."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", Ports().shifted(400).orders_proxy))
+    sock.listen(64)
+    try:
+        port = sock.getsockname()[1]
+        source = HttpPrometheusSource(f"http://127.0.0.1:{port}", timeout=0.3)
+        guard = PromqlGuard("g", "up", Threshold("==", 1))
+        with GuardMonitor([guard], source, interval=0.1, stale_after=5) as monitor:
+            deadline = time.monotonic() + 5
+            slowest = 0.0
+            while monitor.status()[0].state != "not_evaluated" and time.monotonic() < deadline:
+                began = time.monotonic()
+                assert monitor.tick() is None
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.05)
+        source.close()
+    finally:
+        sock.close()
+    assert monitor.status()[0].state == "not_evaluated"
+    assert "did not answer" in monitor.status()[0].reason
+    assert slowest < 0.1
