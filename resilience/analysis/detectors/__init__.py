@@ -1,0 +1,1 @@
+"""Detectors: one module per kind of finding, on the base class in ``base``."""
