@@ -14,10 +14,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
+from resilience.errors import ErrorLocation, ExperimentError
 from resilience.faults.toxiproxy import STREAMS, Stream, Toxic
 
 TOXIC_PREFIX = "resilience-"
@@ -115,7 +116,7 @@ FAULT_TYPES: Mapping[str, FaultType] = {
         FaultType(
             "timeout",
             "Stop all data; close the connection after timeout (0: never, data dropped).",
-            (_ms("timeout", "time before the connection is closed; 0 holds it forever"),),
+            (_ms("timeout", "time before the connection is closed; 0 holds it forever", 0),),
             toxic_type="timeout",
         ),
         FaultType(
@@ -404,9 +405,24 @@ class FaultSpec:
         )
 
 
-def specs_from_model(faults: list[Any]) -> list[FaultSpec]:
-    """FaultSpecs for an experiment's ``faults`` list, indexed by position."""
-    return [FaultSpec.from_model(f, i) for i, f in enumerate(faults)]
+def specs_from_model(faults: Sequence[Any]) -> list[FaultSpec]:
+    """FaultSpecs for an experiment's ``faults`` list, indexed by position.
+
+    Raises ExperimentError (naming ``faults[i]``) for a fault the loader let through but
+    the catalogue refuses, so the run stops with exit 2 before anything is applied.
+    """
+    specs: list[FaultSpec] = []
+    problems: list[str] = []
+    for index, fault in enumerate(faults):
+        try:
+            specs.append(FaultSpec.from_model(fault, index))
+        except ValueError as exc:
+            problems.append(f"faults[{index}]: {exc}")
+    if problems:
+        raise ExperimentError(
+            "invalid faults", location=ErrorLocation(path="faults"), problems=problems
+        )
+    return specs
 
 
 StepAction = Literal["disable", "enable", "update"]

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from resilience.errors import ExperimentError
 from resilience.faults.catalogue import (
     FAULT_TYPES,
     FaultSpec,
@@ -85,6 +86,7 @@ def test_named_fault_without_attributes_refuses_any() -> None:
     ("fault_type", "attributes", "fragment"),
     [
         ("latency", {}, "attribute 'latency' is required"),
+        ("bandwidth", {}, "attribute 'rate' is required"),
         ("latency", {"latency": "fast"}, "expected a duration like 200ms"),
         ("latency", {"latency": True}, "got True that is a bool"),
         ("latency", {"latency": -5}, "must be at least 0"),
@@ -180,7 +182,52 @@ def test_from_model_adapts_any_object_with_the_model_fields() -> None:
     assert specs[1].toxicity == 0.3
 
 
-def test_plain_toxic_plan_adds_one_named_toxic() -> None:
+def test_specs_from_model_turns_refusals_into_an_experiment_error() -> None:
+    """A fault the catalogue refuses stops the run with exit 2, naming faults[i]."""
+    faults = [
+        SimpleNamespace(
+            at=0.0,
+            duration=1.0,
+            proxy="p",
+            type="hang",
+            stream="downstream",
+            toxicity=1.0,
+            attributes={},
+        ),
+        SimpleNamespace(
+            at=0.0,
+            duration=1.0,
+            proxy="p",
+            type="slicer",
+            stream="downstream",
+            toxicity=1.0,
+            attributes={"average_size": 8, "size_variation": 9},
+        ),
+    ]
+    with pytest.raises(ExperimentError) as info:
+        specs_from_model(faults)
+    assert info.value.exit_code == 2
+    assert info.value.problems and info.value.problems[0].startswith(
+        "faults[1]: fault 1 (slicer on p)"
+    )
+
+
+SAMPLES = {"ms": "200ms", "us": "2ms", "seconds": "2s", "fraction": 0.5}
+COUNTS = {"average_size": 64, "size_variation": 8, "steps": 3, "bytes": 1000, "rate": 100}
+
+
+def test_whatever_the_experiment_loader_accepts_the_catalogue_accepts() -> None:
+    """Attributes normalised by the loader's table (all, or only the required) pass here too."""
+    loader = pytest.importorskip("resilience.experiment.fault_types")
+    assert set(loader.FAULT_TYPES) == set(FAULT_TYPES)
+    for name, spec in loader.FAULT_TYPES.items():
+        every = {a.name: SAMPLES.get(a.kind, COUNTS.get(a.name, 1)) for a in spec.attributes}
+        required = {k: v for k, v in every.items() if spec.attribute(k).required}
+        for given in (every, required):
+            converted, problems = loader.normalize_attributes(name, given)
+            assert problems == [], (name, problems)
+            validate_attributes(name, converted)
+
     """A toxic fault plans one toxic with our prefix, its stream, toxicity and attributes."""
     spec = FaultSpec(
         0, 1, 2, "db", "bandwidth", stream="upstream", toxicity=0.5, attributes={"rate": 10}
