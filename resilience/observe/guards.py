@@ -35,8 +35,8 @@ from resilience.observe.prometheus import PrometheusSource, PrometheusUnavailabl
 
 logger = logging.getLogger(__name__)
 
-LoadMetric = Literal["rps", "p95", "p99", "error_rate"]
-LOAD_METRICS: tuple[LoadMetric, ...] = ("rps", "p95", "p99", "error_rate")
+LoadMetric = Literal["rps", "p95", "p99", "error_rate", "oldest_in_flight"]
+LOAD_METRICS: tuple[LoadMetric, ...] = ("rps", "p95", "p99", "error_rate", "oldest_in_flight")
 
 GuardState = Literal["pending", "grace", "ok", "breached", "not_evaluated", "tripped"]
 
@@ -60,7 +60,9 @@ class MonotonicClock:
 class LoadStats(Protocol):
     """Live load numbers for one endpoint or all: latencies in seconds, error rate 0..1.
 
-    ``None`` means "no data yet" (e.g. no request completed in the window).
+    ``None`` means "no data yet" (e.g. no request completed in the window). When every
+    request hangs nothing completes and p95 has no data; ``oldest_in_flight`` (how long
+    the oldest unanswered request has waited) is the number that moves then.
     """
 
     @property
@@ -75,6 +77,9 @@ class LoadStats(Protocol):
     @property
     def error_rate(self) -> float | None: ...
 
+    @property
+    def oldest_in_flight(self) -> float | None: ...
+
 
 @dataclass(frozen=True)
 class LoadSnapshot:
@@ -84,6 +89,7 @@ class LoadSnapshot:
     p95: float | None = None
     p99: float | None = None
     error_rate: float | None = None
+    oldest_in_flight: float | None = None
 
 
 LiveStats = Callable[[str | None], LoadStats | None]

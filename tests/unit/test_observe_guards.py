@@ -306,3 +306,22 @@ def test_real_client_against_a_silent_prometheus_never_blocks_tick() -> None:
     assert monitor.status()[0].state == "not_evaluated"
     assert "did not answer" in monitor.status()[0].reason
     assert slowest < 0.1
+
+
+def test_oldest_in_flight_guard_catches_a_total_hang() -> None:
+    """When nothing completes (p95 has no data), oldest_in_flight still trips a guard."""
+    clock = FakeClock()
+    stats = {"oldest": 0.2}
+
+    def live(endpoint: str | None) -> LoadSnapshot:
+        return LoadSnapshot(rps=0.0, p95=None, oldest_in_flight=stats["oldest"])
+
+    guards = [
+        LoadGuard("p95", "p95", Threshold("<", 1)),
+        LoadGuard("hang", "oldest_in_flight", Threshold("<", 5), for_s=1),
+    ]
+    monitor = GuardMonitor(guards, None, live, clock)
+    assert run(monitor, clock, 2, poll=False) == []
+    stats["oldest"] = 8.0
+    assert run(monitor, clock, 2, poll=False) == ["hang"]
+    assert monitor.status()[0].state == "not_evaluated"
