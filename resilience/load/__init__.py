@@ -1,1 +1,54 @@
-"""load."""
+"""The load engine: Locust in child processes, per-second latency data in the run directory.
+
+This package's public face never imports Locust or gevent (they patch the process they are
+imported into); only ``resilience.load.worker`` and ``resilience.load.runtime`` do, and
+they run in the worker processes the engine starts.
+"""
+
+from __future__ import annotations
+
+from resilience.load.engine import LoadEngine
+from resilience.load.plan import (
+    ArrivalStage,
+    LoadPlan,
+    RequestPlan,
+    Stage,
+    WritePlan,
+    plan_from_experiment,
+)
+from resilience.load.recorder import LiveStats, LoadData, LoadRecorder
+from resilience.load.samples import (
+    ERROR_OUTCOMES,
+    OUTCOMES,
+    EndpointSecond,
+    LiveTick,
+    LoadEvent,
+    SecondSample,
+    TraceRef,
+    WorkerExit,
+    WorkerReady,
+    WriteAck,
+)
+
+__all__ = [
+    "ERROR_OUTCOMES",
+    "OUTCOMES",
+    "ArrivalStage",
+    "EndpointSecond",
+    "LiveStats",
+    "LiveTick",
+    "LoadData",
+    "LoadEngine",
+    "LoadEvent",
+    "LoadPlan",
+    "LoadRecorder",
+    "RequestPlan",
+    "SecondSample",
+    "Stage",
+    "TraceRef",
+    "WorkerExit",
+    "WorkerReady",
+    "WriteAck",
+    "WritePlan",
+    "plan_from_experiment",
+]

@@ -1,0 +1,3 @@
+module resilience/benchmarks/echo
+
+go 1.26.8

@@ -1,0 +1,438 @@
+"""Inside a worker process: Locust users, the stage shape and the open-model scheduler.
+
+Importing this module imports Locust, which monkey-patches the process with gevent: only
+``resilience.load.worker`` (the child's entry point) imports it. Three ways to make load:
+
+- closed model, our workload: ``WorkloadUser`` (a ``FastHttpUser``) picks a weighted
+  request its captured variables allow, renders it, and sends it with a fresh W3C
+  ``traceparent``; a ``LoadTestShape`` holds this worker's share of each stage's users on
+  the experiment clock.
+- open model: a scheduler greenlet walks the worker's intended send times and starts each
+  request in a pool bounded by ``max_in_flight`` (this worker's share). Latency is measured
+  FROM THE INTENDED SEND TIME, so a request that waited behind a stalled server or for a
+  free slot carries that wait: there is no coordinated omission. A request that cannot get
+  a slot within the client timeout of its intended time is recorded as a timeout
+  (``unsent``) and never sent.
+- a locustfile: its User classes run under the same shape; their requests are recorded
+  from Locust's request event, and their HTTP clients are wrapped so that every request
+  carries a ``traceparent`` too.
+
+Every request ends by the client timeout (connect plus the whole request): a gevent
+timeout around it, and the socket timeouts set to the same value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.pool
+from gevent import Timeout
+from locust import FastHttpUser, LoadTestShape, User, between, constant, task
+from locust.clients import HttpSession
+from locust.contrib.fasthttp import FastHttpSession, LocustBadStatusCode
+from locust.env import Environment
+from locust.event import EventHook
+from locust.exception import StopUser
+from locust.util.load_locustfile import load_locustfile
+
+from resilience.errors import LoadError
+from resilience.load.collector import (
+    CONNECTION_ERROR,
+    OK,
+    TIMEOUT,
+    UNEXPECTED,
+    Collector,
+    new_trace_ids,
+    outcome_of_status,
+    traceparent,
+)
+from resilience.load.plan import LoadPlan
+from resilience.load.schedule import intended_times, split_evenly, worker_target
+from resilience.load.template import (
+    RequestTemplate,
+    UserState,
+    WeightedChooser,
+    compile_request_templates,
+)
+
+logger = logging.getLogger(__name__)
+
+_SILENT = EventHook()  # type: ignore[no-untyped-call] # our users record directly; nobody needs Locust's request event
+
+
+def _is_timeout(error: BaseException | None) -> bool:
+    return isinstance(error, Timeout | socket.timeout | TimeoutError)
+
+
+class Clock:
+    """The experiment clock inside a worker: seconds since t0, from a monotonic source."""
+
+    def __init__(self, t0: float) -> None:
+        self._origin = time.monotonic() - (time.time() - t0)
+
+    def now(self) -> float:
+        return time.monotonic() - self._origin
+
+
+class Workload:
+    """The compiled requests of a plan and the one function that sends a request."""
+
+    def __init__(self, plan: LoadPlan, clock: Clock, collector: Collector) -> None:
+        self.plan = plan
+        self.clock = clock
+        self.collector = collector
+        self.templates: list[RequestTemplate] = compile_request_templates(plan.requests)
+        self.chooser = WeightedChooser(
+            [r.weight for r in plan.requests], [t.needs for t in self.templates]
+        )
+        self.timeout = plan.client_timeout
+        self._warned_ids: set[str] = set()
+
+    def choose(self, state: UserState) -> int | None:
+        return self.chooser.choose(state.rng, frozenset(state.variables))
+
+    def send(
+        self,
+        client: FastHttpSession,
+        state: UserState,
+        index: int,
+        *,
+        send_t: float | None = None,
+        second: int | None = None,
+    ) -> None:
+        """Send request ``index`` and record it. Closed model: sent now. Open model: the
+        caller gives the intended time ``send_t`` and the ``second`` it already began."""
+        template = self.templates[index]
+        request = self.plan.requests[index]
+        state.seq += 1
+        path = template.render_path(state)
+        body = template.body(state) if template.body is not None else None
+        trace_id, span_id = new_trace_ids(state.rng)
+        headers = {"traceparent": traceparent(trace_id, span_id)}
+        if template.headers:
+            headers.update(template.render_headers(state))
+        collector = self.collector
+        if send_t is None or second is None:
+            send_t = self.clock.now()
+            second = collector.begin(send_t)
+        recorded = False
+        try:
+            response: Any = None
+            error: BaseException | None = None
+            timer = Timeout.start_new(self.timeout)
+            try:
+                response = client.request(
+                    request.method, path, name=template.name, headers=headers, json=body
+                )
+            except Timeout as exc:
+                if exc is not timer:
+                    raise
+                error = exc
+            finally:
+                timer.close()
+            done_t = self.clock.now()
+            status = 0
+            if response is not None:
+                status = response.status_code or 0
+                error = getattr(response, "error", None)
+            if error is not None and not isinstance(error, LocustBadStatusCode):
+                outcome = TIMEOUT if _is_timeout(error) else CONNECTION_ERROR
+            elif status:
+                outcome = outcome_of_status(status, request.expects(status))
+            else:
+                outcome = CONNECTION_ERROR
+            recorded = True
+            collector.end(
+                second,
+                template.name,
+                send_t,
+                done_t,
+                outcome,
+                status=status,
+                trace_id=trace_id,
+                span_id=span_id,
+            )
+            if outcome == OK and (request.capture or request.write):
+                self._after_success(state, index, response, send_t, status)
+        finally:
+            if not recorded:
+                collector.abandon(second)
+
+    def _after_success(
+        self, state: UserState, index: int, response: Any, send_t: float, status: int
+    ) -> None:
+        request = self.plan.requests[index]
+        try:
+            data = response.json()
+        except (ValueError, TypeError):
+            data = None
+        if not isinstance(data, dict):
+            self._warn_once(request.name, "response is not a JSON object: nothing captured")
+            return
+        for variable, field in request.capture.items():
+            if field in data:
+                state.variables[variable] = data[field]
+            else:
+                self._warn_once(request.name, f"response has no field {field!r} to capture")
+        if request.write is not None:
+            record_id = data.get(request.write.id_field)
+            if record_id is None:
+                self._warn_once(
+                    request.name, f"write acknowledged without id field {request.write.id_field!r}"
+                )
+            else:
+                self.collector.write_ack(record_id, request.name, send_t, status)
+
+    def _warn_once(self, endpoint: str, message: str) -> None:
+        key = f"{endpoint}: {message}"
+        if key not in self._warned_ids:
+            self._warned_ids.add(key)
+            logger.warning("%s", key)
+
+
+class StageShape(LoadTestShape):
+    """This worker's share of the plan's stages, on the experiment clock (not Locust's).
+
+    With ``hold_at_end`` the last stage's target stays after the end instead of Locust's
+    stop: our own users stop themselves after their last request, which never kills one in
+    the middle of a request (Locust's stop can, when a user's wait ends as it is stopped).
+    """
+
+    def __init__(self, plan: LoadPlan, clock: Clock, *, hold_at_end: bool) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._plan = plan
+        self._clock = clock
+        self._hold = hold_at_end
+        self._last: tuple[int, float] | None = None
+
+    def tick(self) -> tuple[int, float] | None:
+        target = worker_target(
+            self._plan.stages, self._clock.now(), self._plan.worker, self._plan.workers
+        )
+        if target is None:
+            return self._last if self._hold else None
+        self._last = (target.users, target.spawn_rate)
+        return self._last
+
+
+def workload_user_class(workload: Workload, seed_source: random.Random) -> type[User]:
+    """A FastHttpUser class bound to one worker's workload."""
+    plan = workload.plan
+    wait = between(plan.wait_min, plan.wait_max) if plan.wait_max > 0 else constant(0)
+
+    class WorkloadUser(FastHttpUser):
+        host = plan.target
+        wait_time = wait
+        network_timeout = plan.client_timeout
+        connection_timeout = plan.client_timeout
+
+        def __init__(self, environment: Environment) -> None:
+            super().__init__(environment)
+            self.client.request_event = _SILENT
+            self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
+
+        @task
+        def step(self) -> None:
+            if workload.clock.now() >= plan.duration:
+                raise StopUser  # the plan is over: stop between requests, never inside one
+            index = workload.choose(self.state)
+            if index is None:  # cannot happen for a validated plan; do not spin
+                gevent.sleep(1.0)
+                return
+            workload.send(self.client, self.state, index)
+
+    return WorkloadUser
+
+
+class OpenScheduler:
+    """Sends at this worker's intended times; latency counts from those times."""
+
+    def __init__(self, workload: Workload, seed_source: random.Random) -> None:
+        plan = workload.plan
+        self.workload = workload
+        self.plan = plan
+        self.limit = max(1, split_evenly(plan.max_in_flight, plan.workers, plan.worker))
+        self.pool = gevent.pool.Pool(self.limit)
+        self.client = FastHttpSession(
+            base_url=plan.target,
+            request_event=_SILENT,
+            user=None,
+            network_timeout=plan.client_timeout,
+            connection_timeout=plan.client_timeout,
+            concurrency=self.limit,
+        )
+        # One shared state: in the open model there are no users, only requests.
+        self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
+        self.next_t = 0.0
+        self.done = False
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def run(self) -> None:
+        clock = self.workload.clock
+        collector = self.workload.collector
+        timeout = self.plan.client_timeout
+        start = max(0.0, clock.now())
+        behind = 0
+        try:
+            for t in intended_times(
+                self.plan.arrival, self.plan.worker, self.plan.workers, start_at=start
+            ):
+                self.next_t = t
+                delay = t - clock.now()
+                if delay > 0:
+                    gevent.sleep(delay)
+                    behind = 0
+                else:
+                    behind += 1
+                    if behind % 32 == 0:
+                        gevent.sleep(0)  # let responses in while catching up
+                if self._stopped:
+                    break
+                index = self.workload.choose(self.state)
+                if index is None:
+                    continue
+                second = collector.begin(t)
+                if self.pool.full():
+                    self.pool.wait_available(timeout=max(0.0, t + timeout - clock.now()))
+                if self.pool.full():
+                    self._unsent(second, index, t)
+                    continue
+                self.pool.spawn(
+                    self.workload.send, self.client, self.state, index, send_t=t, second=second
+                )
+        finally:
+            self.next_t = math.inf
+            self.done = True
+
+    def _unsent(self, second: int, index: int, t: float) -> None:
+        trace_id, span_id = new_trace_ids(self.state.rng)
+        self.workload.collector.end(
+            second,
+            self.workload.templates[index].name,
+            t,
+            self.workload.clock.now(),
+            TIMEOUT,
+            status=0,
+            trace_id=trace_id,
+            span_id=span_id,
+            unsent=True,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pool)
+
+    def kill(self) -> None:
+        self._stopped = True
+        self.pool.kill(block=True, timeout=2.0)
+
+
+# -- locustfile users --------------------------------------------------------------------
+
+
+def _with_traceparent(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a session's ``request`` so every request carries a fresh traceparent whose ids
+    reach the request event through its context."""
+    rng = random.Random()
+
+    def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        headers = dict(kwargs.get("headers") or {})
+        if not any(k.lower() == "traceparent" for k in headers):
+            trace_id, span_id = new_trace_ids(rng)
+            headers["traceparent"] = traceparent(trace_id, span_id)
+            kwargs["headers"] = headers
+            context = dict(kwargs.get("context") or {})
+            context["resilience_trace"] = (trace_id, span_id)
+            kwargs["context"] = context
+        return original(self, method, url, *args, **kwargs)
+
+    return request
+
+
+def load_user_classes(plan: LoadPlan) -> list[type[User]]:
+    """The locustfile's User classes (those named in the plan, or all of them)."""
+    assert plan.locustfile is not None
+    try:
+        found, _shapes = load_locustfile(plan.locustfile)
+    except (SystemExit, Exception) as exc:
+        raise LoadError(f"cannot import locustfile {plan.locustfile}: {exc}") from exc
+    if plan.user_classes:
+        missing = [name for name in plan.user_classes if name not in found]
+        if missing:
+            raise LoadError(
+                f"locustfile {plan.locustfile} has no User class {', '.join(missing)} "
+                f"(it has {', '.join(sorted(found)) or 'none'})"
+            )
+        classes = [found[name] for name in plan.user_classes]
+    else:
+        classes = list(found.values())
+    if not classes:
+        raise LoadError(f"locustfile {plan.locustfile} defines no User class")
+    for cls in classes:
+        if issubclass(cls, FastHttpUser):
+            # Only the library defaults are tightened; a timeout the user chose stays.
+            if cls.network_timeout == FastHttpUser.network_timeout:
+                cls.network_timeout = plan.client_timeout
+            if cls.connection_timeout == FastHttpUser.connection_timeout:
+                cls.connection_timeout = plan.client_timeout
+    FastHttpSession.request = _with_traceparent(FastHttpSession.request)  # type: ignore[method-assign]
+    HttpSession.request = _with_traceparent(HttpSession.request)  # type: ignore[method-assign]
+    return classes
+
+
+def locust_request_listener(
+    plan: LoadPlan, clock: Clock, collector: Collector
+) -> Callable[..., None]:
+    """Record Locust request events (locustfile users) like our own requests."""
+
+    def on_request(
+        *,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        exception: BaseException | None = None,
+        context: dict[str, Any] | None = None,
+        response: Any = None,
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
+        done_t = clock.now()
+        latency = max(0.0, float(response_time or 0.0) / 1000.0)
+        send_t = (start_time - plan.t0) if start_time else done_t - latency
+        status = int(getattr(response, "status_code", 0) or 0)
+        if exception is None:
+            outcome = OK
+        elif _is_timeout(exception) or _is_timeout(getattr(response, "error", None)):
+            outcome = TIMEOUT
+        elif status >= 400:
+            outcome = outcome_of_status(status, False)
+        elif status == 0:
+            outcome = CONNECTION_ERROR
+        else:
+            outcome = UNEXPECTED
+        # A request that did not go through a wrapped HTTP session carried no trace id.
+        trace_id, span_id = (context or {}).get("resilience_trace") or ("", "")
+        collector.end(
+            int(send_t) if send_t > 0 else 0,
+            f"{request_type} {name}",
+            send_t,
+            send_t + latency,
+            outcome,
+            status=status,
+            trace_id=trace_id,
+            span_id=span_id,
+            begun=False,
+        )
+
+    return on_request

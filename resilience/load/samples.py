@@ -1,0 +1,178 @@
+"""What flows from a worker to the parent: one JSON object per line, one dataclass each.
+
+``SecondSample`` is the record of one second of SEND time (intended send time in the open
+model) for one worker: per endpoint, counts by outcome and a latency histogram
+(microseconds, HdrHistogram's compressed base64 encoding). It is emitted once every request
+sent in that second has completed, so it is final. ``LiveTick`` is the fresh view by
+COMPLETION time, every second, for the live console and the load guards. ``TraceRef``
+keeps the trace id of a failed, slow or sampled request, ``WriteAck`` an acknowledged write,
+``WorkerReady`` / ``WorkerExit`` bracket a worker's life. Times are seconds on the
+experiment clock; latencies in TraceRef and LiveTick are seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from hdrh.histogram import HdrHistogram
+
+from resilience.errors import LoadError
+from resilience.load import hist
+
+OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error", "unexpected")
+"""``unexpected``: a status outside ``expect`` that is neither 4xx nor 5xx (e.g. 200 where
+201 was expected), or a request a locustfile marked failed although its status was fine."""
+ERROR_OUTCOMES: tuple[str, ...] = OUTCOMES[1:]
+
+TraceReason = Literal["failed", "slow", "sampled"]
+
+
+def empty_counts() -> dict[str, int]:
+    return dict.fromkeys(OUTCOMES, 0)
+
+
+@dataclass(frozen=True)
+class EndpointSecond:
+    """One endpoint in one second: counts by outcome and the encoded latency histogram.
+
+    ``unsent`` (open model) counts requests that are also in ``timeout``: they waited for
+    a free slot (``max_in_flight``) past the client timeout and were never sent.
+    """
+
+    counts: dict[str, int]
+    histogram: str
+    unsent: int = 0
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts.values())
+
+    def decode(self) -> HdrHistogram:
+        return hist.decode(self.histogram)
+
+
+@dataclass(frozen=True)
+class SecondSample:
+    worker: int
+    second: int
+    endpoints: dict[str, EndpointSecond] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiveTick:
+    """Completions in one second of completion time, and the worker's state at its end."""
+
+    worker: int
+    second: int
+    completions: dict[str, int]
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    in_flight: int
+    users: int
+    oldest_in_flight: float | None = None
+    endpoints: dict[str, EndpointSecond] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TraceRef:
+    worker: int
+    trace_id: str
+    span_id: str
+    endpoint: str
+    t: float
+    latency: float
+    outcome: str
+    status: int
+    reason: TraceReason
+
+
+@dataclass(frozen=True)
+class WriteAck:
+    """An acknowledged write: the record ``id`` the target said it stored."""
+
+    worker: int
+    id: Any
+    endpoint: str
+    t: float
+    status: int
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    worker: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """A worker ended. ``reason``: end, stdin_closed, parent_gone, sigterm, error, died.
+
+    ``returncode`` is set by the parent once the process is reaped (None when the worker
+    itself reports). ``abandoned``: requests still in flight when the worker stopped.
+    """
+
+    worker: int
+    reason: str
+    returncode: int | None = None
+    requests: int = 0
+    dropped_traces: int = 0
+    abandoned: int = 0
+    late: int = 0
+    message: str = ""
+
+
+LoadEvent = SecondSample | LiveTick | TraceRef | WriteAck | WorkerReady | WorkerExit
+
+_TYPES: dict[type[Any], str] = {
+    SecondSample: "second",
+    LiveTick: "live",
+    TraceRef: "trace",
+    WriteAck: "write",
+    WorkerReady: "ready",
+    WorkerExit: "exit",
+}
+
+
+def encode_event(event: LoadEvent) -> str:
+    """One line of compact JSON (no newline) with a ``type`` key."""
+    body = asdict(event)
+    body["type"] = _TYPES[type(event)]
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _endpoints(raw: dict[str, Any]) -> dict[str, EndpointSecond]:
+    return {
+        name: EndpointSecond(
+            counts={k: int(v) for k, v in value["counts"].items()},
+            histogram=str(value["histogram"]),
+            unsent=int(value.get("unsent", 0)),
+        )
+        for name, value in raw.items()
+    }
+
+
+def decode_event(line: str | bytes) -> LoadEvent:
+    """Parse one line; LoadError for anything that is not one of our events."""
+    try:
+        body = json.loads(line)
+        kind = body.pop("type")
+        if kind == "second":
+            body["endpoints"] = _endpoints(body.get("endpoints", {}))
+            return SecondSample(**body)
+        if kind == "live":
+            body["endpoints"] = _endpoints(body.get("endpoints", {}))
+            return LiveTick(**body)
+        if kind == "trace":
+            return TraceRef(**body)
+        if kind == "write":
+            return WriteAck(**body)
+        if kind == "ready":
+            return WorkerReady(**body)
+        if kind == "exit":
+            return WorkerExit(**body)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise LoadError(f"malformed line from a load worker: {exc}: {line[:200]!r}") from exc
+    raise LoadError(f"unknown event type {kind!r} from a load worker")

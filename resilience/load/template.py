@@ -1,0 +1,256 @@
+"""Request templates: placeholders in paths, JSON bodies and headers, and weighted choice.
+
+Placeholders are ``{uuid}`` (a random UUID4), ``{int:A:B}`` (a uniform integer in
+[A, B]), ``{choice:a|b|c}`` (one of the options), ``{seq}`` (the user's request counter,
+1, 2, ...) and ``{name}`` for a variable captured from an earlier response. Anything else in
+braces is literal text. Templates are compiled once per plan; rendering a request is a
+loop over pre-split parts. A JSON string that is exactly one ``{int:..}``, ``{seq}`` or
+captured-variable placeholder keeps the value's type (``"{int:1:50}"`` renders as the number
+37, a captured id as it was in the response); in any other position values are text.
+Nothing here imports gevent: the worker and the unit tests share it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from resilience.load.plan import RequestPlan
+
+PLACEHOLDER = re.compile(
+    r"\{(?:(uuid)|(seq)|int:(-?\d+):(-?\d+)|choice:([^{}]*)|([A-Za-z_][A-Za-z0-9_]*))\}"
+)
+
+
+@dataclass
+class UserState:
+    """What one (virtual) user carries between requests: its counter and captured variables."""
+
+    rng: random.Random
+    seq: int = 0
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+class _Part(Protocol):
+    def __call__(self, state: UserState) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _Literal:
+    text: str
+
+    def __call__(self, state: UserState) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class _Variable:
+    name: str
+
+    def __call__(self, state: UserState) -> Any:
+        return state.variables[self.name]
+
+
+class _Uuid:
+    def __call__(self, state: UserState) -> str:
+        return str(uuid.UUID(int=state.rng.getrandbits(128), version=4))
+
+
+class _Seq:
+    def __call__(self, state: UserState) -> int:
+        return state.seq
+
+
+@dataclass(frozen=True)
+class _IntRange:
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if self.high < self.low:
+            raise ValueError(
+                f"{{int:{self.low}:{self.high}}}: the upper bound is below the lower bound"
+            )
+
+    def __call__(self, state: UserState) -> int:
+        return state.rng.randint(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    options: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.options or self.options == ("",):
+            raise ValueError("{choice:...} needs at least one option, like {choice:a|b}")
+
+    def __call__(self, state: UserState) -> str:
+        return state.rng.choice(self.options)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A string with placeholders, split into parts; ``render`` joins them."""
+
+    source: str
+    parts: tuple[_Part, ...]
+    needs: frozenset[str]
+    typed: bool  # exactly one typed placeholder: keep the value's type in JSON
+
+    def render(self, state: UserState) -> str:
+        if len(self.parts) == 1:
+            return str(self.parts[0](state))
+        return "".join(str(part(state)) for part in self.parts)
+
+    def render_value(self, state: UserState) -> Any:
+        """For JSON bodies: the value itself when the template is one typed placeholder."""
+        if self.typed:
+            return self.parts[0](state)
+        return self.render(state)
+
+    @property
+    def constant(self) -> bool:
+        return all(isinstance(p, _Literal) for p in self.parts)
+
+
+def compile_template(text: str) -> Template:
+    """Split ``text`` into literal and placeholder parts; ValueError on a malformed one."""
+    parts: list[_Part] = []
+    needs: set[str] = set()
+    position = 0
+    typed_kinds = 0
+    for match in PLACEHOLDER.finditer(text):
+        if match.start() > position:
+            parts.append(_Literal(text[position : match.start()]))
+        is_uuid, is_seq, low, high, options, variable = match.groups()
+        if is_uuid:
+            parts.append(_Uuid())
+        elif is_seq:
+            parts.append(_Seq())
+            typed_kinds += 1
+        elif low is not None:
+            parts.append(_IntRange(int(low), int(high)))
+            typed_kinds += 1
+        elif options is not None:
+            parts.append(_Choice(tuple(options.split("|"))))
+        else:
+            parts.append(_Variable(variable))
+            needs.add(variable)
+            typed_kinds += 1
+        position = match.end()
+    if position < len(text) or not parts:
+        parts.append(_Literal(text[position:]))
+    typed = len(parts) == 1 and typed_kinds == 1
+    return Template(text, tuple(parts), frozenset(needs), typed)
+
+
+def _compile_json(value: Any, needs: set[str]) -> Callable[[UserState], Any]:
+    if isinstance(value, str):
+        template = compile_template(value)
+        needs.update(template.needs)
+        if template.constant:
+            return lambda state: value
+        return template.render_value
+    if isinstance(value, dict):
+        items = [(str(k), _compile_json(v, needs)) for k, v in value.items()]
+        return lambda state: {k: render(state) for k, render in items}
+    if isinstance(value, list):
+        renders = [_compile_json(v, needs) for v in value]
+        return lambda state: [render(state) for render in renders]
+    return lambda state: value
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    """A compiled request: render path, body and headers for one user."""
+
+    index: int
+    name: str
+    method: str
+    path: Template
+    body: Callable[[UserState], Any] | None
+    headers: tuple[tuple[str, Template], ...]
+    needs: frozenset[str]
+
+    def render_path(self, state: UserState) -> str:
+        # Captured values may hold characters that do not belong in a URL path.
+        if not self.path.needs:
+            return self.path.render(state)
+        return "".join(
+            quote(str(part(state)), safe="") if isinstance(part, _Variable) else str(part(state))
+            for part in self.path.parts
+        )
+
+    def render_headers(self, state: UserState) -> dict[str, str]:
+        return {name: value.render(state) for name, value in self.headers}
+
+
+def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTemplate]:
+    compiled: list[RequestTemplate] = []
+    for index, request in enumerate(requests):
+        needs: set[str] = set()
+        path = compile_template(request.path)
+        needs.update(path.needs)
+        body = None
+        if request.json_body is not None:
+            body = _compile_json(request.json_body, needs)
+        headers = []
+        for key, value in request.headers.items():
+            template = compile_template(value)
+            needs.update(template.needs)
+            headers.append((key, template))
+        compiled.append(
+            RequestTemplate(
+                index=index,
+                name=request.name,
+                method=request.method,
+                path=path,
+                body=body,
+                headers=tuple(headers),
+                needs=frozenset(needs),
+            )
+        )
+    return compiled
+
+
+class WeightedChooser:
+    """Weighted random choice among the requests whose variables a user has captured.
+
+    The table of eligible requests depends only on which variables are captured, so it is
+    built once per distinct set and reused.
+    """
+
+    def __init__(self, weights: Sequence[int], needs: Sequence[frozenset[str]]) -> None:
+        if len(weights) != len(needs):
+            raise ValueError("one weight per request")
+        self._weights = list(weights)
+        self._needs = list(needs)
+        self._tables: dict[frozenset[str], tuple[list[int], list[int]]] = {}
+
+    def _table(self, captured: frozenset[str]) -> tuple[list[int], list[int]]:
+        table = self._tables.get(captured)
+        if table is None:
+            eligible = [i for i, need in enumerate(self._needs) if need <= captured]
+            cumulative = list(accumulate(self._weights[i] for i in eligible))
+            table = (eligible, cumulative)
+            self._tables[captured] = table
+        return table
+
+    def eligible(self, captured: Iterable[str]) -> list[int]:
+        return list(self._table(frozenset(captured))[0])
+
+    def choose(self, rng: random.Random, captured: frozenset[str]) -> int | None:
+        """An index, or None when no request can be sent with what is captured."""
+        eligible, cumulative = self._table(captured)
+        if not eligible:
+            return None
+        pick = rng.random() * cumulative[-1]
+        return eligible[bisect_right(cumulative, pick)]

@@ -1,0 +1,313 @@
+"""A load worker process: ``python -m resilience.load.worker [--plan FILE]``.
+
+The parent (``LoadEngine``) starts one per core. The worker imports Locust (which patches
+this process with gevent), reports ``ready`` on stdout, reads its ``LoadPlan`` (one JSON
+line on stdin, or ``--plan FILE``), waits for t0 and runs its share of the load. It writes
+events as JSON lines on stdout (see ``samples``) and logs to stderr. Every loop is bounded:
+the worker stops by itself at the plan's end (after at most the client timeout to drain),
+when its stdin closes, when its parent dies (it polls ``os.getppid()``), or promptly on
+SIGTERM. SIGINT is ignored: a Ctrl-C in the terminal reaches the whole foreground process
+group, and the parent decides how its workers stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+import signal
+import stat
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resilience.errors import LoadError
+from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, encode_event
+
+if TYPE_CHECKING:
+    from resilience.load.plan import LoadPlan
+
+logger = logging.getLogger("resilience.load.worker")
+
+# Locust's own stop of users on a stage change waits this long beyond the client timeout.
+_DRAIN_GRACE_S = 2.0
+
+
+class _Output:
+    """Events as JSON lines on stdout, written in one system call per batch."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lines: list[str] = []
+
+    def emit(self, event: LoadEvent) -> None:
+        self._lines.append(encode_event(event))
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = ("\n".join(self._lines) + "\n").encode()
+        self._lines = []
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        return False
+
+
+class Worker:
+    """One worker's life: start at t0, tick every second, stop for one of five reasons."""
+
+    def __init__(self, plan: LoadPlan, output: _Output) -> None:
+        from resilience.load.collector import Collector
+        from resilience.load.runtime import Clock
+
+        self.plan = plan
+        self.output = output
+        self.clock = Clock(plan.t0)
+        seed = None if plan.seed is None else plan.seed * 1000 + plan.worker
+        self.rng = random.Random(seed)
+        self.collector = Collector(
+            worker=plan.worker,
+            emit=output.emit,
+            slow_threshold=plan.slow_threshold,
+            trace_sample=plan.trace_sample,
+            trace_cap=plan.trace_cap,
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
+        self.reason = ""
+        self._ppid = os.getppid()
+        import gevent.event
+
+        self._wake = gevent.event.Event()
+
+    def stop(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+            logger.info("stopping: %s", reason)
+        self._wake.set()
+
+    def run(self) -> int:
+        import gevent
+
+        gevent.signal_handler(signal.SIGTERM, self.stop, "sigterm")
+        if _stdin_is_pipe():
+            gevent.spawn(self._watch_stdin)
+
+        plan = self.plan
+        wait = -self.clock.now()
+        if wait > 0:
+            logger.info("waiting %.2fs for t0", wait)
+            self._wait(wait)
+        if self.reason:
+            return self._finish(users=0)
+        self.collector.start(self.clock.now())
+        logger.info(
+            "worker %d/%d: %s model, %.0fs against %s",
+            plan.worker,
+            plan.workers,
+            plan.model,
+            plan.duration,
+            plan.target,
+        )
+        if plan.model == "open":
+            return self._run_open()
+        return self._run_closed()
+
+    # -- the two models ---------------------------------------------------------------
+
+    def _run_closed(self) -> int:
+        from locust.env import Environment
+
+        from resilience.load import runtime
+
+        plan = self.plan
+        shape = runtime.StageShape(plan, self.clock, hold_at_end=not plan.locustfile)
+        if plan.locustfile:
+            classes = runtime.load_user_classes(plan)
+            env = Environment(
+                user_classes=classes,
+                shape_class=shape,
+                host=plan.target,
+                stop_timeout=plan.client_timeout + 1.0,
+            )
+            listener = runtime.locust_request_listener(plan, self.clock, self.collector)
+            env.events.request.add_listener(listener)  # type: ignore[no-untyped-call]
+            floor_lag = plan.client_timeout + 1.0
+        else:
+            workload = runtime.Workload(plan, self.clock, self.collector)
+            user = runtime.workload_user_class(workload, random.Random(self.rng.getrandbits(64)))
+            env = Environment(
+                user_classes=[user],
+                shape_class=shape,
+                host=plan.target,
+                stop_timeout=plan.client_timeout + 1.0,
+            )
+            floor_lag = 0.0
+        shape.runner = runner = env.create_local_runner()
+        runner.start_shape()
+        try:
+            while not self.reason:
+                now = self._tick_wait()
+                users = runner.user_count
+                self.collector.tick(now, users=users, send_floor=now - floor_lag)
+                self.output.flush()
+                if self._over(now, drained=users == 0 and self.collector.in_flight <= 0):
+                    self.stop("end")
+                self._check_parent()
+        finally:
+            env.stop_timeout = 0.0  # from here on, stop users at once
+            runner.quit()
+        return self._finish(users=0)
+
+    def _run_open(self) -> int:
+        import gevent
+
+        from resilience.load import runtime
+
+        plan = self.plan
+        workload = runtime.Workload(plan, self.clock, self.collector)
+        scheduler = runtime.OpenScheduler(workload, random.Random(self.rng.getrandbits(64)))
+        greenlet = gevent.spawn(scheduler.run)
+        try:
+            while not self.reason:
+                now = self._tick_wait()
+                floor = min(now, scheduler.next_t) if not scheduler.done else now
+                self.collector.tick(now, users=0, send_floor=floor)
+                self.output.flush()
+                if self._over(now, drained=scheduler.done and self.collector.in_flight <= 0):
+                    self.stop("end")
+                self._check_parent()
+        finally:
+            scheduler.kill()
+            greenlet.kill(block=True, timeout=2.0)
+        return self._finish(users=0)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _over(self, now: float, *, drained: bool) -> bool:
+        """The plan has ended and everything sent was answered, or the drain time is up."""
+        plan = self.plan
+        if now >= plan.duration and drained:
+            return True
+        return now >= plan.duration + plan.client_timeout + _DRAIN_GRACE_S
+
+    def _wait(self, seconds: float) -> None:
+        self._wake.wait(timeout=max(0.0, seconds))
+
+    def _tick_wait(self) -> float:
+        """Sleep to just past the next second boundary (or until woken); return now."""
+        now = self.clock.now()
+        self._wait(math.floor(now) + 1.0 + 0.01 - now)
+        return self.clock.now()
+
+    def _check_parent(self) -> None:
+        if os.getppid() != self._ppid:
+            self.stop("parent_gone")
+
+    def _watch_stdin(self) -> None:
+        import gevent.os
+
+        gevent.os.make_nonblocking(0)
+        while not self.reason:
+            try:
+                data = gevent.os.nb_read(0, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                self.stop("stdin_closed")
+                return
+
+    def _finish(self, *, users: int) -> int:
+        now = self.clock.now()
+        last = min(math.ceil(self.plan.duration) - 1, math.floor(now))
+        self.collector.finish(now, users=users, last_second=max(last, 0))
+        collector = self.collector
+        self.output.emit(
+            WorkerExit(
+                worker=self.plan.worker,
+                reason=self.reason or "end",
+                requests=collector.requests,
+                dropped_traces=collector.dropped_traces,
+                abandoned=collector.abandoned,
+                late=collector.late,
+            )
+        )
+        self.output.flush()
+        logger.info(
+            "worker %d done (%s): %d requests, %d trace ids dropped, %d abandoned",
+            self.plan.worker,
+            self.reason or "end",
+            collector.requests,
+            collector.dropped_traces,
+            collector.abandoned,
+        )
+        return 0
+
+
+def _read_plan(path: str | None) -> LoadPlan:
+    from resilience.load.plan import LoadPlan
+
+    if path:
+        return LoadPlan.from_json(Path(path).read_text(encoding="utf-8"))
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        raise LoadError("stdin closed before a load plan arrived")
+    return LoadPlan.from_json(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m resilience.load.worker")
+    parser.add_argument("--plan", help="read the plan from this file instead of stdin")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+    # Locust patches the process on import; from here on everything is gevent.
+    import locust  # noqa: F401
+
+    output = _Output(sys.stdout.fileno())
+    worker_index = -1
+    try:
+        output.emit(WorkerReady(worker=-1, pid=os.getpid()))
+        output.flush()
+        plan = _read_plan(args.plan)
+        worker_index = plan.worker
+        return Worker(plan, output).run()
+    except LoadError as exc:
+        logger.error("%s", exc)
+        _report_error(output, worker_index, str(exc))
+        return 2
+    except Exception as exc:
+        logger.exception("load worker failed")
+        _report_error(output, worker_index, f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+def _report_error(output: _Output, worker: int, message: str) -> None:
+    try:
+        output.emit(WorkerExit(worker=worker, reason="error", message=message[:2000]))
+        output.flush()
+    except OSError:
+        pass  # the parent is gone; the log has the error
+
+
+def _entry() -> Any:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    _entry()
