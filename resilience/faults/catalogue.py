@@ -377,6 +377,9 @@ class FaultSpec:
         if self.type == "flap" and self.duration / float(normalised["period"]) > 10_000:
             raise ValueError(f"{where}: more than 10000 flap periods; use a longer period")
         object.__setattr__(self, "attributes", normalised)
+        object.__setattr__(self, "at", float(self.at))
+        object.__setattr__(self, "duration", float(self.duration))
+        object.__setattr__(self, "toxicity", float(self.toxicity))
 
     @property
     def end(self) -> float:

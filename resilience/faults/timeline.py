@@ -209,7 +209,9 @@ class FaultTimeline:
                 _, _, index, what = action
                 state = self.states[index]
                 if what == "apply":
-                    events.append(self._apply(state))
+                    applied = self._apply(state)
+                    if applied is not None:
+                        events.append(applied)
                 elif what == "step":
                     events.append(self._step(state))
                 else:
@@ -228,8 +230,9 @@ class FaultTimeline:
         Waits at most ``max_wait`` at a time so that ``should_stop`` is honoured promptly.
         """
         remaining = max(0.0, until - self.clock.now())
-        bound = sum(3 + len(s.plan.steps) for s in self.states.values())
-        bound += int(remaining / max_wait) + 10
+        # Each action can cost a few iterations (a sleep may end a hair before it is due).
+        bound = 3 * sum(2 + len(s.plan.steps) for s in self.states.values())
+        bound += int(remaining / max_wait) + 50
         for _ in range(bound):
             if should_stop is not None and should_stop():
                 return
@@ -346,7 +349,7 @@ class FaultTimeline:
             state.status = "failed"
         self._emit("failed", state, scheduled_at, self.clock.now(), {"action": action})
 
-    def _apply(self, state: FaultState) -> FaultEvent:
+    def _apply(self, state: FaultState) -> FaultEvent | None:
         spec, plan = state.spec, state.plan
         state.status = "applying"
         try:
@@ -391,8 +394,8 @@ class FaultTimeline:
                     self.api.set_enabled(spec.proxy, True)
             if self.ledger is not None:
                 self.ledger.discard(spec.toxic_name)
-            t = self._stamp_healed(state)
-            return self._emit("healed", state, spec.end, t, {"interrupted": True})
+            state.status = "cancelled"
+            return None
         state.status = "active"
         state.applied_at = self.clock.now()
         state.applied_wall = iso_utc(self.clock.epoch(state.applied_at))
@@ -449,16 +452,24 @@ class FaultTimeline:
             raise
         return self._emit("healed", state, state.spec.end, self._stamp_healed(state))
 
-    def _heal_quietly(self, state: FaultState, detail: Mapping[str, Any] | None = None) -> None:
-        """The heal-all path: undo (may raise), then report without letting a listener fail it."""
+    def _heal_quietly(self, state: FaultState) -> None:
+        """The heal-all path: undo (may raise), then report without letting a listener fail it.
+
+        A fault whose apply never completed was never in effect as far as phases go: it is
+        cleaned up but not stamped healed (``cancelled``, or ``failed`` if the apply failed).
+        """
         try:
             self._undo(state)
         except Exception as exc:
             state.error = f"heal: {exc}"
             raise
+        if state.applied_at is None:
+            if state.status == "applying":
+                state.status = "cancelled"
+            return
         t = self._stamp_healed(state)
         try:
-            self._emit("healed", state, state.spec.end, t, detail)
+            self._emit("healed", state, state.spec.end, t)
         except Exception:
             logger.exception("on_event failed while healing fault %d", state.spec.index)
 

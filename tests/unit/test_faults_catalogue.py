@@ -121,6 +121,7 @@ def test_fault_spec_validates_and_normalises() -> None:
     assert spec.attributes == {"latency": 1000, "jitter": 0}
     assert spec.toxic_name == "resilience-3-latency"
     assert spec.end == 15
+    assert isinstance(spec.at, float) and isinstance(spec.duration, float)
 
 
 @pytest.mark.parametrize(

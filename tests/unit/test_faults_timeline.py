@@ -245,6 +245,9 @@ def test_apply_failure_marks_the_fault_failed_and_raises() -> None:
     assert rec.kinds() == [("failed", 0)]
     report = timeline.heal_all()
     assert report.ok
+    (record,) = timeline.records()
+    assert (record["status"], record["applied_at"], record["healed_at"]) == ("failed", None, None)
+    assert rec.kinds() == [("failed", 0)], "a fault never applied is not reported healed"
 
 
 def test_unknown_proxy_is_a_fault_error() -> None:
@@ -323,7 +326,9 @@ def test_heal_all_from_a_signal_during_an_apply_leaves_nothing_behind() -> None:
     assert reports and reports[0].ok
     assert toxic_names(api) == []
     assert enabled(api)
-    assert timeline.records()[1]["status"] == "cancelled"
+    first, second = timeline.records()
+    assert (first["status"], first["applied_at"], first["healed_at"]) == ("cancelled", None, None)
+    assert second["status"] == "cancelled"
 
 
 def test_ledger_is_written_before_the_apply_and_cleared_after_the_heal(tmp_path: Path) -> None:
