@@ -73,6 +73,10 @@ class Span:
     attributes: Mapping[str, AttrValue] = field(default_factory=dict)
     events: tuple[SpanEvent, ...] = ()
 
+    def __hash__(self) -> int:
+        # Attributes are dicts; a span is identified by its ids (usable in sets and keys).
+        return hash((self.trace_id, self.span_id))
+
     @property
     def duration_ns(self) -> int:
         return max(0, self.end_ns - self.start_ns)
@@ -221,6 +225,9 @@ class Trace:
     trace_id: str
     spans: tuple[Span, ...]
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        return hash(self.trace_id)
 
     @cached_property
     def _by_id(self) -> dict[str, Span]:

@@ -290,3 +290,10 @@ def test_dependency_footprint_by_root_route_or_given_endpoint() -> None:
         "GET /catalog/items",
         "POST /orders",
     }
+
+
+def test_spans_and_traces_are_hashable_by_their_ids() -> None:
+    """Spans and traces can go in sets and dict keys despite their attribute dicts."""
+    trace = recorded()
+    assert len(set(trace.spans)) == 5
+    assert {trace: 1}[recorded()] == 1
