@@ -14,12 +14,15 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from resilience.errors import ExperimentError, LoadError
 from resilience.load.template import compile_request_templates
+
+if TYPE_CHECKING:
+    from resilience.experiment.model import Experiment, RequestSpec
 
 # A worker needs about a second to import Locust and gevent; t0 leaves room for that so the
 # first second of the run is not lost to start-up.
@@ -151,7 +154,7 @@ def default_workers() -> int:
 
 
 def plan_from_experiment(
-    experiment: Any,
+    experiment: Experiment,
     target_url: str,
     *,
     t0: float | None = None,
@@ -161,15 +164,16 @@ def plan_from_experiment(
 ) -> LoadPlan:
     """Build the load plan of an experiment's ``load`` section against ``target_url``.
 
-    ``t0`` defaults to a moment :data:`DEFAULT_START_LEAD_S` from now; ``workers`` to the
-    experiment's ``load.workers`` or one per core; a relative locustfile is resolved against
-    ``base_dir`` (default: the experiment file's directory when the model knows it).
+    ``t0`` defaults to a moment :data:`DEFAULT_START_LEAD_S` from now (the engine's
+    ``start(t0=...)`` can set it later); ``workers`` to the experiment's ``load.workers``
+    or one per core; a relative locustfile is resolved against ``base_dir`` (default: the
+    directory of the experiment file).
     """
     load = experiment.load
-    count = workers or getattr(load, "workers", None) or default_workers()
+    count = workers or load.workers or default_workers()
     stages: list[Stage] = []
     arrival: list[ArrivalStage] = []
-    if getattr(load, "arrival_rate", None):
+    if load.arrival_rate is not None:
         arrival = [ArrivalStage(duration=s.duration, rps=s.rps) for s in load.arrival_rate]
     else:
         stages = [
@@ -177,15 +181,13 @@ def plan_from_experiment(
             for s in load.resolve_stages()
         ]
     workload = load.workload
-    requests = [_request_plan(r) for r in (workload.requests or [])]
     locustfile = None
-    if getattr(workload, "locustfile", None):
+    if workload.locustfile is not None:
         path = Path(workload.locustfile)
         if not path.is_absolute():
-            base = base_dir or _experiment_dir(experiment)
-            path = (base / path) if base else path.resolve()
-        locustfile = str(path)
-    wait = getattr(workload, "wait", None)
+            base = base_dir or (experiment.source.parent if experiment.source else Path.cwd())
+            path = base / path
+        locustfile = str(path.resolve())
     try:
         return LoadPlan(
             target=target_url.rstrip("/"),
@@ -194,11 +196,11 @@ def plan_from_experiment(
             workers=count,
             stages=stages,
             arrival=arrival,
-            requests=requests,
-            wait_min=float(getattr(wait, "min", 0.0) or 0.0),
-            wait_max=float(getattr(wait, "max", 0.0) or 0.0),
+            requests=[_request_plan(r) for r in workload.requests or []],
+            wait_min=float(workload.wait.min),
+            wait_max=float(workload.wait.max),
             locustfile=locustfile,
-            user_classes=list(getattr(workload, "user_classes", None) or []),
+            user_classes=list(workload.user_classes),
             client_timeout=float(load.client_timeout),
             max_in_flight=int(load.max_in_flight),
             trace_sample=float(load.trace_sample),
@@ -209,37 +211,20 @@ def plan_from_experiment(
         raise ExperimentError(f"the load section cannot be run: {exc}") from exc
 
 
-def _request_plan(spec: Any) -> RequestPlan:
-    method = str(spec.method).upper()
+def _request_plan(spec: RequestSpec) -> RequestPlan:
     write = None
     if spec.write is not None:
         write = WritePlan(
             id_field=spec.write.id_field, read_back=spec.write.read_back, list=spec.write.list
         )
-    name = getattr(spec, "endpoint", None) or spec.name or f"{method} {spec.path}"
     return RequestPlan(
-        name=str(name),
-        method=method,
+        name=spec.endpoint,
+        method=spec.method,
         path=spec.path,
         weight=spec.weight,
-        json_body=_plain(spec.json_body if hasattr(spec, "json_body") else spec.json),
-        headers=dict(spec.headers or {}),
-        expect=list(spec.expect) if spec.expect else None,
-        capture=dict(spec.capture or {}),
+        json_body=json.loads(json.dumps(spec.json_body)) if spec.json_body is not None else None,
+        headers=dict(spec.headers),
+        expect=list(spec.expect) or None,
+        capture=dict(spec.capture),
         write=write,
     )
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-able copy (the model may hold pydantic or other JSON-compatible values)."""
-    if value is None:
-        return None
-    return json.loads(json.dumps(value, default=str))
-
-
-def _experiment_dir(experiment: Any) -> Path | None:
-    for attr in ("source_path", "source", "path"):
-        value = getattr(experiment, attr, None)
-        if isinstance(value, str | Path) and str(value):
-            return Path(value).parent
-    return None

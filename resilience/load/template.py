@@ -2,9 +2,9 @@
 
 Placeholders are ``{uuid}`` (a random UUID4), ``{int:A:B}`` (a uniform integer in
 [A, B]), ``{choice:a|b|c}`` (one of the options), ``{seq}`` (the user's request counter,
-1, 2, ...) and ``{name}`` for a variable captured from an earlier response. Anything else in
-braces is literal text. Templates are compiled once per plan; rendering a request is a
-loop over pre-split parts. A JSON string that is exactly one ``{int:..}``, ``{seq}`` or
+1, 2, ...) and ``{name}`` for a variable captured from an earlier response; the grammar is
+the experiment loader's (braces are for placeholders only). Templates are compiled once
+per plan; rendering a request is a loop over pre-split parts. A JSON string that is exactly one ``{int:..}``, ``{seq}`` or
 captured-variable placeholder keeps the value's type (``"{int:1:50}"`` renders as the number
 37, a captured id as it was in the response); in any other position values are text.
 Nothing here imports gevent: the worker and the unit tests share it.
@@ -13,7 +13,6 @@ Nothing here imports gevent: the worker and the unit tests share it.
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -22,12 +21,10 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from resilience.experiment.placeholders import parse_template
+
 if TYPE_CHECKING:
     from resilience.load.plan import RequestPlan
-
-PLACEHOLDER = re.compile(
-    r"\{(?:(uuid)|(seq)|int:(-?\d+):(-?\d+)|choice:([^{}]*)|([A-Za-z_][A-Za-z0-9_]*))\}"
-)
 
 
 @dataclass
@@ -74,12 +71,6 @@ class _IntRange:
     low: int
     high: int
 
-    def __post_init__(self) -> None:
-        if self.high < self.low:
-            raise ValueError(
-                f"{{int:{self.low}:{self.high}}}: the upper bound is below the lower bound"
-            )
-
     def __call__(self, state: UserState) -> int:
         return state.rng.randint(self.low, self.high)
 
@@ -87,10 +78,6 @@ class _IntRange:
 @dataclass(frozen=True)
 class _Choice:
     options: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if not self.options or self.options == ("",):
-            raise ValueError("{choice:...} needs at least one option, like {choice:a|b}")
 
     def __call__(self, state: UserState) -> str:
         return state.rng.choice(self.options)
@@ -122,32 +109,33 @@ class Template:
 
 
 def compile_template(text: str) -> Template:
-    """Split ``text`` into literal and placeholder parts; ValueError on a malformed one."""
+    """Split ``text`` into literal and placeholder parts; ValueError on a malformed one.
+
+    The grammar is the experiment file's (``resilience.experiment.placeholders``), so a
+    plan renders exactly what the loader validated.
+    """
     parts: list[_Part] = []
     needs: set[str] = set()
-    position = 0
     typed_kinds = 0
-    for match in PLACEHOLDER.finditer(text):
-        if match.start() > position:
-            parts.append(_Literal(text[position : match.start()]))
-        is_uuid, is_seq, low, high, options, variable = match.groups()
-        if is_uuid:
+    for part in parse_template(text).parts:
+        if isinstance(part, str):
+            parts.append(_Literal(part))
+        elif part.kind == "uuid":
             parts.append(_Uuid())
-        elif is_seq:
+        elif part.kind == "seq":
             parts.append(_Seq())
             typed_kinds += 1
-        elif low is not None:
-            parts.append(_IntRange(int(low), int(high)))
+        elif part.kind == "int":
+            parts.append(_IntRange(part.low, part.high))
             typed_kinds += 1
-        elif options is not None:
-            parts.append(_Choice(tuple(options.split("|"))))
+        elif part.kind == "choice":
+            parts.append(_Choice(part.options))
         else:
-            parts.append(_Variable(variable))
-            needs.add(variable)
+            parts.append(_Variable(part.name))
+            needs.add(part.name)
             typed_kinds += 1
-        position = match.end()
-    if position < len(text) or not parts:
-        parts.append(_Literal(text[position:]))
+    if not parts:
+        parts.append(_Literal(""))
     typed = len(parts) == 1 and typed_kinds == 1
     return Template(text, tuple(parts), frozenset(needs), typed)
 
