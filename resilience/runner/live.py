@@ -1,0 +1,97 @@
+"""The live part of a run: load, faults and guards on one clock, until the load ends.
+
+One loop in the orchestrator's thread: it wakes at the next fault action (so stamps land
+within a few milliseconds of their schedule), or every ``TICK`` seconds otherwise, feeds
+the load engine's events to the recorder, evaluates guards, and reports a live status.
+Nothing here heals faults on the way out: the orchestrator's ``finally`` does, on every
+exit path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+from resilience.errors import GuardTripped
+from resilience.faults.clock import Clock
+from resilience.faults.timeline import FaultTimeline
+from resilience.load.engine import LoadEngine
+from resilience.load.recorder import LoadRecorder
+from resilience.observe.guards import GuardMonitor
+from resilience.runner.observer import LiveStatus, RunObserver
+
+logger = logging.getLogger(__name__)
+
+TICK = 0.25
+STATUS_EVERY = 0.5
+
+
+@dataclass
+class LiveRun:
+    """The moving parts of the live loop."""
+
+    clock: Clock
+    engine: LoadEngine
+    recorder: LoadRecorder
+    timeline: FaultTimeline
+    guards: GuardMonitor | None
+    observer: RunObserver
+    end: float
+    stop: threading.Event
+
+    def phase(self, now: float) -> str:
+        if self.timeline.any_active():
+            return "fault"
+        if any(s.status in ("healed", "failed") for s in self.timeline.states.values()):
+            return "recovery"
+        return "baseline"
+
+    def status(self, now: float) -> LiveStatus:
+        live = self.recorder.live(window_s=3)
+        return LiveStatus(
+            t=now,
+            total=self.end,
+            phase=self.phase(now),
+            rps=live.rps,
+            p95=live.p95,
+            error_rate=live.error_rate,
+            in_flight=live.in_flight,
+            users=live.users,
+            active_faults=[f"{s.type} on {s.proxy}" for s in self.timeline.active()],
+            oldest_in_flight=live.oldest_in_flight,
+        )
+
+    def run(self) -> None:
+        """Until the load's end (or ``stop``); raises GuardTripped when a guard trips."""
+        bound = int(self.end / 0.001) + 1000  # every pass advances the clock or waits
+        next_status = 0.0
+        for _ in range(bound):
+            now = self.clock.now()
+            if now >= self.end or self.stop.is_set():
+                return
+            self.timeline.tick(now)
+            upcoming = self.timeline.next_event_time()
+            wake = min(now + TICK, self.end, math.inf if upcoming is None else upcoming)
+            self.recorder.consume(self.engine.poll(timeout=max(0.0, wake - self.clock.now())))
+            # A fault due while we waited for events is applied before anything else.
+            if upcoming is not None and self.clock.now() >= upcoming:
+                self.timeline.tick()
+            now = self.clock.now()
+            if self.guards is not None:
+                trip = self.guards.tick(now)
+                if trip is not None:
+                    self.observer.guard_tripped(trip)
+                    raise GuardTripped(trip.message)
+            if now >= next_status:
+                self.observer.tick(self.status(now))
+                next_status = now + STATUS_EVERY
+
+    def drain(self, deadline: float) -> None:
+        """After the load's end: collect the last seconds until the workers exit."""
+        for _ in range(int(deadline / 0.05) + 10):
+            if not self.engine.running or self.clock.now() >= self.end + deadline:
+                break
+            self.recorder.consume(self.engine.poll(timeout=0.25))
+        self.recorder.consume(self.engine.poll(timeout=0.0))

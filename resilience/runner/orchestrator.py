@@ -1,0 +1,391 @@
+"""``run_experiment``: one experiment, one clock, one run directory, one verdict.
+
+The order of things: sweep leftovers and get the target ready; create the run directory
+and write the resolved experiment; start the load workers and wait until they are ready;
+fix t0; run the live loop (load, faults, guards); then — on every path — heal every fault
+first, stop the load, and only then analyse, report and take down what the run started.
+
+Exit paths and what they leave in the journal:
+    normal end            passed (0) or failed (1), decided by the analysis
+    guard tripped         aborted (1): faults healed at once, analysis of what was recorded
+    SIGINT / SIGTERM      aborted (130): faults healed within a second, no analysis
+    invalid input         no run directory if it happens before; else error (2)
+    stack/load trouble    error (3)
+    SIGKILL               running; the next start's sweep heals and marks it aborted
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from resilience.errors import (
+    EXIT_INTERRUPTED,
+    GuardTripped,
+    Interrupted,
+    ResilienceError,
+)
+from resilience.experiment.model import Experiment
+from resilience.faults.catalogue import specs_from_model
+from resilience.faults.clock import MonotonicClock
+from resilience.faults.timeline import FaultEvent, FaultTimeline
+from resilience.load.engine import LoadEngine
+from resilience.load.plan import plan_from_experiment
+from resilience.load.recorder import LoadRecorder
+from resilience.observe.guards import GuardMonitor, LoadGuard, PromqlGuard
+from resilience.observe.prometheus import HttpPrometheusSource
+from resilience.report.journal import FaultRecord, Journal, JournalData, Status
+from resilience.runner.analyse import AnalysisInputs, Verdict, analyse
+from resilience.runner.live import LiveRun
+from resilience.runner.observer import RunObserver
+from resilience.runner.signals import interrupts_raise
+from resilience.runner.target import (
+    PreparedTarget,
+    clear_active,
+    mark_active,
+    prepare_target,
+    release_target,
+)
+from resilience.stack import StackConfig
+from resilience.stack.config import ShopMode
+
+logger = logging.getLogger(__name__)
+
+START_LEAD = 0.5
+"""Seconds between the workers being ready and t0, for the plan to reach every worker."""
+HEAL_BUDGET = 0.9
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (the experiment says what)."""
+
+    out: Path | None = None
+    runs_root: Path = Path("runs")
+    shop_mode: ShopMode | None = None
+    target: str | None = None
+    workers: int | None = None
+    manage_stack: bool = True
+    config: StackConfig | None = None
+    reports: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path | None
+    status: Status
+    exit_code: int
+    reason: str
+    journal: JournalData | None = None
+    report_files: list[Path] = field(default_factory=list)
+
+
+def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
+    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate = root / f"{stamp}-{name}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = root / f"{stamp}-{name}-{suffix}"
+    return candidate
+
+
+class _Run:
+    """The state of one run, so that ``finally`` can undo exactly what was done."""
+
+    def __init__(self, experiment: Experiment, options: RunOptions, observer: RunObserver) -> None:
+        self.experiment = experiment
+        self.options = options
+        self.observer = observer
+        self.config = options.config or StackConfig.from_env()
+        self.stop = threading.Event()
+        self.prepared: PreparedTarget | None = None
+        self.run_dir: Path | None = None
+        self.journal: Journal | None = None
+        self.timeline: FaultTimeline | None = None
+        self.engine: LoadEngine | None = None
+        self.recorder: LoadRecorder | None = None
+        self.guards: GuardMonitor | None = None
+        self.guard_source: HttpPrometheusSource | None = None
+        self.clock: MonotonicClock | None = None
+        self.load_end = experiment.total_duration
+        self._load_stopped = False
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        self.prepared = prepare_target(
+            self.experiment,
+            config=self.config,
+            target_url=self.options.target,
+            shop_mode=self.options.shop_mode,
+            manage_stack=self.options.manage_stack,
+            say=self.observer.message,
+        )
+        self.run_dir = self.options.out or default_run_dir(
+            self.options.runs_root, self.experiment.name
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        (self.run_dir / "experiment.yaml").write_text(self.experiment.to_yaml(), "utf-8")
+        self._attach_log_file()
+
+    def _attach_log_file(self) -> None:
+        assert self.run_dir is not None
+        handler = logging.FileHandler(self.run_dir / "logs" / "run.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.DEBUG)
+        root = logging.getLogger("resilience")
+        root.addHandler(handler)
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def start_load(self) -> None:
+        assert self.prepared is not None and self.run_dir is not None
+        plan = plan_from_experiment(
+            self.experiment, self.prepared.url, workers=self.options.workers
+        )
+        self.engine = LoadEngine(plan, workers=self.options.workers, log_dir=self.run_dir / "logs")
+        self.observer.message(f"starting {self.engine.workers} load worker(s)")
+        self.engine.prepare()
+        t0 = time.time() + START_LEAD
+        self.clock = MonotonicClock(origin_epoch=t0)
+        self.journal = Journal.start(
+            self.run_dir / "journal.json",
+            experiment=self.experiment.name,
+            profile=self.experiment.profile,
+            t0=t0,
+            target=self.prepared.url,
+            shop_mode=self.prepared.shop_mode,
+            duration=self.load_end,
+            workers=self.engine.workers,
+            sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
+        )
+        mark_active(self.config, self.journal.path)
+        self.timeline = FaultTimeline(
+            specs_from_model(self.experiment.faults),
+            self.prepared.toxiproxy,
+            self.clock,
+            self._on_fault_event,
+            ledger=self.config.paths.fault_ledger,
+        )
+        self._sync_faults()
+        self.recorder = LoadRecorder(
+            self.run_dir, t0=t0, workers=self.engine.workers, endpoints=plan.endpoints()
+        )
+        self.guards = self._guard_monitor()
+        self.engine.start(t0)
+        if self.guards is not None:
+            self.guards.start()
+        self.observer.started(self.run_dir, self.experiment, self.load_end)
+
+    def _guard_monitor(self) -> GuardMonitor | None:
+        guards: list[PromqlGuard | LoadGuard] = []
+        for g in self.experiment.guards:
+            if g.promql is not None:
+                guards.append(PromqlGuard(g.name, g.promql, g.expect, g.for_, g.grace))
+            elif g.load is not None:
+                guards.append(LoadGuard(g.name, g.load, g.expect, g.endpoint, g.for_, g.grace))
+        if not guards:
+            return None
+        if any(isinstance(g, PromqlGuard) for g in guards):
+            self.guard_source = HttpPrometheusSource(self.config.prometheus_url, timeout=2.0)
+        recorder = self.recorder
+        assert recorder is not None
+        return GuardMonitor(
+            guards,
+            source=self.guard_source,
+            live_stats=lambda endpoint: recorder.live(window_s=5, endpoint=endpoint),
+            clock=self.clock,
+        )
+
+    # -- faults -----------------------------------------------------------------------
+
+    def _sync_faults(self) -> None:
+        assert self.timeline is not None and self.journal is not None
+        self.journal.update(faults=[FaultRecord(**r) for r in self.timeline.records()])
+
+    def _on_fault_event(self, event: FaultEvent) -> None:
+        if self.journal is not None:
+            self._sync_faults()
+            self.journal.event(
+                f"fault_{event.kind}",
+                event.t,
+                index=event.index,
+                proxy=event.proxy,
+                type=event.type,
+                scheduled_at=event.scheduled_at,
+                lateness=round(event.lateness, 4),
+                **event.detail,
+            )
+        self.observer.fault_event(event)
+
+    def heal(self) -> None:
+        """Heal everything, first thing on every exit path."""
+        if self.timeline is None:
+            return
+        report = self.timeline.heal_all(budget=HEAL_BUDGET)
+        if self.journal is not None:
+            self._sync_faults()
+            if report.failed:
+                self.journal.event(
+                    "heal_failed", self._now(), failed=[f"{i}: {why}" for i, why in report.failed]
+                )
+
+    def _now(self) -> float:
+        return self.clock.now() if self.clock is not None else 0.0
+
+    # -- tear-down -------------------------------------------------------------------
+
+    def stop_load(self, *, drain: bool) -> None:
+        if self._load_stopped:
+            return
+        self._load_stopped = True
+        if self.guards is not None:
+            self.guards.stop(join_timeout=3.0)
+        if self.guard_source is not None:
+            self.guard_source.close()
+        if self.engine is None:
+            return
+        try:
+            if drain and self.recorder is not None and self.clock is not None:
+                live = LiveRun(
+                    self.clock,
+                    self.engine,
+                    self.recorder,
+                    self.timeline,  # type: ignore[arg-type]
+                    None,
+                    self.observer,
+                    self.load_end,
+                    self.stop,
+                )
+                live.drain(self.experiment.load.client_timeout + 3.0)
+        finally:
+            self.engine.stop(grace=2.0 if drain else 1.0)
+            if self.recorder is not None:
+                try:
+                    self.recorder.consume(self.engine.poll(timeout=0.0))
+                except ResilienceError as exc:
+                    logger.debug("ignoring late load events: %s", exc)
+                self.recorder.close()
+
+    def finish(self, status: Status, exit_code: int, reason: str) -> RunResult:
+        journal_data = None
+        if self.journal is not None:
+            self.journal.finish(status, ended=time.time(), exit_code=exit_code, reason=reason)
+            journal_data = self.journal.data
+            clear_active(self.config)
+        files: list[Path] = []
+        if self.options.reports and self.run_dir is not None and self.journal is not None:
+            files = self._reports()
+        if self.prepared is not None:
+            try:
+                release_target(self.prepared)
+            except ResilienceError as exc:
+                logger.warning("could not take down what the run started: %s", exc)
+        if hasattr(self, "_log_handler"):
+            logging.getLogger("resilience").removeHandler(self._log_handler)
+            self._log_handler.close()
+        return RunResult(self.run_dir, status, exit_code, reason, journal_data, files)
+
+    def _reports(self) -> list[Path]:
+        from resilience.report import write_reports
+
+        assert self.run_dir is not None
+        try:
+            paths = write_reports(self.run_dir)
+        except Exception as exc:  # a report bug must not hide the verdict
+            logger.exception("could not write the reports: %s", exc)
+            return []
+        return [p for p in (paths.html, paths.junit, paths.markdown) if p is not None]
+
+
+def run_experiment(
+    experiment: Experiment,
+    options: RunOptions | None = None,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """Run ``experiment`` end to end and return its verdict. Heals every fault on every path."""
+    run = _Run(experiment, options or RunOptions(), observer or RunObserver())
+    result: RunResult | None = None
+    try:
+        with interrupts_raise(run.stop):
+            try:
+                run.prepare()
+                run.start_load()
+                assert run.clock and run.engine and run.recorder and run.timeline
+                LiveRun(
+                    run.clock,
+                    run.engine,
+                    run.recorder,
+                    run.timeline,
+                    run.guards,
+                    run.observer,
+                    run.load_end,
+                    run.stop,
+                ).run()
+            except GuardTripped as trip:
+                run.heal()
+                run.load_end = run._now()
+                if run.journal is not None:
+                    run.journal.event("guard_tripped", run.load_end, message=str(trip))
+                run.stop_load(drain=False)
+                run.observer.load_finished()
+                verdict = _analyse(run)
+                reason = f"aborted by a guard: {trip}"
+                if verdict is not None and verdict.exit_code == 1:
+                    reason += f"; {verdict.reason}"
+                result = run.finish("aborted", 1, reason)
+                return result
+            except BaseException:
+                run.heal()
+                raise
+            run.heal()
+            run.stop_load(drain=True)
+            run.observer.load_finished()
+            verdict = _analyse(run)
+            assert verdict is not None
+            result = run.finish(verdict.status, verdict.exit_code, verdict.reason)  # type: ignore[arg-type]
+            return result
+    except Interrupted as exc:
+        run.heal()
+        run.stop_load(drain=False)
+        if run.journal is not None:
+            run.journal.event("interrupted", run._now(), signal=exc.signal_name)
+        result = run.finish("aborted", EXIT_INTERRUPTED, str(exc))
+        return result
+    except ResilienceError as exc:
+        run.heal()
+        run.stop_load(drain=False)
+        if run.journal is None:
+            raise
+        result = run.finish("error", exc.exit_code, str(exc))
+        return result
+    except BaseException as exc:
+        run.heal()
+        run.stop_load(drain=False)
+        if run.journal is not None:
+            run.finish("error", 3, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if result is not None:
+            run.observer.finished(result)
+
+
+def _analyse(run: _Run) -> Verdict | None:
+    if run.journal is None or run.run_dir is None or run.prepared is None:
+        return None
+    inputs = AnalysisInputs(
+        target_url=run.prepared.url,
+        builtin=run.prepared.builtin,
+        shop_mode=run.prepared.shop_mode,
+        config=run.config,
+        load_end=run.load_end,
+    )
+    verdict, _load = analyse(run.experiment, run.run_dir, run.journal, inputs, run.observer.message)
+    return verdict

@@ -1,0 +1,208 @@
+"""Getting the target ready for a run, and putting the machine back afterwards.
+
+The built-in shop: bring up whatever of the local stack is not running (in the requested
+shop mode; only the shop restarts when the mode or options differ) and remember what this
+run started, so that only that is taken down at the end. Any other target (``--target`` or
+``target:`` in the file): the local Toxiproxy, Prometheus and Jaeger are brought up the
+same way, and the experiment's declared proxies are created in Toxiproxy if missing.
+
+Before anything runs, leftovers of a killed run are swept: ``resilience-`` toxics deleted,
+proxies it disabled re-enabled, and its journal marked ``aborted``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resilience.errors import ExperimentError, FaultError, StackError
+from resilience.experiment.model import Experiment
+from resilience.faults.sweeper import SweepReport, sweep
+from resilience.faults.toxiproxy import ToxiproxyClient
+from resilience.report.journal import mark_abandoned
+from resilience.stack import Stack, StackConfig
+from resilience.stack.config import ShopMode
+from resilience.stack.topology import stack_proxies
+
+logger = logging.getLogger(__name__)
+
+INFRA = ("postgres", "toxiproxy", "jaeger", "prometheus")
+EXTERNAL_INFRA = ("toxiproxy", "jaeger", "prometheus")
+ACTIVE_RUN_FILE = "active-run.json"
+
+
+@dataclass
+class PreparedTarget:
+    """Where the load goes and what this run changed on the machine."""
+
+    url: str
+    builtin: bool
+    config: StackConfig
+    stack: Stack
+    toxiproxy: ToxiproxyClient
+    proxies: list[str]
+    shop_mode: ShopMode | None = None
+    shop_options: dict[str, str] = field(default_factory=dict)
+    started: tuple[str, ...] = ()
+    sweep: SweepReport | None = None
+    abandoned_runs: list[str] = field(default_factory=list)
+
+
+def _options(experiment: Experiment) -> dict[str, str]:
+    if experiment.shop is None:
+        return {}
+    return {
+        k: (str(v).lower() if isinstance(v, bool) else str(v))
+        for k, v in experiment.shop.options.items()
+    }
+
+
+def prepare_target(
+    experiment: Experiment,
+    *,
+    config: StackConfig,
+    target_url: str | None,
+    shop_mode: ShopMode | None,
+    manage_stack: bool = True,
+    say: Callable[[str], None] = lambda _m: None,
+) -> PreparedTarget:
+    """Make the target reachable and the fault proxies ready; sweep leftovers first."""
+    stack = Stack(config)
+    url = target_url or (experiment.target.url if experiment.target else None)
+    builtin = url is None
+    mode: ShopMode | None = None
+    options: dict[str, str] = {}
+    started: tuple[str, ...] = ()
+    if builtin:
+        running = stack.shop_mode()
+        mode = shop_mode or (experiment.shop.mode if experiment.shop else None)
+        if mode is None:
+            mode = "fragile" if running == "fragile" else "hardened"
+        options = _options(experiment)
+        components: tuple[str, ...] = ()
+    else:
+        components = EXTERNAL_INFRA
+    if manage_stack:
+        say("checking the local stack")
+        result = stack.up(
+            shop_mode=mode or "hardened", shop_options=options, components=components or None
+        )
+        # Restarted shop services were running before this run: they stay up afterwards.
+        started = tuple(n for n in result.started if n not in result.restarted)
+        if result.started:
+            say(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
+    elif not stack.is_up(components or None):
+        raise StackError(
+            "the local stack is not running and --no-stack was given",
+            component="stack",
+        )
+    if builtin:
+        url = config.gateway_url
+    assert url is not None
+    client = ToxiproxyClient(config.toxiproxy_url)
+    known = [p.name for p in stack_proxies(config.ports)] if builtin else []
+    declared = _ensure_declared_proxies(client, experiment)
+    prepared = PreparedTarget(
+        url=url,
+        builtin=builtin,
+        config=config,
+        stack=stack,
+        toxiproxy=client,
+        proxies=sorted(set(known) | set(declared)),
+        shop_mode=mode,
+        shop_options=options,
+        started=started,
+    )
+    _check_fault_proxies(client, experiment)
+    prepared.sweep = _sweep(client, config, prepared.proxies)
+    prepared.abandoned_runs = sweep_abandoned_runs(config)
+    for line in prepared.abandoned_runs:
+        say(line)
+    if prepared.sweep is not None and not prepared.sweep.clean:
+        say(prepared.sweep.summary())
+    return prepared
+
+
+def _ensure_declared_proxies(client: ToxiproxyClient, experiment: Experiment) -> list[str]:
+    for proxy in experiment.proxies:
+        client.ensure_proxy(proxy.name, proxy.listen, proxy.upstream)
+    return [p.name for p in experiment.proxies]
+
+
+def _check_fault_proxies(client: ToxiproxyClient, experiment: Experiment) -> None:
+    wanted = {f.proxy for f in experiment.faults}
+    if not wanted:
+        return
+    existing = set(client.proxies())
+    missing = sorted(wanted - existing)
+    if missing:
+        raise ExperimentError(
+            f"faults name proxies that Toxiproxy does not have: {', '.join(missing)}",
+            expected=f"a proxy declared under 'proxies:' or one of {', '.join(sorted(existing))}",
+            got=", ".join(missing),
+        )
+
+
+def _sweep(client: ToxiproxyClient, config: StackConfig, proxies: list[str]) -> SweepReport | None:
+    try:
+        report = sweep(client, config.paths.fault_ledger, proxies)
+    except FaultError as exc:
+        logger.warning("could not sweep leftover faults: %s", exc)
+        return None
+    if not report.clean:
+        logger.warning("%s", report.summary())
+    return report
+
+
+def sweep_abandoned_runs(config: StackConfig) -> list[str]:
+    """Mark the journal of a run that was killed (its process is gone) as aborted."""
+    marker = config.paths.state / ACTIVE_RUN_FILE
+    try:
+        raw = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    pid = int(raw.get("pid", 0))
+    if pid and _alive(pid):
+        return []
+    messages: list[str] = []
+    journal = Path(str(raw.get("journal", "")))
+    if journal.name and mark_abandoned(
+        journal, "killed before it finished (swept at the next start)"
+    ):
+        messages.append(f"marked the killed run {journal.parent} as aborted")
+    marker.unlink(missing_ok=True)
+    return messages
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_active(config: StackConfig, journal: Path) -> None:
+    marker = config.paths.state / ACTIVE_RUN_FILE
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "journal": str(journal.resolve())}), "utf-8")
+    tmp.replace(marker)
+
+
+def clear_active(config: StackConfig) -> None:
+    (config.paths.state / ACTIVE_RUN_FILE).unlink(missing_ok=True)
+
+
+def release_target(prepared: PreparedTarget) -> None:
+    """Take down only what this run started."""
+    if prepared.started:
+        logger.info("stopping what this run started: %s", ", ".join(prepared.started))
+        prepared.stack.down(prepared.started)
+    prepared.toxiproxy.close()
