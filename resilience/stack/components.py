@@ -13,6 +13,7 @@ import os
 import pwd
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,7 +36,6 @@ from resilience.stack.generate import (
 )
 from resilience.stack.programs import INSTALL_COMMAND, JAEGER_BUILD, TOXIPROXY_BUILD, Programs
 from resilience.stack.state import ComponentRecord
-from resilience.stack.topology import SHOP_SERVICES
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class Component:
 
     name: str = ""
     kind: Kind = "infra"
+    needs: tuple[str, ...] = ()
+    """Components that must be healthy before this one starts (when they are started too)."""
     start_timeout: float = 30.0
 
     def ports(self, ports: Ports) -> dict[str, int]:
@@ -457,8 +459,9 @@ class ShopService(Component):
 
     kind: Kind = "shop"
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, needs: tuple[str, ...]) -> None:
         self.name = service
+        self.needs = needs
 
     def check_programs(self, ctx: Context) -> None:
         if importlib.util.find_spec("resilience.shop.__main__") is None:
@@ -501,7 +504,11 @@ class ShopService(Component):
 
 
 INFRA: tuple[Component, ...] = (Postgres(), Toxiproxy(), Jaeger(), Prometheus())
-SHOP: tuple[Component, ...] = tuple(ShopService(name) for name in SHOP_SERVICES)
+SHOP: tuple[Component, ...] = (
+    ShopService("catalog", needs=("toxiproxy",)),
+    ShopService("orders", needs=("postgres", "toxiproxy")),
+    ShopService("gateway", needs=("toxiproxy", "catalog", "orders")),
+)
 COMPONENTS: tuple[Component, ...] = INFRA + SHOP
 """Every component in start order; stop order is the reverse."""
 
@@ -518,3 +525,19 @@ def by_name(name: str) -> Component:
         if component.name == name:
             return component
     raise KeyError(name)
+
+
+def start_waves(names: Iterable[str]) -> list[list[Component]]:
+    """``names`` grouped into waves that can start together, each after the previous."""
+    pending = [c for c in COMPONENTS if c.name in set(names)]
+    waves: list[list[Component]] = []
+    placed: set[str] = set()
+    while pending:
+        names_pending = {c.name for c in pending}
+        wave = [c for c in pending if not (set(c.needs) & names_pending)]
+        if not wave:  # a dependency cycle would be a bug in the table above
+            raise ValueError(f"circular needs among {sorted(names_pending)}")
+        waves.append(wave)
+        placed.update(c.name for c in wave)
+        pending = [c for c in pending if c.name not in placed]
+    return waves

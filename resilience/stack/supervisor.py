@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -37,6 +38,7 @@ from resilience.stack.components import (
     Component,
     Context,
     by_name,
+    start_waves,
 )
 from resilience.stack.config import SHOP_MODES, StackConfig
 from resilience.stack.programs import Programs
@@ -179,18 +181,20 @@ class Stack:
             state = load_state(self.config.paths.stack_file)
             wanted = set(names) | set(restarted)
             try:
-                for component in COMPONENTS:
-                    if component.name not in wanted:
-                        continue
-                    record = state.components.get(component.name)
-                    if record is not None:
+                # Components of one wave do not depend on each other: they start together.
+                for wave in start_waves(wanted):
+                    missing = []
+                    for component in wave:
+                        record = state.components.get(component.name)
+                        if record is None:
+                            missing.append(component)
+                            continue
                         self._check_running(component, record, ctx)
                         already.append(component.name)
-                        continue
-                    record = self._start(component, ctx)
-                    state = state.with_record(record)
-                    save_state(self.config.paths.stack_file, state)
-                    started.append(component.name)
+                    for record in self._start_wave(missing, ctx):
+                        state = state.with_record(record)
+                        save_state(self.config.paths.stack_file, state)
+                        started.append(record.name)
             except ResilienceError:
                 self._roll_back(started, ctx)
                 raise
@@ -371,18 +375,34 @@ class Stack:
             )
         component.ensure(ctx)
 
-    def _start(self, component: Component, ctx: Context) -> ComponentRecord:
-        name = component.name
+    def _start_wave(self, components: list[Component], ctx: Context) -> list[ComponentRecord]:
+        """Start ``components`` together; on any failure stop all of them and raise."""
+        for component in components:
+            self._check_startable(component, ctx)
+        launched: list[_Launched] = []
+        try:
+            for component in components:
+                launched.append(self._launch(component, ctx))
+            self._await_healthy(launched, ctx)
+            return [self._complete(item, ctx) for item in launched]
+        except StackError:
+            for item in launched:
+                item.component.stop(ctx, item.record)
+            raise
+
+    def _check_startable(self, component: Component, ctx: Context) -> None:
         component.check_programs(ctx)
-        ports = component.ports(self.config.ports)
-        for port_name, port in ports.items():
+        for port_name, port in component.ports(self.config.ports).items():
             if not port_is_free(port, self.config.host):
                 raise StackError(
-                    f"port {port} ({port_name}) that {name} needs is already in use by a "
-                    f"process that is not part of this stack ({self.config.paths.state}); "
+                    f"port {port} ({port_name}) that {component.name} needs is already in use "
+                    f"by a process that is not part of this stack ({self.config.paths.state}); "
                     "stop that process or move the stack with RESILIENCE_PORT_OFFSET",
-                    component=name,
+                    component=component.name,
                 )
+
+    def _launch(self, component: Component, ctx: Context) -> _Launched:
+        name = component.name
         self.config.paths.logs.mkdir(parents=True, exist_ok=True)
         log = ctx.log(name)
         with log.open("ab") as handle:
@@ -397,45 +417,46 @@ class Stack:
             raise StackError(
                 f"{name} exited at once", component=name, log_tail=tail(log, start=offset)
             )
-        timeout = self._timeout(component)
-        problem: list[str | None] = [None]
-
-        def ready() -> bool:
-            if not is_alive(pid, info.start_ticks):
-                problem[0] = "it exited during start-up"
-                return True
-            problem[0] = component.probe(ctx)
-            return problem[0] is None
-
-        wait_until(ready, timeout=timeout, interval=0.1)
-        try:
-            if problem[0] is not None:
-                raise StackError(
-                    f"{name} could not start: {problem[0]} (waited up to {timeout:.0f}s; "
-                    f"log: {log})",
-                    component=name,
-                )
-            component.ensure(ctx)
-            version = component.version(ctx)
-        except StackError as exc:
-            component.stop(ctx, _provisional(name, pid, info, ports, log))
-            raise StackError(
-                str(exc), component=name, log_tail=exc.log_tail or tail(log, start=offset)
-            ) from exc
+        ports = component.ports(self.config.ports)
         shop = component.kind == "shop"
-        return ComponentRecord(
+        record = ComponentRecord(
             name=name,
             pid=pid,
             pgid=info.pgid,
             start_ticks=info.start_ticks,
             port=next(iter(ports.values())),
             ports=ports,
-            version=version,
             mode=ctx.shop_mode if shop else None,
             options=dict(ctx.shop_options) if shop else {},
             log=str(log),
             started_at=now_iso(),
         )
+        timeout = self._timeout(component)
+        return _Launched(component, record, log, offset, timeout, time.monotonic() + timeout)
+
+    def _await_healthy(self, launched: list[_Launched], ctx: Context) -> None:
+        """Poll every launched component until healthy; StackError for the first that fails."""
+        waiting = list(launched)
+        while waiting:
+            for item in list(waiting):
+                record = item.record
+                if not is_alive(record.pid, record.start_ticks):
+                    raise item.failure("it exited during start-up")
+                problem = item.component.probe(ctx)
+                if problem is None:
+                    waiting.remove(item)
+                elif time.monotonic() > item.deadline:
+                    raise item.failure(f"not healthy after {item.timeout:.0f}s: {problem}")
+            if waiting:
+                time.sleep(0.1)
+
+    def _complete(self, item: _Launched, ctx: Context) -> ComponentRecord:
+        try:
+            item.component.ensure(ctx)
+            version = item.component.version(ctx)
+        except StackError as exc:
+            raise item.failure(str(exc)) from exc
+        return item.record.model_copy(update={"version": version})
 
     def _stop(self, component: Component, record: ComponentRecord, ctx: Context) -> bool:
         """Stop one recorded component; False when it was not running. Waits for its ports."""
@@ -475,17 +496,21 @@ class Stack:
             save_state(self.config.paths.stack_file, state)
 
 
-def _provisional(
-    name: str, pid: int, info: ProcInfo, ports: dict[str, int], log: object
-) -> ComponentRecord:
-    """A record for a process that has not passed its checks yet (so it can be stopped)."""
-    return ComponentRecord(
-        name=name,
-        pid=pid,
-        pgid=info.pgid,
-        start_ticks=info.start_ticks,
-        port=next(iter(ports.values())),
-        ports=ports,
-        log=str(log),
-        started_at=now_iso(),
-    )
+@dataclass(frozen=True)
+class _Launched:
+    """A component whose process runs but has not passed its checks yet."""
+
+    component: Component
+    record: ComponentRecord
+    log: Path
+    offset: int
+    timeout: float
+    deadline: float
+
+    def failure(self, problem: str) -> StackError:
+        name = self.component.name
+        return StackError(
+            f"{name} could not start: {problem} (log: {self.log})",
+            component=name,
+            log_tail=tail(self.log, start=self.offset),
+        )
