@@ -1,0 +1,73 @@
+"""``python -m resilience.shop SERVICE``: run one shop service on uvicorn, configured by env.
+
+Exit codes: 0 after a clean stop, 2 when the settings are invalid (the message names the
+variable), 3 when the service could not start (e.g. the database stayed unreachable past
+its startup deadline; uvicorn reports a failed lifespan start with 3 as well).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from resilience.errors import EXIT_INVALID, ExperimentError
+
+logger = logging.getLogger("resilience.shop")
+
+USAGE = "usage: python -m resilience.shop [gateway|orders|catalog]  (or set SHOP_SERVICE)"
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if len(args) > 1 or (args and args[0] in ("-h", "--help")):
+        logger.error(USAGE)
+        return EXIT_INVALID
+
+    from resilience.shop.settings import settings_from_env
+
+    try:
+        settings = settings_from_env(service=args[0] if args else None)
+    except ExperimentError as exc:
+        logger.error("invalid shop settings: %s", exc)
+        return EXIT_INVALID
+
+    import uvicorn
+
+    from resilience.shop.app import build_app
+
+    app = build_app(settings)
+    logger.info(
+        "starting %s (%s) on %s:%d",
+        settings.service_name,
+        settings.mode,
+        settings.host,
+        settings.port,
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        app.state.tracing.shutdown()
+    if not server.started:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
