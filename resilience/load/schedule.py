@@ -84,15 +84,15 @@ def intended_times(
     stage_start = 0.0
     for stage in stages:
         stage_end = stage_start + stage.duration
-        if stage.rps > 0 and stage_end > start_at:
-            interval = 1.0 / stage.rps
+        rate = stage.rps
+        if rate > 0 and stage_end > start_at:
             # The first index of this worker at or after start_at.
             first = 0
             if start_at > stage_start:
-                first = math.ceil((start_at - stage_start) / interval - 1e-9)
+                first = math.ceil((start_at - stage_start) * rate - 1e-9)
             j = first + (worker - first) % workers
             while True:
-                t = stage_start + j * interval
+                t = stage_start + j / rate
                 if t >= stage_end:
                     break
                 yield t
