@@ -107,9 +107,7 @@ def _packages(system: System) -> list[Check]:
 
 def _go(system: System, programs: Programs) -> Check:
     needed = not all(programs.is_current(b) for b in GO_BUILDS)
-    go = system.which("go") or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").is_file() else None
-    )
+    go = system.find_go()
     version = system.go_version(go) if go else None
     if go and version and version >= MIN_GO:
         return Check("go", True, f"{go} (go{version[0]}.{version[1]})", required=False)

@@ -54,6 +54,13 @@ class System:
     def which(self, program: str) -> str | None:
         return shutil.which(program)
 
+    def find_go(self) -> str | None:
+        """The go command: on PATH, or where the official tarball puts it."""
+        found = self.which("go")
+        if found is None and Path("/usr/local/go/bin/go").is_file():
+            found = "/usr/local/go/bin/go"
+        return found
+
     def package_installed(self, package: str) -> bool:
         try:
             done = subprocess.run(
@@ -246,17 +253,11 @@ class Installer:
             blocker=blocker,
         )
 
-    def _go(self) -> str | None:
-        found = self.system.which("go")
-        if found is None and Path("/usr/local/go/bin/go").is_file():
-            found = "/usr/local/go/bin/go"
-        return found
-
     def _go_step(self, build: GoBuild) -> Step:
         target = self.programs.built(build)
         if self.programs.is_current(build):
             return Step(build.name, False, f"{target} is {build.version}")
-        go = self._go()
+        go = self.system.find_go()
         if go is not None and target.is_file():
             info = self.system.go_build_info(go, target)
             if info == (build.package, build.version):

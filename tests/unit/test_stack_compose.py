@@ -1,0 +1,122 @@
+"""Unit tests: docker-compose.yml against the Compose schema and the native stack's definitions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from resilience.cli import app
+from resilience.stack import versions
+from resilience.stack.components import COMPONENTS
+from resilience.stack.compose import (
+    COMPOSE_FILE,
+    compose_document,
+    compose_is_current,
+    render_compose,
+)
+from resilience.stack.config import Ports
+from resilience.stack.generate import PROMETHEUS_JOBS
+from resilience.stack.topology import SHOP_SERVICES, stack_proxies
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return yaml.safe_load(render_compose())
+
+
+def test_the_compose_file_validates_against_the_compose_spec(document: dict[str, Any]) -> None:
+    """The generated file is valid under the Compose Specification's JSON Schema (draft-07)."""
+    if not SCHEMA.is_file():
+        pytest.skip(f"{SCHEMA} is not beside this checkout")
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator(schema).validate(document)
+
+
+def test_the_committed_compose_file_is_what_the_generator_writes() -> None:
+    """docker-compose.yml at the repository root is up to date (`resilience stack compose`)."""
+    assert compose_is_current(REPO / COMPOSE_FILE), "run `resilience stack compose`"
+
+
+def test_the_yaml_text_parses_to_the_document(document: dict[str, Any]) -> None:
+    """The rendered text is the document (inlined configs keep their content)."""
+    assert document == compose_document()
+
+
+def test_services_are_the_native_components(document: dict[str, Any]) -> None:
+    """Compose has one service per native component, with the pinned images."""
+    services = document["services"]
+    assert list(services) == [c.name for c in COMPONENTS]
+    for name, image in versions.IMAGES.items():
+        assert services[name]["image"] == image
+    for name in SHOP_SERVICES:
+        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+        assert services[name]["command"] == [name]
+
+
+def test_published_ports_are_the_native_ports_on_loopback(document: dict[str, Any]) -> None:
+    """Each service publishes exactly the ports its native component binds, on 127.0.0.1."""
+    ports = Ports()
+    for component in COMPONENTS:
+        expected = [f"127.0.0.1:{p}:{p}" for p in component.ports(ports).values()]
+        assert document["services"][component.name]["ports"] == expected
+    published = [p for s in document["services"].values() for p in s["ports"]]
+    assert len(published) == len(ports.model_dump())
+
+
+def test_toxiproxy_config_holds_the_topology_proxies(document: dict[str, Any]) -> None:
+    """The toxiproxy.json given to -config lists the topology's proxies on the same ports."""
+    proxies = json.loads(document["configs"]["toxiproxy_config"]["content"].replace("$$", "$"))
+    expected = [
+        (spec.name, spec.listen_port, spec.upstream_port) for spec in stack_proxies(Ports())
+    ]
+    got = [
+        (p["name"], int(p["listen"].rsplit(":", 1)[1]), int(p["upstream"].rsplit(":", 1)[1]))
+        for p in proxies
+    ]
+    assert got == expected
+    assert [p["upstream"].split(":")[0] for p in proxies] == ["postgres", "orders", "catalog"]
+    command = document["services"]["toxiproxy"]["command"]
+    assert "-config=/etc/toxiproxy/toxiproxy.json" in command
+    assert {"-proxy-metrics", "-runtime-metrics"} <= set(command)
+
+
+def test_prometheus_in_compose_scrapes_the_same_jobs(document: dict[str, Any]) -> None:
+    """Compose's prometheus.yml has the native jobs, addressed by service name."""
+    config = yaml.safe_load(document["configs"]["prometheus_config"]["content"])
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert set(jobs) == set(PROMETHEUS_JOBS)
+    assert jobs["gateway"] == ["gateway:8000"]
+    assert jobs["jaeger"] == ["jaeger:8888"]
+
+
+def test_the_shop_reaches_its_dependencies_through_toxiproxy(document: dict[str, Any]) -> None:
+    """Shop services use the proxies by service name and bind all interfaces in the container."""
+    env = document["services"]["gateway"]["environment"]
+    assert env["SHOP_CATALOG_URL"] == "http://toxiproxy:28002"
+    assert env["SHOP_ORDERS_URL"] == "http://toxiproxy:28001"
+    assert env["SHOP_HOST"] == "0.0.0.0"
+    assert env["SHOP_MODE"] == "${SHOP_MODE:-fragile}"
+    orders = document["services"]["orders"]
+    assert orders["environment"]["SHOP_DATABASE_URL"] == (
+        "postgresql://resilience@toxiproxy:25432/shop"
+    )
+    assert orders["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_compose_check_command_fails_on_a_stale_file(tmp_path: Path) -> None:
+    """`stack compose --check` exits 1 on a stale file and 0 once it is regenerated."""
+    target = tmp_path / COMPOSE_FILE
+    target.write_text("services: {}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["stack", "compose", "--check", "--file", str(target)]).exit_code == 1
+    assert runner.invoke(app, ["stack", "compose", "--file", str(target)]).exit_code == 0
+    assert runner.invoke(app, ["stack", "compose", "--check", "--file", str(target)]).exit_code == 0

@@ -1,0 +1,128 @@
+"""Unit tests: the configuration files the stack generates (Prometheus, Jaeger, Toxiproxy, shop env)."""
+
+from __future__ import annotations
+
+import yaml
+
+from resilience.stack.config import Ports
+from resilience.stack.generate import (
+    JAEGER_MAX_TRACES,
+    PROMETHEUS_JOBS,
+    Network,
+    database_url,
+    jaeger_config,
+    prometheus_config,
+    shop_env,
+    to_yaml,
+    toxiproxy_config,
+)
+from resilience.stack.topology import stack_proxies
+
+PORTS = Ports().shifted(100)
+
+
+def _targets(config: dict[str, object]) -> dict[str, list[str]]:
+    jobs = config["scrape_configs"]
+    assert isinstance(jobs, list)
+    return {job["job_name"]: job["static_configs"][0]["targets"] for job in jobs}
+
+
+def test_prometheus_scrapes_every_second_with_a_timeout_within_the_interval() -> None:
+    """prometheus.yml scrapes and evaluates every 1s; the timeout does not exceed the interval."""
+    config = prometheus_config(PORTS)
+    assert config["global"] == {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+
+
+def test_prometheus_jobs_cover_toxiproxy_jaeger_and_the_three_shop_services() -> None:
+    """One job each for toxiproxy, jaeger, catalog, orders and gateway, on the shifted ports."""
+    targets = _targets(prometheus_config(PORTS))
+    assert targets == {
+        "toxiproxy": ["127.0.0.1:8574"],
+        "jaeger": ["127.0.0.1:8988"],
+        "catalog": ["127.0.0.1:8102"],
+        "orders": ["127.0.0.1:8101"],
+        "gateway": ["127.0.0.1:8100"],
+    }
+    assert set(targets) == set(PROMETHEUS_JOBS)
+
+
+def test_prometheus_config_survives_a_yaml_round_trip() -> None:
+    """The YAML written to disk reads back as the same configuration."""
+    config = prometheus_config(PORTS)
+    assert yaml.safe_load(to_yaml(config)) == config
+
+
+def test_jaeger_binds_every_endpoint_on_its_configured_port() -> None:
+    """Jaeger's receivers, query API, health check and metrics use the ports from Ports."""
+    config = jaeger_config(PORTS)
+    otlp = config["receivers"]["otlp"]["protocols"]
+    assert otlp["grpc"]["endpoint"] == f"127.0.0.1:{PORTS.jaeger_otlp_grpc}"
+    assert otlp["http"]["endpoint"] == f"127.0.0.1:{PORTS.jaeger_otlp_http}"
+    query = config["extensions"]["jaeger_query"]
+    assert query["http"]["endpoint"] == f"127.0.0.1:{PORTS.jaeger_query}"
+    assert query["grpc"]["endpoint"] == f"127.0.0.1:{PORTS.jaeger_query_grpc}"
+    health = config["extensions"]["healthcheckv2"]
+    assert health["http"]["endpoint"] == f"127.0.0.1:{PORTS.jaeger_health}"
+    reader = config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]
+    assert reader["prometheus"] == {"host": "127.0.0.1", "port": PORTS.jaeger_metrics}
+
+
+def test_jaeger_stores_traces_in_memory_and_does_not_trace_itself() -> None:
+    """Memory storage with a bounded trace count feeds both the exporter and the query API."""
+    config = jaeger_config(PORTS)
+    backends = config["extensions"]["jaeger_storage"]["backends"]
+    (store,) = backends
+    assert backends[store] == {"memory": {"max_traces": JAEGER_MAX_TRACES}}
+    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] == store
+    assert config["extensions"]["jaeger_query"]["storage"]["traces"] == store
+    assert config["extensions"]["jaeger_query"]["enable_tracing"] is False
+    assert config["service"]["pipelines"]["traces"]["receivers"] == ["otlp"]
+
+
+def test_jaeger_config_binds_all_interfaces_inside_compose() -> None:
+    """With a compose network, Jaeger listens on 0.0.0.0."""
+    config = jaeger_config(Ports(), Network(bind="0.0.0.0"))
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
+
+
+def test_toxiproxy_config_is_the_topology() -> None:
+    """The generated proxies are topology.stack_proxies, enabled, in creation order."""
+    proxies = toxiproxy_config(PORTS)
+    assert [(p["name"], p["listen"], p["upstream"]) for p in proxies] == [
+        (spec.name, spec.listen, spec.upstream) for spec in stack_proxies(PORTS)
+    ]
+    assert all(p["enabled"] for p in proxies)
+
+
+def test_toxiproxy_upstreams_use_service_names_in_compose() -> None:
+    """Inside compose each proxy forwards to its upstream service by name."""
+    network = Network(bind="0.0.0.0", hosts={"postgres": "postgres", "orders": "orders"})
+    proxies = {p["name"]: p for p in toxiproxy_config(Ports(), network)}
+    assert proxies["postgres"]["upstream"] == "postgres:15432"
+    assert proxies["postgres"]["listen"] == "0.0.0.0:25432"
+    assert proxies["orders"]["upstream"] == "orders:8001"
+
+
+def test_shop_env_is_the_contract_with_the_shop() -> None:
+    """A shop service gets exactly the SHOP_* variables of the contract, through the proxies."""
+    env = shop_env("gateway", mode="hardened", options={"db_pool_size": "3"}, ports=PORTS)
+    assert env == {
+        "SHOP_SERVICE": "gateway",
+        "SHOP_MODE": "hardened",
+        "SHOP_HOST": "127.0.0.1",
+        "SHOP_PORT": "8100",
+        "SHOP_CATALOG_URL": "http://127.0.0.1:28102",
+        "SHOP_ORDERS_URL": "http://127.0.0.1:28101",
+        "SHOP_DATABASE_URL": "postgresql://resilience@127.0.0.1:25532/shop",
+        "SHOP_OTLP_ENDPOINT": "http://127.0.0.1:4418",
+        "SHOP_OPT_DB_POOL_SIZE": "3",
+    }
+
+
+def test_database_url_goes_through_the_postgres_proxy() -> None:
+    """The shop's database URL points at Toxiproxy's postgres proxy, not at PostgreSQL."""
+    assert database_url(PORTS).endswith(f"@127.0.0.1:{PORTS.postgres_proxy}/shop")

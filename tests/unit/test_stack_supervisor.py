@@ -1,0 +1,132 @@
+"""Unit tests: the supervisor's pure parts (component names, order, options) and /proc helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from resilience.cli import app
+from resilience.errors import ExperimentError
+from resilience.stack import parse_shop_options, resolve_components
+from resilience.stack._process import (
+    family,
+    is_alive,
+    port_is_free,
+    proc_info,
+    tail,
+    wait_until,
+)
+from resilience.stack.components import COMPONENTS, GROUPS, start_waves
+from resilience.stack.config import Ports
+from resilience.stack.topology import SHOP_SERVICES
+
+
+def test_component_names_expand_groups_in_start_order() -> None:
+    """Groups and comma lists resolve to names in dependency order, without duplicates."""
+    assert resolve_components(None) == (
+        "postgres", "toxiproxy", "jaeger", "prometheus", "catalog", "orders", "gateway",
+    )  # fmt: skip
+    assert resolve_components(["gateway,postgres", "infra"]) == (
+        "postgres", "toxiproxy", "jaeger", "prometheus", "gateway",
+    )  # fmt: skip
+    assert resolve_components(["shop"]) == SHOP_SERVICES
+
+
+def test_an_unknown_component_is_invalid_input() -> None:
+    """An unknown name raises ExperimentError listing the valid ones."""
+    with pytest.raises(ExperimentError, match="postgress") as caught:
+        resolve_components(["postgress"])
+    assert "toxiproxy" in str(caught.value)
+
+
+def test_shop_components_are_the_topology_services() -> None:
+    """The supervisor's shop group is topology.SHOP_SERVICES in the same order."""
+    assert GROUPS["shop"] == SHOP_SERVICES
+
+
+def test_waves_start_dependencies_first() -> None:
+    """Infrastructure starts together, then catalog and orders, then the gateway."""
+    waves = [[c.name for c in wave] for wave in start_waves(GROUPS["all"])]
+    assert waves == [
+        ["postgres", "toxiproxy", "jaeger", "prometheus"],
+        ["catalog", "orders"],
+        ["gateway"],
+    ]
+
+
+def test_waves_ignore_dependencies_that_are_not_being_started() -> None:
+    """Starting only the shop does not wait for infrastructure it is not asked to start."""
+    waves = [[c.name for c in wave] for wave in start_waves(["gateway", "orders"])]
+    assert waves == [["orders"], ["gateway"]]
+
+
+def test_every_port_belongs_to_exactly_one_component() -> None:
+    """The components' ports partition Ports: none forgotten, none shared."""
+    ports = Ports()
+    owned = [name for c in COMPONENTS for name in c.ports(ports)]
+    assert sorted(owned) == sorted(ports.model_dump())
+
+
+def test_shop_options_parse_to_lowercase_names() -> None:
+    """NAME=VALUE pairs become a dict; values may contain '='."""
+    assert parse_shop_options(["DB_POOL_SIZE=3", "x=a=b"]) == {"db_pool_size": "3", "x": "a=b"}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=3", "bad-name=1", "1x=2"])
+def test_malformed_shop_options_are_invalid_input(bad: str) -> None:
+    """A pair without '=' or with a name that is not an identifier raises ExperimentError."""
+    with pytest.raises(ExperimentError, match="shop-option"):
+        parse_shop_options([bad])
+
+
+def test_cli_rejects_a_bad_component_with_exit_2(tmp_path: Path) -> None:
+    """`stack up --only nope` exits 2 before touching anything."""
+    env = {"RESILIENCE_STATE_DIR": str(tmp_path / "state"), "RESILIENCE_HOME": str(tmp_path)}
+    result = CliRunner().invoke(app, ["stack", "up", "--only", "nope"], env=env)
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "state" / "stack.json").exists()
+
+
+def test_cli_rejects_an_unknown_shop_mode_with_exit_2(tmp_path: Path) -> None:
+    """`stack up --shop-mode brittle` exits 2."""
+    env = {"RESILIENCE_STATE_DIR": str(tmp_path / "state"), "RESILIENCE_HOME": str(tmp_path)}
+    result = CliRunner().invoke(app, ["stack", "up", "--shop-mode", "brittle"], env=env)
+    assert result.exit_code == 2, result.output
+
+
+def test_proc_info_describes_this_process() -> None:
+    """/proc parsing finds our own PID, group and a start time; liveness checks the start time."""
+    info = proc_info(os.getpid())
+    assert info is not None
+    assert info.pgid == os.getpgid(0)
+    assert info.rss_pages > 0
+    assert is_alive(os.getpid(), info.start_ticks)
+    assert not is_alive(os.getpid(), info.start_ticks + 1)
+    assert os.getpid() in [p.pid for p in family([info.pgid])]
+
+
+def test_a_bound_port_is_not_free() -> None:
+    """port_is_free is False while a socket holds the port and True after it closes."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert not port_is_free(port)
+    assert wait_until(lambda: port_is_free(port), timeout=5)
+
+
+def test_tail_reads_only_what_was_written_after_the_offset(tmp_path: Path) -> None:
+    """The log tail of one start ignores what earlier starts wrote."""
+    log = tmp_path / "x.log"
+    log.write_text("old 1\nold 2\n")
+    offset = log.stat().st_size
+    with log.open("a") as handle:
+        handle.write("".join(f"new {i}\n" for i in range(50)))
+    text = tail(log, start=offset, lines=3)
+    assert text == "new 47\nnew 48\nnew 49"
+    assert "old" not in tail(log, start=offset, lines=100)
+    assert tail(tmp_path / "missing.log") == ""
