@@ -268,9 +268,12 @@ class Trace:
 
     @property
     def is_complete(self) -> bool:
-        """Every parent is present and there is one root."""
-        roots = self.roots()
-        return len(roots) == 1 and roots[0].parent_id is None
+        """Every parent is present but one: the root's parent may be remote.
+
+        The load engine sends a ``traceparent`` of its own and exports no span for it, so
+        a complete trace of a request it sent has one root whose parent is not stored.
+        """
+        return len(self.roots()) == 1
 
     @property
     def start_ns(self) -> int:
