@@ -1,1 +1,58 @@
-"""report."""
+"""Reports of a run: HTML, JUnit XML and Markdown, rebuilt from the run directory alone.
+
+``write_reports(run_dir)`` is what the orchestrator calls at the end of a run and what
+``resilience report DIR`` calls later; ``compare_runs(a, b)`` backs ``resilience compare``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from resilience.analysis.data import LoadView
+from resilience.report.compare import Comparison, Rules, compare_runs
+from resilience.report.html import write_html
+from resilience.report.junit import write_junit
+from resilience.report.markdown import write_markdown
+from resilience.report.rundir import RunData, read_run
+
+__all__ = [
+    "Comparison",
+    "ReportPaths",
+    "Rules",
+    "RunData",
+    "compare_runs",
+    "read_run",
+    "write_reports",
+    "write_run_reports",
+]
+
+HTML_FILE = "report.html"
+JUNIT_FILE = "junit.xml"
+MARKDOWN_FILE = "summary.md"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    html: Path
+    junit: Path
+    markdown: Path
+
+
+def write_reports(run_dir: Path, load: LoadView | None = None) -> ReportPaths:
+    """Write report.html, junit.xml and summary.md into ``run_dir`` from what it holds.
+
+    ``load`` is the run's load data when the caller has it in memory; otherwise it is read
+    from the directory. Raises ``ExperimentError`` naming the file when the directory is
+    missing or its journal or experiment cannot be read.
+    """
+    return write_run_reports(read_run(Path(run_dir), load=load))
+
+
+def write_run_reports(run: RunData) -> ReportPaths:
+    """Write the three reports of a run directory already read."""
+    return ReportPaths(
+        html=write_html(run, run.run_dir / HTML_FILE),
+        junit=write_junit(run.journal, run.run_dir / JUNIT_FILE),
+        markdown=write_markdown(run, run.run_dir / MARKDOWN_FILE),
+    )

@@ -1,0 +1,380 @@
+"""Regression between two runs of the same experiment: A is the reference, B the candidate.
+
+For each phase (baseline, fault, recovery) and each endpoint (and all endpoints together)
+the merged-histogram numbers of A and B are set side by side, and two things are judged:
+p95 latency and error rate. A metric *regresses* when
+
+- the Mann-Whitney judgement on the one-second samples (``analysis.statistics.compare``:
+  significant and past its effect-size floor) says B is higher AND the merged number moved
+  by at least a small practical floor (``latency_floor_ms``, ``error_floor``); or
+- whatever the test says, and as the only rule when it is inconclusive (fewer than 30
+  one-second samples a side), the merged numbers are worse by the threshold rule: p95
+  higher by more than 25 % AND more than 50 ms; error rate higher by more than one
+  percentage point. (Per-second error rates are mostly zeros, where a rank test of
+  medians is blind to errors spread thinly; the threshold rule catches those.)
+
+Besides: recovery (recovered → not recovered, or slower by more than max(5 s, 50 %)),
+findings added and removed (by kind and endpoint; an added finding that fails the run is
+a regression), and the run status (A passed, B did not). All thresholds live in ``Rules``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from resilience.analysis.data import LoadView, Phase, WindowStats
+from resilience.analysis.phases import phase_named
+from resilience.analysis.statistics import compare
+from resilience.errors import ExperimentError
+from resilience.report import fast
+from resilience.report.journal import FindingRecord, JournalData
+from resilience.report.rundir import RunData, read_run
+from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
+
+PHASES = ("baseline", "fault", "recovery")
+Outcome = Literal["regression", "improvement", "same", "no data"]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds of the comparison (see the module docstring)."""
+
+    p95_ratio: float = 0.25
+    p95_abs_ms: float = 50.0
+    error_rate_pp: float = 0.01
+    latency_floor_ms: float = 10.0
+    error_floor: float = 0.002
+    recovery_abs_s: float = 5.0
+    recovery_ratio: float = 0.5
+    min_requests: int = 20
+    min_samples: int = 30
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: Outcome
+    method: Literal["mann-whitney", "threshold", "none"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run's numbers for a phase and endpoint (latencies in ms)."""
+
+    requests: int
+    error_rate: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+    @classmethod
+    def of(cls, stats: WindowStats) -> Side:
+        return cls(stats.requests, stats.error_rate, stats.p50, stats.p95, stats.p99)
+
+
+@dataclass(frozen=True)
+class PhaseDelta:
+    phase: str
+    endpoint: str | None
+    a: Side
+    b: Side
+    latency: Judgement
+    errors: Judgement
+
+    @property
+    def regressed(self) -> bool:
+        return "regression" in (self.latency.outcome, self.errors.outcome)
+
+    @property
+    def where(self) -> str:
+        return f"{self.phase} {self.endpoint or 'all endpoints'}"
+
+
+@dataclass(frozen=True)
+class RecoveryDelta:
+    a_seconds: float | None
+    b_seconds: float | None
+    a_recovered: bool | None
+    b_recovered: bool | None
+    outcome: Outcome
+    reason: str
+
+    @property
+    def delta_seconds(self) -> float | None:
+        if self.a_seconds is None or self.b_seconds is None:
+            return None
+        return self.b_seconds - self.a_seconds
+
+
+@dataclass(frozen=True)
+class FindingChange:
+    kind: str
+    endpoint: str
+    severity: str
+    fails_run: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run_a: str
+    run_b: str
+    experiment_a: str
+    experiment_b: str
+    status_a: str
+    status_b: str
+    deltas: list[PhaseDelta]
+    recovery: RecoveryDelta
+    findings_added: list[FindingChange]
+    findings_removed: list[FindingChange]
+    rules: Rules
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[str]:
+        """One sentence per regression, in report order."""
+        out: list[str] = []
+        if self.status_a == "passed" and self.status_b != "passed":
+            out.append(f"status: A passed, B {self.status_b}")
+        for d in self.deltas:
+            if d.latency.outcome == "regression":
+                out.append(f"{d.where} p95: {d.latency.reason}")
+            if d.errors.outcome == "regression":
+                out.append(f"{d.where} error rate: {d.errors.reason}")
+        if self.recovery.outcome == "regression":
+            out.append(f"recovery: {self.recovery.reason}")
+        out.extend(
+            f"new finding {f.kind}{' ' + f.endpoint if f.endpoint else ''} fails the run: {f.summary}"
+            for f in self.findings_added
+            if f.fails_run
+        )
+        return out
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["regressed"] = self.regressed
+        data["regressions"] = self.regressions
+        clean: dict[str, Any] = _finite(data)
+        return clean
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: make them null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _samples(view: LoadView, endpoint: str | None, phase: Phase) -> tuple[list[float], list[float]]:
+    """One-second p95 (ms) and error-rate samples of the seconds that had requests."""
+    series = fast.series(view, endpoint, phase.seconds())
+    p95 = [v for v in series.p95 if v is not None]
+    rates = [series.errors[i] / n for i, n in enumerate(series.requests) if n]
+    return p95, rates
+
+
+def _judge_latency(
+    a: Side, b: Side, sa: Sequence[float], sb: Sequence[float], rules: Rules
+) -> Judgement:
+    if a.requests < rules.min_requests or b.requests < rules.min_requests:
+        return Judgement("no data", "none", f"fewer than {rules.min_requests} requests on a side")
+    if a.p95 is None or b.p95 is None:
+        return Judgement("no data", "none", "no latency recorded on a side")
+    diff = b.p95 - a.p95
+    numbers = f"p95 {fmt_ms(a.p95)} → {fmt_ms(b.p95)}"
+    worse = diff > rules.p95_abs_ms and b.p95 > a.p95 * (1 + rules.p95_ratio)
+    better = -diff > rules.p95_abs_ms and a.p95 > b.p95 * (1 + rules.p95_ratio)
+    test = compare(sa, sb, min_samples=rules.min_samples)
+    if test.verdict == "higher" and diff >= rules.latency_floor_ms:
+        return Judgement("regression", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
+    if worse:
+        return Judgement("regression", "threshold", f"{numbers} ({_rule_text(rules)})")
+    if test.verdict == "lower" and -diff >= rules.latency_floor_ms:
+        return Judgement("improvement", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
+    if better:
+        return Judgement("improvement", "threshold", numbers)
+    method: Literal["mann-whitney", "threshold"] = (
+        "threshold" if test.verdict == "inconclusive" else "mann-whitney"
+    )
+    return Judgement("same", method, f"{numbers} ({test.reason})")
+
+
+def _rule_text(rules: Rules) -> str:
+    return f"worse by > {rules.p95_ratio:.0%} and > {rules.p95_abs_ms:g} ms"
+
+
+def _judge_errors(
+    a: Side, b: Side, sa: Sequence[float], sb: Sequence[float], rules: Rules
+) -> Judgement:
+    if a.requests < rules.min_requests or b.requests < rules.min_requests:
+        return Judgement("no data", "none", f"fewer than {rules.min_requests} requests on a side")
+    ra, rb = a.error_rate or 0.0, b.error_rate or 0.0
+    diff = rb - ra
+    numbers = f"error rate {fmt_ratio(ra)} → {fmt_ratio(rb)}"
+    test = compare(sa, sb, min_samples=rules.min_samples)
+    if test.verdict == "higher" and diff >= rules.error_floor:
+        return Judgement("regression", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
+    if diff > rules.error_rate_pp:
+        return Judgement(
+            "regression",
+            "threshold",
+            f"{numbers} (worse by > {rules.error_rate_pp * 100:g} percentage points)",
+        )
+    if (test.verdict == "lower" and -diff >= rules.error_floor) or -diff > rules.error_rate_pp:
+        return Judgement(
+            "improvement", "mann-whitney" if test.verdict == "lower" else "threshold", numbers
+        )
+    method: Literal["mann-whitney", "threshold"] = (
+        "threshold" if test.verdict == "inconclusive" else "mann-whitney"
+    )
+    return Judgement("same", method, f"{numbers} ({test.reason})")
+
+
+def _phase_deltas(
+    run_a: RunData, run_b: RunData, rules: Rules, notes: list[str]
+) -> list[PhaseDelta]:
+    if run_a.load is None or run_b.load is None:
+        missing = " and ".join(n for n, r in (("A", run_a), ("B", run_b)) if r.load is None)
+        notes.append(f"no load data for {missing}: latency and error rates not compared")
+        return []
+    va, vb = run_a.load, run_b.load
+    endpoints: list[str | None] = [None, *sorted(set(va.endpoints) | set(vb.endpoints))]
+    deltas: list[PhaseDelta] = []
+    phases_a, phases_b = run_a.phases, run_b.phases
+    for name in PHASES:
+        pa, pb = phase_named(phases_a, name), phase_named(phases_b, name)
+        if pa is None or pb is None:
+            if pa is not None or pb is not None:
+                notes.append(f"the {name} phase exists in only one run: not compared")
+            continue
+        for endpoint in endpoints:
+            a = Side.of(fast.stats(va, endpoint, pa.seconds()))
+            b = Side.of(fast.stats(vb, endpoint, pb.seconds()))
+            lat_a, err_a = _samples(va, endpoint, pa)
+            lat_b, err_b = _samples(vb, endpoint, pb)
+            deltas.append(
+                PhaseDelta(
+                    phase=name,
+                    endpoint=endpoint,
+                    a=a,
+                    b=b,
+                    latency=_judge_latency(a, b, lat_a, lat_b, rules),
+                    errors=_judge_errors(a, b, err_a, err_b, rules),
+                )
+            )
+    return deltas
+
+
+def _recovery(ja: JournalData, jb: JournalData, rules: Rules) -> RecoveryDelta:
+    ra, rb = ja.recovery, jb.recovery
+
+    def delta(outcome: Outcome, reason: str) -> RecoveryDelta:
+        return RecoveryDelta(ra.seconds, rb.seconds, ra.recovered, rb.recovered, outcome, reason)
+
+    if ra.recovered is None or rb.recovered is None:
+        return delta("no data", "recovery was not measured in both runs")
+    if ra.recovered and not rb.recovered:
+        return delta("regression", f"A recovered in {ra.seconds} s, B did not recover")
+    if not ra.recovered and rb.recovered:
+        return delta("improvement", f"A did not recover, B recovered in {rb.seconds} s")
+    if not ra.recovered:
+        return delta("same", "neither run recovered")
+    if ra.seconds is None or rb.seconds is None:
+        return delta("no data", "recovery seconds missing")
+    allowed = max(rules.recovery_abs_s, rules.recovery_ratio * ra.seconds)
+    diff = rb.seconds - ra.seconds
+    text = f"{ra.seconds:g} s → {rb.seconds:g} s"
+    if diff > allowed:
+        return delta("regression", f"{text} (slower by more than {allowed:g} s)")
+    if -diff > allowed:
+        return delta("improvement", text)
+    return delta("same", text)
+
+
+def _finding_keys(findings: Sequence[FindingRecord]) -> dict[tuple[str, str], FindingRecord]:
+    keys: dict[tuple[str, str], FindingRecord] = {}
+    for f in findings:
+        if f.status != "found":
+            continue
+        for endpoint in finding_endpoints(f) or [""]:
+            keys.setdefault((f.kind, endpoint), f)
+    return keys
+
+
+def _changes(
+    keys: Sequence[tuple[str, str]], source: dict[tuple[str, str], FindingRecord]
+) -> list[FindingChange]:
+    changes: list[FindingChange] = []
+    for kind, endpoint in keys:
+        f = source[(kind, endpoint)]
+        changes.append(FindingChange(kind, endpoint, f.severity, f.fails_run, f.summary))
+    return changes
+
+
+def compare_run_data(
+    run_a: RunData, run_b: RunData, *, rules: Rules | None = None, force: bool = False
+) -> Comparison:
+    """Compare two runs already read (see ``compare_runs``)."""
+    rules = rules or Rules()
+    ja, jb = run_a.journal, run_b.journal
+    notes: list[str] = []
+    if ja.experiment != jb.experiment:
+        if not force:
+            raise ExperimentError(
+                f"the runs are of different experiments ({ja.experiment!r} in {run_a.run_dir}, "
+                f"{jb.experiment!r} in {run_b.run_dir}); use --force to compare anyway"
+            )
+        notes.append(
+            f"different experiments compared with --force: {ja.experiment} vs {jb.experiment}"
+        )
+    if ja.profile != jb.profile:
+        notes.append(f"different profiles: {ja.profile or 'default'} vs {jb.profile or 'default'}")
+    for name, journal in (("A", ja), ("B", jb)):
+        if journal.status == "running":
+            notes.append(f"run {name} has not finished (status running)")
+    keys_a, keys_b = _finding_keys(ja.findings), _finding_keys(jb.findings)
+    return Comparison(
+        run_a=str(run_a.run_dir),
+        run_b=str(run_b.run_dir),
+        experiment_a=ja.experiment,
+        experiment_b=jb.experiment,
+        status_a=ja.status,
+        status_b=jb.status,
+        deltas=_phase_deltas(run_a, run_b, rules, notes),
+        recovery=_recovery(ja, jb, rules),
+        findings_added=_changes([k for k in keys_b if k not in keys_a], keys_b),
+        findings_removed=_changes([k for k in keys_a if k not in keys_b], keys_a),
+        rules=rules,
+        notes=notes,
+    )
+
+
+def compare_runs(
+    a: Path,
+    b: Path,
+    *,
+    load_a: LoadView | None = None,
+    load_b: LoadView | None = None,
+    rules: Rules | None = None,
+    force: bool = False,
+) -> Comparison:
+    """Compare run directory ``b`` (candidate) against ``a`` (reference).
+
+    Raises ``ExperimentError`` when a directory cannot be read, or when the runs are of
+    different experiments and ``force`` is not set.
+    """
+    run_a = read_run(Path(a), load=load_a)
+    run_b = read_run(Path(b), load=load_b)
+    return compare_run_data(run_a, run_b, rules=rules, force=force)

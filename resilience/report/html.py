@@ -1,0 +1,729 @@
+"""The HTML report: one self-contained file, readable offline, verdict first.
+
+Order: verdict, timeline (throughput, errors and latency per second with fault windows
+shaded and apply/heal stamps marked), per-phase endpoint tables, SLOs, checks with their
+Prometheus series, findings with their evidence (affected seconds, series, the waterfall of
+an example trace with the explaining span highlighted), recovery, events, and the resolved
+experiment. No script, no external resource: a Content-Security-Policy that forbids every
+fetch makes a slip visible in the browser instead of a silent call home. Every string from
+the run goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from resilience.analysis.data import LoadView, Phase
+from resilience.observe.spans import Span, Trace
+from resilience.report import fast, svg
+from resilience.report.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
+from resilience.report.rundir import RunData
+from resilience.report.summary import (
+    exit_meaning,
+    finding_endpoints,
+    finding_order,
+    fmt_ms,
+    fmt_ratio,
+    fmt_rps,
+    fmt_seconds,
+    fmt_value,
+    phase_table,
+    slo_message,
+    slo_state,
+    verdict,
+)
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+MAX_EVIDENCE_ITEMS = 20
+
+_CSS = """
+:root { --ok:#1b7f3b; --bad:#c62828; --warn:#b26a00; --muted:#666; --line:#ddd; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color:#222; margin:0 auto; padding:16px 24px 48px; max-width:1180px; background:#fff; }
+h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:18px; margin:28px 0 8px;
+  border-bottom:1px solid var(--line); padding-bottom:4px; } h3 { font-size:15px; margin:16px 0 6px; }
+.facts { color:var(--muted); margin:0 0 12px; }
+.verdict { border:2px solid var(--line); border-radius:6px; padding:12px 16px; }
+.verdict.passed { border-color:var(--ok); background:#f1faf3; }
+.verdict.failed, .verdict.error { border-color:var(--bad); background:#fdf3f3; }
+.verdict.aborted, .verdict.running { border-color:var(--warn); background:#fff8ec; }
+.status { font-size:20px; font-weight:700; text-transform:uppercase; }
+.passed .status { color:var(--ok); } .failed .status, .error .status { color:var(--bad); }
+.aborted .status, .running .status { color:var(--warn); }
+table { border-collapse:collapse; margin:6px 0 12px; width:100%; }
+th, td { border:1px solid var(--line); padding:3px 8px; text-align:left; vertical-align:top; }
+th { background:#f4f4f4; font-weight:600; } td.num { text-align:right; font-variant-numeric:tabular-nums; }
+tr.fail td { background:#fdecea; } tr.skip td { color:var(--muted); }
+.badge { display:inline-block; padding:0 6px; border-radius:3px; font-size:12px; font-weight:600;
+  color:#fff; background:#888; } .badge.fail, .badge.critical { background:var(--bad); }
+.badge.pass { background:var(--ok); } .badge.warning, .badge.skip { background:var(--warn); }
+.finding { border:1px solid var(--line); border-radius:6px; padding:8px 12px; margin:10px 0; }
+.finding.fails { border-left:6px solid var(--bad); }
+.chart { display:block; margin:6px 0; max-width:none; }
+.chart .tick, .chart .legend, .chart .axis-label, .chart .mark-label, .chart .span-label {
+  font:11px system-ui, sans-serif; fill:#333; }
+.chart .grid { stroke:#e6e6e6; } .chart .axis { stroke:#999; }
+.chart .fault-window { fill:#d62728; fill-opacity:.13; }
+.chart .affected { fill:#ff7f0e; fill-opacity:.28; }
+.chart .phase-mark { stroke:#555; stroke-dasharray:4 3; }
+.chart .rule { stroke:#c62828; stroke-dasharray:6 3; }
+.chart .phase-label { font:italic 11px system-ui, sans-serif; fill:#555; }
+pre { background:#f6f6f6; border:1px solid var(--line); padding:8px; overflow:auto;
+  white-space:pre-wrap; word-break:break-word; font-size:12px; }
+code { font-size:12px; } .muted { color:var(--muted); }
+@media print { .chart { break-inside:avoid; } .finding { break-inside:avoid; } }
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[tuple[str, Sequence[str]]],
+    *,
+    numeric: set[int] | None = None,
+) -> str:
+    """Rows are (css class, already-escaped cells)."""
+    numeric = numeric or set()
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body: list[str] = []
+    for css, cells in rows:
+        tds = "".join(
+            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(cells)
+        )
+        body.append(f'<tr class="{css}">{tds}</tr>' if css else f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _fault_windows(journal: JournalData, end: float) -> list[svg.Window]:
+    windows: list[svg.Window] = []
+    for fault in journal.faults:
+        if fault.applied_at is None:
+            continue
+        healed = fault.healed_at if fault.healed_at is not None else end
+        windows.append(
+            svg.Window(
+                fault.applied_at,
+                healed,
+                f"{fault.proxy} {fault.type} {fault.applied_at:.1f}-{healed:.1f} s",
+            )
+        )
+    return windows
+
+
+def _marks(journal: JournalData, phases: Sequence[Phase]) -> list[svg.Mark]:
+    marks: list[svg.Mark] = []
+    stamps: list[float] = []
+    for fault in journal.faults:
+        if fault.applied_at is not None:
+            marks.append(
+                svg.Mark(fault.applied_at, f"applied {fault.proxy} {fault.applied_at:.1f}s")
+            )
+            stamps.append(fault.applied_at)
+        if fault.healed_at is not None:
+            marks.append(svg.Mark(fault.healed_at, f"healed {fault.proxy} {fault.healed_at:.1f}s"))
+            stamps.append(fault.healed_at)
+    for phase in phases[1:]:
+        if not any(abs(phase.start - s) < 0.05 for s in stamps):
+            marks.append(svg.Mark(phase.start, f"{phase.name} {phase.start:.1f}s"))
+    return sorted(marks, key=lambda m: m.x)
+
+
+class _Report:
+    """Builds the sections of one report from one read run directory."""
+
+    def __init__(self, run: RunData) -> None:
+        self.run = run
+        self.journal = run.journal
+        self.load = run.load
+        self.phases = run.phases
+        self.end = run.run_end
+        self.windows = _fault_windows(self.journal, self.end)
+        self.marks = _marks(self.journal, self.phases)
+        self.phase_spans = [(p.name, p.start, p.end) for p in self.phases]
+        seconds = list(self.load.seconds) if self.load is not None else []
+        self.x_range = (
+            float(min(0, seconds[0]) if seconds else 0),
+            float(max(self.end, seconds[-1] + 1 if seconds else 1.0)),
+        )
+
+    # -- sections -------------------------------------------------------------------------
+
+    def header(self) -> str:
+        j = self.journal
+        facts = [
+            ("profile", j.profile or "default"),
+            ("target", j.target or "—"),
+            ("shop mode", j.shop_mode or "—"),
+            ("started", j.started_at),
+            ("ended", j.ended_at or "—"),
+            ("duration", fmt_seconds(self.end)),
+        ]
+        text = " · ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in facts)
+        return f"<h1>resilience report — {_e(j.experiment)}</h1><p class='facts'>{text}</p>"
+
+    def verdict(self) -> str:
+        v = verdict(self.journal)
+        code = "—" if v.exit_code is None else str(v.exit_code)
+        items = "".join(
+            f"<li><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
+            f"<b>{_e(f.kind)}</b>{' (fails the run)' if f.fails_run else ''}: {_e(f.summary)}</li>"
+            for f in v.top_findings
+        )
+        top = f"<h3>Top findings</h3><ul>{items}</ul>" if items else "<p>No findings.</p>"
+        counts = (
+            f"{len(v.failed_slos)} of {len(self.journal.slo)} SLOs failed · "
+            f"{len(v.failed_checks)} of {len(self.journal.checks)} checks failed · "
+            f"{len(v.failing_findings)} findings fail the run"
+        )
+        return (
+            f"<section id='verdict' class='verdict {_e(v.status)}'>"
+            f"<div class='status'>{_e(v.status)}</div>"
+            f"<div>exit code <b>{_e(code)}</b> ({_e(exit_meaning(v.exit_code))})</div>"
+            f"<p class='reason'>{_e(v.reason)}</p><p class='muted'>{_e(counts)}</p>{top}</section>"
+        )
+
+    def timeline(self) -> str:
+        parts = ["<section id='timeline'><h2>Timeline</h2>"]
+        load = self.load
+        if load is None or not load.seconds:
+            parts.append(
+                "<p class='muted'>No load data in this run directory (latency.hlog / "
+                "load.jsonl), so there is no timeline of requests.</p>"
+            )
+        else:
+            secs = range(load.seconds[0], load.seconds[-1] + 1)
+            s = fast.series(load, None, secs)
+            xs = [sec + 0.5 for sec in s.seconds]
+            parts.append(
+                svg.line_chart(
+                    svg.LineChart(
+                        chart_id="chart-throughput",
+                        title="Requests and errors per second",
+                        y_label="per second",
+                        x_range=self.x_range,
+                        lines=[
+                            svg.Line(
+                                "req/s",
+                                "#1f77b4",
+                                list(zip(xs, map(float, s.requests), strict=True)),
+                            ),
+                            svg.Line(
+                                "errors/s",
+                                svg.ERROR_COLOR,
+                                list(zip(xs, map(float, s.errors), strict=True)),
+                            ),
+                        ],
+                        windows=self.windows,
+                        marks=self.marks,
+                        phases=self.phase_spans,
+                    )
+                )
+            )
+            parts.append(
+                svg.line_chart(
+                    svg.LineChart(
+                        chart_id="chart-latency",
+                        title="Latency per second (p50, p95, p99), log scale",
+                        y_label="milliseconds (log)",
+                        x_range=self.x_range,
+                        lines=[
+                            svg.Line("p50", "#2ca02c", list(zip(xs, s.p50, strict=True))),
+                            svg.Line("p95", "#ff7f0e", list(zip(xs, s.p95, strict=True))),
+                            svg.Line(
+                                "p99", "#9467bd", list(zip(xs, s.p99, strict=True)), dash="5 3"
+                            ),
+                        ],
+                        windows=self.windows,
+                        marks=self.marks,
+                        phases=self.phase_spans,
+                        log_y=True,
+                        y_format=fmt_ms,
+                    )
+                )
+            )
+        parts.append(self._faults_table())
+        phases = ", ".join(f"{p.name} {p.start:.1f}-{p.end:.1f} s" for p in self.phases)
+        parts.append(f"<p class='muted'>Phases (from the applied/healed stamps): {_e(phases)}</p>")
+        parts.append("</section>")
+        return "".join(parts)
+
+    def _faults_table(self) -> str:
+        if not self.journal.faults:
+            return "<p>No faults were scheduled.</p>"
+
+        def row(f: FaultRecord) -> tuple[str, list[str]]:
+            attrs = json.dumps(f.attributes, sort_keys=True)
+            return (
+                "fail" if f.error else "",
+                [
+                    _e(f.proxy),
+                    _e(f.type),
+                    f"<code>{_e(attrs)}</code>",
+                    _e(f"{f.scheduled_at:.1f}-{f.scheduled_end:.1f} s"),
+                    _e(fmt_seconds(f.applied_at)),
+                    _e(fmt_seconds(f.healed_at)),
+                    _e(f.error or ""),
+                ],
+            )
+
+        return "<h3>Faults</h3>" + _table(
+            ["proxy", "type", "attributes", "scheduled", "applied", "healed", "error"],
+            (row(f) for f in self.journal.faults),
+        )
+
+    def phase_tables(self) -> str:
+        parts = ["<section id='phases'><h2>Endpoints per phase</h2>"]
+        if self.load is None:
+            parts.append("<p class='muted'>No load data.</p></section>")
+            return "".join(parts)
+        for phase in self.phases:
+            rows = phase_table(self.load, phase)
+            parts.append(f"<h3>{_e(phase.name)} ({phase.start:.1f}-{phase.end:.1f} s)</h3>")
+            parts.append(
+                _table(
+                    ["endpoint", "requests", "req/s", "error rate", "p50", "p95", "p99", "max"],
+                    (
+                        (
+                            "",
+                            [
+                                f"<b>{_e(r.label)}</b>" if r.endpoint is None else _e(r.label),
+                                str(r.stats.requests),
+                                _e(fmt_rps(r.stats.rps)),
+                                _e(fmt_ratio(r.stats.error_rate)),
+                                _e(fmt_ms(r.stats.p50)),
+                                _e(fmt_ms(r.stats.p95)),
+                                _e(fmt_ms(r.stats.p99)),
+                                _e(fmt_ms(r.stats.max)),
+                            ],
+                        )
+                        for r in rows
+                    ),
+                    numeric={1, 2, 3, 4, 5, 6, 7},
+                )
+            )
+        parts.append("</section>")
+        return "".join(parts)
+
+    def slo(self) -> str:
+        records = self.journal.slo
+        if not records:
+            return "<section id='slo'><h2>SLOs</h2><p>No SLOs were evaluated.</p></section>"
+        badge = {"passed": "pass", "failed": "fail", "not evaluated": "skip"}
+        rows = []
+        for s in records:
+            state = slo_state(s)
+            rows.append(
+                (
+                    {"failed": "fail", "not evaluated": "skip"}.get(state, ""),
+                    [
+                        f"<span class='badge {badge[state]}'>{_e(state)}</span>",
+                        _e(s.phase),
+                        _e(s.endpoint or "all endpoints"),
+                        _e(s.metric),
+                        _e(fmt_value(s.observed, s.unit)),
+                        _e(fmt_value(s.threshold, s.unit)),
+                        _e(slo_message(s)),
+                    ],
+                )
+            )
+        table = _table(
+            ["result", "phase", "endpoint", "metric", "observed", "threshold", "reads"],
+            rows,
+            numeric={4, 5},
+        )
+        return f"<section id='slo'><h2>SLOs</h2>{table}</section>"
+
+    def checks(self) -> str:
+        checks = self.journal.checks
+        if not checks:
+            return "<section id='checks'><h2>Checks</h2><p>No checks.</p></section>"
+        parts = ["<section id='checks'><h2>Checks</h2>"]
+        for i, check in enumerate(checks):
+            parts.append(self._check(i, check))
+        parts.append("</section>")
+        return "".join(parts)
+
+    def _check(self, index: int, check: CheckRecord) -> str:
+        css = {"failed": "fail", "passed": "pass"}.get(check.status, "skip")
+        observed = json.dumps(check.observed, sort_keys=True, default=str)
+        parts = [
+            f"<h3><span class='badge {css}'>{_e(check.status)}</span> {_e(check.name)}</h3>",
+            _table(
+                ["phase", "PromQL", "expect", "severity", "observed", "reason"],
+                [
+                    (
+                        "fail" if check.status == "failed" else "",
+                        [
+                            _e(check.phase),
+                            f"<code>{_e(check.promql)}</code>",
+                            f"<code>{_e(check.expect)}</code>",
+                            _e(check.severity),
+                            f"<code>{_e(observed)}</code>",
+                            _e(check.reason or ""),
+                        ],
+                    )
+                ],
+            ),
+        ]
+        parts.append(self._series_chart(f"check-{index}", check.series_file, check.name))
+        return "".join(parts)
+
+    def _series_chart(self, chart_id: str, ref: Any, title: str) -> str:
+        if not ref:
+            return ""
+        found = self.run.series_for(ref)
+        if found is None:
+            return f"<p class='muted'>Series {_e(ref)} is not in prometheus/.</p>"
+        lines = [
+            svg.Line(
+                s.label_text(),
+                svg.PALETTE[i % len(svg.PALETTE)],
+                [(t, v if math.isfinite(v) else None) for t, v in s.points],
+            )
+            for i, s in enumerate(found.series[: len(svg.PALETTE)])
+        ]
+        more = len(found.series) - len(lines)
+        note = f" ({more} more series not drawn)" if more > 0 else ""
+        chart = svg.line_chart(
+            svg.LineChart(
+                chart_id=chart_id,
+                title=f"{title}: {found.promql}",
+                y_label=found.promql or found.name,
+                x_range=self.x_range,
+                lines=lines,
+                windows=self.windows,
+                marks=self.marks,
+                height=180,
+            )
+        )
+        return (
+            f"<p class='muted'>Prometheus: <code>{_e(found.promql)}</code> "
+            f"(prometheus/{_e(found.file)}){_e(note)}</p>{chart}"
+        )
+
+    def findings(self) -> str:
+        findings = finding_order(self.journal.findings)
+        if not findings:
+            return "<section id='findings'><h2>Findings</h2><p>No findings.</p></section>"
+        parts = ["<section id='findings'><h2>Findings</h2>"]
+        for i, finding in enumerate(findings):
+            parts.append(self._finding(i, finding))
+        parts.append("</section>")
+        return "".join(parts)
+
+    def _finding(self, index: int, f: FindingRecord) -> str:
+        css = "finding fails" if f.fails_run else "finding"
+        status = f.status.replace("_", " ")
+        head = (
+            f"<h3><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
+            f"{_e(f.kind)} <span class='muted'>({_e(status)}"
+            f"{', fails the run' if f.fails_run else ''})</span></h3><p>{_e(f.summary)}</p>"
+        )
+        parts = [f"<article class='{css}' id='finding-{index}'>", head, self._evidence_table(f)]
+        seconds = _int_list(f.evidence.get("seconds"))
+        if seconds and self.load is not None:
+            parts.append(self._affected_chart(f"finding-{index}-seconds", f, seconds, self.load))
+        if f.evidence.get("series"):
+            parts.append(
+                self._series_chart(f"finding-{index}-series", f.evidence["series"], f.kind)
+            )
+        parts.append(self._trace_evidence(f"finding-{index}-trace", f))
+        parts.append("</article>")
+        return "".join(parts)
+
+    def _evidence_table(self, f: FindingRecord) -> str:
+        rows: list[tuple[str, list[str]]] = []
+        for key, value in f.evidence.items():
+            rows.append(("", [_e(key), _evidence_value(key, value)]))
+        endpoints = finding_endpoints(f)
+        if endpoints and "endpoints" not in f.evidence and "endpoint" not in f.evidence:
+            rows.append(("", ["endpoints", _e(", ".join(endpoints))]))
+        if not rows:
+            return "<p class='muted'>No evidence recorded.</p>"
+        return _table(["evidence", "value"], rows)
+
+    def _affected_chart(
+        self, chart_id: str, f: FindingRecord, seconds: list[int], load: LoadView
+    ) -> str:
+        endpoints = finding_endpoints(f)
+        endpoint = endpoints[0] if endpoints and endpoints[0] in load.endpoints else None
+        secs = range(load.seconds[0], load.seconds[-1] + 1) if load.seconds else range(0)
+        s = fast.series(load, endpoint, secs)
+        xs = [sec + 0.5 for sec in s.seconds]
+        highlights = [
+            svg.Window(a, b, f"affected {a:g}-{b:g} s", css_class="affected")
+            for a, b in _ranges(seconds)
+        ]
+        where = endpoint or "all endpoints"
+        return svg.line_chart(
+            svg.LineChart(
+                chart_id=chart_id,
+                title=f"Affected seconds: p95 of {where}",
+                y_label=f"p95 of {where} (ms, log)",
+                x_range=self.x_range,
+                lines=[svg.Line(f"p95 {where}", "#ff7f0e", list(zip(xs, s.p95, strict=True)))],
+                windows=[*self.windows, *highlights],
+                marks=self.marks,
+                height=170,
+                log_y=True,
+                y_format=fmt_ms,
+            )
+        )
+
+    def _trace_evidence(self, chart_id: str, f: FindingRecord) -> str:
+        ev = f.evidence
+        candidates: list[Any] = []
+        if ev.get("trace_id"):
+            candidates.append(ev["trace_id"])
+        if isinstance(ev.get("trace_ids"), list):
+            candidates.extend(ev["trace_ids"])
+        if not candidates:
+            return ""
+        for trace_id in candidates[:MAX_EVIDENCE_ITEMS]:
+            trace = self.run.trace(trace_id)
+            if trace is not None and trace.spans:
+                span_ref = ev.get("span") if trace_id == ev.get("trace_id") else None
+                return _waterfall(chart_id, trace, span_ref)
+        return (
+            f"<p class='muted'>None of the trace ids in the evidence "
+            f"({_e(', '.join(map(str, candidates[:3])))}…) is saved under traces/.</p>"
+        )
+
+    def recovery(self) -> str:
+        r = self.journal.recovery
+        extra = dict(r.model_extra or {})
+        area = extra.pop("degradation_area", None)
+        if r.recovered is None and r.seconds is None:
+            state = "not measured (no recovery phase)"
+        elif r.recovered:
+            state = f"recovered after {fmt_seconds(r.seconds)}"
+        else:
+            state = "did NOT recover before the end of the run"
+        within = ""
+        if r.budget_seconds is not None and r.recovered is not None:
+            ok = bool(r.recovered and r.seconds is not None and r.seconds <= r.budget_seconds)
+            within = (
+                f" — <span class='badge {'pass' if ok else 'fail'}'>"
+                f"{'within' if ok else 'over'} budget</span>"
+            )
+        rows = [
+            ("", ["recovery time", _e(fmt_seconds(r.seconds))]),
+            ("", ["budget", _e(fmt_seconds(r.budget_seconds))]),
+            ("", ["recovered", _e(r.recovered if r.recovered is not None else "—")]),
+            (
+                "",
+                [
+                    "degradation area",
+                    _e(f"{area:.1f} s of lost good service")
+                    if isinstance(area, (int, float))
+                    else "—",
+                ],
+            ),
+        ]
+        rows.extend(("", [_e(k), _evidence_value(k, v)]) for k, v in extra.items())
+        bar = svg.budget_bar("recovery-bar", r.seconds, r.budget_seconds, bool(r.recovered))
+        return (
+            f"<section id='recovery'><h2>Recovery</h2><p><b>{_e(state)}</b>{within}</p>"
+            f"{bar}{_table(['measure', 'value'], rows)}</section>"
+        )
+
+    def events(self) -> str:
+        events = self.journal.events
+        if not events:
+            return ""
+        rows = (
+            (
+                "",
+                [
+                    _e(f"{e.t:.2f}"),
+                    _e(e.wall),
+                    _e(e.kind),
+                    f"<code>{_e(json.dumps(e.detail, sort_keys=True, default=str))}</code>",
+                ],
+            )
+            for e in events
+        )
+        table = _table(["t (s)", "wall (UTC)", "event", "detail"], rows, numeric={0})
+        return (
+            f"<section id='events'><h2>Events</h2><details><summary>{len(events)} events "
+            f"on the experiment clock</summary>{table}</details></section>"
+        )
+
+    def experiment(self) -> str:
+        return (
+            "<section id='experiment'><h2>Resolved experiment</h2>"
+            f"<pre>{_e(self.run.experiment_text)}</pre></section>"
+        )
+
+    def problems(self) -> str:
+        if not self.run.problems:
+            return ""
+        items = "".join(f"<li>{_e(p)}</li>" for p in self.run.problems)
+        return f"<section id='problems'><h2>Unreadable evidence</h2><ul>{items}</ul></section>"
+
+
+def _int_list(raw: Any) -> list[int]:
+    if not isinstance(raw, list):
+        return []
+    out: list[int] = []
+    for item in raw:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item):
+            out.append(int(item))
+    return sorted(set(out))
+
+
+def _ranges(seconds: Sequence[int]) -> list[tuple[float, float]]:
+    """Consecutive seconds merged into [start, end) windows."""
+    ranges: list[tuple[float, float]] = []
+    for s in seconds:
+        if ranges and ranges[-1][1] == s:
+            ranges[-1] = (ranges[-1][0], s + 1.0)
+        else:
+            ranges.append((float(s), s + 1.0))
+    return ranges
+
+
+def _evidence_value(key: str, value: Any) -> str:
+    if key == "seconds" and isinstance(value, list):
+        secs = _int_list(value)
+        spans = ", ".join(f"{a:g}-{b:g}" for a, b in _ranges(secs)[:MAX_EVIDENCE_ITEMS])
+        return _e(f"{len(secs)} seconds: {spans}")
+    if isinstance(value, list):
+        shown = ", ".join(_compact(v) for v in value[:MAX_EVIDENCE_ITEMS])
+        more = (
+            f" … ({len(value) - MAX_EVIDENCE_ITEMS} more)"
+            if len(value) > MAX_EVIDENCE_ITEMS
+            else ""
+        )
+        return f"<code>{_e(shown + more)}</code>"
+    if isinstance(value, float):
+        return _e(f"{value:.4g}")
+    if isinstance(value, Mapping):
+        return f"<code>{_e(_compact(value))}</code>"
+    return _e(value)
+
+
+def _compact(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tree(trace: Trace) -> list[tuple[Span, int]]:
+    """Spans depth-first (children by start time) with their depth; orphans become roots."""
+    ordered: list[tuple[Span, int]] = []
+    seen: set[str] = set()
+    stack: list[tuple[Span, int]] = [(s, 0) for s in reversed(trace.roots())]
+    while stack and len(ordered) < len(trace.spans):
+        span, depth = stack.pop()
+        if span.span_id in seen:
+            continue
+        seen.add(span.span_id)
+        ordered.append((span, depth))
+        stack.extend((child, depth + 1) for child in reversed(trace.children(span)))
+    # Spans caught in a parent cycle are reachable from no root: show them flat.
+    ordered.extend((s, 0) for s in trace.spans if s.span_id not in seen)
+    return ordered
+
+
+def _find_span(trace: Trace, ref: Any) -> Span | None:
+    """The span a finding points at: by id, by name, or by a {span_id, name, service} dict."""
+    if isinstance(ref, Mapping):
+        wanted = ref.get("span_id") or ref.get("spanId") or ref.get("id")
+        found = trace.span(str(wanted).lower()) if wanted else None
+        if found is not None:
+            return found
+        name, service = ref.get("name"), ref.get("service")
+        if name is None and service is None:
+            return None
+        return next(
+            (
+                s
+                for s in trace.spans
+                if (name is None or s.name == name) and (service is None or s.service == service)
+            ),
+            None,
+        )
+    text = str(ref)
+    return trace.span(text.lower()) or next((s for s in trace.spans if s.name == text), None)
+
+
+def _waterfall(chart_id: str, trace: Trace, span_ref: Any) -> str:
+    explaining = _find_span(trace, span_ref) if span_ref is not None else None
+    t0 = trace.start_ns
+    bars = []
+    for span, depth in _tree(trace):
+        duration_ms = span.duration_ns / 1e6
+        error = f" - error: {span.status_message}" if span.is_error else ""
+        bars.append(
+            svg.Bar(
+                label=f"{span.service}: {span.name}",
+                group=span.service,
+                start_ms=(span.start_ns - t0) / 1e6,
+                duration_ms=duration_ms,
+                depth=depth,
+                error=span.is_error,
+                highlighted=explaining is not None and span.span_id == explaining.span_id,
+                tooltip=f"{span.service}: {span.name} ({span.kind}), {fmt_ms(duration_ms)}{error}",
+            )
+        )
+    total_ms = trace.duration_ns / 1e6
+    if explaining is not None:
+        why = f", error: {explaining.status_message}" if explaining.is_error else ""
+        note = (
+            f"The highlighted span explains it: <b>{_e(explaining.service)}: "
+            f"{_e(explaining.name)}</b> ({_e(fmt_ms(explaining.duration_ns / 1e6) + why)})."
+        )
+    elif span_ref is not None:
+        note = f"The span named in the evidence ({_e(_compact(span_ref))}) is not in this trace."
+    else:
+        note = "An example trace from the evidence."
+    title = f"Trace {trace.trace_id} ({len(trace.spans)} spans, {fmt_ms(total_ms)})"
+    return (
+        f"<p>Trace <code>{_e(trace.trace_id)}</code>: {len(trace.spans)} spans over "
+        f"{_e(fmt_ms(total_ms))}. {note}</p>{svg.waterfall(chart_id, title, bars)}"
+    )
+
+
+def render_html(run: RunData) -> str:
+    """The whole report as one HTML document."""
+    report = _Report(run)
+    title = f"resilience report — {run.journal.experiment} — {run.journal.status}"
+    body = "".join(
+        [
+            report.header(),
+            report.verdict(),
+            report.timeline(),
+            report.phase_tables(),
+            report.slo(),
+            report.checks(),
+            report.findings(),
+            report.recovery(),
+            report.events(),
+            report.experiment(),
+            report.problems(),
+        ]
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def write_html(run: RunData, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_html(run), encoding="utf-8")
+    tmp.replace(path)
+    return path

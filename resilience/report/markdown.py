@@ -1,0 +1,155 @@
+"""A Markdown summary for CI step summaries and pull-request comments.
+
+Short and link-free: the verdict line, the SLO table (failed first), the findings, the
+recovery. Text from the run is escaped so a hostile endpoint name or finding summary can
+neither break a table nor turn into a link, an image or HTML in the rendered comment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from resilience.report.journal import JournalData, SloRecord
+from resilience.report.rundir import RunData
+from resilience.report.summary import (
+    exit_meaning,
+    finding_order,
+    fmt_seconds,
+    fmt_value,
+    slo_state,
+    verdict,
+)
+
+# Everything that could start markup in GitHub-flavoured Markdown (or close a table cell).
+_MARKUP = re.compile(r"([\\`*_\[\]<>#|~&])")
+# A line that starts like a list item, a heading rule or a quote.
+_LEADING_MARK = re.compile(r"^([-+=])")
+_LEADING_NUMBER = re.compile(r"^(\d+)([.)])")
+_AUTOLINK = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*:/|www\.)")
+MAX_SLO_ROWS = 60
+MAX_FINDINGS = 20
+
+
+def md(text: object) -> str:
+    """One line of plain text, safe inside Markdown (and a table cell), never a link.
+
+    GitHub turns bare ``http://...`` and ``www.`` into links even without markup; a
+    zero-width space after the scheme's colon and after ``www`` stops that.
+    """
+    flat = " ".join(str(text).split())
+    flat = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], flat)
+    flat = _MARKUP.sub(r"\\\1", flat)
+    flat = _LEADING_MARK.sub(r"\\\1", flat)
+    return _LEADING_NUMBER.sub(r"\1\\\2", flat)
+
+
+_ICON = {"passed": "✅", "failed": "❌", "aborted": "⚠️", "error": "⚠️", "running": "⏳"}
+
+
+def _slo_rank(slo: SloRecord) -> int:
+    return {False: 0, None: 1, True: 2}[slo.passed]
+
+
+def render_markdown(run: RunData) -> str:
+    journal = run.journal
+    v = verdict(journal)
+    code = "—" if v.exit_code is None else str(v.exit_code)
+    profile = f" ({md(journal.profile)})" if journal.profile else ""
+    lines = [
+        f"### {_ICON.get(v.status, '')} {md(journal.experiment)}{profile}: "
+        f"**{md(v.status.upper())}**, exit code {code} ({md(exit_meaning(v.exit_code))})",
+        "",
+        md(v.reason),
+        "",
+    ]
+    lines.extend(_slo_section(journal))
+    lines.extend(_findings_section(journal))
+    lines.extend(_recovery_section(journal))
+    checks_failed = [c for c in journal.checks if c.status == "failed"]
+    if journal.checks:
+        lines.append(
+            f"**Checks:** {len(journal.checks) - len(checks_failed)} of {len(journal.checks)} "
+            "held"
+            + (
+                ""
+                if not checks_failed
+                else f"; failed: {', '.join(md(c.name) for c in checks_failed)}"
+            )
+        )
+        lines.append("")
+    lines.append(
+        f"_{md(journal.started_at)} · target {md(journal.target or '—')} · "
+        f"shop mode {md(journal.shop_mode or '—')} · full report in report.html_"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _slo_section(journal: JournalData) -> list[str]:
+    if not journal.slo:
+        return ["No SLOs were evaluated.", ""]
+    failed = sum(s.passed is False for s in journal.slo)
+    lines = [
+        f"**SLOs:** {failed} of {len(journal.slo)} failed",
+        "",
+        "| result | phase | endpoint | metric | observed | threshold |",
+        "| --- | --- | --- | --- | ---: | ---: |",
+    ]
+    ordered = sorted(journal.slo, key=_slo_rank)
+    for slo in ordered[:MAX_SLO_ROWS]:
+        state = slo_state(slo)
+        mark = {"failed": "❌ failed", "passed": "✅ passed"}.get(state, "⚪ not evaluated")
+        lines.append(
+            f"| {mark} | {md(slo.phase)} | {md(slo.endpoint or 'all endpoints')} | "
+            f"{md(slo.metric)} | {md(fmt_value(slo.observed, slo.unit))} | "
+            f"{md(fmt_value(slo.threshold, slo.unit))} |"
+        )
+    if len(ordered) > MAX_SLO_ROWS:
+        lines.append(
+            f"| … | {len(ordered) - MAX_SLO_ROWS} more (all passed or not evaluated) | | | | |"
+        )
+    lines.append("")
+    return lines
+
+
+def _findings_section(journal: JournalData) -> list[str]:
+    findings = finding_order(journal.findings)
+    if not findings:
+        return ["**Findings:** none.", ""]
+    lines = [f"**Findings:** {len(findings)}", ""]
+    for finding in findings[:MAX_FINDINGS]:
+        flags = [finding.severity]
+        if finding.fails_run:
+            flags.append("fails the run")
+        if finding.status != "found":
+            flags.append(finding.status.replace("_", " "))
+        lines.append(f"- **{md(finding.kind)}** ({md(', '.join(flags))}): {md(finding.summary)}")
+    if len(findings) > MAX_FINDINGS:
+        lines.append(f"- … {len(findings) - MAX_FINDINGS} more in the full report")
+    lines.append("")
+    return lines
+
+
+def _recovery_section(journal: JournalData) -> list[str]:
+    r = journal.recovery
+    if r.recovered is None and r.seconds is None:
+        return ["**Recovery:** not measured (no recovery phase).", ""]
+    budget = f" (budget {fmt_seconds(r.budget_seconds)})" if r.budget_seconds is not None else ""
+    if r.recovered:
+        over = (
+            r.budget_seconds is not None and r.seconds is not None and r.seconds > r.budget_seconds
+        )
+        text = f"recovered in {fmt_seconds(r.seconds)}{budget}" + (" — over budget" if over else "")
+    else:
+        text = f"did not recover before the run ended{budget}"
+    area = (r.model_extra or {}).get("degradation_area")
+    if isinstance(area, (int, float)):
+        text += f"; degradation area {area:.1f} s"
+    return [f"**Recovery:** {md(text)}", ""]
+
+
+def write_markdown(run: RunData, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_markdown(run), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,230 @@
+"""Everything the reports read from a run directory, read once and translated at the door.
+
+A report must be rebuildable from the run directory alone. The files that define the run
+(``journal.json``, ``experiment.yaml``, and the load data when there is any) are required
+to be readable: a missing or corrupt one is an ``ExperimentError`` naming it. Evidence
+files (``prometheus/*.json``, ``traces/*.json``) are read on demand, only those a check or
+finding points at, and tolerantly: a bad file is logged, listed in ``RunData.problems``
+and shown in the report, and never hides the rest of the evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from resilience.analysis.data import LoadView, Phase
+from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
+from resilience.observe.prometheus import load_series
+from resilience.observe.spans import Trace
+from resilience.observe.traces import DirectoryTraceSource
+from resilience.report.journal import Journal, JournalData
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.json"
+EXPERIMENT_FILE = "experiment.yaml"
+LATENCY_FILE = "latency.hlog"
+# Prometheus stamps points in Unix seconds; anything this large is wall time, not clock time.
+_WALL_CLOCK_FLOOR = 1e8
+
+
+@dataclass(frozen=True)
+class PromSeries:
+    """One Prometheus series with its points on the experiment clock (seconds)."""
+
+    labels: Mapping[str, str]
+    points: Sequence[tuple[float, float]]
+
+    def label_text(self) -> str:
+        """``metric{a="1"}``: the metric name (when there is one) and the other labels."""
+        inner = ", ".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()) if k != "__name__")
+        return self.labels.get("__name__", "") + "{" + inner + "}"
+
+
+@dataclass(frozen=True)
+class SeriesFile:
+    """A file under ``prometheus/``: the check or query it belongs to, and its series."""
+
+    file: str
+    name: str
+    promql: str
+    series: Sequence[PromSeries]
+
+
+@dataclass
+class RunData:
+    """A run directory, read: the journal, the resolved experiment, load data and evidence."""
+
+    run_dir: Path
+    journal: JournalData
+    experiment_text: str
+    load: LoadView | None
+    problems: list[str] = field(default_factory=list)
+    _series: dict[str, SeriesFile | None] = field(default_factory=dict, repr=False)
+    _traces: dict[str, Trace | None] = field(default_factory=dict, repr=False)
+
+    def series_for(self, ref: Any) -> SeriesFile | None:
+        """A series file by the name a check or finding gives (``x``, ``x.json``, ``prometheus/x.json``)."""
+        if not ref:
+            return None
+        name = Path(str(ref)).name
+        if not name.endswith(".json"):
+            name += ".json"
+        if name not in self._series:
+            self._series[name] = self._read_series(self.run_dir / "prometheus" / name)
+        return self._series[name]
+
+    def _read_series(self, path: Path) -> SeriesFile | None:
+        if not path.is_file():
+            return None
+        try:
+            meta, series = load_series(path)
+        except (ObserveError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            self._problem(f"prometheus/{path.name}: unreadable ({exc})")
+            return None
+        t0 = self.journal.t0
+        return SeriesFile(
+            file=path.name,
+            name=str(meta.get("name") or path.stem),
+            promql=str(meta.get("promql") or meta.get("query") or ""),
+            series=[
+                PromSeries(
+                    labels=dict(s.labels),
+                    points=[(t - t0 if t > _WALL_CLOCK_FLOOR else t, v) for t, v in s.points],
+                )
+                for s in series
+            ],
+        )
+
+    def trace(self, trace_id: Any) -> Trace | None:
+        """A saved trace by id (hex or base64), or None when it is not under ``traces/``."""
+        key = str(trace_id)
+        if key not in self._traces:
+            try:
+                self._traces[key] = DirectoryTraceSource(self.run_dir / "traces").get(key)
+            except ObserveError as exc:
+                self._problem(f"traces/{key}.json: unreadable ({exc})")
+                self._traces[key] = None
+        return self._traces[key]
+
+    def _problem(self, note: str) -> None:
+        logger.warning("skipping evidence %s", note)
+        self.problems.append(note)
+
+    @property
+    def run_end(self) -> float:
+        """Seconds on the experiment clock when the run ended (best available evidence)."""
+        return run_end(self.journal, self.load)
+
+    @property
+    def phases(self) -> list[Phase]:
+        return run_phases(self.journal, self.load)
+
+
+def _invalid(path: Path, message: str, exc: BaseException | None = None) -> ExperimentError:
+    detail = f"{message}: {exc}" if exc is not None else message
+    return ExperimentError(detail, location=ErrorLocation(file=str(path)))
+
+
+def read_journal(run_dir: Path) -> JournalData:
+    path = run_dir / JOURNAL_FILE
+    if not run_dir.is_dir():
+        raise _invalid(run_dir, "not a run directory (it does not exist)")
+    if not path.is_file():
+        raise _invalid(path, f"missing: {run_dir} is not a run directory without {JOURNAL_FILE}")
+    try:
+        return Journal.read(path)
+    except OSError as exc:
+        raise _invalid(path, "cannot read the journal", exc) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "(document)"
+        raise _invalid(path, f"not a valid journal at {where}: {first.get('msg')}") from exc
+
+
+def read_experiment_text(run_dir: Path) -> str:
+    path = run_dir / EXPERIMENT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise _invalid(
+            path, "missing: the resolved experiment is part of every run directory"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid(path, "cannot read the resolved experiment", exc) from exc
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _invalid(path, "not valid YAML", exc) from exc
+    return text
+
+
+def load_view(run_dir: Path) -> LoadView | None:
+    """The run's per-second load data, or None when the run recorded none."""
+    path = run_dir / LATENCY_FILE
+    if not path.exists():
+        return None
+    from resilience.load.recorder import LoadData
+
+    try:
+        return LoadData.read(run_dir)
+    except (LoadError, OSError, ValueError) as exc:
+        raise _invalid(path, "cannot read the load data", exc) from exc
+
+
+def read_run(run_dir: Path, *, load: LoadView | None = None, read_load: bool = True) -> RunData:
+    """Read a run directory; ``load`` overrides the load data found there."""
+    run_dir = Path(run_dir)
+    journal = read_journal(run_dir)
+    text = read_experiment_text(run_dir)
+    if load is None and read_load:
+        load = load_view(run_dir)
+    return RunData(run_dir=run_dir, journal=journal, experiment_text=text, load=load)
+
+
+def _seconds_since_t0(journal: JournalData, iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp() - journal.t0
+    except ValueError:
+        return None
+
+
+def run_end(journal: JournalData, load: LoadView | None) -> float:
+    """The end of the run on the experiment clock: ended_at, else the last evidence."""
+    ended = _seconds_since_t0(journal, journal.ended_at)
+    if ended is not None:
+        return max(ended, 0.0)
+    candidates = [0.0]
+    if load is not None and load.seconds:
+        candidates.append(float(load.seconds[-1] + 1))
+    candidates.extend(p.end for p in journal.phases if p.end is not None)
+    candidates.extend(p.start for p in journal.phases)
+    for fault in journal.faults:
+        candidates.extend(t for t in (fault.applied_at, fault.healed_at) if t is not None)
+    candidates.extend(e.t for e in journal.events)
+    return max(candidates)
+
+
+def run_phases(journal: JournalData, load: LoadView | None) -> list[Phase]:
+    """Phases as the journal recorded them; derived from the fault stamps if it recorded none."""
+    end = run_end(journal, load)
+    if journal.phases:
+        return [
+            Phase(p.name, p.start, p.end if p.end is not None else max(end, p.start))
+            for p in journal.phases
+        ]
+    windows = [
+        FaultWindow(f.applied_at, f.healed_at) for f in journal.faults if f.applied_at is not None
+    ]
+    return compute_phases(windows, start=0.0, end=end)

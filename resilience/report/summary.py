@@ -1,0 +1,233 @@
+"""What every report says the same way: the verdict, readable SLO lines, finding order, numbers.
+
+HTML, JUnit XML and Markdown each render these; keeping the wording here means a failed
+SLO reads ``fault GET /catalog/items p95 2300 ms > 500 ms`` in all three.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from resilience.analysis.data import LoadView, Phase, WindowStats
+from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
+from resilience.report import fast
+from resilience.report.journal import CheckRecord, FindingRecord, JournalData, SloRecord
+
+_SEVERITY_RANK = {
+    "critical": 0,
+    "high": 1,
+    "error": 1,
+    "major": 1,
+    "warning": 2,
+    "medium": 2,
+    "minor": 3,
+    "low": 4,
+    "info": 4,
+}
+_STATUS_EXIT = {"passed": EXIT_PASSED, "failed": EXIT_FAILED, "aborted": EXIT_FAILED}
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    if value >= 10_000:
+        return f"{value / 1000:.1f} s"
+    if value >= 10:
+        return f"{value:.0f} ms"
+    return f"{value:.1f} ms"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    if value == 0:
+        return "0%"
+    return f"{value:.2%}"
+
+
+def fmt_rps(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.1f}/s"
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.1f} s"
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    """An SLO number in its unit: ``2300 ms``, ``1.20%``, ``85.0/s``."""
+    if value is None:
+        return "no data"
+    if unit == "ms":
+        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+    if unit == "ratio":
+        return fmt_ratio(value)
+    if unit in ("rps", "/s"):
+        return fmt_rps(value)
+    return f"{value:g}{(' ' + unit) if unit else ''}"
+
+
+def slo_where(slo: SloRecord) -> str:
+    return f"{slo.phase} {slo.endpoint or 'all endpoints'} {slo.metric}"
+
+
+def slo_message(slo: SloRecord) -> str:
+    """``fault GET /catalog/items p95 2300 ms > 500 ms`` (the comparison that decided it)."""
+    observed = fmt_value(slo.observed, slo.unit)
+    threshold = fmt_value(slo.threshold, slo.unit)
+    lower_bound = slo.metric in ("min_rps", "rps", "throughput")
+    if slo.passed is None:
+        op = "vs"
+    elif slo.passed:
+        op = ">=" if lower_bound else "<="
+    else:
+        op = "<" if lower_bound else ">"
+    return f"{slo_where(slo)} {observed} {op} {threshold}"
+
+
+def slo_state(slo: SloRecord) -> str:
+    return "not evaluated" if slo.passed is None else ("passed" if slo.passed else "failed")
+
+
+def check_message(check: CheckRecord) -> str:
+    observed = ", ".join(f"{k}={_short(v)}" for k, v in check.observed.items())
+    text = f"{check.name} ({check.phase}): expected {check.promql} {check.expect}"
+    if observed:
+        text += f", observed {observed}"
+    if check.reason:
+        text += f" — {check.reason}"
+    return text
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def severity_rank(severity: str) -> int:
+    return _SEVERITY_RANK.get(severity.lower(), 3)
+
+
+def finding_order(findings: Sequence[FindingRecord]) -> list[FindingRecord]:
+    """Run-failing first, then by severity; not-evaluated and inconclusive last."""
+    return sorted(
+        findings,
+        key=lambda f: (f.status != "found", not f.fails_run, severity_rank(f.severity), f.kind),
+    )
+
+
+def finding_endpoints(finding: FindingRecord) -> list[str]:
+    ev = finding.evidence
+    found: list[str] = []
+    single = ev.get("endpoint")
+    if isinstance(single, str):
+        found.append(single)
+    many = ev.get("endpoints")
+    if isinstance(many, (list, dict)):
+        found.extend(str(e) for e in many)
+    return list(dict.fromkeys(found))
+
+
+def finding_title(finding: FindingRecord) -> str:
+    return f"{finding.kind} ({finding.severity}): {finding.summary}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The run's outcome and the items that decided it."""
+
+    status: str
+    exit_code: int | None
+    reason: str
+    failed_slos: list[SloRecord]
+    failed_checks: list[CheckRecord]
+    failing_findings: list[FindingRecord]
+    top_findings: list[FindingRecord]
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def verdict(journal: JournalData, *, top: int = 3) -> Verdict:
+    failed_slos = [s for s in journal.slo if s.passed is False]
+    failed_checks = [c for c in journal.checks if c.status == "failed"]
+    failing = [f for f in finding_order(journal.findings) if f.fails_run and f.status == "found"]
+    shown = [f for f in finding_order(journal.findings) if f.status == "found"][:top]
+    exit_code = journal.exit_code
+    if exit_code is None and journal.status in _STATUS_EXIT:
+        exit_code = _STATUS_EXIT[journal.status]
+    elif exit_code is None and journal.status == "error":
+        exit_code = EXIT_UNAVAILABLE
+    reason = journal.reason or _reason(journal.status, failed_slos, failed_checks, failing)
+    return Verdict(
+        status=journal.status,
+        exit_code=exit_code,
+        reason=reason,
+        failed_slos=failed_slos,
+        failed_checks=failed_checks,
+        failing_findings=failing,
+        top_findings=shown,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _reason(
+    status: str,
+    slos: Sequence[SloRecord],
+    checks: Sequence[CheckRecord],
+    findings: Sequence[FindingRecord],
+) -> str:
+    if status == "running":
+        return "the run has not finished (or was killed before it could record its end)"
+    parts: list[str] = []
+    if slos:
+        parts.append(f"{_plural(len(slos), 'SLO')} failed (first: {slo_message(slos[0])})")
+    if checks:
+        parts.append(f"{_plural(len(checks), 'check')} failed ({checks[0].name})")
+    if findings:
+        kinds = ", ".join(dict.fromkeys(f.kind for f in findings))
+        parts.append(f"{_plural(len(findings), 'finding')} fail the run ({kinds})")
+    if parts:
+        return "; ".join(parts) + "."
+    if status == "passed":
+        return "every SLO, check and detector held."
+    return f"the run ended {status} without recording why."
+
+
+def exit_meaning(code: int | None) -> str:
+    return {
+        EXIT_PASSED: "passed",
+        EXIT_FAILED: "failed",
+        EXIT_INVALID: "invalid input",
+        EXIT_UNAVAILABLE: "could not run",
+        130: "interrupted",
+    }.get(code if code is not None else -1, "unknown")
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    endpoint: str | None
+    stats: WindowStats
+
+    @property
+    def label(self) -> str:
+        return self.endpoint or "all endpoints"
+
+
+def phase_table(load: LoadView, phase: Phase) -> list[EndpointRow]:
+    """Per-endpoint numbers of one phase from the merged histograms, the whole target first."""
+    seconds = list(phase.seconds())
+    rows = [EndpointRow(None, fast.stats(load, None, seconds))]
+    rows.extend(EndpointRow(e, fast.stats(load, e, seconds)) for e in load.endpoints)
+    return rows
