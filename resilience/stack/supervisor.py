@@ -231,14 +231,10 @@ class Stack:
 
     def status(self) -> list[ComponentStatus]:
         """Every component, probed once; runs the fault sweeper if one is registered."""
-        state = load_state(self.config.paths.stack_file)
-        result: list[ComponentStatus] = []
-        with self._context() as ctx:
-            for component in COMPONENTS:
-                result.append(self._status_of(component, state.components.get(component.name), ctx))
+        result = self._statuses(COMPONENT_NAMES)
         toxiproxy_up = any(s.name == "toxiproxy" and s.healthy for s in result)
         if self.sweeper is not None and toxiproxy_up:
-            # The lead wires resilience.faults.sweeper.sweep here (via the CLI).
+            # The CLI passes resilience.faults.sweeper's entry point here (the lead wires it).
             try:
                 self.sweeper(self.config)
             except ResilienceError as exc:
@@ -247,12 +243,11 @@ class Stack:
 
     def is_up(self, components: Iterable[str] | None = None) -> bool:
         """Whether every one of ``components`` (default all) runs and answers its probe."""
-        names = set(resolve_components(components))
-        return all(s.healthy for s in self._statuses() if s.name in names)
+        return all(s.healthy for s in self._statuses(resolve_components(components)))
 
     def shop_mode(self) -> str | None:
         """The mode of the running shop services, or None when none runs (or they disagree)."""
-        modes = {s.mode for s in self._statuses() if s.name in GROUPS["shop"] and s.pid}
+        modes = {r.mode for name, r in self.records().items() if name in GROUPS["shop"]}
         return modes.pop() if len(modes) == 1 else None
 
     def records(self) -> dict[str, ComponentRecord]:
@@ -289,10 +284,14 @@ class Stack:
                 shop_options=shop_options or {},
             )
 
-    def _statuses(self) -> list[ComponentStatus]:
+    def _statuses(self, names: tuple[str, ...]) -> list[ComponentStatus]:
         state = load_state(self.config.paths.stack_file)
         with self._context() as ctx:
-            return [self._status_of(c, state.components.get(c.name), ctx) for c in COMPONENTS]
+            return [
+                self._status_of(c, state.components.get(c.name), ctx)
+                for c in COMPONENTS
+                if c.name in names
+            ]
 
     def _status_of(
         self, component: Component, record: ComponentRecord | None, ctx: Context
