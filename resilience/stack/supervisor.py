@@ -175,6 +175,7 @@ class Stack:
         began = time.monotonic()
         started: list[str] = []
         already: list[str] = []
+        self._make_state_dir()
         with self._lock(), self._context(shop_mode, options) as ctx:
             state = self._forget_dead(load_state(self.config.paths.stack_file))
             restarted = self._stop_shop_in_other_mode(state, ctx, names)
@@ -195,7 +196,8 @@ class Stack:
                         state = state.with_record(record)
                         save_state(self.config.paths.stack_file, state)
                         started.append(record.name)
-            except ResilienceError:
+            except BaseException:
+                # Ctrl-C included: what this call started must not outlive it unrecorded.
                 self._roll_back(started, ctx)
                 raise
         return UpResult(
@@ -264,6 +266,13 @@ class Stack:
         return family(record.pgid for record in self.records().values())
 
     # -- the work --------------------------------------------------------------------
+
+    def _make_state_dir(self) -> None:
+        state = self.config.paths.state
+        if not state.exists():
+            state.mkdir(parents=True)
+            # Whatever the umask: PostgreSQL's user must traverse it to reach pgdata.
+            state.chmod(0o755)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -384,7 +393,7 @@ class Stack:
                 launched.append(self._launch(component, ctx))
             self._await_healthy(launched, ctx)
             return [self._complete(item, ctx) for item in launched]
-        except StackError:
+        except BaseException:
             for item in launched:
                 item.component.stop(ctx, item.record)
             raise
@@ -407,7 +416,10 @@ class Stack:
         with log.open("ab") as handle:
             handle.write(f"\n=== resilience: starting {name} at {now_iso()} ===\n".encode())
             offset = handle.tell()
-        component.prepare(ctx)
+        try:
+            component.prepare(ctx)
+        except OSError as exc:
+            raise StackError(f"could not prepare {name}: {exc}", component=name) from exc
         launch = component.launch(ctx)
         logger.info("starting %s: %s", name, " ".join(launch.argv))
         pid = spawn_detached(launch)
