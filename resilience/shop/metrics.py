@@ -105,7 +105,8 @@ class ShopMetrics:
         )  # fmt: skip
         self.orders_lost = Counter(
             "shop_orders_lost_total",
-            "Acknowledged orders whose background commit failed (ack_before_commit only).",
+            "Acknowledged orders whose background commit failed or could not be confirmed "
+            "(ack_before_commit only; a timed-out batch may still have committed).",
             ["service"], registry=r,
         )  # fmt: skip
 

@@ -206,6 +206,13 @@ def start_postgres(port: int) -> Proc:
     return proc
 
 
+def drop_database(infra: Infra, name: str) -> None:
+    """Drop a database of our cluster (test clean-up)."""
+    done = _psql(state_dir() / "pgsock", infra.ports.postgres, f'DROP DATABASE IF EXISTS "{name}"')
+    if done.returncode != 0:
+        raise RuntimeError(f"dropping {name}: {done.stderr}")
+
+
 def _psql(sockets: Path, port: int, sql: str) -> subprocess.CompletedProcess[str]:
     return _as_postgres(
         [str(PG_BIN / "psql"), "-h", str(sockets), "-p", str(port), "-d", "postgres", "-tAc", sql],
