@@ -11,9 +11,9 @@ from pathlib import Path
 
 from resilience.analysis.data import LoadView
 from resilience.report.compare import Comparison, Rules, compare_runs
-from resilience.report.html import write_html
-from resilience.report.junit import write_junit
-from resilience.report.markdown import write_markdown
+from resilience.report.html import render_html
+from resilience.report.junit import render_junit
+from resilience.report.markdown import render_markdown
 from resilience.report.rundir import RunData, read_run
 
 __all__ = [
@@ -52,7 +52,15 @@ def write_reports(run_dir: Path, load: LoadView | None = None) -> ReportPaths:
 def write_run_reports(run: RunData) -> ReportPaths:
     """Write the three reports of a run directory already read."""
     return ReportPaths(
-        html=write_html(run, run.run_dir / HTML_FILE),
-        junit=write_junit(run.journal, run.run_dir / JUNIT_FILE),
-        markdown=write_markdown(run, run.run_dir / MARKDOWN_FILE),
+        html=_write(run.run_dir / HTML_FILE, render_html(run)),
+        junit=_write(run.run_dir / JUNIT_FILE, render_junit(run.journal)),
+        markdown=_write(run.run_dir / MARKDOWN_FILE, render_markdown(run)),
     )
+
+
+def _write(path: Path, text: str) -> Path:
+    # Write-then-rename: a reader (a CI upload, a browser) never sees half a report.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -15,7 +15,6 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from resilience.analysis.data import LoadView, Phase
@@ -72,7 +71,6 @@ tr.fail td { background:#fdecea; } tr.skip td { color:var(--muted); }
 .chart .fault-window { fill:#d62728; fill-opacity:.13; }
 .chart .affected { fill:#ff7f0e; fill-opacity:.28; }
 .chart .phase-mark { stroke:#555; stroke-dasharray:4 3; }
-.chart .rule { stroke:#c62828; stroke-dasharray:6 3; }
 .chart .phase-label { font:italic 11px system-ui, sans-serif; fill:#555; }
 pre { background:#f6f6f6; border:1px solid var(--line); padding:8px; overflow:auto;
   white-space:pre-wrap; word-break:break-word; font-size:12px; }
@@ -171,7 +169,7 @@ class _Report:
         text = " · ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in facts)
         return f"<h1>resilience report — {_e(j.experiment)}</h1><p class='facts'>{text}</p>"
 
-    def verdict(self) -> str:
+    def verdict_box(self) -> str:
         v = verdict(self.journal)
         code = "—" if v.exit_code is None else str(v.exit_code)
         items = "".join(
@@ -386,7 +384,7 @@ class _Report:
             return f"<p class='muted'>Series {_e(ref)} is not in prometheus/.</p>"
         lines = [
             svg.Line(
-                s.label_text(),
+                s.name + s.label_text(),
                 svg.PALETTE[i % len(svg.PALETTE)],
                 [(t, v if math.isfinite(v) else None) for t, v in s.points],
             )
@@ -701,7 +699,7 @@ def render_html(run: RunData) -> str:
     body = "".join(
         [
             report.header(),
-            report.verdict(),
+            report.verdict_box(),
             report.timeline(),
             report.phase_tables(),
             report.slo(),
@@ -720,10 +718,3 @@ def render_html(run: RunData) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
         f"<body>{body}</body></html>\n"
     )
-
-
-def write_html(run: RunData, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_html(run), encoding="utf-8")
-    tmp.replace(path)
-    return path

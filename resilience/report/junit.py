@@ -20,7 +20,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from resilience.report.journal import JournalData
@@ -236,10 +235,3 @@ def render_junit(journal: JournalData, *, hostname: str | None = None) -> str:
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
-
-
-def write_junit(journal: JournalData, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_junit(journal), encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -8,7 +8,6 @@ neither break a table nor turn into a link, an image or HTML in the rendered com
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from resilience.report.journal import JournalData, SloRecord
 from resilience.report.rundir import RunData
@@ -146,10 +145,3 @@ def _recovery_section(journal: JournalData) -> list[str]:
     if isinstance(area, (int, float)):
         text += f"; degradation area {area:.1f} s"
     return [f"**Recovery:** {md(text)}", ""]
-
-
-def write_markdown(run: RunData, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_markdown(run), encoding="utf-8")
-    tmp.replace(path)
-    return path

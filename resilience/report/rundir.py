@@ -11,7 +11,7 @@ and shown in the report, and never hides the rest of the evidence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from resilience.analysis.data import LoadView, Phase
 from resilience.analysis.phases import FaultWindow, compute_phases
 from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
-from resilience.observe.prometheus import load_series
+from resilience.observe.prometheus import Series, load_series
 from resilience.observe.spans import Trace
 from resilience.observe.traces import DirectoryTraceSource
 from resilience.report.journal import Journal, JournalData
@@ -38,26 +38,13 @@ _WALL_CLOCK_FLOOR = 1e8
 
 
 @dataclass(frozen=True)
-class PromSeries:
-    """One Prometheus series with its points on the experiment clock (seconds)."""
-
-    labels: Mapping[str, str]
-    points: Sequence[tuple[float, float]]
-
-    def label_text(self) -> str:
-        """``metric{a="1"}``: the metric name (when there is one) and the other labels."""
-        inner = ", ".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()) if k != "__name__")
-        return self.labels.get("__name__", "") + "{" + inner + "}"
-
-
-@dataclass(frozen=True)
 class SeriesFile:
-    """A file under ``prometheus/``: the check or query it belongs to, and its series."""
+    """A file under ``prometheus/``: its name and query, and its series on the experiment clock."""
 
     file: str
     name: str
     promql: str
-    series: Sequence[PromSeries]
+    series: Sequence[Series]
 
 
 @dataclass
@@ -69,8 +56,8 @@ class RunData:
     experiment_text: str
     load: LoadView | None
     problems: list[str] = field(default_factory=list)
-    _series: dict[str, SeriesFile | None] = field(default_factory=dict, repr=False)
-    _traces: dict[str, Trace | None] = field(default_factory=dict, repr=False)
+    _series: dict[str, SeriesFile | None] = field(default_factory=dict, init=False, repr=False)
+    _traces: dict[str, Trace | None] = field(default_factory=dict, init=False, repr=False)
 
     def series_for(self, ref: Any) -> SeriesFile | None:
         """A series file by the name a check or finding gives (``x``, ``x.json``, ``prometheus/x.json``)."""
@@ -97,8 +84,8 @@ class RunData:
             name=str(meta.get("name") or path.stem),
             promql=str(meta.get("promql") or meta.get("query") or ""),
             series=[
-                PromSeries(
-                    labels=dict(s.labels),
+                Series(
+                    labels=s.labels,
                     points=[(t - t0 if t > _WALL_CLOCK_FLOOR else t, v) for t, v in s.points],
                 )
                 for s in series

@@ -292,7 +292,6 @@ def _write_series(
 
 def _findings(
     variant: Variant,
-    view: MemoryLoadView,
     phases: list[Phase],
     recovery: RecoveryRecord,
     hostile: str | None,
@@ -479,7 +478,7 @@ def write_sample_run(
             reason="no data: the series is empty",
         ),
     ]
-    findings = _findings(variant, view, phases, recovery, hostile)
+    findings = _findings(variant, phases, recovery, hostile)
     _write_series(run_dir, duration, fault, variant, hostile)
     _write_traces(run_dir, fault, hostile)
     journal.update(

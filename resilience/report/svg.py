@@ -68,14 +68,6 @@ class Mark:
     css_class: str = "phase-mark"
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A horizontal reference line (a threshold)."""
-
-    y: float
-    label: str
-
-
 def _default_format(value: float) -> str:
     if value != 0 and abs(value) < 0.01:
         return f"{value:.1e}"
@@ -91,7 +83,6 @@ class LineChart:
     lines: Sequence[Line]
     windows: Sequence[Window] = ()
     marks: Sequence[Mark] = ()
-    rules: Sequence[Rule] = ()
     phases: Sequence[tuple[str, float, float]] = ()
     width: int = 1100
     height: int = 240
@@ -154,7 +145,6 @@ def _y_domain(chart: LineChart) -> tuple[float, float]:
     values = [
         v for line in chart.lines for _, v in line.points if v is not None and math.isfinite(v)
     ]
-    values.extend(rule.y for rule in chart.rules)
     if chart.log_y:
         positive = [v for v in values if v > 0]
         if not positive:
@@ -195,7 +185,7 @@ def _path(points: Sequence[tuple[float, float | None]], sx: _Scale, sy: _Scale) 
 
 
 def line_chart(chart: LineChart) -> str:
-    """An SVG line chart with shaded windows, vertical marks, threshold rules and a legend."""
+    """An SVG line chart with shaded windows, vertical marks, phase names and a legend."""
     w, h = chart.width, chart.height
     left, right = MARGIN_LEFT, w - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, h - MARGIN_BOTTOM
@@ -241,12 +231,6 @@ def line_chart(chart: LineChart) -> str:
         out.append(
             f'<text class="tick" x="{x}" y="{bottom + 16}" text-anchor="middle">{tick:g}</text>'
         )
-    for rule in chart.rules:
-        y = _num(sy(rule.y))
-        out.append(
-            f'<line class="rule" x1="{left}" y1="{y}" x2="{right}" y2="{y}">'
-            f"<title>{escape(rule.label)}</title></line>"
-        )
     for i, mark in enumerate(chart.marks):
         if not x0 <= mark.x <= x1:
             continue
@@ -276,8 +260,9 @@ def line_chart(chart: LineChart) -> str:
     )
     legend_x = right
     for line in reversed(chart.lines):
-        label = escape(line.label)
-        width = 18 + 7 * len(line.label)
+        text = line.label if len(line.label) <= 40 else line.label[:39] + "…"
+        label = escape(text)
+        width = 18 + 7 * len(text)
         legend_x -= width + 12
         out.append(
             f'<rect x="{legend_x}" y="{h - 16}" width="12" height="4" fill="{escape(line.color)}"/>'
