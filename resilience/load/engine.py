@@ -299,8 +299,9 @@ class LoadEngine:
 
     def _error(self, child: _Child, message: str) -> LoadError:
         tail = log_tail(child.log_path)
-        text = f"{message}\n--- last lines of {child.log_path} ---\n{tail}" if tail else message
-        return LoadError(text)
+        if tail:
+            return LoadError(f"{message}\n--- last lines of {child.log_path} ---\n{tail}")
+        return LoadError(f"{message} (its log {child.log_path} is empty)")
 
     def _read(self, child: _Child) -> None:
         """Reader thread: decode a worker's stdout; at EOF add one WorkerExit with its code."""

@@ -68,7 +68,14 @@ _SILENT = EventHook()  # type: ignore[no-untyped-call] # our users record direct
 
 
 def _is_timeout(error: BaseException | None) -> bool:
-    return isinstance(error, Timeout | socket.timeout | TimeoutError)
+    """A timeout, also when geventhttpclient wrapped it (RetriesExceeded keeps ``original``)."""
+    for _ in range(5):
+        if error is None:
+            return False
+        if isinstance(error, Timeout | socket.timeout | TimeoutError):
+            return True
+        error = getattr(error, "original", None) or error.__cause__
+    return False
 
 
 class Clock:
@@ -281,7 +288,13 @@ class OpenScheduler:
         clock = self.workload.clock
         collector = self.workload.collector
         timeout = self.plan.client_timeout
-        start = max(0.0, clock.now())
+        # A worker a little late still sends what was due (measured from when it was due);
+        # one that starts much later skips the past rather than sending it in one burst.
+        start = clock.now()
+        if start < 1.0:
+            start = 0.0
+        else:
+            logger.warning("started %.1fs after t0: the intended times before are skipped", start)
         behind = 0
         try:
             for t in intended_times(

@@ -1,0 +1,496 @@
+"""The load engine against a real local HTTP server: counts, trace ids, stalls, stopping.
+
+The server is a small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) running
+in a thread of the test process on a port in 8500-8599. It counts what it receives, keeps
+every traceparent, and can be told to fail (``/fail`` answers 500), to be slow (``/slow``
+answers after 3 s) or to stall everything for a while (requests that arrive during a stall
+window are answered when it ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from resilience.errors import LoadError
+from resilience.load import (
+    ArrivalStage,
+    LoadData,
+    LoadEngine,
+    LoadPlan,
+    LoadRecorder,
+    RequestPlan,
+    Stage,
+    WorkerExit,
+)
+from resilience.load.schedule import planned_requests
+
+pytestmark = pytest.mark.integration
+
+PORTS = range(8510, 8540)
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+
+
+class Server:
+    """What the server saw; behaviours are chosen by path."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.seen: Counter[str] = Counter()
+        self.traceparents: list[str | None] = []
+        self.failed_traceparents: list[str | None] = []
+        self.created_ids: list[int] = []
+        self.stall_window: tuple[float, float] = (0.0, 0.0)
+        self._next_id = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def reset(self) -> None:
+        self.seen.clear()
+        self.traceparents.clear()
+        self.failed_traceparents.clear()
+        self.created_ids.clear()
+        self.stall_window = (0.0, 0.0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.seen.values())
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    return
+                method, target, _ = request_line.decode().split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0"))
+                if length:
+                    await reader.readexactly(length)
+                status, body = await self._respond(method, target.split("?")[0], headers)
+                payload = json.dumps(body).encode()
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _respond(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, object]:
+        parts = path.strip("/").split("/")
+        self.seen[f"{method} /{parts[0]}"] += 1
+        traceparent = headers.get("traceparent")
+        self.traceparents.append(traceparent)
+        start, end = self.stall_window
+        now = time.time()
+        if start <= now < end:
+            await asyncio.sleep(end - now)
+        if parts[0] == "slow":
+            await asyncio.sleep(3.0)
+        if parts[0] == "fail":
+            self.failed_traceparents.append(traceparent)
+            return 500, {"error": "told to fail"}
+        if method == "POST" and parts[0] == "orders":
+            self._next_id += 1
+            self.created_ids.append(self._next_id)
+            return 201, {"id": self._next_id}
+        return 200, {"ok": True}
+
+    def start(self) -> None:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            server = None
+            for port in PORTS:
+                try:
+                    server = loop.run_until_complete(
+                        asyncio.start_server(self._handle, "127.0.0.1", port, backlog=1024)
+                    )
+                except OSError as exc:
+                    errors.append(exc)
+                    continue
+                self.port = port
+                break
+            ready.set()
+            if server is None:
+                return
+            try:
+                loop.run_forever()
+            finally:
+                server.close()
+                handlers = asyncio.all_tasks(loop)
+                for handler in handlers:
+                    handler.cancel()
+                loop.run_until_complete(asyncio.gather(*handlers, return_exceptions=True))
+                loop.run_until_complete(server.wait_closed())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="load-test-server", daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "the test server did not start"
+        assert self.port, f"no free port in {PORTS}: {errors[-1:]}"
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, server: Server, tmp_path: Path) -> None:
+    monkeypatch.setenv("RESILIENCE_PORT_OFFSET", "500")
+    monkeypatch.setenv("RESILIENCE_STATE_DIR", str(tmp_path / "state"))
+    server.reset()
+
+
+def run_to_end(
+    plan: LoadPlan, run_dir: Path, *, workers: int, lead: float = 0.5
+) -> tuple[LoadData, dict[int, WorkerExit], float]:
+    """Run a plan to its end as the orchestrator would; returns data, exits, seconds taken."""
+    with LoadEngine(plan, workers=workers, log_dir=run_dir / "logs") as engine:
+        engine.prepare()
+        t0 = time.time() + lead
+        engine.start(t0=t0)
+        recorder = LoadRecorder(run_dir, t0=t0, workers=workers, endpoints=plan.endpoints())
+        deadline = time.monotonic() + lead + plan.duration + plan.client_timeout + 20
+        while engine.running and time.monotonic() < deadline:
+            recorder.consume(engine.poll(0.5))
+        recorder.consume(engine.poll(0))
+        finished = time.time() - t0
+        still_running = engine.running
+        recorder.close()
+    assert not still_running, "the workers did not stop by themselves"
+    return LoadData.read(run_dir), recorder.exits, finished
+
+
+def traced_ids(values: list[str | None]) -> list[str]:
+    ids = []
+    for value in values:
+        match = TRACEPARENT.match(value or "")
+        assert match, f"malformed or missing traceparent: {value!r}"
+        ids.append(match.group(1))
+    return ids
+
+
+def test_closed_model_counts_traces_and_writes_match_the_server(
+    server: Server, tmp_path: Path
+) -> None:
+    """Two workers: per-second counts equal the server's, every request carried a
+    well-formed traceparent, failed requests' trace ids are kept, acknowledged writes logged."""
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=4, users=6, spawn_rate=6)],
+        requests=[
+            RequestPlan(name="GET /items/{id}", path="/items/{int:1:9}", weight=4),
+            RequestPlan(name="GET /fail", path="/fail", weight=1),
+            RequestPlan(
+                name="POST /orders",
+                method="POST",
+                path="/orders",
+                json_body={"ref": "{uuid}", "quantity": "{int:1:3}"},
+                expect=[201],
+                capture={"order_id": "id"},
+                write={"id_field": "id", "read_back": "/orders/{id}"},
+            ),
+            RequestPlan(name="GET /orders/{order_id}", path="/orders/{order_id}", weight=2),
+        ],
+        wait_min=0.02,
+        wait_max=0.06,
+        trace_sample=0.0,
+    )
+    data, exits, took = run_to_end(plan, tmp_path / "run", workers=2)
+
+    assert {w: e.reason for w, e in exits.items()} == {0: "end", 1: "end"}
+    assert all(e.returncode == 0 for e in exits.values())
+    assert took < plan.duration + 5, f"workers took {took:.1f}s to finish a 4 s plan"
+
+    assert data.total_requests() == server.total > 50
+    assert data.total_requests("GET /items/{id}") == server.seen["GET /items"]
+    assert data.total_requests("GET /fail") == server.seen["GET /fail"]
+    assert data.total_requests("POST /orders") == server.seen["POST /orders"]
+    assert data.total_requests("GET /orders/{order_id}") == server.seen["GET /orders"]
+    for endpoint in data.endpoints:
+        for second in data.seconds:
+            counts = data.counts(endpoint, second)
+            histogram = data.histogram(endpoint, second)
+            total = histogram.get_total_count() if histogram else 0
+            assert total == sum(counts.values()), (endpoint, second)
+    fail_counts = [data.counts("GET /fail", s).get("5xx", 0) for s in data.seconds]
+    assert sum(fail_counts) == server.seen["GET /fail"] > 0
+
+    ids = traced_ids(server.traceparents)
+    assert len(set(ids)) == len(ids)
+    failed = set(traced_ids(server.failed_traceparents))
+    kept = {r.trace_id for r in data.traces if r.reason == "failed"}
+    assert failed <= kept
+    assert all(r.outcome == "5xx" and r.status == 500 for r in data.traces)
+    assert sum(e.dropped_traces for e in exits.values()) == 0
+
+    assert sorted(int(w.id) for w in data.writes) == server.created_ids
+    assert all(w.status == 201 and w.endpoint == "POST /orders" for w in data.writes)
+
+
+def test_open_model_measures_a_stall_from_the_intended_send_time(
+    server: Server, tmp_path: Path
+) -> None:
+    """A server that stalls for 2 s shows ~2 s..0 s latencies for every request due during
+    the stall (coordinated-omission free), not one slow request."""
+    rate, duration = 40, 7.0
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        arrival=[ArrivalStage(duration=duration, rps=rate)],
+        requests=[RequestPlan(name="GET /x", path="/x")],
+    )
+    lead = 1.0
+    run_dir = tmp_path / "run"
+    with LoadEngine(plan, workers=2, log_dir=run_dir / "logs") as engine:
+        engine.prepare()
+        t0 = time.time() + lead
+        server.stall_window = (t0 + 2.0, t0 + 4.0)
+        engine.start(t0=t0)
+        recorder = LoadRecorder(run_dir, t0=t0, workers=2)
+        deadline = time.monotonic() + lead + duration + 25
+        while engine.running and time.monotonic() < deadline:
+            recorder.consume(engine.poll(0.5))
+        recorder.consume(engine.poll(0))
+        recorder.close()
+    data = LoadData.read(run_dir)
+
+    planned = sum(planned_requests(plan.arrival, w, 2) for w in range(2))
+    assert data.total_requests() == planned == server.total == rate * duration
+    per_second = {s: sum(data.counts(None, s).values()) for s in data.seconds}
+    assert per_second[2] == per_second[3] == rate  # nothing skipped while the server stalled
+
+    def share_at_least(second: int, seconds: float) -> float:
+        h = data.histogram(None, second)
+        assert h is not None
+        above = sum(
+            step.count_added_in_this_iter_step
+            for step in h.get_recorded_iterator()
+            if step.value_iterated_to >= seconds * 1_000_000
+        )
+        return above / h.get_total_count()
+
+    # Due in [2, 3): they wait until 4, so 1..2 s; due in [3, 4): 0..1 s, median ~0.5 s.
+    assert share_at_least(2, 0.9) == 1.0
+    second_2 = data.histogram(None, 2)
+    assert second_2 is not None and second_2.get_max_value() == pytest.approx(2_000_000, rel=0.15)
+    second_3 = data.histogram(None, 3)
+    assert second_3 is not None
+    assert 0.3e6 <= second_3.get_value_at_percentile(50) <= 0.8e6
+    for quiet in (0, 1, 6):
+        h = data.histogram(None, quiet)
+        assert h is not None and h.get_value_at_percentile(99) < 500_000, quiet
+
+
+def test_client_timeout_ends_a_request_and_counts_it(server: Server, tmp_path: Path) -> None:
+    """A request slower than the client timeout ends at the timeout as outcome 'timeout'."""
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=2, users=1, spawn_rate=1)],
+        requests=[RequestPlan(name="GET /slow", path="/slow")],
+        client_timeout=1.0,
+    )
+    data, _exits, took = run_to_end(plan, tmp_path / "run", workers=1)
+    timeouts = sum(data.counts("GET /slow", s).get("timeout", 0) for s in data.seconds)
+    assert timeouts == data.total_requests() >= 2
+    worst = data.merged("GET /slow", data.seconds).get_max_value()
+    assert 1_000_000 <= worst < 1_500_000
+    assert {r.outcome for r in data.traces} == {"timeout"}
+    assert took < plan.duration + plan.client_timeout + 4
+
+
+def test_locustfile_users_are_recorded_with_traceparents(server: Server, tmp_path: Path) -> None:
+    """A user's own locustfile runs under the shape; its requests are counted and traced."""
+    locustfile = tmp_path / "shoppers.py"
+    locustfile.write_text(
+        textwrap.dedent(
+            """
+            from locust import FastHttpUser, constant, task
+
+            class Shopper(FastHttpUser):
+                wait_time = constant(0.05)
+
+                @task(3)
+                def items(self):
+                    self.client.get("/items/1", name="/items/{id}")
+
+                @task
+                def fail(self):
+                    self.client.get("/fail")
+            """
+        )
+    )
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=3, users=2, spawn_rate=2)],
+        locustfile=str(locustfile),
+        user_classes=["Shopper"],
+        trace_sample=0.0,
+    )
+    data, exits, _ = run_to_end(plan, tmp_path / "run", workers=1)
+    assert exits[0].reason == "end" and exits[0].late == 0
+    assert data.total_requests() == server.total > 10
+    assert data.total_requests("GET /items/{id}") == server.seen["GET /items"]
+    assert (
+        sum(data.counts("GET /fail", s).get("5xx", 0) for s in data.seconds)
+        == server.seen["GET /fail"]
+    )
+    traced_ids(server.traceparents)
+    assert set(traced_ids(server.failed_traceparents)) <= {r.trace_id for r in data.traces}
+
+
+def _long_plan(server: Server) -> LoadPlan:
+    return LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=120, users=2, spawn_rate=2)],
+        requests=[RequestPlan(name="GET /", path="/")],
+        wait_min=0.1,
+        wait_max=0.2,
+    )
+
+
+def test_stop_ends_workers_promptly_and_keeps_their_data(server: Server, tmp_path: Path) -> None:
+    """stop() (SIGTERM) ends a 120 s run within seconds; the workers flush what they have."""
+    run_dir = tmp_path / "run"
+    events = []
+    with LoadEngine(_long_plan(server), workers=2, log_dir=run_dir / "logs") as engine:
+        engine.prepare()
+        engine.start(t0=time.time() + 0.2)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and server.total < 20:
+            events += engine.poll(0.2)
+        started = time.monotonic()
+        engine.stop(grace=5.0)
+        stopped_in = time.monotonic() - started
+        while engine.running:
+            events += engine.poll(0.2)
+        events += engine.poll(0)
+    exits = [e for e in events if isinstance(e, WorkerExit)]
+    assert stopped_in < 4.0
+    assert sorted(e.reason for e in exits) == ["sigterm", "sigterm"]
+    assert all(e.returncode == 0 for e in exits)
+    assert sum(e.requests for e in exits) >= 20
+
+
+def test_a_worker_that_dies_raises_load_error_with_its_log(server: Server, tmp_path: Path) -> None:
+    """A worker killed under the engine surfaces as LoadError carrying its log's tail."""
+    run_dir = tmp_path / "run"
+    with LoadEngine(_long_plan(server), workers=2, log_dir=run_dir / "logs") as engine:
+        engine.prepare()
+        engine.start(t0=time.time() + 0.2)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and server.total < 5:
+            engine.poll(0.2)
+        os.kill(engine.pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        with pytest.raises(LoadError) as caught:
+            while time.monotonic() < deadline:
+                engine.poll(0.2)
+    message = str(caught.value)
+    assert "load worker 1 ended early" in message
+    assert "load-worker-1.log" in message
+    assert "Shape test starting" in message or "worker 1/2" in message
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")  # a zombie has stopped; only its reaping is left
+
+
+def test_workers_stop_by_themselves_when_the_parent_is_killed(
+    server: Server, tmp_path: Path
+) -> None:
+    """SIGKILL the process that owns the engine: its workers notice and exit, no orphans."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from pathlib import Path
+        from resilience.load import LoadEngine, LoadPlan
+        plan = LoadPlan.from_json(sys.argv[1])
+        engine = LoadEngine(plan, workers=2, log_dir=Path({str(tmp_path)!r}) / "logs")
+        engine.start(t0=time.time() + 0.2)
+        print(json.dumps(engine.pids), flush=True)
+        time.sleep(300)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, _long_plan(server).to_json()],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pids: list[int] = []
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        pids = json.loads(line)
+        assert len(pids) == 2 and not any(_gone(p) for p in pids)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and server.total < 5:
+            time.sleep(0.1)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+            time.sleep(0.1)
+        assert all(_gone(p) for p in pids), "workers outlived their parent"
+    finally:
+        if parent.stdout is not None:
+            parent.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+
+
+def test_ports_are_ours() -> None:
+    """The test server stays on 127.0.0.1 within this helper's port range."""
+    assert all(8500 <= p < 8600 for p in PORTS)
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        assert probe.connect_ex(("127.0.0.1", PORTS[0])) in (0, 111)
