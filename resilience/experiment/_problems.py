@@ -59,6 +59,9 @@ def describe(value: Any) -> str:
 
 def format_path(path: KeyPath) -> str:
     """``("load", "stages", 0, "duration")`` → ``load.stages[0].duration``."""
+    if len(path) > 16:
+        # Absurdly deep paths (fuzzed or generated files) keep their two ends readable.
+        return f"{format_path(path[:6])}...{format_path(path[-6:])}"
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -123,10 +126,14 @@ class CrossFieldError(ValueError):
 
 
 class InputProblems(Exception):
-    """Raised inside the loader's stages (YAML, profiles, overrides) with what went wrong."""
+    """Raised inside the loader's stages (YAML, profiles, overrides) with what went wrong.
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    ``context`` says under which conditions the problems arose ("with profile 'smoke'").
+    """
+
+    def __init__(self, problems: Sequence[Problem], *, context: str | None = None) -> None:
         self.problems = list(problems)
+        self.context = context
         super().__init__("; ".join(p.render() for p in self.problems))
 
 

@@ -20,6 +20,9 @@ from resilience.experiment._problems import InputProblems, KeyPath, Problem
 MAX_DEPTH: Final = 64
 MAX_NODES: Final = 100_000
 
+# libyaml's parser is ~20x faster than the pure-Python one and keeps the same marks.
+_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
@@ -55,7 +58,7 @@ def _yaml_error(exc: yaml.YAMLError) -> Problem:
 def parse_yaml(text: str) -> Document:
     """Parse one YAML document; raise ``InputProblems`` for anything that is not plain data."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise InputProblems([_yaml_error(exc)]) from None
     except RecursionError:

@@ -13,7 +13,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -95,7 +95,8 @@ class Expectation:
     op: Op
     value: float
     upper: float | None = None
-    unit: Unit = ""
+    # How it was written (for printing back); '< 500ms' equals '< 0.5'.
+    unit: Unit = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.op not in (*_COMPARE, "between"):

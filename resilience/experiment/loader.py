@@ -150,7 +150,7 @@ def load_experiment(
         experiment = _parse(text, profile, overrides)
         _resolve_locustfile(experiment, path, text)
     except InputProblems as exc:
-        raise experiment_error(file, exc.problems, context=_context(profile)) from None
+        raise experiment_error(file, exc.problems, context=exc.context) from None
     experiment._source = path
     logger.debug("loaded %s (profile %s): %s", file, profile, experiment.summary())
     return experiment
@@ -187,7 +187,7 @@ def parse_experiment(
     try:
         return _parse(text, profile, overrides)
     except InputProblems as exc:
-        raise experiment_error(file, exc.problems, context=_context(profile)) from None
+        raise experiment_error(file, exc.problems, context=exc.context) from None
 
 
 def _context(profile: str | None) -> str | None:
@@ -208,7 +208,7 @@ def _parse(
     except ValidationError as exc:
         tag = profile if tag_profile else None
         problems = [_locate(p, origins, tag) for p in translate(exc, Experiment, data)]
-        raise InputProblems(problems) from None
+        raise InputProblems(problems, context=_context(profile)) from None
     experiment._profile = profile
     return experiment
 
