@@ -54,7 +54,8 @@ def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Trac
     def health_extra() -> dict[str, Any]:
         acct = store.accounting
         body: dict[str, Any] = {
-            "db_pool": {"size": acct.size, "in_use": acct.in_use, "waiting": acct.waiting}
+            "db_pool": {"size": acct.size, "in_use": acct.in_use, "waiting": acct.waiting},
+            "db_reconnecting": store.reconnecting,
         }
         if store.writer is not None:
             body["ack_queue"] = {

@@ -10,6 +10,13 @@ cancel request over the same black hole and wait on it. Hardened also sets the p
 ``command_timeout`` (bounding asyncpg's own background cancel) and wraps the whole
 operation in an outer deadline, so nothing on that path can wait without bound.
 
+Fragile mode has one more mechanism, the one that makes its recovery slow: a lost
+database connection puts the store in a *reconnect pause* of ``db_reconnect_pause_seconds``
+(a naive fixed reconnect back-off). During the pause every request waits, unbounded, for
+the database to be declared usable again; then the pool's old connections are expired
+and fresh ones opened on demand. After a healed fault the shop is therefore unusable for
+about one pause, a known quantity; while it waits, the gateway's shared pool fills again.
+
 Writes are single ``INSERT ... RETURNING`` statements in autocommit: the reply arrives
 only after the transaction committed, and only then is the order acknowledged. With
 ``ack_before_commit`` the order is acknowledged first and committed later, in batches,
@@ -149,6 +156,9 @@ class OrdersStore:
         self.writer: BatchWriter | None = None
         acquire = options.db_acquire_timeout_seconds
         query = options.db_query_timeout_seconds
+        self._usable = asyncio.Event()
+        self._usable.set()
+        self._reconnect_task: asyncio.Task[None] | None = None
         self._outer_deadline = (
             None if acquire is None or query is None else acquire + query + OUTER_DEADLINE_MARGIN
         )
@@ -184,6 +194,12 @@ class OrdersStore:
 
     async def close(self) -> None:
         """Flush queued writes (bounded), then drop every connection without waiting."""
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect_task
+            self._reconnect_task = None
+            self._usable.set()
         if self.writer is not None:
             await self.writer.stop()
         if self._pool is not None:
@@ -295,6 +311,9 @@ class OrdersStore:
             started = acct.begin_wait()
             try:
                 async with asyncio.timeout(acquire_timeout):
+                    if not self._usable.is_set():
+                        span.set_attribute("db.reconnect_pause", True)
+                        await self._usable.wait()
                     await self._slots.acquire()
             except TimeoutError as exc:
                 waited = acct.end_wait(started, acquired=False, timed_out=True)
@@ -365,9 +384,42 @@ class OrdersStore:
                 f"({self.options.db_query_timeout_seconds} s)"
             ) from exc
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            self._connection_lost(exc)
             raise DatabaseUnavailable(
                 f"database: {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether a reconnect pause is under way (requests wait for it)."""
+        return not self._usable.is_set()
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        pause = self.options.db_reconnect_pause_seconds
+        if pause <= 0 or self._reconnect_task is not None:
+            return  # reconnect on demand, or a pause is already running
+        logger.warning(
+            "database connection lost (%s: %s); pausing %.1f s before reconnecting",
+            type(exc).__name__,
+            exc,
+            pause,
+        )
+        self._usable.clear()
+        self._reconnect_task = asyncio.get_running_loop().create_task(
+            self._reconnect_after(pause), name="db-reconnect-pause"
+        )
+
+    async def _reconnect_after(self, pause: float) -> None:
+        try:
+            await asyncio.sleep(pause)
+            if self._pool is not None:
+                # Connections that lived through the outage may be broken without knowing
+                # it; replace them all so one pause is the whole cost.
+                await self._pool.expire_connections()
+            logger.info("reconnect pause over; using the database again")
+        finally:
+            self._reconnect_task = None
+            self._usable.set()
 
     # -- orders -----------------------------------------------------------------------
 

@@ -84,6 +84,11 @@ class ShopOptions(BaseModel):
     db_connect_timeout_seconds: Seconds = Field(
         gt=0, description="timeout of opening one database connection"
     )
+    db_reconnect_pause_seconds: Seconds = Field(
+        ge=0,
+        description="after a lost database connection, requests wait this long before the "
+        "pool is rebuilt (0: reconnect on demand)",
+    )
     db_startup_deadline_seconds: Seconds = Field(
         gt=0, description="how long orders keeps retrying its first connection at start"
     )
@@ -145,6 +150,7 @@ MODE_DEFAULTS: dict[ShopMode, ShopOptions] = {
         db_acquire_timeout_seconds=None,
         db_query_timeout_seconds=None,
         db_connect_timeout_seconds=60.0,
+        db_reconnect_pause_seconds=10.0,
         db_startup_deadline_seconds=30.0,
         ack_before_commit=False,
         ack_batch_size=50,
@@ -174,6 +180,7 @@ MODE_DEFAULTS: dict[ShopMode, ShopOptions] = {
         db_acquire_timeout_seconds=0.3,
         db_query_timeout_seconds=0.9,
         db_connect_timeout_seconds=1.0,
+        db_reconnect_pause_seconds=0.0,
         db_startup_deadline_seconds=30.0,
         ack_before_commit=False,
         ack_batch_size=50,

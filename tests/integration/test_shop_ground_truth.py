@@ -215,3 +215,42 @@ def test_hardened_recovers_in_breaker_recovery_seconds(
         [(round(s.sent - healed, 3), s.status) for s in after[:40]],
     )
     assert state == 0.0
+
+
+def test_fragile_recovers_only_after_its_reconnect_pause(infra: h.Infra) -> None:
+    """Fragile: after the heal, orders serve again only ≈ db_reconnect_pause_seconds later."""
+    pause = 4.0
+    with h.shop(infra, "fragile", {"db_reconnect_pause_seconds": pause}) as shop:
+
+        async def scenario() -> tuple[float, list[Sample]]:
+            samples: list[Sample] = []
+            stop = asyncio.Event()
+
+            async def orders_loop(client: httpx.AsyncClient) -> None:
+                for _ in range(100_000):  # bounded; ends when stop is set
+                    if stop.is_set():
+                        return
+                    samples.append(
+                        await timed(client, "POST", f"{shop.gateway}/orders", timeout=30)
+                    )
+                    await asyncio.sleep(0.05)
+
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=10)) as client:
+                loops = [asyncio.create_task(orders_loop(client)) for _ in range(2)]
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(infra.toxiproxy.add_toxic, "postgres", HANG, "timeout", {"timeout": 0})  # fmt: skip
+                await asyncio.sleep(2.0)
+                await asyncio.to_thread(infra.toxiproxy.remove_toxic, "postgres", HANG)
+                healed = time.monotonic()
+                await asyncio.sleep(pause + 3.0)
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(*loops), timeout=30)
+            return healed, samples
+
+        healed, samples = asyncio.run(scenario())
+
+    served_again = min(s.sent + s.seconds for s in samples if s.ok and s.sent + s.seconds > healed)
+    recovery = served_again - healed
+    assert pause - 0.2 <= recovery <= pause + 1.0, recovery
+    after = [s for s in samples if s.sent > served_again]
+    assert len(after) > 10 and all(s.ok and s.seconds < 1.0 for s in after)

@@ -48,6 +48,7 @@ def test_fragile_defaults_are_the_fragile_mechanisms() -> None:
     assert fragile.db_pool_size == 4
     assert fragile.db_acquire_timeout_seconds is None
     assert fragile.db_query_timeout_seconds is None
+    assert fragile.db_reconnect_pause_seconds > 0
     assert not fragile.ack_before_commit
 
 
@@ -68,6 +69,7 @@ def test_hardened_defaults_are_the_hardened_mechanisms() -> None:
     # The gateway must not give up before orders' own worst case (no timeout inversion).
     orders_worst = hardened.db_acquire_timeout_seconds + hardened.db_query_timeout_seconds
     assert orders_worst < hardened.upstream_attempt_timeout_seconds
+    assert hardened.db_reconnect_pause_seconds == 0
     assert not hardened.ack_before_commit
 
 
