@@ -442,7 +442,13 @@ class _Report:
     def _evidence_table(self, f: FindingRecord) -> str:
         rows: list[tuple[str, list[str]]] = []
         for key, value in f.evidence.items():
-            rows.append(("", [_e(key), _evidence_value(key, value)]))
+            if isinstance(value, Mapping) and value:
+                rows.extend(
+                    ("", [_e(f"{key}.{sub}"), _evidence_value(str(sub), item)])
+                    for sub, item in value.items()
+                )
+            else:
+                rows.append(("", [_e(key), _evidence_value(key, value)]))
         endpoints = finding_endpoints(f)
         if endpoints and "endpoints" not in f.evidence and "endpoint" not in f.evidence:
             rows.append(("", ["endpoints", _e(", ".join(endpoints))]))
@@ -634,25 +640,30 @@ def _tree(trace: Trace) -> list[tuple[Span, int]]:
 
 
 def _find_span(trace: Trace, ref: Any) -> Span | None:
-    """The span a finding points at: by id, by name, or by a {span_id, name, service} dict."""
-    if isinstance(ref, Mapping):
-        wanted = ref.get("span_id") or ref.get("spanId") or ref.get("id")
-        found = trace.span(str(wanted).lower()) if wanted else None
-        if found is not None:
-            return found
-        name, service = ref.get("name"), ref.get("service")
-        if name is None and service is None:
-            return None
-        return next(
-            (
-                s
-                for s in trace.spans
-                if (name is None or s.name == name) and (service is None or s.service == service)
-            ),
-            None,
-        )
-    text = str(ref)
-    return trace.span(text.lower()) or next((s for s in trace.spans if s.name == text), None)
+    """The span a finding points at: by id or name, or a {span_id | service, name, duration_ms} dict.
+
+    Detectors name a span by service and name (and its duration); among several spans of
+    that name the one closest to the stated duration is meant.
+    """
+    if not isinstance(ref, Mapping):
+        text = str(ref)
+        return trace.span(text.lower()) or next((s for s in trace.spans if s.name == text), None)
+    wanted = ref.get("span_id") or ref.get("spanId") or ref.get("id")
+    found = trace.span(str(wanted).lower()) if wanted else None
+    if found is not None:
+        return found
+    name, service = ref.get("name"), ref.get("service")
+    if name is None and service is None:
+        return None
+    candidates = [
+        s
+        for s in trace.spans
+        if (name is None or s.name == name) and (service is None or s.service == service)
+    ]
+    duration = ref.get("duration_ms")
+    if isinstance(duration, (int, float)) and candidates:
+        return min(candidates, key=lambda s: abs(s.duration_ns / 1e6 - duration))
+    return candidates[0] if candidates else None
 
 
 def _waterfall(chart_id: str, trace: Trace, span_ref: Any) -> str:
@@ -677,6 +688,8 @@ def _waterfall(chart_id: str, trace: Trace, span_ref: Any) -> str:
     total_ms = trace.duration_ns / 1e6
     if explaining is not None:
         why = f", error: {explaining.status_message}" if explaining.is_error else ""
+        if isinstance(span_ref, Mapping) and span_ref.get("reason"):
+            why += f"; {span_ref['reason']}"
         note = (
             f"The highlighted span explains it: <b>{_e(explaining.service)}: "
             f"{_e(explaining.name)}</b> ({_e(fmt_ms(explaining.duration_ns / 1e6) + why)})."

@@ -140,7 +140,7 @@ def _otlp(trace_id: str, start: float, spans: list[dict[str, Any]]) -> dict[str,
             "traceId": trace_id,
             "spanId": span["id"],
             "name": span["name"],
-            "kind": 2 if span.get("server") else 3,
+            "kind": 2 if span.get("server") else 3 if span.get("client") else 1,
             "startTimeUnixNano": str(int((start + span["start"] / 1000) * 1e9)),
             "endTimeUnixNano": str(int((start + span["end"] / 1000) * 1e9)),
             "attributes": [{"key": "sample", "value": {"boolValue": True}}],
@@ -193,6 +193,7 @@ def _write_traces(run_dir: Path, fault: tuple[float, float], hostile: str | None
             "parent": "a000000000000001",
             "service": "gateway",
             "name": "GET catalog",
+            "client": True,
             "start": 2300,
             "end": 2340,
         },
@@ -204,6 +205,15 @@ def _write_traces(run_dir: Path, fault: tuple[float, float], hostile: str | None
             "start": 2305,
             "end": 2335,
             "server": True,
+        },
+        # A second, quick wait of the same name: the evidence's duration picks the right one.
+        {
+            "id": "a000000000000005",
+            "parent": "a000000000000001",
+            "service": "gateway",
+            "name": pool_wait,
+            "start": 2341,
+            "end": 2342,
         },
     ]
     timeout = [
@@ -221,6 +231,7 @@ def _write_traces(run_dir: Path, fault: tuple[float, float], hostile: str | None
             "parent": "c000000000000001",
             "service": "gateway",
             "name": "POST orders",
+            "client": True,
             "start": 1,
             "end": 5005,
             "error": "ReadTimeout",
@@ -319,8 +330,13 @@ def _findings(
                 "fault_p95_ms": 2412.0,
                 "baseline_p95_ms": 33.0,
                 "trace_id": CASCADE_TRACE,
-                "span": {"span_id": EXPLAINING_SPAN, "name": hostile or "pool.acquire upstream"},
-                "explanation": "wait on the gateway's shared upstream pool",
+                # The shape the detectors write (analysis.detectors._common.span_evidence).
+                "span": {
+                    "service": "gateway",
+                    "name": hostile or "pool.acquire upstream",
+                    "duration_ms": 2298.0,
+                    "reason": "waited 2.3 s for the gateway's shared upstream pool",
+                },
             },
         ),
         FindingRecord(

@@ -105,7 +105,7 @@ def test_series_and_traces_read_on_demand(tmp_path: Path) -> None:
     assert run.series_for("absent.json") is None
     trace = run.trace(CASCADE_TRACE)
     assert trace is not None
-    assert len(trace.spans) == 4
+    assert len(trace.spans) == 5
     assert (
         run.trace("S/kvNXezTaajzpKdDg5HNg==") is trace
         or run.trace("S/kvNXezTaajzpKdDg5HNg==") == trace
