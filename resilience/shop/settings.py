@@ -79,7 +79,9 @@ class ShopOptions(BaseModel):
         gt=0, description="bounded wait for a pooled connection (503 when it runs out)"
     )
     db_query_timeout_seconds: OptionalSeconds = Field(
-        gt=0, description="client-side deadline of one statement; the connection is discarded"
+        gt=0,
+        description="client-side budget for (re)connecting plus the statement once a pool "
+        "slot is held; a connection that runs out of it is discarded",
     )
     db_connect_timeout_seconds: Seconds = Field(
         gt=0, description="timeout of opening one database connection"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,25 @@ def test_main_exits_2_on_invalid_settings(
 def test_main_exits_2_on_a_bad_argument() -> None:
     """More than one argument is a usage error (exit 2)."""
     assert main(["orders", "gateway"]) == 2
+
+
+def test_docs_list_every_option_with_its_defaults() -> None:
+    """docs/shop.md has a row per option showing both modes' defaults."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "shop.md").read_text()
+    rows = {
+        line.split("`")[1]: line
+        for line in docs.splitlines()
+        if line.startswith("| `") and "` (" in line.split("|")[1]
+    }
+    assert set(rows) == set(OPTION_NAMES)
+    for name, line in rows.items():
+        cells = [c.strip() for c in line.split("|")[2:4]]
+        for mode, cell in zip(("fragile", "hardened"), cells, strict=True):
+            value = getattr(MODE_DEFAULTS[mode], name)
+            if value is None:
+                shown = "none"
+            elif isinstance(value, bool):
+                shown = str(value).lower()
+            else:
+                shown = str(value)
+            assert cell == shown, f"{name} ({mode}): docs say {cell}, code says {shown}"
