@@ -16,11 +16,13 @@ the fault timeline's business (``resilience/faults/``); this table only fixes th
     limit_data  limit_data toxic                       bytes*
     outage      proxy disabled                         -
     hang        timeout toxic with timeout 0           -
-    flaky       reset_peer toxic, with toxicity < 1    timeout (ms)
-    flap        outage switched on and off             period* (seconds), duty (fraction on)
-    ramp        latency rising in steps                from (ms), to* (ms), steps
+    flaky       reset_peer toxic on a share of         timeout (ms), reroll (seconds
+                connections (toxicity)                 between re-draws of the share)
+    flap        outage switched on and off             period (seconds), duty (fraction down)
+    ramp        latency rising in steps                from (ms), to* (ms), steps, jitter (ms)
 
-    * required
+    * required. The fault timeline's own table (``resilience.faults.catalogue``) adds
+    defaults and behaviour; a unit test keeps the two tables' names in step.
 """
 
 from __future__ import annotations
@@ -54,21 +56,27 @@ _BARE_NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*
 
 @dataclass(frozen=True)
 class AttributeSpec:
-    """One attribute: its name, its unit kind, and whether the type needs it."""
+    """One attribute: its name, its unit kind, whether the type needs it, its lower bound."""
 
     name: str
     kind: AttributeKind
     required: bool = False
+    minimum: float = 0.0
+    exclusive_minimum: bool = False
 
     @property
     def expected(self) -> str:
-        return {
+        text = {
             "ms": "whole milliseconds: a number (ms) or a duration like 200ms or 1s",
             "us": "whole microseconds: a number (us) or a duration like 500us or 2ms",
             "seconds": "a duration like 5s (or a number of seconds)",
-            "count": "a whole number, not negative",
+            "count": "a whole number",
             "fraction": "a fraction between 0 and 1, or a percentage like 50%",
         }[self.kind]
+        if self.minimum or self.exclusive_minimum:
+            word = "above" if self.exclusive_minimum else "at least"
+            text += f", {word} {self.minimum:g}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ FAULT_TYPES: Final[dict[str, FaultTypeSpec]] = {
             "slicer",
             "slicer",
             "slices data into small delayed bits",
-            AttributeSpec("average_size", "count", required=True),
+            AttributeSpec("average_size", "count", required=True, minimum=1),
             AttributeSpec("size_variation", "count"),
             AttributeSpec("delay", "us"),
         ),
@@ -145,13 +153,14 @@ FAULT_TYPES: Final[dict[str, FaultTypeSpec]] = {
             "reset_peer",
             "a share (toxicity) of connections reset",
             AttributeSpec("timeout", "ms"),
+            AttributeSpec("reroll", "seconds"),
         ),
         _spec(
             "flap",
             None,
             "outage switched on and off every period",
-            AttributeSpec("period", "seconds", required=True),
-            AttributeSpec("duty", "fraction"),
+            AttributeSpec("period", "seconds", minimum=0.1),
+            AttributeSpec("duty", "fraction", exclusive_minimum=True),
         ),
         _spec(
             "ramp",
@@ -159,7 +168,8 @@ FAULT_TYPES: Final[dict[str, FaultTypeSpec]] = {
             "latency rising from 'from' to 'to' in steps",
             AttributeSpec("from", "ms"),
             AttributeSpec("to", "ms", required=True),
-            AttributeSpec("steps", "count"),
+            AttributeSpec("steps", "count", minimum=1),
+            AttributeSpec("jitter", "ms"),
         ),
     )
 }
@@ -186,26 +196,32 @@ def _scaled(raw: Any, scale: float, spec: AttributeSpec) -> int:
     return int(value)
 
 
+def _count(raw: Any, spec: AttributeSpec) -> int:
+    whole = isinstance(raw, int) or (
+        isinstance(raw, float) and math.isfinite(raw) and raw.is_integer()
+    )
+    if isinstance(raw, bool) or not whole or not -(2**31) <= raw <= 2**31 - 1:
+        raise ValueProblem(spec.expected, describe(raw))
+    return int(raw)
+
+
 def convert_attribute(spec: AttributeSpec, raw: Any) -> int | float:
     """A value in the attribute's Toxiproxy unit; raises ``ValueProblem`` when it cannot."""
+    value: int | float
     if spec.kind == "ms":
-        return _scaled(raw, 1e-3, spec)
-    if spec.kind == "us":
-        return _scaled(raw, 1e-6, spec)
-    if spec.kind == "seconds":
-        seconds = parse_duration(raw)
-        if seconds <= 0:
-            raise ValueProblem("a duration greater than zero", describe(raw))
-        return seconds
-    if spec.kind == "fraction":
-        return parse_percent(raw)
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        if isinstance(raw, float) and raw.is_integer() and raw >= 0:
-            return int(raw)
+        value = _scaled(raw, 1e-3, spec)
+    elif spec.kind == "us":
+        value = _scaled(raw, 1e-6, spec)
+    elif spec.kind == "seconds":
+        value = parse_duration(raw)
+    elif spec.kind == "fraction":
+        value = parse_percent(raw)
+    else:
+        value = _count(raw, spec)
+    too_small = value <= spec.minimum if spec.exclusive_minimum else value < spec.minimum
+    if too_small:
         raise ValueProblem(spec.expected, describe(raw))
-    if raw < 0 or raw > 2**31 - 1:
-        raise ValueProblem(spec.expected, describe(raw))
-    return raw
+    return value
 
 
 def normalize_attributes(
@@ -240,6 +256,21 @@ def normalize_attributes(
                     path=("attributes", name),
                 )
             )
+    average, variation = out.get("average_size"), out.get("size_variation", 0)
+    if (
+        fault_type == "slicer"
+        and isinstance(average, int)
+        and isinstance(variation, int)
+        and variation >= average
+    ):
+        problems.append(
+            Problem(
+                "slicer's size_variation must be smaller than its average_size",
+                expected=f"size_variation below {average}",
+                got=str(variation),
+                path=("attributes", "size_variation"),
+            )
+        )
     for attribute in spec.attributes:
         if attribute.required and attribute.name not in attributes:
             problems.append(

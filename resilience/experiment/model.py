@@ -43,6 +43,7 @@ from resilience.experiment.units import (
     Percent,
     PositiveDuration,
     format_duration,
+    format_percent,
 )
 from resilience.stack.config import EPHEMERAL_HIGH, EPHEMERAL_LOW, Ports, ShopMode
 from resilience.stack.topology import stack_proxies
@@ -533,16 +534,24 @@ class Fault(_Model):
     @model_validator(mode="after")
     def _attributes(self) -> Fault:
         converted, problems = normalize_attributes(self.type, self.attributes)
-        if self.type == "ramp" and converted.get("steps") == 0:
+        if self.type in ("outage", "flap") and self.toxicity != 1.0:
             problems.append(
                 Problem(
-                    "a ramp needs at least one step", "steps >= 1", "0", ("attributes", "steps")
+                    f"toxicity has no meaning for {self.type} (a disabled proxy refuses every "
+                    "connection)",
+                    expected="no toxicity (or 100%)",
+                    got=format_percent(self.toxicity),
+                    path=("toxicity",),
                 )
             )
-        if self.type == "flap" and converted.get("duty") == 0:
+        period = converted.get("period", 10.0)
+        if self.type == "flap" and self.duration / float(period) > 10_000:
             problems.append(
                 Problem(
-                    "a flap with duty 0 never fails", "duty above 0", "0", ("attributes", "duty")
+                    "a flap of more than 10000 periods",
+                    expected="a longer period or a shorter fault",
+                    got=f"{format_duration(self.duration)} / {format_duration(float(period))}",
+                    path=("attributes", "period"),
                 )
             )
         raise_if(problems)

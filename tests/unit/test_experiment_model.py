@@ -168,8 +168,13 @@ def test_fault_attributes_convert_to_toxiproxy_units() -> None:
         ("{type: latency}", "needs attribute 'latency'"),
         ("{type: outage, attributes: {latency: 5}}", "expected no attributes"),
         ("{type: bandwidth, attributes: {rate: -1}}", "faults[0].attributes.rate"),
-        ("{type: flap, attributes: {period: 0s}}", "greater than zero"),
-        ("{type: ramp, attributes: {to: 1s, steps: 0}}", "at least one step"),
+        ("{type: flap, attributes: {period: 0s}}", "at least 0.1"),
+        ("{type: flap, attributes: {duty: 0}}", "above 0"),
+        ("{type: flap, toxicity: 50%}", "toxicity has no meaning for flap"),
+        ("{type: outage, toxicity: 0.5}", "toxicity has no meaning for outage"),
+        ("{type: ramp, attributes: {to: 1s, steps: 0}}", "at least 1"),
+        ("{type: slicer, attributes: {average_size: 0}}", "at least 1"),
+        ("{type: slicer, attributes: {average_size: 8, size_variation: 8}}", "smaller than"),
         ("{type: laggy}", "one of 'latency'"),
         ("{type: latency, attributes: {latency: 5}, toxicity: 2}", "between 0 and 1"),
         ("{type: latency, attributes: {latency: 5}, stream: sideways}", "upstream"),
@@ -179,6 +184,41 @@ def test_fault_type_table_checks_names_and_values(fault: str, needle: str) -> No
     """Attribute names and value types are checked per fault type."""
     spec = "{at: 10s, duration: 5s, proxy: postgres, " + fault[1:]
     assert needle in error_text(f"faults: [{spec}]\n")
+
+
+def test_fault_table_matches_the_fault_timeline() -> None:
+    """Type names, attribute names and required attributes agree with resilience.faults."""
+    from resilience.experiment import FAULT_TYPES
+    from resilience.faults.catalogue import FAULT_TYPES as TIMELINE_TYPES
+
+    assert set(FAULT_TYPES) == set(TIMELINE_TYPES)
+    for name, spec in FAULT_TYPES.items():
+        theirs = TIMELINE_TYPES[name]
+        assert [a.name for a in spec.attributes] == [a.name for a in theirs.attributes], name
+        assert [a.required for a in spec.attributes] == [a.required for a in theirs.attributes]
+        assert spec.toxic == theirs.toxic_type, name
+
+
+def test_fault_specs_build_from_every_catalogue_fault() -> None:
+    """The fault timeline accepts the faults this model produces (converted attributes)."""
+    from resilience.faults.catalogue import specs_from_model
+
+    experiment = load(
+        """
+        faults:
+          - {at: 10s, duration: 5s, proxy: postgres, type: latency, attributes: {latency: 1s}}
+          - {at: 10s, duration: 5s, proxy: postgres, type: flaky, toxicity: 30%,
+             attributes: {timeout: 0, reroll: 500ms}}
+          - {at: 10s, duration: 20s, proxy: catalog, type: flap, attributes: {period: 2s}}
+          - {at: 10s, duration: 20s, proxy: catalog, type: ramp,
+             attributes: {to: 800ms, steps: 4, jitter: 10ms}}
+          - {at: 10s, duration: 5s, proxy: orders, type: slicer,
+             attributes: {average_size: 64, size_variation: 8, delay: 1ms}}
+        """
+    )
+    specs = specs_from_model(experiment.faults)
+    assert [s.type for s in specs] == ["latency", "flaky", "flap", "ramp", "slicer"]
+    assert specs[1].attributes["reroll"] == 0.5
 
 
 def test_fault_must_name_a_known_proxy() -> None:

@@ -114,13 +114,13 @@ def test_override_creates_missing_mappings_and_quoted_keys() -> None:
         overrides=[
             "shop.mode=hardened",
             'slo.fault.endpoints."list".p95=1s',
-            "faults[1].toxicity=50%",
+            "faults[0].toxicity=50%",
         ],
     )
     assert experiment.shop is not None and experiment.shop.mode == "hardened"
     assert experiment.slo.fault is not None
     assert experiment.slo.fault.endpoints["list"].p95 == 1
-    assert experiment.faults[1].toxicity == 0.5
+    assert experiment.faults[0].toxicity == 0.5
 
 
 def test_override_null_removes() -> None:
