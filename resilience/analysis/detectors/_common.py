@@ -1,0 +1,405 @@
+"""Helpers the detectors share: parameters, per-endpoint phase numbers, trace look-ups,
+the "explaining span" of a failed request, and evidence in the shape reports read.
+
+Evidence keys are a contract with the reports: ``endpoints`` (list), ``seconds`` (affected
+second indexes), ``trace_ids`` (at most ``MAX_TRACE_IDS`` examples), ``trace_id`` + ``span``
+(``{service, name, duration_ms, reason}``) for the span that explains the finding,
+``numbers`` (named numbers) and ``series`` (a file name under the run's ``prometheus/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from resilience.analysis.data import LoadView, Phase, new_histogram
+from resilience.analysis.detectors.base import Detector
+from resilience.analysis.statistics import Trend, mann_kendall
+from resilience.errors import ObserveError
+from resilience.observe.prometheus import Series, save_series
+
+if TYPE_CHECKING:
+    from resilience.analysis.context import AnalysisContext
+    from resilience.load.samples import TraceRef
+    from resilience.observe.spans import Span, Trace
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACE_IDS = 5
+PROMETHEUS_DIR = "prometheus"
+
+
+class BaseDetector(Detector):
+    """A ``Detector`` that can say it does not apply to a run at all.
+
+    ``applies`` is asked before ``needs``: a detector with nothing to judge (no fault, a
+    run too short for a trend, no writes) stays silent instead of reporting that a data
+    source it would not have used is missing.
+    """
+
+    def applies(self, ctx: AnalysisContext) -> bool:
+        return True
+
+    def param(self, ctx: AnalysisContext, name: str, default: float) -> float:
+        return ctx.param(self.kind, name, default)
+
+    def int_param(self, ctx: AnalysisContext, name: str, default: int) -> int:
+        return int(ctx.param(self.kind, name, default))
+
+    def str_param(self, ctx: AnalysisContext, name: str, default: str | None) -> str | None:
+        settings = ctx.settings(self.kind)
+        if settings is None or name not in settings.params:
+            return default
+        return str(settings.params[name])
+
+
+# -- load numbers -------------------------------------------------------------------------
+
+
+def percentile_ms(hist: HdrHistogram, percentile: float) -> float:
+    """``hist.get_value_at_percentile`` in milliseconds, computed with numpy.
+
+    The same value as hdrh's (highest equivalent value of the first bucket whose
+    cumulative count reaches the target), but hdrh walks all ~23,000 buckets in Python,
+    milliseconds per call, and detectors ask for thousands of per-second percentiles.
+    """
+    counts = getattr(hist, "counts", None)
+    if counts is None or hist.get_total_count() == 0:
+        return float(hist.get_value_at_percentile(percentile)) / 1000.0
+    cumulative = np.cumsum(np.ctypeslib.as_array(counts)[: hist.counts_len])
+    target = hist.get_target_count_at_percentile(percentile)
+    index = int(np.searchsorted(cumulative, target))
+    if index >= hist.counts_len:
+        return 0.0
+    value = hist.get_value_from_index(index)
+    return float(hist.get_highest_equivalent_value(value)) / 1000.0
+
+
+def errors_of(counts: Mapping[str, int]) -> int:
+    """Every outcome that is not ``ok`` (4xx, 5xx, timeouts, connection errors, unexpected)."""
+    return sum(v for k, v in counts.items() if k != "ok")
+
+
+@dataclass(frozen=True)
+class SecondPoint:
+    """One second of one endpoint: requests, errors (non-OK) and p95 in milliseconds."""
+
+    second: int
+    requests: int
+    errors: int
+    p95: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+def second_points(
+    view: LoadView, endpoint: str | None, seconds: Iterable[int]
+) -> list[SecondPoint]:
+    """Per-second points of ``endpoint``; seconds without requests are left out."""
+    out: list[SecondPoint] = []
+    for second in seconds:
+        counts = view.counts(endpoint, second)
+        requests = sum(counts.values())
+        if requests == 0:
+            continue
+        hist = view.histogram(endpoint, second)
+        p95 = None
+        if hist is not None and hist.get_total_count():
+            p95 = percentile_ms(hist, 95)
+        out.append(SecondPoint(second, requests, errors_of(counts), p95))
+    return out
+
+
+@dataclass(frozen=True)
+class PhaseNumbers:
+    """One endpoint over one phase: totals and latency percentiles (ms) of the merged seconds."""
+
+    requests: int
+    errors: int
+    timeouts: int
+    p50: float | None
+    p95: float | None
+    max: float | None
+    seconds_with_data: int
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "error_rate": rounded(self.error_rate, 4),
+            "p50_ms": rounded(self.p50, 1),
+            "p95_ms": rounded(self.p95, 1),
+            "max_ms": rounded(self.max, 1),
+            "seconds_with_data": self.seconds_with_data,
+        }
+
+
+def phase_numbers(view: LoadView, endpoint: str | None, phase: Phase) -> PhaseNumbers:
+    hist = new_histogram()
+    requests = errors = timeouts = with_data = 0
+    for second in phase.seconds():
+        counts = view.counts(endpoint, second)
+        n = sum(counts.values())
+        if n:
+            with_data += 1
+        requests += n
+        errors += errors_of(counts)
+        timeouts += counts.get("timeout", 0)
+        h = view.histogram(endpoint, second)
+        if h is not None:
+            hist.add(h)
+    if hist.get_total_count() == 0:
+        return PhaseNumbers(requests, errors, timeouts, None, None, None, with_data)
+    return PhaseNumbers(
+        requests,
+        errors,
+        timeouts,
+        percentile_ms(hist, 50),
+        percentile_ms(hist, 95),
+        float(hist.get_max_value()) / 1000.0,
+        with_data,
+    )
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """``value`` rounded; ``None`` for a missing or non-finite one (evidence is JSON)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+# -- time -------------------------------------------------------------------------------
+
+
+def wall_window(ctx: AnalysisContext, phase: Phase) -> tuple[float, float]:
+    """The phase on the wall clock (unix seconds), for Prometheus range queries."""
+    return ctx.t0 + phase.start, ctx.t0 + phase.end
+
+
+def run_window(ctx: AnalysisContext) -> Phase | None:
+    """The whole run (first phase start to last phase end) as one phase named ``run``."""
+    if not ctx.phases:
+        return None
+    return Phase("run", min(p.start for p in ctx.phases), max(p.end for p in ctx.phases))
+
+
+def second_of(ctx: AnalysisContext, unix_s: float) -> int:
+    """The experiment-clock second index of a wall-clock time."""
+    return math.floor(unix_s - ctx.t0)
+
+
+def phase_of(phases: Sequence[Phase], t: float) -> str | None:
+    """The name of the phase holding experiment-clock time ``t``."""
+    for phase in phases:
+        if phase.start <= t < phase.end:
+            return phase.name
+    if phases and t >= max(p.end for p in phases):
+        return phases[-1].name
+    return None
+
+
+# -- traces ------------------------------------------------------------------------------
+
+
+def trace_of(ctx: AnalysisContext, trace_id: str) -> Trace | None:
+    return ctx.traces.get(trace_id) or ctx.traces.get(trace_id.lower())
+
+
+def span_evidence(span: Span, reason: str) -> dict[str, Any]:
+    return {
+        "service": span.service,
+        "name": span.name,
+        "duration_ms": round(span.duration_ns / 1e6, 1),
+        "reason": reason,
+    }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why one request was slow or failed, read from its trace."""
+
+    trace_id: str
+    span: dict[str, Any]
+    kind: str
+    """``wait`` (on a shared resource), ``server_gap`` (missing or late server span),
+    ``late_entry`` (the target's first span started late) or ``no_spans``."""
+    weight: float
+    """Seconds the explanation accounts for (to pick the strongest example)."""
+
+
+def entry_span(trace: Trace, ref: TraceRef | None) -> Span | None:
+    """The target's first span for the request: the child of the load engine's span if
+    present, else the trace's root."""
+    if ref is not None and ref.span_id:
+        children = [s for s in trace.spans if s.parent_id == ref.span_id.lower()]
+        if children:
+            return min(children, key=lambda s: s.start_ns)
+    return trace.root()
+
+
+def explain(
+    ctx: AnalysisContext,
+    ref: TraceRef,
+    *,
+    min_wait_s: float = 0.1,
+    late_after_s: float = 0.5,
+) -> Explanation | None:
+    """The span that explains a slow or failed request, strongest first: a wait on a shared
+    resource, then a missing or late server span of a callee, then the target's own first
+    span starting late (the request queued before the target took it). ``None`` when the
+    trace says nothing (or is not there; see ``explain_missing``)."""
+    trace = trace_of(ctx, ref.trace_id)
+    if trace is None:
+        return None
+    waits = trace.waits(min_duration_s=min_wait_s)
+    if waits:
+        wait = max(waits, key=lambda w: w.duration_s)
+        span = wait.span
+        size = span.attributes.get("pool.size")
+        resource = wait.resource or "?"
+        what = f"{wait.kind} {resource!r}" + (f" (size {size})" if size is not None else "")
+        outcome = "and gave up" if wait.failed else "before getting it"
+        reason = f"waited {wait.duration_s * 1000:.0f} ms for {what} {outcome}"
+        return Explanation(trace.trace_id, span_evidence(span, reason), "wait", wait.duration_s)
+    gaps = trace.server_gaps(late_after_s=late_after_s)
+    if gaps:
+
+        def gap_weight(g: Any) -> float:
+            return float(g.delay_s) if g.delay_s is not None else g.client.duration_s
+
+        gap = max(gaps, key=gap_weight)
+        peer = gap.peer or "the callee"
+        if gap.kind == "missing":
+            reason = (
+                f"no server span from {peer}: the call queued before the callee could take "
+                f"it (or never reached it) while the caller waited {gap.client.duration_s:.2f} s"
+            )
+        else:
+            reason = (
+                f"the server span at {peer} started {gap.delay_s or 0:.2f} s after the call: "
+                "the request queued before the callee took it"
+            )
+        return Explanation(
+            trace.trace_id, span_evidence(gap.client, reason), "server_gap", gap_weight(gap)
+        )
+    entry = entry_span(trace, ref)
+    if entry is not None:
+        delay = entry.start_ns / 1e9 - (ctx.t0 + ref.t)
+        if delay > late_after_s:
+            reason = (
+                f"{entry.service} started serving {delay:.2f} s after the client sent the "
+                "request: it queued before the target took it"
+            )
+            return Explanation(trace.trace_id, span_evidence(entry, reason), "late_entry", delay)
+    return None
+
+
+def strongest(explanations: Iterable[Explanation | None]) -> Explanation | None:
+    found = [e for e in explanations if e is not None]
+    order = {"wait": 3, "server_gap": 2, "late_entry": 1, "no_spans": 0}
+    return max(found, key=lambda e: (order.get(e.kind, 0), e.weight), default=None)
+
+
+def example_ids(refs: Iterable[TraceRef], limit: int = MAX_TRACE_IDS) -> list[str]:
+    """Up to ``limit`` distinct trace ids, in the given order."""
+    out: list[str] = []
+    for ref in refs:
+        if ref.trace_id not in out:
+            out.append(ref.trace_id)
+        if len(out) >= limit:
+            break
+    return out
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+
+
+def series_key(series: Series) -> tuple[tuple[str, str], ...]:
+    """A series' identity without its metric name (to join in_use / size / waiting)."""
+    return tuple(sorted((k, v) for k, v in series.labels.items() if k != "__name__"))
+
+
+def save_evidence(
+    ctx: AnalysisContext, name: str, series: Sequence[Series], **meta: Any
+) -> str | None:
+    """Save series under the run directory's ``prometheus/``; the file name, or ``None``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "series"
+    path = ctx.run_dir / PROMETHEUS_DIR / f"{slug}.json"
+    try:
+        save_series(path, series, **meta)
+    except (OSError, ValueError, ObserveError) as exc:
+        logger.warning("could not save evidence series %s: %s", path, exc)
+        return None
+    return path.name
+
+
+def label_text(labels: Iterable[tuple[str, str]]) -> str:
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels if k not in ("__name__",))
+    return "{" + inner + "}"
+
+
+# -- trends ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrendJudgement:
+    """A Mann-Kendall trend with its Theil-Sen line read as growth over the window."""
+
+    trend: Trend
+    start: float
+    end: float
+
+    @property
+    def growth(self) -> float:
+        return self.end - self.start
+
+    @property
+    def growth_ratio(self) -> float | None:
+        return self.growth / self.start if self.start > 0 else None
+
+    def grows(self, *, min_ratio: float, min_absolute: float) -> bool:
+        """Increasing (significantly) and by enough: at least ``min_absolute`` and
+        ``min_ratio`` of the starting level."""
+        return (
+            self.trend.direction == "increasing"
+            and self.growth >= min_absolute
+            and self.growth >= min_ratio * max(self.start, 0.0)
+        )
+
+    def numbers(self, unit: str, scale: float = 1.0) -> dict[str, Any]:
+        return {
+            f"start {unit}": rounded(self.start / scale, 2),
+            f"end {unit}": rounded(self.end / scale, 2),
+            f"growth {unit}": rounded(self.growth / scale, 2),
+            "growth ratio": rounded(self.growth_ratio, 3),
+            f"slope {unit} per hour": rounded(self.trend.slope * 3600 / scale, 2),
+            "mann-kendall p": rounded(self.trend.p_value, 6),
+            "mann-kendall z": rounded(self.trend.z, 3),
+            "samples": self.trend.n,
+        }
+
+
+def judge_trend(x: Sequence[float], y: Sequence[float], *, alpha: float) -> TrendJudgement:
+    """Mann-Kendall on ``y`` over ``x``; start and end read off the Theil-Sen line."""
+    trend = mann_kendall(y, x, alpha=alpha)
+    if math.isnan(trend.slope) or not x:
+        return TrendJudgement(trend, math.nan, math.nan)
+    return TrendJudgement(
+        trend,
+        trend.intercept + trend.slope * x[0],
+        trend.intercept + trend.slope * x[-1],
+    )

@@ -1,0 +1,121 @@
+"""Memory growth (endurance runs): a target process whose resident memory keeps rising.
+
+Range-queries ``process_resident_memory_bytes`` of the target's services over the whole
+run at ``step_s`` (10) second steps: for the built-in shop the jobs gateway, orders and
+catalog; for another target the experiment names the query (param ``memory_promql``),
+and without one the detector stays silent (it cannot tell the target's processes from
+the stack's own). Like ``latency_trend`` it needs at least ``min_seconds`` (300) of run,
+else no finding. Each series gets Mann-Kendall (``alpha`` 0.05) with the Theil-Sen slope;
+a finding when one grows by at least ``min_growth_mb`` (20) and ``min_growth_ratio``
+(0.1) of its starting level. The series are saved under ``prometheus/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from resilience.analysis.detectors._common import (
+    BaseDetector,
+    TrendJudgement,
+    judge_trend,
+    label_text,
+    run_window,
+    save_evidence,
+    series_key,
+    wall_window,
+)
+from resilience.analysis.detectors.base import Finding, Severity
+from resilience.errors import ObserveError
+
+if TYPE_CHECKING:
+    from resilience.analysis.context import AnalysisContext
+    from resilience.observe.prometheus import Series
+
+logger = logging.getLogger(__name__)
+
+SHOP_MEMORY = 'process_resident_memory_bytes{job=~"gateway|orders|catalog"}'
+MB = 1024.0 * 1024.0
+
+
+class MemoryGrowthDetector(BaseDetector):
+    kind: ClassVar[str] = "memory_growth"
+    needs: ClassVar[frozenset[str]] = frozenset({"prometheus"})
+    default_severity: ClassVar[Severity] = "warning"
+    default_fails_run: ClassVar[bool] = False
+
+    def query(self, ctx: AnalysisContext) -> str | None:
+        return self.str_param(ctx, "memory_promql", SHOP_MEMORY if ctx.builtin_shop else None)
+
+    def applies(self, ctx: AnalysisContext) -> bool:
+        window = run_window(ctx)
+        return (
+            window is not None
+            and window.duration >= self.param(ctx, "min_seconds", 300.0)
+            and self.query(ctx) is not None
+        )
+
+    def detect(self, ctx: AnalysisContext) -> list[Finding]:
+        window, query = run_window(ctx), self.query(ctx)
+        if window is None or query is None or ctx.prometheus is None:
+            return []
+        start, end = wall_window(ctx, window)
+        step = max(1.0, self.param(ctx, "step_s", 10.0))
+        try:
+            series = ctx.prometheus.query_range(query, start, end, step)
+        except ObserveError as exc:
+            logger.warning("memory_growth: %s", exc)
+            return [
+                self.finding(
+                    ctx,
+                    "Memory growth not evaluated: the memory query failed",
+                    {"reason": str(exc), "promql": query},
+                    status="not_evaluated",
+                )
+            ]
+        alpha = self.param(ctx, "alpha", 0.05)
+        min_ratio = self.param(ctx, "min_growth_ratio", 0.1)
+        min_bytes = self.param(ctx, "min_growth_mb", 20.0) * MB
+        growing: list[tuple[Series, TrendJudgement]] = []
+        for s in series:
+            points = [(t, v) for t, v in s.points if math.isfinite(v)]
+            if len(points) < 10:
+                continue
+            judged = judge_trend(
+                [t - ctx.t0 for t, _ in points], [v for _, v in points], alpha=alpha
+            )
+            if judged.grows(min_ratio=min_ratio, min_absolute=min_bytes):
+                growing.append((s, judged))
+        if not growing:
+            return []
+        file = save_evidence(
+            ctx, f"{self.kind}-resident-memory", series, kind=self.kind, promql=query, step=step
+        )
+        numbers: dict[str, Any] = {}
+        for s, judged in growing:
+            name = _name(s)
+            for key, value in judged.numbers("MB", MB).items():
+                numbers[f"{name} {key}"] = value
+        worst_series, worst = max(growing, key=lambda g: g[1].growth)
+        evidence: dict[str, Any] = {
+            "endpoints": [],
+            "seconds": [],
+            "processes": [_name(s) for s, _ in growing],
+            "labels": [label_text(series_key(s)) for s, _ in growing],
+            "numbers": numbers,
+            "promql": query,
+        }
+        if file is not None:
+            evidence["series"] = file
+        summary = (
+            f"Memory growth: {', '.join(_name(s) for s, _ in growing)}; worst "
+            f"{_name(worst_series)} from {worst.start / MB:.0f} MB to {worst.end / MB:.0f} MB "
+            f"over {window.duration:.0f} s (Mann-Kendall p={worst.trend.p_value:.2g})"
+        )
+        return [self.finding(ctx, summary, evidence)]
+
+
+def _name(series: Series) -> str:
+    labels = series.labels
+    return labels.get("job") or labels.get("service") or labels.get("instance") or "process"

@@ -1,0 +1,299 @@
+"""Pool exhaustion: a pool with every slot in use and callers waiting, during the fault.
+
+Two sources, either is enough:
+
+- **Prometheus**: each pool family is three gauges (in use, size, waiting) joined on their
+  labels and range-queried over the fault phase at 1 s steps. A second is *saturated*
+  when in use >= size and waiting > 0; a pool saturated for at least
+  ``min_saturated_seconds`` (2) seconds is a finding, with its saturated seconds, max
+  waiters and the series saved under ``prometheus/``. The families are the shop's database
+  pool (``shop_db_pool_*``) and gateway upstream pools (``shop_upstream_pool_*``), plus one
+  of the experiment's own naming (params ``in_use_metric``, ``size_metric``,
+  ``waiting_metric``) for other targets.
+- **Spans**: waits on a pool (``Trace.waits``: the shop's ``pool.acquire`` spans or any
+  span with ``resilience.wait.kind``) in traces of requests sent during the fault, longer
+  than ``wait_threshold_ms`` (500) or ending in an error (a bounded wait that gave up).
+  At least ``min_long_waits`` (3) such waits on one pool is a finding, unless Prometheus
+  already reported that pool; otherwise they add trace ids to its finding.
+
+Severity warning by default (experiments raise it, e.g. ``pool-exhaustion.yaml``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from resilience.analysis.detectors._common import (
+    MAX_TRACE_IDS,
+    BaseDetector,
+    label_text,
+    save_evidence,
+    second_of,
+    series_key,
+    span_evidence,
+    trace_of,
+    wall_window,
+)
+from resilience.analysis.detectors.base import Finding, Severity
+from resilience.errors import ObserveError
+from resilience.observe.prometheus import Series
+
+if TYPE_CHECKING:
+    from resilience.analysis.context import AnalysisContext
+    from resilience.analysis.data import Phase
+    from resilience.observe.spans import Wait
+
+logger = logging.getLogger(__name__)
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PoolFamily:
+    """Three gauges describing pools: slots in use, slots in all, callers waiting."""
+
+    name: str
+    in_use: str
+    size: str
+    waiting: str
+    resource_label: str | None = None
+    """The label naming the pool (matched against span waits' resource)."""
+
+
+SHOP_FAMILIES: tuple[PoolFamily, ...] = (
+    PoolFamily("db", "shop_db_pool_in_use", "shop_db_pool_size", "shop_db_pool_waiting"),
+    PoolFamily(
+        "upstream",
+        "shop_upstream_pool_in_use",
+        "shop_upstream_pool_size",
+        "shop_upstream_pool_waiting",
+        resource_label="pool",
+    ),
+)
+SHOP_DB_POOL = "orders-db"
+"""The shop's database pool name on its ``pool.acquire`` spans (resilience/shop/orders_store)."""
+
+
+@dataclass
+class Saturation:
+    """One pool's saturated seconds during the fault."""
+
+    family: PoolFamily
+    labels: LabelKey
+    seconds: list[int] = field(default_factory=list)
+    size: float = 0.0
+    max_in_use: float = 0.0
+    max_waiting: float = 0.0
+    series: list[Series] = field(default_factory=list)
+
+    @property
+    def resource(self) -> str | None:
+        labels = dict(self.labels)
+        if self.family.resource_label:
+            return labels.get(self.family.resource_label)
+        return SHOP_DB_POOL if self.family.name == "db" else None
+
+    @property
+    def title(self) -> str:
+        labels = dict(self.labels)
+        name = self.resource or labels.get("service") or labels.get("job") or self.family.name
+        return f"{self.family.name} pool {name!r}"
+
+
+class PoolExhaustionDetector(BaseDetector):
+    kind: ClassVar[str] = "pool_exhaustion"
+    default_severity: ClassVar[Severity] = "warning"
+    default_fails_run: ClassVar[bool] = False
+
+    def applies(self, ctx: AnalysisContext) -> bool:
+        return ctx.phase("fault") is not None
+
+    def families(self, ctx: AnalysisContext) -> list[PoolFamily]:
+        families = list(SHOP_FAMILIES)
+        in_use = self.str_param(ctx, "in_use_metric", None)
+        size = self.str_param(ctx, "size_metric", None)
+        waiting = self.str_param(ctx, "waiting_metric", None)
+        if in_use and size and waiting:
+            label = self.str_param(ctx, "pool_label", None)
+            families.append(PoolFamily("custom", in_use, size, waiting, label))
+        return families
+
+    def detect(self, ctx: AnalysisContext) -> list[Finding]:
+        fault = ctx.phase("fault")
+        if fault is None:
+            return []
+        if ctx.prometheus is None and (ctx.traces_unavailable or not ctx.traces):
+            reason = (
+                f"Prometheus: {ctx.prometheus_unavailable or 'not configured'}; "
+                f"traces: {ctx.traces_unavailable or 'none collected'}"
+            )
+            return [
+                self.finding(
+                    ctx,
+                    "Pool exhaustion not evaluated: neither pool metrics nor traces",
+                    {"reason": reason},
+                    status="not_evaluated",
+                )
+            ]
+        saturations: list[Saturation] = []
+        notes: list[str] = []
+        if ctx.prometheus is not None:
+            for family in self.families(ctx):
+                try:
+                    saturations.extend(self._saturation(ctx, family, fault))
+                except ObserveError as exc:
+                    logger.warning("pool_exhaustion: %s", exc)
+                    notes.append(f"{family.name} pool metrics not read: {exc}")
+        waits = self._long_waits(ctx, fault)
+        min_seconds = self.int_param(ctx, "min_saturated_seconds", 2)
+        findings: list[Finding] = []
+        reported: set[str] = set()
+        for sat in saturations:
+            if len(sat.seconds) < min_seconds:
+                continue
+            resource_waits = waits.get(sat.resource or "", []) if sat.resource else []
+            if sat.resource:
+                reported.add(sat.resource)
+            findings.append(self._from_metrics(ctx, sat, resource_waits, notes))
+        min_waits = self.int_param(ctx, "min_long_waits", 3)
+        for resource, pool_waits in sorted(waits.items()):
+            if resource in reported or len(pool_waits) < min_waits:
+                continue
+            findings.append(self._from_spans(ctx, resource, pool_waits, notes))
+        return findings
+
+    # -- Prometheus -------------------------------------------------------------------
+
+    def _saturation(
+        self, ctx: AnalysisContext, family: PoolFamily, fault: Phase
+    ) -> list[Saturation]:
+        assert ctx.prometheus is not None
+        start, end = wall_window(ctx, fault)
+        query = ctx.prometheus.query_range
+        in_use = {series_key(s): s for s in query(family.in_use, start, end, 1.0)}
+        if not in_use:
+            return []
+        size = {series_key(s): s for s in query(family.size, start, end, 1.0)}
+        waiting = {series_key(s): s for s in query(family.waiting, start, end, 1.0)}
+        out: list[Saturation] = []
+        for key, used in in_use.items():
+            if key not in size or key not in waiting:
+                continue
+            sizes = dict(size[key].points)
+            waits = dict(waiting[key].points)
+            sat = Saturation(family, key, series=[used, size[key], waiting[key]])
+            seconds: set[int] = set()
+            for t, value in used.points:
+                cap, queued = sizes.get(t), waits.get(t)
+                if cap is None or queued is None:
+                    continue
+                sat.size = max(sat.size, cap)
+                sat.max_in_use = max(sat.max_in_use, value)
+                sat.max_waiting = max(sat.max_waiting, queued)
+                if value >= cap > 0 and queued > 0:
+                    seconds.add(second_of(ctx, t))
+            sat.seconds = sorted(seconds)
+            out.append(sat)
+        return out
+
+    def _from_metrics(
+        self, ctx: AnalysisContext, sat: Saturation, waits: list[Wait], notes: list[str]
+    ) -> Finding:
+        file = save_evidence(
+            ctx,
+            f"{self.kind}-{sat.family.name}-{sat.resource or dict(sat.labels).get('service', '')}",
+            sat.series,
+            kind=self.kind,
+            family=sat.family.name,
+            labels=dict(sat.labels),
+        )
+        evidence: dict[str, Any] = {
+            "pool": sat.title,
+            "labels": label_text(sat.labels),
+            "endpoints": [],
+            "seconds": sat.seconds,
+            "numbers": {
+                "saturated seconds": len(sat.seconds),
+                "pool size": sat.size,
+                "max in use": sat.max_in_use,
+                "max waiters": sat.max_waiting,
+                "long waits in traces": len(waits),
+            },
+            **_wait_evidence(ctx, waits),
+        }
+        if file is not None:
+            evidence["series"] = file
+        if notes:
+            evidence["notes"] = notes
+        summary = (
+            f"Pool exhaustion: {sat.title} at its size ({sat.size:g}) with up to "
+            f"{sat.max_waiting:g} waiters for {len(sat.seconds)} s of the fault"
+        )
+        return self.finding(ctx, summary, evidence)
+
+    # -- spans --------------------------------------------------------------------------
+
+    def _long_waits(self, ctx: AnalysisContext, fault: Phase) -> dict[str, list[Wait]]:
+        """Pool waits over the threshold (or failed) in traces of fault-phase requests."""
+        threshold = self.param(ctx, "wait_threshold_ms", 500.0) / 1000.0
+        out: dict[str, list[Wait]] = {}
+        for ref in ctx.trace_refs:
+            if not fault.start <= ref.t < fault.end:
+                continue
+            trace = trace_of(ctx, ref.trace_id)
+            if trace is None:
+                continue
+            for wait in trace.waits():
+                if wait.kind != "pool" or not (wait.duration_s >= threshold or wait.failed):
+                    continue
+                out.setdefault(wait.resource or "?", []).append(wait)
+        return out
+
+    def _from_spans(
+        self, ctx: AnalysisContext, resource: str, waits: list[Wait], notes: list[str]
+    ) -> Finding:
+        longest = max(w.duration_s for w in waits)
+        failed = sum(1 for w in waits if w.failed)
+        evidence: dict[str, Any] = {
+            "pool": resource,
+            "seconds": sorted({second_of(ctx, w.span.start_ns / 1e9) for w in waits}),
+            "numbers": {
+                "long waits": len(waits),
+                "failed waits": failed,
+                "longest wait ms": round(longest * 1000, 1),
+            },
+            **_wait_evidence(ctx, waits),
+        }
+        if notes:
+            evidence["notes"] = notes
+        summary = (
+            f"Pool exhaustion: {len(waits)} waits on pool {resource!r} during the fault were "
+            f"long or gave up (longest {longest * 1000:.0f} ms, {failed} failed)"
+        )
+        return self.finding(ctx, summary, evidence)
+
+
+def _wait_evidence(ctx: AnalysisContext, waits: list[Wait]) -> dict[str, Any]:
+    if not waits:
+        return {}
+    ordered = sorted(waits, key=lambda w: -w.duration_s)
+    trace_ids: list[str] = []
+    for wait in ordered:
+        if wait.span.trace_id not in trace_ids:
+            trace_ids.append(wait.span.trace_id)
+    refs = {r.trace_id.lower(): r.endpoint for r in ctx.trace_refs}
+    longest = ordered[0]
+    size = longest.span.attributes.get("pool.size")
+    reason = (
+        f"waited {longest.duration_s * 1000:.0f} ms for pool {longest.resource or '?'!r}"
+        + (f" of {size}" if size is not None else "")
+        + (" and gave up" if longest.failed else "")
+    )
+    return {
+        "endpoints": sorted({refs[t] for t in trace_ids if t in refs}),
+        "trace_ids": trace_ids[:MAX_TRACE_IDS],
+        "trace_id": longest.span.trace_id,
+        "span": span_evidence(longest.span, reason),
+    }

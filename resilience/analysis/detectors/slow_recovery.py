@@ -1,0 +1,138 @@
+"""Slow recovery: the target took longer than its budget to return to its baseline band
+after the last heal, or never did (a metastable failure).
+
+Reads ``ctx.recovery`` (``analysis/recovery.py``: first run of ``stable_seconds`` in-band
+seconds after the heal) against the budget ``slo.recovery.within``. Over budget, or not
+recovered at all, is a critical finding that fails the run, with the out-of-band seconds
+and why each was out, and the degradation area. "Not recovered" is only claimed when the
+run watched long enough to prove it: at least the budget plus ``stable_seconds`` after the
+heal (without a budget, at least ``stable_seconds``); a shorter watch is ``inconclusive``.
+A fault never healed before the load ended leaves no recovery phase: ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from resilience.analysis.detectors._common import BaseDetector, errors_of, example_ids, rounded
+from resilience.analysis.detectors.base import Finding, Severity
+
+if TYPE_CHECKING:
+    from resilience.analysis.context import AnalysisContext
+    from resilience.analysis.data import Phase
+    from resilience.analysis.recovery import RecoveryResult
+
+MAX_LISTED = 30
+
+
+class SlowRecoveryDetector(BaseDetector):
+    kind: ClassVar[str] = "slow_recovery"
+    default_severity: ClassVar[Severity] = "critical"
+    default_fails_run: ClassVar[bool] = True
+
+    def applies(self, ctx: AnalysisContext) -> bool:
+        return ctx.phase("fault") is not None
+
+    def budget(self, ctx: AnalysisContext) -> float | None:
+        slo = ctx.experiment.slo.recovery
+        if slo is not None and slo.within is not None:
+            return float(slo.within)
+        return ctx.recovery.budget_seconds if ctx.recovery is not None else None
+
+    def detect(self, ctx: AnalysisContext) -> list[Finding]:
+        phase = ctx.phase("recovery")
+        if phase is None:
+            return [
+                self.finding(
+                    ctx,
+                    "Recovery not measured: the fault was still active when the load ended",
+                    {"reason": "no recovery phase"},
+                    status="inconclusive",
+                )
+            ]
+        result = ctx.recovery
+        if result is None:
+            return [
+                self.finding(
+                    ctx,
+                    "Recovery not measured: no baseline to compare the recovery phase with",
+                    {"reason": "no recovery result (missing baseline band)"},
+                    status="inconclusive",
+                )
+            ]
+        budget = self.budget(ctx)
+        evidence = self._evidence(ctx, result, phase, budget)
+        if result.recovered and result.seconds is not None:
+            if budget is None or result.seconds <= budget:
+                return []
+            return [
+                self.finding(
+                    ctx,
+                    f"Slow recovery: back in the baseline band {result.seconds:g} s after the "
+                    f"heal, over the {budget:g} s budget (degradation area "
+                    f"{result.degradation_area:g} s of lost good service)",
+                    evidence,
+                )
+            ]
+        watched = phase.duration
+        needed = (budget or 0.0) + result.stable_seconds
+        if result.note or watched < needed:
+            evidence["reason"] = result.note or (
+                f"watched {watched:.0f} s after the heal; proving 'not recovered within "
+                f"{budget or 0:g} s' needs {needed:g} s"
+            )
+            return [
+                self.finding(
+                    ctx,
+                    f"Recovery undetermined: not back in the baseline band in the {watched:.0f} s "
+                    "watched after the heal, which is too short to judge",
+                    evidence,
+                    status="inconclusive",
+                )
+            ]
+        over = f", budget {budget:g} s" if budget is not None else ""
+        return [
+            self.finding(
+                ctx,
+                f"No recovery (metastable failure?): still outside the baseline band "
+                f"{watched:.0f} s after the heal{over}; {len(result.out_of_band)} seconds out "
+                f"of band, degradation area {result.degradation_area:g} s",
+                evidence,
+            )
+        ]
+
+    def _evidence(
+        self, ctx: AnalysisContext, result: RecoveryResult, phase: Phase, budget: float | None
+    ) -> dict[str, Any]:
+        out_seconds = [s for s, _ in result.out_of_band]
+        endpoints = sorted(
+            {
+                e
+                for e in ctx.load.endpoints
+                for s in out_seconds
+                if errors_of(ctx.load.counts(e, s)) > 0
+            }
+        )
+        refs = [
+            r for r in ctx.trace_refs if phase.start <= r.t < phase.end and r.reason != "sampled"
+        ]
+        band = result.band
+        return {
+            "endpoints": endpoints,
+            "seconds": out_seconds,
+            "trace_ids": example_ids(refs),
+            "out_of_band": [[s, why] for s, why in result.out_of_band[:MAX_LISTED]],
+            "recovered": result.recovered,
+            "numbers": {
+                "recovery seconds": result.seconds,
+                "budget seconds": budget,
+                "degradation area s": result.degradation_area,
+                "stable seconds needed": result.stable_seconds,
+                "seconds watched after heal": rounded(phase.duration, 1),
+                "seconds out of band": len(out_seconds),
+                "heal time s": rounded(result.heal_time, 3),
+                "band max error rate": rounded(band.error_rate_max, 4),
+                "band max p95 ms": rounded(band.p95_max_ms, 1),
+                "band min rps": rounded(band.rps_min, 1),
+            },
+        }

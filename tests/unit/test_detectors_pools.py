@@ -1,0 +1,189 @@
+"""pool_exhaustion from Prometheus pool gauges and from pool-acquire spans."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from resilience.analysis.context import AnalysisContext
+from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
+from resilience.analysis.detectors.testing import (
+    T0,
+    LoadBuilder,
+    fault_phases,
+    make_context,
+    ref,
+    shop_experiment,
+    shop_trace,
+)
+from resilience.load.samples import TraceRef
+from resilience.observe.prometheus import FakePrometheusSource, PrometheusUnavailable, Series
+from resilience.observe.spans import Trace
+
+ITEMS = "GET /catalog/items"
+POST = "POST /orders"
+PHASES = fault_phases(end=38, fault=(10, 22))
+DB = {"service": "orders", "job": "orders", "instance": "127.0.0.1:8001"}
+SHARED = {"service": "gateway", "pool": "shared", "job": "gateway", "instance": "127.0.0.1:8000"}
+
+
+def gauge(name: str, labels: dict[str, str], value: Callable[[int], float]) -> Series:
+    return Series({"__name__": name, **labels}, [(T0 + s, value(s)) for s in range(38)])
+
+
+def saturated(s: int) -> bool:
+    return 12 <= s < 22
+
+
+def pool_metrics(db_saturated: bool = True, shared_saturated: bool = True) -> FakePrometheusSource:
+    """The shop's gauges: the db pool (4) and the gateway's shared pool (10) full in 12-21 s."""
+
+    def family(prefix: str, labels: dict[str, str], size: int, on: bool) -> dict[str, list[Series]]:
+        return {
+            f"{prefix}_size": [gauge(f"{prefix}_size", labels, lambda s: size)],
+            f"{prefix}_in_use": [
+                gauge(f"{prefix}_in_use", labels, lambda s: size if on and saturated(s) else 1)
+            ],
+            f"{prefix}_waiting": [
+                gauge(f"{prefix}_waiting", labels, lambda s: 6 + s if on and saturated(s) else 0)
+            ],
+        }
+
+    return FakePrometheusSource(
+        {
+            **family("shop_db_pool", DB, 4, db_saturated),
+            **family("shop_upstream_pool", SHARED, 10, shared_saturated),
+        }
+    )
+
+
+def context(
+    tmp_path: Path,
+    *,
+    prometheus: FakePrometheusSource | None = None,
+    traces: list[Trace] | None = None,
+    refs: list[TraceRef] | None = None,
+    fault: bool = True,
+    unavailable: str | None = None,
+) -> AnalysisContext:
+    load = LoadBuilder().add(ITEMS, range(38), ok=10)
+    return make_context(
+        shop_experiment(fault=fault),
+        load.view,
+        PHASES if fault else fault_phases(end=38),
+        run_dir=tmp_path,
+        prometheus=prometheus,
+        prometheus_unavailable=unavailable,
+        traces=traces or [],
+        trace_refs=refs or [],
+        traces_unavailable=None if traces else "none collected",
+        builtin_shop=True,
+    )
+
+
+def test_saturated_pools_from_prometheus(tmp_path: Path) -> None:
+    """Both shop pools at size with waiters for 10 s: one finding each, series saved."""
+    findings = PoolExhaustionDetector().detect(context(tmp_path, prometheus=pool_metrics()))
+    assert [f.evidence["pool"] for f in findings] == [
+        "db pool 'orders-db'",
+        "upstream pool 'shared'",
+    ]
+    db, shared = findings
+    assert db.evidence["seconds"] == list(range(12, 22))
+    assert db.evidence["numbers"]["pool size"] == 4
+    assert db.evidence["numbers"]["max waiters"] == 27
+    assert shared.evidence["numbers"]["saturated seconds"] == 10
+    saved = json.loads((tmp_path / "prometheus" / db.evidence["series"]).read_text())
+    assert len(saved["series"]) == 3
+    assert db.severity == "warning" and not db.fails_run
+
+
+def test_pool_below_size_is_not_exhausted(tmp_path: Path) -> None:
+    """Gauges that never reach the size with waiters give nothing."""
+    source = pool_metrics(db_saturated=False, shared_saturated=False)
+    assert PoolExhaustionDetector().detect(context(tmp_path, prometheus=source)) == []
+
+
+def test_control_run_does_not_apply(tmp_path: Path) -> None:
+    """No fault phase: nothing to judge."""
+    ctx = context(tmp_path, prometheus=pool_metrics(), fault=False)
+    assert not PoolExhaustionDetector().applies(ctx)
+
+
+def test_long_waits_in_spans_without_prometheus(tmp_path: Path) -> None:
+    """Without Prometheus, three catalog requests waiting 4 s on the shared pool are enough."""
+    traces = [shop_trace(ITEMS, 12.0 + i, 5.0, pool_wait=4.0) for i in range(3)]
+    refs = [ref(t, ITEMS, 12.0 + i, latency=5.0, outcome="timeout") for i, t in enumerate(traces)]
+    [finding] = PoolExhaustionDetector().detect(
+        context(tmp_path, traces=traces, refs=refs, unavailable="connection refused")
+    )
+    assert finding.evidence["pool"] == "shared"
+    assert finding.evidence["numbers"]["long waits"] == 3
+    assert finding.evidence["endpoints"] == [ITEMS]
+    assert finding.evidence["span"]["name"] == "pool.acquire"
+    assert finding.evidence["trace_ids"] == [t.trace_id for t in traces]
+
+
+def test_span_waits_join_the_prometheus_finding_of_their_pool(tmp_path: Path) -> None:
+    """Long waits on the shared pool add trace ids to its Prometheus finding, not a second one."""
+    traces = [shop_trace(ITEMS, 12.0 + i, 5.0, pool_wait=4.0) for i in range(3)]
+    refs = [ref(t, ITEMS, 12.0 + i, latency=5.0, outcome="timeout") for i, t in enumerate(traces)]
+    source = pool_metrics(db_saturated=False)
+    [finding] = PoolExhaustionDetector().detect(
+        context(tmp_path, prometheus=source, traces=traces, refs=refs)
+    )
+    assert finding.evidence["pool"] == "upstream pool 'shared'"
+    assert finding.evidence["numbers"]["long waits in traces"] == 3
+    assert finding.evidence["trace_id"] == traces[0].trace_id
+
+
+def test_short_waits_are_not_exhaustion(tmp_path: Path) -> None:
+    """Waits of 20 ms are under the 500 ms threshold."""
+    traces = [shop_trace(ITEMS, 12.0 + i, 0.05, pool_wait=0.02) for i in range(5)]
+    refs = [ref(t, ITEMS, 12.0 + i) for i, t in enumerate(traces)]
+    ctx = context(tmp_path, prometheus=FakePrometheusSource(), traces=traces, refs=refs)
+    assert PoolExhaustionDetector().detect(ctx) == []
+
+
+def test_neither_source_is_not_evaluated(tmp_path: Path) -> None:
+    """No Prometheus and no traces: one not_evaluated finding naming both reasons."""
+    [finding] = PoolExhaustionDetector().detect(context(tmp_path, unavailable="timed out"))
+    assert finding.status == "not_evaluated"
+    assert "timed out" in finding.evidence["reason"]
+    assert not finding.fails_run
+
+
+def test_prometheus_failing_mid_way_falls_back_to_spans(tmp_path: Path) -> None:
+    """A Prometheus error is noted and the span evidence still makes the finding."""
+    traces = [shop_trace(ITEMS, 12.0 + i, 5.0, pool_wait=4.0) for i in range(3)]
+    refs = [ref(t, ITEMS, 12.0 + i, latency=5.0, outcome="timeout") for i, t in enumerate(traces)]
+    broken = FakePrometheusSource(error=PrometheusUnavailable("down", endpoint="fake"))
+    [finding] = PoolExhaustionDetector().detect(
+        context(tmp_path, prometheus=broken, traces=traces, refs=refs)
+    )
+    assert finding.evidence["pool"] == "shared"
+    assert any("down" in note for note in finding.evidence["notes"])
+
+
+def test_custom_metric_names_from_params(tmp_path: Path) -> None:
+    """Another target's pool gauges, named in params, are judged the same way."""
+    labels = {"pool": "workers", "job": "app"}
+    source = FakePrometheusSource(
+        {
+            "app_pool_busy": [gauge("app_pool_busy", labels, lambda s: 8 if saturated(s) else 2)],
+            "app_pool_max": [gauge("app_pool_max", labels, lambda s: 8)],
+            "app_pool_queue": [gauge("app_pool_queue", labels, lambda s: 3 if saturated(s) else 0)],
+        }
+    )
+    extra = (
+        "detectors: {pool_exhaustion: {params: {in_use_metric: app_pool_busy, "
+        "size_metric: app_pool_max, waiting_metric: app_pool_queue, pool_label: pool}}}\n"
+    )
+    load = LoadBuilder().add(ITEMS, range(38), ok=10)
+    ctx = make_context(
+        shop_experiment(extra), load.view, PHASES, run_dir=tmp_path, prometheus=source
+    )
+    [finding] = PoolExhaustionDetector().detect(ctx)
+    assert finding.evidence["pool"] == "custom pool 'workers'"
+    assert len(finding.evidence["seconds"]) == 10
