@@ -507,7 +507,8 @@ class BatchWriter:
     """Commits acknowledged-but-queued orders in batches (``ack_before_commit`` only).
 
     A batch whose commit fails is lost: counted in ``shop_orders_lost_total`` and logged
-    with its ids. That loss is the ground truth the data-loss detector is tested with.
+    with its ids. That loss is the ground truth the data-loss detector is tested with. The
+    count is an upper bound: a batch that timed out behind a hung proxy may have committed.
     """
 
     def __init__(self, store: OrdersStore, options: ShopOptions, metrics: ShopMetrics) -> None:

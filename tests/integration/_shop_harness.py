@@ -179,6 +179,9 @@ def start_postgres(port: int) -> Proc:
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stdout}\n{done.stderr}")
+    if (pgdata / "postmaster.pid").exists():
+        # A server of an earlier, killed run on our own data directory: stop it first.
+        _as_postgres([str(PG_BIN / "pg_ctl"), "stop", "-D", str(pgdata), "-m", "immediate"])
     proc = spawn(
         "postgres",
         ["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(pgdata),
