@@ -1,9 +1,12 @@
 """resilience: chaos-plus-load experiments with a verdict and evidence.
 
-The public face is small; everything behind it may move. Heavy modules load lazily.
+The public face is small; everything behind it may move. ``load_experiment``,
+``run_experiment`` and the model load lazily, so ``import resilience`` stays cheap.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from resilience.errors import (
     DependencyUnavailable,
@@ -17,10 +20,34 @@ from resilience.errors import (
     StackError,
 )
 
+if TYPE_CHECKING:
+    from resilience.experiment.loader import load_experiment
+    from resilience.experiment.model import Experiment
+    from resilience.runner.orchestrator import RunOptions, RunResult, run_experiment
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_experiment": "resilience.experiment.loader",
+    "Experiment": "resilience.experiment.model",
+    "run_experiment": "resilience.runner.orchestrator",
+    "RunOptions": "resilience.runner.orchestrator",
+    "RunResult": "resilience.runner.orchestrator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'resilience' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DependencyUnavailable",
+    "Experiment",
     "ExperimentError",
     "FaultError",
     "GuardTripped",
@@ -28,6 +55,10 @@ __all__ = [
     "LoadError",
     "ObserveError",
     "ResilienceError",
+    "RunOptions",
+    "RunResult",
     "StackError",
     "__version__",
+    "load_experiment",
+    "run_experiment",
 ]

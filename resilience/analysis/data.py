@@ -16,10 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
-OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error")
-ERROR_OUTCOMES: tuple[str, ...] = ("4xx", "5xx", "timeout", "connection_error")
+OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error", "unexpected")
+ERROR_OUTCOMES: tuple[str, ...] = ("4xx", "5xx", "timeout", "connection_error", "unexpected")
+"""``unexpected``: a status outside the request's ``expect`` that is neither 4xx nor 5xx."""
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 3_600_000_000
 HIST_DIGITS = 3
@@ -149,8 +151,34 @@ class WindowStats:
         return self.requests / self.seconds if self.seconds else None
 
 
-def _ms(hist: HdrHistogram, percentile: float) -> float:
-    return float(hist.get_value_at_percentile(percentile)) / 1000.0
+def percentiles_ms(hist: HdrHistogram, wanted: Sequence[float]) -> list[float | None]:
+    """The values (ms) at ``wanted`` percentiles; None for each when the histogram is empty.
+
+    Exactly HdrHistogram's ``get_value_at_percentile`` (same target count, same bucket,
+    same highest equivalent value), but with the counts viewed as a numpy array and one
+    binary search per percentile: the library walks its 23,552 buckets in Python, ~16 ms
+    a call, which made a long run's per-second series take minutes.
+    """
+    if hist.get_total_count() == 0:
+        return [None] * len(wanted)
+    cumulative = np.cumsum(np.ctypeslib.as_array(hist.counts))
+    out: list[float | None] = []
+    for percentile in wanted:
+        target = hist.get_target_count_at_percentile(percentile)
+        index = int(np.searchsorted(cumulative, target, side="left"))
+        if index >= hist.counts_len:
+            out.append(0.0)
+            continue
+        value = hist.get_value_from_index(index)
+        if percentile:
+            value = hist.get_highest_equivalent_value(value)
+        else:
+            value = hist.get_lowest_equivalent_value(value)
+        out.append(float(value) / 1000.0)
+    return out
+
+
+_P = (50.0, 95.0, 99.0)
 
 
 def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> WindowStats:
@@ -169,13 +197,14 @@ def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -
     errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
     if hist.get_total_count() == 0:
         return WindowStats(total, errors, n_seconds, None, None, None, None, counts)
+    p50, p95, p99 = percentiles_ms(hist, _P)
     return WindowStats(
         requests=total,
         errors=errors,
         seconds=n_seconds,
-        p50=_ms(hist, 50),
-        p95=_ms(hist, 95),
-        p99=_ms(hist, 99),
+        p50=p50,
+        p95=p95,
+        p99=p99,
         max=float(hist.get_max_value()) / 1000.0,
         counts=counts,
     )
@@ -208,12 +237,8 @@ def second_series(view: LoadView, endpoint: str | None, seconds: Iterable[int]) 
         requests.append(sum(counts.values()))
         errors.append(sum(counts.get(k, 0) for k in ERROR_OUTCOMES))
         hist = view.histogram(endpoint, second)
-        if hist is None or hist.get_total_count() == 0:
-            p50.append(None)
-            p95.append(None)
-            p99.append(None)
-        else:
-            p50.append(_ms(hist, 50))
-            p95.append(_ms(hist, 95))
-            p99.append(_ms(hist, 99))
+        values = percentiles_ms(hist, _P) if hist is not None else [None, None, None]
+        p50.append(values[0])
+        p95.append(values[1])
+        p99.append(values[2])
     return SecondSeries(secs, requests, errors, p50, p95, p99)

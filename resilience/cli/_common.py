@@ -9,6 +9,7 @@ from typing import NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from resilience.errors import (
     EXIT_INTERRUPTED,
@@ -45,10 +46,16 @@ def fail(error: ResilienceError) -> NoReturn:
         StackError: "stack error",
     }
     title = next((t for cls, t in label.items() if isinstance(error, cls)), "error")
-    err_console.print(f"[bold red]{title}:[/] {error}", highlight=False, markup=True)
+    # Messages quote user input ([profile 'x'], {int:1:50}, :emoji-like:): print them as
+    # plain text, never as markup.
+    message = Text(f"{title}: ", style="bold red")
+    message.append(str(error))
+    err_console.print(message, highlight=False, emoji=False)
     if isinstance(error, StackError) and error.log_tail:
-        err_console.print(f"[dim]--- last lines of {error.component or 'the'} log ---[/]")
-        err_console.print(error.log_tail, highlight=False, markup=False)
+        err_console.print(
+            Text(f"--- last lines of {error.component or 'the'} log ---", style="dim")
+        )
+        err_console.print(Text(error.log_tail), highlight=False, emoji=False)
     raise typer.Exit(error.exit_code)
 
 

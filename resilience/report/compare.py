@@ -26,11 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from resilience.analysis.data import LoadView, Phase, WindowStats
+from resilience.analysis.data import LoadView, Phase, WindowStats, second_series, window_stats
 from resilience.analysis.phases import phase_named
 from resilience.analysis.statistics import compare
 from resilience.errors import ExperimentError
-from resilience.report import fast
 from resilience.report.journal import FindingRecord, JournalData
 from resilience.report.rundir import RunData, read_run
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
@@ -179,7 +178,7 @@ def _finite(value: Any) -> Any:
 
 def _samples(view: LoadView, endpoint: str | None, phase: Phase) -> tuple[list[float], list[float]]:
     """One-second p95 (ms) and error-rate samples of the seconds that had requests."""
-    series = fast.series(view, endpoint, phase.seconds())
+    series = second_series(view, endpoint, phase.seconds())
     p95 = [v for v in series.p95 if v is not None]
     rates = [series.errors[i] / n for i, n in enumerate(series.requests) if n]
     return p95, rates
@@ -260,8 +259,8 @@ def _phase_deltas(
                 notes.append(f"the {name} phase exists in only one run: not compared")
             continue
         for endpoint in endpoints:
-            a = Side.of(fast.stats(va, endpoint, pa.seconds()))
-            b = Side.of(fast.stats(vb, endpoint, pb.seconds()))
+            a = Side.of(window_stats(va, endpoint, pa.seconds()))
+            b = Side.of(window_stats(vb, endpoint, pb.seconds()))
             lat_a, err_a = _samples(va, endpoint, pa)
             lat_b, err_b = _samples(vb, endpoint, pb)
             deltas.append(

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from resilience.analysis.data import LoadView, Phase
+from resilience.analysis.data import LoadView, Phase, second_series
 from resilience.observe.spans import Span, Trace
-from resilience.report import fast, svg
+from resilience.report import svg
 from resilience.report.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
 from resilience.report.rundir import RunData
 from resilience.report.summary import (
@@ -200,7 +200,7 @@ class _Report:
             )
         else:
             secs = range(load.seconds[0], load.seconds[-1] + 1)
-            s = fast.series(load, None, secs)
+            s = second_series(load, None, secs)
             xs = [sec + 0.5 for sec in s.seconds]
             parts.append(
                 svg.line_chart(
@@ -462,7 +462,7 @@ class _Report:
         endpoints = finding_endpoints(f)
         endpoint = endpoints[0] if endpoints and endpoints[0] in load.endpoints else None
         secs = range(load.seconds[0], load.seconds[-1] + 1) if load.seconds else range(0)
-        s = fast.series(load, endpoint, secs)
+        s = second_series(load, endpoint, secs)
         xs = [sec + 0.5 for sec in s.seconds]
         highlights = [
             svg.Window(a, b, f"affected {a:g}-{b:g} s", css_class="affected")

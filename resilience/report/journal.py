@@ -83,6 +83,9 @@ class CheckRecord(_Record):
     reason: str | None = None
     severity: str = "critical"
     series_file: str | None = None
+    fails_run: bool = False
+    """A failed check fails the run only at severity critical; info and warning checks
+    describe what happened (e.g. the shop's built-in checks during a fault)."""
 
 
 class FindingRecord(_Record):

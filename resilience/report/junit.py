@@ -1,8 +1,9 @@
 """JUnit XML for CI: a test suite per category, a test case per SLO, check and finding.
 
-Failures are exactly the items that failed (an SLO with ``passed: false``, a check with
-``status: failed``, a finding with ``fails_run: true``); items that could not be evaluated
-are ``<skipped>``. A fourth suite, ``run``, holds one case that fails only when the run did
+Failures are exactly the items that failed the run (an SLO with ``passed: false``, a check
+with ``status: failed`` and ``fails_run: true`` (severity critical), a finding with
+``fails_run: true``); an informational check that did not hold passes and says so in its
+suite's system-out; items that could not be evaluated are ``<skipped>``. A fourth suite, ``run``, holds one case that fails only when the run did
 not complete (aborted, error, still running) or failed with no other case to show why, so
 a CI page is never green for a run that was not.
 
@@ -111,7 +112,7 @@ def _check_suite(journal: JournalData, durations: dict[str, float]) -> _Suite:
             time=durations.get(check.phase, 0.0),
             kind="check",
         )
-        if check.status == "failed":
+        if check.status == "failed" and check.fails_run:
             case.outcome, case.message = "failure", message
             case.details = json.dumps(check.model_dump(), sort_keys=True, default=str)
         elif check.status == "not_evaluated":

@@ -65,17 +65,18 @@ def render_markdown(run: RunData) -> str:
     lines.extend(_slo_section(journal))
     lines.extend(_findings_section(journal))
     lines.extend(_recovery_section(journal))
-    checks_failed = [c for c in journal.checks if c.status == "failed"]
+    checks_failed = [c for c in journal.checks if c.status == "failed" and c.fails_run]
+    observed = [c for c in journal.checks if c.status == "failed" and not c.fails_run]
     if journal.checks:
-        lines.append(
-            f"**Checks:** {len(journal.checks) - len(checks_failed)} of {len(journal.checks)} "
-            "held"
-            + (
-                ""
-                if not checks_failed
-                else f"; failed: {', '.join(md(c.name) for c in checks_failed)}"
+        held = len([c for c in journal.checks if c.status == "passed"])
+        text = f"**Checks:** {held} of {len(journal.checks)} held"
+        if checks_failed:
+            text += f"; failed: {', '.join(md(c.name) for c in checks_failed)}"
+        if observed:
+            text += f"; did not hold (informational, {len(observed)}): " + ", ".join(
+                md(f"{c.name} ({c.phase})") for c in observed
             )
-        )
+        lines.append(text)
         lines.append("")
     lines.append(
         f"_{md(journal.started_at)} · target {md(journal.target or '—')} · "

@@ -474,6 +474,7 @@ def write_sample_run(
             passed=not pool_failed,
             observed={"value": 9.0 if pool_failed else 0.0},
             series_file="pool-saturated.json",
+            fails_run=pool_failed,
         ),
         CheckRecord(
             name="gateway up",
@@ -520,7 +521,7 @@ def write_sample_run(
     )
     failed = (
         any(s.passed is False for s in slos)
-        or any(c.status == "failed" for c in checks)
+        or any(c.status == "failed" and c.fails_run for c in checks)
         or any(f.fails_run for f in findings)
     )
     if load_files:

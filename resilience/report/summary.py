@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resilience.analysis.data import LoadView, Phase, WindowStats
+from resilience.analysis.data import LoadView, Phase, WindowStats, window_stats
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
-from resilience.report import fast
 from resilience.report.journal import CheckRecord, FindingRecord, JournalData, SloRecord
 
 _SEVERITY_RANK = {
@@ -158,7 +157,7 @@ class Verdict:
 
 def verdict(journal: JournalData, *, top: int = 3) -> Verdict:
     failed_slos = [s for s in journal.slo if s.passed is False]
-    failed_checks = [c for c in journal.checks if c.status == "failed"]
+    failed_checks = [c for c in journal.checks if c.status == "failed" and c.fails_run]
     failing = [f for f in finding_order(journal.findings) if f.fails_run and f.status == "found"]
     shown = [f for f in finding_order(journal.findings) if f.status == "found"][:top]
     exit_code = journal.exit_code
@@ -228,6 +227,6 @@ class EndpointRow:
 def phase_table(load: LoadView, phase: Phase) -> list[EndpointRow]:
     """Per-endpoint numbers of one phase from the merged histograms, the whole target first."""
     seconds = list(phase.seconds())
-    rows = [EndpointRow(None, fast.stats(load, None, seconds))]
-    rows.extend(EndpointRow(e, fast.stats(load, e, seconds)) for e in load.endpoints)
+    rows = [EndpointRow(None, window_stats(load, None, seconds))]
+    rows.extend(EndpointRow(e, window_stats(load, e, seconds)) for e in load.endpoints)
     return rows

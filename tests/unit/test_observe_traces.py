@@ -60,11 +60,13 @@ def recorded_id() -> str:
 
 
 def simple_trace(trace_id: str, *, complete: bool = True) -> Trace:
-    parent = None if complete else "ffffffffffffffff"
-    return Trace(
-        trace_id,
-        (Span(trace_id, "0000000000000001", parent, "gateway", "GET /x", "server", 0, 10),),
-    )
+    """One server span; incomplete = a second span whose parent has not arrived yet."""
+    spans = [Span(trace_id, "0000000000000001", None, "gateway", "GET /x", "server", 0, 10)]
+    if not complete:
+        spans.append(
+            Span(trace_id, "0000000000000002", "ffffffffffffffff", "orders", "q", "client", 2, 8)
+        )
+    return Trace(trace_id, tuple(spans))
 
 
 def jaeger(handler: object) -> JaegerTraceSource:

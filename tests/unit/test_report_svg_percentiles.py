@@ -1,16 +1,18 @@
-"""Fast percentiles and SVG helpers: the same numbers as HdrHistogram, charts that hold up."""
+"""Fast percentiles (analysis.data) and SVG helpers: the same numbers as HdrHistogram, charts that hold up."""
 
 from __future__ import annotations
 
-import random
 import xml.etree.ElementTree as ET
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience.analysis.data import MemoryLoadView, new_histogram, second_series, window_stats
-from resilience.report import fast, svg
+from resilience.analysis.data import (
+    new_histogram,
+    percentiles_ms,
+)
+from resilience.report import svg
 
 
 @settings(max_examples=40, deadline=None)
@@ -23,35 +25,13 @@ def test_percentiles_match_hdrhistogram(values: list[int], percentile: float) ->
     hist = new_histogram()
     for value in values:
         hist.record_value(value)
-    (ours,) = fast.percentiles_ms(hist, [percentile])
+    (ours,) = percentiles_ms(hist, [percentile])
     assert ours == hist.get_value_at_percentile(percentile) / 1000.0
-
-
-def test_series_and_stats_equal_the_analysis_versions() -> None:
-    """fast.series / fast.stats are drop-in replacements for second_series / window_stats."""
-    rng = random.Random(3)
-    view = MemoryLoadView()
-    for second in range(20):
-        for endpoint in ("GET /a", "POST /b"):
-            if second == 7 and endpoint == "POST /b":
-                continue  # a second without data for one endpoint
-            hist = new_histogram()
-            for _ in range(25):
-                hist.record_value(int(rng.lognormvariate(10, 1.5)))
-            view.add(endpoint, second, hist, {"ok": 20, "5xx": 3, "timeout": 2})
-    for endpoint in (None, "GET /a", "POST /b"):
-        assert fast.series(view, endpoint, range(-2, 22)) == second_series(
-            view, endpoint, range(-2, 22)
-        )
-        assert fast.stats(view, endpoint, range(5, 15)) == window_stats(
-            view, endpoint, range(5, 15)
-        )
-    assert fast.stats(view, "GET /a", range(30, 40)) == window_stats(view, "GET /a", range(30, 40))
 
 
 def test_empty_histogram_has_no_percentiles() -> None:
     """An empty histogram gives None, not 0."""
-    assert fast.percentiles_ms(new_histogram(), [50.0, 99.0]) == [None, None]
+    assert percentiles_ms(new_histogram(), [50.0, 99.0]) == [None, None]
 
 
 def test_nice_ticks_are_round_and_cover_the_range() -> None:
