@@ -474,6 +474,9 @@ class Load(_Model):
     workload: Workload
     trace_sample: Percent = 0.01
     slow_threshold: PositiveDuration = 1.0
+    warmup: Duration = 2.0
+    """Seconds at the start of the load left out of every phase: cold caches, connection
+    set-up and the spawn of users would otherwise pass for baseline behaviour."""
 
     @model_validator(mode="after")
     def _one_shape(self) -> Load:

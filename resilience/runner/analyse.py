@@ -88,8 +88,12 @@ def analyse(
         for f in journal.data.faults
         if f.applied_at is not None
     ]
+    first_fault = min((f.applied_at for f in faults), default=inputs.load_end)
+    warmup = min(experiment.load.warmup, first_fault, inputs.load_end)
     phases = compute_phases(
-        [FaultWindow(f.applied_at, f.healed_at) for f in faults], start=0.0, end=inputs.load_end
+        [FaultWindow(f.applied_at, f.healed_at) for f in faults],
+        start=warmup,
+        end=inputs.load_end,
     )
     journal.update(
         phases=[
