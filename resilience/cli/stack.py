@@ -38,11 +38,15 @@ def _config() -> StackConfig:
 
 
 def _fault_sweeper() -> FaultSweeper | None:
-    """The hook ``stack status`` runs to heal faults a crashed run left behind.
+    """The hook ``stack status`` runs to heal faults a crashed run left behind."""
 
-    The lead wires ``resilience.faults.sweeper.sweep`` here (it receives the StackConfig).
-    """
-    return None
+    def sweeper(config: StackConfig) -> None:
+        from resilience.runner.target import sweep_leftovers
+
+        for line in sweep_leftovers(config):
+            err_console.print(f"[yellow]sweep:[/] {line}", highlight=False)
+
+    return sweeper
 
 
 def _reporter() -> InstallReporter:

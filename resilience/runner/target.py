@@ -103,6 +103,13 @@ def prepare_target(
     if builtin:
         url = config.gateway_url
     assert url is not None
+    other = active_run(config)
+    if other is not None:
+        raise StackError(
+            f"another run is in progress on this stack (pid {other[0]}, {other[1]}): "
+            "two runs would fault each other's target; wait for it or stop it",
+            component="run",
+        )
     client = ToxiproxyClient(config.toxiproxy_url)
     known = [p.name for p in stack_proxies(config.ports)] if builtin else []
     declared = _ensure_declared_proxies(client, experiment)
@@ -156,6 +163,33 @@ def _sweep(client: ToxiproxyClient, config: StackConfig, proxies: list[str]) -> 
     if not report.clean:
         logger.warning("%s", report.summary())
     return report
+
+
+def active_run(config: StackConfig) -> tuple[int, str] | None:
+    """(pid, journal) of a run in progress on this stack, if its process is alive."""
+    marker = config.paths.state / ACTIVE_RUN_FILE
+    try:
+        raw = json.loads(marker.read_text(encoding="utf-8"))
+        pid = int(raw.get("pid", 0))
+    except (OSError, ValueError, TypeError):
+        return None
+    if pid and pid != os.getpid() and _alive(pid):
+        return pid, str(raw.get("journal", ""))
+    return None
+
+
+def sweep_leftovers(config: StackConfig) -> list[str]:
+    """What `stack status` runs: heal a killed run's faults and mark its journal aborted.
+
+    Does nothing while a run is in progress (its faults are not leftovers).
+    """
+    running = active_run(config)
+    if running is not None:
+        return [f"a run is in progress (pid {running[0]}); not sweeping its faults"]
+    with ToxiproxyClient(config.toxiproxy_url) as client:
+        report = _sweep(client, config, [p.name for p in stack_proxies(config.ports)])
+    messages = [] if report is None or report.clean else [report.summary()]
+    return messages + sweep_abandoned_runs(config)
 
 
 def sweep_abandoned_runs(config: StackConfig) -> list[str]:

@@ -195,3 +195,11 @@ def hardened_shop(stack: StackHandle) -> StackHandle:
     """The whole stack with the shop in hardened mode (default options)."""
     stack.stack.up(shop_mode="hardened")
     return stack
+
+
+@pytest.fixture(scope="session")
+def runs(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A session cache of experiment runs on the real stack (see tests/integration/_runs.py)."""
+    from tests.integration._runs import RunCache
+
+    yield RunCache(stack, tmp_path_factory.mktemp("runs"))
