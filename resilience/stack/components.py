@@ -393,9 +393,13 @@ class Jaeger(Component):
 
     def launch(self, ctx: Context) -> Launch:
         argv = [str(ctx.programs.jaeger), "--config", str(self.config_file(ctx))]
-        return Launch(
-            argv=argv, log=ctx.log(self.name), cwd=ctx.config.paths.state, env=_base_env()
-        )
+        env = _base_env()
+        # Jaeger traces its own query API and exports those spans to localhost:4317 by
+        # default: into itself (default ports) or nowhere (offset ports, ~10 s stall at
+        # shutdown). Neither is wanted: the store holds the target's traces only.
+        env["OTEL_TRACES_SAMPLER"] = "always_off"
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = ctx.config.url("jaeger_otlp_http")
+        return Launch(argv=argv, log=ctx.log(self.name), cwd=ctx.config.paths.state, env=env)
 
     def probe(self, ctx: Context, record: ComponentRecord | None = None) -> str | None:
         return _http_probe(ctx, f"{ctx.config.url('jaeger_health')}/status")
