@@ -187,3 +187,11 @@ def test_custom_metric_names_from_params(tmp_path: Path) -> None:
     [finding] = PoolExhaustionDetector().detect(ctx)
     assert finding.evidence["pool"] == "custom pool 'workers'"
     assert len(finding.evidence["seconds"]) == 10
+
+
+def test_waits_from_before_the_fault_are_ignored(tmp_path: Path) -> None:
+    """A wait span that started before the fault belongs to another request: not counted."""
+    stale = [shop_trace(ITEMS, -30.0 + i, 5.0, pool_wait=4.0) for i in range(3)]
+    refs = [ref(t, ITEMS, 12.0 + i, latency=5.0, outcome="timeout") for i, t in enumerate(stale)]
+    ctx = context(tmp_path, traces=stale, refs=refs, unavailable="connection refused")
+    assert PoolExhaustionDetector().detect(ctx) == []

@@ -238,6 +238,9 @@ class PoolExhaustionDetector(BaseDetector):
     def _long_waits(self, ctx: AnalysisContext, fault: Phase) -> dict[str, list[Wait]]:
         """Pool waits over the threshold (or failed) in traces of fault-phase requests."""
         threshold = self.param(ctx, "wait_threshold_ms", 500.0) / 1000.0
+        # A span that starts before the request was sent belongs to another request
+        # (a trace id reused across runs): it says nothing about this fault.
+        earliest_ns = (ctx.t0 + fault.start - 1.0) * 1e9
         out: dict[str, list[Wait]] = {}
         for ref in ctx.trace_refs:
             if not fault.start <= ref.t < fault.end:
@@ -247,6 +250,8 @@ class PoolExhaustionDetector(BaseDetector):
                 continue
             for wait in trace.waits():
                 if wait.kind != "pool" or not (wait.duration_s >= threshold or wait.failed):
+                    continue
+                if wait.span.start_ns < earliest_ns:
                     continue
                 out.setdefault(wait.resource or "?", []).append(wait)
         return out
