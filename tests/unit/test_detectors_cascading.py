@@ -261,3 +261,17 @@ def test_requests_without_any_span_are_reported_as_untraced(tmp_path: Path) -> N
     [finding] = CascadingFailureDetector().detect(ctx)
     assert finding.evidence["untraced"] == 3
     assert finding.evidence["trace_ids"] == [r.trace_id for r in lost]
+
+
+def test_unknown_faulted_proxy_is_not_read_as_untouched(tmp_path: Path) -> None:
+    """A fault phase with no fault record says nothing about footprints: inconclusive."""
+    ctx = make_context(
+        shop_experiment(),
+        fragile_load().view,
+        PHASES,
+        run_dir=tmp_path,
+        faults=[],
+        builtin_shop=True,
+    )
+    [finding] = CascadingFailureDetector().detect(ctx)
+    assert finding.status == "inconclusive"

@@ -136,3 +136,11 @@ def test_memory_needs_a_long_run_and_a_query(tmp_path: Path) -> None:
     )
     [finding] = MemoryGrowthDetector().detect(named)
     assert finding.evidence["processes"] == ["app"]
+
+
+def test_no_memory_series_on_a_long_run_is_not_evaluated(tmp_path: Path) -> None:
+    """A long run whose memory query returns nothing says so instead of staying silent."""
+    ctx = context(tmp_path, LoadBuilder(), prometheus=FakePrometheusSource())
+    [finding] = MemoryGrowthDetector().detect(ctx)
+    assert finding.status == "not_evaluated"
+    assert SHOP_MEMORY in finding.summary

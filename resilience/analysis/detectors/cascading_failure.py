@@ -220,7 +220,8 @@ def footprint(
         if endpoint in touched and members:
             by_traces = bool(touched[endpoint] & members)
         by_topology: bool | None = None
-        if ctx.builtin_shop:
+        # Without knowing which proxy was faulted, "does not touch it" cannot be said.
+        if ctx.builtin_shop and faulted_proxies:
             proxies = shop_proxies(ctx, endpoint)
             if proxies is not None:
                 by_topology = bool(proxies & faulted_proxies)

@@ -7,7 +7,9 @@ and without one the detector stays silent (it cannot tell the target's processes
 the stack's own). Like ``latency_trend`` it needs at least ``min_seconds`` (300) of run,
 else no finding. Each series gets Mann-Kendall (``alpha`` 0.05) with the Theil-Sen slope;
 a finding when one grows by at least ``min_growth_mb`` (20) and ``min_growth_ratio``
-(0.1) of its starting level. The series are saved under ``prometheus/``.
+(0.1) of its starting level. The series are saved under ``prometheus/``. A query that
+returns no series on a long run is ``not_evaluated`` (the process exports no memory
+gauge, or Prometheus did not scrape it), never a silent "no growth".
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ class MemoryGrowthDetector(BaseDetector):
                     ctx,
                     "Memory growth not evaluated: the memory query failed",
                     {"reason": str(exc), "promql": query},
+                    status="not_evaluated",
+                )
+            ]
+        if not any(len(s.points) >= 10 for s in series):
+            # Silence would read as "no growth"; say that memory was not measured.
+            return [
+                self.finding(
+                    ctx,
+                    f"Memory growth not evaluated: Prometheus has no memory series for {query}",
+                    {
+                        "reason": "the memory query returned no series (or too few points)",
+                        "promql": query,
+                    },
                     status="not_evaluated",
                 )
             ]
