@@ -4,9 +4,12 @@ Both generators drive the same local Go echo server (benchmarks/echo, standard l
 only) on 127.0.0.1 with the same number of users, no think time, for the same duration;
 the server runs on one core and the generator under test on the other. The two run
 alternately (ours, plain, ours, plain, ...) in one invocation so that drift on a shared
-machine hits both. Throughput is counted over the same steady window (after the warm-up
-second(s)) for both: ours from the per-second samples by send time, plain Locust from its
-request counter. The ratio ours / plain is the number to watch (target >= 0.9).
+machine hits both. Both are measured over the same steady window (after the warm-up):
+requests (ours from the per-second samples by send time, checked against the server's
+own count; plain Locust from its request counter), wall time, and the generator's CPU
+time. Two ratios ours / plain: throughput (req/s) and efficiency (requests per CPU
+second). On a machine shared with other work the core is not ours alone, so req/s swings
+with the neighbours; requests per CPU second does not, and is the number to hold >= 0.9.
 
     .venv/bin/python benchmarks/load_engine.py                  # print the table
     .venv/bin/python benchmarks/load_engine.py --write-results  # and update RESULTS.md
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,8 +72,8 @@ def start_echo(binary: Path, port: int, cpu: int) -> subprocess.Popen[bytes]:
 
 def run_ours(
     host: str, users: int, duration: float, warmup: float, *, cpu: int, work: Path
-) -> float:
-    from resilience.load import LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
+) -> Measure:
+    from resilience.load import LoadData, LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
 
     plan = LoadPlan(
         target=host,
@@ -78,27 +82,65 @@ def run_ours(
         requests=[RequestPlan(name="GET /", path="/")],
     )
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
+    served_before = _served(host)
+    marks: dict[str, tuple[float, float]] = {}
     with LoadEngine(plan, workers=1, log_dir=run_dir / "logs") as engine:
-        engine.prepare()
-        for pid in engine.pids:
-            os.sched_setaffinity(pid, {cpu})
+        # The worker inherits this process's CPU from birth, every thread of it.
+        home = os.sched_getaffinity(0)
+        _pin(cpu)
+        try:
+            engine.prepare()
+        finally:
+            os.sched_setaffinity(0, home)
+        [pid] = engine.pids
         t0 = time.time() + 0.5
         engine.start(t0=t0)
         recorder = LoadRecorder(run_dir, t0=t0, workers=1)
         deadline = time.monotonic() + duration + 30
         while engine.running and time.monotonic() < deadline:
-            recorder.consume(engine.poll(1.0))
+            for name, at in (("begin", t0 + int(warmup)), ("end", t0 + int(duration))):
+                if name not in marks and time.time() >= at:
+                    marks[name] = (time.time(), _process_cpu(pid))
+            recorder.consume(engine.poll(0.05))
         recorder.consume(engine.poll(0))
         recorder.close()
-    from resilience.load import LoadData
-
     data = LoadData.read(run_dir)
+    served = _served(host) - served_before
+    if served != data.total_requests():
+        raise SystemExit(f"recorded {data.total_requests()} requests but the server saw {served}")
     first, last = int(warmup), int(duration)
     counted = sum(sum(data.counts(None, s).values()) for s in range(first, last))
-    return counted / (last - first)
+    (_, cpu0), (_, cpu1) = marks["begin"], marks["end"]
+    return Measure(counted, last - first, cpu1 - cpu0)
 
 
-def run_plain(host: str, users: int, duration: float, warmup: float, cpu: int) -> float:
+@dataclass(frozen=True)
+class Measure:
+    requests: int
+    wall: float
+    cpu: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall
+
+    @property
+    def per_cpu(self) -> float:
+        return self.requests / self.cpu if self.cpu > 0 else float("nan")
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _served(host: str) -> int:
+    with urllib.request.urlopen(f"{host}/_stats", timeout=5) as response:
+        return int(json.load(response)["requests"])
+
+
+def run_plain(host: str, users: int, duration: float, warmup: float, cpu: int) -> Measure:
     process = subprocess.run(
         [
             sys.executable,
@@ -119,11 +161,14 @@ def run_plain(host: str, users: int, duration: float, warmup: float, cpu: int) -
         preexec_fn=lambda: _pin(cpu),
         check=True,
     )
-    return float(json.loads(process.stdout.strip().splitlines()[-1])["rps"])
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    return Measure(int(result["requests"]), float(result["wall"]), float(result["cpu"]))
 
 
 def plain_child(host: str, users: int, duration: float, warmup: float) -> None:
     """Plain Locust in library mode: a minimal FastHttpUser, headless, no web UI."""
+    import resource
+
     import gevent
     from locust import FastHttpUser, constant, task
     from locust.env import Environment
@@ -135,16 +180,20 @@ def plain_child(host: str, users: int, duration: float, warmup: float) -> None:
         def index(self) -> None:
             self.client.get("/")
 
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
     env = Environment(user_classes=[Plain], host=host)
     runner = env.create_local_runner()
     start = time.monotonic()
     runner.start(users, spawn_rate=float(users))
-    gevent.sleep(max(0.0, start + warmup - time.monotonic()))
-    begin_count, begin = env.stats.total.num_requests, time.monotonic()
-    gevent.sleep(max(0.0, start + duration - time.monotonic()))
-    end_count, end = env.stats.total.num_requests, time.monotonic()
+    gevent.sleep(max(0.0, start + int(warmup) - time.monotonic()))
+    count0, wall0, cpu0 = env.stats.total.num_requests, time.monotonic(), cpu()
+    gevent.sleep(max(0.0, start + int(duration) - time.monotonic()))
+    count1, wall1, cpu1 = env.stats.total.num_requests, time.monotonic(), cpu()
     runner.quit()
-    print(json.dumps({"rps": (end_count - begin_count) / (end - begin)}))
+    print(json.dumps({"requests": count1 - count0, "wall": wall1 - wall0, "cpu": cpu1 - cpu0}))
 
 
 def write_results(table: str) -> None:
@@ -183,8 +232,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="load-bench-") as tmp:
         work = Path(tmp)
         server = start_echo(build_echo(work), args.port, args.server_cpu)
-        ours: list[float] = []
-        plain: list[float] = []
+        ours: list[Measure] = []
+        plain: list[Measure] = []
         try:
             for round_no in range(1, args.rounds + 1):
                 a = run_ours(
@@ -194,29 +243,40 @@ def main() -> None:
                 ours.append(a)
                 plain.append(b)
                 print(
-                    f"round {round_no}: ours {a:8.1f} req/s   plain {b:8.1f} req/s   "
-                    f"ratio {a / b:.3f}",
+                    f"round {round_no}: ours {a.rps:7.0f} req/s {a.per_cpu:7.0f} req/cpu-s   "
+                    f"plain {b.rps:7.0f} req/s {b.per_cpu:7.0f} req/cpu-s   "
+                    f"ratios {a.rps / b.rps:.3f} {a.per_cpu / b.per_cpu:.3f}",
                     flush=True,
                 )
         finally:
             server.terminate()
             server.wait(timeout=10)
     rows = [
-        "| round | ours (req/s) | plain Locust (req/s) | ours / plain |",
-        "| ---: | ---: | ---: | ---: |",
+        "| round | ours req/s | plain req/s | ratio req/s | ours req/CPU-s | "
+        "plain req/CPU-s | ratio req/CPU-s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i, (a, b) in enumerate(zip(ours, plain, strict=True), start=1):
-        rows.append(f"| {i} | {a:.0f} | {b:.0f} | {a / b:.3f} |")
-    med_a, med_b = statistics.median(ours), statistics.median(plain)
-    rows.append(f"| median | {med_a:.0f} | {med_b:.0f} | {med_a / med_b:.3f} |")
+        rows.append(
+            f"| {i} | {a.rps:.0f} | {b.rps:.0f} | {a.rps / b.rps:.3f} | {a.per_cpu:.0f} | "
+            f"{b.per_cpu:.0f} | {a.per_cpu / b.per_cpu:.3f} |"
+        )
+    rps_a = statistics.median(m.rps for m in ours)
+    rps_b = statistics.median(m.rps for m in plain)
+    cpu_a = statistics.median(m.per_cpu for m in ours)
+    cpu_b = statistics.median(m.per_cpu for m in plain)
+    rows.append(
+        f"| median | {rps_a:.0f} | {rps_b:.0f} | {rps_a / rps_b:.3f} | {cpu_a:.0f} | "
+        f"{cpu_b:.0f} | {cpu_a / cpu_b:.3f} |"
+    )
     table = "\n".join(
         [
             f"`benchmarks/load_engine.py`, {time.strftime('%Y-%m-%d')}: {args.users} users, "
-            f"no think time, {args.duration:.0f} s per run (throughput over seconds "
+            f"no think time, {args.duration:.0f} s per run (measured over seconds "
             f"{args.warmup:.0f}-{args.duration:.0f}), {args.rounds} alternating rounds; "
             f"Go echo server pinned to CPU {args.server_cpu}, generator to CPU "
             f"{args.client_cpu}; Python {platform.python_version()}, {os.cpu_count()} CPUs "
-            "(shared with other work, so absolute numbers move; the ratio is the point).",
+            f"(load average {os.getloadavg()[0]:.1f} at the end: shared with other work).",
             "",
             *rows,
         ]

@@ -103,7 +103,7 @@ class Workload:
         self._warned_ids: set[str] = set()
 
     def choose(self, state: UserState) -> int | None:
-        return self.chooser.choose(state.rng, frozenset(state.variables))
+        return self.chooser.choose(state.rng, state.captured)
 
     def send(
         self,
@@ -113,9 +113,12 @@ class Workload:
         *,
         send_t: float | None = None,
         second: int | None = None,
+        timer: Timeout | None = None,
     ) -> None:
         """Send request ``index`` and record it. Closed model: sent now. Open model: the
-        caller gives the intended time ``send_t`` and the ``second`` it already began."""
+        caller gives the intended time ``send_t`` and the ``second`` it already began.
+        ``timer``: a reusable client-timeout Timeout of this greenlet (saves creating one
+        per request)."""
         template = self.templates[index]
         request = self.plan.requests[index]
         state.seq += 1
@@ -133,7 +136,9 @@ class Workload:
         try:
             response: Any = None
             error: BaseException | None = None
-            timer = Timeout.start_new(self.timeout)
+            if timer is None:
+                timer = Timeout(self.timeout)
+            timer.start()
             try:
                 response = client.request(
                     request.method, path, name=template.name, headers=headers, json=body
@@ -143,7 +148,7 @@ class Workload:
                     raise
                 error = exc
             finally:
-                timer.close()
+                timer.cancel()
             done_t = self.clock.now()
             status = 0
             if response is not None:
@@ -185,7 +190,7 @@ class Workload:
             return
         for variable, field in request.capture.items():
             if field in data:
-                state.variables[variable] = data[field]
+                state.capture(variable, data[field])
             else:
                 self._warn_once(request.name, f"response has no field {field!r} to capture")
         if request.write is not None:
@@ -244,6 +249,7 @@ def workload_user_class(workload: Workload, seed_source: random.Random) -> type[
             super().__init__(environment)
             self.client.request_event = _SILENT
             self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
+            self.timer = Timeout(plan.client_timeout)
 
         @task
         def step(self) -> None:
@@ -253,7 +259,7 @@ def workload_user_class(workload: Workload, seed_source: random.Random) -> type[
             if index is None:  # cannot happen for a validated plan; do not spin
                 gevent.sleep(1.0)
                 return
-            workload.send(self.client, self.state, index)
+            workload.send(self.client, self.state, index, timer=self.timer)
 
     return WorkloadUser
 

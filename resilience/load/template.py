@@ -12,6 +12,7 @@ Nothing here imports gevent: the worker and the unit tests share it.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from bisect import bisect_right
@@ -34,6 +35,15 @@ class UserState:
     rng: random.Random
     seq: int = 0
     variables: dict[str, Any] = field(default_factory=dict)
+    captured: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.captured = frozenset(self.variables)
+
+    def capture(self, name: str, value: Any) -> None:
+        self.variables[name] = value
+        if name not in self.captured:
+            self.captured = self.captured | {name}
 
 
 class _Part(Protocol):
@@ -103,7 +113,7 @@ class Template:
             return self.parts[0](state)
         return self.render(state)
 
-    @property
+    @functools.cached_property
     def constant(self) -> bool:
         return all(isinstance(p, _Literal) for p in self.parts)
 
@@ -169,6 +179,8 @@ class RequestTemplate:
     needs: frozenset[str]
 
     def render_path(self, state: UserState) -> str:
+        if self.path.constant:
+            return self.path.source
         # Captured values may hold characters that do not belong in a URL path.
         if not self.path.needs:
             return self.path.render(state)
