@@ -29,6 +29,7 @@ from resilience.analysis.data import MemoryLoadView, Phase
 from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector
 from resilience.analysis.detectors.data_loss import DataLossDetector
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
+from resilience.analysis.detectors.retry_amplification import RetryAmplificationDetector
 from resilience.analysis.detectors.testing import SHOP_ENDPOINTS, histogram, shop_experiment
 from resilience.analysis.detectors.timeout import TimeoutDetector
 from resilience.analysis.pipeline import run_detectors
@@ -316,10 +317,13 @@ def test_fragile_shop_under_a_hung_database(
     traces, client timeouts, and exhausted pools in the real Prometheus gauges."""
     run = drive(fragile_shop, fault_s=12.0, recovery_s=8.0)
     settle_prometheus()
-    with analysis_context(fragile_shop, run, tmp_path) as ctx:
+    # factor 0: any measured ratio is reported, to see the real counters and PromQL at work.
+    retry_params = "detectors: {retry_amplification: {params: {factor: 0, min_requests: 5}}}\n"
+    with analysis_context(fragile_shop, run, tmp_path, extra=retry_params) as ctx:
         cascade = CascadingFailureDetector().detect(ctx)
         timeouts = TimeoutDetector().detect(ctx)
         pools = PoolExhaustionDetector().detect(ctx)
+        [retries] = RetryAmplificationDetector().detect(ctx)
     everything = summaries(cascade + timeouts + pools)
     [finding] = cascade
     assert finding.status == "found", everything
@@ -332,6 +336,9 @@ def test_fragile_shop_under_a_hung_database(
     assert {"db pool 'orders-db'", "upstream pool 'shared'"} & pools_found, everything
     saved = [f.evidence["series"] for f in pools if "series" in f.evidence]
     assert all((tmp_path / "prometheus" / name).is_file() for name in saved)
+    numbers = retries.evidence["numbers"]
+    assert numbers["calls per request baseline"] > 0.5, numbers
+    assert "ratio (metrics)" in numbers and "ratio (traces)" in numbers, numbers
 
 
 def test_hardened_shop_has_no_cascade(
