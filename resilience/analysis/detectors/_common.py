@@ -203,7 +203,8 @@ def second_of(ctx: AnalysisContext, unix_s: float) -> int:
 
 
 def phase_of(phases: Sequence[Phase], t: float) -> str | None:
-    """The name of the phase holding experiment-clock time ``t``."""
+    """The name of the phase holding experiment-clock time ``t``; a time after the run
+    (a span that ended after the load did) counts in the last phase."""
     for phase in phases:
         if phase.start <= t < phase.end:
             return phase.name
