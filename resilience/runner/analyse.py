@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 MAX_TRACES = 240
 """Traces fetched per run: enough for evidence, bounded so analysis stays quick."""
 BASELINE_TRACES_PER_ENDPOINT = 8
+TRACE_DEADLINE = 8.0
+"""Seconds to wait for traces Jaeger has not ingested. The shop exports spans within a
+second or two; a trace still missing after this belongs to a request the target has not
+finished yet (it is still queued or stuck) and will not help the verdict."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,9 @@ def _traces(
     if not wanted:
         return {}, "the load engine kept no trace ids"
     with JaegerTraceSource(config.jaeger_query_url, timeout=5.0) as source:
-        collection = collect_traces(source, wanted, run_dir / "traces", deadline_s=30.0)
+        collection = collect_traces(
+            source, wanted, run_dir / "traces", concurrency=8, deadline_s=TRACE_DEADLINE
+        )
     if collection.unavailable and not collection.traces:
         reason = next(iter(collection.missing.values()), "Jaeger unavailable")
         return {}, reason
