@@ -178,6 +178,18 @@ def percentiles_ms(hist: HdrHistogram, wanted: Sequence[float]) -> list[float | 
     return out
 
 
+def count_above(hist: HdrHistogram, threshold_us: float) -> int:
+    """How many recorded values are above ``threshold_us`` (at histogram resolution)."""
+    total = int(hist.get_total_count())
+    if total == 0:
+        return 0
+    index = hist.get_counts_array_index(int(threshold_us))
+    if index >= hist.counts_len:
+        return 0
+    at_or_below = int(np.ctypeslib.as_array(hist.counts)[: index + 1].sum())
+    return max(0, total - at_or_below)
+
+
 _P = (50.0, 95.0, 99.0)
 
 

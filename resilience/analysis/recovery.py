@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from resilience.analysis.data import LoadView, Phase, second_series
+from resilience.analysis.data import LoadView, Phase, count_above, second_series
 from resilience.analysis.phases import phase_named
 from resilience.analysis.statistics import mad, median
 
@@ -159,12 +159,8 @@ def degradation_area(
             ok = counts.get("ok", 0)
             slow = 0
             hist = view.histogram(endpoint, second)
-            if hist is not None and threshold_us is not None and hist.get_total_count():
-                slow = sum(
-                    item.count_added_in_this_iter_step
-                    for item in hist.get_recorded_iterator()
-                    if item.value_iterated_to > threshold_us
-                )
+            if hist is not None and threshold_us is not None:
+                slow = count_above(hist, threshold_us)
             good = max(0, ok - slow)
             quality = min(1.0, good / band.baseline_rps)
             area += 1.0 - quality

@@ -9,7 +9,14 @@ always shows the current state and no code path can forget to update them.
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST as _CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from resilience.shop.breaker import CircuitBreaker
 from resilience.shop.pools import PoolAccounting
@@ -31,6 +38,8 @@ class ShopMetrics:
         self.service = service
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_resident_memory_bytes & co.: the memory_growth detector reads them.
+        ProcessCollector(registry=r)
         self.http_request_duration = Histogram(
             "shop_http_request_duration_seconds",
             "Server-side duration of HTTP requests, by route template.",

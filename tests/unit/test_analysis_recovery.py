@@ -128,3 +128,16 @@ def test_recovery_missing_throughput_is_out_of_band() -> None:
     phases = [Phase("baseline", 0, 15), Phase("fault", 15, 20), Phase("recovery", 20, 40)]
     result = measure_recovery(view, phases)
     assert result is not None and result.seconds == pytest.approx(8)
+
+
+def test_count_above_matches_the_recorded_values() -> None:
+    """count_above counts the values above a threshold, at histogram resolution."""
+    from resilience.analysis.data import count_above
+
+    hist = new_histogram()
+    for value in (100, 200, 5_000, 5_000_000, 6_000_000):
+        hist.record_value(value)
+    assert count_above(hist, 1_000) == 3
+    assert count_above(hist, 5_500_000) == 1
+    assert count_above(hist, 10_000_000) == 0
+    assert count_above(new_histogram(), 10) == 0

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.data import LoadView, Phase, new_histogram
+from resilience.analysis.data import LoadView, Phase, new_histogram, percentiles_ms
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
 from resilience.errors import ObserveError
@@ -64,22 +63,9 @@ class BaseDetector(Detector):
 
 
 def percentile_ms(hist: HdrHistogram, percentile: float) -> float:
-    """``hist.get_value_at_percentile`` in milliseconds, computed with numpy.
-
-    The same value as hdrh's (highest equivalent value of the first bucket whose
-    cumulative count reaches the target), but hdrh walks all ~23,000 buckets in Python,
-    milliseconds per call, and detectors ask for thousands of per-second percentiles.
-    """
-    counts = getattr(hist, "counts", None)
-    if counts is None or hist.get_total_count() == 0:
-        return float(hist.get_value_at_percentile(percentile)) / 1000.0
-    cumulative = np.cumsum(np.ctypeslib.as_array(counts)[: hist.counts_len])
-    target = hist.get_target_count_at_percentile(percentile)
-    index = int(np.searchsorted(cumulative, target))
-    if index >= hist.counts_len:
-        return 0.0
-    value = hist.get_value_from_index(index)
-    return float(hist.get_highest_equivalent_value(value)) / 1000.0
+    """``hist.get_value_at_percentile`` in milliseconds (numpy; see data.percentiles_ms)."""
+    (value,) = percentiles_ms(hist, (percentile,))
+    return 0.0 if value is None else value
 
 
 def errors_of(counts: Mapping[str, int]) -> int:
