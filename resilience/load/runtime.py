@@ -67,6 +67,18 @@ logger = logging.getLogger(__name__)
 _SILENT = EventHook()  # type: ignore[no-untyped-call] # our users record directly; nobody needs Locust's request event
 
 
+class ClientDeadline(BaseException):
+    """Raised into a greenlet whose request outlived the plan's client timeout.
+
+    Our own BaseException on purpose. Raised as gevent's ``Timeout``, the deadline was
+    caught twice on its way: geventhttpclient's retry loop treats a ``Timeout`` as a
+    temporary error and Locust's FastHttpSession as an ordinary failure, so it came back
+    wrapped, after the library had decided what to do with the half-read connection —
+    and the next requests on that user's client failed within a millisecond, counted as
+    timeouts (seen against a hung proxy, 2026-11-25). Nothing but ``send`` catches this.
+    """
+
+
 def _is_timeout(error: BaseException | None) -> bool:
     """A timeout, also when geventhttpclient wrapped it (RetriesExceeded keeps ``original``)."""
     for _ in range(5):
@@ -113,12 +125,15 @@ class Workload:
         *,
         send_t: float | None = None,
         second: int | None = None,
-        timer: Timeout | None = None,
     ) -> None:
         """Send request ``index`` and record it. Closed model: sent now. Open model: the
         caller gives the intended time ``send_t`` and the ``second`` it already began.
-        ``timer``: a reusable client-timeout Timeout of this greenlet (saves creating one
-        per request)."""
+
+        The client timeout bounds the whole request (connect, send, every read) with a
+        fresh deadline per request; the socket-level timeouts of the session are the
+        same length, so a silent peer ends as a socket timeout inside the library (which
+        then discards the connection) and the deadline is the backstop for a peer that
+        trickles."""
         template = self.templates[index]
         request = self.plan.requests[index]
         state.seq += 1
@@ -136,19 +151,16 @@ class Workload:
         try:
             response: Any = None
             error: BaseException | None = None
-            if timer is None:
-                timer = Timeout(self.timeout)
-            timer.start()
+            deadline = Timeout(self.timeout, ClientDeadline)
+            deadline.start()
             try:
                 response = client.request(
                     request.method, path, name=template.name, headers=headers, json=body
                 )
-            except Timeout as exc:
-                if exc is not timer:
-                    raise
-                error = exc
+            except ClientDeadline:
+                error = TimeoutError(f"no complete answer within {self.timeout:g}s")
             finally:
-                timer.cancel()
+                deadline.cancel()
             done_t = self.clock.now()
             status = 0
             if response is not None:
@@ -249,7 +261,6 @@ def workload_user_class(workload: Workload, seed_source: random.Random) -> type[
             super().__init__(environment)
             self.client.request_event = _SILENT
             self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
-            self.timer = Timeout(plan.client_timeout)
 
         @task
         def step(self) -> None:
@@ -259,7 +270,7 @@ def workload_user_class(workload: Workload, seed_source: random.Random) -> type[
             if index is None:  # cannot happen for a validated plan; do not spin
                 gevent.sleep(1.0)
                 return
-            workload.send(self.client, self.state, index, timer=self.timer)
+            workload.send(self.client, self.state, index)
 
     return WorkloadUser
 
@@ -280,6 +291,8 @@ class OpenScheduler:
             network_timeout=plan.client_timeout,
             connection_timeout=plan.client_timeout,
             concurrency=self.limit,
+            # A retry would send a second request and time it as one; never.
+            max_retries=0,
         )
         # One shared state: in the open model there are no users, only requests.
         self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))

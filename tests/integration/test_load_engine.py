@@ -509,3 +509,26 @@ def test_workers_stop_by_themselves_when_the_parent_is_killed(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         parent.wait(timeout=10)
+
+
+def test_requests_after_a_timeout_are_not_failed_at_once(server: Server, tmp_path: Path) -> None:
+    """After client timeouts against a stalled server, later requests succeed; no request
+    is counted as a timeout before the client timeout has passed."""
+    t0 = time.time() + 3.0
+    server.stall_window = (t0 + 1.0, t0 + 3.0)
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=t0,
+        stages=[Stage(duration=6, users=3, spawn_rate=3)],
+        requests=[RequestPlan(name="GET /items", path="/items")],
+        client_timeout=0.5,
+        wait_min=0.05,
+        wait_max=0.1,
+        trace_sample=1.0,
+    )
+    data, _exits, _took = run_to_end(plan, tmp_path / "run", workers=1, lead=t0 - time.time())
+    timeouts = [r for r in data.traces if r.outcome == "timeout"]
+    assert timeouts, "the stall should have produced client timeouts"
+    assert min(r.latency for r in timeouts) >= 0.45, sorted(r.latency for r in timeouts)[:5]
+    after = [r for r in data.traces if r.t >= 3.6]
+    assert after and all(r.outcome == "ok" for r in after)
