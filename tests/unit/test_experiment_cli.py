@@ -94,7 +94,7 @@ def test_list_shows_the_catalogue(app: typer.Typer) -> None:
     for name in ("db-outage", "pool-exhaustion", "normal", "endurance"):
         assert name in result.output
     assert "outage@postgres" in result.output
-    assert "38s" in result.output
+    assert "20s" in result.output
 
 
 def test_list_flags_invalid_entries(app: typer.Typer, tmp_path: Path) -> None:
