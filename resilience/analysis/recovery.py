@@ -23,6 +23,9 @@ from resilience.analysis.data import LoadView, Phase, count_above, second_series
 from resilience.analysis.phases import phase_named
 from resilience.analysis.statistics import mad, median
 
+P95_FLOOR_MS = 50.0
+"""A second's p95 may exceed the baseline median by this much and still be in band."""
+
 
 @dataclass(frozen=True)
 class Band:
@@ -85,7 +88,9 @@ def baseline_band(
         rate_max = max(rate_max, med_rate + 1.5 / med_rps)
     p95_max = None
     if med_p95 is not None:
-        p95_max = max(med_p95 + k * _finite(mad(p95s)), med_p95 * 1.25, med_p95 + 10.0)
+        # Floors: a service with a 20 ms baseline p95 is "back" at 60 ms; one 65 ms second
+        # on a busy machine must not read as "not recovered yet".
+        p95_max = max(med_p95 + k * _finite(mad(p95s)), med_p95 * 1.5, med_p95 + P95_FLOOR_MS)
     rps_min = max(0.0, min(med_rps - k * _finite(mad(rps)), 0.5 * med_rps))
     return Band(rate_max, p95_max, rps_min, med_rate, med_p95, med_rps)
 

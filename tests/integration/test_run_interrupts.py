@@ -25,7 +25,8 @@ HEAL_DEADLINE = 1.0
 
 
 def _start_run(handle: StackHandle, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    command = [RESILIENCE, "run", "db-outage", "--profile", "smoke", "--out", str(out), *extra]
+    command = [RESILIENCE, "run", "db-outage", "--profile", "smoke", "--out", str(out)]
+    command += ["--set", "faults.0.at=3s", *extra]
     return subprocess.Popen(
         command,
         env=cli_env(handle),

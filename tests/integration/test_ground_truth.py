@@ -1,0 +1,139 @@
+"""The ground-truth matrix: {fragile, hardened} x the catalogue's fault experiments, smoke.
+
+Each cell runs once per session (shared with the other run tests through the ``runs``
+cache) on the real stack. What is asserted per cell is written down in ``MATRIX``:
+the exit code, the finding kinds that must be found, and those that must not be. The
+shop's mechanisms make these the truth (docs/shop.md); where an effect is marginal at
+smoke size (a few seconds, ten users) the cell asserts only what is robust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from resilience.runner.orchestrator import RunResult
+from tests.integration._runs import RunCache, leftovers
+from tests.integration.conftest import StackHandle
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CATALOG = {"GET /catalog/items", "GET /catalog/items/{item_id}"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    exit_code: int
+    found: frozenset[str] = field(default_factory=frozenset)
+    absent: frozenset[str] = field(default_factory=frozenset)
+    catalog_slo_breached: bool = False
+
+
+def cell(exit_code: int, found: str = "", absent: str = "", *, catalog: bool = False) -> Cell:
+    return Cell(
+        exit_code, frozenset(found.split()), frozenset(absent.split()), catalog_slo_breached=catalog
+    )
+
+
+NO_LOSS = "data_loss"
+MATRIX: dict[tuple[str, str], Cell] = {
+    # Fragile cells first, then hardened: the shop restarts only when the mode changes.
+    #
+    # Orders' database refuses connections. Fragile: orders wait out a 10 s reconnect
+    # pause holding the gateway's one shared pool, so the catalog queues behind them. (How
+    # long recovery takes depends on where the heal falls in a pause: not asserted.)
+    ("db-outage", "fragile"): cell(
+        1, "cascading_failure timeout pool_exhaustion", NO_LOSS, catalog=True
+    ),
+    # Orders' database hangs. Fragile: no timeouts anywhere, the shared pool fills; the heal
+    # closes the hung connections and starts a 10 s reconnect pause: slow recovery.
+    ("db-hang", "fragile"): cell(
+        1, "cascading_failure timeout pool_exhaustion slow_recovery", NO_LOSS, catalog=True
+    ),
+    # 800 ms per database reply: slow orders, but ten users do not fill the gateway pool.
+    ("db-latency", "fragile"): cell(0, "", f"cascading_failure {NO_LOSS}"),
+    # Connections reset at random: fragile's reconnect pause turns each reset into a wait.
+    ("db-flaky", "fragile"): cell(1, "cascading_failure", NO_LOSS),
+    # 750 ms per reply against a pool of 4: fragile queues without bound (p99 SLO breached).
+    ("pool-exhaustion", "fragile"): cell(1, "pool_exhaustion", f"cascading_failure {NO_LOSS}"),
+    # Hardened: bulkheads, deadlines, a breaker: order traffic alone is shed, the catalog
+    # holds, and the shop is back within the budget.
+    ("db-outage", "hardened"): cell(0, "", f"cascading_failure slow_recovery {NO_LOSS}"),
+    ("db-hang", "hardened"): cell(0, "", f"cascading_failure slow_recovery {NO_LOSS}"),
+    ("db-latency", "hardened"): cell(0, "", f"cascading_failure slow_recovery {NO_LOSS}"),
+    ("db-flaky", "hardened"): cell(0, "", f"cascading_failure slow_recovery {NO_LOSS}"),
+    ("pool-exhaustion", "hardened"): cell(0, "", f"cascading_failure slow_recovery {NO_LOSS}"),
+}
+
+
+def _found(result: RunResult) -> dict[str, list[Any]]:
+    assert result.journal is not None
+    kinds: dict[str, list[Any]] = {}
+    for finding in result.journal.findings:
+        if finding.status == "found":
+            kinds.setdefault(finding.kind, []).append(finding)
+    return kinds
+
+
+@pytest.mark.parametrize(("experiment", "mode"), list(MATRIX), ids=str)
+def test_ground_truth_cell(runs: RunCache, stack: StackHandle, experiment: str, mode: str) -> None:
+    """Each cell's verdict and findings match the shop's known behaviour."""
+    expected = MATRIX[(experiment, mode)]
+    result = runs.run(experiment, mode=mode)
+    assert result.journal is not None, result.reason
+    found = _found(result)
+    summary = {k: [f.summary for f in v] for k, v in found.items()}
+    assert result.exit_code == expected.exit_code, (result.reason, summary)
+    assert expected.found <= set(found), summary
+    assert not (expected.absent & set(found)), summary
+    breached = {s.endpoint for s in result.journal.slo if s.phase == "fault" and s.passed is False}
+    if expected.catalog_slo_breached:
+        assert breached & CATALOG, breached
+    if expected.exit_code == 0:
+        assert not [s for s in result.journal.slo if s.passed is False]
+    assert leftovers(stack) == [], "Toxiproxy must hold no toxic and every proxy enabled"
+
+
+def test_fragile_hang_cascade_names_catalog_and_cites_the_wait(runs: RunCache) -> None:
+    """Fragile db-hang: the cascade names catalog endpoints and cites traces whose spans
+    show the wait on the gateway's shared pool (or a server span that came late)."""
+    result = runs.run("db-hang", mode="fragile")
+    cascades = _found(result)["cascading_failure"]
+    evidence = cascades[0].evidence
+    assert set(evidence["endpoints"]) <= CATALOG and evidence["endpoints"]
+    assert evidence["trace_ids"], evidence
+    span = evidence["span"]
+    assert span["service"] == "shop-gateway", span
+    assert span["duration_ms"] > 500, span
+    assert (
+        "pool" in span["name"]
+        or "late" in span.get("reason", "")
+        or "missing" in span.get("reason", "")
+    ), span
+    assert result.run_dir is not None
+    assert (result.run_dir / "traces" / f"{evidence['trace_id']}.json").exists()
+
+
+def test_hardened_hang_recovers_within_budget(runs: RunCache) -> None:
+    """Hardened db-hang: recovered, and within the experiment's recovery budget."""
+    result = runs.run("db-hang", mode="hardened")
+    assert result.journal is not None
+    recovery = result.journal.recovery
+    assert recovery.recovered is True
+    assert recovery.seconds is not None and recovery.budget_seconds is not None
+    assert recovery.seconds <= recovery.budget_seconds
+
+
+def test_fault_stamps_land_within_100_ms_of_the_schedule(runs: RunCache) -> None:
+    """Every fault of every cell run so far was applied and healed within 100 ms."""
+    results = [runs.run(e, mode=m) for e, m in MATRIX]
+    lateness = []
+    for result in results:
+        assert result.journal is not None
+        for fault in result.journal.faults:
+            assert fault.applied_at is not None and fault.healed_at is not None
+            lateness.append(fault.applied_at - fault.scheduled_at)
+            lateness.append(fault.healed_at - fault.scheduled_end)
+    assert lateness and all(0 <= late < 0.1 for late in lateness), sorted(lateness)[-3:]
