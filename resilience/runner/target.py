@@ -95,11 +95,8 @@ def prepare_target(
         started = tuple(n for n in result.started if n not in result.restarted)
         if result.started:
             say(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
-    elif not stack.is_up(components or None):
-        raise StackError(
-            "the local stack is not running and --no-stack was given",
-            component="stack",
-        )
+    else:
+        _require_running(stack, builtin, say)
     if builtin:
         url = config.gateway_url
     assert url is not None
@@ -132,6 +129,26 @@ def prepare_target(
     if prepared.sweep is not None and not prepared.sweep.clean:
         say(prepared.sweep.summary())
     return prepared
+
+
+REQUIRED_BUILTIN = ("postgres", "toxiproxy", "catalog", "orders", "gateway")
+OBSERVERS = ("prometheus", "jaeger")
+
+
+def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None]) -> None:
+    """--no-stack: the target and Toxiproxy must run; observers may be missing (the run
+    then marks what needs them as not evaluated)."""
+    required = REQUIRED_BUILTIN if builtin else ("toxiproxy",)
+    down = [s.name for s in stack.status() if s.name in required and not s.healthy]
+    if down:
+        raise StackError(
+            f"--no-stack was given but {', '.join(down)} is not running "
+            "(start it with `resilience stack up`)",
+            component=down[0],
+        )
+    missing = [s.name for s in stack.status() if s.name in OBSERVERS and not s.healthy]
+    if missing:
+        say(f"{' and '.join(missing)} not running: what needs it will be 'not evaluated'")
 
 
 def _ensure_declared_proxies(client: ToxiproxyClient, experiment: Experiment) -> list[str]:

@@ -27,14 +27,15 @@ HEAL_DEADLINE = 1.0
 def _start_run(handle: StackHandle, out: Path, *extra: str) -> subprocess.Popen[bytes]:
     command = [RESILIENCE, "run", "db-outage", "--profile", "smoke", "--out", str(out)]
     command += ["--set", "faults.0.at=3s", *extra]
-    return subprocess.Popen(
-        command,
-        env=cli_env(handle),
-        stdin=subprocess.DEVNULL,
-        stdout=(out.parent / f"{out.name}.out").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (out.parent / f"{out.name}.out").open("wb") as output:  # the child keeps its copy
+        return subprocess.Popen(
+            command,
+            env=cli_env(handle),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _fault_applied(out: Path) -> bool:

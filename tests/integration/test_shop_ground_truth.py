@@ -164,7 +164,8 @@ def test_hardened_keeps_catalog_and_fails_orders_fast(infra: h.Infra) -> None:
     assert breaker in (1.0, 2.0)  # open or half-open while the database hangs
 
 
-@pytest.mark.parametrize("recovery_seconds", [2.0, 4.0])
+# One value here; the toolkit measures another (8 s) end to end in test_run_contract.py.
+@pytest.mark.parametrize("recovery_seconds", [4.0])
 def test_hardened_recovers_in_breaker_recovery_seconds(
     infra: h.Infra, recovery_seconds: float
 ) -> None:
