@@ -164,6 +164,21 @@ def compare(
     return Comparison(verdict, test.p_value, test.cliffs_delta, ratio, test.n_a, test.n_b, reason)
 
 
+def proportion_increase_p(errors_a: int, n_a: int, errors_b: int, n_b: int) -> float:
+    """One-sided p-value that B's error proportion is above A's (pooled two-proportion z).
+
+    For comparing error rates of two runs: 32 % of 184 against 35 % of 188 is p = 0.27,
+    noise; 0 % of 60 against 12 % of 60 is p = 0.003."""
+    if n_a <= 0 or n_b <= 0:
+        return math.nan
+    pooled = (errors_a + errors_b) / (n_a + n_b)
+    variance = pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b)
+    diff = errors_b / n_b - errors_a / n_a
+    if variance <= 0:
+        return 0.0 if diff > 0 else 1.0
+    return _normal_sf(diff / math.sqrt(variance))
+
+
 @dataclass(frozen=True)
 class Trend:
     """Mann-Kendall test result with the Theil-Sen slope (units of y per unit of x)."""

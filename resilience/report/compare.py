@@ -10,10 +10,12 @@ p95 latency and error rate. A metric *regresses* when
 - whatever the test says, and as the only rule when it is inconclusive (fewer than 30
   one-second samples a side), the merged numbers are worse by the threshold rule: p95
   higher by more than 25 % AND more than 50 ms; error rate higher by more than one
-  percentage point. (Per-second error rates are mostly zeros, where a rank test of
+  percentage point AND significantly so (one-sided two-proportion z-test, p < 0.05). (Per-second error rates are mostly zeros, where a rank test of
   medians is blind to errors spread thinly; the threshold rule catches those.)
 
-Besides: recovery (recovered → not recovered, or slower by more than max(5 s, 50 %)),
+The recovery phase is compared from the moment both runs were back in their baseline band
+(the transition itself is the recovery-time comparison's to judge). Besides: recovery
+(recovered → not recovered, or slower by more than max(5 s, 50 %)),
 findings added and removed (by kind and endpoint; an added finding that fails the run is
 a regression), and the run status (A passed, B did not). All thresholds live in ``Rules``.
 """
@@ -28,7 +30,7 @@ from typing import Any, Literal
 
 from resilience.analysis.data import LoadView, Phase, WindowStats, second_series, window_stats
 from resilience.analysis.phases import phase_named
-from resilience.analysis.statistics import compare
+from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
 from resilience.report.journal import FindingRecord, JournalData
 from resilience.report.rundir import RunData, read_run
@@ -45,6 +47,9 @@ class Rules:
     p95_ratio: float = 0.25
     p95_abs_ms: float = 50.0
     error_rate_pp: float = 0.01
+    alpha: float = 0.05
+    """The threshold rule for error rates also needs a two-proportion z-test at this level:
+    two runs shedding ~33 % of requests differ by a few points by chance alone."""
     latency_floor_ms: float = 10.0
     error_floor: float = 0.002
     recovery_abs_s: float = 5.0
@@ -225,13 +230,20 @@ def _judge_errors(
     test = compare(sa, sb, min_samples=rules.min_samples)
     if test.verdict == "higher" and diff >= rules.error_floor:
         return Judgement("regression", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
-    if diff > rules.error_rate_pp:
+    errors_a = round(ra * a.requests)
+    errors_b = round(rb * b.requests)
+    worse_p = proportion_increase_p(errors_a, a.requests, errors_b, b.requests)
+    better_p = proportion_increase_p(errors_b, b.requests, errors_a, a.requests)
+    if diff > rules.error_rate_pp and worse_p < rules.alpha:
         return Judgement(
             "regression",
             "threshold",
-            f"{numbers} (worse by > {rules.error_rate_pp * 100:g} percentage points)",
+            f"{numbers} (worse by > {rules.error_rate_pp * 100:g} percentage points, "
+            f"p={worse_p:.2g})",
         )
-    if (test.verdict == "lower" and -diff >= rules.error_floor) or -diff > rules.error_rate_pp:
+    if (test.verdict == "lower" and -diff >= rules.error_floor) or (
+        -diff > rules.error_rate_pp and better_p < rules.alpha
+    ):
         return Judgement(
             "improvement", "mann-whitney" if test.verdict == "lower" else "threshold", numbers
         )
@@ -258,6 +270,8 @@ def _phase_deltas(
             if pa is not None or pb is not None:
                 notes.append(f"the {name} phase exists in only one run: not compared")
             continue
+        if name == "recovery":
+            pa, pb = _after_recovery(pa, pb, run_a, run_b, notes)
         for endpoint in endpoints:
             a = Side.of(window_stats(va, endpoint, pa.seconds()))
             b = Side.of(window_stats(vb, endpoint, pb.seconds()))
@@ -274,6 +288,32 @@ def _phase_deltas(
                 )
             )
     return deltas
+
+
+def _after_recovery(
+    pa: Phase, pb: Phase, run_a: RunData, run_b: RunData, notes: list[str]
+) -> tuple[Phase, Phase]:
+    """The recovery phases from the moment both runs were back in their baseline band.
+
+    The seconds between a heal and recovery are what the recovery-time comparison judges;
+    counting their errors again here would call a breaker that closed a second later a
+    regression of the whole phase. What is compared is the state the target settled in.
+    """
+    settled = [
+        r.journal.recovery.seconds
+        for r in (run_a, run_b)
+        if r.journal.recovery.recovered and r.journal.recovery.seconds is not None
+    ]
+    if len(settled) < 2:
+        return pa, pb
+    skip = max(settled)
+    notes.append(
+        f"recovery phases compared from {skip:g} s after the heal, when both had recovered"
+    )
+    return (
+        Phase(pa.name, min(pa.start + skip, pa.end), pa.end),
+        Phase(pb.name, min(pb.start + skip, pb.end), pb.end),
+    )
 
 
 def _recovery(ja: JournalData, jb: JournalData, rules: Rules) -> RecoveryDelta:

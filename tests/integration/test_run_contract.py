@@ -18,7 +18,7 @@ from tests.integration.conftest import StackHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 JOURNAL_KEYS = {
     "experiment", "profile", "status", "started_at", "ended_at", "phases", "faults", "slo",
     "checks", "findings", "recovery",

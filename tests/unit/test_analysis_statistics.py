@@ -71,3 +71,12 @@ def test_mad_and_theil_sen_edge_cases() -> None:
     assert mad([1, 1, 1, 1]) == 0.0
     assert mad([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(1.4826)
     assert all(math.isnan(v) for v in theil_sen([1.0], [2.0]))
+
+
+def test_proportion_increase_tells_noise_from_a_real_rise() -> None:
+    """32 % of 184 vs 35 % of 188 is noise; 0 of 60 vs 7 of 60 is a real rise."""
+    from resilience.analysis.statistics import proportion_increase_p
+
+    assert proportion_increase_p(59, 184, 66, 188) > 0.2
+    assert proportion_increase_p(0, 60, 7, 60) < 0.01
+    assert proportion_increase_p(7, 60, 0, 60) > 0.99
