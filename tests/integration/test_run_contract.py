@@ -119,8 +119,8 @@ def test_recovery_time_matches_the_breakers_known_recovery(runs: RunCache) -> No
         mode="hardened",
         overrides=(
             f"shop.options.breaker_recovery_seconds={BREAKER_RECOVERY:g}",
-            # 18 s after the heal: room for 8 s of recovery and 5 stable seconds after it.
-            "load.stages.0.duration=36s",
+            # 16 s after the heal: room for 8 s of recovery and the stable seconds after it.
+            "load.stages.0.duration=30s",
             "slo.recovery.within=12s",
         ),
     )
