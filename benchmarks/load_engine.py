@@ -197,16 +197,22 @@ def plain_child(host: str, users: int, duration: float, warmup: float) -> None:
 
 
 NOTES = """\
-Reading it: throughput (req/s) swings by tens of percent from round to round because the
-two CPUs are shared with other work; requests per CPU second is the steadier number.
-Per request our worker does about 11 us more than plain Locust (weighted choice,
-rendering, trace ids and the traceparent header, the client-timeout timer, recording into
-the per-second lists) and skips Locust's own request statistics (about 8 us, measured with
-the same timeit loop); a request costs about 350 us of CPU in either, so the expected
-difference is around 1 %. Fixed on the way here: a gevent Timeout created per request
-(9 us; now one per user, restarted: 2.6 us), and the benchmark pinning our worker after it
-had started (threads it had already made stayed on the server's CPU; the run before that
-fix measured 0.72 in req/CPU-s)."""
+Reading it: these machines are virtual; even with nothing else running, one generator's
+throughput swings by up to a third from one run to the next (plain Locust measured 2700 to
+4200 req/s in one invocation), so a single pair proves nothing. Each round pairs two
+back-to-back runs and the result is the median of the rounds' ratios. The generator is
+CPU-bound, so req/s and req/CPU-s agree.
+Per request our worker does more than plain Locust (weighted choice, rendering, trace ids
+and the traceparent header, the client deadline, recording into the per-second lists)
+and skips Locust's own request statistics; a request costs about 300-350 us of CPU in
+either. Found with cProfile over both generators (calls per request, ours vs plain) and
+fixed: the client deadline as a gevent Timeout (4-9 us; now a bare event-loop timer,
+1 us), the plan's duration recomputed on every request, a second clock read per request;
+together they moved the median from 0.87-0.88 to 0.93 on a quiet machine. The deadline was
+once a Timeout reused per user (cheaper still); that broke timeouts (a reused one fired
+again at once, recording later requests as 0 ms "timeouts"), so correctness won. Also
+fixed on the way: the benchmark pinned our worker after it had started (threads it had
+already made stayed on the server's CPU; that run measured 0.72 in req/CPU-s)."""
 
 
 def write_results(table: str) -> None:
@@ -225,9 +231,9 @@ def write_results(table: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--duration", type=float, default=12.0)
+    parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--port", type=int, default=8590)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
@@ -249,10 +255,19 @@ def main() -> None:
         plain: list[Measure] = []
         try:
             for round_no in range(1, args.rounds + 1):
-                a = run_ours(
-                    host, args.users, args.duration, args.warmup, cpu=args.client_cpu, work=work
-                )
-                b = run_plain(host, args.users, args.duration, args.warmup, args.client_cpu)
+                # Who goes first alternates too, so a drift within a round cancels out.
+                pair = [
+                    lambda: run_ours(
+                        host, args.users, args.duration, args.warmup, cpu=args.client_cpu, work=work
+                    ),
+                    lambda: run_plain(
+                        host, args.users, args.duration, args.warmup, args.client_cpu
+                    ),
+                ]
+                if round_no % 2 == 0:
+                    b, a = pair[1](), pair[0]()
+                else:
+                    a, b = pair[0](), pair[1]()
                 ours.append(a)
                 plain.append(b)
                 print(
@@ -274,19 +289,24 @@ def main() -> None:
             f"| {i} | {a.rps:.0f} | {b.rps:.0f} | {a.rps / b.rps:.3f} | {a.per_cpu:.0f} | "
             f"{b.per_cpu:.0f} | {a.per_cpu / b.per_cpu:.3f} |"
         )
+    # The ratios are paired (the two runs of a round are back to back): their median is
+    # the result, not the ratio of the two medians, which pairs runs from different rounds.
     rps_a = statistics.median(m.rps for m in ours)
     rps_b = statistics.median(m.rps for m in plain)
     cpu_a = statistics.median(m.per_cpu for m in ours)
     cpu_b = statistics.median(m.per_cpu for m in plain)
+    ratio_rps = statistics.median(a.rps / b.rps for a, b in zip(ours, plain, strict=True))
+    ratio_cpu = statistics.median(a.per_cpu / b.per_cpu for a, b in zip(ours, plain, strict=True))
     rows.append(
-        f"| median | {rps_a:.0f} | {rps_b:.0f} | {rps_a / rps_b:.3f} | {cpu_a:.0f} | "
-        f"{cpu_b:.0f} | {cpu_a / cpu_b:.3f} |"
+        f"| median | {rps_a:.0f} | {rps_b:.0f} | **{ratio_rps:.3f}** | {cpu_a:.0f} | "
+        f"{cpu_b:.0f} | **{ratio_cpu:.3f}** |"
     )
     table = "\n".join(
         [
             f"`benchmarks/load_engine.py`, {time.strftime('%Y-%m-%d')}: {args.users} users, "
             f"no think time, {args.duration:.0f} s per run (measured over seconds "
-            f"{args.warmup:.0f}-{args.duration:.0f}), {args.rounds} alternating rounds; "
+            f"{args.warmup:.0f}-{args.duration:.0f}), {args.rounds} alternating rounds "
+            "(who goes first alternates too; the ratio's median is over the rounds' ratios); "
             f"Go echo server pinned to CPU {args.server_cpu}, generator to CPU "
             f"{args.client_cpu}; Python {platform.python_version()}, {os.cpu_count()} CPUs "
             f"(load average {os.getloadavg()[0]:.1f} at the end: shared with other work).",
