@@ -26,12 +26,21 @@ T = TypeVar("T")
 
 
 def configure_logging(*, verbose: bool) -> None:
+    """The terminal shows warnings and errors (everything with ``--verbose``).
+
+    The level sits on the terminal's handler as well as on the root logger: a run lowers
+    the ``resilience`` logger to INFO for its run.log, and that detail belongs in the file,
+    not between the live lines on the terminal."""
     level = logging.DEBUG if verbose else logging.WARNING
     root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
+    handlers = [h for h in root.handlers if isinstance(h, RichHandler)]
+    if not handlers:
         handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         root.addHandler(handler)
+        handlers = [handler]
+    for handler in handlers:
+        handler.setLevel(level)
     root.setLevel(level)
     # Our own loggers follow the flag; chatty libraries stay at WARNING.
     for noisy in ("httpx", "httpcore", "urllib3", "asyncio"):
