@@ -94,6 +94,22 @@ def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
     return candidate
 
 
+def attach_run_log(path: Path) -> logging.FileHandler:
+    """Log the package's INFO and above (DEBUG under ``--verbose``) to ``path``.
+
+    The ``resilience`` logger is lowered to INFO when it is above, never raised: under
+    ``--verbose`` it inherits DEBUG and must keep it. The terminal's handler has its own
+    level (resilience/cli), so lowering the logger does not fill the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    ours = logging.getLogger("resilience")
+    ours.addHandler(handler)
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
+    return handler
+
+
 class _Run:
     """The state of one run, so that ``finally`` can undo exactly what was done."""
 
@@ -136,14 +152,7 @@ class _Run:
 
     def _attach_log_file(self) -> None:
         assert self.run_dir is not None
-        handler = logging.FileHandler(self.run_dir / "logs" / "run.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.DEBUG)
-        root = logging.getLogger("resilience")
-        root.addHandler(handler)
-        if root.level == logging.NOTSET or root.level > logging.INFO:
-            root.setLevel(logging.INFO)
-        self._log_handler = handler
+        self._log_handler = attach_run_log(self.run_dir / "logs" / "run.log")
 
     def start_load(self) -> None:
         assert self.prepared is not None and self.run_dir is not None

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from resilience.cli._common import configure_logging
+from resilience.runner.orchestrator import attach_run_log
 
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     root, ours = logging.getLogger(), logging.getLogger("resilience")
     saved = (root.level, list(root.handlers), ours.level)
+    ours.setLevel(logging.NOTSET)  # as in a fresh process (an earlier test may have run a run)
     yield
     root.setLevel(saved[0])
     root.handlers[:] = saved[1]
@@ -39,3 +42,31 @@ def test_verbose_shows_debug_on_the_terminal(
     configure_logging(verbose=True)
     logging.getLogger("resilience.test").debug("fine detail")
     assert "fine detail" in capsys.readouterr().err
+
+
+def test_a_runs_log_file_does_not_hide_debug_under_verbose(
+    restored_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configure_logging(verbose=True)
+    handler = attach_run_log(tmp_path / "run.log")
+    try:
+        logging.getLogger("resilience.test").debug("still shown")
+    finally:
+        logging.getLogger("resilience").removeHandler(handler)
+        handler.close()
+    assert "still shown" in capsys.readouterr().err
+    assert "still shown" in (tmp_path / "run.log").read_text()
+
+
+def test_a_runs_log_file_gets_info_without_putting_it_on_the_terminal(
+    restored_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configure_logging(verbose=False)
+    handler = attach_run_log(tmp_path / "run.log")
+    try:
+        logging.getLogger("resilience.test").info("fault applied")
+    finally:
+        logging.getLogger("resilience").removeHandler(handler)
+        handler.close()
+    assert "fault applied" not in capsys.readouterr().err
+    assert "fault applied" in (tmp_path / "run.log").read_text()
