@@ -29,11 +29,19 @@ class Cell:
     found: frozenset[str] = field(default_factory=frozenset)
     absent: frozenset[str] = field(default_factory=frozenset)
     catalog_slo_breached: bool = False
+    one_of: frozenset[str] = field(default_factory=frozenset)
 
 
-def cell(exit_code: int, found: str = "", absent: str = "", *, catalog: bool = False) -> Cell:
+def cell(
+    exit_code: int, found: str = "", absent: str = "", *, catalog: bool = False, one_of: str = ""
+) -> Cell:
+    """``found``: every kind must be found; ``one_of``: at least one of these kinds."""
     return Cell(
-        exit_code, frozenset(found.split()), frozenset(absent.split()), catalog_slo_breached=catalog
+        exit_code,
+        frozenset(found.split()),
+        frozenset(absent.split()),
+        catalog_slo_breached=catalog,
+        one_of=frozenset(one_of.split()),
     )
 
 
@@ -54,8 +62,15 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ),
     # 800 ms per database reply: slow orders, but ten users do not fill the gateway pool.
     ("db-latency", "fragile"): cell(0, "", f"cascading_failure {NO_LOSS}"),
-    # Connections reset at random: fragile's reconnect pause turns each reset into a wait.
-    ("db-flaky", "fragile"): cell(1, "cascading_failure", NO_LOSS),
+    # Connections reset at random: fragile's reconnect pause (10 s) turns a reset into a
+    # wait that fills the gateway's shared pool. When the first reset lands is chance (the
+    # toxicity): early in the 8 s fault, the catalog degrades within the fault phase (a
+    # cascade); late, most of the damage falls after the heal (no recovery within the
+    # budget). Both were measured on this stack; one of the two is always there. A reset
+    # that lands after a COMMIT but before its reply fails a write that did commit, and
+    # fragile's gateway retries POSTs: a duplicate order is then a true data_loss finding
+    # (duplicated, never lost: the shop acknowledges after commit; asserted for every cell).
+    ("db-flaky", "fragile"): cell(1, "timeout", one_of="cascading_failure slow_recovery"),
     # 750 ms per reply against a pool of 4: fragile queues without bound (p99 SLO breached).
     ("pool-exhaustion", "fragile"): cell(1, "pool_exhaustion", f"cascading_failure {NO_LOSS}"),
     # Hardened: bulkheads, deadlines, a breaker: order traffic alone is shed, the catalog
@@ -87,6 +102,9 @@ def test_ground_truth_cell(runs: RunCache, stack: StackHandle, experiment: str, 
     summary = {k: [f.summary for f in v] for k, v in found.items()}
     assert result.exit_code == expected.exit_code, (result.reason, summary)
     assert expected.found <= set(found), summary
+    assert not expected.one_of or expected.one_of & set(found), summary
+    for finding in found.get("data_loss", []):  # acknowledged after commit: never lost
+        assert finding.evidence["numbers"]["lost"] == 0, finding.summary
     assert not (expected.absent & set(found)), summary
     breached = {s.endpoint for s in result.journal.slo if s.phase == "fault" and s.passed is False}
     if expected.catalog_slo_breached:
