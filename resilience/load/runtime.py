@@ -146,7 +146,7 @@ class Workload:
         path = template.render_path(state)
         body = template.body(state) if template.body is not None else None
         trace_id, span_id = new_trace_ids(state.rng)
-        headers = {"traceparent": f"00-{trace_id}-{span_id}-01"}  # collector.traceparent
+        headers = {"traceparent": traceparent(trace_id, span_id)}
         if template.headers:
             headers.update(template.render_headers(state))
         collector = self.collector

@@ -148,10 +148,6 @@ class _Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
         (self.run_dir / "experiment.yaml").write_text(self.experiment.to_yaml(), "utf-8")
-        self._attach_log_file()
-
-    def _attach_log_file(self) -> None:
-        assert self.run_dir is not None
         self._log_handler = attach_run_log(self.run_dir / "logs" / "run.log")
 
     def start_load(self) -> None:

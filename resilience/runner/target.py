@@ -25,6 +25,7 @@ from resilience.faults.sweeper import SweepReport, sweep
 from resilience.faults.toxiproxy import ToxiproxyClient
 from resilience.report.journal import mark_abandoned
 from resilience.stack import Stack, StackConfig
+from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.config import ShopMode
 from resilience.stack.topology import stack_proxies
 
@@ -131,22 +132,22 @@ def prepare_target(
     return prepared
 
 
-REQUIRED_BUILTIN = ("postgres", "toxiproxy", "catalog", "orders", "gateway")
 OBSERVERS = ("prometheus", "jaeger")
 
 
 def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None]) -> None:
     """--no-stack: the target and Toxiproxy must run; observers may be missing (the run
     then marks what needs them as not evaluated)."""
-    required = REQUIRED_BUILTIN if builtin else ("toxiproxy",)
-    down = [s.name for s in stack.status() if s.name in required and not s.healthy]
+    not_healthy = [s.name for s in stack.status() if not s.healthy]  # probes every component
+    required = [n for n in COMPONENT_NAMES if n not in OBSERVERS] if builtin else ["toxiproxy"]
+    down = [name for name in not_healthy if name in required]
     if down:
         raise StackError(
             f"--no-stack was given but {', '.join(down)} is not running "
             "(start it with `resilience stack up`)",
             component=down[0],
         )
-    missing = [s.name for s in stack.status() if s.name in OBSERVERS and not s.healthy]
+    missing = [name for name in not_healthy if name in OBSERVERS]
     if missing:
         say(f"{' and '.join(missing)} not running: what needs it will be 'not evaluated'")
 
