@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from resilience.experiment.catalogue import catalogue_entries
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 RESILIENCE = str(Path(sys.executable).with_name("resilience"))
@@ -77,6 +79,11 @@ def run(
     if not journal:
         print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
     return Run(experiment, mode, done.returncode, wall, journal, out)
+
+
+def catalogue(*, faults: bool) -> list[str]:
+    """The catalogue's experiments with faults (or without: the seed load tests)."""
+    return [e.name for e in catalogue_entries(ROOT / "experiments") if bool(e.faults) == faults]
 
 
 def stack(env: dict[str, str], action: str) -> None:

@@ -1,11 +1,12 @@
-"""The catalogue's smoke runs through the CLI: wall time (the first with a cold stack start),
-fault stamp lateness (p50/p99/max against the schedule), report sizes, verdicts.
+"""The catalogue's smoke runs through the CLI: wall time (stack start included), fault stamp
+lateness (p50/p99/max against the schedule), report sizes, verdicts.
 
     .venv/bin/python benchmarks/catalogue_smoke.py [--modes fragile,hardened] [--offset 2000]
 
-Runs on a private stack (state in /tmp/resilience-bench-catalogue, ports shifted by the
-offset) that the first run starts itself, as `resilience run` does on a fresh machine, and
-that is stopped at the end. Writes the "Catalogue smoke runs" section of RESULTS.md.
+Runs every experiment of the catalogue that has faults on a private stack (state in
+/tmp/resilience-bench-catalogue, ports shifted by the offset) that is down before each run:
+every run starts it and stops what it started, as `resilience run` does in CI. Writes the
+"Catalogue smoke runs" section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _runs import Run, bench_env, fresh_dir, machine, percentile, run, stack, write_section
-
-FAULT_EXPERIMENTS = (
-    "db-outage",
-    "db-hang",
-    "db-latency",
-    "db-flaky",
-    "pool-exhaustion",
-    "bandwidth",
+from _runs import (
+    Run,
+    bench_env,
+    catalogue,
+    fresh_dir,
+    machine,
+    percentile,
+    run,
+    stack,
+    write_section,
 )
 
 
@@ -37,7 +39,7 @@ def main() -> None:
     try:
         stack(env, "down")
         for mode in args.modes.split(","):
-            for experiment in FAULT_EXPERIMENTS:
+            for experiment in catalogue(faults=True):
                 out = state / "runs" / f"{experiment}-{mode}"
                 result = run(env, out, experiment, mode, "--junit", str(out.parent / "j.xml"))
                 runs.append(result)

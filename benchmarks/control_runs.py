@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/control_runs.py [--repeats 2] [--offset 2100]
 
-Runs every seed load test of the catalogue (normal, stress, spike, endurance) in both shop
+Runs every seed load test of the catalogue (its experiments without faults) in both shop
 modes, ``--repeats`` times, on a private stack, plus each fault experiment with its faults
 removed (``--set faults=[]``) once per mode, and counts the findings. Writes the "Control
 runs" section of RESULTS.md. The suite runs two of these (tests/integration/
@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _runs import Run, bench_env, fresh_dir, machine, run, stack, write_section
+from _runs import Run, bench_env, catalogue, fresh_dir, machine, run, stack, write_section
 
-SEEDS = ("normal", "stress", "spike", "endurance")
 FAULTED = ("db-outage", "db-hang", "pool-exhaustion")
 
 
@@ -28,10 +27,11 @@ def main() -> None:
     args = parser.parse_args()
     state = fresh_dir(args.state)
     env = bench_env(state / "stack", args.offset)
+    seeds = catalogue(faults=False)
     plan: list[tuple[str, str, tuple[str, ...]]] = []
     for mode in ("hardened", "fragile"):
         for _ in range(args.repeats):
-            plan.extend((seed, mode, ()) for seed in SEEDS)
+            plan.extend((seed, mode, ()) for seed in seeds)
         plan.extend((name, mode, ("--set", "faults=[]")) for name in FAULTED)
     runs: list[Run] = []
     try:

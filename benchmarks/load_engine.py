@@ -253,21 +253,23 @@ def main() -> None:
         server = start_echo(build_echo(work), args.port, args.server_cpu)
         ours: list[Measure] = []
         plain: list[Measure] = []
+
+        def ours_once() -> Measure:
+            return run_ours(
+                host, args.users, args.duration, args.warmup, cpu=args.client_cpu, work=work
+            )
+
+        def plain_once() -> Measure:
+            return run_plain(host, args.users, args.duration, args.warmup, args.client_cpu)
+
         try:
             for round_no in range(1, args.rounds + 1):
-                # Who goes first alternates too, so a drift within a round cancels out.
-                pair = [
-                    lambda: run_ours(
-                        host, args.users, args.duration, args.warmup, cpu=args.client_cpu, work=work
-                    ),
-                    lambda: run_plain(
-                        host, args.users, args.duration, args.warmup, args.client_cpu
-                    ),
-                ]
-                if round_no % 2 == 0:
-                    b, a = pair[1](), pair[0]()
+                # Who goes first alternates too, so a drift within a round cancels out
+                # (a tuple's calls run left to right).
+                if round_no % 2:
+                    a, b = ours_once(), plain_once()
                 else:
-                    a, b = pair[0](), pair[1]()
+                    b, a = plain_once(), ours_once()
                 ours.append(a)
                 plain.append(b)
                 print(
