@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +41,14 @@ def cli_env(handle: StackHandle) -> dict[str, str]:
     env["RESILIENCE_PORT_OFFSET"] = str(port_offset())
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def cli(handle: StackHandle, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`resilience ARGS...` against the session's stack; output captured, never raises."""
+    return subprocess.run(
+        [RESILIENCE, *args], env=cli_env(handle), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
 
 
 def toxiproxy_state(handle: StackHandle) -> dict[str, Any]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import xmlschema
 
-from tests.integration._runs import RESILIENCE, RunCache, cli_env, leftovers
+from tests.integration._runs import RunCache, cli, leftovers
 from tests.integration.conftest import StackHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,10 +81,7 @@ def test_report_command_regenerates_from_the_run_directory(
     shutil.copytree(result.run_dir, copy)
     for name in ("report.html", "junit.xml", "summary.md"):
         (copy / name).unlink()
-    done = subprocess.run(
-        [RESILIENCE, "report", str(copy)], env=cli_env(stack), capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+    done = cli(stack, "report", str(copy))
     assert done.returncode == 0, done.stderr
     assert "cascading" in (copy / "summary.md").read_text()
     assert (copy / "junit.xml").read_text() == (result.run_dir / "junit.xml").read_text()
@@ -100,15 +96,9 @@ def test_compare_finds_a_regression_only_between_different_modes(
     fragile = runs.run("db-hang", mode="fragile")
     again = runs.run("db-hang", mode="hardened", key="again")
 
-    def compare(a: Path | None, b: Path | None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RESILIENCE, "compare", str(a), str(b)], env=cli_env(stack), capture_output=True,
-            text=True, timeout=120, check=False,
-        )  # fmt: skip
-
-    worse = compare(hardened.run_dir, fragile.run_dir)
+    worse = cli(stack, "compare", str(hardened.run_dir), str(fragile.run_dir))
     assert worse.returncode == 1, worse.stdout + worse.stderr
-    same = compare(hardened.run_dir, again.run_dir)
+    same = cli(stack, "compare", str(hardened.run_dir), str(again.run_dir))
     assert same.returncode == 0, same.stdout + same.stderr
 
 

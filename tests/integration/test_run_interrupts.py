@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration._runs import (
     RESILIENCE,
+    cli,
     cli_env,
     leftovers,
     read_journal,
@@ -103,14 +104,7 @@ def test_sigkill_leaves_leftovers_that_the_next_start_sweeps(
     # The load workers notice their parent is gone and stop by themselves.
     wait_for(lambda: all(not Path(f"/proc/{pid}").exists() for pid in workers), timeout=15)
 
-    status = subprocess.run(
-        [RESILIENCE, "stack", "status"],
-        env=cli_env(hardened_shop),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    status = cli(hardened_shop, "stack", "status", timeout=60)
     assert "re-enabled proxies: postgres" in status.stderr
     assert "aborted" in status.stderr
     assert leftovers(hardened_shop) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,29 +45,32 @@ def test_verbose_shows_debug_on_the_terminal(
     assert "fine detail" in capsys.readouterr().err
 
 
+@contextmanager
+def run_log(path: Path) -> Iterator[Path]:
+    """A run's log file attached as the orchestrator attaches it, detached afterwards."""
+    handler = attach_run_log(path)
+    try:
+        yield path
+    finally:
+        logging.getLogger("resilience").removeHandler(handler)
+        handler.close()
+
+
 def test_a_runs_log_file_does_not_hide_debug_under_verbose(
     restored_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     configure_logging(verbose=True)
-    handler = attach_run_log(tmp_path / "run.log")
-    try:
+    with run_log(tmp_path / "run.log") as log:
         logging.getLogger("resilience.test").debug("still shown")
-    finally:
-        logging.getLogger("resilience").removeHandler(handler)
-        handler.close()
     assert "still shown" in capsys.readouterr().err
-    assert "still shown" in (tmp_path / "run.log").read_text()
+    assert "still shown" in log.read_text()
 
 
 def test_a_runs_log_file_gets_info_without_putting_it_on_the_terminal(
     restored_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     configure_logging(verbose=False)
-    handler = attach_run_log(tmp_path / "run.log")
-    try:
+    with run_log(tmp_path / "run.log") as log:
         logging.getLogger("resilience.test").info("fault applied")
-    finally:
-        logging.getLogger("resilience").removeHandler(handler)
-        handler.close()
     assert "fault applied" not in capsys.readouterr().err
-    assert "fault applied" in (tmp_path / "run.log").read_text()
+    assert "fault applied" in log.read_text()
