@@ -19,9 +19,8 @@ from typing import Protocol
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error", "unexpected")
-ERROR_OUTCOMES: tuple[str, ...] = ("4xx", "5xx", "timeout", "connection_error", "unexpected")
-"""``unexpected``: a status outside the request's ``expect`` that is neither 4xx nor 5xx."""
+from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
+
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 3_600_000_000
 HIST_DIGITS = 3

@@ -21,7 +21,6 @@ from resilience.experiment.loader import (
     parse_experiment,
 )
 from resilience.experiment.model import (
-    BUILTIN_PROXIES,
     DETECTOR_KINDS,
     ArrivalStage,
     Check,
@@ -57,7 +56,6 @@ from resilience.experiment.units import (
 )
 
 __all__ = [
-    "BUILTIN_PROXIES",
     "DETECTOR_KINDS",
     "FAULT_TYPES",
     "PRESET_STAGES",

@@ -45,12 +45,9 @@ from resilience.experiment.units import (
     format_duration,
     format_percent,
 )
-from resilience.stack.config import EPHEMERAL_HIGH, EPHEMERAL_LOW, Ports, ShopMode
-from resilience.stack.topology import stack_proxies
+from resilience.vocabulary import BUILTIN_PROXIES, EPHEMERAL_HIGH, EPHEMERAL_LOW, Severity, ShopMode
 
 LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-BUILTIN_PROXIES: Final = tuple(p.name for p in stack_proxies(Ports()))
-"""Proxy names of the built-in stack (postgres, orders, catalog)."""
 
 DetectorKind = Literal[
     "cascading_failure",
@@ -64,7 +61,6 @@ DetectorKind = Literal[
     "phase_comparison",
 ]
 DETECTOR_KINDS: Final[tuple[str, ...]] = get_args(DetectorKind)
-Severity = Literal["info", "warning", "critical"]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 CheckPhase = Literal["baseline", "fault", "recovery", "run"]
 LoadMetric = Literal["error_rate", "p95", "p99", "rps"]

@@ -26,7 +26,6 @@ from resilience.faults.catalogue import (
     specs_from_model,
     validate_attributes,
 )
-from resilience.faults.clock import Clock, FakeClock, MonotonicClock, iso_utc
 from resilience.faults.fake import FakeToxiproxy
 from resilience.faults.ledger import FaultLedger, LedgerEntry, read_ledger
 from resilience.faults.sweeper import SweepReport, sweep
@@ -47,8 +46,6 @@ __all__ = [
     "TOXIC_ATTRIBUTES",
     "TOXIC_PREFIX",
     "AttributeSpec",
-    "Clock",
-    "FakeClock",
     "FakeToxiproxy",
     "FaultEvent",
     "FaultLedger",
@@ -59,7 +56,6 @@ __all__ = [
     "FaultType",
     "HealReport",
     "LedgerEntry",
-    "MonotonicClock",
     "PlanStep",
     "Proxy",
     "SweepReport",
@@ -69,7 +65,6 @@ __all__ = [
     "ToxiproxyConflict",
     "ToxiproxyError",
     "ToxiproxyNotFound",
-    "iso_utc",
     "plan_fault",
     "read_ledger",
     "specs_from_model",

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from resilience.errors import FaultError
 from resilience.faults.catalogue import FaultPlan, FaultSpec, PlanStep, plan_fault
-from resilience.faults.clock import Clock, iso_utc
 from resilience.faults.ledger import FaultLedger, LedgerEntry
 from resilience.faults.toxiproxy import ToxiproxyApi, ToxiproxyConflict
+from resilience.vocabulary import Clock, iso_utc
 
 logger = logging.getLogger(__name__)
 

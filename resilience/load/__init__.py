@@ -18,8 +18,6 @@ from resilience.load.plan import (
 )
 from resilience.load.recorder import LiveStats, LoadData, LoadRecorder
 from resilience.load.samples import (
-    ERROR_OUTCOMES,
-    OUTCOMES,
     EndpointSecond,
     LiveTick,
     LoadEvent,
@@ -31,8 +29,6 @@ from resilience.load.samples import (
 )
 
 __all__ = [
-    "ERROR_OUTCOMES",
-    "OUTCOMES",
     "ArrivalStage",
     "EndpointSecond",
     "LiveStats",

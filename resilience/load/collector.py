@@ -24,7 +24,6 @@ import numpy as np
 
 from resilience.load import hist
 from resilience.load.samples import (
-    OUTCOMES,
     EndpointSecond,
     LiveTick,
     LoadEvent,
@@ -33,6 +32,7 @@ from resilience.load.samples import (
     TraceRef,
     WriteAck,
 )
+from resilience.vocabulary import OUTCOMES
 
 logger = logging.getLogger(__name__)
 

@@ -36,8 +36,6 @@ from hdrh.histogram import HdrHistogram
 from resilience.errors import LoadError
 from resilience.load import hist
 from resilience.load.samples import (
-    ERROR_OUTCOMES,
-    OUTCOMES,
     LiveTick,
     LoadEvent,
     SecondSample,
@@ -46,6 +44,7 @@ from resilience.load.samples import (
     WriteAck,
     empty_counts,
 )
+from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 
 logger = logging.getLogger(__name__)
 

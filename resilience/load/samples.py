@@ -20,11 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from resilience.errors import LoadError
 from resilience.load import hist
-
-OUTCOMES: tuple[str, ...] = ("ok", "4xx", "5xx", "timeout", "connection_error", "unexpected")
-"""``unexpected``: a status outside ``expect`` that is neither 4xx nor 5xx (e.g. 200 where
-201 was expected), or a request a locustfile marked failed although its status was fine."""
-ERROR_OUTCOMES: tuple[str, ...] = OUTCOMES[1:]
+from resilience.vocabulary import OUTCOMES
 
 TraceReason = Literal["failed", "slow", "sampled"]
 

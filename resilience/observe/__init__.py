@@ -20,7 +20,6 @@ from resilience.observe.checks import (
 )
 from resilience.observe.expect import Expectation, GradedExpectation, Threshold
 from resilience.observe.guards import (
-    Clock,
     Guard,
     GuardMonitor,
     GuardStatus,
@@ -29,7 +28,6 @@ from resilience.observe.guards import (
     LoadGuard,
     LoadSnapshot,
     LoadStats,
-    MonotonicClock,
     PromqlGuard,
 )
 from resilience.observe.otlp import parse_otlp_json, to_otlp_json
@@ -76,7 +74,6 @@ __all__ = [
     "WAIT_RESOURCE",
     "Check",
     "CheckResult",
-    "Clock",
     "DirectoryTraceSource",
     "Expectation",
     "FakePrometheusSource",
@@ -92,7 +89,6 @@ __all__ = [
     "LoadGuard",
     "LoadSnapshot",
     "LoadStats",
-    "MonotonicClock",
     "PhaseWindow",
     "PrometheusQueryError",
     "PrometheusSource",

@@ -34,13 +34,13 @@ from resilience.observe.prometheus import (
     Series,
     save_series,
 )
+from resilience.vocabulary import Severity
 
 logger = logging.getLogger(__name__)
 
 PhaseName = Literal["baseline", "fault", "recovery", "run"]
 PHASES: tuple[PhaseName, ...] = ("baseline", "fault", "recovery", "run")
 
-Severity = Literal["info", "warning", "critical"]
 """info: informative only; warning: worth a look (e.g. an unhealthy baseline); critical: a
 failed check fails the run."""
 

@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 from resilience.errors import ObserveError
 from resilience.observe.expect import Expectation, worst_index
 from resilience.observe.prometheus import PrometheusSource, PrometheusUnavailable
+from resilience.vocabulary import Clock, MonotonicClock
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +43,6 @@ GuardState = Literal["pending", "grace", "ok", "breached", "not_evaluated", "tri
 
 _READINGS_KEPT = 64
 """Readings buffered per PromQL guard between two ticks (bounded; oldest dropped)."""
-
-
-class Clock(Protocol):
-    """Monotonic seconds on the experiment clock."""
-
-    def now(self) -> float: ...
-
-
-class MonotonicClock:
-    """``time.monotonic`` as a ``Clock``."""
-
-    def now(self) -> float:
-        return time.monotonic()
 
 
 class LoadStats(Protocol):

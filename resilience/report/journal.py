@@ -17,23 +17,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Status = Literal["running", "passed", "failed", "aborted", "error"]
-PhaseName = Literal["baseline", "fault", "recovery"]
+from resilience.vocabulary import CheckStatus, FindingStatus, PhaseName, RunStatus, iso_utc
 
-
-def iso_utc(epoch: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. 2026-11-25T14:30:09.123Z."""
-    return (
-        datetime.fromtimestamp(epoch, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+Status = RunStatus
 
 
 class _Record(BaseModel):
@@ -77,7 +68,7 @@ class CheckRecord(_Record):
     phase: str
     promql: str
     expect: str
-    status: Literal["passed", "failed", "not_evaluated"]
+    status: CheckStatus
     passed: bool | None
     observed: dict[str, Any] = Field(default_factory=dict)
     reason: str | None = None
@@ -94,7 +85,7 @@ class FindingRecord(_Record):
     summary: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     fails_run: bool = False
-    status: Literal["found", "not_evaluated", "inconclusive"] = "found"
+    status: FindingStatus = "found"
 
 
 class RecoveryRecord(_Record):

@@ -29,8 +29,8 @@ from resilience.report.journal import (
     PhaseRecord,
     RecoveryRecord,
     SloRecord,
-    iso_utc,
 )
+from resilience.vocabulary import iso_utc
 
 Variant = Literal["fragile", "hardened"]
 T0 = 1_764_081_000.0

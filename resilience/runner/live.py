@@ -15,12 +15,12 @@ import threading
 from dataclasses import dataclass
 
 from resilience.errors import GuardTripped
-from resilience.faults.clock import Clock
 from resilience.faults.timeline import FaultTimeline
 from resilience.load.engine import LoadEngine
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor
 from resilience.runner.observer import LiveStatus, RunObserver
+from resilience.vocabulary import Clock
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from resilience.errors import (
 )
 from resilience.experiment.model import Experiment
 from resilience.faults.catalogue import specs_from_model
-from resilience.faults.clock import MonotonicClock
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
 from resilience.load.plan import plan_from_experiment
@@ -51,7 +50,7 @@ from resilience.runner.target import (
     release_target,
 )
 from resilience.stack import StackConfig
-from resilience.stack.config import ShopMode
+from resilience.vocabulary import MonotonicClock, ShopMode
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from resilience.faults.toxiproxy import ToxiproxyClient
 from resilience.report.journal import mark_abandoned
 from resilience.stack import Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
-from resilience.stack.config import ShopMode
 from resilience.stack.topology import stack_proxies
+from resilience.vocabulary import ShopMode
 
 logger = logging.getLogger(__name__)
 

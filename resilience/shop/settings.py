@@ -17,7 +17,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from resilience.errors import ExperimentError
-from resilience.stack.config import SHOP_MODES, Ports, ShopMode
+from resilience.stack.config import Ports
+from resilience.vocabulary import SHOP_MODES, ShopMode
 
 ShopService = Literal["gateway", "orders", "catalog"]
 SHOP_SERVICE_NAMES: tuple[ShopService, ...] = get_args(ShopService)

@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from resilience.errors import ExperimentError
-
-EPHEMERAL_LOW = 32768
-EPHEMERAL_HIGH = 61000
-
-ShopMode = Literal["fragile", "hardened"]
-SHOP_MODES: tuple[ShopMode, ...] = ("fragile", "hardened")
+from resilience.vocabulary import EPHEMERAL_HIGH, EPHEMERAL_LOW
 
 
 class Ports(BaseModel):

@@ -40,7 +40,7 @@ from resilience.stack.components import (
     by_name,
     start_waves,
 )
-from resilience.stack.config import SHOP_MODES, StackConfig
+from resilience.stack.config import StackConfig
 from resilience.stack.programs import Programs
 from resilience.stack.state import (
     ComponentRecord,
@@ -50,6 +50,7 @@ from resilience.stack.state import (
     now_iso,
     save_state,
 )
+from resilience.vocabulary import SHOP_MODES
 
 logger = logging.getLogger(__name__)
 

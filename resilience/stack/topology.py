@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resilience.stack.config import Ports
+from resilience.vocabulary import BUILTIN_PROXIES
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ class ProxySpec:
 
 def stack_proxies(ports: Ports) -> tuple[ProxySpec, ...]:
     """The proxies the built-in stack creates in Toxiproxy, in creation order."""
+    postgres, orders, catalog = BUILTIN_PROXIES
     return (
-        ProxySpec("postgres", ports.postgres_proxy, ports.postgres),
-        ProxySpec("orders", ports.orders_proxy, ports.orders),
-        ProxySpec("catalog", ports.catalog_proxy, ports.catalog),
+        ProxySpec(postgres, ports.postgres_proxy, ports.postgres),
+        ProxySpec(orders, ports.orders_proxy, ports.orders),
+        ProxySpec(catalog, ports.catalog_proxy, ports.catalog),
     )
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from resilience.faults.catalogue import FaultSpec
-from resilience.faults.clock import MonotonicClock
 from resilience.faults.ledger import read_ledger
 from resilience.faults.sweeper import sweep
 from resilience.faults.testing import EchoServer, ToxiproxyServer
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.faults.toxiproxy import ToxiproxyClient
+from resilience.vocabulary import MonotonicClock
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from resilience.faults import FaultSpec, FaultTimeline, MonotonicClock, ToxiproxyClient
+    from resilience.faults import FaultSpec, FaultTimeline, ToxiproxyClient
+    from resilience.vocabulary import MonotonicClock
 
     url, ledger = sys.argv[1], Path(sys.argv[2])
     specs = [

@@ -9,10 +9,10 @@ import pytest
 
 from resilience.errors import FaultError
 from resilience.faults.catalogue import FaultSpec
-from resilience.faults.clock import FakeClock
 from resilience.faults.fake import FakeCall, FakeToxiproxy
 from resilience.faults.ledger import read_ledger
 from resilience.faults.timeline import FaultEvent, FaultTimeline, HealReport
+from resilience.vocabulary import FakeClock
 
 
 def make_api(*names: str) -> FakeToxiproxy:

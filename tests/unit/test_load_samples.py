@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from resilience.errors import LoadError
 from resilience.load import hist
 from resilience.load.samples import (
-    OUTCOMES,
     EndpointSecond,
     LiveTick,
     SecondSample,
@@ -21,6 +20,7 @@ from resilience.load.samples import (
     empty_counts,
     encode_event,
 )
+from resilience.vocabulary import OUTCOMES
 
 
 @settings(max_examples=200)

@@ -23,14 +23,7 @@ from resilience.observe import (
     Threshold,
 )
 from resilience.stack.config import Ports
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
+from resilience.vocabulary import FakeClock
 
 
 class Switchable:

@@ -11,12 +11,10 @@ fails_run, enabled, params}}``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from resilience.analysis.context import AnalysisContext
-
-Severity = Literal["info", "warning", "critical"]
-FindingStatus = Literal["found", "not_evaluated", "inconclusive"]
+from resilience.vocabulary import FindingStatus, Severity
 
 
 @dataclass

@@ -44,9 +44,10 @@ from resilience.analysis.detectors._common import (
     strongest,
     trace_of,
 )
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
 from resilience.analysis.statistics import compare
 from resilience.observe.spans import Trace, dependency_footprint
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from resilience.analysis.detectors._common import BaseDetector
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext, HttpGet

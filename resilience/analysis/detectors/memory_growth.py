@@ -28,8 +28,9 @@ from resilience.analysis.detectors._common import (
     series_key,
     wall_window,
 )
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
 from resilience.errors import ObserveError
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

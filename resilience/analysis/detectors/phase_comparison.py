@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.detectors._common import BaseDetector, rounded, second_points
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
 from resilience.analysis.statistics import Comparison, compare
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -36,9 +36,10 @@ from resilience.analysis.detectors._common import (
     trace_of,
     wall_window,
 )
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
 from resilience.errors import ObserveError
 from resilience.observe.prometheus import Series
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.detectors._common import BaseDetector, errors_of, example_ids, rounded
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -36,7 +36,8 @@ from resilience.analysis.detectors._common import (
     strongest,
     trace_of,
 )
-from resilience.analysis.detectors.base import Finding, Severity
+from resilience.analysis.detectors.base import Finding
+from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
