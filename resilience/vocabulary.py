@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, get_args
@@ -91,9 +92,7 @@ class FaultWindow:
         return self.end is not None
 
 
-def phases_from_faults(
-    faults: list[FaultWindow] | tuple[FaultWindow, ...], *, start: float, end: float
-) -> list[Phase]:
+def phases_from_faults(faults: Sequence[FaultWindow], *, start: float, end: float) -> list[Phase]:
     """baseline / fault / recovery from fault windows (stamps or schedule).
 
     baseline: from ``start`` to the first fault; fault: from the first application to the
@@ -116,7 +115,7 @@ def phases_from_faults(
     return phases
 
 
-def phase_named(phases: list[Phase] | tuple[Phase, ...], name: str) -> Phase | None:
+def phase_named(phases: Sequence[Phase], name: str) -> Phase | None:
     return next((p for p in phases if p.name == name), None)
 
 

@@ -14,27 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resilience.analysis.data import LoadView, Phase
-from resilience.analysis.phases import phase_named
+from resilience.analysis.data import LoadView
 from resilience.analysis.recovery import RecoveryResult
+from resilience.vocabulary import FaultWindow, Phase, phase_named
 
 if TYPE_CHECKING:
     from resilience.experiment.model import DetectorSettings, Experiment
     from resilience.load.samples import TraceRef, WriteAck
     from resilience.observe.prometheus import PrometheusSource
     from resilience.observe.spans import Trace
-
-
-@dataclass(frozen=True)
-class FaultWindowInfo:
-    """A fault as it really happened (journal stamps), experiment-clock seconds."""
-
-    index: int
-    proxy: str
-    type: str
-    applied_at: float
-    healed_at: float | None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 HttpGet = Callable[[str], tuple[int, Any]]
@@ -50,7 +38,7 @@ class AnalysisContext:
     t0: float
     """Wall-clock epoch of experiment-clock 0 (to query Prometheus over the run window)."""
     phases: list[Phase]
-    faults: list[FaultWindowInfo]
+    faults: list[FaultWindow]
     load: LoadView
     trace_refs: Sequence[TraceRef] = ()
     traces: Mapping[str, Trace] = field(default_factory=dict)

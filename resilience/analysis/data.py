@@ -11,45 +11,14 @@ Seconds are integer indexes on the experiment clock: second ``s`` holds requests
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from resilience.histogram import new_histogram, percentiles_ms
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
-
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 3_600_000_000
-HIST_DIGITS = 3
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A named span of the experiment clock, from the journal's applied/healed stamps."""
-
-    name: str
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.end - self.start)
-
-    def holds_second(self, second: int) -> bool:
-        mid = second + 0.5
-        return self.start <= mid < self.end
-
-    def seconds(self) -> range:
-        first = math.ceil(self.start - 0.5)
-        last = math.ceil(self.end - 0.5)  # exclusive
-        return range(max(first, 0), max(last, 0))
 
 
 class LoadView(Protocol):
@@ -148,45 +117,6 @@ class WindowStats:
     @property
     def rps(self) -> float | None:
         return self.requests / self.seconds if self.seconds else None
-
-
-def percentiles_ms(hist: HdrHistogram, wanted: Sequence[float]) -> list[float | None]:
-    """The values (ms) at ``wanted`` percentiles; None for each when the histogram is empty.
-
-    Exactly HdrHistogram's ``get_value_at_percentile`` (same target count, same bucket,
-    same highest equivalent value), but with the counts viewed as a numpy array and one
-    binary search per percentile: the library walks its 23,552 buckets in Python, ~16 ms
-    a call, which made a long run's per-second series take minutes.
-    """
-    if hist.get_total_count() == 0:
-        return [None] * len(wanted)
-    cumulative = np.cumsum(np.ctypeslib.as_array(hist.counts))
-    out: list[float | None] = []
-    for percentile in wanted:
-        target = hist.get_target_count_at_percentile(percentile)
-        index = int(np.searchsorted(cumulative, target, side="left"))
-        if index >= hist.counts_len:
-            out.append(0.0)
-            continue
-        value = hist.get_value_from_index(index)
-        if percentile:
-            value = hist.get_highest_equivalent_value(value)
-        else:
-            value = hist.get_lowest_equivalent_value(value)
-        out.append(float(value) / 1000.0)
-    return out
-
-
-def count_above(hist: HdrHistogram, threshold_us: float) -> int:
-    """How many recorded values are above ``threshold_us`` (at histogram resolution)."""
-    total = int(hist.get_total_count())
-    if total == 0:
-        return 0
-    index = hist.get_counts_array_index(int(threshold_us))
-    if index >= hist.counts_len:
-        return 0
-    at_or_below = int(np.ctypeslib.as_array(hist.counts)[: index + 1].sum())
-    return max(0, total - at_or_below)
 
 
 _P = (50.0, 95.0, 99.0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
@@ -45,7 +44,16 @@ from resilience.experiment.units import (
     format_duration,
     format_percent,
 )
-from resilience.vocabulary import BUILTIN_PROXIES, EPHEMERAL_HIGH, EPHEMERAL_LOW, Severity, ShopMode
+from resilience.vocabulary import (
+    BUILTIN_PROXIES,
+    EPHEMERAL_HIGH,
+    EPHEMERAL_LOW,
+    FaultWindow,
+    Phase,
+    Severity,
+    ShopMode,
+    phases_from_faults,
+)
 
 LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -567,26 +575,6 @@ class Fault(_Model):
         return FAULT_TYPES[self.type].toxic
 
 
-@dataclass(frozen=True)
-class FaultWindow:
-    """When a fault is scheduled to be active, on the experiment clock (seconds)."""
-
-    index: int
-    start: float
-    end: float
-    proxy: str
-    type: str
-
-
-@dataclass(frozen=True)
-class PhaseWindow:
-    """A phase as scheduled (the run's real phases come from the journal's stamps)."""
-
-    name: Literal["baseline", "fault", "recovery"]
-    start: float
-    end: float
-
-
 # ---------------------------------------------------------------------------- SLOs
 
 
@@ -858,20 +846,15 @@ class Experiment(_Model):
 
     def fault_windows(self) -> list[FaultWindow]:
         """Scheduled fault windows, ordered by start."""
-        windows = [FaultWindow(i, f.at, f.end, f.proxy, f.type) for i, f in enumerate(self.faults)]
+        windows = [
+            FaultWindow(i, f.proxy, f.type, f.at, f.end, dict(f.attributes))
+            for i, f in enumerate(self.faults)
+        ]
         return sorted(windows, key=lambda w: (w.start, w.index))
 
-    def scheduled_phases(self) -> list[PhaseWindow]:
+    def scheduled_phases(self) -> list[Phase]:
         """Baseline / fault / recovery as scheduled (no faults: one baseline phase)."""
-        end = self.total_duration
-        if not self.faults:
-            return [PhaseWindow("baseline", 0.0, end)]
-        first = min(f.at for f in self.faults)
-        last = max(f.end for f in self.faults)
-        phases = [PhaseWindow("baseline", 0.0, first), PhaseWindow("fault", first, last)]
-        if last < end:
-            phases.append(PhaseWindow("recovery", last, end))
-        return phases
+        return phases_from_faults(self.fault_windows(), start=0.0, end=self.total_duration)
 
     def summary(self) -> str:
         """One line: faults, load shape and length."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from resilience.load import hist
+from resilience import histogram as hist
 from resilience.load.samples import (
     EndpointSecond,
     LiveTick,

@@ -33,8 +33,8 @@ from urllib.parse import quote, unquote
 
 from hdrh.histogram import HdrHistogram
 
+from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.load import hist
 from resilience.load.samples import (
     LiveTick,
     LoadEvent,

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from hdrh.histogram import HdrHistogram
 
+from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.load import hist
 from resilience.vocabulary import OUTCOMES
 
 TraceReason = Literal["failed", "slow", "sampled"]

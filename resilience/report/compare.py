@@ -28,13 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from resilience.analysis.data import LoadView, Phase, WindowStats, second_series, window_stats
-from resilience.analysis.phases import phase_named
+from resilience.analysis.data import LoadView, WindowStats, second_series, window_stats
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
 from resilience.report.journal import FindingRecord, JournalData
 from resilience.report.rundir import RunData, read_run
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
+from resilience.vocabulary import Phase, phase_named
 
 PHASES = ("baseline", "fault", "recovery")
 Outcome = Literal["regression", "improvement", "same", "no data"]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from resilience.analysis.data import LoadView, Phase, second_series
+from resilience.analysis.data import LoadView, second_series
 from resilience.observe.spans import Span, Trace
 from resilience.report import svg
 from resilience.report.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
@@ -36,6 +36,7 @@ from resilience.report.summary import (
     slo_state,
     verdict,
 )
+from resilience.vocabulary import Phase
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 MAX_EVIDENCE_ITEMS = 20

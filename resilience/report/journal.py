@@ -22,7 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from resilience.vocabulary import CheckStatus, FindingStatus, PhaseName, RunStatus, iso_utc
+from resilience.vocabulary import (
+    CheckStatus,
+    FaultWindow,
+    FindingStatus,
+    PhaseName,
+    RunStatus,
+    iso_utc,
+)
 
 Status = RunStatus
 
@@ -120,6 +127,15 @@ class JournalData(_Record):
     reason: str | None = None
     exit_code: int | None = None
     pid: int | None = None
+
+    def fault_windows(self) -> list[FaultWindow]:
+        """The faults that were applied, as windows on the experiment clock (stamps, not
+        the schedule); ``end`` is None for a fault never healed."""
+        return [
+            FaultWindow(f.index, f.proxy, f.type, f.applied_at, f.healed_at, dict(f.attributes))
+            for f in self.faults
+            if f.applied_at is not None
+        ]
 
 
 class Journal:

@@ -20,13 +20,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from resilience.analysis.data import LoadView, Phase
-from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.analysis.data import LoadView
 from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
 from resilience.observe.prometheus import Series, load_series
 from resilience.observe.spans import Trace
 from resilience.observe.traces import DirectoryTraceSource
 from resilience.report.journal import Journal, JournalData
+from resilience.vocabulary import Phase, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,4 @@ def run_phases(journal: JournalData, load: LoadView | None) -> list[Phase]:
             Phase(p.name, p.start, p.end if p.end is not None else max(end, p.start))
             for p in journal.phases
         ]
-    windows = [
-        FaultWindow(f.applied_at, f.healed_at) for f in journal.faults if f.applied_at is not None
-    ]
-    return compute_phases(windows, start=0.0, end=end)
+    return phases_from_faults(journal.fault_windows(), start=0.0, end=end)

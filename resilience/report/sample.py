@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from resilience.analysis.data import MemoryLoadView, Phase, new_histogram
-from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.slo import evaluate_slos
+from resilience.histogram import new_histogram
 from resilience.report.journal import (
     CheckRecord,
     FaultRecord,
@@ -30,7 +30,7 @@ from resilience.report.journal import (
     RecoveryRecord,
     SloRecord,
 )
-from resilience.vocabulary import iso_utc
+from resilience.vocabulary import FaultWindow, Phase, iso_utc, phases_from_faults
 
 Variant = Literal["fragile", "hardened"]
 T0 = 1_764_081_000.0
@@ -107,7 +107,7 @@ def build_load(
 ) -> SampleLoad:
     """Per-second load data: ``rate`` requests per second per endpoint."""
     rng = random.Random(seed)
-    phases = compute_phases([FaultWindow(*fault)], start=0.0, end=float(duration))
+    phases = phases_from_faults([FaultWindow(0, "", "", *fault)], start=0.0, end=float(duration))
     slow_until = fault[1] + 8 if variant == "fragile" else -math.inf
     view = MemoryLoadView()
     good: dict[int, int] = {}
@@ -380,7 +380,7 @@ def _findings(
 
 def write_load_files(run_dir: Path, view: MemoryLoadView) -> None:
     """Write ``view`` as the load engine's recorder would (latency.hlog, load.jsonl)."""
-    from resilience.load.hist import encode
+    from resilience.histogram import encode
     from resilience.load.recorder import LoadRecorder
     from resilience.load.samples import EndpointSecond, SecondSample
 
@@ -434,7 +434,9 @@ def write_sample_run(
         target="http://127.0.0.1:18000",
         shop_mode=variant,
     )
-    phases = compute_phases([FaultWindow(applied, healed)], start=0.0, end=float(duration))
+    phases = phases_from_faults(
+        [FaultWindow(0, "", "", applied, healed)], start=0.0, end=float(duration)
+    )
     journal.event("fault.applied", applied, proxy="postgres", type="timeout")
     journal.event("fault.healed", healed, proxy="postgres")
     fault_endpoints = {CATALOG: _Limits(p95=0.5, error_rate=0.01), "GET /health": _Limits(p95=0.2)}

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resilience.analysis.data import LoadView, Phase, WindowStats, window_stats
+from resilience.analysis.data import LoadView, WindowStats, window_stats
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
 from resilience.report.journal import CheckRecord, FindingRecord, JournalData, SloRecord
+from resilience.vocabulary import Phase
 
 _SEVERITY_RANK = {
     "critical": 0,

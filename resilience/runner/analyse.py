@@ -16,10 +16,8 @@ from typing import Any
 
 import httpx
 
-from resilience.analysis.context import AnalysisContext, FaultWindowInfo
-from resilience.analysis.data import Phase
+from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
-from resilience.analysis.phases import FaultWindow, compute_phases
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import measure_recovery
 from resilience.analysis.slo import evaluate_slos
@@ -41,6 +39,7 @@ from resilience.report.journal import (
 )
 from resilience.stack import StackConfig
 from resilience.stack.topology import stack_proxies
+from resilience.vocabulary import Phase, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
@@ -80,25 +79,10 @@ def analyse(
 ) -> tuple[Verdict, LoadData]:
     """Fill the journal's phases, slo, recovery, checks and findings; return the verdict."""
     load = LoadData.read(run_dir)
-    faults = [
-        FaultWindowInfo(
-            index=f.index,
-            proxy=f.proxy,
-            type=f.type,
-            applied_at=f.applied_at,
-            healed_at=f.healed_at,
-            attributes=f.attributes,
-        )
-        for f in journal.data.faults
-        if f.applied_at is not None
-    ]
-    first_fault = min((f.applied_at for f in faults), default=inputs.load_end)
+    faults = journal.data.fault_windows()
+    first_fault = min((f.start for f in faults), default=inputs.load_end)
     warmup = min(experiment.load.warmup, first_fault, inputs.load_end)
-    phases = compute_phases(
-        [FaultWindow(f.applied_at, f.healed_at) for f in faults],
-        start=warmup,
-        end=inputs.load_end,
-    )
+    phases = phases_from_faults(faults, start=warmup, end=inputs.load_end)
     journal.update(
         phases=[
             PhaseRecord(name=p.name, start=round(p.start, 4), end=round(p.end, 4)) for p in phases

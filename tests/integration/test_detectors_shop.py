@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from resilience.analysis.context import AnalysisContext, FaultWindowInfo
-from resilience.analysis.data import MemoryLoadView, Phase
+from resilience.analysis.context import AnalysisContext
+from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector
 from resilience.analysis.detectors.data_loss import DataLossDetector
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
@@ -40,6 +40,7 @@ from resilience.faults.toxiproxy import Toxic, ToxiproxyClient
 from resilience.load.samples import TraceReason, TraceRef, WriteAck
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.observe.traces import JaegerTraceSource, collect_traces
+from resilience.vocabulary import FaultWindow, Phase
 from tests.integration.conftest import StackHandle
 
 pytestmark = pytest.mark.integration
@@ -260,10 +261,10 @@ def analysis_context(
     if collected.unavailable:
         unavailable = "; ".join(sorted(set(collected.missing.values())))[:300]
     view = run.traffic.view()
-    faults: list[FaultWindowInfo] = []
+    faults: list[FaultWindow] = []
     dependencies: dict[str, set[str]] = {}
     if run.applied is not None:
-        faults = [FaultWindowInfo(0, "postgres", "hang", run.applied, run.healed)]
+        faults = [FaultWindow(0, "postgres", "hang", run.applied, run.healed)]
         pg_proxy = f"127.0.0.1:{handle.config.ports.postgres_proxy}"
         dependencies = {"postgres": {pg_proxy, "postgresql"}}
     experiment = shop_experiment("slo: {recovery: {within: 10s}}\n" + extra, fault=bool(faults))
@@ -392,7 +393,7 @@ def test_lost_writes_with_ack_before_commit(
                 run_dir=tmp_path,
                 t0=time.time(),
                 phases=[Phase("baseline", 0, 1), Phase("fault", 1, 2), Phase("recovery", 2, 3)],
-                faults=[FaultWindowInfo(0, "postgres", "outage", 1, 2)],
+                faults=[FaultWindow(0, "postgres", "outage", 1, 2)],
                 load=MemoryLoadView(),
                 writes=writes,
                 http_get=http_get,

@@ -18,7 +18,7 @@ PARENT_SIDE = [
     "resilience.load.schedule",
     "resilience.load.template",
     "resilience.load.collector",
-    "resilience.load.hist",
+    "resilience.histogram",
     "resilience.load.worker",
 ]
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.data import MemoryLoadView, Phase, new_histogram, window_stats
-from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.analysis.data import MemoryLoadView, window_stats
 from resilience.analysis.recovery import measure_recovery
 from resilience.analysis.slo import evaluate_slos
+from resilience.histogram import new_histogram
+from resilience.vocabulary import FaultWindow, Phase, phases_from_faults
 
 
 def _hist(latency_ms: float, n: int) -> HdrHistogram:
@@ -30,7 +31,11 @@ def _view(profile: dict[int, tuple[float, int, int]], endpoint: str = "GET /x") 
 
 def test_phases_from_stamps_merge_overlaps() -> None:
     """Overlapping faults make one fault phase from first apply to last heal."""
-    phases = compute_phases([FaultWindow(10.2, 20.0), FaultWindow(15.0, 25.5)], start=0.0, end=40.0)
+    phases = phases_from_faults(
+        [FaultWindow(0, "p", "hang", 10.2, 20.0), FaultWindow(1, "p", "hang", 15.0, 25.5)],
+        start=0.0,
+        end=40.0,
+    )
     assert [(p.name, p.start, p.end) for p in phases] == [
         ("baseline", 0.0, 10.2),
         ("fault", 10.2, 25.5),
@@ -40,8 +45,8 @@ def test_phases_from_stamps_merge_overlaps() -> None:
 
 def test_phases_without_faults_and_unhealed() -> None:
     """No faults: all baseline. A fault never healed: no recovery phase."""
-    assert [p.name for p in compute_phases([], start=0, end=30)] == ["baseline"]
-    unhealed = compute_phases([FaultWindow(5.0, None)], start=0, end=30)
+    assert [p.name for p in phases_from_faults([], start=0, end=30)] == ["baseline"]
+    unhealed = phases_from_faults([FaultWindow(0, "p", "hang", 5.0, None)], start=0, end=30)
     assert [(p.name, p.end) for p in unhealed] == [("baseline", 5.0), ("fault", 30)]
 
 
@@ -132,7 +137,7 @@ def test_recovery_missing_throughput_is_out_of_band() -> None:
 
 def test_count_above_matches_the_recorded_values() -> None:
     """count_above counts the values above a threshold, at histogram resolution."""
-    from resilience.analysis.data import count_above
+    from resilience.histogram import count_above
 
     hist = new_histogram()
     for value in (100, 200, 5_000, 5_000_000, 6_000_000):

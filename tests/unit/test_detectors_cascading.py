@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
-from resilience.analysis.data import Phase
 from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector
 from resilience.analysis.detectors.testing import (
     SHOP_PORTS,
@@ -18,6 +17,7 @@ from resilience.analysis.detectors.testing import (
 )
 from resilience.load.samples import TraceRef
 from resilience.observe.spans import Trace
+from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"
 ITEM = "GET /catalog/items/{item_id}"

@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
-from resilience.analysis.data import Phase
 from resilience.analysis.detectors.phase_comparison import PhaseComparisonDetector
 from resilience.analysis.detectors.testing import (
     LoadBuilder,
@@ -14,6 +13,7 @@ from resilience.analysis.detectors.testing import (
     make_context,
     shop_experiment,
 )
+from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"
 POST = "POST /orders"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
-from resilience.analysis.data import Phase
 from resilience.analysis.detectors.slow_recovery import SlowRecoveryDetector
 from resilience.analysis.detectors.testing import (
     LoadBuilder,
@@ -14,6 +13,7 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
 )
 from resilience.analysis.recovery import measure_recovery
+from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"
 BUDGET = "slo: {recovery: {within: 10s}}\n"

@@ -10,8 +10,8 @@ from hdrh.log import HistogramLogReader
 from hypothesis import given
 from hypothesis import strategies as st
 
+from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.load import hist
 from resilience.load.recorder import LoadData, LoadRecorder, decode_tag, encode_tag
 from resilience.load.samples import (
     EndpointSecond,

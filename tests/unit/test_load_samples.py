@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.load import hist
 from resilience.load.samples import (
     EndpointSecond,
     LiveTick,

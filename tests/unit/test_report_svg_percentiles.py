@@ -8,10 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience.analysis.data import (
-    new_histogram,
-    percentiles_ms,
-)
+from resilience.histogram import new_histogram, percentiles_ms
 from resilience.report import svg
 
 

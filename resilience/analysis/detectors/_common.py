@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.data import LoadView, Phase, new_histogram, percentiles_ms
+from resilience.analysis.data import LoadView
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
 from resilience.errors import ObserveError
+from resilience.histogram import new_histogram, percentiles_ms
 from resilience.observe.prometheus import Series, save_series
+from resilience.vocabulary import Phase
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.data import Phase
 from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
@@ -47,7 +46,7 @@ from resilience.analysis.detectors._common import (
 from resilience.analysis.detectors.base import Finding
 from resilience.analysis.statistics import compare
 from resilience.observe.spans import Trace, dependency_footprint
-from resilience.vocabulary import Severity
+from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.data import Phase, new_histogram
 from resilience.analysis.detectors._common import BaseDetector, judge_trend, percentile_ms
 from resilience.analysis.detectors.base import Finding
-from resilience.vocabulary import Severity
+from resilience.histogram import new_histogram
+from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

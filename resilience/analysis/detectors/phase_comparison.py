@@ -20,7 +20,7 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.analysis.data import Phase
+    from resilience.vocabulary import Phase
 
 METRICS = ("p95", "error_rate")
 

@@ -43,8 +43,8 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.analysis.data import Phase
     from resilience.observe.spans import Wait
+    from resilience.vocabulary import Phase
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.data import Phase
 from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
@@ -37,7 +36,7 @@ from resilience.analysis.detectors._common import (
 )
 from resilience.analysis.detectors.base import Finding
 from resilience.errors import ObserveError
-from resilience.vocabulary import Severity
+from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext

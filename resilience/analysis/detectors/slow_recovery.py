@@ -20,8 +20,8 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.analysis.data import Phase
     from resilience.analysis.recovery import RecoveryResult
+    from resilience.vocabulary import Phase
 
 MAX_LISTED = 30
 

@@ -17,14 +17,15 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.context import AnalysisContext, FaultWindowInfo, HttpGet
-from resilience.analysis.data import MemoryLoadView, Phase, new_histogram
-from resilience.analysis.phases import FaultWindow, compute_phases
+from resilience.analysis.context import AnalysisContext, HttpGet
+from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.recovery import RecoveryResult
 from resilience.experiment.model import Experiment
+from resilience.histogram import new_histogram
 from resilience.load.samples import TraceReason, TraceRef, WriteAck
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.spans import AttrValue, Span, SpanEvent, SpanKind, Trace
+from resilience.vocabulary import FaultWindow, Phase, phases_from_faults
 
 T0 = 1_700_000_000.0
 """Wall-clock epoch of experiment-clock 0 in synthetic contexts."""
@@ -68,8 +69,8 @@ def fault_phases(
     *, end: float, fault: tuple[float, float] | None = None, start: float = 0.0
 ) -> list[Phase]:
     """Phases of a run from ``start`` to ``end`` with one fault (applied, healed) or none."""
-    windows = [FaultWindow(fault[0], fault[1])] if fault else []
-    return compute_phases(windows, start=start, end=end)
+    windows = [FaultWindow(0, "", "", fault[0], fault[1])] if fault else []
+    return phases_from_faults(windows, start=start, end=end)
 
 
 _ids = itertools.count(1)
@@ -160,7 +161,7 @@ def make_context(
     phases: Sequence[Phase],
     *,
     run_dir: Path,
-    faults: Sequence[FaultWindowInfo] | None = None,
+    faults: Sequence[FaultWindow] | None = None,
     trace_refs: Sequence[TraceRef] = (),
     traces: Iterable[Trace] = (),
     traces_unavailable: str | None = None,
@@ -178,7 +179,7 @@ def make_context(
     if faults is None:
         fault = next((p for p in phases if p.name == "fault"), None)
         faults = [
-            FaultWindowInfo(i, f.proxy, f.type, fault.start, fault.end)
+            FaultWindow(i, f.proxy, f.type, fault.start, fault.end)
             for i, f in enumerate(experiment.faults)
             if fault is not None
         ]
