@@ -2,9 +2,9 @@
 
 ``< 10``, ``<= 0.5``, ``> 3``, ``>= 1``, ``== 0``, ``!= 0`` and ``between 1 and 5``, where a
 value may carry units: ``< 500ms`` is 0.5 (seconds), ``< 1%`` is 0.01. The same can be given
-as a mapping (``{op: "<", value: 500ms}``, ``{op: between, values: [1, 5]}``). Observers only
-need ``holds(x)`` and ``str()`` (see ``resilience.observe.expect``); ``margin(x)`` ranks how
-close a value is to failing.
+as a mapping (``{op: "<", value: 500ms}``, ``{op: between, values: [1, 5]}``). This is the one
+expectation type: checks, guards and SLO-like conditions all judge with ``holds(x)`` (NaN never
+holds, whatever the operator), rank values with ``margin(x)`` and print with ``str()``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -191,6 +191,13 @@ class Expectation:
         if self.op == "==":
             return -abs(x - self.value)
         return abs(x - self.value) if x != self.value else -1.0
+
+    def worst_index(self, values: Sequence[float]) -> int | None:
+        """Index of the value furthest into failure, or nearest to failing when all hold
+        (``None`` for no values)."""
+        if not values:
+            return None
+        return min(range(len(values)), key=lambda i: self.margin(values[i]))
 
     def __str__(self) -> str:
         if self.op == "between":

@@ -18,7 +18,6 @@ from resilience.observe.checks import (
     judge,
     save_range,
 )
-from resilience.observe.expect import Expectation, GradedExpectation, Threshold
 from resilience.observe.guards import (
     Guard,
     GuardMonitor,
@@ -75,10 +74,8 @@ __all__ = [
     "Check",
     "CheckResult",
     "DirectoryTraceSource",
-    "Expectation",
     "FakePrometheusSource",
     "FakeTraceSource",
-    "GradedExpectation",
     "Guard",
     "GuardMonitor",
     "GuardStatus",
@@ -100,7 +97,6 @@ __all__ = [
     "Span",
     "SpanEvent",
     "Target",
-    "Threshold",
     "Trace",
     "TraceBackendUnavailable",
     "TraceCollection",

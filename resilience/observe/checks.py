@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from resilience.errors import ObserveError
-from resilience.observe.expect import Expectation, Threshold, worst_index
+from resilience.experiment.expectation import Expectation
 from resilience.observe.prometheus import (
     PrometheusSource,
     PrometheusUnavailable,
@@ -352,15 +352,15 @@ def builtin_shop_checks(
     )
     upstream_waiting = f"max by (service, pool) ({m.upstream_pool_waiting})"
     breaker = f"max by (service, upstream) ({m.breaker_state})"
-    zero = Threshold("==", 0)
+    zero = Expectation("==", 0)
     return [
         Check("db pool has no waiters", waiting, "baseline", zero, "warning",
               "Requests waiting for a database connection before any fault."),
         Check("db pool has no waiters", waiting, "fault", zero, "info",
               "Waiters during the fault: the pool is exhausted (pool_exhaustion evidence)."),
-        Check("db pool below its size", saturation, "baseline", Threshold("<", 1), "warning",
+        Check("db pool below its size", saturation, "baseline", Expectation("<", 1), "warning",
               "Connections in use reach the pool size before any fault."),
-        Check("db pool below its size", saturation, "fault", Threshold("<", 1), "info",
+        Check("db pool below its size", saturation, "fault", Expectation("<", 1), "info",
               "Every connection in use during the fault."),
         Check("upstream pools have no waiters", upstream_waiting, "baseline", zero, "warning",
               "Gateway calls waiting for an upstream connection slot before any fault."),
@@ -374,10 +374,10 @@ def builtin_shop_checks(
         Check("no http errors", errors, "recovery", zero, "info",
               "Errors after the heal: how long failure outlives the fault."),
         Check(f"p95 latency under {baseline_p95_s:g}s", p95, "baseline",
-              Threshold("<", baseline_p95_s), "warning",
+              Expectation("<", baseline_p95_s), "warning",
               "Server-side p95 per service before any fault (client-side is the ground truth)."),
         Check(f"p95 latency under {baseline_p95_s:g}s", p95, "fault",
-              Threshold("<", baseline_p95_s), "info",
+              Expectation("<", baseline_p95_s), "info",
               "Server-side p95 per service during the fault; blocked workers can hide latency."),
         Check("no upstream timeouts", timeouts, "baseline", zero, "warning",
               "Upstream calls ending in a timeout (per service and upstream) before any fault."),
@@ -391,7 +391,7 @@ def builtin_shop_checks(
 
 
 def _worst(points: Sequence[SeriesPoint], expect: Expectation) -> SeriesPoint | None:
-    index = worst_index([p.value for p in points], expect)
+    index = expect.worst_index([p.value for p in points])
     return None if index is None else points[index]
 
 

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from resilience.errors import ObserveError
-from resilience.observe.expect import Expectation, worst_index
+from resilience.experiment.expectation import Expectation
 from resilience.observe.prometheus import PrometheusSource, PrometheusUnavailable
 from resilience.vocabulary import Clock, MonotonicClock
 
@@ -471,5 +471,5 @@ def _where(labels: Mapping[str, str]) -> str:
 
 
 def _worst(values: list[tuple[str, float]], expect: Expectation) -> tuple[str, float]:
-    index = worst_index([v for _, v in values], expect)
+    index = expect.worst_index([v for _, v in values])
     return values[index if index is not None else 0]

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from resilience.experiment.expectation import Expectation
 from resilience.observe import (
     Check,
     GuardMonitor,
@@ -28,7 +29,6 @@ from resilience.observe import (
     PhaseWindow,
     PrometheusQueryError,
     PromqlGuard,
-    Threshold,
     builtin_shop_checks,
     evaluate_checks,
     load_series,
@@ -237,8 +237,8 @@ def test_checks_over_real_windows(
     ]
     promql = 'max(observe_test_value{kind="a"})'
     checks = [
-        Check("value is zero", promql, "baseline", Threshold("==", 0)),
-        Check("value is zero", promql, "fault", Threshold("==", 0)),
+        Check("value is zero", promql, "baseline", Expectation("==", 0)),
+        Check("value is zero", promql, "fault", Expectation("==", 0)),
     ]
     baseline, fault = evaluate_checks(checks, source, phases, tmp_path / "prometheus")
     assert baseline.status == "passed", baseline.reason
@@ -272,7 +272,7 @@ def test_guard_trips_on_a_real_metric(source: HttpPrometheusSource, exporter: Ex
     """A PromQL guard trips once the scraped value has broken it for `for` seconds."""
     exporter.value.labels("a").set(1)
     wait_for("1 to be scraped", lambda: scraped_value(source, 1))
-    guard = PromqlGuard("value", 'max(observe_test_value{kind="a"})', Threshold("<", 10), 2.0)
+    guard = PromqlGuard("value", 'max(observe_test_value{kind="a"})', Expectation("<", 10), 2.0)
     with (
         HttpPrometheusSource(source.base_url, timeout=2.0) as guard_source,
         GuardMonitor([guard], guard_source, interval=0.5) as monitor,
@@ -297,7 +297,7 @@ def test_guard_is_not_evaluated_when_prometheus_stops_answering(
     )
     try:
         exporter.value.labels("a").set(1)
-        guard = PromqlGuard("value", 'max(observe_test_value{kind="a"})', Threshold("<", 10))
+        guard = PromqlGuard("value", 'max(observe_test_value{kind="a"})', Expectation("<", 10))
         with (
             HttpPrometheusSource(prom.url, timeout=1.0) as src,
             GuardMonitor([guard], src, interval=0.5, stale_after=3.0) as monitor,

@@ -8,7 +8,6 @@ import pytest
 
 from resilience.experiment._problems import ValueProblem
 from resilience.experiment.expectation import Expectation
-from resilience.observe.expect import Expectation as ObserverExpectation
 
 
 @pytest.mark.parametrize(
@@ -106,6 +105,15 @@ def test_margin_ranks_closeness_to_failing() -> None:
     assert between.margin(6) < 0
 
 
-def test_satisfies_the_observer_protocol() -> None:
-    """Observers accept it: it has holds() and str() (resilience.observe.expect)."""
-    assert isinstance(Expectation.parse("< 1"), ObserverExpectation)
+def test_nan_never_holds_whatever_the_operator() -> None:
+    """NaN (no data at an instant) holds for no operator, '!=' included."""
+    for text in ("< 1", "<= 1", "> 1", ">= 1", "== 1", "!= 1", "between 0 and 2"):
+        assert not Expectation.parse(text).holds(float("nan"))
+
+
+def test_worst_index_is_the_value_furthest_into_failure() -> None:
+    """worst_index picks the value deepest into failure, or the nearest to failing."""
+    below = Expectation.parse("< 10")
+    assert below.worst_index([1.0, 12.0, 30.0, 5.0]) == 2
+    assert below.worst_index([1.0, 9.0, 5.0]) == 1
+    assert below.worst_index([]) is None

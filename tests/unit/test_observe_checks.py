@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+from resilience.experiment.expectation import Expectation
 from resilience.observe import (
     Check,
     FakePrometheusSource,
@@ -16,7 +17,6 @@ from resilience.observe import (
     PrometheusQueryError,
     PrometheusUnavailable,
     Series,
-    Threshold,
     builtin_shop_checks,
     evaluate_checks,
     judge,
@@ -35,19 +35,9 @@ def ramp(labels: dict[str, str], values: dict[int, float]) -> Series:
     return Series(labels, [(float(t), v) for t, v in sorted(values.items())])
 
 
-class PlainExpectation:
-    """An expectation without margin(): only holds() and __str__."""
-
-    def holds(self, x: float) -> bool:
-        return x < 5
-
-    def __str__(self) -> str:
-        return "< 5"
-
-
 def test_check_passes_only_when_every_point_of_every_series_holds() -> None:
     """One failing point in one of two series fails the check and is reported as worst."""
-    check = Check("waiters", "q", "fault", Threshold("==", 0))
+    check = Check("waiters", "q", "fault", Expectation("==", 0))
     a = ramp({"svc": "a"}, dict.fromkeys(range(10, 21), 0.0))
     b = ramp({"svc": "b"}, {**dict.fromkeys(range(10, 21), 0.0), 14: 3.0, 15: 7.0})
     result = judge(check, [a, b])
@@ -63,7 +53,7 @@ def test_check_passes_only_when_every_point_of_every_series_holds() -> None:
 
 def test_all_points_holding_passes_with_min_max_last() -> None:
     """A series that holds everywhere passes and reports min, max and last."""
-    check = Check("p95", "q", "baseline", Threshold("<", 0.5))
+    check = Check("p95", "q", "baseline", Expectation("<", 0.5))
     result = judge(check, [ramp({}, {0: 0.1, 1: 0.3, 2: 0.2})])
     assert result.status == "passed"
     assert (result.min, result.max, result.last) == (0.1, 0.3, 0.2)
@@ -72,7 +62,7 @@ def test_all_points_holding_passes_with_min_max_last() -> None:
 
 def test_nan_points_are_skipped_and_inf_points_judged() -> None:
     """NaN means no data and is left out; +Inf is a real value that fails '< 1'."""
-    check = Check("p95", "q", "fault", Threshold("<", 1))
+    check = Check("p95", "q", "fault", Expectation("<", 1))
     only_nan = judge(check, [ramp({}, {0: math.nan, 1: math.nan})])
     assert only_nan.status == "not_evaluated"
     assert "no data" in only_nan.reason
@@ -82,21 +72,13 @@ def test_nan_points_are_skipped_and_inf_points_judged() -> None:
     assert with_inf.max == math.inf
 
 
-def test_worst_point_without_margin_uses_the_failing_extreme() -> None:
-    """Expectations with only holds() still get a worst point: the extreme that fails."""
-    check = Check("x", "q", "run", PlainExpectation())
-    result = judge(check, [ramp({}, {0: 1.0, 1: 9.0, 2: 6.0})])
-    assert result.status == "failed"
-    assert result.worst is not None and result.worst.value == 9.0
-
-
 def test_evaluate_queries_each_phase_window_and_saves_series(tmp_path: Path) -> None:
     """Checks are range-queried over their phase and their series saved under out_dir."""
     history = ramp({"service": "orders"}, {t: (5.0 if 12 <= t <= 14 else 0.0) for t in range(30)})
     source = FakePrometheusSource({"max(shop_db_pool_waiting)": [history]})
     checks = [
-        Check("pool waiters", "max(shop_db_pool_waiting)", "baseline", Threshold("==", 0)),
-        Check("pool waiters", "max(shop_db_pool_waiting)", "fault", Threshold("==", 0)),
+        Check("pool waiters", "max(shop_db_pool_waiting)", "baseline", Expectation("==", 0)),
+        Check("pool waiters", "max(shop_db_pool_waiting)", "fault", Expectation("==", 0)),
     ]
     baseline, fault = evaluate_checks(checks, source, PHASES, tmp_path / "prometheus")
     assert baseline.status == "passed"
@@ -116,7 +98,9 @@ def test_evaluate_queries_each_phase_window_and_saves_series(tmp_path: Path) -> 
 def test_run_phase_spans_from_first_start_to_last_end() -> None:
     """A 'run' check covers every phase when no explicit run window is given."""
     source = FakePrometheusSource({"q": [ramp({}, dict.fromkeys(range(-5, 40), 1.0))]})
-    (result,) = evaluate_checks([Check("all", "q", "run", Threshold(">", 0))], source, PHASES, None)
+    (result,) = evaluate_checks(
+        [Check("all", "q", "run", Expectation(">", 0))], source, PHASES, None
+    )
     assert result.status == "passed"
     assert result.points == 31
     assert result.windows[0].start == 0.0 and result.windows[0].end == 30.0
@@ -126,7 +110,7 @@ def test_missing_phase_is_not_evaluated() -> None:
     """A check on a phase the run never reached is not evaluated, with the reason."""
     source = FakePrometheusSource()
     (result,) = evaluate_checks(
-        [Check("c", "q", "recovery", Threshold("==", 0))], source, PHASES[:2], None
+        [Check("c", "q", "recovery", Expectation("==", 0))], source, PHASES[:2], None
     )
     assert result.status == "not_evaluated"
     assert "no recovery phase" in result.reason
@@ -138,7 +122,7 @@ def test_unreachable_prometheus_gives_not_evaluated_and_stops_asking() -> None:
     source = FakePrometheusSource(
         error=PrometheusUnavailable("cannot reach Prometheus at x", endpoint="x")
     )
-    checks = [Check(f"c{i}", f"q{i}", "baseline", Threshold("==", 0)) for i in range(5)]
+    checks = [Check(f"c{i}", f"q{i}", "baseline", Expectation("==", 0)) for i in range(5)]
     results = evaluate_checks(checks, source, PHASES, None)
     assert [r.status for r in results] == ["not_evaluated"] * 5
     assert all("cannot reach Prometheus" in r.reason for r in results)
@@ -157,8 +141,8 @@ def test_rejected_query_is_not_evaluated_and_others_continue() -> None:
     source = FakePrometheusSource(responder=responder)
     bad, good = evaluate_checks(
         [
-            Check("bad", "bad{", "baseline", Threshold("==", 0)),
-            Check("good", "ok", "baseline", Threshold("==", 0)),
+            Check("bad", "bad{", "baseline", Expectation("==", 0)),
+            Check("good", "ok", "baseline", Expectation("==", 0)),
         ],
         source,
         PHASES,
@@ -172,7 +156,7 @@ def test_exhausted_budget_marks_remaining_checks_not_evaluated() -> None:
     """Past the time budget, remaining checks are not evaluated instead of waiting."""
     ticks = iter([0.0, 0.0, 100.0, 200.0])
     source = FakePrometheusSource({"q": [ramp({}, {1: 0.0})]})
-    checks = [Check(f"c{i}", "q", "baseline", Threshold("==", 0)) for i in range(3)]
+    checks = [Check(f"c{i}", "q", "baseline", Expectation("==", 0)) for i in range(3)]
     results = evaluate_checks(
         checks, source, PHASES, None, budget_s=50, monotonic=lambda: next(ticks)
     )
@@ -184,8 +168,8 @@ def test_same_slug_gets_a_distinct_file(tmp_path: Path) -> None:
     """Two checks whose names slug alike do not overwrite each other's series."""
     source = FakePrometheusSource({"q": [ramp({}, {1: 0.0})]})
     checks = [
-        Check("Pool: waiters", "q", "baseline", Threshold("==", 0)),
-        Check("pool waiters", "q", "baseline", Threshold("==", 0)),
+        Check("Pool: waiters", "q", "baseline", Expectation("==", 0)),
+        Check("pool waiters", "q", "baseline", Expectation("==", 0)),
     ]
     first, second = evaluate_checks(checks, source, PHASES, tmp_path)
     assert first.series_file != second.series_file

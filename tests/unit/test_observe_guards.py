@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from resilience.experiment.expectation import Expectation
 from resilience.observe import (
     FakePrometheusSource,
     GuardMonitor,
@@ -20,7 +21,6 @@ from resilience.observe import (
     PromqlGuard,
     Series,
     Target,
-    Threshold,
 )
 from resilience.stack.config import Ports
 from resilience.vocabulary import FakeClock
@@ -62,7 +62,7 @@ def run(monitor: GuardMonitor, clock: FakeClock, seconds: int, poll: bool = True
 def promql_monitor(
     source: Switchable, clock: FakeClock, for_s: float = 3, grace_s: float = 0
 ) -> GuardMonitor:
-    guard = PromqlGuard("errors", "sum(rate(e[5s]))", Threshold("<", 10), for_s, grace_s)
+    guard = PromqlGuard("errors", "sum(rate(e[5s]))", Expectation("<", 10), for_s, grace_s)
     monitor = GuardMonitor([guard], source, None, clock)
     monitor.start(background=False)
     return monitor
@@ -149,7 +149,7 @@ def test_empty_result_is_no_data_not_a_breach() -> None:
     """An empty vector (metric absent) is 'no data': never a trip."""
     clock = FakeClock()
     source = FakePrometheusSource()
-    guard = PromqlGuard("g", "absent_metric", Threshold("<", 1))
+    guard = PromqlGuard("g", "absent_metric", Expectation("<", 1))
     monitor = GuardMonitor([guard], source, None, clock)
     monitor.start(background=False)
     assert run(monitor, clock, 5) == []
@@ -159,7 +159,7 @@ def test_empty_result_is_no_data_not_a_breach() -> None:
 def test_stale_readings_make_the_guard_not_evaluated() -> None:
     """When readings stop arriving (poller stuck), the breach is dropped, not tripped."""
     source, clock = Switchable(), FakeClock()
-    guard = PromqlGuard("errors", "q", Threshold("<", 10), for_s=3)
+    guard = PromqlGuard("errors", "q", Expectation("<", 10), for_s=3)
     monitor = GuardMonitor([guard], source, None, clock, stale_after=2.5)
     monitor.start(background=False)
     source.values = {"a": 99.0}
@@ -180,7 +180,7 @@ def test_load_guard_trips_on_live_stats_for_its_endpoint() -> None:
         asked.append(endpoint)
         return LoadSnapshot(rps=50, p95=p95["GET /catalog/items"], p99=None, error_rate=0.0)
 
-    guard = LoadGuard("catalog p95", "p95", Threshold("<", 0.5), "GET /catalog/items", for_s=2)
+    guard = LoadGuard("catalog p95", "p95", Expectation("<", 0.5), "GET /catalog/items", for_s=2)
     monitor = GuardMonitor([guard], None, live, clock)
     monitor.start(background=False)
     assert run(monitor, clock, 3, poll=False) == []
@@ -194,7 +194,7 @@ def test_load_guard_trips_on_live_stats_for_its_endpoint() -> None:
 def test_load_guard_without_data_is_not_evaluated() -> None:
     """No live stats yet (None, or a None metric) never trips a load guard."""
     clock = FakeClock()
-    guard = LoadGuard("errors", "error_rate", Threshold("<", 0.01))
+    guard = LoadGuard("errors", "error_rate", Expectation("<", 0.01))
     monitor = GuardMonitor([guard], None, lambda endpoint: None, clock)
     assert run(monitor, clock, 3, poll=False) == []
     assert monitor.status()[0].state == "not_evaluated"
@@ -207,7 +207,7 @@ def test_failing_live_stats_callable_does_not_break_the_monitor() -> None:
         raise RuntimeError("collector gone")
 
     clock = FakeClock()
-    monitor = GuardMonitor([LoadGuard("g", "rps", Threshold(">", 1))], None, broken, clock)
+    monitor = GuardMonitor([LoadGuard("g", "rps", Expectation(">", 1))], None, broken, clock)
     assert run(monitor, clock, 2, poll=False) == []
     assert "collector gone" in monitor.status()[0].reason
 
@@ -229,7 +229,7 @@ class BlockingSource(Switchable):
 def test_tick_never_waits_for_a_hanging_prometheus() -> None:
     """With the background poller stuck in a query, tick still returns at once."""
     source = BlockingSource()
-    guard = PromqlGuard("g", "q", Threshold("<", 1))
+    guard = PromqlGuard("g", "q", Expectation("<", 1))
     monitor = GuardMonitor([guard], source, None, interval=0.05, stale_after=0.2)
     with monitor:
         assert source.entered.wait(5)
@@ -250,7 +250,7 @@ def test_background_poller_feeds_ticks_with_real_readings() -> None:
     source = Switchable()
     source.values = {"a": 99.0}
     monitor = GuardMonitor(
-        [PromqlGuard("g", "q", Threshold("<", 1), for_s=0.1)], source, None, interval=0.05
+        [PromqlGuard("g", "q", Expectation("<", 1), for_s=0.1)], source, None, interval=0.05
     )
     trip = None
     with monitor:
@@ -264,12 +264,15 @@ def test_background_poller_feeds_ticks_with_real_readings() -> None:
 def test_monitor_rejects_guards_it_cannot_evaluate() -> None:
     """PromQL guards need a source, load guards a live_stats callable, names are unique."""
     with pytest.raises(ValueError, match="Prometheus source"):
-        GuardMonitor([PromqlGuard("g", "q", Threshold("<", 1))])
+        GuardMonitor([PromqlGuard("g", "q", Expectation("<", 1))])
     with pytest.raises(ValueError, match="live_stats"):
-        GuardMonitor([LoadGuard("g", "rps", Threshold("<", 1))])
+        GuardMonitor([LoadGuard("g", "rps", Expectation("<", 1))])
     with pytest.raises(ValueError, match="unique"):
         GuardMonitor(
-            [LoadGuard("g", "rps", Threshold("<", 1)), LoadGuard("g", "p95", Threshold("<", 1))],
+            [
+                LoadGuard("g", "rps", Expectation("<", 1)),
+                LoadGuard("g", "p95", Expectation("<", 1)),
+            ],
             live_stats=lambda e: None,
         )
 
@@ -284,7 +287,7 @@ def test_real_client_against_a_silent_prometheus_never_blocks_tick() -> None:
     try:
         port = sock.getsockname()[1]
         source = HttpPrometheusSource(f"http://127.0.0.1:{port}", timeout=0.3)
-        guard = PromqlGuard("g", "up", Threshold("==", 1))
+        guard = PromqlGuard("g", "up", Expectation("==", 1))
         with GuardMonitor([guard], source, interval=0.1, stale_after=5) as monitor:
             deadline = time.monotonic() + 5
             slowest = 0.0
@@ -310,8 +313,8 @@ def test_oldest_in_flight_guard_catches_a_total_hang() -> None:
         return LoadSnapshot(rps=0.0, p95=None, oldest_in_flight=stats["oldest"])
 
     guards = [
-        LoadGuard("p95", "p95", Threshold("<", 1)),
-        LoadGuard("hang", "oldest_in_flight", Threshold("<", 5), for_s=1),
+        LoadGuard("p95", "p95", Expectation("<", 1)),
+        LoadGuard("hang", "oldest_in_flight", Expectation("<", 5), for_s=1),
     ]
     monitor = GuardMonitor(guards, None, live, clock)
     assert run(monitor, clock, 2, poll=False) == []

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from resilience.errors import ExperimentError, ObserveError
+from resilience.errors import ObserveError
 from resilience.observe import (
     FakePrometheusSource,
     HttpPrometheusSource,
@@ -21,7 +21,6 @@ from resilience.observe import (
     PrometheusUnavailable,
     Series,
     Target,
-    Threshold,
     load_series,
     save_series,
 )
@@ -237,19 +236,3 @@ def test_fake_source_raises_the_configured_error() -> None:
     fake = FakePrometheusSource(error=PrometheusUnavailable("down", endpoint="fake"))
     with pytest.raises(PrometheusUnavailable):
         fake.query("q")
-
-
-def test_threshold_parses_and_judges() -> None:
-    """Threshold reads 'OP NUMBER', judges values and prints itself back."""
-    t = Threshold.parse("< 500")
-    assert t.holds(499) and not t.holds(500)
-    assert str(t) == "< 500"
-    assert Threshold.parse("== 0").holds(0.0)
-    assert Threshold.parse(">=1e-3").holds(0.001)
-    assert t.margin(600) < t.margin(400)
-
-
-def test_threshold_rejects_text_it_cannot_read() -> None:
-    """An unreadable expectation raises ExperimentError saying what was expected."""
-    with pytest.raises(ExperimentError, match="expected an operator and a number"):
-        Threshold.parse("about 5")
