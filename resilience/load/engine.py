@@ -7,6 +7,10 @@ its stdout into events on one queue; ``poll`` hands them out. A worker that ends
 its plan does, without being asked to, raises ``LoadError`` with the tail of its log.
 This module never imports Locust or gevent: the orchestrator's process stays plain.
 
+After the plan, the same stdin is a command channel: ``send(command)`` writes one
+``resilience.load.commands`` line to every worker, which applies it to its running load
+(users, arrival rate) and answers with a ``CommandAck`` event.
+
 Typical use::
 
     with LoadEngine(plan, workers=2, log_dir=run_dir / "logs") as engine:
@@ -35,6 +39,7 @@ from typing import IO
 
 import resilience
 from resilience.errors import LoadError
+from resilience.load.commands import Command, command_type, encode_command
 from resilience.load.plan import LoadPlan
 from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, decode_event
 
@@ -94,6 +99,7 @@ class LoadEngine:
         self._prepared = False
         self._started = False
         self._stopping = False
+        self._stdin_lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -168,13 +174,7 @@ class LoadEngine:
             self.plan = self.plan.model_copy(update={"t0": t0})
         for child in self._children:
             line = self.plan.for_worker(child.index, self.workers).to_json().encode() + b"\n"
-            stdin = child.process.stdin
-            try:
-                assert stdin is not None
-                stdin.write(line)
-                stdin.flush()
-            except (BrokenPipeError, OSError) as exc:
-                raise self._error(child, f"load worker {child.index} is gone: {exc}") from exc
+            self._write(child, line)
         logger.info(
             "load engine: %d workers, %s model, t0=%.3f, %.0fs",
             self.workers,
@@ -182,6 +182,43 @@ class LoadEngine:
             self.plan.t0,
             self.plan.duration,
         )
+
+    def send(self, command: Command) -> int:
+        """Send ``command`` to every running worker; returns how many it reached.
+
+        Each worker applies it to its running load and answers with a ``CommandAck``
+        (through ``poll``). Raises LoadError before ``start`` or when no worker is left.
+        """
+        if not self._started or self._stopping:
+            raise LoadError(f"cannot send {command_type(command)}: the load is not running")
+        line = encode_command(command).encode() + b"\n"
+        sent = 0
+        for child in self._children:
+            if child.process.poll() is not None:
+                continue
+            try:
+                self._write(child, line)
+            except LoadError as exc:
+                logger.warning("%s", str(exc).splitlines()[0])
+                continue
+            sent += 1
+        if not sent:
+            raise LoadError(f"cannot send {command_type(command)}: no load worker is running")
+        logger.info("load command to %d worker(s): %s", sent, encode_command(command))
+        return sent
+
+    def _write(self, child: _Child, line: bytes) -> None:
+        # A full pipe would block: a worker reads its stdin continuously, and a line is
+        # far below the pipe's buffer, so a write here takes microseconds.
+        with self._stdin_lock:
+            stdin = child.process.stdin
+            try:
+                if stdin is None:
+                    raise OSError("no stdin pipe")
+                stdin.write(line)
+                stdin.flush()
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                raise self._error(child, f"load worker {child.index} is gone: {exc}") from exc
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM every worker's process group, SIGKILL after ``grace`` seconds, reap."""
@@ -202,7 +239,7 @@ class LoadEngine:
             # The session may hold stray grandchildren; they go with the group.
             self._signal(child, signal.SIGKILL, group_only=True)
             if child.process.stdin is not None:
-                with contextlib.suppress(OSError):
+                with self._stdin_lock, contextlib.suppress(OSError):
                     child.process.stdin.close()
             if child.thread is not None:
                 child.thread.join(timeout=5.0)

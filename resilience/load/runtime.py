@@ -28,10 +28,11 @@ import math
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.pool
 from gevent import Timeout, getcurrent
 from locust import FastHttpUser, LoadTestShape, User, between, constant, task
@@ -54,7 +55,7 @@ from resilience.load.collector import (
     traceparent,
 )
 from resilience.load.plan import LoadPlan
-from resilience.load.schedule import intended_times, split_evenly, worker_target
+from resilience.load.schedule import intended_times, rate_times, split_evenly, worker_target
 from resilience.load.template import (
     RequestTemplate,
     UserState,
@@ -235,6 +236,10 @@ class StageShape(LoadTestShape):
     With ``hold_at_end`` the last stage's target stays after the end instead of Locust's
     stop: our own users stop themselves after their last request, which never kills one in
     the middle of a request (Locust's stop can, when a user's wait ends as it is stopped).
+
+    ``set_target`` (a ``SetUsers`` command) replaces the stages from then on until the
+    plan's end; Locust's shape worker picks the new target up within a second and adds or
+    stops users without restarting the runner.
     """
 
     def __init__(self, plan: LoadPlan, clock: Clock, *, hold_at_end: bool) -> None:
@@ -243,11 +248,18 @@ class StageShape(LoadTestShape):
         self._clock = clock
         self._hold = hold_at_end
         self._last: tuple[int, float] | None = None
+        self._override: tuple[int, float] | None = None
+
+    def set_target(self, users: int, spawn_rate: float) -> None:
+        """This worker's users and spawn rate from now on (its share of a SetUsers)."""
+        self._override = (users, spawn_rate)
 
     def tick(self) -> tuple[int, float] | None:
-        target = worker_target(
-            self._plan.stages, self._clock.now(), self._plan.worker, self._plan.workers
-        )
+        now = self._clock.now()
+        if self._override is not None and now < self._plan.duration:
+            self._last = self._override
+            return self._last
+        target = worker_target(self._plan.stages, now, self._plan.worker, self._plan.workers)
         if target is None:
             return self._last if self._hold else None
         self._last = (target.users, target.spawn_rate)
@@ -309,9 +321,53 @@ class OpenScheduler:
         self.next_t = 0.0
         self.done = False
         self._stopped = False
+        # A SetRate command: (rps, from) replaces the plan's stages from that moment on.
+        self._rate_change: tuple[float, float] | None = None
+        self._wake = gevent.event.Event()
 
     def stop(self) -> None:
         self._stopped = True
+        self._wake.set()
+
+    def set_rate(self, rps: float, at: float) -> None:
+        """Send ``rps`` requests per second in total (all workers) from ``at`` on."""
+        self._rate_change = (rps, at)
+        self._wake.set()
+
+    def _take_change(self) -> tuple[float, float] | None:
+        change, self._rate_change = self._rate_change, None
+        return change
+
+    def _change_pending(self) -> bool:
+        return self._rate_change is not None
+
+    def _times(self, start: float) -> Iterator[float]:
+        """Intended times: the plan's stages, replaced by each rate change as it arrives."""
+        plan = self.plan
+        times: Iterator[float] = intended_times(
+            plan.arrival, plan.worker, plan.workers, start_at=start
+        )
+        while True:
+            change = self._take_change()
+            if change is not None:
+                rps, at = change
+                times = rate_times(rps, at, plan.duration, plan.worker, plan.workers)
+            t = next(times, None)
+            if t is None:
+                if self._change_pending():
+                    continue
+                # Nothing more to send (rate 0, or the end): wait for a change or the end.
+                wait = plan.duration - self.workload.clock.now()
+                if wait <= 0 or self._stopped:
+                    return
+                self.next_t = math.inf  # nothing is due: every past second may be final
+                self._wake.clear()
+                self._wake.wait(timeout=min(wait, 1.0))
+                if not self._change_pending() and self.workload.clock.now() >= plan.duration:
+                    return
+                times = iter(())
+                continue
+            yield t
 
     def run(self) -> None:
         clock = self.workload.clock
@@ -326,13 +382,13 @@ class OpenScheduler:
             logger.warning("started %.1fs after t0: the intended times before are skipped", start)
         behind = 0
         try:
-            for t in intended_times(
-                self.plan.arrival, self.plan.worker, self.plan.workers, start_at=start
-            ):
+            for t in self._times(start):
                 self.next_t = t
                 delay = t - clock.now()
                 if delay > 0:
-                    gevent.sleep(delay)
+                    self._wake.clear()
+                    if self._wake.wait(timeout=delay) and self._change_pending():
+                        continue  # a new rate: this time is no longer intended
                     behind = 0
                 else:
                     behind += 1

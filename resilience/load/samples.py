@@ -6,7 +6,8 @@ model) for one worker: per endpoint, counts by outcome and a latency histogram
 sent in that second has completed, so it is final. ``LiveTick`` is the fresh view by
 COMPLETION time, every second, for the live console and the load guards. ``TraceRef``
 keeps the trace id of a failed, slow or sampled request, ``WriteAck`` an acknowledged write,
-``WorkerReady`` / ``WorkerExit`` bracket a worker's life. Times are seconds on the
+``WorkerReady`` / ``WorkerExit`` bracket a worker's life, and ``CommandAck`` answers a
+command the parent sent on the worker's stdin (``commands``). Times are seconds on the
 experiment clock; latencies in TraceRef and LiveTick are seconds.
 """
 
@@ -120,7 +121,22 @@ class WorkerExit:
     message: str = ""
 
 
-LoadEvent = SecondSample | LiveTick | TraceRef | WriteAck | WorkerReady | WorkerExit
+@dataclass(frozen=True)
+class CommandAck:
+    """A worker's answer to a command (``resilience.load.commands``): applied or refused.
+
+    ``command`` is the command's wire type, ``t`` the experiment time it took effect, and
+    ``detail`` what this worker now holds (its share: ``users`` or ``rps``) or why not.
+    """
+
+    worker: int
+    command: str
+    t: float
+    ok: bool
+    detail: str = ""
+
+
+LoadEvent = SecondSample | LiveTick | TraceRef | WriteAck | WorkerReady | WorkerExit | CommandAck
 
 _TYPES: dict[type[Any], str] = {
     SecondSample: "second",
@@ -129,6 +145,7 @@ _TYPES: dict[type[Any], str] = {
     WriteAck: "write",
     WorkerReady: "ready",
     WorkerExit: "exit",
+    CommandAck: "ack",
 }
 
 
@@ -169,6 +186,8 @@ def decode_event(line: str | bytes) -> LoadEvent:
             return WorkerReady(**body)
         if kind == "exit":
             return WorkerExit(**body)
+        if kind == "ack":
+            return CommandAck(**body)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LoadError(f"malformed line from a load worker: {exc}: {line[:200]!r}") from exc
     raise LoadError(f"unknown event type {kind!r} from a load worker")

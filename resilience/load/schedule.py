@@ -100,6 +100,22 @@ def intended_times(
         stage_start = stage_end
 
 
+def rate_times(rps: float, start: float, end: float, worker: int, workers: int) -> Iterator[float]:
+    """Intended send times of ``worker`` at a constant total ``rps`` from ``start`` to ``end``
+    (a live rate change: the new stream starts at the moment of the change)."""
+    if workers < 1 or not 0 <= worker < workers:
+        raise ValueError(f"worker {worker} is not one of {workers}")
+    if rps <= 0 or end <= start:
+        return
+    j = worker
+    while True:
+        t = start + j / rps
+        if t >= end:
+            return
+        yield t
+        j += workers
+
+
 def planned_requests(stages: Sequence[_RateStage], worker: int, workers: int) -> int:
     """How many requests ``worker`` is scheduled to send in the whole open-model run."""
     return sum(1 for _ in intended_times(stages, worker, workers))

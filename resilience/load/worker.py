@@ -2,7 +2,9 @@
 
 The parent (``LoadEngine``) starts one per core. The worker imports Locust (which patches
 this process with gevent), reports ``ready`` on stdout, reads its ``LoadPlan`` (one JSON
-line on stdin, or ``--plan FILE``), waits for t0 and runs its share of the load. It writes
+line on stdin, or ``--plan FILE``), waits for t0 and runs its share of the load. Every
+later line on stdin is a command (``resilience.load.commands``: users or arrival rate
+changed live), applied to the running load and answered with a ``CommandAck``. It writes
 events as JSON lines on stdout (see ``samples``) and logs to stderr. Every loop is bounded:
 the worker stops by itself at the plan's end (after at most the client timeout to drain),
 when its stdin closes, when its parent dies (it polls ``os.getppid()``), or promptly on
@@ -25,15 +27,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resilience.errors import LoadError
-from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, encode_event
+from resilience.load.commands import Command, SetRate, SetUsers, command_type, decode_command
+from resilience.load.samples import (
+    CommandAck,
+    LoadEvent,
+    WorkerExit,
+    WorkerReady,
+    encode_event,
+)
 
 if TYPE_CHECKING:
     from resilience.load.plan import LoadPlan
+    from resilience.load.runtime import OpenScheduler, StageShape
 
 logger = logging.getLogger("resilience.load.worker")
 
 # Locust's own stop of users on a stage change waits this long beyond the client timeout.
 _DRAIN_GRACE_S = 2.0
+# A command line longer than this is not ours: it is dropped rather than buffered forever.
+_MAX_COMMAND_BYTES = 64 * 1024
 
 
 class _Output:
@@ -67,7 +79,7 @@ def _stdin_is_pipe() -> bool:
 class Worker:
     """One worker's life: start at t0, tick every second, stop for one of five reasons."""
 
-    def __init__(self, plan: LoadPlan, output: _Output) -> None:
+    def __init__(self, plan: LoadPlan, output: _Output, stdin_pending: bytes = b"") -> None:
         from resilience.load.collector import Collector
         from resilience.load.runtime import Clock
 
@@ -85,6 +97,10 @@ class Worker:
             rng=random.Random(self.rng.getrandbits(64)),
         )
         self.reason = ""
+        self._stdin_pending = stdin_pending
+        self.shape: StageShape | None = None
+        self.scheduler: OpenScheduler | None = None
+        self._held: list[Command] = []
         self._ppid = os.getppid()
         import gevent.event
 
@@ -132,6 +148,8 @@ class Worker:
 
         plan = self.plan
         shape = runtime.StageShape(plan, self.clock, hold_at_end=not plan.locustfile)
+        self.shape = shape
+        self._apply_held()
         if plan.locustfile:
             classes = runtime.load_user_classes(plan)
             env = Environment(
@@ -177,6 +195,8 @@ class Worker:
         plan = self.plan
         workload = runtime.Workload(plan, self.clock, self.collector)
         scheduler = runtime.OpenScheduler(workload, random.Random(self.rng.getrandbits(64)))
+        self.scheduler = scheduler
+        self._apply_held()
         greenlet = gevent.spawn(scheduler.run)
         try:
             while not self.reason:
@@ -215,17 +235,73 @@ class Worker:
             self.stop("parent_gone")
 
     def _watch_stdin(self) -> None:
+        """Read commands line by line until stdin closes (then stop: the parent is gone)."""
         import gevent.os
 
         gevent.os.make_nonblocking(0)
+        buffer, self._stdin_pending = self._stdin_pending, b""
         while not self.reason:
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    self._on_command_line(line)
+            if len(buffer) > _MAX_COMMAND_BYTES:
+                logger.error("dropping %d bytes on stdin without a line break", len(buffer))
+                buffer = b""
             try:
-                data = gevent.os.nb_read(0, 4096)
+                data = gevent.os.nb_read(0, 65536)
             except OSError:
                 data = b""
             if not data:
                 self.stop("stdin_closed")
                 return
+            buffer += data
+
+    # -- commands ---------------------------------------------------------------------
+
+    def _on_command_line(self, line: bytes) -> None:
+        try:
+            command = decode_command(line)
+        except LoadError as exc:
+            logger.error("%s", exc)
+            self.output.emit(
+                CommandAck(self.plan.worker, "invalid", self.clock.now(), ok=False, detail=str(exc))
+            )
+            return
+        if self.shape is None and self.scheduler is None:
+            self._held.append(command)  # before t0: applied when the load starts
+            return
+        self._apply(command)
+
+    def _apply_held(self) -> None:
+        held, self._held = self._held, []
+        for command in held:
+            self._apply(command)
+
+    def _apply(self, command: Command) -> None:
+        """Change the running load; answer with a CommandAck either way."""
+        from resilience.load.schedule import split_evenly
+
+        plan = self.plan
+        now = self.clock.now()
+        ok, detail = False, ""
+        if isinstance(command, SetUsers):
+            if self.shape is None:
+                detail = "set_users needs the closed model (users); this load is open (rps)"
+            else:
+                share = split_evenly(command.users, plan.workers, plan.worker)
+                rate = command.spawn_rate / plan.workers
+                self.shape.set_target(share, rate)
+                ok, detail = True, f"users={share} spawn_rate={rate:g}"
+        elif isinstance(command, SetRate):
+            if self.scheduler is None:
+                detail = "set_rate needs the open model (arrival rate); this load is closed"
+            else:
+                self.scheduler.set_rate(command.rps, now)
+                ok, detail = True, f"rps={command.rps / plan.workers:g}"
+        log = logger.info if ok else logger.warning
+        log("command %s: %s", command_type(command), detail)
+        self.output.emit(CommandAck(plan.worker, command_type(command), now, ok=ok, detail=detail))
 
     def _finish(self, *, users: int) -> int:
         now = self.clock.now()
@@ -254,15 +330,28 @@ class Worker:
         return 0
 
 
-def _read_plan(path: str | None) -> LoadPlan:
+def _read_line(fd: int) -> tuple[bytes, bytes]:
+    """The first line on ``fd`` and whatever arrived after it (read unbuffered: the rest
+    belongs to the command reader, which reads the same descriptor)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    return line, rest
+
+
+def _read_plan(path: str | None) -> tuple[LoadPlan, bytes]:
     from resilience.load.plan import LoadPlan
 
     if path:
-        return LoadPlan.from_json(Path(path).read_text(encoding="utf-8"))
-    line = sys.stdin.buffer.readline()
+        return LoadPlan.from_json(Path(path).read_text(encoding="utf-8")), b""
+    line, rest = _read_line(0)
     if not line.strip():
         raise LoadError("stdin closed before a load plan arrived")
-    return LoadPlan.from_json(line)
+    return LoadPlan.from_json(line), rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,9 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output.emit(WorkerReady(worker=-1, pid=os.getpid()))
         output.flush()
-        plan = _read_plan(args.plan)
+        plan, pending = _read_plan(args.plan)
         worker_index = plan.worker
-        return Worker(plan, output).run()
+        return Worker(plan, output, pending).run()
     except LoadError as exc:
         logger.error("%s", exc)
         _report_error(output, worker_index, str(exc))

@@ -1,0 +1,104 @@
+"""What flows from the parent to a running worker: one JSON command per line on its stdin.
+
+The first line a worker reads is its ``LoadPlan``; every line after it is a command, one
+dataclass each, with a ``type`` key on the wire. Commands change a running worker without
+restarting it (its Locust runner, its open-model scheduler and its recording carry on):
+
+- ``SetUsers``: hold ``users`` users in total (this worker takes its even share), ramping at
+  ``spawn_rate`` users per second in total. Closed model only.
+- ``SetRate``: send ``rps`` requests per second in total from now on. Open model only.
+
+A worker answers every command with a ``CommandAck`` event on stdout (``samples``) saying
+whether it applied it. A new command type is one dataclass here, one entry in ``_TYPES``
+and one branch in the worker's ``_apply``; the channel itself does not change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from resilience.errors import LoadError
+
+MAX_USERS = 1_000_000
+MAX_RPS = 1_000_000.0
+
+
+def _finite_positive(name: str, value: float, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SetUsers:
+    """Closed model: hold ``users`` users in total, ramping at ``spawn_rate`` per second."""
+
+    users: int
+    spawn_rate: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.users, bool) or not isinstance(self.users, int):
+            raise ValueError(f"users must be a whole number, got {self.users!r}")
+        if not 0 <= self.users <= MAX_USERS:
+            raise ValueError(f"users must be between 0 and {MAX_USERS}, got {self.users}")
+        _finite_positive("spawn_rate", self.spawn_rate, allow_zero=False)
+
+    def describe(self) -> str:
+        return f"{self.users} users (spawn rate {self.spawn_rate:g}/s)"
+
+
+@dataclass(frozen=True)
+class SetRate:
+    """Open model: send ``rps`` requests per second in total from the moment it arrives."""
+
+    rps: float
+
+    def __post_init__(self) -> None:
+        _finite_positive("rps", self.rps, allow_zero=True)
+        if self.rps > MAX_RPS:
+            raise ValueError(f"rps must be at most {MAX_RPS:g}, got {self.rps!r}")
+
+    def describe(self) -> str:
+        return f"{self.rps:g} requests/s"
+
+
+Command = SetUsers | SetRate
+
+_TYPES: dict[type[Any], str] = {SetUsers: "set_users", SetRate: "set_rate"}
+_CLASSES: dict[str, type[Any]] = {name: cls for cls, name in _TYPES.items()}
+
+
+def command_type(command: Command) -> str:
+    """The wire name of a command (``set_users``, ``set_rate``)."""
+    return _TYPES[type(command)]
+
+
+def encode_command(command: Command) -> str:
+    """One line of compact JSON (no newline) with a ``type`` key."""
+    body = asdict(command)
+    body["type"] = command_type(command)
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_command(line: str | bytes) -> Command:
+    """Parse one command line; LoadError for anything that is not a valid command."""
+    try:
+        body = json.loads(line)
+    except ValueError as exc:
+        raise LoadError(f"a load command is not JSON: {exc}: {line[:200]!r}") from exc
+    if not isinstance(body, dict):
+        raise LoadError(f"a load command must be a JSON object, got {line[:200]!r}")
+    kind = body.pop("type", None)
+    cls = _CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise LoadError(f"unknown load command type {kind!r} (known: {', '.join(_CLASSES)})")
+    try:
+        command: Command = cls(**body)
+    except (TypeError, ValueError) as exc:
+        raise LoadError(f"invalid {kind} command: {exc}") from exc
+    return command
