@@ -17,6 +17,7 @@ with the endpoint and what we were doing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 EXIT_PASSED = 0
@@ -51,11 +52,24 @@ class ErrorLocation:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ErrorDetail:
+    """One problem of an ``ExperimentError`` as data (``validate --json`` prints these)."""
+
+    file: str | None = None
+    line: int | None = None
+    path: str | None = None
+    message: str
+    expected: str | None = None
+    got: str | None = None
+
+
 class ExperimentError(ResilienceError):
     """An experiment file, profile, flag or override is invalid (exit 2).
 
     The message always names where (file, line, key path), what was expected and what
-    was found; ``problems`` holds one line per problem when there are several.
+    was found; ``problems`` holds one line per problem when there are several, and
+    ``details`` the same problems as data (one ``ErrorDetail`` each).
     """
 
     exit_code = EXIT_INVALID
@@ -68,11 +82,25 @@ class ExperimentError(ResilienceError):
         expected: str | None = None,
         got: str | None = None,
         problems: list[str] | None = None,
+        details: Sequence[ErrorDetail] | None = None,
     ) -> None:
         self.location = location or ErrorLocation()
         self.expected = expected
         self.got = got
         self.problems = problems or []
+        if details is None:
+            file = self.location.file
+            details = [ErrorDetail(file=file, message=p) for p in self.problems] or [
+                ErrorDetail(
+                    file=file,
+                    message=message,
+                    line=self.location.line,
+                    path=self.location.path,
+                    expected=expected,
+                    got=got,
+                )
+            ]
+        self.details: tuple[ErrorDetail, ...] = tuple(details)
         text = message
         where = str(self.location)
         if where:

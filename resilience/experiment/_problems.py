@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from resilience.errors import ErrorLocation, ExperimentError
+from resilience.errors import ErrorDetail, ErrorLocation, ExperimentError
 
 KeyPath = tuple[str | int, ...]
 
@@ -167,4 +167,17 @@ def experiment_error(
         f"{len(ordered)} problems" + (f" {context}" if context else ""),
         location=ErrorLocation(file=file),
         problems=[p.render() for p in ordered],
+        details=[_detail(file, p, context) for p in ordered],
+    )
+
+
+def _detail(file: str | None, problem: Problem, context: str | None) -> ErrorDetail:
+    origin = problem.origin or context
+    return ErrorDetail(
+        file=file,
+        line=problem.line,
+        path=format_path(problem.path) if problem.path else None,
+        message=problem.message + (f" ({origin})" if origin else ""),
+        expected=problem.expected,
+        got=problem.got,
     )
