@@ -12,6 +12,7 @@ proxies it disabled re-enabled, and its journal marked ``aborted``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from resilience.errors import ExperimentError, FaultError, StackError
 from resilience.experiment.model import Experiment
+from resilience.faults.catalogue import TOXIC_PREFIX
 from resilience.faults.sweeper import SweepReport, sweep
-from resilience.faults.toxiproxy import ToxiproxyClient
+from resilience.faults.toxiproxy import Proxy, ToxiproxyClient
 from resilience.report.journal import mark_abandoned
-from resilience.stack import Stack, StackConfig
+from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.topology import stack_proxies
 from resilience.vocabulary import ShopMode
@@ -62,6 +64,20 @@ def _options(experiment: Experiment) -> dict[str, str]:
     }
 
 
+def _choose(
+    stack: Stack, experiment: Experiment, target_url: str | None, shop_mode: ShopMode | None
+) -> tuple[str | None, bool, ShopMode | None, dict[str, str], tuple[str, ...]]:
+    """The target URL (None: the built-in shop), whether it is built in, the shop's mode and
+    options, and the stack components the run needs (empty: all)."""
+    url = target_url or (experiment.target.url if experiment.target else None)
+    if url is not None:
+        return url, False, None, {}, EXTERNAL_INFRA
+    mode = shop_mode or (experiment.shop.mode if experiment.shop else None)
+    if mode is None:
+        mode = "fragile" if stack.shop_mode() == "fragile" else "hardened"
+    return None, True, mode, _options(experiment), ()
+
+
 def prepare_target(
     experiment: Experiment,
     *,
@@ -73,20 +89,8 @@ def prepare_target(
 ) -> PreparedTarget:
     """Make the target reachable and the fault proxies ready; sweep leftovers first."""
     stack = Stack(config)
-    url = target_url or (experiment.target.url if experiment.target else None)
-    builtin = url is None
-    mode: ShopMode | None = None
-    options: dict[str, str] = {}
+    url, builtin, mode, options, components = _choose(stack, experiment, target_url, shop_mode)
     started: tuple[str, ...] = ()
-    if builtin:
-        running = stack.shop_mode()
-        mode = shop_mode or (experiment.shop.mode if experiment.shop else None)
-        if mode is None:
-            mode = "fragile" if running == "fragile" else "hardened"
-        options = _options(experiment)
-        components: tuple[str, ...] = ()
-    else:
-        components = EXTERNAL_INFRA
     if manage_stack:
         say("checking the local stack")
         result = stack.up(
@@ -133,6 +137,139 @@ def prepare_target(
 
 
 OBSERVERS = ("prometheus", "jaeger")
+
+
+@dataclass(frozen=True)
+class PlannedProxy:
+    """A Toxiproxy proxy the run needs, and what preparing the target would do with it."""
+
+    name: str
+    listen: str
+    upstream: str
+    action: str
+    """``keep`` (exists as wanted), ``create``, or ``update`` (exists, other addresses)."""
+
+
+@dataclass(frozen=True)
+class TargetPreview:
+    """What ``prepare_target`` would do, found without changing anything (``run --dry-run``)."""
+
+    url: str
+    builtin: bool
+    shop_mode: ShopMode | None
+    shop_options: dict[str, str]
+    manage_stack: bool
+    components: list[PlannedComponent]
+    proxies: list[PlannedProxy]
+    leftovers: list[str]
+    """Toxics and disabled proxies a killed run left, which the run's sweep would heal."""
+    problems: list[str]
+    """What would stop the run (exit 3 or 2) before any load is sent."""
+    notes: list[str]
+
+
+def preview_target(
+    experiment: Experiment,
+    *,
+    config: StackConfig,
+    target_url: str | None,
+    shop_mode: ShopMode | None,
+    manage_stack: bool = True,
+) -> TargetPreview:
+    """``prepare_target`` without its effects: what would start, which proxies would be made.
+
+    Read-only: the stack record, /proc, the programs on disk, and Toxiproxy's proxy list
+    (one GET, when Toxiproxy runs). Starts no process, writes no file, changes no proxy.
+    """
+    stack = Stack(config)
+    url, builtin, mode, options, needed = _choose(stack, experiment, target_url, shop_mode)
+    planned = stack.plan_up(
+        shop_mode=mode or "hardened", shop_options=options, components=needed or None
+    )
+    toxiproxy_runs = any(p.name == "toxiproxy" and p.state == "running" for p in planned)
+    problems: list[str] = []
+    notes: list[str] = []
+    if manage_stack:
+        problems += [f"{p.name} cannot start: {p.blocker}" for p in planned if p.blocker]
+    else:
+        planned, more_problems, notes = _without_starting(planned, builtin, mode)
+        problems += more_problems
+    other = active_run(config)
+    if other is not None:
+        problems.append(f"another run is in progress on this stack (pid {other[0]}, {other[1]})")
+    wanted = (
+        [(p.name, p.listen, p.upstream) for p in stack_proxies(config.ports)] if builtin else []
+    )
+    wanted += [(p.name, p.listen, p.upstream) for p in experiment.proxies]
+    existing: dict[str, Proxy] = {}
+    if toxiproxy_runs:
+        try:
+            with ToxiproxyClient(config.toxiproxy_url, timeout=2.0, retries=0) as client:
+                existing = client.proxies()
+        except FaultError as exc:
+            problems.append(f"Toxiproxy runs but does not answer: {exc}")
+    managed = {name for name, _listen, _upstream in wanted}
+    leftovers = [
+        f"{name}/{toxic.name}"
+        for name, proxy in sorted(existing.items())
+        for toxic in proxy.toxics
+        if toxic.name.startswith(TOXIC_PREFIX)
+    ] + [
+        f"{name} disabled"
+        for name, proxy in sorted(existing.items())
+        if name in managed and not proxy.enabled
+    ]
+    proxies: list[PlannedProxy] = []
+    for name, listen, upstream in dict.fromkeys(wanted):
+        current = existing.get(name)
+        if current is None:
+            action = "create"
+        elif (current.listen, current.upstream) == (listen, upstream):
+            action = "keep"
+        else:
+            action = "update"
+        proxies.append(PlannedProxy(name, listen, upstream, action))
+    return TargetPreview(
+        url=url or config.gateway_url,
+        builtin=builtin,
+        shop_mode=mode,
+        shop_options=options,
+        manage_stack=manage_stack,
+        components=planned,
+        proxies=proxies,
+        leftovers=leftovers,
+        problems=problems,
+        notes=notes,
+    )
+
+
+def _without_starting(
+    planned: list[PlannedComponent], builtin: bool, mode: ShopMode | None
+) -> tuple[list[PlannedComponent], list[str], list[str]]:
+    """--no-stack: nothing starts; what ``_require_running`` would refuse, as problems."""
+    required = [n for n in COMPONENT_NAMES if n not in OBSERVERS] if builtin else ["toxiproxy"]
+    down = [p.name for p in planned if p.state != "running"]
+    problems: list[str] = []
+    missing = [n for n in down if n in required]
+    if missing:
+        problems.append(
+            f"--no-stack was given but {', '.join(missing)} is not running "
+            "(start it with `resilience stack up`)"
+        )
+    restart = [p.name for p in planned if p.action == "restart"]
+    if restart:
+        problems.append(
+            f"--no-stack was given and {', '.join(restart)} runs in another mode or with "
+            f"other options than this run asks ({mode}); it would not be restarted"
+        )
+    observers = [n for n in down if n in OBSERVERS]
+    notes = (
+        [f"{' and '.join(observers)} not running: what needs it will be 'not evaluated'"]
+        if observers
+        else []
+    )
+    running = [dataclasses.replace(p, action="keep") for p in planned if p.state == "running"]
+    return running, problems, notes
 
 
 def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None]) -> None:

@@ -1,6 +1,6 @@
 """The stack: the processes an experiment needs, supervised natively or described for compose.
 
-Public face: ``Stack`` (up, down, status, is_up, shop_mode), its results, the
+Public face: ``Stack`` (up, down, status, plan_up, is_up, shop_mode), its results, the
 configuration (``StackConfig``), the installer, ``doctor`` and the compose exporter.
 Everything else in this package is free to move.
 """
@@ -12,6 +12,7 @@ from resilience.stack.supervisor import (
     ComponentStatus,
     DownResult,
     FaultSweeper,
+    PlannedComponent,
     Stack,
     UpResult,
     parse_shop_options,
@@ -22,6 +23,7 @@ __all__ = [
     "ComponentStatus",
     "DownResult",
     "FaultSweeper",
+    "PlannedComponent",
     "Ports",
     "Stack",
     "StackConfig",

@@ -102,6 +102,24 @@ class ComponentStatus:
         return self.state == "running"
 
 
+@dataclass(frozen=True)
+class PlannedComponent:
+    """What ``up`` would do with one component, as ``Stack.plan_up`` found it.
+
+    ``state`` is ``running`` (its recorded process is alive; health is not probed),
+    ``dead`` (recorded, process gone) or ``stopped``; ``action`` is ``keep``, ``start`` or
+    ``restart`` (a shop service in another mode or with other options); ``blocker`` says
+    why starting it would fail (a program missing, its port taken by a stranger).
+    """
+
+    name: str
+    state: str
+    action: str
+    port: int
+    mode: str | None = None
+    blocker: str | None = None
+
+
 def resolve_components(names: Iterable[str] | None) -> tuple[str, ...]:
     """Component names (or groups: all, infra, shop) in start order; None means all."""
     if names is None:
@@ -243,6 +261,58 @@ class Stack:
             except ResilienceError as exc:
                 logger.warning("the fault sweeper failed: %s", exc)
         return result
+
+    def plan_up(
+        self,
+        *,
+        shop_mode: str = "fragile",
+        shop_options: Mapping[str, str] | None = None,
+        components: Iterable[str] | None = None,
+    ) -> list[PlannedComponent]:
+        """What ``up`` with these arguments would keep, start or restart; changes nothing.
+
+        Read-only: it reads the stack record and /proc, checks the programs and ports of
+        what would start, and starts no process (no health probe either: ``pg_isready``
+        is one), creates no file and sends no request.
+        """
+        options = {k.lower(): v for k, v in (shop_options or {}).items()}
+        names = resolve_components(components)
+        state = load_state(self.config.paths.stack_file)
+        planned: list[PlannedComponent] = []
+        with self._context(shop_mode, options) as ctx:
+            for component in COMPONENTS:
+                if component.name not in names:
+                    continue
+                record = state.components.get(component.name)
+                port = next(iter(component.ports(self.config.ports).values()))
+                if record is not None and is_alive(record.pid, record.start_ticks):
+                    stale = component.name in GROUPS["shop"] and (record.mode, record.options) != (
+                        shop_mode,
+                        options,
+                    )
+                    action = "restart" if stale else "keep"
+                    planned.append(
+                        PlannedComponent(
+                            component.name, "running", action, record.port, record.mode
+                        )
+                    )
+                    continue
+                blocker = None
+                try:
+                    self._check_startable(component, ctx)
+                except ResilienceError as exc:
+                    blocker = str(exc)
+                planned.append(
+                    PlannedComponent(
+                        component.name,
+                        "stopped" if record is None else "dead",
+                        "start",
+                        port,
+                        shop_mode if component.name in GROUPS["shop"] else None,
+                        blocker,
+                    )
+                )
+        return planned
 
     def is_up(self, components: Iterable[str] | None = None) -> bool:
         """Whether every one of ``components`` (default all) runs and answers its probe."""
