@@ -124,6 +124,41 @@ class FindingChange:
 
 
 @dataclass(frozen=True)
+class FindingGroup:
+    """The changes of one finding kind, across the endpoints it concerns (one line each)."""
+
+    kind: str
+    endpoints: tuple[str, ...]
+    severity: str
+    fails_run: bool
+    summaries: tuple[str, ...]
+
+    @property
+    def where(self) -> str:
+        return f" on {', '.join(self.endpoints)}" if self.endpoints else ""
+
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+def group_by_kind(changes: Sequence[FindingChange]) -> list[FindingGroup]:
+    """One group per finding kind, in first-seen order; the worst severity of its members."""
+    kinds: dict[str, list[FindingChange]] = {}
+    for change in changes:
+        kinds.setdefault(change.kind, []).append(change)
+    return [
+        FindingGroup(
+            kind=kind,
+            endpoints=tuple(dict.fromkeys(m.endpoint for m in members if m.endpoint)),
+            severity=min((m.severity for m in members), key=lambda s: _SEVERITY_RANK.get(s, 9)),
+            fails_run=any(m.fails_run for m in members),
+            summaries=tuple(dict.fromkeys(m.summary for m in members)),
+        )
+        for kind, members in kinds.items()
+    ]
+
+
+@dataclass(frozen=True)
 class Comparison:
     run_a: str
     run_b: str
@@ -152,9 +187,8 @@ class Comparison:
         if self.recovery.outcome == "regression":
             out.append(f"recovery: {self.recovery.reason}")
         out.extend(
-            f"new finding {f.kind}{' ' + f.endpoint if f.endpoint else ''} fails the run: {f.summary}"
-            for f in self.findings_added
-            if f.fails_run
+            f"new finding {g.kind}{g.where} fails the run: {'; '.join(g.summaries)}"
+            for g in group_by_kind([f for f in self.findings_added if f.fails_run])
         )
         return out
 
@@ -166,6 +200,11 @@ class Comparison:
         data = asdict(self)
         data["regressed"] = self.regressed
         data["regressions"] = self.regressions
+        for key, changes in (
+            ("findings_added_by_kind", self.findings_added),
+            ("findings_removed_by_kind", self.findings_removed),
+        ):
+            data[key] = [asdict(g) for g in group_by_kind(changes)]
         clean: dict[str, Any] = _finite(data)
         return clean
 
