@@ -256,18 +256,19 @@ def _without_starting(
             f"--no-stack was given but {', '.join(missing)} is not running "
             "(start it with `resilience stack up`)"
         )
+    notes: list[str] = []
     restart = [p.name for p in planned if p.action == "restart"]
     if restart:
-        problems.append(
-            f"--no-stack was given and {', '.join(restart)} runs in another mode or with "
-            f"other options than this run asks ({mode}); it would not be restarted"
+        # The run itself goes on against the running shop (prepare_target does the same).
+        notes.append(
+            f"{', '.join(restart)} runs in another mode or with other options than this run "
+            f"asks ({mode}); --no-stack does not restart it"
         )
     observers = [n for n in down if n in OBSERVERS]
-    notes = (
-        [f"{' and '.join(observers)} not running: what needs it will be 'not evaluated'"]
-        if observers
-        else []
-    )
+    if observers:
+        notes.append(
+            f"{' and '.join(observers)} not running: what needs it will be 'not evaluated'"
+        )
     running = [dataclasses.replace(p, action="keep") for p in planned if p.state == "running"]
     return running, problems, notes
 
