@@ -1,10 +1,21 @@
-"""What every command shares: the consoles, logging set-up, and errors mapped to exit codes."""
+"""What every command shares: consoles, logging set-up, JSON output, errors mapped to exit codes.
+
+Every command body runs inside ``run_command``: our errors become a message on stderr and
+their exit code (DESIGN.md: 2 invalid input, 3 could not run, 130 interrupted), and
+nothing else escapes as a traceback either — a file-system error is "could not run" (3),
+anything unexpected is reported as an internal error (3) with its traceback in the log
+under ``--verbose``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import asdict
+from typing import IO, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,6 +24,7 @@ from rich.text import Text
 
 from resilience.errors import (
     EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
     DependencyUnavailable,
     ExperimentError,
     ResilienceError,
@@ -21,6 +33,7 @@ from resilience.errors import (
 
 console = Console()
 err_console = Console(stderr=True)
+logger = logging.getLogger("resilience.cli")
 
 T = TypeVar("T")
 
@@ -47,33 +60,89 @@ def configure_logging(*, verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fail(error: ResilienceError) -> NoReturn:
-    """Print an error the way users should see it and exit with its code."""
+def error_title(error: BaseException) -> str:
+    """How an error is labelled for users: its kind, in the words of the exit codes."""
     label = {
         ExperimentError: "invalid input",
         DependencyUnavailable: "missing dependency",
         StackError: "stack error",
     }
-    title = next((t for cls, t in label.items() if isinstance(error, cls)), "error")
+    return next((t for cls, t in label.items() if isinstance(error, cls)), "error")
+
+
+def print_error(error: ResilienceError) -> None:
+    """The error on stderr, the way users should see it."""
     # Messages quote user input ([profile 'x'], {int:1:50}, :emoji-like:): print them as
     # plain text, never as markup.
-    message = Text(f"{title}: ", style="bold red")
+    message = Text(f"{error_title(error)}: ", style="bold red")
     message.append(str(error))
-    err_console.print(message, highlight=False, emoji=False)
+    err_console.print(message, highlight=False, emoji=False, soft_wrap=True)
     if isinstance(error, StackError) and error.log_tail:
         err_console.print(
             Text(f"--- last lines of {error.component or 'the'} log ---", style="dim")
         )
         err_console.print(Text(error.log_tail), highlight=False, emoji=False)
+
+
+def fail(error: ResilienceError) -> NoReturn:
+    """Print an error the way users should see it and exit with its code."""
+    print_error(error)
     raise typer.Exit(error.exit_code)
 
 
+def as_resilience_error(exc: Exception) -> ResilienceError:
+    """Whatever went wrong, as one of ours (the exit code follows from the class)."""
+    if isinstance(exc, ResilienceError):
+        return exc
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        error = ResilienceError(f"could not run: {exc.strerror or exc}{where}")
+    else:
+        logger.debug("internal error", exc_info=exc)
+        error = ResilienceError(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(please report it; --verbose shows where it happened)"
+        )
+    error.exit_code = EXIT_UNAVAILABLE
+    return error
+
+
 def run_command(action: Callable[[], T]) -> T:
-    """Run a command body, turning our errors into a message and their exit code."""
+    """Run a command body, turning every error into a message and its exit code."""
     try:
         return action()
-    except ResilienceError as error:
-        fail(error)
+    except (typer.Exit, typer.Abort):
+        raise  # typer's own ways out
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        fail(as_resilience_error(exc))
+
+
+def emit_json(data: Any, *, file: IO[str] | None = None) -> None:
+    """One JSON document on stdout (or ``file``): the machine-readable answer of a command."""
+    stream = file or sys.stdout
+    stream.write(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    stream.flush()
+
+
+def error_details(error: ResilienceError) -> list[dict[str, Any]]:
+    """The problems of an error as JSON objects (file, line, path, message, expected, got)."""
+    if isinstance(error, ExperimentError):
+        return [asdict(d) for d in error.details]
+    return [
+        {"file": None, "line": None, "path": None, "message": str(error), "expected": None,
+         "got": None}
+    ]  # fmt: skip
+
+
+@contextmanager
+def stdout_for_json() -> Iterator[IO[str]]:
+    """Keep stdout for the one JSON document: everything printed meanwhile goes to stderr.
+
+    Yields the real stdout. The consoles look ``sys.stdout`` up when they print, so
+    progress lines, live status and warnings all land on stderr inside this block."""
+    real = sys.stdout
+    with redirect_stdout(sys.stderr):
+        yield real

@@ -1,61 +1,90 @@
-"""Commands about experiment files: ``validate``, ``list`` (the catalogue) and ``schema``."""
+"""Commands about experiment files: ``validate``, ``list`` (the catalogue) and ``schema``.
+
+``validate --json`` and ``list --json`` print one JSON document on stdout; the exit codes
+are those of the text output (2 when a file is invalid).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from resilience.cli._common import console, err_console, run_command
-from resilience.errors import EXIT_INVALID, ExperimentError
+from resilience.cli._common import (
+    console,
+    emit_json,
+    err_console,
+    error_details,
+    print_error,
+    run_command,
+)
+from resilience.cli._params import ExperimentArg, JsonOpt, SetOpt
+from resilience.errors import EXIT_INVALID, EXIT_PASSED, ExperimentError
+
+if TYPE_CHECKING:
+    from resilience.experiment import CatalogueEntry, Experiment
 
 
-def _checked(action: Callable[[], None]) -> Callable[[], None]:
-    """``action`` with experiment errors printed verbatim (exit 2).
-
-    Messages quote the user's own text, which may contain ``[...]`` or ``:name:``; printed
-    as plain ``Text`` they cannot be mistaken for rich markup or emoji codes.
-    """
-
-    def wrapped() -> None:
-        try:
-            action()
-        except ExperimentError as error:
-            message = Text("invalid input: ", style="bold red") + Text(str(error))
-            err_console.print(message, soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
-
-    return wrapped
-
-
-def _validate(file: str, profile: str | None, overrides: list[str]) -> None:
+def _validate(file: str, profile: str | None, overrides: list[str], as_json: bool) -> int:
     from resilience.experiment import format_duration, load_all_profiles, load_experiment
 
-    if profile is not None:
-        experiment = load_experiment(file, profile=profile, overrides=overrides)
-        console.print(
-            f"[green]ok:[/] {experiment.name} with profile {profile} ({experiment.summary()})",
-            highlight=False,
-            soft_wrap=True,
+    try:
+        loaded: dict[str | None, Experiment]
+        if profile is not None:
+            loaded = {profile: load_experiment(file, profile=profile, overrides=overrides)}
+        else:
+            loaded = load_all_profiles(file, overrides=overrides)
+    except ExperimentError as error:
+        if as_json:
+            emit_json({"file": file, "valid": False, "problems": error_details(error)})
+        print_error(error)
+        return error.exit_code
+    base: Experiment = loaded[profile] if profile is not None else loaded[None]
+    profiles = {name: exp for name, exp in loaded.items() if name is not None}
+    if as_json:
+        emit_json(
+            {
+                "file": str(base.source or file),
+                "valid": True,
+                "experiment": base.name,
+                "profile": profile,
+                "summary": base.summary(),
+                "duration_seconds": base.total_duration,
+                "profiles": {
+                    n: {"duration_seconds": e.total_duration} for n, e in profiles.items()
+                },
+                "problems": [],
+            }
         )
-        return
-    loaded = load_all_profiles(file, overrides=overrides)
-    base = loaded[None]
-    profiles = [
-        f"{name} {format_duration(exp.total_duration)}"
-        for name, exp in loaded.items()
-        if name is not None
-    ]
-    suffix = f"; profiles: {', '.join(profiles)}" if profiles else ""
-    console.print(
-        f"[green]ok:[/] {base.name} ({base.summary()}{suffix})", highlight=False, soft_wrap=True
-    )
+        return EXIT_PASSED
+    if profile is not None:
+        text = f"{base.name} with profile {profile} ({base.summary()})"
+    else:
+        listed = [f"{name} {format_duration(exp.total_duration)}" for name, exp in profiles.items()]
+        suffix = f"; profiles: {', '.join(listed)}" if listed else ""
+        text = f"{base.name} ({base.summary()}{suffix})"
+    console.print(Text("ok: ", style="green") + Text(text), highlight=False, soft_wrap=True)
+    return EXIT_PASSED
 
 
-def _list(directory: Path | None) -> None:
+def _entry_json(entry: CatalogueEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "path": str(entry.path),
+        "valid": entry.error is None,
+        "description": entry.description,
+        "duration_seconds": entry.duration,
+        "smoke_duration_seconds": entry.smoke_duration,
+        "faults": list(entry.faults),
+        "profiles": list(entry.profiles),
+        "error": entry.error,
+    }
+
+
+def _list(directory: Path | None, as_json: bool) -> int:
     from rich.table import Table
 
     from resilience.experiment import catalogue_entries, find_catalogue_dir, format_duration
@@ -63,19 +92,28 @@ def _list(directory: Path | None) -> None:
     where = directory or find_catalogue_dir()
     where = where.resolve() if where is not None else None
     entries = catalogue_entries(where)
+    invalid = sum(1 for e in entries if e.error is not None)
+    code = EXIT_INVALID if invalid or not entries else EXIT_PASSED
+    if as_json:
+        emit_json(
+            {
+                "catalogue": str(where) if where else None,
+                "experiments": [_entry_json(e) for e in entries],
+            }
+        )
     if not entries:
         err_console.print(f"no experiments found (catalogue: {where or 'not found'})")
-        raise typer.Exit(EXIT_INVALID)
+        return code
+    if as_json:
+        return code
     table = Table(title=f"experiments in {where}", title_justify="left")
     table.add_column("name", no_wrap=True)
     table.add_column("description", overflow="fold", ratio=1)
     table.add_column("duration", no_wrap=True, justify="right")
     table.add_column("smoke", no_wrap=True, justify="right")
     table.add_column("faults", overflow="fold")
-    invalid = 0
     for entry in entries:
         if entry.error is not None:
-            invalid += 1
             problem = Text("invalid: ", style="red") + Text(entry.error)
             table.add_row(entry.name, problem, "-", "-", "-")
             continue
@@ -87,8 +125,7 @@ def _list(directory: Path | None) -> None:
             ", ".join(entry.faults) or "none",
         )
     console.print(table)
-    if invalid:
-        raise typer.Exit(EXIT_INVALID)
+    return code
 
 
 def _schema() -> None:
@@ -97,32 +134,43 @@ def _schema() -> None:
     typer.echo(json.dumps(experiment_schema(), indent=2, sort_keys=False))
 
 
+def validate(
+    file: ExperimentArg,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", "-p", metavar="NAME", help="Validate with this profile (default: all)."
+        ),
+    ] = None,
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an experiment file (and its profiles); exit 2 with every problem found."""
+    code = run_command(lambda: _validate(file, profile, list(overrides or []), as_json))
+    raise typer.Exit(code)
+
+
+def list_experiments(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", metavar="DIR", help="Catalogue directory (default: the built-in catalogue)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the catalogue: name, description, duration, smoke duration, faults (exit 2 if one is invalid)."""
+    code = run_command(lambda: _list(directory, as_json))
+    raise typer.Exit(code)
+
+
+def schema() -> None:
+    """Print the JSON Schema of experiment files (for editors)."""
+    run_command(_schema)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
-
-    @app.command("validate")
-    def validate(
-        file: str = typer.Argument(..., help="Experiment file, or a catalogue name."),
-        profile: str | None = typer.Option(
-            None, "--profile", "-p", help="Validate with this profile applied (default: all)."
-        ),
-        overrides: list[str] = typer.Option(  # noqa: B008
-            [], "--set", help="Override a value: key.path=value (repeatable)."
-        ),
-    ) -> None:
-        """Check an experiment file (and its profiles); exit 2 with every problem found."""
-        run_command(_checked(lambda: _validate(file, profile, overrides)))
-
-    @app.command("list")
-    def list_experiments(
-        directory: Path | None = typer.Option(  # noqa: B008
-            None, "--dir", help="Catalogue directory (default: the built-in catalogue)."
-        ),
-    ) -> None:
-        """List the catalogue: name, description, duration, smoke duration, faults."""
-        run_command(_checked(lambda: _list(directory)))
-
-    @app.command("schema")
-    def schema() -> None:
-        """Print the JSON Schema of experiment files (for editors)."""
-        run_command(_schema)
+    app.command("validate")(validate)
+    app.command("list")(list_experiments)
+    app.command("schema")(schema)

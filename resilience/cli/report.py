@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from resilience.cli._common import console, run_command
+from resilience.cli._common import console, emit_json, run_command
+from resilience.cli._params import FLAG, JsonOpt, RunDirArg
 from resilience.errors import EXIT_FAILED, EXIT_PASSED
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def _cell(judgement: Judgement, text: str) -> Text:
 def _show(comparison: Comparison) -> None:
     from rich.table import Table
 
+    from resilience.report.compare import group_by_kind
     from resilience.report.summary import fmt_ms, fmt_ratio
 
     console.print(
@@ -75,11 +76,12 @@ def _show(comparison: Comparison) -> None:
         ("finding added", comparison.findings_added, "red"),
         ("finding removed", comparison.findings_removed, "green"),
     ):
-        for f in changes:
-            where = f" {f.endpoint}" if f.endpoint else ""
+        # One line per kind: a finding about five endpoints is one finding, not five.
+        for group in group_by_kind(changes):
             console.print(
                 Text(f"{label}: ", style=style)
-                + Text(f"{f.kind}{where} ({f.severity}): {f.summary}"),
+                + Text(f"{group.kind} ({group.severity}){group.where}: ")
+                + Text("; ".join(group.summaries)),
                 soft_wrap=True,
             )
     for note in comparison.notes:
@@ -92,33 +94,36 @@ def _show(comparison: Comparison) -> None:
         console.print(Text("no regression", style="bold green"))
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+def report(run_dir: RunDirArg) -> None:
+    """Rebuild report.html, junit.xml and summary.md from a run directory alone."""
+    run_command(lambda: _report(run_dir))
 
-    @app.command("report")
-    def report(
-        run_dir: Annotated[Path, typer.Argument(help="A run directory (it holds journal.json).")],
-    ) -> None:
-        """Rebuild report.html, junit.xml and summary.md from a run directory alone."""
-        run_command(lambda: _report(run_dir))
 
-    @app.command("compare")
-    def compare(
-        dir_a: Annotated[Path, typer.Argument(help="Reference run directory (A).")],
-        dir_b: Annotated[Path, typer.Argument(help="Candidate run directory (B).")],
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print the comparison as JSON.")
-        ] = False,
-        force: Annotated[
-            bool, typer.Option("--force", help="Compare runs of different experiments anyway.")
-        ] = False,
-    ) -> None:
-        """Regression of run B against run A: exit 1 on regression, 0 otherwise, 2 if not comparable."""
+def compare(
+    dir_a: Annotated[Path, typer.Argument(metavar="DIR_A", help="Reference run directory (A).")],
+    dir_b: Annotated[Path, typer.Argument(metavar="DIR_B", help="Candidate run directory (B).")],
+    as_json: JsonOpt = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", metavar=FLAG, help="Compare runs of different experiments anyway."),
+    ] = False,
+) -> None:
+    """Regression of run B against run A: exit 1 on regression, 0 otherwise, 2 if not comparable."""
+
+    def body() -> int:
         from resilience.report.compare import compare_runs
 
-        comparison = run_command(lambda: compare_runs(dir_a, dir_b, force=force))
+        comparison = compare_runs(dir_a, dir_b, force=force)
         if as_json:
-            typer.echo(json.dumps(comparison.to_dict(), indent=2))
+            emit_json(comparison.to_dict())
         else:
             _show(comparison)
-        raise typer.Exit(EXIT_FAILED if comparison.regressed else EXIT_PASSED)
+        return EXIT_FAILED if comparison.regressed else EXIT_PASSED
+
+    raise typer.Exit(run_command(body))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command("report")(report)
+    app.command("compare")(compare)

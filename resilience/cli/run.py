@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,14 +16,25 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from resilience.cli._common import console, run_command
+from resilience.cli._common import (
+    as_resilience_error,
+    console,
+    emit_json,
+    err_console,
+    error_details,
+    print_error,
+    run_command,
+    stdout_for_json,
+)
+from resilience.cli._params import FLAG, ExperimentArg, SetOpt, ShopModeName
+from resilience.errors import EXIT_INTERRUPTED, EXIT_PASSED
 from resilience.runner.observer import LiveStatus, RunObserver
 
 if TYPE_CHECKING:
     from resilience.experiment.model import Experiment
     from resilience.faults.timeline import FaultEvent
     from resilience.observe.guards import GuardTrip
-    from resilience.runner.orchestrator import RunResult
+    from resilience.runner.orchestrator import RunOptions, RunResult
 
 PHASE_STYLE = {"baseline": "green", "fault": "bold red", "recovery": "yellow"}
 
@@ -165,70 +178,204 @@ def _check_local(url: str) -> None:
         )
 
 
+def _check_out(out: Path | None) -> None:
+    from resilience.errors import ExperimentError
+
+    if out is not None and out.exists() and not out.is_dir():
+        raise ExperimentError(
+            "invalid --out: it names a file", expected="a directory (new or existing)", got=str(out)
+        )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the user asked for, checked and loaded once (the flags stop here)."""
+
+    experiment: Experiment
+    options: RunOptions
+    overrides: list[str]
+
+
+def _prepare(
+    experiment: str,
+    *,
+    profile: str | None,
+    overrides: list[str],
+    out: Path | None,
+    shop_mode: ShopModeName | None,
+    target: str | None,
+    workers: int | None,
+    manage_stack: bool,
+) -> _Request:
+    from resilience.experiment.loader import load_experiment
+    from resilience.runner.orchestrator import RunOptions
+
+    if target is not None:
+        _check_local(target)
+    _check_out(out)
+    loaded = load_experiment(experiment, profile=profile, overrides=overrides)
+    options = RunOptions(
+        out=out,
+        shop_mode=shop_mode,
+        target=target.rstrip("/") if target else None,
+        workers=workers,
+        manage_stack=manage_stack,
+    )
+    return _Request(loaded, options, overrides)
+
+
+def _dry_run(request: _Request, as_json: bool) -> int:
+    from resilience.cli.dry_run import plan_document, show_plan
+    from resilience.load.plan import plan_from_experiment
+    from resilience.runner.target import preview_target
+    from resilience.stack import StackConfig
+
+    options = request.options
+    preview = preview_target(
+        request.experiment,
+        config=options.config or StackConfig.from_env(),
+        target_url=options.target,
+        shop_mode=options.shop_mode,
+        manage_stack=options.manage_stack,
+    )
+    plan = plan_from_experiment(request.experiment, preview.url, workers=options.workers)
+    doc = plan_document(request.experiment, plan, preview, request.overrides)
+    if as_json:
+        emit_json(doc)
+    else:
+        show_plan(doc)
+    return EXIT_PASSED
+
+
+def _execute(request: _Request, junit: Path | None) -> tuple[RunResult, float, Path | None]:
+    from resilience.runner.orchestrator import run_experiment
+
+    started = time.monotonic()
+    result = run_experiment(request.experiment, request.options, ConsoleObserver())
+    wall = time.monotonic() - started
+    console.print(f"[dim]wall time {wall:.1f} s[/]")
+    copied = None
+    if junit is not None and result.run_dir is not None:
+        source = result.run_dir / "junit.xml"
+        if source.exists():
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, junit)
+            copied = junit
+    return result, wall, copied
+
+
+def _run_json(
+    prepare: Callable[[], _Request], junit: Path | None, name: str, profile: str | None
+) -> int:
+    """The run with stdout kept for its verdict record; every message goes to stderr."""
+    from resilience.cli.verdict import error_record, verdict_record
+
+    with stdout_for_json() as stdout:
+        try:
+            request = prepare()
+            result, wall, copied = _execute(request, junit)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            record = error_record(
+                experiment=name, profile=profile, status="aborted", exit_code=EXIT_INTERRUPTED,
+                reason="interrupted", problems=[],
+            )  # fmt: skip
+        except Exception as exc:
+            error = as_resilience_error(exc)
+            print_error(error)
+            record = error_record(
+                experiment=name, profile=profile, status="error", exit_code=error.exit_code,
+                reason=str(error), problems=error_details(error),
+            )  # fmt: skip
+        else:
+            record = verdict_record(
+                result, experiment=request.experiment.name, profile=request.experiment.profile,
+                wall_seconds=wall, junit_copy=copied,
+            )  # fmt: skip
+        emit_json(record, file=stdout)
+    code: int = record["exit_code"]
+    return code
+
+
 def run(  # noqa: PLR0917 - typer maps parameters to options
-    experiment: Annotated[
-        str, typer.Argument(help="A catalogue name (see `resilience list`) or a YAML file.")
-    ],
+    experiment: ExperimentArg,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="A profile of the experiment, e.g. smoke.")
+        str | None,
+        typer.Option(
+            "--profile", "-p", metavar="NAME", help="A profile of the experiment, e.g. smoke."
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<UTC>-<name>/).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Run directory (default runs/<UTC>-<name>/)."
+        ),
     ] = None,
     shop_mode: Annotated[
-        str | None, typer.Option("--shop-mode", help="fragile or hardened (the built-in shop).")
+        ShopModeName | None,
+        typer.Option(
+            "--shop-mode",
+            metavar="MODE",
+            help="The built-in shop's mode: fragile or hardened (default: the running shop's, "
+            "else hardened).",
+        ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="Base URL of another HTTP service on this machine."),
+        typer.Option(
+            "--target", metavar="URL", help="Base URL of another HTTP service on this machine."
+        ),
     ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key: --set load.client_timeout=5s")
-    ] = None,
+    overrides: SetOpt = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", min=1, help="Load worker processes (default: one per core)."),
+        typer.Option(
+            "--workers", metavar="N", min=1, help="Load worker processes (default: one per core)."
+        ),
     ] = None,
     junit: Annotated[
-        Path | None, typer.Option("--junit", help="Also copy the JUnit XML here.")
+        Path | None, typer.Option("--junit", metavar="FILE", help="Also copy the JUnit XML here.")
     ] = None,
     no_stack: Annotated[
         bool,
-        typer.Option("--no-stack", help="Do not start the local stack; fail if it is not running."),
+        typer.Option(
+            "--no-stack",
+            metavar=FLAG,
+            help="Do not start the local stack; fail if it is not running.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            metavar=FLAG,
+            help="Print the resolved plan and what would be started; start nothing, exit 0.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            metavar=FLAG,
+            help="Print one JSON document on stdout (the verdict record, or the plan with "
+            "--dry-run); progress goes to stderr.",
+        ),
     ] = False,
 ) -> None:
     """Run an experiment: load, faults on a timeline, a verdict with evidence."""
 
-    def body() -> int:
-        from resilience.errors import ExperimentError
-        from resilience.experiment.loader import load_experiment
-        from resilience.runner.orchestrator import RunOptions, run_experiment
+    def prepare() -> _Request:
+        return _prepare(
+            experiment, profile=profile, overrides=list(overrides or []), out=out,
+            shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack,
+        )  # fmt: skip
 
-        if shop_mode is not None and shop_mode not in ("fragile", "hardened"):
-            raise ExperimentError(
-                "invalid --shop-mode", expected="fragile or hardened", got=shop_mode
-            )
-        if target is not None:
-            _check_local(target)
-        loaded = load_experiment(experiment, profile=profile, overrides=list(overrides or []))
-        options = RunOptions(
-            out=out,
-            shop_mode=shop_mode,  # type: ignore[arg-type]
-            target=target.rstrip("/") if target else None,
-            workers=workers,
-            manage_stack=not no_stack,
-        )
-        started = time.monotonic()
-        result = run_experiment(loaded, options, ConsoleObserver())
-        console.print(f"[dim]wall time {time.monotonic() - started:.1f} s[/]")
-        if junit is not None and result.run_dir is not None:
-            source = result.run_dir / "junit.xml"
-            if source.exists():
-                junit.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, junit)
-        return result.exit_code
-
-    code = run_command(body)
+    if dry_run:
+        code = run_command(lambda: _dry_run(prepare(), as_json))
+    elif as_json:
+        code = _run_json(prepare, junit, experiment, profile)
+    else:
+        code = run_command(lambda: _execute(prepare(), junit)[0].exit_code)
     raise typer.Exit(code)
 
 

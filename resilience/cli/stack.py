@@ -5,14 +5,14 @@ Thin: parse options, call ``resilience.stack``, print with rich, map errors to e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from resilience.cli._common import console, err_console, run_command
-from resilience.errors import EXIT_FAILED, EXIT_UNAVAILABLE
+from resilience.cli._common import console, emit_json, err_console, run_command
+from resilience.cli._params import FLAG, JsonOpt, ShopModeName
+from resilience.errors import EXIT_FAILED, EXIT_PASSED, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
     from resilience.stack import FaultSweeper, StackConfig
@@ -25,10 +25,15 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ONLY_HELP = (
-    "Components, comma-separated or repeated: postgres, toxiproxy, jaeger, prometheus, "
-    "catalog, orders, gateway, or the groups infra, shop, all."
-)
+OnlyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        metavar="COMPONENTS",
+        help="Components, comma-separated or repeated: postgres, toxiproxy, jaeger, "
+        "prometheus, catalog, orders, gateway, or the groups infra, shop, all.",
+    ),
+]
 
 
 def _config() -> StackConfig:
@@ -73,10 +78,10 @@ def _reporter() -> InstallReporter:
 @stack_app.command("install")
 def install(
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the steps; change nothing.")
+        bool, typer.Option("--dry-run", metavar=FLAG, help="Print the steps; change nothing.")
     ] = False,
     browser: Annotated[
-        bool, typer.Option("--browser", help="Also install Debian's chromium.")
+        bool, typer.Option("--browser", metavar=FLAG, help="Also install Debian's chromium.")
     ] = False,
 ) -> None:
     """Install PostgreSQL, Prometheus, Toxiproxy and Jaeger (idempotent; a re-run is a no-op)."""
@@ -99,14 +104,19 @@ def install(
 
 @stack_app.command("up")
 def up(
-    shop_mode: Annotated[str, typer.Option("--shop-mode", help="fragile or hardened.")] = "fragile",
+    shop_mode: Annotated[
+        ShopModeName,
+        typer.Option("--shop-mode", metavar="MODE", help="The shop's mode: fragile or hardened."),
+    ] = "fragile",
     shop_option: Annotated[
         list[str] | None,
         typer.Option(
-            "--shop-option", help="NAME=VALUE, passed to the shop as SHOP_OPT_NAME (repeatable)."
+            "--shop-option",
+            metavar="NAME=VALUE",
+            help="Passed to the shop as SHOP_OPT_NAME (repeatable).",
         ),
     ] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help=ONLY_HELP)] = None,
+    only: OnlyOpt = None,
 ) -> None:
     """Start the stack (what is already running is checked, not restarted)."""
 
@@ -130,7 +140,7 @@ def up(
 
 
 @stack_app.command("down")
-def down(only: Annotated[list[str] | None, typer.Option("--only", help=ONLY_HELP)] = None) -> None:
+def down(only: OnlyOpt = None) -> None:
     """Stop the stack's processes (whole process groups) and wait until their ports are free."""
 
     def body() -> None:
@@ -146,7 +156,7 @@ def down(only: Annotated[list[str] | None, typer.Option("--only", help=ONLY_HELP
 
 
 @stack_app.command("status")
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def status(as_json: JsonOpt = False) -> None:
     """Each component with its version, port, PID and health (exit 3 if any is unhealthy)."""
 
     def body() -> None:
@@ -160,11 +170,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         statuses = stack.status()
         if as_json:
             rows = [{**dataclasses.asdict(s), "healthy": s.healthy} for s in statuses]
-            typer.echo(
-                json.dumps(
-                    {"state_dir": str(stack.config.paths.state), "components": rows}, indent=2
-                )
-            )
+            emit_json({"state_dir": str(stack.config.paths.state), "components": rows})
         else:
             table = Table(title=f"stack in {stack.config.paths.state}", title_justify="left")
             for column in ("component", "state", "port", "pid", "version", "mode", "detail"):
@@ -190,35 +196,49 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @stack_app.command("compose")
 def compose(
     check: Annotated[
-        bool, typer.Option("--check", help="Exit 1 if the file is not up to date.")
+        bool, typer.Option("--check", metavar=FLAG, help="Exit 1 if the file is not up to date.")
     ] = False,
-    file: Annotated[Path, typer.Option("--file", help="Where the file is.")] = Path(
+    file: Annotated[Path, typer.Option("--file", metavar="FILE", help="Where the file is.")] = Path(
         "docker-compose.yml"
     ),
 ) -> None:
     """Write docker-compose.yml from the native stack's definitions (or --check it)."""
-    from resilience.stack.compose import compose_is_current, write_compose
 
-    if check:
-        if compose_is_current(file):
-            console.print(f"{file} is up to date")
-            return
-        err_console.print(f"{file} is out of date: run `resilience stack compose`")
-        raise typer.Exit(EXIT_FAILED)
-    changed = write_compose(file)
-    console.print(f"{'wrote' if changed else 'unchanged:'} {file}")
+    def body() -> int:
+        from resilience.stack.compose import compose_is_current, write_compose
+
+        if check:
+            if compose_is_current(file):
+                console.print(f"{file} is up to date")
+                return EXIT_PASSED
+            err_console.print(f"{file} is out of date: run `resilience stack compose`")
+            return EXIT_FAILED
+        changed = write_compose(file)
+        console.print(f"{'wrote' if changed else 'unchanged:'} {file}")
+        return EXIT_PASSED
+
+    raise typer.Exit(run_command(body))
 
 
-def doctor() -> None:
+def doctor(as_json: JsonOpt = False) -> None:
     """What is missing to run the stack, and the command that fixes each (exit 3 if any)."""
 
     def body() -> None:
+        import dataclasses
+
         from rich.table import Table
 
         from resilience.stack.doctor import doctor as run_doctor
         from resilience.stack.doctor import healthy
 
         checks = run_doctor(_config())
+        if as_json:
+            emit_json(
+                {"healthy": healthy(checks), "checks": [dataclasses.asdict(c) for c in checks]}
+            )
+            if not healthy(checks):
+                raise typer.Exit(EXIT_UNAVAILABLE)
+            return
         table = Table(show_header=True)
         for column in ("", "check", "found", "fix"):
             table.add_column(column)

@@ -147,3 +147,44 @@ def test_cli_json(runs: dict[str, Path]) -> None:
     assert data["regressions"]
     assert {d["phase"] for d in data["deltas"]} == {"baseline", "fault", "recovery"}
     assert data["rules"]["p95_ratio"] == 0.25
+
+
+def test_findings_are_grouped_by_kind() -> None:
+    """group_by_kind: one group per kind, its endpoints in order, the worst severity."""
+    from resilience.report.compare import FindingChange, group_by_kind
+
+    changes = [
+        FindingChange("slow_recovery", "GET /a", "warning", False, "slow"),
+        FindingChange("timeout", "POST /orders", "critical", True, "timed out"),
+        FindingChange("slow_recovery", "GET /b", "critical", True, "slow"),
+        FindingChange("slow_recovery", "", "info", False, "slow overall"),
+    ]
+    groups = group_by_kind(changes)
+    assert [g.kind for g in groups] == ["slow_recovery", "timeout"]
+    slow = groups[0]
+    assert slow.endpoints == ("GET /a", "GET /b")
+    assert slow.severity == "critical" and slow.fails_run
+    assert slow.summaries == ("slow", "slow overall")
+    assert slow.where == " on GET /a, GET /b"
+
+
+def test_cli_prints_one_line_per_finding_kind(runs: dict[str, Path]) -> None:
+    """`compare` text: each added kind once, with its endpoints listed; JSON has the groups."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(runs["good"]), str(runs["bad"])])
+    added = [line for line in result.output.splitlines() if line.startswith("finding added: ")]
+    kinds = [line.split()[2] for line in added]
+    assert kinds and len(kinds) == len(set(kinds)), added
+    data = json.loads(
+        runner.invoke(app, ["compare", "--json", str(runs["good"]), str(runs["bad"])]).stdout
+    )
+    grouped = data["findings_added_by_kind"]
+    assert [g["kind"] for g in grouped] == kinds
+    for group, line in zip(grouped, added, strict=True):
+        for endpoint in group["endpoints"]:
+            assert endpoint in line
+    many = [g for g in grouped if len(g["endpoints"]) > 1]
+    assert many, "the fragile sample run has a finding about several endpoints"
+    assert sum(1 for r in data["regressions"] if r.startswith("new finding ")) == sum(
+        1 for g in grouped if g["fails_run"]
+    )
