@@ -7,14 +7,17 @@ flags take no value and show none (``FLAG``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from resilience.vocabulary import ShopMode
 
 FLAG = ""
 """The metavar of an on/off flag: it takes no value, so its help shows no type."""
 
-ShopModeName = Literal["fragile", "hardened"]
+ShopModeName = ShopMode
+"""The shop's modes as typer's choices (shell completion offers them)."""
 
 
 def complete_experiment(incomplete: str) -> list[str]:

@@ -34,7 +34,7 @@ from resilience.errors import ExperimentError
 from resilience.report.journal import FindingRecord, JournalData
 from resilience.report.rundir import RunData, read_run
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
-from resilience.vocabulary import Phase, phase_named
+from resilience.vocabulary import SEVERITIES, Phase, phase_named
 
 PHASES = ("baseline", "fault", "recovery")
 Outcome = Literal["regression", "improvement", "same", "no data"]
@@ -138,7 +138,9 @@ class FindingGroup:
         return f" on {', '.join(self.endpoints)}" if self.endpoints else ""
 
 
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+def _severity_rank(severity: str) -> int:
+    """info < warning < critical; an unknown name ranks lowest."""
+    return next((rank for rank, name in enumerate(SEVERITIES) if name == severity), -1)
 
 
 def group_by_kind(changes: Sequence[FindingChange]) -> list[FindingGroup]:
@@ -150,7 +152,7 @@ def group_by_kind(changes: Sequence[FindingChange]) -> list[FindingGroup]:
         FindingGroup(
             kind=kind,
             endpoints=tuple(dict.fromkeys(m.endpoint for m in members if m.endpoint)),
-            severity=min((m.severity for m in members), key=lambda s: _SEVERITY_RANK.get(s, 9)),
+            severity=max((m.severity for m in members), key=_severity_rank),
             fails_run=any(m.fails_run for m in members),
             summaries=tuple(dict.fromkeys(m.summary for m in members)),
         )
