@@ -8,6 +8,7 @@ its startup deadline; uvicorn reports a failed lifespan start with 3 as well).
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 
 from resilience.errors import EXIT_INVALID, ExperimentError
@@ -16,6 +17,7 @@ logger = logging.getLogger("resilience.shop")
 
 USAGE = "usage: python -m resilience.shop [gateway|orders|catalog]  (or set SHOP_SERVICE)"
 GRACEFUL_SHUTDOWN_SECONDS = 3
+BACKLOG = 2048
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,34 +41,53 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from resilience.shop.app import build_app
+    from resilience.shop.app import build_app, served_app
 
     app = build_app(settings)
+    separate = settings.options.separate_metrics_port
     logger.info(
-        "starting %s (%s) on %s:%d",
+        "starting %s (%s) on %s:%d%s",
         settings.service_name,
         settings.mode,
         settings.host,
         settings.port,
+        f", /metrics on port {settings.metrics_port}" if separate else "",
     )
     config = uvicorn.Config(
-        app,
+        served_app(app),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        backlog=2048,
+        backlog=BACKLOG,
     )
     server = uvicorn.Server(config)
     try:
-        server.run()
+        if separate:
+            # One server on two sockets: one event loop, one shutdown (see web.PortDispatch).
+            try:
+                sockets = [
+                    _listen(settings.host, p) for p in (settings.port, settings.metrics_port)
+                ]
+            except OSError as exc:
+                logger.error("could not listen on %s: %s", settings.host, exc)
+                return 3
+            server.run(sockets=sockets)
+        else:
+            server.run()
     finally:
         app.state.tracing.shutdown()
     if not server.started:
         return 3
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, whichever ``host`` is)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ client) serves both upstreams, with no timeouts, so order calls stuck behind a h
 database hold every slot and catalog calls queue behind them: the cascade. Hardened:
 pools ``catalog`` and ``orders`` (bulkheads), a deadline per call, and a circuit breaker
 on orders, so a hung database costs only order traffic and only briefly.
+
+With the option ``auth_login`` the gateway also looks like an ordinary API behind a login
+(``auth.py``): ``POST /login`` hands out bearer tokens that every business route requires.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response, params
 
+from resilience.shop.auth import Auth, AuthProblem, TokenStore
 from resilience.shop.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from resilience.shop.metrics import ShopMetrics
 from resilience.shop.pools import PoolAccounting, SlotPool, current_span_event
@@ -140,6 +144,11 @@ def _note_transition(old: BreakerState, new: BreakerState) -> None:
     )
 
 
+async def _auth_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthProblem)
+    return exc.response()
+
+
 def _answer(result: UpstreamResponse) -> Response:
     return Response(result.content, status_code=result.status, media_type=result.content_type)
 
@@ -158,16 +167,24 @@ def build_gateway_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Tra
             await gateway.close()
 
     app = create_app(settings, metrics, tracing, lifespan=lifespan, health_extra=gateway.health)
+    # With auth_login, every business route depends on a valid bearer token.
+    needs_token: list[params.Depends] = []
+    if settings.options.auth_login:
+        auth = Auth(TokenStore.from_options(settings.options))
+        needs_token.append(Depends(auth.require_token))
+        app.post("/login")(auth.login)
+        app.add_exception_handler(AuthProblem, _auth_problem)
+        app.state.auth = auth
 
-    @app.get("/catalog/items")
+    @app.get("/catalog/items", dependencies=needs_token)
     async def list_items() -> Response:
         return _answer(await catalog.call("GET", "/items"))
 
-    @app.get("/catalog/items/{item_id}")
+    @app.get("/catalog/items/{item_id}", dependencies=needs_token)
     async def get_item(item_id: int) -> Response:
         return _answer(await catalog.call("GET", f"/items/{item_id}"))
 
-    @app.post("/orders")
+    @app.post("/orders", dependencies=needs_token)
     async def create_order(request: Request) -> Response:
         body = await request.body()
         return _answer(
@@ -176,15 +193,15 @@ def build_gateway_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Tra
             )
         )
 
-    @app.get("/orders/ids")
+    @app.get("/orders/ids", dependencies=needs_token)
     async def order_ids() -> Response:
         return _answer(await orders.call("GET", "/orders/ids"))
 
-    @app.get("/orders/{order_id}")
+    @app.get("/orders/{order_id}", dependencies=needs_token)
     async def get_order(order_id: int) -> Response:
         return _answer(await orders.call("GET", f"/orders/{order_id}"))
 
-    @app.get("/orders")
+    @app.get("/orders", dependencies=needs_token)
     async def list_orders(
         after_id: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
     ) -> Response:

@@ -14,7 +14,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from resilience.errors import ExperimentError
 from resilience.stack.config import Ports
@@ -106,12 +114,35 @@ class ShopOptions(BaseModel):
     ack_queue_limit: int = Field(ge=1, description="queued writes beyond which POST answers 503")
     # catalog
     catalog_items: int = Field(ge=1, le=10000, description="items the catalog serves")
+    # gateway: a login like an ordinary third-party API's
+    auth_login: bool = Field(
+        description="POST /login (form: username, password) hands out bearer tokens; every "
+        "other gateway endpoint but /health and /metrics then requires one"
+    )
+    auth_username: str = Field(
+        min_length=1, max_length=200, description="the demo user's name for POST /login"
+    )
+    auth_password: SecretStr = Field(
+        min_length=1, max_length=200, description="the demo user's password for POST /login"
+    )
+    auth_token_ttl_seconds: OptionalSeconds = Field(
+        gt=0, description="how long a token is valid (none: for the life of the process)"
+    )
+    # every service: observability
+    tracing: bool = Field(
+        description="export spans over OTLP (off: no exporter and no instrumentation at all)"
+    )
+    separate_metrics_port: bool = Field(
+        description="serve /metrics on SHOP_METRICS_PORT instead of the app port "
+        "(the app port then answers 404 for /metrics)"
+    )
 
     @field_validator(
         "upstream_deadline_seconds",
         "upstream_attempt_timeout_seconds",
         "db_acquire_timeout_seconds",
         "db_query_timeout_seconds",
+        "auth_token_ttl_seconds",
         mode="before",
     )
     @classmethod
@@ -160,6 +191,12 @@ MODE_DEFAULTS: dict[ShopMode, ShopOptions] = {
         ack_flush_interval_seconds=0.2,
         ack_queue_limit=10000,
         catalog_items=50,
+        auth_login=False,
+        auth_username="shopper",
+        auth_password=SecretStr("s3cret"),
+        auth_token_ttl_seconds=86400.0,
+        tracing=True,
+        separate_metrics_port=False,
     ),
     "hardened": ShopOptions(
         shared_upstream_pool=False,
@@ -190,6 +227,12 @@ MODE_DEFAULTS: dict[ShopMode, ShopOptions] = {
         ack_flush_interval_seconds=0.2,
         ack_queue_limit=10000,
         catalog_items=50,
+        auth_login=False,
+        auth_username="shopper",
+        auth_password=SecretStr("s3cret"),
+        auth_token_ttl_seconds=86400.0,
+        tracing=True,
+        separate_metrics_port=False,
     ),
 }
 """The defaults table: one complete set of options per mode."""
@@ -211,6 +254,7 @@ class ShopSettings(BaseModel):
     mode: ShopMode
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
+    metrics_port: int = Field(ge=1, le=65535, description="/metrics with separate_metrics_port")
     catalog_url: str
     orders_url: str
     database_url: str
@@ -232,6 +276,15 @@ class ShopSettings(BaseModel):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"must be a postgresql:// URL, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ShopSettings:
+        if self.options.separate_metrics_port and self.metrics_port == self.port:
+            raise ValueError(
+                f"SHOP_METRICS_PORT must differ from SHOP_PORT when separate_metrics_port is on "
+                f"(both are {self.port})"
+            )
+        return self
 
     @property
     def service_name(self) -> str:
@@ -310,6 +363,8 @@ def settings_from_env(
         "mode": mode,
         "host": env.get("SHOP_HOST") or "127.0.0.1",
         "port": env.get("SHOP_PORT") or getattr(defaults, chosen_service),
+        "metrics_port": env.get("SHOP_METRICS_PORT")
+        or getattr(defaults, f"{chosen_service}_metrics"),
         "catalog_url": env.get("SHOP_CATALOG_URL") or f"http://127.0.0.1:{defaults.catalog_proxy}",
         "orders_url": env.get("SHOP_ORDERS_URL") or f"http://127.0.0.1:{defaults.orders_proxy}",
         "database_url": env.get("SHOP_DATABASE_URL")
@@ -333,6 +388,7 @@ _FIELD_ENV = {
     "mode": "SHOP_MODE",
     "host": "SHOP_HOST",
     "port": "SHOP_PORT",
+    "metrics_port": "SHOP_METRICS_PORT",
     "catalog_url": "SHOP_CATALOG_URL",
     "orders_url": "SHOP_ORDERS_URL",
     "database_url": "SHOP_DATABASE_URL",

@@ -1,5 +1,6 @@
-"""What the three services share on the HTTP side: the app shell, /health, /metrics,
-request metrics by route template, and one translation of ``ShopError`` into an answer.
+"""What the three services share on the HTTP side: the app shell, /health, /metrics (on
+the app port, or on a port of its own with ``separate_metrics_port``), request metrics by
+route template, and one translation of ``ShopError`` into an answer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resilience.shop.errors import ShopError
@@ -87,15 +90,18 @@ def create_app(
             "status": "ok",
             "service": settings.service,
             "mode": settings.mode,
-            "options": settings.options.model_dump(),
+            # JSON mode: the demo password shows as '**********'.
+            "options": settings.options.model_dump(mode="json"),
         }
         if health_extra is not None:
             body.update(health_extra())
         return body
 
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    if not settings.options.separate_metrics_port:
+
+        @app.get("/metrics")
+        async def metrics_endpoint() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     if tracing.enabled:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -107,6 +113,36 @@ def create_app(
             exclude_spans=["receive", "send"],
         )
     return app
+
+
+def create_metrics_app(metrics: ShopMetrics) -> Starlette:
+    """The app of the separate metrics port: ``GET /metrics`` and nothing else (404)."""
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])])
+
+
+class PortDispatch:
+    """One ASGI app for one server listening on two sockets: requests that arrived on
+    ``metrics_port`` go to ``metrics_app``, all others (and the lifespan) to ``app``.
+
+    One uvicorn server keeps one event loop, one signal handling and one shutdown, and the
+    scrape reads pool and breaker state on the loop that changes them.
+    """
+
+    def __init__(self, app: ASGIApp, metrics_app: ASGIApp, metrics_port: int) -> None:
+        self.app = app
+        self.metrics_app = metrics_app
+        self.metrics_port = metrics_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.metrics_port:
+            await self.metrics_app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def record_error(exc: ShopError) -> None:

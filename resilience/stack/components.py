@@ -28,6 +28,7 @@ from resilience.stack.config import Ports, StackConfig
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
+    SHOP_METRICS_PORTS,
     jaeger_config,
     prometheus_config,
     shop_env,
@@ -51,6 +52,8 @@ class Context:
     http: httpx.Client
     shop_mode: str = "fragile"
     shop_options: dict[str, str] = field(default_factory=dict)
+    separate_shop_metrics: bool = False
+    """The shop (running, or about to run) serves /metrics on its own ports."""
 
     def log(self, component: str) -> Path:
         return self.config.paths.logs / f"{component}.log"
@@ -66,8 +69,12 @@ class Component:
     start_timeout: float = 30.0
 
     def ports(self, ports: Ports) -> dict[str, int]:
-        """Every port the program binds (the first is its main port)."""
+        """Every port the program may bind (the first is its main port)."""
         return {self.name: getattr(ports, self.name)}
+
+    def bound_ports(self, ctx: Context) -> dict[str, int]:
+        """The ports this start binds, with ``ctx``'s options (checked free, recorded)."""
+        return self.ports(ctx.config.ports)
 
     def check_programs(self, ctx: Context) -> None:
         """Raise DependencyUnavailable if a program it runs is missing."""
@@ -91,6 +98,9 @@ class Component:
     def stop(self, ctx: Context, record: ComponentRecord) -> bool:
         """Stop the recorded process; True when nothing of it is left."""
         return stop_group(record.pgid)
+
+    def refresh(self, ctx: Context) -> None:
+        """Bring a running program in line with the others (after every ``up``)."""
 
 
 def _http_probe(ctx: Context, url: str) -> str | None:
@@ -424,7 +434,36 @@ class Prometheus(Component):
     def prepare(self, ctx: Context) -> None:
         ctx.config.paths.etc.mkdir(parents=True, exist_ok=True)
         (ctx.config.paths.state / "prometheus").mkdir(parents=True, exist_ok=True)
-        self.config_file(ctx).write_text(to_yaml(prometheus_config(ctx.config.ports)))
+        self.config_file(ctx).write_text(self._config_text(ctx))
+
+    def _config_text(self, ctx: Context) -> str:
+        return to_yaml(
+            prometheus_config(ctx.config.ports, separate_shop_metrics=ctx.separate_shop_metrics)
+        )
+
+    def refresh(self, ctx: Context) -> None:
+        """Scrape the shop where its metrics are now: rewrite prometheus.yml and reload."""
+        text = self._config_text(ctx)
+        path = self.config_file(ctx)
+        if path.is_file() and path.read_text() == text:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:
+            raise StackError(f"could not write {path}: {exc}", component=self.name) from exc
+        url = f"{ctx.config.prometheus_url}/-/reload"
+        try:
+            ctx.http.post(url).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StackError(
+                f"could not reload Prometheus' configuration ({path}): POST {url}: {exc}",
+                component=self.name,
+            ) from exc
+        logger.info(
+            "prometheus now scrapes the shop's /metrics on its %s ports",
+            "metrics" if ctx.separate_shop_metrics else "app",
+        )
 
     def launch(self, ctx: Context) -> Launch:
         argv = [
@@ -467,6 +506,18 @@ class ShopService(Component):
         self.name = service
         self.needs = needs
 
+    def ports(self, ports: Ports) -> dict[str, int]:
+        return {
+            self.name: getattr(ports, self.name),
+            SHOP_METRICS_PORTS[self.name]: getattr(ports, SHOP_METRICS_PORTS[self.name]),
+        }
+
+    def bound_ports(self, ctx: Context) -> dict[str, int]:
+        ports = self.ports(ctx.config.ports)
+        if not ctx.separate_shop_metrics:
+            del ports[SHOP_METRICS_PORTS[self.name]]
+        return ports
+
     def check_programs(self, ctx: Context) -> None:
         if importlib.util.find_spec("resilience.shop.__main__") is None:
             raise DependencyUnavailable(
@@ -479,7 +530,11 @@ class ShopService(Component):
         env = _base_env()
         env.update(
             shop_env(
-                self.name, mode=ctx.shop_mode, options=ctx.shop_options, ports=ctx.config.ports
+                self.name,
+                mode=ctx.shop_mode,
+                options=ctx.shop_options,
+                ports=ctx.config.ports,
+                separate_metrics=ctx.separate_shop_metrics,
             )
         )
         # The services import the same resilience code as the supervisor that starts them.

@@ -103,7 +103,7 @@ def compose_document(ports: Ports | None = None) -> dict[str, Any]:
         },
     }
     for service in SHOP_SERVICES:
-        services[service] = _shop_service(service, by_name[service], ports, network)
+        services[service] = _shop_service(service, ports, network)
     configs = {
         "toxiproxy": json.dumps(toxiproxy_config(ports, network), indent=2) + "\n",
         "jaeger": to_yaml(jaeger_config(ports, network)),
@@ -119,9 +119,7 @@ def compose_document(ports: Ports | None = None) -> dict[str, Any]:
     }
 
 
-def _shop_service(
-    service: str, component: Component, ports: Ports, network: Network
-) -> dict[str, Any]:
+def _shop_service(service: str, ports: Ports, network: Network) -> dict[str, Any]:
     env = shop_env(service, mode="${SHOP_MODE:-fragile}", options={}, ports=ports, network=network)
     depends: dict[str, Any] = {"toxiproxy": {"condition": "service_started"}}
     if service == "orders":
@@ -140,7 +138,8 @@ def _shop_service(
         "environment": env,
         "depends_on": depends,
         "healthcheck": _healthcheck(["CMD", "python", "-c", probe]),
-        "ports": _published(component, ports),
+        # Compose runs the shop with default options: /metrics on the app port.
+        "ports": [f"127.0.0.1:{port}:{port}"],
     }
 
 

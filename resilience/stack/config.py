@@ -44,6 +44,10 @@ class Ports(BaseModel):
     gateway: int = 8000
     orders: int = 8001
     catalog: int = 8002
+    # The shop's /metrics when the option separate_metrics_port is on (else unused).
+    gateway_metrics: int = 18000
+    orders_metrics: int = 18001
+    catalog_metrics: int = 18002
 
     @field_validator("*")
     @classmethod

@@ -7,6 +7,7 @@ compose), so the two stacks cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from resilience.stack.config import Ports
 from resilience.stack.topology import SHOP_SERVICES, stack_proxies
+from resilience.vocabulary import SHOP_MODES
 
 SCRAPE_INTERVAL = "1s"
 JAEGER_MAX_TRACES = 200_000
@@ -28,7 +30,10 @@ PROMETHEUS_JOBS: dict[str, str] = {
 }
 """Prometheus job name → the port (a ``Ports`` field) it scrapes ``/metrics`` on."""
 
-_JOB_HOST = {"jaeger_metrics": "jaeger"}
+SHOP_METRICS_PORTS: dict[str, str] = {service: f"{service}_metrics" for service in SHOP_SERVICES}
+"""Shop job → its port when the shop runs with ``separate_metrics_port``."""
+
+_JOB_HOST = {"jaeger_metrics": "jaeger", **{port: job for job, port in SHOP_METRICS_PORTS.items()}}
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,17 @@ class Network:
 NATIVE = Network()
 
 
-def prometheus_config(ports: Ports, network: Network = NATIVE) -> dict[str, Any]:
-    """prometheus.yml: every job scraped each second."""
+def prometheus_config(
+    ports: Ports, network: Network = NATIVE, *, separate_shop_metrics: bool = False
+) -> dict[str, Any]:
+    """prometheus.yml: every job scraped each second.
+
+    ``separate_shop_metrics``: the shop runs with ``separate_metrics_port``, so its jobs
+    scrape the ``<service>_metrics`` ports instead of the app ports (job names unchanged).
+    """
     jobs = []
-    for job, port_name in PROMETHEUS_JOBS.items():
+    for job, app_port in PROMETHEUS_JOBS.items():
+        port_name = SHOP_METRICS_PORTS.get(job, app_port) if separate_shop_metrics else app_port
         host = network.host(_JOB_HOST.get(port_name, port_name))
         jobs.append(
             {
@@ -146,6 +158,19 @@ def database_url(ports: Ports, network: Network = NATIVE) -> str:
     return f"postgresql://{DATABASE_ROLE}@{host}:{ports.postgres_proxy}/{DATABASE_NAME}"
 
 
+def separate_shop_metrics(mode: str, options: Mapping[str, str]) -> bool:
+    """Whether a shop in ``mode`` with ``options`` serves /metrics on its own port.
+
+    Validates the options as the shop will (``ExperimentError`` naming the option), so a
+    bad option stops ``stack up`` before anything starts.
+    """
+    from resilience.shop.settings import options_for  # the shop's table is the truth
+
+    if mode not in SHOP_MODES:
+        return False
+    return options_for(mode, options).separate_metrics_port
+
+
 def shop_env(
     service: str,
     *,
@@ -153,6 +178,7 @@ def shop_env(
     options: dict[str, str],
     ports: Ports,
     network: Network = NATIVE,
+    separate_metrics: bool = False,
 ) -> dict[str, str]:
     """The environment one shop service is configured by (its whole interface)."""
     proxy_host = network.host("toxiproxy")
@@ -166,6 +192,8 @@ def shop_env(
         "SHOP_DATABASE_URL": database_url(ports, network),
         "SHOP_OTLP_ENDPOINT": f"http://{network.host('jaeger')}:{ports.jaeger_otlp_http}",
     }
+    if separate_metrics:
+        env["SHOP_METRICS_PORT"] = str(getattr(ports, SHOP_METRICS_PORTS[service]))
     env.update({f"SHOP_OPT_{name.upper()}": value for name, value in sorted(options.items())})
     return env
 

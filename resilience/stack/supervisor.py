@@ -41,6 +41,7 @@ from resilience.stack.components import (
     start_waves,
 )
 from resilience.stack.config import StackConfig
+from resilience.stack.generate import separate_shop_metrics
 from resilience.stack.programs import Programs
 from resilience.stack.state import (
     ComponentRecord,
@@ -197,6 +198,7 @@ class Stack:
         self._make_state_dir()
         with self._lock(), self._context(shop_mode, options) as ctx:
             state = self._forget_dead(load_state(self.config.paths.stack_file))
+            ctx.separate_shop_metrics = self._shop_metrics_separate(state, ctx, names)
             restarted = self._stop_shop_in_other_mode(state, ctx, names)
             state = load_state(self.config.paths.stack_file)
             wanted = set(names) | set(restarted)
@@ -215,6 +217,10 @@ class Stack:
                         state = state.with_record(record)
                         save_state(self.config.paths.stack_file, state)
                         started.append(record.name)
+                # E.g. Prometheus follows the shop's metrics to the ports they are on now.
+                for component in COMPONENTS:
+                    if component.name in state.components:
+                        component.refresh(ctx)
             except BaseException:
                 # Ctrl-C included: what this call started must not outlive it unrecorded.
                 self._roll_back(started, ctx)
@@ -414,6 +420,23 @@ class Stack:
             save_state(self.config.paths.stack_file, state)
         return state
 
+    def _shop_metrics_separate(
+        self, state: StackState, ctx: Context, names: tuple[str, ...]
+    ) -> bool:
+        """Whether the shop's /metrics are on their own ports once this ``up`` is done."""
+        if set(names) & set(GROUPS["shop"]):
+            # ExperimentError (exit 2) for a bad option, before anything starts.
+            return separate_shop_metrics(ctx.shop_mode, ctx.shop_options)
+        for name in GROUPS["shop"]:
+            record = state.components.get(name)
+            if record is None or record.mode is None:
+                continue
+            try:
+                return separate_shop_metrics(record.mode, record.options)
+            except ExperimentError as exc:
+                logger.warning("the running %s has options this version rejects: %s", name, exc)
+        return False
+
     def _stop_shop_in_other_mode(
         self, state: StackState, ctx: Context, names: tuple[str, ...]
     ) -> list[str]:
@@ -471,7 +494,7 @@ class Stack:
 
     def _check_startable(self, component: Component, ctx: Context) -> None:
         component.check_programs(ctx)
-        for port_name, port in component.ports(self.config.ports).items():
+        for port_name, port in component.bound_ports(ctx).items():
             if not port_is_free(port, self.config.host):
                 raise StackError(
                     f"port {port} ({port_name}) that {component.name} needs is already in use "
@@ -499,7 +522,7 @@ class Stack:
             raise StackError(
                 f"{name} exited at once", component=name, log_tail=tail(log, start=offset)
             )
-        ports = component.ports(self.config.ports)
+        ports = component.bound_ports(ctx)
         shop = component.kind == "shop"
         record = ComponentRecord(
             name=name,

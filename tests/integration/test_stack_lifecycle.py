@@ -22,6 +22,7 @@ from resilience.cli import app
 from resilience.errors import StackError
 from resilience.stack import Stack
 from resilience.stack._process import is_alive, port_is_free, wait_until
+from resilience.stack.generate import SHOP_METRICS_PORTS
 from tests.integration.conftest import StackHandle, make_config, port_offset, state_root
 from tests.integration.test_stack_session import cli_env
 
@@ -48,6 +49,12 @@ def all_ports(handle: StackHandle) -> dict[str, int]:
     return handle.config.ports.model_dump()
 
 
+def default_ports(handle: StackHandle) -> dict[str, int]:
+    """The ports a stack with default shop options binds: all but the shop's metrics ports."""
+    unused = set(SHOP_METRICS_PORTS.values())
+    return {name: port for name, port in all_ports(handle).items() if name not in unused}
+
+
 def normalised(text: str) -> str:
     """Output with rich's line wrapping undone."""
     return " ".join(text.split())
@@ -61,7 +68,7 @@ def test_down_after_up_leaves_no_process_and_no_bound_port(private_stack: StackH
     )  # fmt: skip
     processes = private_stack.stack.processes()
     assert len(processes) >= 7  # PostgreSQL has helper processes besides the postmaster
-    assert not any(port_is_free(p) for p in all_ports(private_stack).values())
+    assert not any(port_is_free(p) for p in default_ports(private_stack).values())
 
     down = private_stack.stack.down()
 

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import SecretStr
 
 from resilience.errors import ExperimentError
 from resilience.shop.__main__ import main
@@ -137,6 +139,20 @@ def test_defaults_follow_the_standard_stack() -> None:
         ({"SHOP_PORT": "http"}, "SHOP_PORT"),
         ({"SHOP_ORDERS_URL": "127.0.0.1:28201"}, "SHOP_ORDERS_URL"),
         ({"SHOP_DATABASE_URL": "mysql://x/y"}, "SHOP_DATABASE_URL"),
+        ({"SHOP_OPT_AUTH_LOGIN": "sometimes"}, "SHOP_OPT_AUTH_LOGIN: Input should be a valid"),
+        ({"SHOP_OPT_AUTH_USERNAME": ""}, "SHOP_OPT_AUTH_USERNAME: String should have at least"),
+        ({"SHOP_OPT_AUTH_PASSWORD": ""}, "SHOP_OPT_AUTH_PASSWORD: Value should have at least"),
+        ({"SHOP_OPT_AUTH_TOKEN_TTL_SECONDS": "0"}, "SHOP_OPT_AUTH_TOKEN_TTL_SECONDS"),
+        ({"SHOP_OPT_AUTH_TOKEN_TTL_SECONDS": "soon"}, "SHOP_OPT_AUTH_TOKEN_TTL_SECONDS"),
+        ({"SHOP_OPT_TRACING": "maybe"}, "SHOP_OPT_TRACING: Input should be a valid boolean"),
+        ({"SHOP_OPT_SEPARATE_METRICS_PORT": "2"}, "SHOP_OPT_SEPARATE_METRICS_PORT"),
+        ({"SHOP_METRICS_PORT": "metrics"}, "SHOP_METRICS_PORT: Input should be a valid integer"),
+        ({"SHOP_METRICS_PORT": "70000"}, "SHOP_METRICS_PORT: Input should be less than"),
+        (
+            {"SHOP_OPT_SEPARATE_METRICS_PORT": "true", "SHOP_METRICS_PORT": "8200"},
+            "SHOP_METRICS_PORT must differ from SHOP_PORT",
+        ),
+        ({"SHOP_OPT_METRICS_PORT": "true"}, "SHOP_OPT_METRICS_PORT: unknown option"),
         (
             {"SHOP_OPT_RETRY_BACKOFF_MAX_SECONDS": "0.01"},
             "retry_backoff_max_seconds must be >= retry_backoff_base_seconds",
@@ -207,6 +223,8 @@ def test_docs_list_every_option_with_its_defaults() -> None:
         cells = [c.strip() for c in line.split("|")[2:4]]
         for mode, cell in zip(("fragile", "hardened"), cells, strict=True):
             value = getattr(MODE_DEFAULTS[mode], name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is None:
                 shown = "none"
             elif isinstance(value, bool):
@@ -214,3 +232,74 @@ def test_docs_list_every_option_with_its_defaults() -> None:
             else:
                 shown = str(value)
             assert cell == shown, f"{name} ({mode}): docs say {cell}, code says {shown}"
+
+
+def test_ordinary_service_options_are_off_by_default_in_both_modes() -> None:
+    """Both modes: no login, tracing on, /metrics on the app port (today's behaviour)."""
+    for mode, options in MODE_DEFAULTS.items():
+        assert options.auth_login is False, mode
+        assert options.tracing is True, mode
+        assert options.separate_metrics_port is False, mode
+        assert options.auth_username == "shopper", mode
+        assert options.auth_password.get_secret_value() == "s3cret", mode
+        assert options.auth_token_ttl_seconds == 86400.0, mode
+
+
+def test_ordinary_service_options_read_from_env() -> None:
+    """SHOP_OPT_AUTH_*, SHOP_OPT_TRACING and SHOP_OPT_SEPARATE_METRICS_PORT land typed."""
+    env = {
+        **BASE_ENV,
+        "SHOP_OPT_AUTH_LOGIN": "true",
+        "SHOP_OPT_AUTH_USERNAME": "alice",
+        "SHOP_OPT_AUTH_PASSWORD": "correct horse",
+        "SHOP_OPT_AUTH_TOKEN_TTL_SECONDS": "none",
+        "SHOP_OPT_TRACING": "false",
+        "SHOP_OPT_SEPARATE_METRICS_PORT": "1",
+        "SHOP_METRICS_PORT": "18200",
+    }
+    settings = settings_from_env(env)
+    options = settings.options
+    assert options.auth_login is True
+    assert options.auth_username == "alice"
+    assert options.auth_password.get_secret_value() == "correct horse"
+    assert options.auth_token_ttl_seconds is None
+    assert options.tracing is False
+    assert options.separate_metrics_port is True
+    assert settings.metrics_port == 18200
+
+
+def test_the_password_never_shows_in_reprs_or_json_dumps() -> None:
+    """The demo password is a secret: repr and JSON dumps of the options mask it."""
+    settings = settings_from_env({**BASE_ENV, "SHOP_OPT_AUTH_PASSWORD": "hunter2"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in settings.options.model_dump_json()
+    assert settings.options.model_dump(mode="json")["auth_password"] == "**********"
+
+
+def test_metrics_port_defaults_to_the_standard_stack_port_of_the_service() -> None:
+    """Without SHOP_METRICS_PORT each service uses Ports' <service>_metrics (18000-18002)."""
+    for service, port in (("gateway", 18000), ("orders", 18001), ("catalog", 18002)):
+        assert settings_from_env({"SHOP_SERVICE": service}).metrics_port == port
+
+
+def test_same_metrics_and_app_port_is_allowed_while_the_option_is_off() -> None:
+    """SHOP_METRICS_PORT is ignored (not checked against SHOP_PORT) without the option."""
+    settings = settings_from_env({**BASE_ENV, "SHOP_METRICS_PORT": BASE_ENV["SHOP_PORT"]})
+    assert settings.metrics_port == settings.port
+
+
+def test_options_for_names_the_option_of_a_bad_value() -> None:
+    """options_for (what the stack checks before starting the shop) names the option."""
+    with pytest.raises(ExperimentError, match="tracing") as caught:
+        options_for("hardened", {"tracing": "sometimes"})
+    assert caught.value.exit_code == 2
+    assert options_for("fragile", {"separate_metrics_port": "true"}).separate_metrics_port
+
+
+def test_docs_example_shop_options_are_valid() -> None:
+    """The experiment snippet in docs/shop.md names real options with valid values."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "shop.md").read_text()
+    block = docs.split("## Looking like an ordinary service", 1)[1].split("```yaml", 1)[1]
+    shop = yaml.safe_load(block.split("```", 1)[0])["shop"]
+    options = options_for(shop["mode"], shop["options"])
+    assert options.auth_login and not options.tracing and options.separate_metrics_port

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
-from resilience.shop.app import build_app
+from resilience.shop.app import build_app, served_app
 from resilience.shop.breaker import BreakerState
 from resilience.shop.catalog import catalog_items
 from resilience.shop.errors import DependencyTimeout
@@ -163,3 +164,83 @@ def test_every_contract_metric_is_registered() -> None:
     text = app.state.metrics.render().decode()
     for name in CONTRACT_METRICS:
         assert f"# TYPE {name} " in text, name
+
+
+def _served_client_get(app: FastAPI, port: int, path: str) -> httpx.Response:
+    """GET through what the server runs (served_app), as if it arrived on ``port``."""
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=served_app(app))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=f"http://127.0.0.1:{port}"
+        ) as client:
+            return await client.get(path)
+
+    return asyncio.run(send())
+
+
+def test_separate_metrics_port_moves_metrics_off_the_app_port() -> None:
+    """With separate_metrics_port, /metrics answers only on the metrics port; the app port
+    answers 404 for it, and the metrics port answers 404 for everything else."""
+    env = {**CATALOG_ENV, "SHOP_OPT_SEPARATE_METRICS_PORT": "true", "SHOP_METRICS_PORT": "18202"}
+    app = build_app(settings_from_env(env))
+    assert _served_client_get(app, 8202, "/items/3").status_code == 200
+    assert _served_client_get(app, 8202, "/metrics").status_code == 404
+    assert _served_client_get(app, 8202, "/health").status_code == 200
+    metrics = _served_client_get(app, 18202, "/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert (
+        'shop_http_request_duration_seconds_count{method="GET",route="/items/{item_id}",'
+        'service="catalog",status="200"} 1.0'
+    ) in metrics.text
+    assert _served_client_get(app, 18202, "/health").status_code == 404
+    assert _served_client_get(app, 18202, "/items/3").status_code == 404
+
+
+def test_without_the_option_the_served_app_is_the_app() -> None:
+    """Default options: the server runs the service's app itself, /metrics on the app port."""
+    app = build_app(settings_from_env(CATALOG_ENV))
+    assert served_app(app) is app
+    assert _served_client_get(app, 8202, "/metrics").status_code == 200
+
+
+def test_tracing_off_builds_no_provider_and_no_instrumentation() -> None:
+    """tracing=false: even with an OTLP endpoint there is no SDK provider, no FastAPI or httpx
+    instrumentation, and a request carrying a traceparent is served normally."""
+    env = {
+        **CATALOG_ENV,
+        "SHOP_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "SHOP_OPT_TRACING": "false",
+    }
+    app = build_app(settings_from_env(env))
+    assert app.state.tracing.enabled is False
+    assert not isinstance(app.state.tracing.provider, TracerProvider)
+    # The flag OpenTelemetry's instrumentors set on what they instrument.
+    assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+    gateway = build_app(settings_from_env({**env, "SHOP_SERVICE": "gateway"}))
+    for client in gateway.state.gateway.clients:
+        assert not getattr(client, "_is_instrumented_by_opentelemetry", False)
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as c:
+            parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            return await c.get("/items/2", headers={"traceparent": parent})
+
+    assert asyncio.run(send()).status_code == 200
+
+
+def test_tracing_on_with_an_endpoint_instruments_the_app() -> None:
+    """The default (tracing on) with an endpoint: an SDK provider and FastAPI middleware."""
+    env = {**CATALOG_ENV, "SHOP_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    app = build_app(settings_from_env(env))
+    try:
+        assert app.state.tracing.enabled is True
+        assert isinstance(app.state.tracing.provider, TracerProvider)
+        assert getattr(app, "_is_instrumented_by_opentelemetry", False) is True
+        gateway = build_app(settings_from_env({**env, "SHOP_SERVICE": "gateway"}))
+        assert all(c._is_instrumented_by_opentelemetry for c in gateway.state.gateway.clients)
+        gateway.state.tracing.shutdown()
+    finally:
+        app.state.tracing.shutdown()

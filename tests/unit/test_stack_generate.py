@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
+from resilience.errors import ExperimentError
 from resilience.stack.config import Ports
 from resilience.stack.generate import (
     JAEGER_MAX_TRACES,
@@ -12,6 +14,7 @@ from resilience.stack.generate import (
     database_url,
     jaeger_config,
     prometheus_config,
+    separate_shop_metrics,
     shop_env,
     to_yaml,
     toxiproxy_config,
@@ -126,3 +129,51 @@ def test_shop_env_is_the_contract_with_the_shop() -> None:
 def test_database_url_goes_through_the_postgres_proxy() -> None:
     """The shop's database URL points at Toxiproxy's postgres proxy, not at PostgreSQL."""
     assert database_url(PORTS).endswith(f"@127.0.0.1:{PORTS.postgres_proxy}/shop")
+
+
+def test_prometheus_follows_the_shop_to_its_metrics_ports() -> None:
+    """With separate_shop_metrics the shop jobs scrape <service>_metrics; job names and the
+    other jobs are unchanged."""
+    targets = _targets(prometheus_config(PORTS, separate_shop_metrics=True))
+    assert targets == {
+        "toxiproxy": ["127.0.0.1:8574"],
+        "jaeger": ["127.0.0.1:8988"],
+        "catalog": [f"127.0.0.1:{PORTS.catalog_metrics}"],
+        "orders": [f"127.0.0.1:{PORTS.orders_metrics}"],
+        "gateway": [f"127.0.0.1:{PORTS.gateway_metrics}"],
+    }
+    assert PORTS.gateway_metrics == 18100
+
+
+def test_prometheus_finds_separate_shop_metrics_by_service_name_in_compose() -> None:
+    """In a compose network the metrics ports are reached on the shop service's host name."""
+    network = Network(bind="0.0.0.0", hosts={"gateway": "gateway"})
+    targets = _targets(prometheus_config(Ports(), network, separate_shop_metrics=True))
+    assert targets["gateway"] == ["gateway:18000"]
+
+
+def test_shop_env_names_the_metrics_port_only_when_metrics_are_separate() -> None:
+    """SHOP_METRICS_PORT is set (to the service's shifted metrics port) only with the option."""
+    plain = shop_env("orders", mode="fragile", options={}, ports=PORTS)
+    assert "SHOP_METRICS_PORT" not in plain
+    separate = shop_env(
+        "orders",
+        mode="fragile",
+        options={"separate_metrics_port": "true"},
+        ports=PORTS,
+        separate_metrics=True,
+    )
+    assert separate["SHOP_METRICS_PORT"] == str(PORTS.orders_metrics)
+    assert separate["SHOP_OPT_SEPARATE_METRICS_PORT"] == "true"
+
+
+def test_separate_shop_metrics_reads_and_validates_the_options() -> None:
+    """The stack reads the option as the shop will; a bad option is invalid input naming it."""
+    assert separate_shop_metrics("hardened", {}) is False
+    assert separate_shop_metrics("fragile", {"separate_metrics_port": "true"}) is True
+    assert separate_shop_metrics("fragile", {"separate_metrics_port": "off"}) is False
+    with pytest.raises(ExperimentError, match="separate_metrics_port") as caught:
+        separate_shop_metrics("fragile", {"separate_metrics_port": "sometimes"})
+    assert caught.value.exit_code == 2
+    with pytest.raises(ExperimentError, match="unknown shop option"):
+        separate_shop_metrics("fragile", {"separate_metric_port": "true"})

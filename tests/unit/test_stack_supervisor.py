@@ -6,11 +6,13 @@ import os
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from resilience.cli import app
-from resilience.errors import ExperimentError
+from resilience.errors import ExperimentError, StackError
 from resilience.stack import parse_shop_options, resolve_components
 from resilience.stack._process import (
     family,
@@ -20,8 +22,9 @@ from resilience.stack._process import (
     tail,
     wait_until,
 )
-from resilience.stack.components import COMPONENTS, GROUPS, start_waves
-from resilience.stack.config import Ports
+from resilience.stack.components import COMPONENTS, GROUPS, Context, by_name, start_waves
+from resilience.stack.config import Ports, StackConfig, StackPaths
+from resilience.stack.programs import Programs
 from resilience.stack.topology import SHOP_SERVICES
 
 
@@ -130,3 +133,73 @@ def test_tail_reads_only_what_was_written_after_the_offset(tmp_path: Path) -> No
     assert text == "new 47\nnew 48\nnew 49"
     assert "old" not in tail(log, start=offset, lines=100)
     assert tail(tmp_path / "missing.log") == ""
+
+
+def _context(tmp_path: Path, http: httpx.Client, *, separate: bool) -> Context:
+    config = StackConfig(
+        paths=StackPaths(home=tmp_path / "home", state=tmp_path / "state"),
+        ports=Ports().shifted(300),
+    )
+    return Context(
+        config=config, programs=Programs(config), http=http, separate_shop_metrics=separate
+    )
+
+
+def test_shop_services_bind_their_metrics_port_only_when_metrics_are_separate(
+    tmp_path: Path,
+) -> None:
+    """A shop service checks and records its metrics port only for a start with the option."""
+    gateway = by_name("gateway")
+    with httpx.Client() as http:
+        plain = gateway.bound_ports(_context(tmp_path, http, separate=False))
+        separate = gateway.bound_ports(_context(tmp_path, http, separate=True))
+    assert plain == {"gateway": 8300}
+    assert separate == {"gateway": 8300, "gateway_metrics": 18300}
+    assert next(iter(separate)) == "gateway"  # the main port stays first
+
+
+def test_prometheus_refresh_rewrites_its_config_and_reloads_only_on_a_change(
+    tmp_path: Path,
+) -> None:
+    """refresh() writes prometheus.yml for where the shop's metrics are and POSTs /-/reload,
+    once per change; the file then scrapes the shop's metrics ports."""
+    reloads: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reloads.append(f"{request.method} {request.url}")
+        return httpx.Response(200)
+
+    prometheus = by_name("prometheus")
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        plain = _context(tmp_path, http, separate=False)
+        prometheus.prepare(plain)  # as at start: the app ports
+        prometheus.refresh(plain)
+        assert reloads == []
+        separate = _context(tmp_path, http, separate=True)
+        prometheus.refresh(separate)
+        prometheus.refresh(separate)
+    assert reloads == ["POST http://127.0.0.1:9390/-/reload"]
+    written = yaml.safe_load((tmp_path / "state" / "etc" / "prometheus.yml").read_text())
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in written["scrape_configs"]}
+    assert targets["gateway"] == ["127.0.0.1:18300"]
+
+
+def test_a_failed_prometheus_reload_is_a_stack_error(tmp_path: Path) -> None:
+    """If Prometheus refuses the reload, refresh raises StackError naming the URL (exit 3)."""
+    with (
+        httpx.Client(
+            transport=httpx.MockTransport(lambda _r: httpx.Response(500, text="bad config"))
+        ) as http,
+        pytest.raises(StackError, match="/-/reload") as caught,
+    ):
+        by_name("prometheus").refresh(_context(tmp_path, http, separate=True))
+    assert caught.value.exit_code == 3
+
+
+def test_up_rejects_a_bad_shop_option_before_starting_anything(tmp_path: Path) -> None:
+    """`stack up --shop-option tracing=sometimes` exits 2 naming the option; nothing starts."""
+    env = {"RESILIENCE_STATE_DIR": str(tmp_path / "state"), "RESILIENCE_HOME": str(tmp_path)}
+    result = CliRunner().invoke(app, ["stack", "up", "--shop-option", "tracing=sometimes"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "tracing" in result.output
+    assert not (tmp_path / "state" / "stack.json").exists()
