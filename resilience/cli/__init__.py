@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from resilience.cli import experiments as _experiments
+from resilience.cli import gameday as _gameday
 from resilience.cli import report as _report
 from resilience.cli import run as _run
 from resilience.cli import stack as _stack
@@ -44,6 +45,7 @@ _run.register(app)
 _experiments.register(app)
 _report.register(app)
 _stack.register(app)
+_gameday.register(app)
 
 
 def main() -> None:
