@@ -16,6 +16,7 @@ import typer
 from rich.text import Text
 
 from resilience.cli._common import console, err_console, run_command
+from resilience.cli._params import FLAG
 
 gameday_app = typer.Typer(
     help="Game days: a live console to drive load and faults by hand, with notes and a report.",
@@ -43,33 +44,52 @@ def _print_json(data: Any) -> None:
 
 @gameday_app.command("start")
 def start(  # noqa: PLR0917 - typer maps parameters to options
-    plan: Annotated[Path | None, typer.Argument(help="A game-day plan (YAML).")] = None,
+    plan: Annotated[
+        Path | None, typer.Argument(metavar="FILE", help="A game-day plan (YAML).")
+    ] = None,
     experiment: Annotated[
         str | None,
-        typer.Option("--experiment", "-e", help="Run this experiment's workload (no plan)."),
+        typer.Option(
+            "--experiment",
+            "-e",
+            metavar="NAME|FILE",
+            help="Run this experiment's workload (no plan).",
+        ),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="Base URL of another HTTP service here.")
+        str | None,
+        typer.Option("--target", metavar="URL", help="Base URL of another HTTP service here."),
     ] = None,
     shop_mode: Annotated[
-        str | None, typer.Option("--shop-mode", help="fragile or hardened (the built-in shop).")
+        str | None,
+        typer.Option(
+            "--shop-mode", metavar="MODE", help="fragile or hardened (the built-in shop)."
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Load worker processes.")
+        int | None, typer.Option("--workers", metavar="N", min=1, help="Load worker processes.")
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Session directory (default gamedays/<UTC>-<name>/)."),
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Session directory (default gamedays/<UTC>-<name>/)."
+        ),
     ] = None,
     max_duration: Annotated[
         str | None,
         typer.Option(
-            "--max-duration", help="Bound the session, e.g. 30m (default: the plan's, 4h)."
+            "--max-duration",
+            metavar="DURATION",
+            help="Bound the session, e.g. 30m (default: the plan's, 4h).",
         ),
     ] = None,
     no_stack: Annotated[
         bool,
-        typer.Option("--no-stack", help="Do not start the local stack; fail if it is not running."),
+        typer.Option(
+            "--no-stack",
+            metavar=FLAG,
+            help="Do not start the local stack; fail if it is not running.",
+        ),
     ] = False,
 ) -> None:
     """Start a session: prepare the target, hold a steady load, serve the console."""
@@ -206,21 +226,37 @@ def _faults_text(faults: list[dict[str, Any]]) -> str:
 @gameday_app.command("inject")
 def inject(  # noqa: PLR0917 - typer maps parameters to options
     name: Annotated[
-        str | None, typer.Argument(help="A named fault (the plan's or a catalogue experiment's).")
+        str | None,
+        typer.Argument(
+            metavar="NAME", help="A named fault (the plan's or a catalogue experiment's)."
+        ),
     ] = None,
-    proxy: Annotated[str | None, typer.Option("--proxy", "-p", help="Toxiproxy proxy.")] = None,
+    proxy: Annotated[
+        str | None, typer.Option("--proxy", "-p", metavar="PROXY", help="Toxiproxy proxy.")
+    ] = None,
     fault_type: Annotated[
-        str | None, typer.Option("--type", "-t", help="Fault type (latency, hang, outage, ...).")
+        str | None,
+        typer.Option(
+            "--type", "-t", metavar="TYPE", help="Fault type (latency, hang, outage, ...)."
+        ),
     ] = None,
     attributes: Annotated[
-        list[str] | None, typer.Option("--attr", "-a", help="key=value, e.g. latency=300ms")
+        list[str] | None,
+        typer.Option("--attr", "-a", metavar="KEY=VALUE", help="key=value, e.g. latency=300ms"),
     ] = None,
     duration: Annotated[
-        str | None, typer.Option("--duration", "-d", help="Heal by itself after this.")
+        str | None,
+        typer.Option("--duration", "-d", metavar="DURATION", help="Heal by itself after this."),
     ] = None,
-    stream: Annotated[str | None, typer.Option("--stream", help="downstream or upstream.")] = None,
-    toxicity: Annotated[float | None, typer.Option("--toxicity", help="0..1")] = None,
-    by: Annotated[str, typer.Option("--by", help="Your name, for the timeline.")] = "",
+    stream: Annotated[
+        str | None, typer.Option("--stream", metavar="STREAM", help="downstream or upstream.")
+    ] = None,
+    toxicity: Annotated[
+        float | None, typer.Option("--toxicity", metavar="FRACTION", help="0..1")
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", metavar="NAME", help="Your name, for the timeline.")
+    ] = "",
 ) -> None:
     """Inject a fault into the running session."""
 
@@ -269,8 +305,12 @@ def _number(text: str) -> Any:
 
 @gameday_app.command("heal")
 def heal(
-    fault_id: Annotated[int | None, typer.Argument(help="The fault's id (see status).")] = None,
-    heal_all: Annotated[bool, typer.Option("--all", help="Heal every fault.")] = False,
+    fault_id: Annotated[
+        int | None, typer.Argument(metavar="ID", help="The fault's id (see status).")
+    ] = None,
+    heal_all: Annotated[
+        bool, typer.Option("--all", metavar=FLAG, help="Heal every fault.")
+    ] = False,
 ) -> None:
     """Heal one fault, or every fault with --all."""
 
@@ -296,13 +336,16 @@ def heal(
 @gameday_app.command("load")
 def load(
     users: Annotated[
-        int | None, typer.Option("--users", "-u", min=0, help="Users (closed model).")
+        int | None, typer.Option("--users", "-u", metavar="N", min=0, help="Users (closed model).")
     ] = None,
     spawn_rate: Annotated[
-        float | None, typer.Option("--spawn-rate", help="Users started per second.")
+        float | None, typer.Option("--spawn-rate", metavar="RATE", help="Users started per second.")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", "-r", min=0, help="Requests per second (open model).")
+        float | None,
+        typer.Option(
+            "--rate", "-r", metavar="RPS", min=0, help="Requests per second (open model)."
+        ),
     ] = None,
 ) -> None:
     """Change the load level live (applied to the running workers)."""
@@ -325,11 +368,19 @@ def load(
 
 @gameday_app.command("note")
 def note(
-    text: Annotated[str, typer.Argument(help="What you expect, see, decided or will do.")],
+    text: Annotated[
+        str, typer.Argument(metavar="TEXT", help="What you expect, see, decided or will do.")
+    ],
     kind: Annotated[
-        str, typer.Option("--kind", "-k", help="hypothesis, observation, decision, action or note.")
+        str,
+        typer.Option(
+            "--kind",
+            "-k",
+            metavar="KIND",
+            help="hypothesis, observation, decision, action or note.",
+        ),
     ] = "note",
-    author: Annotated[str, typer.Option("--author", help="Your name.")] = "",
+    author: Annotated[str, typer.Option("--author", metavar="NAME", help="Your name.")] = "",
 ) -> None:
     """Add a note to the session's timeline."""
 
@@ -348,9 +399,9 @@ def note(
 
 @gameday_app.command("step")
 def step(
-    action: Annotated[str, typer.Argument(help="next, done, start or skip.")],
+    action: Annotated[str, typer.Argument(metavar="ACTION", help="next, done, start or skip.")],
     index: Annotated[
-        int | None, typer.Argument(help="Step number (from 1) for start and skip.")
+        int | None, typer.Argument(metavar="N", help="Step number (from 1) for start and skip.")
     ] = None,
 ) -> None:
     """Advance the runbook: next step, mark done, start (or repeat) or skip step N."""
@@ -376,20 +427,25 @@ def step(
 
 @gameday_app.command("halt")
 def halt(  # noqa: PLR0917 - typer maps parameters to options
-    expect: Annotated[str, typer.Option("--expect", help="What must hold, e.g. '< 50%'.")],
+    expect: Annotated[
+        str, typer.Option("--expect", metavar="EXPECTATION", help="What must hold, e.g. '< 50%'.")
+    ],
     metric: Annotated[
-        str | None, typer.Option("--load", help="error_rate, p95, p99 or rps.")
+        str | None, typer.Option("--load", metavar="METRIC", help="error_rate, p95, p99 or rps.")
     ] = None,
     promql: Annotated[
-        str | None, typer.Option("--promql", help="A PromQL expression instead.")
+        str | None, typer.Option("--promql", metavar="PROMQL", help="A PromQL expression instead.")
     ] = None,
     endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="One endpoint (load only).")
+        str | None, typer.Option("--endpoint", metavar="ENDPOINT", help="One endpoint (load only).")
     ] = None,
     for_: Annotated[
-        str | None, typer.Option("--for", help="Broken this long before it trips.")
+        str | None,
+        typer.Option("--for", metavar="DURATION", help="Broken this long before it trips."),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A name for the timeline.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="NAME", help="A name for the timeline.")
+    ] = None,
 ) -> None:
     """Arm a halt condition: when it trips, every fault is healed at once."""
 
@@ -411,7 +467,9 @@ def halt(  # noqa: PLR0917 - typer maps parameters to options
 
 
 @gameday_app.command("status")
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON.")] = False,
+) -> None:
     """The running session: clock, load, active faults, halts, steps, the latest notes."""
 
     def body() -> None:
@@ -472,7 +530,9 @@ def end() -> None:
 
 
 @gameday_app.command("validate")
-def validate(plan: Annotated[Path, typer.Argument(help="A game-day plan (YAML).")]) -> None:
+def validate(
+    plan: Annotated[Path, typer.Argument(metavar="FILE", help="A game-day plan (YAML).")],
+) -> None:
     """Check a plan file; every problem with file, line, key path, expected and got."""
 
     def body() -> None:

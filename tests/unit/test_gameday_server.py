@@ -154,7 +154,7 @@ def test_bad_requests_are_400_with_a_reason(server: tuple[ConsoleServer, FakeSes
 
 def test_the_event_stream_sends_state_and_live(server: tuple[ConsoleServer, FakeSession]) -> None:
     """/api/events streams a state event, then live numbers, as Server-Sent Events."""
-    srv, session = server
+    srv, _session = server
     seen: list[str] = []
     with httpx.stream(
         "GET",
