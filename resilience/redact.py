@@ -106,9 +106,16 @@ _NAME_CORE = re.compile(rf"{_SECRET_WORDS}|auth")
 # secret). The password runs to the last "@" of the authority, so "p@ss" is taken whole.
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _AUTHORITY = re.compile(r"(?P<user>[^\s/?#@:\"'<>]*:)(?P<password>[^\s/?#\"'<>]+)@")
-_BEARER = re.compile(r"(?P<head>\bbearer[ \t]+)(?P<credential>[A-Za-z0-9\-._~+/]+=*)", re.I)
+# A credential (RFC 7235 token68) is not followed by more "=" or a quote: that would be an
+# auth-param of a challenge, as in WWW-Authenticate: Bearer realm="shop".
+_BEARER = re.compile(
+    r"(?P<head>\bbearer[ \t]+)(?P<credential>[A-Za-z0-9\-._~+/]+=*)(?![A-Za-z0-9\-._~+/=\"])",
+    re.I,
+)
 # "Basic" is also an English word: only a credential that decodes to user:password counts.
-_BASIC = re.compile(r"(?P<head>\bbasic[ \t]+)(?P<credential>[A-Za-z0-9+/]+=*)", re.I)
+_BASIC = re.compile(
+    r"(?P<head>\bbasic[ \t]+)(?P<credential>[A-Za-z0-9+/]+=*)(?![A-Za-z0-9+/=\"])", re.I
+)
 
 # A pair is a name, the same quote (or none) on both sides of it, a separator, a value. The
 # quotes are those of JSON, Python reprs, HTML attributes (escaped) and JSON inside JSON.

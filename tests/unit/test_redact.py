@@ -140,6 +140,8 @@ TEXT_CASES = [
     ("Basic dXNlcjpwYXNz", "Basic ***"),
     ("Basic load profile", "Basic load profile"),
     ("basic QUJD", "basic QUJD"),  # decodes to "ABC": no user:password
+    ('WWW-Authenticate: Bearer realm="shop", error="invalid_token"', None),
+    ("Bearer abc==, next", "Bearer ***, next"),
     # name=value and name: value pairs.
     ("login user=bob password=hunter2 retries=3", "login user=bob password=*** retries=3"),
     ("X-Api-Key: abc123", "X-Api-Key: ***"),
