@@ -21,6 +21,8 @@ from resilience.errors import ErrorDetail, ErrorLocation, ExperimentError
 KeyPath = tuple[str | int, ...]
 
 _MAX_GOT = 60
+MAX_LISTED = 50
+"""An error lists at most this many problems (a generated file can have thousands)."""
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -128,13 +130,18 @@ class CrossFieldError(ValueError):
 class InputProblems(Exception):
     """Raised inside the loader's stages (YAML, profiles, overrides) with what went wrong.
 
-    ``context`` says under which conditions the problems arose ("with profile 'smoke'").
+    ``context`` says under which conditions the problems arose ("with profile 'smoke'");
+    ``omitted`` counts further problems that were found but not examined one by one.
     """
 
-    def __init__(self, problems: Sequence[Problem], *, context: str | None = None) -> None:
+    def __init__(
+        self, problems: Sequence[Problem], *, context: str | None = None, omitted: int = 0
+    ) -> None:
         self.problems = list(problems)
         self.context = context
-        super().__init__("; ".join(p.render() for p in self.problems))
+        self.omitted = omitted
+        shown = "; ".join(p.render() for p in self.problems[:MAX_LISTED])
+        super().__init__(shown + ("; ..." if len(self.problems) > MAX_LISTED else ""))
 
 
 def raise_if(problems: Sequence[Problem]) -> None:
@@ -143,15 +150,20 @@ def raise_if(problems: Sequence[Problem]) -> None:
 
 
 def experiment_error(
-    file: str | None, problems: Sequence[Problem], *, context: str | None = None
+    file: str | None,
+    problems: Sequence[Problem],
+    *,
+    context: str | None = None,
+    omitted: int = 0,
 ) -> ExperimentError:
     """One ExperimentError for a list of problems in one file (several are listed together).
 
-    ``context`` (e.g. "with profile 'smoke'") says under which conditions they arose.
+    ``context`` (e.g. "with profile 'smoke'") says under which conditions they arose. At
+    most ``MAX_LISTED`` are listed; ``omitted`` more are counted at the end.
     """
     if not problems:
         raise ValueError("experiment_error needs at least one problem")
-    if len(problems) == 1:
+    if len(problems) == 1 and not omitted:
         (p,) = problems
         origin = f" ({p.origin or context})" if p.origin or context else ""
         return ExperimentError(
@@ -162,12 +174,18 @@ def experiment_error(
             expected=p.expected,
             got=p.got,
         )
-    ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0, format_path(p.path)))
+    ordered = sorted(problems, key=_order)
+    listed = [p.render() for p in ordered[:MAX_LISTED]]
+    details = [_detail(file, p, context) for p in ordered[:MAX_LISTED]]
+    more = len(ordered) - len(listed) + omitted
+    if more:
+        listed.append(f"... and {more} more")
+        details.append(ErrorDetail(file=file, message=f"... and {more} more problems"))
     return ExperimentError(
-        f"{len(ordered)} problems" + (f" {context}" if context else ""),
+        f"{len(ordered) + omitted} problems" + (f" {context}" if context else ""),
         location=ErrorLocation(file=file),
-        problems=[p.render() for p in ordered],
-        details=[_detail(file, p, context) for p in ordered],
+        problems=listed,
+        details=details,
     )
 
 
@@ -181,3 +199,9 @@ def _detail(file: str | None, problem: Problem, context: str | None) -> ErrorDet
         expected=problem.expected,
         got=problem.got,
     )
+
+
+def _order(problem: Problem) -> tuple[bool, int, tuple[tuple[int, int | str], ...]]:
+    """By line, then key path (list indexes as numbers: [2] before [10])."""
+    path = tuple((0, p) if isinstance(p, int) else (1, p) for p in problem.path)
+    return (problem.line is None, problem.line or 0, path)

@@ -181,12 +181,18 @@ def _one(error: ErrorDetails, root: type[BaseModel], data: Any) -> list[Problem]
     return [Problem("invalid value", error["msg"], describe(value), path)]
 
 
+MAX_TRANSLATED = 1000
+"""Pydantic errors examined one by one; beyond, they are counted (a generated file can make
+a hundred thousand, and nobody reads past the first screen)."""
+
+
 def translate(exc: ValidationError, root: type[BaseModel], data: Any) -> list[Problem]:
-    """Problems for every error, one per key path (union alternatives merged)."""
+    """Problems for the first ``MAX_TRANSLATED`` errors, one per key path (union alternatives
+    merged); ``untranslated(exc)`` says how many were left."""
     by_path: dict[tuple[KeyPath, str], Problem] = {}
     order: list[tuple[KeyPath, str]] = []
     type_errors: dict[KeyPath, list[Problem]] = {}
-    for error in exc.errors(include_url=False):
+    for error in exc.errors(include_url=False)[:MAX_TRANSLATED]:
         for problem in _one(error, root, data):
             if problem.message == "wrong type":
                 type_errors.setdefault(problem.path, []).append(problem)
@@ -196,8 +202,9 @@ def translate(exc: ValidationError, root: type[BaseModel], data: Any) -> list[Pr
                 by_path[key] = problem
                 order.append(key)
     problems = [by_path[k] for k in order]
+    reported = {p.path for p in problems}
     for path, group in type_errors.items():
-        if any(p.path == path for p in problems):
+        if path in reported:
             continue
         expected = list(dict.fromkeys(p.expected for p in group))
         text = (
@@ -205,3 +212,8 @@ def translate(exc: ValidationError, root: type[BaseModel], data: Any) -> list[Pr
         )
         problems.append(Problem("wrong type", text, group[0].got, path))
     return problems
+
+
+def untranslated(exc: ValidationError) -> int:
+    """How many of the errors ``translate`` did not examine."""
+    return max(0, exc.error_count() - MAX_TRANSLATED)

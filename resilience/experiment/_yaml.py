@@ -5,6 +5,11 @@ composed nodes itself: mapping keys become strings (as written), scalars are bui
 PyYAML's safe constructor, merge keys (``<<``) work, and duplicate keys, unknown tags,
 recursive aliases, alias bombs and absurd nesting become ``Problem`` objects instead of
 exceptions or hangs.
+
+The same limits hold for every YAML text the loader reads, files and ``--set`` values alike:
+at most ``MAX_BYTES`` of text, ``MAX_DEPTH`` levels of nesting (counted from the document's
+top, so a ``--set`` value deep in a key path has fewer left) and ``MAX_NODES`` values after
+alias expansion (a budget the caller can share between a file and its overrides).
 """
 
 from __future__ import annotations
@@ -17,12 +22,22 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from resilience.experiment._problems import InputProblems, KeyPath, Problem
 
+MAX_BYTES: Final = 1 << 20
 MAX_DEPTH: Final = 64
-MAX_NODES: Final = 100_000
+MAX_NODES: Final = 50_000
+"""Values and keys after alias expansion. The catalogue's files hold ~150; 50,000 keeps the
+worst document the limits let through under 2 s and 200 MB (100,000 came close to both)."""
 
 # libyaml's parser is ~20x faster than the pure-Python one and keeps the same marks.
 _LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_NODE_EVENTS: Final = (
+    yaml.ScalarEvent,
+    yaml.SequenceStartEvent,
+    yaml.MappingStartEvent,
+    yaml.AliasEvent,
+)
+_NON_PRINTABLE: Final = yaml.reader.Reader.NON_PRINTABLE
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
@@ -34,52 +49,137 @@ class Document:
 
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    count: int = 0
+    """Values built (after alias expansion): what this document used of the node budget."""
 
 
 def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _yaml_error(exc: yaml.YAMLError) -> Problem:
+def _yaml_error(exc: yaml.YAMLError, text: str, what: str) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = int(mark.line) + 1 if mark is not None else None
     problem = getattr(exc, "problem", None)
     context = getattr(exc, "context", None)
     if isinstance(exc, yaml.reader.ReaderError):
         got = f"character {exc.character!r} ({exc.reason})"
-        line = None
-        return Problem("the file is not valid YAML", "readable YAML text", got, (), line)
+        return _unreadable(text, what) or Problem(
+            f"the {what} is not valid YAML", "readable YAML text", got
+        )
     got = str(problem or exc).strip()
     if context:
         got = f"{got} ({str(context).strip()})"
-    return Problem("the file is not valid YAML", "valid YAML syntax", got or "an error", (), line)
+    return Problem(
+        f"the {what} is not valid YAML", "valid YAML syntax", got or "an error", (), line
+    )
 
 
-def parse_yaml(text: str) -> Document:
-    """Parse one YAML document; raise ``InputProblems`` for anything that is not plain data."""
+def _unreadable(text: str, what: str) -> Problem | None:
+    """The first character YAML refuses (control characters, lone surrogates from undecodable
+    command-line bytes), at its line. Found here rather than from the reader's error: libyaml
+    counts its position in UTF-8 bytes, PyYAML in characters, and libyaml cannot even encode
+    a surrogate."""
+    found = _NON_PRINTABLE.search(text)
+    if found is None:
+        return None
+    char, start = found.group(), found.start()
+    kind = "not UTF-8" if 0xD800 <= ord(char) <= 0xDFFF else "a control character"
+    column = start - text.rfind("\n", 0, start)
+    return Problem(
+        f"the {what} is not readable YAML",
+        "printable UTF-8 text (tabs and line breaks allowed)",
+        f"character {char!r} ({kind}) at column {column}",
+        (),
+        text.count("\n", 0, start) + 1,
+    )
+
+
+def _too_many_nodes(text: str, max_nodes: int) -> Problem | None:
+    """A problem if the text holds more than ``max_nodes`` values before alias expansion.
+
+    Composing builds every node (with two marks each) before the builder can count them: a
+    1 MiB list of one-letter items is half a million nodes, ~2 s and ~250 MB. Counting the
+    parser's events first costs ~0.1 s per 100,000 and no memory.
+    """
+    count = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, _NODE_EVENTS):
+            count += 1
+            if count > max_nodes:
+                mark = event.start_mark
+                return _too_large((), int(mark.line) + 1 if mark is not None else None)
+    return None
+
+
+def _too_large(path: KeyPath, line: int | None) -> Problem:
+    # The overall cap, not what was left of it: that is what a user can act on.
+    return Problem(
+        "the document is too large (alias expansion?)",
+        f"at most {MAX_NODES} values and keys after alias expansion, a file and its --set "
+        "values together",
+        "more",
+        path,
+        line,
+    )
+
+
+def parse_yaml(
+    text: str, *, prefix: KeyPath = (), max_nodes: int = MAX_NODES, what: str = "file"
+) -> Document:
+    """Parse one YAML document; raise ``InputProblems`` for anything that is not plain data.
+
+    ``prefix`` is where the document will sit (a ``--set`` value's key path): problems are
+    reported at paths under it and its length counts against ``MAX_DEPTH``. ``max_nodes``
+    is what is left of the value budget; ``what`` names the text in messages ("file",
+    "value").
+    """
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise InputProblems(
+            [
+                Problem(
+                    f"the {what} is too large", f"at most {MAX_BYTES // 1024} KiB", "more", prefix
+                )
+            ]
+        )
+    unreadable = _unreadable(text, what)
+    if unreadable is not None:
+        raise InputProblems([unreadable.at(prefix)])
     try:
+        too_many = _too_many_nodes(text, max_nodes)
+        if too_many is not None:
+            raise InputProblems([too_many.at(prefix)])
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
-        raise InputProblems([_yaml_error(exc)]) from None
+        problem = _yaml_error(exc, text, what)
+        raise InputProblems([problem.at(prefix) if prefix else problem]) from None
     except RecursionError:
         raise InputProblems(
-            [Problem("the YAML is nested too deeply", f"at most {MAX_DEPTH} levels", "more", ())]
+            [
+                Problem(
+                    f"the {what} is nested too deeply",
+                    f"at most {MAX_DEPTH} levels",
+                    "more",
+                    prefix,
+                )
+            ]
         ) from None
     if root is None:
         return Document(data=None)
-    builder = _Builder()
-    data = builder.build(root, (), 0)
+    builder = _Builder(max_nodes)
+    data = builder.build(root, prefix, len(prefix))
     if builder.problems:
         raise InputProblems(builder.problems)
-    builder.lines.setdefault((), _line(root))
-    return Document(data=data, lines=builder.lines)
+    builder.lines.setdefault(prefix, _line(root))
+    return Document(data=data, lines=builder.lines, count=builder.count)
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, max_nodes: int = MAX_NODES) -> None:
         self.lines: dict[KeyPath, int] = {}
         self.problems: list[Problem] = []
         self.count = 0
+        self.max_nodes = max_nodes
         self.active: set[int] = set()
         self.constructor = yaml.SafeLoader("")
 
@@ -88,15 +188,9 @@ class _Builder:
 
     def build(self, node: Node, path: KeyPath, depth: int) -> Any:
         self.count += 1
-        if self.count > MAX_NODES:
-            if self.count == MAX_NODES + 1:
-                self.problem(
-                    "the document is too large (alias expansion?)",
-                    f"at most {MAX_NODES} values",
-                    "more",
-                    path,
-                    node,
-                )
+        if self.count > self.max_nodes:
+            if self.count == self.max_nodes + 1:
+                self.problems.append(_too_large(path, _line(node)))
             return None
         if depth > MAX_DEPTH:
             self.problem("nested too deeply", f"at most {MAX_DEPTH} levels", "more", path, node)
@@ -172,6 +266,7 @@ class _Builder:
                 )
                 continue
             key_lines[key] = _line(key_node)
+            self.count += 1  # keys count like values: the parser's events do (_too_many_nodes)
             self.lines[(*path, key)] = _line(key_node)
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result

@@ -22,11 +22,13 @@ from pydantic_core import core_schema
 
 from resilience.experiment._problems import ValueProblem, describe
 from resilience.experiment.units import (
+    BARE_NUMBER,
     DURATION_PATTERN,
     format_duration,
     format_percent,
     parse_duration,
     parse_percent,
+    refuse_non_ascii_digits,
 )
 
 Op = Literal["<", "<=", ">", ">=", "==", "!=", "between"]
@@ -43,7 +45,6 @@ _COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
 }
 _COMPARISON = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
 _BETWEEN = re.compile(r"^\s*between\s+(\S.*?)\s+and\s+(\S.*?)\s*$", re.IGNORECASE)
-_PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
 _DURATION_ONLY = re.compile(DURATION_PATTERN)
 
 EXPECTED: Final = (
@@ -54,13 +55,14 @@ PATTERN: Final = r"^\s*((<=|>=|==|!=|<|>)\s*\S.*|between\s+\S.*\s+and\s+\S.*)$"
 
 def _quantity(text: str, whole: Any) -> tuple[float, Unit]:
     """A number from ``500ms``, ``1%``, ``-3`` or ``2.5e3``, with the kind of unit it had."""
+    refuse_non_ascii_digits(text, EXPECTED, whole)
     token = text.strip()
     if token.endswith("%"):
         try:
             return parse_percent(token), "percent"
         except ValueProblem:
             raise ValueProblem(EXPECTED, describe(whole)) from None
-    if _PLAIN_NUMBER.match(token):
+    if BARE_NUMBER.match(token):
         value = float(token)
         if math.isnan(value) or math.isinf(value):
             raise ValueProblem("a finite number in the condition", describe(whole))

@@ -28,13 +28,17 @@ the fault timeline's business (``resilience/faults/``); this table only fixes th
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from resilience.experiment._problems import Problem, ValueProblem, describe
-from resilience.experiment.units import parse_duration, parse_percent
+from resilience.experiment.units import (
+    BARE_NUMBER,
+    parse_duration,
+    parse_percent,
+    refuse_non_ascii_digits,
+)
 
 FaultType = Literal[
     "latency",
@@ -51,7 +55,9 @@ FaultType = Literal[
     "ramp",
 ]
 AttributeKind = Literal["ms", "us", "seconds", "count", "fraction"]
-_BARE_NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
+MAX_BY_KIND: Final[dict[str, float]] = {"ms": 3_600_000, "us": 3_600_000_000, "seconds": 3600}
+"""No latency, delay, timeout or period of a fault beyond an hour."""
+_TIME_KINDS: Final = frozenset(MAX_BY_KIND)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,12 @@ class AttributeSpec:
     required: bool = False
     minimum: float = 0.0
     exclusive_minimum: bool = False
+    maximum: float | None = None
+    """Upper bound in the attribute's unit; times default to an hour (``MAX_BY_KIND``)."""
+
+    @property
+    def upper(self) -> float | None:
+        return self.maximum if self.maximum is not None else MAX_BY_KIND.get(self.kind)
 
     @property
     def expected(self) -> str:
@@ -76,6 +88,8 @@ class AttributeSpec:
         if self.minimum or self.exclusive_minimum:
             word = "above" if self.exclusive_minimum else "at least"
             text += f", {word} {self.minimum:g}"
+        if self.upper is not None:
+            text += f", at most {self.upper:g}" + (" (1h)" if self.kind in _TIME_KINDS else "")
         return text
 
 
@@ -168,7 +182,7 @@ FAULT_TYPES: Final[dict[str, FaultTypeSpec]] = {
             "latency rising from 'from' to 'to' in steps",
             AttributeSpec("from", "ms"),
             AttributeSpec("to", "ms", required=True),
-            AttributeSpec("steps", "count", minimum=1),
+            AttributeSpec("steps", "count", minimum=1, maximum=10_000),
             AttributeSpec("jitter", "ms"),
         ),
     )
@@ -179,7 +193,9 @@ def _scaled(raw: Any, scale: float, spec: AttributeSpec) -> int:
     """Whole units of ``scale`` seconds from a number (already in units) or a duration."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueProblem(spec.expected, describe(raw))
-    if isinstance(raw, str) and not _BARE_NUMBER.match(raw):
+    if isinstance(raw, str):
+        refuse_non_ascii_digits(raw, spec.expected, raw)
+    if isinstance(raw, str) and not BARE_NUMBER.match(raw):
         value = parse_duration(raw) / scale
         value = round(value, 6)
     else:
@@ -219,7 +235,8 @@ def convert_attribute(spec: AttributeSpec, raw: Any) -> int | float:
     else:
         value = _count(raw, spec)
     too_small = value <= spec.minimum if spec.exclusive_minimum else value < spec.minimum
-    if too_small:
+    upper = spec.upper
+    if too_small or (upper is not None and value > upper):
         raise ValueProblem(spec.expected, describe(raw))
     return value
 

@@ -21,10 +21,13 @@ from pydantic import ValidationError
 from resilience.errors import ErrorLocation, ExperimentError
 from resilience.experiment._overlay import (
     Origins,
-    apply_override,
+    Override,
+    Provenance,
+    apply_overrides,
     base_origins,
     deep_merge,
     origin_of,
+    parse_overrides,
     profile_origins,
 )
 from resilience.experiment._problems import (
@@ -34,14 +37,16 @@ from resilience.experiment._problems import (
     describe,
     experiment_error,
 )
-from resilience.experiment._translate import translate
-from resilience.experiment._yaml import parse_yaml
+from resilience.experiment._translate import translate, untranslated
+from resilience.experiment._yaml import MAX_BYTES, MAX_NODES, parse_yaml
 from resilience.experiment.catalogue import catalogue_names, find_catalogue_dir
 from resilience.experiment.model import Experiment
 
 logger = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 1 << 20
+MAX_FILE_BYTES = MAX_BYTES
+MAX_VALIDATED = 2 * MAX_NODES
+"""``load_all_profiles`` validates the base and every profile: (profiles + 1) x values."""
 _TOP_KEYS = ", ".join(info.alias or name for name, info in Experiment.model_fields.items())
 
 
@@ -147,10 +152,11 @@ def load_experiment(
     file = display_name(path)
     text = read_source(path, file)
     try:
-        experiment = _parse(text, profile, overrides)
-        _resolve_locustfile(experiment, path, text)
+        experiment = _parse(text, profile, overrides, source=path)
     except InputProblems as exc:
-        raise experiment_error(file, exc.problems, context=exc.context) from None
+        raise experiment_error(
+            file, exc.problems, context=exc.context, omitted=exc.omitted
+        ) from None
     experiment._source = path
     logger.debug("loaded %s (profile %s): %s", file, profile, experiment.summary())
     return experiment
@@ -174,6 +180,8 @@ class _Prepared:
     data: dict[str, Any]
     origins: Origins
     profiles: list[str]
+    count: int
+    """Values the file used of the budget (``MAX_NODES``) it shares with its overrides."""
 
 
 def parse_experiment(
@@ -187,7 +195,9 @@ def parse_experiment(
     try:
         return _parse(text, profile, overrides)
     except InputProblems as exc:
-        raise experiment_error(file, exc.problems, context=exc.context) from None
+        raise experiment_error(
+            file, exc.problems, context=exc.context, omitted=exc.omitted
+        ) from None
 
 
 def _context(profile: str | None) -> str | None:
@@ -195,21 +205,41 @@ def _context(profile: str | None) -> str | None:
 
 
 def _parse(
-    text: str, profile: str | None, overrides: Sequence[str], *, tag_profile: bool = False
+    text: str, profile: str | None, overrides: Sequence[str], *, source: Path | None = None
 ) -> Experiment:
     prepared = _prepare(text)
+    parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
+    return _resolve(prepared, profile, parsed, source=source)
+
+
+def _resolve(
+    prepared: _Prepared,
+    profile: str | None,
+    overrides: Sequence[Override],
+    *,
+    source: Path | None,
+    tag_profile: bool = False,
+) -> Experiment:
+    """The parsed file with a profile and the overrides applied, validated.
+
+    ``prepared`` and ``overrides`` are read, never changed: one parse serves every profile.
+    """
     data, origins = prepared.data, prepared.origins
     if profile is not None:
         data, origins = _apply_profile(data, origins, prepared, profile)
-    for override in overrides:
-        data, origins = apply_override(data, origins, override)
+    data, provenance = apply_overrides(data, origins, overrides)
+    tag = profile if tag_profile else None
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
-        tag = profile if tag_profile else None
-        problems = [_locate(p, origins, tag) for p in translate(exc, Experiment, data)]
-        raise InputProblems(problems, context=_context(profile)) from None
+        problems = [_locate(p, provenance, tag) for p in translate(exc, Experiment, data)]
+        raise InputProblems(
+            problems, context=_context(profile), omitted=untranslated(exc)
+        ) from None
     experiment._profile = profile
+    if source is not None:
+        _resolve_locustfile(experiment, source, provenance, tag)
+        experiment._source = source
     return experiment
 
 
@@ -223,6 +253,7 @@ def _prepare(text: str) -> _Prepared:
                     "the file is empty",
                     expected=f"a mapping with keys such as {_TOP_KEYS}",
                     got="an empty document",
+                    line=1,
                 )
             ],
         )
@@ -240,7 +271,7 @@ def _prepare(text: str) -> _Prepared:
     raw_profiles = data.get("profiles")
     profiles = list(raw_profiles) if isinstance(raw_profiles, dict) else []
     origins = base_origins(document.lines)
-    return _Prepared(data=data, origins=origins, profiles=profiles)
+    return _Prepared(data=data, origins=origins, profiles=profiles, count=document.count)
 
 
 def _apply_profile(
@@ -294,8 +325,8 @@ def _line(origins: Origins, path: KeyPath) -> int | None:
     return found.line if found else None
 
 
-def _locate(problem: Problem, origins: Origins, tag_profile: str | None) -> Problem:
-    found = origin_of(origins, problem.path)
+def _locate(problem: Problem, provenance: Provenance, tag_profile: str | None) -> Problem:
+    found = provenance.origin(problem.path)
     label = found.label if found else None
     if label is None and tag_profile is not None:
         # The base file's value, reported among problems of several profiles.
@@ -310,7 +341,9 @@ def _locate(problem: Problem, origins: Origins, tag_profile: str | None) -> Prob
     )
 
 
-def _resolve_locustfile(experiment: Experiment, path: Path, text: str) -> None:
+def _resolve_locustfile(
+    experiment: Experiment, path: Path, provenance: Provenance, tag_profile: str | None
+) -> None:
     """Make the workload's locustfile absolute (relative paths are to the experiment file)."""
     workload = experiment.load.workload
     if workload.locustfile is None:
@@ -323,19 +356,13 @@ def _resolve_locustfile(experiment: Experiment, path: Path, text: str) -> None:
     except (OSError, ValueError):
         exists = False
     if not exists:
-        keypath: KeyPath = ("load", "workload", "locustfile")
-        line = parse_yaml(text).lines.get(keypath)
-        raise InputProblems(
-            [
-                Problem(
-                    "the locustfile does not exist",
-                    expected="a Locust file path relative to the experiment file",
-                    got=f"nothing at {candidate}",
-                    path=keypath,
-                    line=line,
-                )
-            ],
+        problem = Problem(
+            "the locustfile does not exist",
+            expected="a Locust file path relative to the experiment file",
+            got=f"nothing at {candidate}",
+            path=("load", "workload", "locustfile"),
         )
+        raise InputProblems([_locate(problem, provenance, tag_profile)])
     workload.locustfile = str(candidate.resolve())
 
 
@@ -350,26 +377,48 @@ def load_all_profiles(
     Problems from all of them are reported in one ``ExperimentError`` (each tagged with
     its profile), so a single ``resilience validate`` shows everything wrong.
     """
-    base = load_experiment(source, overrides=overrides, catalogue_dir=catalogue_dir)
-    path = base.source
-    assert path is not None
+    path = resolve_source(source, catalogue_dir)
     file = display_name(path)
     text = read_source(path, file)
+    try:
+        prepared = _prepare(text)
+        parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
+        base = _resolve(prepared, None, parsed, source=path)
+        _check_work(prepared, parsed, len(base.profiles))
+    except InputProblems as exc:
+        raise experiment_error(
+            file, exc.problems, context=exc.context, omitted=exc.omitted
+        ) from None
     results: dict[str | None, Experiment] = {None: base}
     problems: list[Problem] = []
+    omitted = 0
     for name in base.profiles:
         try:
-            experiment = _parse(text, name, overrides, tag_profile=True)
+            experiment = _resolve(prepared, name, parsed, source=path, tag_profile=True)
         except InputProblems as exc:
             problems.extend(exc.problems)
+            omitted += exc.omitted
             continue
-        try:
-            _resolve_locustfile(experiment, path, text)
-        except InputProblems as exc:
-            problems.extend(exc.problems)
-            continue
-        experiment._source = path
         results[name] = experiment
     if problems:
-        raise experiment_error(file, problems)
+        raise experiment_error(file, problems, omitted=omitted)
     return results
+
+
+def _check_work(prepared: _Prepared, overrides: Sequence[Override], profiles: int) -> None:
+    """Refuse to validate every profile of a huge document: each costs a full validation."""
+    values = prepared.count + sum(o.count for o in overrides)
+    documents = profiles + 1
+    if documents * values > MAX_VALIDATED:
+        raise InputProblems(
+            [
+                Problem(
+                    "too much to validate in one go",
+                    f"at most {MAX_VALIDATED} values over the base and its profiles "
+                    "(validate one profile at a time with --profile NAME)",
+                    f"{documents} documents of about {values} values",
+                    path=("profiles",),
+                    line=_line(prepared.origins, ("profiles",)),
+                )
+            ]
+        )

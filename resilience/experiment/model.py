@@ -38,9 +38,12 @@ from resilience.experiment.placeholders import (
 )
 from resilience.experiment.presets import PRESET_STAGES, Preset
 from resilience.experiment.units import (
+    MAX_DURATION,
     Duration,
+    Latency,
     Percent,
     PositiveDuration,
+    duration_between,
     format_duration,
     format_percent,
 )
@@ -76,9 +79,23 @@ LoadMetric = Literal["error_rate", "p95", "p99", "rps"]
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 _PROXY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HOST_PORT = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>[0-9]{1,5})$"
 )
 _JSON_DEPTH_LIMIT = 32
+
+# Bounds on what a file may ask for (docs/experiments.md, "Limits"): wide enough for any real
+# experiment on one machine, narrow enough that a typo (a missing unit, an extra zero) is
+# caught at the door instead of scheduling a week of load or a billion toxic updates.
+HOUR: Final = 3600.0
+MIN_LOAD: Final = 1.0
+MAX_LOAD: Final = MAX_DURATION
+MAX_USERS: Final = 100_000
+MAX_RPS: Final = 100_000
+MIN_SPAWN_RATE: Final = 0.01
+MAX_SPAWN_RATE: Final = 10_000
+MAX_FAULT_STEPS: Final = 10_000
+UpToAnHour = Annotated[Duration, duration_between(0.0, HOUR)]
+ClientTimeout = Annotated[Duration, duration_between(0.001, HOUR)]
 
 
 class _Model(BaseModel):
@@ -200,15 +217,15 @@ class Stage(_Model):
     """Closed model: hold ``users`` (reached at ``spawn_rate``/s) for ``duration``."""
 
     duration: PositiveDuration
-    users: int = Field(ge=0, le=1_000_000)
-    spawn_rate: float = Field(gt=0)
+    users: int = Field(ge=0, le=MAX_USERS)
+    spawn_rate: float = Field(ge=MIN_SPAWN_RATE, le=MAX_SPAWN_RATE)
 
 
 class ArrivalStage(_Model):
     """Open model: send ``rps`` requests per second for ``duration``, whatever the answers."""
 
     duration: PositiveDuration
-    rps: float = Field(ge=0, le=1_000_000)
+    rps: float = Field(ge=0, le=MAX_RPS)
 
 
 class WriteSpec(_Model):
@@ -377,8 +394,8 @@ class RequestSpec(_Model):
 class Wait(_Model):
     """Think time between one user's requests, uniform in [min, max]."""
 
-    min: Duration = 0.0
-    max: Duration = 0.0
+    min: UpToAnHour = 0.0
+    max: UpToAnHour = 0.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Wait:
@@ -473,12 +490,12 @@ class Load(_Model):
     stages: list[Stage] | None = Field(default=None, min_length=1, max_length=1000)
     arrival_rate: list[ArrivalStage] | None = Field(default=None, min_length=1, max_length=1000)
     workers: int | None = Field(default=None, ge=1, le=1024)
-    client_timeout: PositiveDuration = 10.0
-    max_in_flight: int = Field(default=1000, ge=1, le=1_000_000)
+    client_timeout: ClientTimeout = 10.0
+    max_in_flight: int = Field(default=1000, ge=1, le=MAX_RPS)
     workload: Workload
     trace_sample: Percent = 0.01
-    slow_threshold: PositiveDuration = 1.0
-    warmup: Duration = 2.0
+    slow_threshold: ClientTimeout = 1.0
+    warmup: UpToAnHour = 2.0
     """Seconds at the start of the load left out of every phase: cold caches, connection
     set-up and the spawn of users would otherwise pass for baseline behaviour."""
 
@@ -499,7 +516,27 @@ class Load(_Model):
                     )
                 ]
             )
+        length = self.duration
+        if not MIN_LOAD <= length <= MAX_LOAD:
+            key = "preset" if self.preset is not None else self.model_shape_key()
+            raise_if(
+                [
+                    Problem(
+                        "the load is too long" if length > MAX_LOAD else "the load is too short",
+                        expected=f"stages adding up to {format_duration(MIN_LOAD)} to "
+                        f"{format_duration(MAX_LOAD)} (7 days)",
+                        got=format_duration(length),
+                        path=(key,),
+                    )
+                ]
+            )
         return self
+
+    def model_shape_key(self) -> str:
+        """The key that holds the load shape: preset, stages or arrival_rate."""
+        if self.arrival_rate is not None:
+            return "arrival_rate"
+        return "stages" if self.stages is not None else "preset"
 
     @property
     def model(self) -> Literal["closed", "open"]:
@@ -551,11 +588,21 @@ class Fault(_Model):
                     path=("toxicity",),
                 )
             )
-        period = converted.get("period", 10.0)
-        if self.type == "flap" and self.duration / float(period) > 10_000:
+        reroll = float(converted.get("reroll", 1.0))
+        if self.type == "flaky" and reroll > 0 and self.duration / reroll > MAX_FAULT_STEPS:
             problems.append(
                 Problem(
-                    "a flap of more than 10000 periods",
+                    f"a flaky fault re-drawn more than {MAX_FAULT_STEPS} times",
+                    expected="a longer reroll or a shorter fault",
+                    got=f"{format_duration(self.duration)} / {format_duration(reroll)}",
+                    path=("attributes", "reroll"),
+                )
+            )
+        period = converted.get("period", 10.0)
+        if self.type == "flap" and self.duration / float(period) > MAX_FAULT_STEPS:
+            problems.append(
+                Problem(
+                    f"a flap of more than {MAX_FAULT_STEPS} periods",
                     expected="a longer period or a shorter fault",
                     got=f"{format_duration(self.duration)} / {format_duration(float(period))}",
                     path=("attributes", "period"),
@@ -579,14 +626,41 @@ class Fault(_Model):
 
 
 class Thresholds(_Model):
-    """Limits on one phase or endpoint; latencies in seconds, error rate a fraction."""
+    """Limits on one phase or endpoint; latencies in seconds, error rate a fraction.
 
-    p50: Duration | None = None
-    p95: Duration | None = None
-    p99: Duration | None = None
-    max: Duration | None = None
+    Latencies need a unit (``p95: 500`` would be 500 seconds) and may not decrease:
+    p50 <= p95 <= p99 <= max, for those given.
+    """
+
+    p50: Latency | None = None
+    p95: Latency | None = None
+    p99: Latency | None = None
+    max: Latency | None = None
     error_rate: Percent | None = None
-    min_rps: float | None = Field(default=None, ge=0)
+    min_rps: float | None = Field(default=None, ge=0, le=MAX_RPS)
+
+    @model_validator(mode="after")
+    def _percentiles_ordered(self) -> Thresholds:
+        problems: list[Problem] = []
+        below: tuple[str, float] | None = None
+        for name in ("p50", "p95", "p99", "max"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if below is not None and value < below[1]:
+                problems.append(
+                    Problem(
+                        f"{name} is below {below[0]} (a higher percentile cannot be faster)",
+                        expected=f"{name} of at least {format_duration(below[1])} "
+                        f"(the {below[0]} given)",
+                        got=format_duration(value),
+                        path=(name,),
+                    )
+                )
+            else:
+                below = (name, value)
+        raise_if(problems)
+        return self
 
 
 class PhaseSlo(Thresholds):
@@ -659,6 +733,15 @@ class Guard(_Model):
                     got="both" if self.promql is not None else "neither",
                 )
             )
+        if self.load in ("p95", "p99") and self.expect.unit != "duration":
+            problems.append(
+                Problem(
+                    f"a {self.load} guard needs a latency with a unit",
+                    expected="a condition like '< 500ms' or '< 2s'",
+                    got=f"{str(self.expect)!r} (a bare number would be seconds)",
+                    path=("expect",),
+                )
+            )
         if self.endpoint is not None and self.load is None:
             problems.append(
                 Problem(
@@ -690,9 +773,9 @@ class DetectorSettings(_Model):
 class RecoverySettings(_Model):
     """How recovery is measured: the baseline band (median ± k·MAD) and how long to wait."""
 
-    band_k: float = Field(default=3.0, gt=0)
+    band_k: float = Field(default=3.0, gt=0, le=100)
     stable_seconds: int = Field(default=5, ge=1, le=3600)
-    max_wait: PositiveDuration = 60.0
+    max_wait: Annotated[Duration, duration_between(0.0, HOUR, above=True)] = 60.0
 
 
 # ---------------------------------------------------------------------------- experiment

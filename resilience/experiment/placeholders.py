@@ -24,7 +24,7 @@ from resilience.experiment._problems import KeyPath, ValueProblem, describe
 PlaceholderKind = Literal["uuid", "seq", "int", "choice", "var"]
 BUILTIN_NAMES: Final = frozenset({"uuid", "seq"})
 IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INT_RANGE = re.compile(r"^int:\s*(-?\d{1,18})\s*:\s*(-?\d{1,18})\s*$")
+_INT_RANGE = re.compile(r"^int:\s*(-?[0-9]{1,18})\s*:\s*(-?[0-9]{1,18})\s*$")
 EXPECTED: Final = "placeholders {uuid}, {seq}, {int:A:B}, {choice:a|b} or {captured_variable}"
 
 

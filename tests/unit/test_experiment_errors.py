@@ -132,10 +132,29 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, got: str) -> Non
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
 def test_empty_file(tmp_path: Path, text: str) -> None:
-    """Empty files and comment-only files are reported as empty."""
+    """Empty files and comment-only files are reported as empty, at line 1."""
     error = fail(write(tmp_path, text))
-    assert_complete(error, "exp.yaml", None, None)
+    assert_complete(error, "exp.yaml", 1, None)
+    assert error.location.line == 1
     assert "empty" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "char"),
+    [
+        (GOOD.replace("name: demo", "name: de\x07mo"), 1, "\\x07"),
+        (GOOD + "tags: [a, \x00]\n", 10, "\\x00"),
+        (GOOD.replace("{path: /catalog/items}", "{path: /catalog/\x1bitems}"), 7, "\\x1b"),
+    ],
+)
+def test_control_characters_name_their_line(
+    tmp_path: Path, text: str, line: int, char: str
+) -> None:
+    """A control character is refused at its own line and column, naming the character."""
+    error = fail(write(tmp_path, text))
+    assert_complete(error, "exp.yaml", line, None)
+    assert error.location.line == line
+    assert char in str(error)
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:
@@ -268,3 +287,98 @@ def test_huge_file_is_refused(tmp_path: Path) -> None:
     """Files over the size limit are refused before parsing."""
     error = fail(write(tmp_path, GOOD + "#" * (1 << 20)))
     assert "too large" in str(error)
+
+
+def test_many_problems_are_counted_and_the_first_listed(tmp_path: Path) -> None:
+    """Thousands of bad values give one error: the first 50 listed, the rest counted."""
+    error = fail(write(tmp_path, GOOD + "tags: [" + ", ".join(["1"] * 3000) + "]\n"))
+    assert str(error).splitlines()[0].endswith("3000 problems")
+    assert len(error.problems) == 51
+    assert error.problems[0].startswith("line 10, at tags[0]:")
+    assert error.problems[1].startswith("line 10, at tags[1]:")
+    assert error.problems[-1] == "... and 2950 more"
+
+
+def test_a_long_list_of_values_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    """A list of more values than the cap is refused (at its line) without composing it."""
+    error = fail(write(tmp_path, GOOD + "tags: [" + ",".join(["a"] * 200_001) + "]\n"))
+    assert "too large" in str(error)
+    assert error.location.line == 10
+
+
+def _bomb(levels: int) -> str:
+    """A YAML list whose aliases expand to 10**levels values, in a few hundred characters."""
+    parts = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    parts += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+@pytest.mark.parametrize(
+    ("override", "needle", "path"),
+    [
+        ("tags=&a [*a]", "recursive alias", "tags[0]"),
+        ("tags=&a {b: *a}", "recursive alias", "tags.b"),
+        (f"tags={_bomb(9)}", "too large", "tags"),
+        ("tags=" + "[" * 70 + "]" * 70, "nested too deeply", "tags"),
+        ("load.workload.wait=!!python/object:os.system x", "tag", "load.workload.wait"),
+        ("tags=[a, a\x07]", "control character", "tags"),
+        ("tags=a\udcff", "not UTF-8", "tags"),
+        ("tags={a: 1, a: 2}", "duplicate key 'a'", "tags.a"),
+    ],
+)
+def test_set_values_go_through_the_file_reader(
+    tmp_path: Path, override: str, needle: str, path: str | None
+) -> None:
+    """--set values meet the same YAML reader, limits and messages as files: no traceback."""
+    error = fail(write(tmp_path, GOOD), overrides=[override])
+    assert_complete(error, "exp.yaml", None, path)
+    assert needle in str(error)
+    assert "--set tags=" in str(error) or "--set load." in str(error)
+
+
+def test_set_nesting_counts_from_the_top_of_the_document(tmp_path: Path) -> None:
+    """A value 60 levels deep under a 10-segment key path is 70 levels: too deep."""
+    key = ".".join(["a"] * 10)
+    value = "[" * 60 + "]" * 60
+    error = fail(write(tmp_path, GOOD), overrides=[f"{key}={value}"])
+    assert "nested too deeply" in str(error)
+    error = fail(write(tmp_path, GOOD), overrides=[".".join(["a"] * 65) + "=1"])
+    assert "the key path is too deep" in str(error)
+
+
+def test_set_shares_the_value_budget_with_the_file(tmp_path: Path) -> None:
+    """The file and its --set values together stay under the value cap."""
+    big = "[" + ",".join(["a"] * 30_000) + "]"
+    path = write(tmp_path, GOOD + f"description: {big}\n".replace("description", "x-pad"))
+    error = fail(path, overrides=[f"tags={big}"])
+    assert "too large" in str(error)
+    fine = load_experiment(write(tmp_path, GOOD, "fine.yaml"), overrides=[f"tags={big}"])
+    assert len(fine.tags) == 30_000
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("faults.\u00b2.at=1s", "no item '\u00b2'"),
+        ("faults.\u06f0.at=1s", "no item '\u06f0'"),
+        ("faults[\u06f0].at=1s", "bad index"),
+    ],
+)
+def test_set_indexes_are_ascii_digits(tmp_path: Path, override: str, needle: str) -> None:
+    """Only 0-9 address list items (a superscript two crashed int(), an Arabic-Indic zero
+    passed for 0)."""
+    error = fail(write(tmp_path, GOOD), overrides=[override])
+    assert needle in str(error)
+
+
+def test_too_many_set_options(tmp_path: Path) -> None:
+    """More than 100 --set options are refused (each can rewrite the whole document)."""
+    error = fail(write(tmp_path, GOOD), overrides=["tags=[]"] * 101)
+    assert "too many --set options" in str(error)
+    assert load_experiment(write(tmp_path, GOOD), overrides=["tags=[a]"] * 100).tags == ["a"]
+
+
+def test_long_set_values_are_cut_short_in_messages(tmp_path: Path) -> None:
+    """An error names a long override by its first 77 characters."""
+    error = fail(write(tmp_path, GOOD), overrides=["load.workers=" + "x" * 500])
+    assert "(--set load.workers=" + "x" * 64 + "...)" in str(error)

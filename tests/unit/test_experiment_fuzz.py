@@ -1,15 +1,21 @@
 """Thousands of malformed experiment files: the loader only ever raises ExperimentError.
 
 Random YAML trees, mutated catalogue experiments (wrong types, bad units, unknown keys,
-deleted required keys, random overrides and profiles), mangled YAML text and raw bytes are
-thrown at ``load_experiment``; every failure must be an ``ExperimentError`` that names the
-file and says what was expected and what was found. A smaller run drives the same inputs
-through ``resilience validate`` and checks it exits 2 (or 0) without a traceback.
+deleted required keys, random overrides and profiles), mangled YAML text, raw bytes and
+random ``--set`` options (YAML values, recursive aliases, alias bombs, deep nesting,
+undecodable bytes, odd key paths) are thrown at ``load_experiment``; every failure must be
+an ``ExperimentError`` that names the file and says what was expected and what was found.
+A smaller run drives the same inputs through ``resilience validate`` and checks it exits 2
+(or 0) without a traceback, and the worst inputs the limits allow are timed and weighed in
+a subprocess of their own: under 2 s of CPU and 200 MB of memory each.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +232,179 @@ def test_validate_command_never_shows_a_traceback(
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert "invalid input" in result.output
+
+
+# ---------------------------------------------------------------------------- --set values
+
+
+def alias_bomb(levels: int, width: int) -> str:
+    """A flow list whose aliases expand to width**levels values."""
+    parts = [f"&a0 [{','.join(['x'] * width)}]"]
+    parts += [f"&a{i} [{','.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "[" + ",".join(parts) + "]"
+
+
+ALIAS_VALUES = [
+    "&a [*a]",
+    "&a {x: *a}",
+    "[&a {k: [*a]}]",
+    "*undefined",
+    "[&a x, *a, *b]",
+    "{<<: *nope}",
+    "{<<: [1, 2]}",
+    "&a [&b [*a, *b]]",
+]
+override_values = st.one_of(
+    trees.map(lambda tree: yaml.dump(tree, Dumper=DUMPER, default_flow_style=True).strip()),
+    st.sampled_from(NASTY_STRINGS + ALIAS_VALUES),
+    st.builds(alias_bomb, st.integers(1, 12), st.integers(2, 12)),
+    st.integers(1, 200).map(lambda depth: "[" * depth + "]" * depth),
+    st.integers(1, 200).map(lambda depth: "{a: " * depth + "1" + "}" * depth),
+    st.text(max_size=30),
+    st.binary(max_size=20).map(lambda raw: raw.decode("utf-8", "surrogateescape")),
+)
+override_keys = st.one_of(
+    st.sampled_from(
+        [
+            *OVERRIDE_KEYS, "tags", "description", "slo.baseline.p95", "faults.0.attributes",
+            "load.stages.0.duration", "load.client_timeout", "faults.\u00b2.at",
+            "faults[\u0661].at", 'slo.fault.endpoints."GET /x".p99', "profiles.smoke.load",
+            ".".join(["a"] * 70),
+        ]
+    ),
+    st.text(alphabet="ab.[]0\"'\u0665", min_size=1, max_size=12),
+)  # fmt: skip
+overrides = st.lists(st.tuples(override_keys, override_values), min_size=1, max_size=4).map(
+    lambda pairs: [f"{key}={value}" for key, value in pairs]
+)
+CATALOGUE_FILES = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+@settings(FUZZ, max_examples=500)
+@given(
+    source=st.sampled_from(CATALOGUE_FILES),
+    profile=st.sampled_from([None, "smoke"]),
+    sets=overrides,
+)
+def test_random_set_options(source: Path, profile: str | None, sets: list[str]) -> None:
+    """Random --set options on catalogue files: an ExperimentError or an experiment, nothing
+    else (no RecursionError, UnicodeEncodeError or ValueError from int())."""
+    _check(source, profile, sets)
+
+
+@settings(FUZZ, max_examples=100)
+@given(source=st.sampled_from(CATALOGUE_FILES), sets=overrides)
+def test_validate_with_random_set_options_never_shows_a_traceback(
+    cli: typer.Typer, source: Path, sets: list[str]
+) -> None:
+    """`resilience validate FILE --set ...` exits 2 (or 0) and prints no traceback."""
+    args = ["validate", str(source)]
+    for override in sets:
+        args += ["--set", override]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (0, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["&a [*a]", "&a {x: *a}", alias_bomb(9, 10), alias_bomb(8, 9), "[" * 100 + "]" * 100],
+)
+def test_set_recursive_aliases_and_bombs_exit_2(cli: typer.Typer, value: str) -> None:
+    """The inputs that crashed or ran away (RecursionError; 38 s and 4.6 GB) now exit 2."""
+    result = CliRunner().invoke(
+        cli, ["validate", str(CATALOGUE_FILES[0]), "--set", f"tags={value}"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "invalid input" in result.output
+
+
+# ---------------------------------------------------------------------------- worst cases
+
+CPU_SECONDS = 2.0
+MAX_RSS_MB = 200
+# Two --set values of this many items nearly reach the cap on values (MAX_NODES, 50,000
+# with the file's own); one argument may not exceed 128 KiB on Linux (MAX_ARG_STRLEN).
+HALF = 24_900
+
+
+def _values(item: str, count: int) -> str:
+    return "[" + ",".join([item] * count) + "]"
+
+
+WORST_CASES: dict[str, tuple[list[str], int]] = {
+    "recursive alias": (["--set", "tags=&a [*a]"], 2),
+    "a 324-character alias bomb (9**8 values)": (["--set", f"tags={alias_bomb(8, 9)}"], 2),
+    "alias bomb at the nesting limit": (["--set", f"tags={alias_bomb(60, 2)}"], 2),
+    "the most wrong values the cap allows": (
+        ["--set", f"tags={_values('1', HALF)}", "--set", f"proxies={_values('1', HALF)}"],
+        2,
+    ),
+    "the most values the cap allows, valid": (
+        [
+            "--profile", "smoke",
+            "--set", f"tags={_values('a', HALF)}",
+            "--set", f"profiles.big.tags={_values('a', HALF)}",
+        ],
+        0,
+    ),
+    "every profile of a large document": (["--set", f"tags={_values('a', HALF)}"], 0),
+    "every profile of a document at the cap": (
+        ["--set", f"tags={_values('a', HALF)}", "--set", f"profiles.big.tags={_values('a', HALF)}"],
+        2,
+    ),
+    "one value over the cap": (
+        ["--set", f"tags={_values('a', HALF)}", "--set", f"proxies={_values('a', HALF + 200)}"],
+        2,
+    ),
+}  # fmt: skip
+
+
+# The child reports its own peak RSS: VmHWM belongs to the program after exec, whereas
+# wait4's ru_maxrss also counts the moment after fork, when the child still is a copy of
+# this (large) pytest process.
+_MEASURED_CLI = """
+import sys
+report = sys.argv.pop(1)
+try:
+    from resilience.cli import main
+    main()
+finally:
+    with open("/proc/self/status") as status, open(report, "w") as sink:
+        sink.write(next(line for line in status if line.startswith("VmHWM:")))
+"""
+
+
+def _run_measured(args: list[str], workdir: Path) -> tuple[int, str, float, float]:
+    """Exit code, output, CPU seconds and peak RSS (MB) of ``resilience ARGS`` in a child."""
+    out_path, report = workdir / "out.txt", workdir / "hwm.txt"
+    with out_path.open("wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _MEASURED_CLI, str(report), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    peak_kb = int(report.read_text().split()[1])
+    return child.returncode, out_path.read_text(errors="replace"), cpu, peak_kb / 1024
+
+
+@pytest.mark.parametrize("case", list(WORST_CASES))
+def test_worst_inputs_stay_within_two_seconds_and_200_mb(workdir: Path, case: str) -> None:
+    """The largest and nastiest --set inputs the limits let through finish in under 2 s of
+    CPU and 200 MB of peak memory (the whole `resilience validate` process, start-up
+    included), with the expected exit code and no traceback."""
+    args, expected = WORST_CASES[case]
+    assert all(len(arg.encode()) < 128 * 1024 for arg in args)
+    code, output, cpu, rss = _run_measured(
+        ["validate", str(REPO / "experiments" / "db-hang.yaml"), *args], workdir
+    )
+    assert code == expected, output[-2000:]
+    assert "Traceback" not in output
+    assert cpu < CPU_SECONDS, f"{case}: {cpu:.2f} s of CPU"
+    assert rss < MAX_RSS_MB, f"{case}: {rss:.0f} MB peak RSS"

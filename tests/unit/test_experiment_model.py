@@ -333,10 +333,10 @@ def test_guards_need_one_source_and_get_a_name() -> None:
     assert first.expect == Expectation.parse("< 0.5")
     assert second.name == "sum(up)"
     assert "exactly one of promql and load" in error_text(
-        'guards: [{promql: "up", load: p95, expect: "< 1"}]\n'
+        'guards: [{promql: "up", load: p95, expect: "< 1s"}]\n'
     )
     assert "guards[0].endpoint" in error_text(
-        'guards: [{load: p95, endpoint: GET /nope, expect: "< 1"}]\n'
+        'guards: [{load: p95, endpoint: GET /nope, expect: "< 1s"}]\n'
     )
 
 
@@ -396,3 +396,128 @@ def test_schema_is_json_schema_with_the_top_level_keys() -> None:
     schema = experiment_schema()
     assert set(schema["required"]) == {"name", "load"}
     assert {"name", "load", "faults", "slo", "guards", "profiles"} <= set(schema["properties"])
+
+
+def problem_lines(extra: str) -> list[str]:
+    """The rendered problems of a document that must fail (one or several)."""
+    with pytest.raises(ExperimentError) as info:
+        load(extra)
+    error = info.value
+    if error.problems:
+        return error.problems
+    assert error.location.line is not None, str(error)
+    return [f"line {error.location.line}, at {error.location.path}: {error}"]
+
+
+def test_slo_percentiles_may_not_decrease() -> None:
+    """p50 <= p95 <= p99 <= max, per phase and per endpoint, each breach at its own line."""
+    lines = problem_lines(
+        """\
+        slo:
+          baseline: {p50: 300ms, p95: 200ms, p99: 1s, max: 500ms}
+          fault:
+            endpoints:
+              GET /catalog/items:
+                p95: 2s
+                p99: 1s
+        """
+    )
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("line 16, at slo.baseline.max: max is below p99")
+    assert lines[1].startswith("line 16, at slo.baseline.p95: p95 is below p50")
+    assert "expected p95 of at least 300ms (the p50 given), got 200ms" in lines[1]
+    assert lines[2].startswith("line 21, at slo.fault.endpoints['GET /catalog/items'].p99")
+    assert load("slo: {baseline: {p50: 200ms, p99: 200ms}, fault: {p95: 1s, max: 5s}}\n")
+
+
+def test_latency_thresholds_need_a_unit() -> None:
+    """`p95: 500` is refused at its line, suggesting 500ms (it used to mean 500 seconds)."""
+    (line,) = problem_lines("slo: {baseline: {p95: 500}}\n")
+    assert line.startswith("line 15, at slo.baseline.p95")
+    assert "a latency threshold needs a unit" in line
+    assert "write 500ms for milliseconds or 500s for seconds" in line
+    (line,) = problem_lines('slo: {fault: {endpoints: {GET /catalog/items: {p99: "1.5"}}}}\n')
+    assert "write 1.5ms" in line
+
+
+def test_latency_guards_need_a_unit() -> None:
+    """A p95/p99 guard's condition must carry a unit; error-rate guards need none."""
+    (line,) = problem_lines('guards: [{load: p95, expect: "< 500"}]\n')
+    assert "guards[0].expect: a p95 guard needs a latency with a unit" in line
+    assert load('guards: [{load: error_rate, expect: "< 0.5"}, {load: p99, expect: "< 2s"}]\n')
+
+
+@pytest.mark.parametrize(
+    ("after", "extra", "path", "needle"),
+    [
+        ("load:", "  client_timeout: 500us", "load.client_timeout", "from 1ms to 1h"),
+        ("load:", "  client_timeout: 2h", "load.client_timeout", "from 1ms to 1h"),
+        ("load:", "  slow_threshold: 0", "load.slow_threshold", "from 1ms to 1h"),
+        ("load:", "  warmup: 2h", "load.warmup", "from 0s to 1h"),
+        ("load:", "  max_in_flight: 1000000", "load.max_in_flight", "at most 100000"),
+        ("  workload:", "    wait: {max: 2h}", "load.workload.wait.max", "from 0s to 1h"),
+        ("name: demo", "recovery: {max_wait: 2h}", "recovery.max_wait", "above 0s to 1h"),
+        ("name: demo", "recovery: {band_k: 1000}", "recovery.band_k", "at most 100"),
+    ],
+)
+def test_settings_have_sane_bounds(after: str, extra: str, path: str, needle: str) -> None:
+    """Timeouts, thresholds, warm-up, think time and concurrency are bounded, the bound said."""
+    text = BASE.replace(f"\n{after}\n", f"\n{after}\n{extra}\n", 1)
+    assert text != BASE
+    (line,) = _lines_of(text)
+    assert path in line
+    assert needle in line
+
+
+def _lines_of(text: str) -> list[str]:
+    with pytest.raises(ExperimentError) as info:
+        parse_experiment(textwrap.dedent(text), file="demo.yaml")
+    return info.value.problems or [str(info.value)]
+
+
+@pytest.mark.parametrize(
+    ("stages", "needle"),
+    [
+        ("[{duration: 100h, users: 1, spawn_rate: 1}, {duration: 100h, users: 1, spawn_rate: 1}]",
+         "the load is too long"),
+        ("[{duration: 500ms, users: 1, spawn_rate: 1}]", "the load is too short"),
+        ("[{duration: 1m, users: 1000000, spawn_rate: 1}]", "at most 100000"),
+        ("[{duration: 1m, users: 10, spawn_rate: 2000000}]", "at most 10000"),
+        ("[{duration: 1m, users: 10, spawn_rate: 0.001}]", "at least 0.01"),
+    ],
+)  # fmt: skip
+def test_load_shape_has_sane_bounds(stages: str, needle: str) -> None:
+    """The load lasts 1 s to 7 days; users and spawn rates are bounded."""
+    text = BASE.replace("stages: [{duration: 2m, users: 10, spawn_rate: 5}]", f"stages: {stages}")
+    (line,) = _lines_of(text)
+    assert needle in line
+    assert "load.stages" in line
+
+
+def test_arrival_rate_is_bounded() -> None:
+    """An open-model rate above 100000 requests per second is refused."""
+    text = BASE.replace(
+        "stages: [{duration: 2m, users: 10, spawn_rate: 5}]",
+        "arrival_rate: [{duration: 2m, rps: 2000000}]",
+    )
+    (line,) = _lines_of(text)
+    assert "load.arrival_rate[0].rps" in line
+    assert "at most 100000" in line
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        ("{type: latency, attributes: {latency: 2h}}", "at most 3.6e+06 (1h)"),
+        ("{type: timeout, attributes: {timeout: 5000000}}", "at most 3.6e+06 (1h)"),
+        ("{type: ramp, attributes: {to: 1s, steps: 1000000}}", "at most 10000"),
+        ("{type: flaky, attributes: {reroll: 1ms}}", "re-drawn more than 10000 times"),
+        ("{type: flap, attributes: {period: 2h}}", "at most 3600 (1h)"),
+    ],
+)
+def test_fault_attributes_have_sane_bounds(fault: str, needle: str) -> None:
+    """Fault times are at most an hour; ramps and rerolls cannot schedule millions of steps."""
+    spec = fault.replace("{type", "{at: 10s, duration: 1m, proxy: postgres, type")
+    (line,) = problem_lines(f"faults: [{spec}]\n")
+    assert "faults[0].attributes" in line
+    assert needle in line

@@ -8,7 +8,14 @@ import pytest
 
 from resilience.errors import ExperimentError
 from resilience.experiment import parse_experiment
-from resilience.experiment._overlay import apply_override, deep_merge, parse_key_path
+from resilience.experiment._overlay import (
+    Origin,
+    Origins,
+    apply_overrides,
+    deep_merge,
+    parse_key_path,
+    parse_overrides,
+)
 from resilience.experiment._problems import InputProblems
 
 BASE = textwrap.dedent(
@@ -138,8 +145,6 @@ def test_override_value_types_come_from_yaml() -> None:
 
 def test_deep_merge_tracks_origins() -> None:
     """Merged values remember whether they came from the base or the overlay."""
-    from resilience.experiment._overlay import Origin, Origins
-
     base = {"a": {"b": 1, "c": [{"x": 1}, {"x": 2}]}}
     overlay = {"a": {"c": [{"x": 5}]}}
     base_from: Origins = {
@@ -170,11 +175,31 @@ def test_key_paths(key: str, parts: list[str | int]) -> None:
     assert parse_key_path(key, key) == parts
 
 
-def test_apply_override_does_not_mutate_its_input() -> None:
-    """Overrides work on a copy, so a base document can be reused."""
-    data = {"load": {"workers": 1}}
-    result, _ = apply_override(data, {}, "load.workers=3")
-    assert data == {"load": {"workers": 1}}
-    assert result == {"load": {"workers": 3}}
+def test_apply_overrides_does_not_mutate_its_input() -> None:
+    """Overrides copy what they change, so one parsed document serves every profile."""
+    data = {"load": {"workers": 1}, "faults": [{"at": 1}, {"at": 2}]}
+    overrides = parse_overrides(["load.workers=3", "load.client_timeout=2s", "faults.0="])
+    result, provenance = apply_overrides(data, {}, overrides)
+    assert data == {"load": {"workers": 1}, "faults": [{"at": 1}, {"at": 2}]}
+    assert result == {"load": {"workers": 3, "client_timeout": "2s"}, "faults": [{"at": 2}]}
+    assert provenance.origin(("load", "workers")) == Origin(None, "--set load.workers=3")
     with pytest.raises(InputProblems):
-        apply_override(data, {}, "load.workers.x=3")
+        apply_overrides(data, {}, parse_overrides(["load.workers.x=3"]))
+    assert data == {"load": {"workers": 1}, "faults": [{"at": 1}, {"at": 2}]}
+
+
+def test_origins_follow_removed_list_items() -> None:
+    """After `--set faults.0=`, the new first fault's lines are the old second fault's."""
+    origins: Origins = {
+        ("faults",): Origin(5),
+        ("faults", 0): Origin(6),
+        ("faults", 1): Origin(7),
+        ("faults", 1, "at"): Origin(7),
+    }
+    data = {"faults": [{"at": 1}, {"at": 2}]}
+    _, provenance = apply_overrides(data, origins, parse_overrides(["faults.0="]))
+    assert provenance.origin(("faults", 0, "at")) == Origin(7)
+    assert provenance.origin(("faults",)) == Origin(5)
+    _, provenance = apply_overrides(data, origins, parse_overrides(["faults.0=", "faults.0.x=1"]))
+    assert provenance.origin(("faults", 0, "x")) == Origin(None, "--set faults.0.x=1")
+    assert provenance.origin(("faults", 0, "at")) == Origin(7)

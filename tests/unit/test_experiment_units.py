@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from resilience.experiment._problems import ValueProblem
 from resilience.experiment.units import (
+    MAX_DURATION,
     format_duration,
     format_percent,
     parse_duration,
+    parse_latency,
     parse_percent,
 )
 
@@ -88,7 +90,7 @@ def test_format_duration_is_short_and_exact(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 
 
-@given(st.floats(min_value=0, max_value=1e7, allow_nan=False, allow_infinity=False))
+@given(st.floats(min_value=0, max_value=MAX_DURATION, allow_nan=False, allow_infinity=False))
 def test_format_duration_reads_back(seconds: float) -> None:
     """Whatever format_duration prints, parse_duration reads back to (almost) the same value."""
     assert math.isclose(parse_duration(format_duration(seconds)), seconds, abs_tol=1e-9)
@@ -130,3 +132,77 @@ def test_percent_bare_number_above_one_hints_at_the_percent_sign() -> None:
 def test_format_percent_reads_back(fraction: float) -> None:
     """format_percent prints something parse_percent reads back to the same fraction."""
     assert parse_percent(format_percent(fraction)) == pytest.approx(fraction, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("bad", "digit"),
+    [("\u06f5s", "\u06f5"), ("1\u0665s", "\u0665"), ("\uff15ms", "\uff15"), ("\u0968m", "\u0968")],
+)
+def test_duration_refuses_non_ascii_digits(bad: str, digit: str) -> None:
+    """Arabic-Indic, fullwidth or Devanagari digits are refused, naming the odd digit."""
+    with pytest.raises(ValueProblem) as info:
+        parse_duration(bad)
+    assert "digits 0-9" in info.value.expected
+    assert repr(digit) in info.value.got
+
+
+@pytest.mark.parametrize("bad", ["\u0665%", "0.\u0665", "\uff11"])
+def test_percent_refuses_non_ascii_digits(bad: str) -> None:
+    """Percentages take the digits 0-9 only."""
+    with pytest.raises(ValueProblem, match="digits 0-9"):
+        parse_percent(bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "suggestion"),
+    [
+        ("1m70s", "write 2m10s"),
+        ("1h60m", "write 2h"),
+        ("1s1500ms", "write 2500ms"),
+        ("2m60s", "write 3m"),
+        ("1ms1000us", "write 2ms"),
+        ("1.5h30m", "write 2h"),
+    ],
+)
+def test_compound_parts_stay_below_the_next_unit(bad: str, suggestion: str) -> None:
+    """In a compound, 70s (or 1500ms, or a fraction before the last part) is refused with
+    the duration written properly."""
+    with pytest.raises(ValueProblem) as info:
+        parse_duration(bad)
+    assert suggestion in info.value.expected
+    assert info.value.got == repr(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90m30s", 5430.0), ("1h59m59s999ms", 7199.999), ("1h30s", 3630.0), ("1m1.5s", 61.5)],
+)
+def test_compound_leading_part_may_be_large(text: str, seconds: float) -> None:
+    """Only the parts after the first are bounded; units may be skipped; the last may be a
+    fraction."""
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["169h", "168h1s", 604801, "10081m"])
+def test_duration_is_at_most_seven_days(bad: str | int) -> None:
+    """Nothing above 168h is a duration in an experiment."""
+    with pytest.raises(ValueProblem, match="at most 168h"):
+        parse_duration(bad)
+    assert parse_duration("168h") == MAX_DURATION
+
+
+@pytest.mark.parametrize(("bare", "number"), [(500, "500"), (0.5, "0.5"), ("500", "500")])
+def test_latency_needs_a_unit(bare: str | float, number: str) -> None:
+    """A bare number is not a latency; the message suggests NNNms and NNNs."""
+    with pytest.raises(ValueProblem) as info:
+        parse_latency(bare)
+    assert info.value.message == "a latency threshold needs a unit"
+    assert f"write {number}ms for milliseconds or {number}s for seconds" in info.value.got
+    assert parse_latency("500ms") == pytest.approx(0.5)
+
+
+def test_format_duration_always_carries_a_unit() -> None:
+    """Durations that are not whole microseconds print as decimal seconds with 's'."""
+    text = format_duration(1.5e-6)
+    assert text.endswith("s")
+    assert parse_latency(text) == pytest.approx(1.5e-6)
