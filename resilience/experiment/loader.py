@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from resilience.errors import ErrorLocation, ExperimentError
+from resilience.experiment._env import hide_secrets, record, resolve_env
 from resilience.experiment._overlay import (
     Origins,
     Override,
@@ -142,17 +143,20 @@ def load_experiment(
     profile: str | None = None,
     overrides: Sequence[str] = (),
     catalogue_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Experiment:
-    """Load, resolve (profile, then overrides) and validate one experiment.
+    """Load, resolve (profile, then overrides, then ``${env:NAME}``) and validate one
+    experiment.
 
-    ``source`` is a path or a catalogue name (``db-outage`` → ``experiments/db-outage.yaml``).
+    ``source`` is a path or a catalogue name (``db-outage`` → ``experiments/db-outage.yaml``);
+    ``environ`` (default ``os.environ``) resolves ``${env:NAME}`` references.
     Raises ``ExperimentError`` for every kind of bad input.
     """
     path = resolve_source(source, catalogue_dir)
     file = display_name(path)
     text = read_source(path, file)
     try:
-        experiment = _parse(text, profile, overrides, source=path)
+        experiment = _parse(text, profile, overrides, source=path, environ=environ)
     except InputProblems as exc:
         raise experiment_error(
             file, exc.problems, context=exc.context, omitted=exc.omitted
@@ -168,10 +172,15 @@ def load_experiment_bytes(
     file: str = "<bytes>",
     profile: str | None = None,
     overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> Experiment:
     """Like ``load_experiment`` for file contents already in memory."""
     return parse_experiment(
-        decode_source(raw, file), file=file, profile=profile, overrides=overrides
+        decode_source(raw, file),
+        file=file,
+        profile=profile,
+        overrides=overrides,
+        environ=environ,
     )
 
 
@@ -190,10 +199,11 @@ def parse_experiment(
     file: str = "<string>",
     profile: str | None = None,
     overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> Experiment:
     """Validate experiment YAML text; ``file`` names it in errors."""
     try:
-        return _parse(text, profile, overrides)
+        return _parse(text, profile, overrides, environ=environ)
     except InputProblems as exc:
         raise experiment_error(
             file, exc.problems, context=exc.context, omitted=exc.omitted
@@ -205,11 +215,16 @@ def _context(profile: str | None) -> str | None:
 
 
 def _parse(
-    text: str, profile: str | None, overrides: Sequence[str], *, source: Path | None = None
+    text: str,
+    profile: str | None,
+    overrides: Sequence[str],
+    *,
+    source: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Experiment:
     prepared = _prepare(text)
     parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
-    return _resolve(prepared, profile, parsed, source=source)
+    return _resolve(prepared, profile, parsed, source=source, environ=environ)
 
 
 def _resolve(
@@ -218,6 +233,7 @@ def _resolve(
     overrides: Sequence[Override],
     *,
     source: Path | None,
+    environ: Mapping[str, str] | None,
     tag_profile: bool = False,
 ) -> Experiment:
     """The parsed file with a profile and the overrides applied, validated.
@@ -229,13 +245,27 @@ def _resolve(
         data, origins = _apply_profile(data, origins, prepared, profile)
     data, provenance = apply_overrides(data, origins, overrides)
     tag = profile if tag_profile else None
+    data, env = resolve_env(data, os.environ if environ is None else environ)
+    if env.problems:
+        problems = [_locate(p, provenance, tag) for p in env.problems]
+        raise InputProblems(problems, context=_context(profile))
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
-        problems = [_locate(p, provenance, tag) for p in translate(exc, Experiment, data)]
+        problems = [
+            _locate(hide_secrets(p, env), provenance, tag) for p in translate(exc, Experiment, data)
+        ]
         raise InputProblems(
             problems, context=_context(profile), omitted=untranslated(exc)
         ) from None
+    if env.references:
+        experiment._env = record(
+            env.references,
+            env.secrets,
+            experiment.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude={"profiles"}
+            ),
+        )
     experiment._profile = profile
     if source is not None:
         _resolve_locustfile(experiment, source, provenance, tag)
@@ -371,6 +401,7 @@ def load_all_profiles(
     *,
     overrides: Sequence[str] = (),
     catalogue_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str | None, Experiment]:
     """The base experiment (key None) and each of its profiles, every one validated.
 
@@ -383,7 +414,7 @@ def load_all_profiles(
     try:
         prepared = _prepare(text)
         parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
-        base = _resolve(prepared, None, parsed, source=path)
+        base = _resolve(prepared, None, parsed, source=path, environ=environ)
         _check_work(prepared, parsed, len(base.profiles))
     except InputProblems as exc:
         raise experiment_error(
@@ -394,7 +425,9 @@ def load_all_profiles(
     omitted = 0
     for name in base.profiles:
         try:
-            experiment = _resolve(prepared, name, parsed, source=path, tag_profile=True)
+            experiment = _resolve(
+                prepared, name, parsed, source=path, environ=environ, tag_profile=True
+            )
         except InputProblems as exc:
             problems.extend(exc.problems)
             omitted += exc.omitted

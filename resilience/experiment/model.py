@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from resilience.experiment._env import EnvRecord
 from resilience.experiment._problems import KeyPath, Problem, ValueProblem, describe, raise_if
 from resilience.experiment.expectation import Expectation
 from resilience.experiment.fault_types import FAULT_TYPES, FaultType, normalize_attributes
@@ -801,6 +802,7 @@ class Experiment(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
     _profile: str | None = PrivateAttr(default=None)
+    _env: EnvRecord = PrivateAttr(default_factory=EnvRecord)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
@@ -956,14 +958,29 @@ class Experiment(_Model):
             text += f": {kinds}"
         return f"{text}; load {format_duration(self.total_duration)} ({shape})"
 
-    def to_yaml(self, *, include_profiles: bool = False) -> str:
-        """The experiment as YAML that loads back to an equal experiment."""
+    def secret_values(self) -> frozenset[str]:
+        """The values that came from the environment (``${env:NAME}``), for redaction."""
+        return self._env.secrets
+
+    def to_data(self, *, include_profiles: bool = False) -> dict[str, Any]:
+        """The experiment as plain data in the file's notation (what ``to_yaml`` dumps).
+
+        Strings that were written with ``${env:NAME}`` are written so again (never the
+        values they resolved to), unless they were changed since loading; any other ``${``
+        is escaped as ``$${``.
+        """
         data = self.model_dump(
             mode="json",
             by_alias=True,
             exclude_none=True,
             exclude=None if include_profiles else {"profiles"},
         )
+        unresolved: dict[str, Any] = self._env.unresolve(data)
+        return unresolved
+
+    def to_yaml(self, *, include_profiles: bool = False) -> str:
+        """The experiment as YAML that loads back to an equal experiment (``to_data``)."""
+        data = self.to_data(include_profiles=include_profiles)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
