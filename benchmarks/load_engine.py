@@ -73,7 +73,8 @@ def start_echo(binary: Path, port: int, cpu: int) -> subprocess.Popen[bytes]:
 def run_ours(
     host: str, users: int, duration: float, warmup: float, *, cpu: int, work: Path
 ) -> Measure:
-    from resilience.load import LoadData, LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
+    from resilience.load import LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
+    from resilience.rundir.load import LoadData
 
     plan = LoadPlan(
         target=host,

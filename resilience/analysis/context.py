@@ -1,32 +1,30 @@
-"""Everything a detector may look at, gathered once after the run.
+"""Everything a detector may look at, read from the run directory.
 
-The context is built from the run directory (journal, load data, saved traces, saved
-Prometheus series) plus live sources that may be missing: a Prometheus source (None when
-unreachable, with the reason) and an HTTP reader for the target (used by the data-loss
-read-back). Detectors never reach for anything that is not here, so each one can be unit
-tested on synthetic contexts built from fakes.
+The context holds the run's phases and fault windows, its load data, the trace ids the
+load engine kept and the traces saved for them, the Prometheus series gathered after the
+run (behind the ``PrometheusSource`` interface, answered from files), and what reading
+back the acknowledged writes found. A source that is missing is None with the reason.
+Detectors never reach for anything that is not here — no network, no clock — so each one
+can be unit tested on synthetic contexts, and a run can be re-judged from its directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from resilience.analysis.data import LoadView
 from resilience.analysis.recovery import RecoveryResult
-from resilience.vocabulary import FaultWindow, Phase, phase_named
+from resilience.vocabulary import FaultWindow, Phase, ShopMode, phase_named
 
 if TYPE_CHECKING:
     from resilience.experiment.model import DetectorSettings, Experiment
-    from resilience.load.samples import TraceRef, WriteAck
     from resilience.observe.prometheus import PrometheusSource
     from resilience.observe.spans import Trace
-
-
-HttpGet = Callable[[str], tuple[int, Any]]
-"""GET a path on the target; returns (status, parsed JSON or None). Raises on transport errors."""
+    from resilience.rundir.readback import ReadBack
+    from resilience.rundir.records import TraceRef, WriteAck
 
 
 @dataclass
@@ -45,11 +43,15 @@ class AnalysisContext:
     traces_unavailable: str | None = None
     prometheus: PrometheusSource | None = None
     prometheus_unavailable: str | None = None
+    series_files: Mapping[str, str] = field(default_factory=dict)
+    """PromQL -> the file under ``prometheus/`` its gathered series are in (evidence)."""
     writes: Sequence[WriteAck] = ()
-    http_get: HttpGet | None = None
+    readback: ReadBack | None = None
+    """What reading back the acknowledged writes found (gathered after the run)."""
+    readback_unavailable: str | None = None
     recovery: RecoveryResult | None = None
     builtin_shop: bool = False
-    shop_mode: str | None = None
+    shop_mode: ShopMode | None = None
     faulted_dependencies: dict[str, set[str]] = field(default_factory=dict)
     """Per faulted proxy: the peer addresses / services behind it (e.g. postgres →
     {"127.0.0.1:25432", "postgresql"}), to decide which endpoints' traces touch it."""
@@ -58,7 +60,7 @@ class AnalysisContext:
         return phase_named(self.phases, name)
 
     def settings(self, kind: str) -> DetectorSettings | None:
-        return self.experiment.detectors.get(kind)  # type: ignore[call-overload,no-any-return]
+        return next((v for k, v in self.experiment.detectors.items() if k == kind), None)
 
     def param(self, kind: str, name: str, default: float) -> float:
         settings = self.settings(kind)

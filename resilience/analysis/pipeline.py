@@ -4,7 +4,7 @@
 enabled one (``detectors: {kind: {enabled: false}}`` turns one off) and never lets one
 detector take the others down: a detector that does not apply to the run (no fault, a
 run too short for a trend, no writes) is skipped silently; one whose ``needs`` are missing
-(``prometheus``, ``traces``, ``http``) yields a single ``not_evaluated`` finding with the
+(``prometheus``, ``traces``, ``readback``) yields a single ``not_evaluated`` finding with the
 reason from the context; one that raises is logged and yields a ``not_evaluated`` finding
 naming the error.
 """
@@ -51,8 +51,8 @@ def missing_need(ctx: AnalysisContext, need: str) -> str | None:
         return f"Prometheus unavailable: {ctx.prometheus_unavailable or 'not configured'}"
     if need == "traces" and (ctx.traces_unavailable is not None or not ctx.traces):
         return f"traces unavailable: {ctx.traces_unavailable or 'none collected'}"
-    if need == "http" and ctx.http_get is None:
-        return "no HTTP reader for the target (it cannot be read back)"
+    if need == "readback" and ctx.readback is None:
+        return f"no read-back: {ctx.readback_unavailable or 'the writes were not read back'}"
     return None
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from resilience.cli import analyse as _analyse
 from resilience.cli import experiments as _experiments
 from resilience.cli import gameday as _gameday
 from resilience.cli import report as _report
@@ -44,6 +45,7 @@ def _root(
 _run.register(app)
 _experiments.register(app)
 _report.register(app)
+_analyse.register(app)
 _stack.register(app)
 _gameday.register(app)
 

@@ -16,16 +16,14 @@ from resilience.load.plan import (
     WritePlan,
     plan_from_experiment,
 )
-from resilience.load.recorder import LiveStats, LoadData, LoadRecorder
+from resilience.load.recorder import LiveStats, LoadRecorder
 from resilience.load.samples import (
     EndpointSecond,
     LiveTick,
     LoadEvent,
     SecondSample,
-    TraceRef,
     WorkerExit,
     WorkerReady,
-    WriteAck,
 )
 
 __all__ = [
@@ -33,7 +31,6 @@ __all__ = [
     "EndpointSecond",
     "LiveStats",
     "LiveTick",
-    "LoadData",
     "LoadEngine",
     "LoadEvent",
     "LoadPlan",
@@ -41,10 +38,8 @@ __all__ = [
     "RequestPlan",
     "SecondSample",
     "Stage",
-    "TraceRef",
     "WorkerExit",
     "WorkerReady",
-    "WriteAck",
     "WritePlan",
     "plan_from_experiment",
 ]

@@ -23,15 +23,8 @@ from typing import Any
 import numpy as np
 
 from resilience import histogram as hist
-from resilience.load.samples import (
-    EndpointSecond,
-    LiveTick,
-    LoadEvent,
-    SecondSample,
-    TraceReason,
-    TraceRef,
-    WriteAck,
-)
+from resilience.load.samples import EndpointSecond, LiveTick, LoadEvent, SecondSample
+from resilience.rundir.records import TraceReason, TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
 
 logger = logging.getLogger(__name__)

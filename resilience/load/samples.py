@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from resilience import histogram as hist
 from resilience.errors import LoadError
+from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
-
-TraceReason = Literal["failed", "slow", "sampled"]
 
 
 def empty_counts() -> dict[str, int]:
@@ -71,30 +70,6 @@ class LiveTick:
     users: int
     oldest_in_flight: float | None = None
     endpoints: dict[str, EndpointSecond] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TraceRef:
-    worker: int
-    trace_id: str
-    span_id: str
-    endpoint: str
-    t: float
-    latency: float
-    outcome: str
-    status: int
-    reason: TraceReason
-
-
-@dataclass(frozen=True)
-class WriteAck:
-    """An acknowledged write: the record ``id`` the target said it stored."""
-
-    worker: int
-    id: Any
-    endpoint: str
-    t: float
-    status: int
 
 
 @dataclass(frozen=True)

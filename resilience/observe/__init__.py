@@ -8,16 +8,6 @@ never a hang. See docs/observe.md.
 
 from __future__ import annotations
 
-from resilience.observe.checks import (
-    Check,
-    CheckResult,
-    PhaseWindow,
-    ShopMetrics,
-    builtin_shop_checks,
-    evaluate_checks,
-    judge,
-    save_range,
-)
 from resilience.observe.guards import (
     Guard,
     GuardMonitor,
@@ -38,8 +28,6 @@ from resilience.observe.prometheus import (
     PrometheusUnavailable,
     Series,
     Target,
-    load_series,
-    save_series,
 )
 from resilience.observe.spans import (
     DEFAULT_WAIT_RULES,
@@ -56,24 +44,18 @@ from resilience.observe.spans import (
     touches,
 )
 from resilience.observe.traces import (
-    DirectoryTraceSource,
     FakeTraceSource,
     JaegerTraceSource,
     TraceBackendUnavailable,
     TraceCollection,
     TraceSource,
     collect_traces,
-    load_trace,
-    save_trace,
 )
 
 __all__ = [
     "DEFAULT_WAIT_RULES",
     "WAIT_KIND",
     "WAIT_RESOURCE",
-    "Check",
-    "CheckResult",
-    "DirectoryTraceSource",
     "FakePrometheusSource",
     "FakeTraceSource",
     "Guard",
@@ -86,14 +68,12 @@ __all__ = [
     "LoadGuard",
     "LoadSnapshot",
     "LoadStats",
-    "PhaseWindow",
     "PrometheusQueryError",
     "PrometheusSource",
     "PrometheusUnavailable",
     "PromqlGuard",
     "Series",
     "ServerGap",
-    "ShopMetrics",
     "Span",
     "SpanEvent",
     "Target",
@@ -103,18 +83,10 @@ __all__ = [
     "TraceSource",
     "Wait",
     "WaitRule",
-    "builtin_shop_checks",
     "collect_traces",
     "dependency_footprint",
     "endpoints_touching",
-    "evaluate_checks",
-    "judge",
-    "load_series",
-    "load_trace",
     "parse_otlp_json",
-    "save_range",
-    "save_series",
-    "save_trace",
     "to_otlp_json",
     "touches",
 ]

@@ -14,12 +14,10 @@ prometheus-api-client: see docs/observe.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -346,25 +344,6 @@ def _encode(v: float) -> float | str:
 
 def _decode(v: float | str) -> float:
     return float(v)
-
-
-def save_series(path: Path, series: Sequence[Series], **meta: Any) -> None:
-    """Write series (and any metadata) as JSON; NaN/±Inf stored as strings."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "series": [s.to_json() for s in series]}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def load_series(path: Path) -> tuple[dict[str, Any], list[Series]]:
-    """Read a file written by ``save_series``: (metadata, series)."""
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ObserveError(f"cannot read saved series {path}: {exc}") from exc
-    series = [Series.from_json(s) for s in payload.pop("series", [])]
-    return payload, series
 
 
 Responder = Callable[[str], Sequence[Series]]

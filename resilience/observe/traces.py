@@ -6,29 +6,25 @@ answers 404 ``{"error": {"httpCode": 404, "message": "No traces found"}}``) with
 timeout on every call; pass ``path_template="/api/v2/traces/{trace_id}"`` for Tempo, whose
 ``{"trace": ...}`` wrapper the same parser reads. ``collect_traces`` fetches many ids with
 bounded concurrency, polls for traces Jaeger has not ingested yet (ingestion is
-asynchronous) until a deadline, stops asking when the backend is unreachable, and saves
-each trace's OTLP JSON as ``traces/<trace_id>.json`` plus ``traces/index.json`` (the
-endpoint each trace was recorded for, or why it is missing). ``DirectoryTraceSource``
-reads them back, so analysis and reports need only the run directory.
+asynchronous) until a deadline and stops asking when the backend is unreachable. Saving
+them into a run directory, and reading them back, is ``resilience.rundir.traces``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
 
 from resilience.errors import ObserveError
-from resilience.observe.otlp import normalize_id, parse_otlp_json, to_otlp_json
+from resilience.observe.otlp import normalize_id, parse_otlp_json
 from resilience.observe.spans import Trace
 
 logger = logging.getLogger(__name__)
@@ -156,42 +152,6 @@ def _error_text(body: Any) -> str:
     return str(body)[:200]
 
 
-class DirectoryTraceSource:
-    """Traces saved by ``collect_traces`` in a run directory's ``traces/``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def get(self, trace_id: str) -> Trace | None:
-        try:
-            tid = normalize_id(trace_id, 16)
-        except ValueError as exc:
-            raise ObserveError(f"cannot read trace: {exc}") from exc
-        path = self.directory / f"{tid}.json"
-        if not path.is_file():
-            return None
-        return load_trace(path, tid)
-
-    def ids(self) -> list[str]:
-        return sorted(p.stem for p in self.directory.glob("*.json") if p.name != INDEX_FILE)
-
-    def all(self) -> list[Trace]:
-        traces = [self.get(tid) for tid in self.ids()]
-        return [t for t in traces if t is not None]
-
-    def index(self) -> dict[str, dict[str, Any]]:
-        """``trace_id -> {"endpoint", "status", "reason", ...}`` from ``index.json``."""
-        return read_index(self.directory)
-
-    def endpoints(self) -> dict[str, str]:
-        """``trace_id -> endpoint`` for the saved traces that had one."""
-        return {
-            tid: str(entry["endpoint"])
-            for tid, entry in self.index().items()
-            if entry.get("endpoint") and entry.get("status") == "saved"
-        }
-
-
 class FakeTraceSource:
     """In-memory traces for unit tests.
 
@@ -240,7 +200,6 @@ class TraceCollection:
 def collect_traces(
     source: TraceSource,
     requests: Mapping[str, str | None] | Iterable[str],
-    out_dir: Path | None = None,
     *,
     concurrency: int = 4,
     deadline_s: float = 30.0,
@@ -248,7 +207,8 @@ def collect_traces(
     settle_s: float = 2.0,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> TraceCollection:
-    """Fetch traces by id; save them to ``out_dir`` if given; never raises for backend trouble.
+    """Fetch traces by id; never raises for backend trouble (saving them is the run
+    directory's job: ``resilience.rundir.traces.save_collection``).
 
     ``requests`` maps trace id -> the endpoint the load engine recorded it for (or is
     just ids). An id not found yet is asked again every ``poll_interval_s`` until
@@ -322,71 +282,4 @@ def collect_traces(
             list(pool.map(fetch, ids))
     if unavailable:
         logger.warning("trace backend unavailable: %s", unavailable[0])
-    if out_dir is not None:
-        _save(result, ids, wanted, out_dir)
     return result
-
-
-def save_trace(trace: Trace, out_dir: Path) -> Path:
-    """Write one trace's OTLP JSON (as received when known) to ``out_dir/<id>.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    payload = dict(trace.raw) if trace.raw is not None else to_otlp_json(trace)
-    path = out_dir / f"{trace.trace_id}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def load_trace(path: Path, trace_id: str | None = None) -> Trace | None:
-    """Read a trace file written by ``save_trace`` (or any OTLP JSON file)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ObserveError(f"cannot read trace file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ObserveError(f"trace file {path} does not hold a JSON object")
-    return parse_otlp_json(data, trace_id)
-
-
-def read_index(directory: Path) -> dict[str, dict[str, Any]]:
-    path = directory / INDEX_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ObserveError(f"cannot read trace index {path}: {exc}") from exc
-    traces = data.get("traces", {}) if isinstance(data, dict) else {}
-    return {str(k): dict(v) for k, v in traces.items() if isinstance(v, dict)}
-
-
-def _save(
-    result: TraceCollection,
-    ids: Mapping[str, str],
-    wanted: Mapping[str, str | None],
-    out_dir: Path,
-) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index = read_index(out_dir)
-    for tid, raw_id in ids.items():
-        entry: dict[str, Any] = {"endpoint": wanted.get(raw_id)}
-        trace = result.traces.get(tid)
-        if trace is not None:
-            save_trace(trace, out_dir)
-            entry.update(
-                status="saved",
-                spans=len(trace.spans),
-                complete=tid not in result.partial,
-                services=sorted(trace.services()),
-            )
-        else:
-            entry.update(status="missing", reason=result.missing.get(tid, "unknown"))
-        index[tid] = entry
-    for raw_id, reason in result.missing.items():
-        if raw_id not in ids:
-            index[raw_id] = {"endpoint": wanted.get(raw_id), "status": "missing", "reason": reason}
-    path = out_dir / INDEX_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"traces": index}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)

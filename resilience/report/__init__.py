@@ -14,7 +14,7 @@ from resilience.report.compare import Comparison, Rules, compare_runs
 from resilience.report.html import render_html
 from resilience.report.junit import render_junit
 from resilience.report.markdown import render_markdown
-from resilience.report.rundir import RunData, read_run
+from resilience.rundir.reader import RunData, read_run
 
 __all__ = [
     "Comparison",

@@ -31,9 +31,9 @@ from typing import Any, Literal
 from resilience.analysis.data import LoadView, WindowStats, second_series, window_stats
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
-from resilience.report.journal import FindingRecord, JournalData
-from resilience.report.rundir import RunData, read_run
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
+from resilience.rundir.journal import FindingRecord, JournalData
+from resilience.rundir.reader import RunData, read_run
 from resilience.vocabulary import SEVERITIES, Phase, phase_named
 
 PHASES = ("baseline", "fault", "recovery")

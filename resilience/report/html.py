@@ -20,8 +20,6 @@ from typing import Any
 from resilience.analysis.data import LoadView, second_series
 from resilience.observe.spans import Span, Trace
 from resilience.report import svg
-from resilience.report.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
-from resilience.report.rundir import RunData
 from resilience.report.summary import (
     exit_meaning,
     finding_endpoints,
@@ -36,6 +34,8 @@ from resilience.report.summary import (
     slo_state,
     verdict,
 )
+from resilience.rundir.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
+from resilience.rundir.reader import RunData
 from resilience.vocabulary import Phase
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from resilience.report.journal import JournalData
 from resilience.report.summary import (
     check_message,
     finding_endpoints,
@@ -31,6 +30,7 @@ from resilience.report.summary import (
     slo_message,
     slo_where,
 )
+from resilience.rundir.journal import JournalData
 
 # Characters XML 1.0 cannot carry at all, even escaped.
 _INVALID_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-from resilience.report.journal import JournalData, SloRecord
-from resilience.report.rundir import RunData
 from resilience.report.summary import (
     exit_meaning,
     finding_order,
@@ -19,6 +17,8 @@ from resilience.report.summary import (
     slo_state,
     verdict,
 )
+from resilience.rundir.journal import JournalData, SloRecord
+from resilience.rundir.reader import RunData
 
 # Everything that could start markup in GitHub-flavoured Markdown (or close a table cell).
 _MARKUP = re.compile(r"([\\`*_\[\]<>#|~&])")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.slo import evaluate_slos
 from resilience.histogram import new_histogram
-from resilience.report.journal import (
+from resilience.rundir.journal import (
     CheckRecord,
     FaultRecord,
     FindingRecord,

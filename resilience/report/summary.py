@@ -13,7 +13,7 @@ from typing import Any
 
 from resilience.analysis.data import LoadView, WindowStats, window_stats
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
-from resilience.report.journal import CheckRecord, FindingRecord, JournalData, SloRecord
+from resilience.rundir.journal import CheckRecord, FindingRecord, JournalData, SloRecord
 from resilience.vocabulary import Phase
 
 _SEVERITY_RANK = {

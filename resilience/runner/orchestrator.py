@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from resilience.analysis.analyse import Verdict, analyse, run_phases_of
 from resilience.errors import (
     EXIT_INTERRUPTED,
     GuardTripped,
@@ -37,14 +38,17 @@ from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor, LoadGuard, PromqlGuard
 from resilience.observe.prometheus import HttpPrometheusSource
-from resilience.report.journal import FaultRecord, Journal, JournalData, Status
-from resilience.runner.analyse import AnalysisInputs, Verdict, analyse
+from resilience.observe.traces import JaegerTraceSource
+from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
+from resilience.rundir.layout import RunDir, write_atomic
+from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
 from resilience.runner.observer import RunObserver
 from resilience.runner.signals import interrupts_raise
 from resilience.runner.target import (
     PreparedTarget,
     clear_active,
+    dependencies,
     mark_active,
     prepare_target,
     release_target,
@@ -144,28 +148,31 @@ class _Run:
         self.run_dir = self.options.out or default_run_dir(
             self.options.runs_root, self.experiment.name
         )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
-        (self.run_dir / "experiment.yaml").write_text(self.experiment.to_yaml(), "utf-8")
-        self._log_handler = attach_run_log(self.run_dir / "logs" / "run.log")
+        layout = RunDir(self.run_dir).create()
+        write_atomic(layout.experiment, self.experiment.to_yaml())
+        self._log_handler = attach_run_log(layout.run_log)
 
     def start_load(self) -> None:
         assert self.prepared is not None and self.run_dir is not None
         plan = plan_from_experiment(
             self.experiment, self.prepared.url, workers=self.options.workers
         )
-        self.engine = LoadEngine(plan, workers=self.options.workers, log_dir=self.run_dir / "logs")
+        self.engine = LoadEngine(
+            plan, workers=self.options.workers, log_dir=RunDir(self.run_dir).logs
+        )
         self.observer.message(f"starting {self.engine.workers} load worker(s)")
         self.engine.prepare()
         t0 = time.time() + START_LEAD
         self.clock = MonotonicClock(origin_epoch=t0)
         self.journal = Journal.start(
-            self.run_dir / "journal.json",
+            RunDir(self.run_dir).journal,
             experiment=self.experiment.name,
             profile=self.experiment.profile,
             t0=t0,
             target=self.prepared.url,
             shop_mode=self.prepared.shop_mode,
+            builtin=self.prepared.builtin,
+            dependencies=dependencies(self.experiment, self.prepared.builtin, self.config),
             duration=self.load_end,
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
@@ -354,7 +361,7 @@ def run_experiment(
             run.observer.load_finished()
             verdict = _analyse(run)
             assert verdict is not None
-            result = run.finish(verdict.status, verdict.exit_code, verdict.reason)  # type: ignore[arg-type]
+            result = run.finish(verdict.status, verdict.exit_code, verdict.reason)
             return result
     except Interrupted as exc:
         run.heal()
@@ -382,14 +389,32 @@ def run_experiment(
 
 
 def _analyse(run: _Run) -> Verdict | None:
+    """Gather the evidence, judge the run from its directory, record the verdict."""
     if run.journal is None or run.run_dir is None or run.prepared is None:
         return None
-    inputs = AnalysisInputs(
-        target_url=run.prepared.url,
-        builtin=run.prepared.builtin,
-        shop_mode=run.prepared.shop_mode,
-        config=run.config,
-        load_end=run.load_end,
-    )
-    verdict, _load = analyse(run.experiment, run.run_dir, run.journal, inputs, run.observer.message)
+    run.journal.update(load_end=round(run.load_end, 4))
+    journal = run.journal.data
+    phases = run_phases_of(journal, run.experiment)
+    prometheus = HttpPrometheusSource(run.config.prometheus_url, timeout=5.0)
+    traces = JaegerTraceSource(run.config.jaeger_query_url, timeout=5.0)
+    try:
+        gather(
+            run.run_dir,
+            run.experiment,
+            journal,
+            phases,
+            Sources(
+                prometheus=prometheus,
+                traces=traces,
+                target_url=run.prepared.url,
+                prometheus_endpoint=run.config.prometheus_url,
+                traces_endpoint=run.config.jaeger_query_url,
+            ),
+            say=run.observer.message,
+        )
+    finally:
+        prometheus.close()
+        traces.close()
+    verdict = analyse(run.run_dir, experiment=run.experiment, say=run.observer.message)
+    run.journal.record_verdict(**verdict.journal_fields())
     return verdict

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resilience.analysis.analyse import BUILTIN_SERVICES
 from resilience.errors import ExperimentError, FaultError, StackError
 from resilience.experiment.model import Experiment
 from resilience.faults.catalogue import TOXIC_PREFIX
 from resilience.faults.sweeper import SweepReport, sweep
 from resilience.faults.toxiproxy import Proxy, ToxiproxyClient
-from resilience.report.journal import mark_abandoned
+from resilience.rundir.journal import mark_abandoned
 from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.topology import stack_proxies
@@ -396,3 +397,21 @@ def release_target(prepared: PreparedTarget) -> None:
         logger.info("stopping what this run started: %s", ", ".join(prepared.started))
         prepared.stack.down(prepared.started)
     prepared.toxiproxy.close()
+
+
+def dependencies(
+    experiment: Experiment, builtin: bool, config: StackConfig
+) -> dict[str, list[str]]:
+    """Per proxy the run may fault: the peer addresses and service names behind it, as the
+    target's spans name them (kept in the journal for the cascade's footprint)."""
+    deps: dict[str, set[str]] = {}
+    if builtin:
+        for proxy in stack_proxies(config.ports):
+            deps[proxy.name] = {
+                proxy.listen,
+                f"localhost:{proxy.listen_port}",
+                BUILTIN_SERVICES[proxy.name],
+            }
+    for declared in experiment.proxies:
+        deps.setdefault(declared.name, set()).add(declared.listen)
+    return {name: sorted(peers) for name, peers in deps.items()}

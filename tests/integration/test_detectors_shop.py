@@ -37,9 +37,9 @@ from resilience.analysis.detectors.testing import SHOP_ENDPOINTS, histogram, sho
 from resilience.analysis.detectors.timeout import TimeoutDetector
 from resilience.analysis.recovery import measure_recovery
 from resilience.faults.toxiproxy import Toxic, ToxiproxyClient
-from resilience.load.samples import TraceReason, TraceRef, WriteAck
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.observe.traces import JaegerTraceSource, collect_traces
+from resilience.rundir.records import TraceReason, TraceRef, WriteAck
 from resilience.vocabulary import FaultWindow, Phase
 from tests.integration.conftest import StackHandle
 

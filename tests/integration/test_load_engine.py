@@ -29,7 +29,6 @@ import pytest
 from resilience.errors import LoadError
 from resilience.load import (
     ArrivalStage,
-    LoadData,
     LoadEngine,
     LoadPlan,
     LoadRecorder,
@@ -38,6 +37,7 @@ from resilience.load import (
     WorkerExit,
 )
 from resilience.load.schedule import planned_requests
+from resilience.rundir.load import LoadData
 
 pytestmark = pytest.mark.integration
 

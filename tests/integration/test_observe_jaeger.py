@@ -29,13 +29,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
-from resilience.observe import (
-    DirectoryTraceSource,
-    JaegerTraceSource,
-    collect_traces,
-    dependency_footprint,
-    touches,
-)
+from resilience.observe import JaegerTraceSource, collect_traces, dependency_footprint, touches
+from resilience.rundir.traces import DirectoryTraceSource
 from resilience.stack.config import Ports
 
 pytestmark = pytest.mark.integration

@@ -31,8 +31,8 @@ from resilience.observe import (
     PromqlGuard,
     builtin_shop_checks,
     evaluate_checks,
-    load_series,
 )
+from resilience.rundir.series import load_series
 from resilience.stack.config import Ports
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.load.samples import TraceRef
 from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
 from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"

@@ -1,4 +1,5 @@
-"""data_loss: Jepsen's set check of acknowledged writes through a fake HTTP reader."""
+"""data_loss: the read-back of acknowledged writes (runner.evidence.read_back, through a fake
+HTTP reader) and Jepsen's set check the detector makes of what it recorded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from resilience.analysis.context import AnalysisContext
-from resilience.analysis.detectors.data_loss import DataLossDetector, parse_listing
+from resilience.analysis.detectors.base import Finding
+from resilience.analysis.detectors.data_loss import DataLossDetector
 from resilience.analysis.detectors.testing import (
     LoadBuilder,
     fault_phases,
@@ -17,7 +19,9 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     write_ack,
 )
-from resilience.load.samples import WriteAck
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.records import WriteAck
+from resilience.runner.evidence import HttpGet, parse_listing, read_back
 
 POST = "POST /orders"
 
@@ -60,22 +64,45 @@ def acks(ids: range) -> list[WriteAck]:
 
 
 def context(
-    tmp_path: Path, writes: list[WriteAck], orders: FakeOrders | None, extra: str = ""
+    tmp_path: Path,
+    writes: list[WriteAck],
+    orders: FakeOrders | None,
+    extra: str = "",
+    reader: HttpGet | None = None,
 ) -> AnalysisContext:
+    """Read the writes back through ``orders`` (or ``reader``), saved and loaded as a run
+    directory's readback.json, then the detector's context."""
+    experiment = shop_experiment(extra)
+    phases = fault_phases(end=38, fault=(10, 22))
+    get = reader or (orders.get if orders else None)
+    readback = None
+    if get is not None:
+        read_back(experiment, writes, phases, get).save(tmp_path)
+        readback = ReadBack.load(tmp_path)
     return make_context(
-        shop_experiment(extra),
+        experiment,
         LoadBuilder().add(POST, range(38)).view,
-        fault_phases(end=38, fault=(10, 22)),
+        phases,
         run_dir=tmp_path,
         writes=writes,
-        http_get=orders.get if orders else None,
+        readback=readback,
     )
 
 
+def held(findings: list[Finding]) -> Finding:
+    """The one finding of a read-back that found nothing wrong: its counts, not failing."""
+    [finding] = findings
+    assert finding.status == "found" and finding.severity == "info" and not finding.fails_run
+    assert finding.summary.startswith("No lost writes")
+    return finding
+
+
 def test_every_write_present_is_no_finding(tmp_path: Path) -> None:
-    """All acknowledged ids are in the list: one list call, no finding."""
+    """All acknowledged ids are in the list: one list call, and the counts reported."""
     orders = store(range(1, 51))
-    assert DataLossDetector().detect(context(tmp_path, acks(range(1, 51)), orders)) == []
+    finding = held(DataLossDetector().detect(context(tmp_path, acks(range(1, 51)), orders)))
+    assert finding.evidence["numbers"]["acknowledged"] == 50
+    assert finding.evidence["numbers"]["lost"] == 0
     assert orders.calls == ["/orders/ids"]
 
 
@@ -98,7 +125,7 @@ def test_a_stale_list_is_confirmed_by_reading_back(tmp_path: Path) -> None:
     """An id missing from the list but readable is not lost."""
     orders = store(range(1, 11))
     orders.listing = list(range(1, 10))
-    assert DataLossDetector().detect(context(tmp_path, acks(range(1, 11)), orders)) == []
+    held(DataLossDetector().detect(context(tmp_path, acks(range(1, 11)), orders)))
     assert orders.calls == ["/orders/ids", "/orders/10"]
 
 
@@ -153,7 +180,7 @@ def test_unacknowledged_writes_present_in_range_are_counted(tmp_path: Path) -> N
 
 
 def test_no_writes_does_not_apply_and_no_reader_is_not_judged(tmp_path: Path) -> None:
-    """Without acknowledged writes the detector does not apply; without a reader it is silent."""
+    """Without acknowledged writes the detector does not apply; without a read-back it is silent."""
     detector = DataLossDetector()
     assert not detector.applies(context(tmp_path, [], store(range(1, 3))))
     assert detector.detect(context(tmp_path, acks(range(1, 3)), None)) == []
@@ -164,7 +191,7 @@ def test_reads_are_bounded_by_max_reads(tmp_path: Path) -> None:
     orders = store(range(1, 31))
     orders.list_status = 500
     extra = "detectors: {data_loss: {params: {max_reads: 5}}}\n"
-    assert DataLossDetector().detect(context(tmp_path, acks(range(1, 31)), orders, extra)) == []
+    held(DataLossDetector().detect(context(tmp_path, acks(range(1, 31)), orders, extra)))
     reads = [c for c in orders.calls if c != "/orders/ids"]
     assert sorted(reads) == sorted(f"/orders/{i}" for i in (10, 11, 12, 13, 14))
 
@@ -178,19 +205,12 @@ def test_a_hanging_reader_is_cut_by_the_budget(tmp_path: Path) -> None:
         return 200, {"ids": []}
 
     extra = "detectors: {data_loss: {params: {budget_s: 0.5}}}\n"
-    ctx = make_context(
-        shop_experiment(extra),
-        LoadBuilder().add(POST, range(38)).view,
-        fault_phases(end=38, fault=(10, 22)),
-        run_dir=tmp_path,
-        writes=acks(range(1, 4)),
-        http_get=hang,
-    )
     started = time.monotonic()
     try:
-        findings = DataLossDetector().detect(ctx)
+        ctx = context(tmp_path, acks(range(1, 4)), None, extra, reader=hang)
     finally:
         release.set()
+    findings = DataLossDetector().detect(ctx)
     assert time.monotonic() - started < 5
     [finding] = findings
     assert finding.status == "inconclusive"

@@ -23,9 +23,11 @@ from resilience.analysis.detectors.testing import (
 from resilience.analysis.pipeline import DETECTORS, run_detectors
 from resilience.analysis.recovery import measure_recovery
 from resilience.experiment.model import DETECTOR_KINDS
-from resilience.load.samples import TraceRef
 from resilience.observe.prometheus import FakePrometheusSource, Series
 from resilience.observe.spans import Trace
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.records import TraceRef
+from resilience.runner.evidence import read_back
 
 ITEMS, ITEM, POST, ORDER = SHOP_ENDPOINTS
 PHASES = fault_phases(end=38, fault=(10, 22))
@@ -110,6 +112,7 @@ def shop_run(tmp_path: Path, mode: str) -> AnalysisContext:
         healthy(load, range(10, 38))
     phases = PHASES if mode != "control" else fault_phases(end=38)
     experiment = shop_experiment(RECOVERY, fault=mode != "control")
+    read_back(experiment, writes, phases, orders_reader(set(range(1, 40)))).save(tmp_path)
     return make_context(
         experiment,
         load.view,
@@ -119,7 +122,7 @@ def shop_run(tmp_path: Path, mode: str) -> AnalysisContext:
         traces=traces,
         prometheus=gauges(saturated=mode == "fragile"),
         writes=writes,
-        http_get=orders_reader(set(range(1, 40))),
+        readback=ReadBack.load(tmp_path),
         # recovery.degradation_area walks hdrh's recorded-value iterator, seconds per run
         # with 5 s timeouts in the histograms; the fragile assertions do not need it.
         recovery=None
@@ -140,16 +143,20 @@ def test_registry_covers_every_detector_kind() -> None:
     assert all(cls.kind == kind for kind, cls in DETECTORS.items())
 
 
-def test_control_run_has_no_findings_at_all(tmp_path: Path) -> None:
-    """No fault, healthy shop, every source present: zero findings of any status."""
-    assert run_detectors(shop_run(tmp_path, "control")) == []
+def test_control_run_has_no_findings_but_the_write_counts(tmp_path: Path) -> None:
+    """No fault, healthy shop, every source present: only data_loss's counts, which hold."""
+    [counts] = run_detectors(shop_run(tmp_path, "control"))
+    assert counts.kind == "data_loss" and counts.severity == "info" and not counts.fails_run
+    assert counts.evidence["numbers"]["acknowledged"] == 39
+    assert counts.evidence["numbers"]["lost"] == 0
 
 
 def test_fragile_run_finds_cascade_timeouts_and_pool_exhaustion(tmp_path: Path) -> None:
     """The fragile shop's ground truth on synthetic data."""
     findings = run_detectors(shop_run(tmp_path, "fragile"))
     assert {"cascading_failure", "timeout", "pool_exhaustion"} <= found(findings)
-    assert "data_loss" not in found(findings)
+    [counts] = [f for f in findings if f.kind == "data_loss"]
+    assert not counts.fails_run and counts.evidence["numbers"]["lost"] == 0
     [cascade] = [f for f in findings if f.kind == "cascading_failure"]
     assert cascade.evidence["endpoints"] == [ITEMS, ITEM]
 
@@ -174,13 +181,13 @@ def test_disabled_detectors_do_not_run(tmp_path: Path) -> None:
 
 
 def test_missing_needs_give_one_not_evaluated_finding(tmp_path: Path) -> None:
-    """data_loss without an HTTP reader: one not_evaluated finding that does not fail the run."""
+    """data_loss without a read-back: one not_evaluated finding that does not fail the run."""
     ctx = shop_run(tmp_path, "control")
-    ctx.http_get = None
+    ctx.readback, ctx.readback_unavailable = None, "the target answered none of the read-backs"
     [finding] = run_detectors(ctx)
     assert finding.kind == "data_loss"
     assert finding.status == "not_evaluated" and not finding.fails_run
-    assert "HTTP reader" in finding.evidence["reason"]
+    assert "answered none of the read-backs" in finding.evidence["reason"]
 
 
 def test_missing_prometheus_reason_comes_from_the_context(tmp_path: Path) -> None:

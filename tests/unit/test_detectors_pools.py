@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.load.samples import TraceRef
 from resilience.observe.prometheus import FakePrometheusSource, PrometheusUnavailable, Series
 from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
 
 ITEMS = "GET /catalog/items"
 POST = "POST /orders"
@@ -83,7 +82,8 @@ def context(
 
 
 def test_saturated_pools_from_prometheus(tmp_path: Path) -> None:
-    """Both shop pools at size with waiters for 10 s: one finding each, series saved."""
+    """Both shop pools at size with waiters for 10 s: one finding each, pointing at the
+    gathered in-use, size and waiting series of that pool."""
     findings = PoolExhaustionDetector().detect(context(tmp_path, prometheus=pool_metrics()))
     assert [f.evidence["pool"] for f in findings] == [
         "db pool 'orders-db'",
@@ -94,8 +94,15 @@ def test_saturated_pools_from_prometheus(tmp_path: Path) -> None:
     assert db.evidence["numbers"]["pool size"] == 4
     assert db.evidence["numbers"]["max waiters"] == 27
     assert shared.evidence["numbers"]["saturated seconds"] == 10
-    saved = json.loads((tmp_path / "prometheus" / db.evidence["series"]).read_text())
-    assert len(saved["series"]) == 3
+    refs = db.evidence["series"]
+    assert [r["promql"] for r in refs] == [
+        "shop_db_pool_in_use",
+        "shop_db_pool_size",
+        "shop_db_pool_waiting",
+    ]
+    for pointer in refs:
+        assert (tmp_path / "prometheus" / pointer["file"]).is_file()
+        assert pointer["labels"] == DB
     assert db.severity == "warning" and not db.fails_run
 
 

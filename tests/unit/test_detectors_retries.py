@@ -20,9 +20,9 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.load.samples import TraceRef
 from resilience.observe.prometheus import FakePrometheusSource, Series
 from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
 
 POST = "POST /orders"
 PHASES = fault_phases(end=38, fault=(10, 22))
@@ -41,17 +41,29 @@ def traces(attempts_in_fault: int) -> tuple[list[Trace], list[TraceRef]]:
 
 
 def counters(baseline: float, fault: float, after: float) -> FakePrometheusSource:
-    """Gateway requests (100 per window) and downstream attempts per window (10 s, 12 s, 28 s)."""
+    """Counter series, one point a second: downstream attempts rise by ``baseline`` over the
+    baseline (0-10 s), ``fault`` over the fault (10-22 s) and ``after`` over fault and
+    recovery together (10-38 s); gateway requests by 100 over each of those windows."""
 
-    def at(end: float, value: float) -> list[Series]:
-        return [Series({}, [(T0 + end, value)])]
+    def counter(rises: list[tuple[float, float, float]]) -> list[Series]:
+        points, value = [], 0.0
+        for t in range(-2, 39):
+            for start, end, total in rises:
+                if start < t <= end:
+                    value += total / (end - start)
+            points.append((T0 + t, value))
+        return [Series({}, points)]
 
-    series: dict[str, list[Series]] = {}
-    for window, end, calls in (("10s", 10, baseline), ("12s", 22, fault), ("28s", 38, after)):
-        series[SHOP_DOWNSTREAM.replace("{window}", window)] = at(end, calls)
-        series[SHOP_REQUESTS.replace("{window}", window)] = at(end, 100)
-        series[SHOP_RETRIES.replace("{window}", window)] = at(end, calls - 100)
-    return FakePrometheusSource(series)
+    calls = [(0, 10, baseline), (10, 22, fault), (22, 38, after - fault)]
+    served = [(0, 10, 100.0), (10, 22, 100.0)]
+    retries = [(s, e, total - (100.0 if e <= 22 else 0.0)) for s, e, total in calls]
+    return FakePrometheusSource(
+        {
+            SHOP_DOWNSTREAM: counter(calls),
+            SHOP_REQUESTS: counter(served),
+            SHOP_RETRIES: counter(retries),
+        }
+    )
 
 
 def context(
@@ -107,14 +119,14 @@ def test_counters_show_amplification_after_the_heal(tmp_path: Path) -> None:
 
 
 def test_counters_without_growth_are_quiet(tmp_path: Path) -> None:
-    """1.2 calls per request against 1.0 stays under the 1.5 factor."""
-    source = counters(baseline=100, fault=120, after=110)
+    """1.3 calls per request against 1.0 stays under the 1.5 factor."""
+    source = counters(baseline=100, fault=120, after=130)
     assert RetryAmplificationDetector().detect(context(tmp_path, prometheus=source)) == []
 
 
 def test_factor_is_a_parameter(tmp_path: Path) -> None:
-    """With factor 1.1, 1.2 calls per request is amplification."""
-    source = counters(baseline=100, fault=120, after=110)
+    """With factor 1.1, 1.3 calls per request is amplification."""
+    source = counters(baseline=100, fault=120, after=130)
     extra = "detectors: {retry_amplification: {params: {factor: 1.1}}}\n"
     ctx = context(tmp_path, prometheus=source, extra=extra)
     [finding] = RetryAmplificationDetector().detect(ctx)

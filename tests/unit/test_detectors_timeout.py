@@ -16,8 +16,8 @@ from resilience.analysis.detectors.testing import (
     shop_trace,
 )
 from resilience.analysis.detectors.timeout import TimeoutDetector
-from resilience.load.samples import TraceRef
 from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
 
 ITEMS = "GET /catalog/items"
 POST = "POST /orders"

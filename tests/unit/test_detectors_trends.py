@@ -110,7 +110,9 @@ def test_growing_resident_memory_is_found(tmp_path: Path) -> None:
     [finding] = MemoryGrowthDetector().detect(ctx)
     assert finding.evidence["processes"] == ["orders"]
     assert 90 < finding.evidence["numbers"]["orders growth MB"] < 110
-    saved = json.loads((tmp_path / "prometheus" / finding.evidence["series"]).read_text())
+    [ref] = finding.evidence["series"]
+    assert ref["promql"] == SHOP_MEMORY
+    saved = json.loads((tmp_path / "prometheus" / ref["file"]).read_text())
     assert len(saved["series"]) == 2
 
 

@@ -16,7 +16,8 @@ from resilience.load.collector import (
     outcome_of_status,
     traceparent,
 )
-from resilience.load.samples import LiveTick, LoadEvent, SecondSample, TraceRef, WriteAck
+from resilience.load.samples import LiveTick, LoadEvent, SecondSample
+from resilience.rundir.records import TraceRef, WriteAck
 
 TID = "1" * 32
 SID = "2" * 16

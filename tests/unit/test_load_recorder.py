@@ -12,16 +12,10 @@ from hypothesis import strategies as st
 
 from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.load.recorder import LoadData, LoadRecorder, decode_tag, encode_tag
-from resilience.load.samples import (
-    EndpointSecond,
-    LiveTick,
-    SecondSample,
-    TraceRef,
-    WorkerExit,
-    WriteAck,
-    empty_counts,
-)
+from resilience.load.recorder import LoadRecorder
+from resilience.load.samples import EndpointSecond, LiveTick, SecondSample, WorkerExit, empty_counts
+from resilience.rundir.load import LoadData, decode_tag, encode_tag
+from resilience.rundir.records import TraceRef, WriteAck
 
 T0 = 1_700_000_000.0
 

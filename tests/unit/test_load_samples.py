@@ -12,14 +12,13 @@ from resilience.load.samples import (
     EndpointSecond,
     LiveTick,
     SecondSample,
-    TraceRef,
     WorkerExit,
     WorkerReady,
-    WriteAck,
     decode_event,
     empty_counts,
     encode_event,
 )
+from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
 
 

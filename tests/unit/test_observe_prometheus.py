@@ -21,9 +21,8 @@ from resilience.observe import (
     PrometheusUnavailable,
     Series,
     Target,
-    load_series,
-    save_series,
 )
+from resilience.rundir.series import load_series, save_series
 from resilience.stack.config import Ports
 
 PORTS = Ports().shifted(400)

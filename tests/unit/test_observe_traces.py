@@ -15,17 +15,16 @@ import pytest
 
 from resilience.errors import ObserveError
 from resilience.observe import (
-    DirectoryTraceSource,
     FakeTraceSource,
     JaegerTraceSource,
     Span,
     Trace,
     TraceBackendUnavailable,
     collect_traces,
-    load_trace,
     parse_otlp_json,
     to_otlp_json,
 )
+from resilience.rundir.traces import DirectoryTraceSource, load_trace, save_collection
 from resilience.stack.config import Ports
 
 PORTS = Ports().shifted(400)
@@ -171,8 +170,10 @@ def test_saved_run_directory_reads_back_with_endpoints(tmp_path: Path) -> None:
     other = simple_trace("e" * 32)
     source = FakeTraceSource([recorded, other])
     traces_dir = tmp_path / "traces"
-    collect_traces(source, {tid: "POST /orders"}, traces_dir)
-    collect_traces(source, {other.trace_id: "GET /x", "f" * 32: None}, traces_dir, deadline_s=0.1)
+    first = {tid: "POST /orders"}
+    save_collection(collect_traces(source, first), first, traces_dir)
+    second: dict[str, str | None] = {other.trace_id: "GET /x", "f" * 32: None}
+    save_collection(collect_traces(source, second, deadline_s=0.1), second, traces_dir)
     saved = DirectoryTraceSource(traces_dir)
     assert saved.ids() == sorted([tid, other.trace_id])
     assert saved.get(tid) == recorded

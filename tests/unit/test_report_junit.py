@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import xmlschema
 
-from resilience.report.journal import Journal, JournalData
 from resilience.report.junit import render_junit
 from resilience.report.sample import write_sample_run
+from resilience.rundir.journal import Journal, JournalData
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "JUnit.xsd"
 

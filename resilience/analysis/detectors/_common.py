@@ -4,14 +4,14 @@ the "explaining span" of a failed request, and evidence in the shape reports rea
 Evidence keys are a contract with the reports: ``endpoints`` (list), ``seconds`` (affected
 second indexes), ``trace_ids`` (at most ``MAX_TRACE_IDS`` examples), ``trace_id`` + ``span``
 (``{service, name, duration_ms, reason}``) for the span that explains the finding,
-``numbers`` (named numbers) and ``series`` (a file name under the run's ``prometheus/``).
+``numbers`` (named numbers) and ``series`` (pointers to gathered files under the run's
+``prometheus/``: ``[{file, promql, labels}]``, see ``series_refs``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,20 +21,19 @@ from hdrh.histogram import HdrHistogram
 from resilience.analysis.data import LoadView
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
-from resilience.errors import ObserveError
 from resilience.histogram import new_histogram, percentiles_ms
-from resilience.observe.prometheus import Series, save_series
+from resilience.observe.prometheus import Series
 from resilience.vocabulary import Phase
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.load.samples import TraceRef
+    from resilience.experiment.model import Experiment
     from resilience.observe.spans import Span, Trace
+    from resilience.rundir.records import TraceRef
 
 logger = logging.getLogger(__name__)
 
 MAX_TRACE_IDS = 5
-PROMETHEUS_DIR = "prometheus"
 
 
 class BaseDetector(Detector):
@@ -322,18 +321,28 @@ def series_key(series: Series) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in series.labels.items() if k != "__name__"))
 
 
-def save_evidence(
-    ctx: AnalysisContext, name: str, series: Sequence[Series], **meta: Any
-) -> str | None:
-    """Save series under the run directory's ``prometheus/``; the file name, or ``None``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80] or "series"
-    path = ctx.run_dir / PROMETHEUS_DIR / f"{slug}.json"
-    try:
-        save_series(path, series, **meta)
-    except (OSError, ValueError, ObserveError) as exc:
-        logger.warning("could not save evidence series %s: %s", path, exc)
-        return None
-    return path.name
+def series_refs(
+    ctx: AnalysisContext, promqls: Sequence[str], labels: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Evidence pointers to gathered series: per expression its file under ``prometheus/``
+    and, when given, the labels that pick the series meant (the report draws those)."""
+    refs: list[dict[str, Any]] = []
+    for promql in promqls:
+        file = ctx.series_files.get(promql)
+        if file is not None:
+            ref: dict[str, Any] = {"file": file, "promql": promql}
+            if labels:
+                ref["labels"] = dict(labels)
+            refs.append(ref)
+    return refs
+
+
+def setting(experiment: Experiment, kind: str, name: str, default: str | None) -> str | None:
+    """A detector's string parameter straight from the experiment (for ``promql()``)."""
+    settings = next((v for k, v in experiment.detectors.items() if k == kind), None)
+    if settings is None or name not in settings.params:
+        return default
+    return str(settings.params[name])
 
 
 def label_text(labels: Iterable[tuple[str, str]]) -> str:

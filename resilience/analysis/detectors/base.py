@@ -1,7 +1,7 @@
 """The detector extension point: a tiny base class, one module per detector.
 
 A detector looks at an ``AnalysisContext`` and returns findings. It declares what it needs
-(``needs``: "traces", "prometheus", "http"); when a need is missing the runner records a
+(``needs``: "traces", "prometheus", "readback"); when a need is missing the runner records a
 ``not_evaluated`` finding with the reason instead of calling it, so nothing hangs and the
 verdict says what could not be judged. Severity and whether a finding fails the run have
 per-detector defaults that an experiment may override (``detectors: {kind: {severity,
@@ -11,10 +11,13 @@ fails_run, enabled, params}}``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.context import AnalysisContext
 from resilience.vocabulary import FindingStatus, Severity
+
+if TYPE_CHECKING:
+    from resilience.experiment.model import Experiment
 
 
 @dataclass
@@ -46,6 +49,12 @@ class Detector:
     needs: ClassVar[frozenset[str]] = frozenset()
     default_severity: ClassVar[Severity] = "warning"
     default_fails_run: ClassVar[bool] = False
+
+    def promql(self, experiment: Experiment, builtin_shop: bool) -> dict[str, str]:
+        """Name -> PromQL of every series this detector reads. The runner gathers them over
+        the whole run into the run directory; ``detect`` then reads them through
+        ``ctx.prometheus``. Expressions not declared here are not there to read."""
+        return {}
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:
         """Return findings (possibly none). Must not raise for missing data: return

@@ -50,7 +50,7 @@ from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.load.samples import TraceRef
+    from resilience.rundir.records import TraceRef
 
 SHOP_TOPOLOGY: tuple[tuple[str, frozenset[str]], ...] = (
     ("/catalog", frozenset({"catalog"})),

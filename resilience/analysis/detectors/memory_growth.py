@@ -7,7 +7,7 @@ and without one the detector stays silent (it cannot tell the target's processes
 the stack's own). Like ``latency_trend`` it needs at least ``min_seconds`` (300) of run,
 else no finding. Each series gets Mann-Kendall (``alpha`` 0.05) with the Theil-Sen slope;
 a finding when one grows by at least ``min_growth_mb`` (20) and ``min_growth_ratio``
-(0.1) of its starting level. The series are saved under ``prometheus/``. A query that
+(0.1) of its starting level. The series are the ones gathered under ``prometheus/``. A query that
 returns no series on a long run is ``not_evaluated`` (the process exports no memory
 gauge, or Prometheus did not scrape it), never a silent "no growth".
 """
@@ -24,8 +24,9 @@ from resilience.analysis.detectors._common import (
     judge_trend,
     label_text,
     run_window,
-    save_evidence,
     series_key,
+    series_refs,
+    setting,
     wall_window,
 )
 from resilience.analysis.detectors.base import Finding
@@ -34,6 +35,7 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
+    from resilience.experiment.model import Experiment
     from resilience.observe.prometheus import Series
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,16 @@ class MemoryGrowthDetector(BaseDetector):
     default_fails_run: ClassVar[bool] = False
 
     def query(self, ctx: AnalysisContext) -> str | None:
-        return self.str_param(ctx, "memory_promql", SHOP_MEMORY if ctx.builtin_shop else None)
+        return self._query(ctx.experiment, ctx.builtin_shop)
+
+    def _query(self, experiment: Experiment, builtin_shop: bool) -> str | None:
+        return setting(
+            experiment, self.kind, "memory_promql", SHOP_MEMORY if builtin_shop else None
+        )
+
+    def promql(self, experiment: Experiment, builtin_shop: bool) -> dict[str, str]:
+        query = self._query(experiment, builtin_shop)
+        return {"resident memory": query} if query else {}
 
     def applies(self, ctx: AnalysisContext) -> bool:
         window = run_window(ctx)
@@ -68,7 +79,7 @@ class MemoryGrowthDetector(BaseDetector):
         try:
             series = ctx.prometheus.query_range(query, start, end, step)
         except ObserveError as exc:
-            logger.warning("memory_growth: %s", exc)
+            logger.info("memory_growth: %s", exc)
             return [
                 self.finding(
                     ctx,
@@ -105,9 +116,7 @@ class MemoryGrowthDetector(BaseDetector):
                 growing.append((s, judged))
         if not growing:
             return []
-        file = save_evidence(
-            ctx, f"{self.kind}-resident-memory", series, kind=self.kind, promql=query, step=step
-        )
+        refs = series_refs(ctx, [query])
         numbers: dict[str, Any] = {}
         for s, judged in growing:
             name = _name(s)
@@ -122,8 +131,8 @@ class MemoryGrowthDetector(BaseDetector):
             "numbers": numbers,
             "promql": query,
         }
-        if file is not None:
-            evidence["series"] = file
+        if refs:
+            evidence["series"] = refs
         summary = (
             f"Memory growth: {', '.join(_name(s) for s, _ in growing)}; worst "
             f"{_name(worst_series)} from {worst.start / MB:.0f} MB to {worst.end / MB:.0f} MB "

@@ -29,9 +29,10 @@ from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
     label_text,
-    save_evidence,
     second_of,
     series_key,
+    series_refs,
+    setting,
     span_evidence,
     trace_of,
     wall_window,
@@ -43,6 +44,7 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
+    from resilience.experiment.model import Experiment
     from resilience.observe.spans import Wait
     from resilience.vocabulary import Phase
 
@@ -111,15 +113,23 @@ class PoolExhaustionDetector(BaseDetector):
     def applies(self, ctx: AnalysisContext) -> bool:
         return ctx.phase("fault") is not None
 
-    def families(self, ctx: AnalysisContext) -> list[PoolFamily]:
+    def families(self, experiment: Experiment) -> list[PoolFamily]:
         families = list(SHOP_FAMILIES)
-        in_use = self.str_param(ctx, "in_use_metric", None)
-        size = self.str_param(ctx, "size_metric", None)
-        waiting = self.str_param(ctx, "waiting_metric", None)
+        in_use = setting(experiment, self.kind, "in_use_metric", None)
+        size = setting(experiment, self.kind, "size_metric", None)
+        waiting = setting(experiment, self.kind, "waiting_metric", None)
         if in_use and size and waiting:
-            label = self.str_param(ctx, "pool_label", None)
+            label = setting(experiment, self.kind, "pool_label", None)
             families.append(PoolFamily("custom", in_use, size, waiting, label))
         return families
+
+    def promql(self, experiment: Experiment, builtin_shop: bool) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for family in self.families(experiment):
+            out[f"{family.name} pool in use"] = family.in_use
+            out[f"{family.name} pool size"] = family.size
+            out[f"{family.name} pool waiting"] = family.waiting
+        return out
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:
         fault = ctx.phase("fault")
@@ -141,11 +151,11 @@ class PoolExhaustionDetector(BaseDetector):
         saturations: list[Saturation] = []
         notes: list[str] = []
         if ctx.prometheus is not None:
-            for family in self.families(ctx):
+            for family in self.families(ctx.experiment):
                 try:
                     saturations.extend(self._saturation(ctx, family, fault))
                 except ObserveError as exc:
-                    logger.warning("pool_exhaustion: %s", exc)
+                    logger.info("pool_exhaustion: %s", exc)
                     notes.append(f"{family.name} pool metrics not read: {exc}")
         waits = self._long_waits(ctx, fault)
         min_seconds = self.int_param(ctx, "min_saturated_seconds", 2)
@@ -202,13 +212,8 @@ class PoolExhaustionDetector(BaseDetector):
     def _from_metrics(
         self, ctx: AnalysisContext, sat: Saturation, waits: list[Wait], notes: list[str]
     ) -> Finding:
-        file = save_evidence(
-            ctx,
-            f"{self.kind}-{sat.family.name}-{sat.resource or dict(sat.labels).get('service', '')}",
-            sat.series,
-            kind=self.kind,
-            family=sat.family.name,
-            labels=dict(sat.labels),
+        refs = series_refs(
+            ctx, [sat.family.in_use, sat.family.size, sat.family.waiting], dict(sat.labels)
         )
         evidence: dict[str, Any] = {
             "pool": sat.title,
@@ -224,8 +229,8 @@ class PoolExhaustionDetector(BaseDetector):
             },
             **_wait_evidence(ctx, waits),
         }
-        if file is not None:
-            evidence["series"] = file
+        if refs:
+            evidence["series"] = refs
         if notes:
             evidence["notes"] = notes
         summary = (

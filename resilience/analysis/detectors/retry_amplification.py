@@ -12,8 +12,10 @@ Two sources, either is enough, both reported when present:
   each window: by default the shop's gateway (``shop_upstream_requests_total`` without
   rejections, which counts every attempt including retries, over
   ``shop_http_request_duration_seconds_count``); ``shop_upstream_retries_total`` is
-  reported beside it. Other targets give ``downstream_promql`` and ``requests_promql``
-  with ``{window}`` where the range goes. Counters move when calls *complete*: calls
+  reported beside it. Other targets give ``downstream_promql`` and ``requests_promql``:
+  counter expressions (``sum(my_calls_total)``), gathered over the whole run; the increase
+  over a window is the sum of the counter's rises in it (a drop is a reset: the new value
+  counts as a rise). Counters move when calls *complete*: calls
   stuck during a hang complete (and are retried) at the heal, so the fault window is also
   judged together with the recovery after it, each window needing ``min_requests`` (20).
 
@@ -22,6 +24,7 @@ A finding when a fault-side ratio exceeds ``factor`` (1.5) times the baseline's.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +33,7 @@ from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
     rounded,
+    setting,
     span_evidence,
     trace_of,
     wall_window,
@@ -40,17 +44,14 @@ from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
+    from resilience.experiment.model import Experiment
     from resilience.observe.spans import Span, Trace
 
 logger = logging.getLogger(__name__)
 
-SHOP_DOWNSTREAM = (
-    'sum(increase(shop_upstream_requests_total{service="gateway",outcome!="rejected"}[{window}]))'
-)
-SHOP_REQUESTS = (
-    'sum(increase(shop_http_request_duration_seconds_count{service="gateway"}[{window}]))'
-)
-SHOP_RETRIES = 'sum(increase(shop_upstream_retries_total{service="gateway"}[{window}]))'
+SHOP_DOWNSTREAM = 'sum(shop_upstream_requests_total{service="gateway",outcome!="rejected"})'
+SHOP_REQUESTS = 'sum(shop_http_request_duration_seconds_count{service="gateway"})'
+SHOP_RETRIES = 'sum(shop_upstream_retries_total{service="gateway"})'
 
 
 def downstream_calls(trace: Trace) -> list[Span]:
@@ -151,10 +152,7 @@ class RetryAmplificationDetector(BaseDetector):
     ) -> float | None:
         if ctx.prometheus is None:
             return None
-        custom = self.str_param(ctx, "downstream_promql", None)
-        downstream = custom or SHOP_DOWNSTREAM
-        requests = self.str_param(ctx, "requests_promql", None) or SHOP_REQUESTS
-        retries = None if custom else SHOP_RETRIES
+        downstream, requests, retries = self._counters(ctx.experiment)
         end = max(p.end for p in ctx.phases)
         windows = [baseline, fault, Phase("fault+recovery", fault.start, end)]
         minimum = self.param(ctx, "min_requests", 20)
@@ -176,7 +174,7 @@ class RetryAmplificationDetector(BaseDetector):
                     ratios[window.name] = ratio
                     numbers[f"calls per request {window.name}"] = round(ratio, 3)
         except ObserveError as exc:
-            logger.warning("retry_amplification: %s", exc)
+            logger.info("retry_amplification: %s", exc)
             numbers["prometheus error"] = str(exc)
             return None
         base = ratios.get("baseline")
@@ -187,14 +185,34 @@ class RetryAmplificationDetector(BaseDetector):
         numbers["ratio (metrics)"] = round(ratio, 3)
         return ratio
 
+    def _counters(self, experiment: Experiment) -> tuple[str, str, str | None]:
+        custom = setting(experiment, self.kind, "downstream_promql", None)
+        downstream = custom or SHOP_DOWNSTREAM
+        requests = setting(experiment, self.kind, "requests_promql", None) or SHOP_REQUESTS
+        return downstream, requests, None if custom else SHOP_RETRIES
+
+    def promql(self, experiment: Experiment, builtin_shop: bool) -> dict[str, str]:
+        downstream, requests, retries = self._counters(experiment)
+        if not builtin_shop and downstream == SHOP_DOWNSTREAM:
+            return {}
+        out = {"downstream calls": downstream, "requests served": requests}
+        if retries is not None:
+            out["retries"] = retries
+        return out
+
     @staticmethod
-    def _increase(ctx: AnalysisContext, template: str, window: Phase) -> float | None:
+    def _increase(ctx: AnalysisContext, counter: str, window: Phase) -> float | None:
+        """How much ``counter`` rose over ``window`` (a drop is a reset)."""
         assert ctx.prometheus is not None
         start, end = wall_window(ctx, window)
-        span_s = max(1, round(end - start))
-        series = ctx.prometheus.query(template.replace("{window}", f"{span_s}s"), at=end)
-        values = [v for s in series for _, v in s.points if math.isfinite(v)]
-        return sum(values) if values else None
+        total: float | None = None
+        for s in ctx.prometheus.query_range(counter, start, end, 1.0):
+            values = [v for _, v in s.points if math.isfinite(v)]
+            if len(values) < 2:
+                continue
+            rise = sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
+            total = rise if total is None else total + rise
+        return total
 
 
 def _most_retried(trace: Trace) -> tuple[Span | None, int]:

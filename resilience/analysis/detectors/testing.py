@@ -17,14 +17,17 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.context import AnalysisContext, HttpGet
+from resilience.analysis.context import AnalysisContext
 from resilience.analysis.data import MemoryLoadView
+from resilience.analysis.pipeline import DETECTORS
 from resilience.analysis.recovery import RecoveryResult
 from resilience.experiment.model import Experiment
 from resilience.histogram import new_histogram
-from resilience.load.samples import TraceReason, TraceRef, WriteAck
-from resilience.observe.prometheus import PrometheusSource
+from resilience.observe.prometheus import FakePrometheusSource, PrometheusSource, Series
 from resilience.observe.spans import AttrValue, Span, SpanEvent, SpanKind, Trace
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.rundir.series import RecordedPrometheus, SeriesStore
 from resilience.vocabulary import FaultWindow, Phase, phases_from_faults
 
 T0 = 1_700_000_000.0
@@ -168,7 +171,9 @@ def make_context(
     prometheus: PrometheusSource | None = None,
     prometheus_unavailable: str | None = None,
     writes: Sequence[WriteAck] = (),
-    http_get: HttpGet | None = None,
+    readback: ReadBack | None = None,
+    readback_unavailable: str | None = None,
+    series_files: Mapping[str, str] | None = None,
     recovery: RecoveryResult | None = None,
     builtin_shop: bool = False,
     faulted_dependencies: Mapping[str, set[str]] | None = None,
@@ -183,6 +188,28 @@ def make_context(
             for i, f in enumerate(experiment.faults)
             if fault is not None
         ]
+    files = dict(series_files or {})
+    if (
+        isinstance(prometheus, FakePrometheusSource)
+        and prometheus.error is None
+        and (prometheus.responder is None)
+    ):
+        # What the runner does after a run: the series saved under prometheus/, then read
+        # back by the analysis through the recorded source.
+        store = SeriesStore(run_dir)
+        declared = {
+            promql
+            for cls in DETECTORS.values()
+            for promql in cls().promql(experiment, builtin_shop).values()
+        }
+        series: dict[str, Sequence[Series]] = {key: [] for key in declared}
+        series.update(prometheus.series)
+        for promql, found in series.items():
+            times = [t for one in found for t, _ in one.points] or [t0]
+            files[promql] = store.add(
+                promql, promql, found, start=min(times), end=max(times), step=1.0
+            )
+        prometheus = RecordedPrometheus(run_dir)
     return AnalysisContext(
         experiment=experiment,
         run_dir=run_dir,
@@ -196,7 +223,9 @@ def make_context(
         prometheus=prometheus,
         prometheus_unavailable=prometheus_unavailable,
         writes=list(writes),
-        http_get=http_get,
+        readback=readback,
+        readback_unavailable=readback_unavailable,
+        series_files=files,
         recovery=recovery,
         builtin_shop=builtin_shop,
         faulted_dependencies={k: set(v) for k, v in (faulted_dependencies or {}).items()},

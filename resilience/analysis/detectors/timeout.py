@@ -41,8 +41,8 @@ from resilience.vocabulary import Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.load.samples import TraceRef
     from resilience.observe.spans import Span, Trace
+    from resilience.rundir.records import TraceRef
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,16 @@ from pydantic import ValidationError
 
 from resilience.analysis.data import LoadView
 from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
-from resilience.observe.prometheus import Series, load_series
+from resilience.observe.prometheus import Series
 from resilience.observe.spans import Trace
-from resilience.observe.traces import DirectoryTraceSource
-from resilience.report.journal import Journal, JournalData
+from resilience.rundir.journal import Journal, JournalData
+from resilience.rundir.layout import RunDir
+from resilience.rundir.series import load_series
+from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import Phase, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_FILE = "journal.json"
-EXPERIMENT_FILE = "experiment.yaml"
-LATENCY_FILE = "latency.hlog"
 # Prometheus stamps points in Unix seconds; anything this large is wall time, not clock time.
 _WALL_CLOCK_FLOOR = 1e8
 
@@ -59,16 +58,49 @@ class RunData:
     _series: dict[str, SeriesFile | None] = field(default_factory=dict, init=False, repr=False)
     _traces: dict[str, Trace | None] = field(default_factory=dict, init=False, repr=False)
 
+    @property
+    def layout(self) -> RunDir:
+        return RunDir(self.run_dir)
+
     def series_for(self, ref: Any) -> SeriesFile | None:
-        """A series file by the name a check or finding gives (``x``, ``x.json``, ``prometheus/x.json``)."""
+        """The series a check or finding points at: a file name (``x``, ``x.json``,
+        ``prometheus/x.json``), or a list of ``{file, promql, labels}`` pointers whose
+        series (those with the given labels) are drawn together."""
         if not ref:
             return None
-        name = Path(str(ref)).name
+        if isinstance(ref, list):
+            return self._combined([r for r in ref if isinstance(r, dict)])
+        return self._file(str(ref))
+
+    def _file(self, ref: str) -> SeriesFile | None:
+        name = Path(ref).name
         if not name.endswith(".json"):
             name += ".json"
         if name not in self._series:
-            self._series[name] = self._read_series(self.run_dir / "prometheus" / name)
+            self._series[name] = self._read_series(self.layout.prometheus / name)
         return self._series[name]
+
+    def _combined(self, refs: list[dict[str, Any]]) -> SeriesFile | None:
+        parts: list[SeriesFile] = []
+        series: list[Series] = []
+        for ref in refs:
+            found = self._file(str(ref.get("file", "")))
+            if found is None:
+                continue
+            parts.append(found)
+            wanted = ref.get("labels") or {}
+            for s in found.series:
+                if all(s.labels.get(k) == v for k, v in wanted.items() if k != "__name__"):
+                    name = s.labels.get("__name__") or found.name
+                    series.append(Series({**s.labels, "__name__": name}, s.points))
+        if not parts:
+            return None
+        return SeriesFile(
+            file=", ".join(p.file for p in parts),
+            name=" / ".join(p.name for p in parts),
+            promql="; ".join(p.promql for p in parts),
+            series=series,
+        )
 
     def _read_series(self, path: Path) -> SeriesFile | None:
         if not path.is_file():
@@ -97,7 +129,7 @@ class RunData:
         key = str(trace_id)
         if key not in self._traces:
             try:
-                self._traces[key] = DirectoryTraceSource(self.run_dir / "traces").get(key)
+                self._traces[key] = DirectoryTraceSource(self.layout.traces).get(key)
             except ObserveError as exc:
                 self._problem(f"traces/{key}.json: unreadable ({exc})")
                 self._traces[key] = None
@@ -123,11 +155,11 @@ def _invalid(path: Path, message: str, exc: BaseException | None = None) -> Expe
 
 
 def read_journal(run_dir: Path) -> JournalData:
-    path = run_dir / JOURNAL_FILE
+    path = RunDir(run_dir).journal
     if not run_dir.is_dir():
         raise _invalid(run_dir, "not a run directory (it does not exist)")
     if not path.is_file():
-        raise _invalid(path, f"missing: {run_dir} is not a run directory without {JOURNAL_FILE}")
+        raise _invalid(path, f"missing: {run_dir} is not a run directory without {path.name}")
     try:
         return Journal.read(path)
     except OSError as exc:
@@ -139,7 +171,7 @@ def read_journal(run_dir: Path) -> JournalData:
 
 
 def read_experiment_text(run_dir: Path) -> str:
-    path = run_dir / EXPERIMENT_FILE
+    path = RunDir(run_dir).experiment
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -157,10 +189,10 @@ def read_experiment_text(run_dir: Path) -> str:
 
 def load_view(run_dir: Path) -> LoadView | None:
     """The run's per-second load data, or None when the run recorded none."""
-    path = run_dir / LATENCY_FILE
+    path = RunDir(run_dir).latency
     if not path.exists():
         return None
-    from resilience.load.recorder import LoadData
+    from resilience.rundir.load import LoadData
 
     try:
         return LoadData.read(run_dir)

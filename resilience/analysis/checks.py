@@ -1,69 +1,35 @@
-"""PromQL checks per phase: range-query each check over its phase, decide, and keep the series.
+"""PromQL checks per phase, judged from the series gathered into the run directory.
 
 A check holds for a phase when its expectation holds at **every** point of **every** series
-the PromQL returns over the phase window (evaluated every ``step`` seconds, default 1 s).
+the PromQL returned over the phase window (gathered every ``step`` seconds, default 1 s).
 NaN points mean "no data at that instant" (e.g. a rate over no requests, ``0/0``) and are
 left out; ±Inf points are real values and are judged. A check whose query returns no point
 at all is *not evaluated* (reason "no data"), never passed by default. Results also carry
 min/max/last and the worst point, so a report can say how far off a check was.
 
-Prometheus being down, slow or refusing never raises: the affected results are
-``not_evaluated`` with the reason, and after two consecutive "unavailable" answers the
-remaining checks are not even asked (each call is bounded by the source's timeout, the
-whole evaluation by ``budget_s``). Every evaluated check's series are written to
-``out_dir/<slug>.json`` (the run directory's ``prometheus/``) so reports can be rebuilt
-from the run directory alone.
+The source is normally ``resilience.rundir.series.RecordedPrometheus`` (what the runner
+gathered after the run); series that could not be gathered make the check ``not_evaluated``
+with the reason, never a failure. Phases are on the experiment clock; ``t0`` turns them
+into the wall-clock windows the series are stamped in.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from resilience.errors import ObserveError
 from resilience.experiment.expectation import Expectation
-from resilience.observe.prometheus import (
-    PrometheusSource,
-    PrometheusUnavailable,
-    Series,
-    save_series,
-)
-from resilience.vocabulary import Severity
+from resilience.observe.prometheus import PrometheusSource, Series
+from resilience.vocabulary import CheckStatus, Phase, Severity
 
 logger = logging.getLogger(__name__)
 
-PhaseName = Literal["baseline", "fault", "recovery", "run"]
-PHASES: tuple[PhaseName, ...] = ("baseline", "fault", "recovery", "run")
-
-"""info: informative only; warning: worth a look (e.g. an unhealthy baseline); critical: a
-failed check fails the run."""
-
-CheckStatus = Literal["passed", "failed", "not_evaluated"]
-
-_GIVE_UP_AFTER = 2
-"""Consecutive "Prometheus unavailable" answers after which the remaining checks are skipped."""
-
-
-@dataclass(frozen=True)
-class PhaseWindow:
-    """One phase of a run on the wall clock: unix seconds, ``start <= end``."""
-
-    name: str
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "start": self.start, "end": self.end}
+CheckPhase = Literal["baseline", "fault", "recovery", "run"]
+CHECK_PHASES: tuple[CheckPhase, ...] = ("baseline", "fault", "recovery", "run")
 
 
 @dataclass(frozen=True)
@@ -72,15 +38,15 @@ class Check:
 
     name: str
     promql: str
-    phase: PhaseName
+    phase: CheckPhase
     expect: Expectation
     severity: Severity = "critical"
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.phase not in PHASES:
+        if self.phase not in CHECK_PHASES:
             raise ValueError(
-                f"check {self.name!r}: phase must be one of {PHASES}, got {self.phase!r}"
+                f"check {self.name!r}: phase must be one of {CHECK_PHASES}, got {self.phase!r}"
             )
 
 
@@ -103,7 +69,7 @@ class CheckResult:
     check: Check
     status: CheckStatus
     reason: str
-    windows: tuple[PhaseWindow, ...] = ()
+    windows: tuple[Phase, ...] = ()
     points: int = 0
     failing_points: int = 0
     min: float | None = None
@@ -130,7 +96,7 @@ class CheckResult:
             "status": self.status,
             "passed": None if self.status == "not_evaluated" else self.status == "passed",
             "reason": self.reason,
-            "windows": [w.to_dict() for w in self.windows],
+            "windows": [{"name": w.name, "start": w.start, "end": w.end} for w in self.windows],
             "points": self.points,
             "failing_points": self.failing_points,
             "min": _json_float(self.min),
@@ -142,24 +108,21 @@ class CheckResult:
         }
 
 
-def phase_windows(
-    phases: Iterable[PhaseWindow],
-) -> dict[str, list[PhaseWindow]]:
-    """Group windows by phase name and add ``run`` (first start to last end) if absent."""
-    grouped: dict[str, list[PhaseWindow]] = {}
-    for window in phases:
-        grouped.setdefault(window.name, []).append(window)
+def phase_windows(phases: Iterable[Phase]) -> dict[str, list[Phase]]:
+    """Group phases by name and add ``run`` (first start to last end) if absent."""
+    grouped: dict[str, list[Phase]] = {}
+    for phase in phases:
+        if phase.duration > 0:
+            grouped.setdefault(phase.name, []).append(phase)
     if "run" not in grouped and grouped:
         everything = [w for ws in grouped.values() for w in ws]
         grouped["run"] = [
-            PhaseWindow("run", min(w.start for w in everything), max(w.end for w in everything))
+            Phase("run", min(w.start for w in everything), max(w.end for w in everything))
         ]
     return grouped
 
 
-def judge(
-    check: Check, series: Sequence[Series], windows: Sequence[PhaseWindow] = ()
-) -> CheckResult:
+def judge(check: Check, series: Sequence[Series], windows: Sequence[Phase] = ()) -> CheckResult:
     """Apply the every-point rule to series already fetched (no I/O)."""
     points = [SeriesPoint(s.labels, t, v) for s in series for t, v in s.points if not math.isnan(v)]
     if not points:
@@ -206,20 +169,17 @@ def judge(
 def evaluate_checks(
     checks: Sequence[Check],
     source: PrometheusSource,
-    phases: Iterable[PhaseWindow],
-    out_dir: Path | None,
+    phases: Iterable[Phase],
     *,
+    t0: float,
+    files: Mapping[str, str] | None = None,
     step: float = 1.0,
-    budget_s: float = 120.0,
-    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[CheckResult]:
-    """Evaluate every check over its phase; one result per check, in order; never raises
-    for Prometheus trouble (those results are ``not_evaluated``)."""
+    """Judge every check over its phase (experiment-clock phases, ``t0`` their wall-clock
+    origin); one result per check, in order; never raises for a missing series (those
+    results are ``not_evaluated`` with the reason). ``files`` maps an expression to the
+    file its series are in, which the result names as its evidence."""
     windows_by_phase = phase_windows(phases)
-    deadline = monotonic() + budget_s
-    slugs = _SlugAllocator()
-    unavailable_streak = 0
-    gave_up_reason: str | None = None
     results: list[CheckResult] = []
     for check in checks:
         windows = windows_by_phase.get(check.phase, [])
@@ -228,88 +188,22 @@ def evaluate_checks(
                 CheckResult(check, "not_evaluated", f"the run has no {check.phase} phase")
             )
             continue
-        if gave_up_reason is not None:
-            results.append(
-                CheckResult(check, "not_evaluated", gave_up_reason, windows=tuple(windows))
-            )
-            continue
-        if monotonic() > deadline:
-            results.append(
-                CheckResult(
-                    check,
-                    "not_evaluated",
-                    f"check evaluation ran out of its {budget_s:g}s budget",
-                    windows=tuple(windows),
-                )
-            )
-            continue
         try:
             series: list[Series] = []
             for window in windows:
-                series.extend(source.query_range(check.promql, window.start, window.end, step))
-        except PrometheusUnavailable as exc:
-            unavailable_streak += 1
-            reason = f"Prometheus unavailable: {exc}"
-            logger.warning("check %r not evaluated: %s", check.name, exc)
-            results.append(CheckResult(check, "not_evaluated", reason, windows=tuple(windows)))
-            if unavailable_streak >= _GIVE_UP_AFTER:
-                gave_up_reason = f"not asked: Prometheus unavailable ({exc})"
-            continue
+                series.extend(
+                    source.query_range(check.promql, t0 + window.start, t0 + window.end, step)
+                )
         except ObserveError as exc:
-            unavailable_streak = 0
-            logger.warning("check %r not evaluated: %s", check.name, exc)
-            results.append(
-                CheckResult(check, "not_evaluated", f"query failed: {exc}", windows=tuple(windows))
-            )
+            logger.info("check %r not evaluated: %s", check.name, exc)
+            results.append(CheckResult(check, "not_evaluated", str(exc), windows=tuple(windows)))
             continue
-        unavailable_streak = 0
         result = judge(check, series, windows)
-        if out_dir is not None:
-            slug = slugs.allocate(f"{check.phase}-{check.name}")
-            path = out_dir / f"{slug}.json"
-            save_series(
-                path,
-                series,
-                check=check.name,
-                promql=check.promql,
-                phase=check.phase,
-                expect=str(check.expect),
-                step=step,
-                windows=[w.to_dict() for w in windows],
-                status=result.status,
-            )
-            result = replace(result, series_file=path.name)
+        file = (files or {}).get(check.promql)
+        if file is not None:
+            result = replace(result, series_file=file)
         results.append(result)
     return results
-
-
-def save_range(
-    queries: Mapping[str, str],
-    source: PrometheusSource,
-    start: float,
-    end: float,
-    out_dir: Path,
-    *,
-    step: float = 1.0,
-) -> dict[str, str]:
-    """Range-query named PromQL over ``[start, end]`` and save each to ``out_dir/<slug>.json``.
-
-    For series a report wants to draw that are not checks. Returns name -> file name, or
-    name -> ``"not saved: <reason>"``; never raises for Prometheus trouble.
-    """
-    slugs = _SlugAllocator()
-    saved: dict[str, str] = {}
-    for name, promql in queries.items():
-        try:
-            series = source.query_range(promql, start, end, step)
-        except ObserveError as exc:
-            logger.warning("series %r not saved: %s", name, exc)
-            saved[name] = f"not saved: {exc}"
-            continue
-        path = out_dir / f"{slugs.allocate(name)}.json"
-        save_series(path, series, name=name, promql=promql, start=start, end=end, step=step)
-        saved[name] = path.name
-    return saved
 
 
 @dataclass(frozen=True)
@@ -393,20 +287,6 @@ def builtin_shop_checks(
 def _worst(points: Sequence[SeriesPoint], expect: Expectation) -> SeriesPoint | None:
     index = expect.worst_index([p.value for p in points])
     return None if index is None else points[index]
-
-
-class _SlugAllocator:
-    def __init__(self) -> None:
-        self._used: set[str] = set()
-
-    def allocate(self, text: str) -> str:
-        base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "series"
-        slug, n = base, 1
-        while slug in self._used:
-            n += 1
-            slug = f"{base}-{n}"
-        self._used.add(slug)
-        return slug
 
 
 def _json_float(v: float | None) -> float | str | None:

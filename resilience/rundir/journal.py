@@ -28,6 +28,7 @@ from resilience.vocabulary import (
     FindingStatus,
     PhaseName,
     RunStatus,
+    ShopMode,
     iso_utc,
 )
 
@@ -123,10 +124,21 @@ class JournalData(_Record):
     recovery: RecoveryRecord = Field(default_factory=RecoveryRecord)
     events: list[EventRecord] = Field(default_factory=list)
     target: str | None = None
-    shop_mode: str | None = None
+    shop_mode: ShopMode | None = None
+    builtin: bool | None = None
+    """True when the target is the built-in shop of the local stack."""
+    dependencies: dict[str, list[str]] = Field(default_factory=dict)
+    """Per proxy: the peer addresses and service names behind it (how spans name it), to
+    decide which endpoints' traces touch a faulted dependency."""
+    load_end: float | None = None
+    """Experiment-clock second the load stopped (the end of the last phase)."""
     reason: str | None = None
     exit_code: int | None = None
     pid: int | None = None
+    analysis: dict[str, Any] = Field(default_factory=dict)
+    """How the verdict was reached: the phase rule, when, by which version."""
+    previous_verdicts: list[dict[str, Any]] = Field(default_factory=list)
+    """Verdicts this run had before ``resilience analyse`` re-judged it, oldest first."""
 
     def fault_windows(self) -> list[FaultWindow]:
         """The faults that were applied, as windows on the experiment clock (stamps, not
@@ -186,6 +198,11 @@ class Journal:
             for key, value in fields.items():
                 setattr(self.data, key, value)
             self.flush()
+
+    def record_verdict(self, **fields: Any) -> None:
+        """Write an analysis' verdict (phases, slo, recovery, checks, findings, analysis)
+        in one update."""
+        self.update(**fields)
 
     def finish(
         self, status: Status, *, ended: float, exit_code: int, reason: str | None = None

@@ -1,0 +1,345 @@
+"""``analyse(run_dir) -> Verdict``: the judgement of a run, from its run directory alone.
+
+Everything here reads files the run wrote — the journal's fault stamps, the load data, the
+Prometheus series, traces and read-back the runner gathered after the load — and nothing
+else: no network, no clock. The same directory therefore always gives the same verdict,
+and ``resilience analyse DIR`` can re-judge a run with changed SLOs, checks or detector
+settings (``--set``) long after its stack is gone.
+
+Order: phases from the journal's applied/healed stamps (minus the warm-up); SLOs from the
+merged per-phase histograms; recovery; PromQL checks over the gathered series; the
+detectors; the verdict. A source the run could not gather makes the checks and findings
+that need it "not evaluated", with the reason, never a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import resilience
+from resilience.analysis.checks import Check, CheckResult, builtin_shop_checks, evaluate_checks
+from resilience.analysis.context import AnalysisContext
+from resilience.analysis.detectors.base import Finding
+from resilience.analysis.pipeline import run_detectors
+from resilience.analysis.recovery import RecoveryResult, measure_recovery
+from resilience.analysis.slo import SloResult, evaluate_slos
+from resilience.errors import ExperimentError, LoadError, ObserveError
+from resilience.experiment.loader import load_experiment
+from resilience.experiment.model import Experiment
+from resilience.rundir.evidence import Evidence
+from resilience.rundir.journal import (
+    CheckRecord,
+    FindingRecord,
+    JournalData,
+    PhaseRecord,
+    RecoveryRecord,
+    SloRecord,
+)
+from resilience.rundir.layout import RunDir
+from resilience.rundir.load import LoadData
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.reader import read_run, run_end
+from resilience.rundir.series import RecordedPrometheus
+from resilience.rundir.traces import DirectoryTraceSource
+from resilience.vocabulary import Phase, iso_utc, phases_from_faults
+
+logger = logging.getLogger(__name__)
+
+PHASE_RULE = "send_time"
+"""How requests are assigned to phases: by the second they were sent in."""
+
+BUILTIN_SERVICES = {"postgres": "postgresql", "orders": "shop-orders", "catalog": "shop-catalog"}
+"""The service names the built-in shop's spans give each proxied dependency."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the analysis concluded, and the journal fields that record it."""
+
+    status: Literal["passed", "failed"]
+    """The runner may still call the run aborted (a guard) or error."""
+    exit_code: int
+    reason: str
+    phases: list[Phase]
+    slo: list[SloResult] = field(default_factory=list)
+    recovery: RecoveryResult | None = None
+    recovery_budget: float | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    analysis: dict[str, Any] = field(default_factory=dict)
+
+    def journal_fields(self) -> dict[str, Any]:
+        """The journal's phases, slo, recovery, checks, findings and analysis keys."""
+        recovery = self.recovery
+        return {
+            "phases": [
+                PhaseRecord.model_validate(
+                    {"name": p.name, "start": round(p.start, 4), "end": round(p.end, 4)}
+                )
+                for p in self.phases
+            ],
+            "slo": [
+                SloRecord(
+                    phase=r.phase,
+                    endpoint=r.endpoint,
+                    metric=r.metric,
+                    threshold=r.threshold,
+                    observed=None if r.observed is None else round(r.observed, 6),
+                    passed=r.passed,
+                    unit=r.unit,
+                    summary=r.summary,
+                )
+                for r in self.slo
+            ],
+            "recovery": RecoveryRecord(
+                seconds=recovery.seconds if recovery else None,
+                budget_seconds=self.recovery_budget,
+                recovered=recovery.recovered if recovery else None,
+                degradation_area=recovery.degradation_area if recovery else None,
+                heal_time=recovery.heal_time if recovery else None,
+                note=recovery.note if recovery else "no recovery phase",
+            ),
+            "checks": [check_record(r) for r in self.checks],
+            "findings": [FindingRecord(**f.to_record()) for f in self.findings],
+            "analysis": self.analysis,
+        }
+
+
+def analyse(
+    run_dir: Path,
+    *,
+    experiment: Experiment | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Verdict:
+    """Judge the run in ``run_dir``; ``experiment`` replaces the one it recorded (a
+    re-judgement with changed settings). Raises ``ExperimentError`` naming the file when
+    the directory cannot be read."""
+    layout = RunDir(Path(run_dir))
+    run = read_run(layout.path, read_load=False)
+    journal = run.journal
+    if experiment is None:
+        experiment = load_experiment(layout.experiment)
+    try:
+        load = LoadData.read(layout.path)
+    except (LoadError, OSError, ValueError) as exc:
+        raise ExperimentError(f"{layout.latency}: cannot read the load data: {exc}") from exc
+
+    load_end = recorded_load_end(journal) or run_end(journal, load)
+    faults = journal.fault_windows()
+    phases = run_phases_of(journal, experiment, load_end)
+    warmup = phases[0].start if phases else 0.0
+
+    say("computing SLOs and recovery")
+    slo_results = evaluate_slos(load, phases, experiment.slo.phases())
+    budget = experiment.slo.recovery.within if experiment.slo.recovery else None
+    recovery = measure_recovery(
+        load,
+        phases,
+        band_k=experiment.recovery.band_k,
+        stable_seconds=experiment.recovery.stable_seconds,
+        budget_seconds=budget,
+    )
+
+    evidence = Evidence.load(layout.path)
+    prometheus = RecordedPrometheus(layout.path)
+    prometheus_down = _prometheus_down(evidence, prometheus)
+    say("judging the checks")
+    builtin = _builtin(journal)
+    checks = [Check(c.name, c.promql, c.phase, c.expect, c.severity) for c in experiment.checks]
+    if builtin:
+        checks.extend(builtin_shop_checks())
+    if prometheus_down is not None:
+        check_results = [CheckResult(c, "not_evaluated", prometheus_down) for c in checks]
+    else:
+        files = {promql: g.file for promql, g in prometheus.store.index().items() if g.file}
+        check_results = evaluate_checks(
+            checks, prometheus, [p for p in phases if p.duration > 0], t0=journal.t0, files=files
+        )
+
+    say("running detectors")
+    traces, traces_down = _traces(layout, evidence)
+    readback, readback_down = _readback(layout, evidence, bool(load.writes))
+    ctx = AnalysisContext(
+        experiment=experiment,
+        run_dir=layout.path,
+        t0=journal.t0,
+        phases=phases,
+        faults=faults,
+        load=load,
+        trace_refs=load.traces,
+        traces=traces,
+        traces_unavailable=traces_down,
+        prometheus=None if prometheus_down else prometheus,
+        prometheus_unavailable=prometheus_down,
+        writes=load.writes,
+        readback=readback,
+        readback_unavailable=readback_down,
+        recovery=recovery,
+        builtin_shop=builtin,
+        shop_mode=journal.shop_mode,
+        faulted_dependencies=_dependencies(experiment, journal),
+    )
+    findings = run_detectors(ctx)
+    status, exit_code, reason = decide(slo_results, check_results, findings)
+    return Verdict(
+        status=status,
+        exit_code=exit_code,
+        reason=reason,
+        phases=phases,
+        slo=slo_results,
+        recovery=recovery,
+        recovery_budget=budget,
+        checks=check_results,
+        findings=findings,
+        analysis={
+            "phase_rule": PHASE_RULE,
+            "warmup_seconds": round(warmup, 3),
+            "version": resilience.__version__,
+        },
+    )
+
+
+def recorded_load_end(journal: JournalData) -> float | None:
+    """When the load stopped, as the journal recorded it (runs from before ``load_end``:
+    the guard's trip, else the planned ``duration``)."""
+    if journal.load_end is not None:
+        return journal.load_end
+    trip = next((e.t for e in journal.events if e.kind == "guard_tripped"), None)
+    if trip is not None:
+        return trip
+    planned = (journal.model_extra or {}).get("duration")
+    return float(planned) if isinstance(planned, int | float) else None
+
+
+def run_phases_of(
+    journal: JournalData, experiment: Experiment, load_end: float | None = None
+) -> list[Phase]:
+    """The phases a run is judged by: from the journal's applied/healed stamps, the first
+    ``load.warmup`` seconds left out (they belong to no phase), ending when the load did."""
+    end = load_end if load_end is not None else recorded_load_end(journal)
+    if end is None:
+        end = run_end(journal, None)
+    faults = journal.fault_windows()
+    first_fault = min((f.start for f in faults), default=end)
+    warmup = min(experiment.load.warmup, first_fault, end)
+    return phases_from_faults(faults, start=warmup, end=end)
+
+
+def decide(
+    slo: Sequence[SloResult], checks: Sequence[CheckResult], findings: Sequence[Finding]
+) -> tuple[Literal["passed", "failed"], int, str]:
+    """passed (0) or failed (1), with the reason in one line."""
+    reasons: list[str] = []
+    failed_slos = [s for s in slo if s.passed is False]
+    if failed_slos:
+        reasons.append(f"{len(failed_slos)} SLO(s) breached")
+    failed_checks = [c for c in checks if c.fails_run]
+    if failed_checks:
+        reasons.append(f"{len(failed_checks)} check(s) failed")
+    failing = [f for f in findings if f.fails_run]
+    if failing:
+        kinds = sorted({f.kind for f in failing})
+        reasons.append(f"findings: {', '.join(kinds)}")
+    if reasons:
+        return "failed", 1, "; ".join(reasons)
+    return "passed", 0, "every SLO, check and detector held"
+
+
+def check_record(result: CheckResult) -> CheckRecord:
+    raw = result.to_dict()
+    check = result.check
+    return CheckRecord(
+        name=check.name,
+        phase=check.phase,
+        promql=check.promql,
+        expect=str(check.expect),
+        status=result.status,
+        passed=None if result.status == "not_evaluated" else result.status == "passed",
+        observed={k: raw.get(k) for k in ("min", "max", "last", "worst", "points") if k in raw},
+        reason=result.reason,
+        severity=check.severity,
+        series_file=result.series_file,
+        fails_run=result.fails_run,
+    )
+
+
+def previous(journal: JournalData, analysed_at: float) -> dict[str, Any]:
+    """The journal's current verdict, to keep beside a new one."""
+    return {
+        "status": journal.status,
+        "exit_code": journal.exit_code,
+        "reason": journal.reason,
+        "analysis": journal.analysis,
+        "slo": [s.model_dump() for s in journal.slo],
+        "findings": [f.model_dump() for f in journal.findings],
+        "recovery": journal.recovery.model_dump(),
+        "replaced_at": iso_utc(analysed_at),
+    }
+
+
+def _builtin(journal: JournalData) -> bool:
+    if journal.builtin is not None:
+        return journal.builtin
+    return journal.shop_mode is not None  # runs before the journal said it
+
+
+def _prometheus_down(evidence: Evidence | None, prometheus: RecordedPrometheus) -> str | None:
+    if evidence is not None and evidence.prometheus.unavailable_reason:
+        return f"Prometheus unavailable: {evidence.prometheus.unavailable_reason}"
+    try:
+        index = prometheus.store.index()
+    except ObserveError as exc:
+        return str(exc)
+    if not index:
+        return "no Prometheus series were gathered for this run"
+    return None
+
+
+def _traces(layout: RunDir, evidence: Evidence | None) -> tuple[dict[str, Any], str | None]:
+    source = DirectoryTraceSource(layout.traces)
+    traces: dict[str, Any] = {}
+    if layout.traces.is_dir():
+        for trace_id in source.ids():
+            try:
+                trace = source.get(trace_id)
+            except ObserveError as exc:
+                logger.warning("skipping an unreadable trace: %s", exc)
+                continue
+            if trace is not None:
+                traces[trace.trace_id] = trace
+    if traces:
+        return traces, None
+    if evidence is not None and evidence.traces.reason:
+        return {}, evidence.traces.reason
+    return {}, "no traces were saved for this run"
+
+
+def _readback(
+    layout: RunDir, evidence: Evidence | None, wanted: bool
+) -> tuple[ReadBack | None, str | None]:
+    if not wanted:
+        return None, None
+    try:
+        readback = ReadBack.load(layout.path)
+    except ObserveError as exc:
+        return None, str(exc)
+    if readback is None:
+        reason = evidence.readback.reason if evidence is not None else None
+        return None, reason or "the acknowledged writes were not read back in this run"
+    if readback.error:
+        return None, readback.error
+    return readback, None
+
+
+def _dependencies(experiment: Experiment, journal: JournalData) -> dict[str, set[str]]:
+    deps: dict[str, set[str]] = {name: set(peers) for name, peers in journal.dependencies.items()}
+    if not deps and _builtin(journal):
+        for name, service in BUILTIN_SERVICES.items():
+            deps[name] = {service}
+    for declared in experiment.proxies:
+        deps.setdefault(declared.name, set()).add(declared.listen)
+    return {name: deps[name] for name in {f.proxy for f in experiment.faults} if name in deps}

@@ -1,0 +1,468 @@
+"""After the load: gather into the run directory everything the analysis will judge from.
+
+The analysis reads only the run directory (``resilience.analysis.analyse``), so whatever
+needs the network is fetched here, once, right after the load stops:
+
+- **Prometheus**: every expression the run's checks and detectors read, range-queried over
+  the whole run at one-second steps (``prometheus/`` and its index);
+- **traces**: the failed and slow requests' trace ids first, spread over endpoints and
+  phases, plus baseline samples of every endpoint (the dependency footprint is learned
+  from those), fetched from the trace backend (``traces/``);
+- **read-back**: every acknowledged write read back from the target (``readback.json``).
+
+Each source that does not answer is recorded with its reason in ``evidence.json``; the
+run still gets a verdict, and the checks and findings that needed the source say "not
+evaluated" and why. Every call has a timeout and every step a time budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from resilience.analysis.checks import builtin_shop_checks
+from resilience.analysis.pipeline import DETECTORS
+from resilience.errors import ObserveError
+from resilience.experiment.model import Experiment, WriteSpec
+from resilience.observe.prometheus import PrometheusSource
+from resilience.observe.traces import TraceSource, collect_traces
+from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
+from resilience.rundir.journal import JournalData
+from resilience.rundir.layout import RunDir
+from resilience.rundir.load import read_trace_refs, read_writes
+from resilience.rundir.readback import EndpointReadBack, ReadAnswer, ReadBack
+from resilience.rundir.records import TraceRef, WriteAck
+from resilience.rundir.series import SeriesStore
+from resilience.rundir.traces import save_collection
+from resilience.vocabulary import Phase, iso_utc, phase_named
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACES = 240
+"""Traces fetched per run: enough for evidence, bounded so the gathering stays quick."""
+BASELINE_TRACES_PER_ENDPOINT = 8
+TRACE_DEADLINE = 8.0
+"""Seconds to wait for traces the backend has not ingested. The shop exports spans within a
+second or two; a trace still missing after this belongs to a request the target has not
+finished yet (it is still queued or stuck) and will not help the verdict."""
+SERIES_MARGIN_S = 2.0
+"""Seconds gathered before the load's start and after its end."""
+MAX_POINTS = 10_000
+"""Prometheus refuses range queries of more than 11,000 points: longer runs get a wider step."""
+_LIST_KEYS = ("ids", "items", "data", "results")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the evidence comes from (each None when the run has no such source)."""
+
+    prometheus: PrometheusSource | None
+    traces: TraceSource | None
+    target_url: str | None
+    prometheus_endpoint: str | None = None
+    traces_endpoint: str | None = None
+
+
+def gather(
+    run_dir: Path,
+    experiment: Experiment,
+    journal: JournalData,
+    phases: Sequence[Phase],
+    sources: Sources,
+    *,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Evidence:
+    """Fetch the run's evidence into ``run_dir``; returns (and saves) the manifest."""
+    layout = RunDir(Path(run_dir))
+    evidence = Evidence()
+    say("gathering Prometheus series")
+    evidence.prometheus = gather_series(layout, experiment, journal, phases, sources)
+    say("fetching traces")
+    evidence.traces = gather_traces(layout, phases, sources)
+    writes = read_writes(layout.path)
+    if writes:
+        say(f"reading back {len(writes)} acknowledged writes")
+    evidence.readback = gather_readback(layout, experiment, writes, phases, sources)
+    evidence.gathered_at = iso_utc(time.time())
+    evidence.save(layout.path)
+    return evidence
+
+
+# -- Prometheus ---------------------------------------------------------------------------
+
+
+def expressions(experiment: Experiment, builtin: bool) -> dict[str, str]:
+    """PromQL -> a name for every series the run's checks and detectors read."""
+    wanted: dict[str, str] = {}
+    for check in experiment.checks:
+        wanted.setdefault(check.promql, check.name)
+    if builtin:
+        for builtin_check in builtin_shop_checks():
+            wanted.setdefault(builtin_check.promql, builtin_check.name)
+    for kind, cls in DETECTORS.items():
+        settings = next((v for k, v in experiment.detectors.items() if k == kind), None)
+        if settings is not None and not settings.enabled:
+            continue
+        for name, promql in cls().promql(experiment, builtin).items():
+            wanted.setdefault(promql, name)
+    return wanted
+
+
+def gather_series(
+    layout: RunDir,
+    experiment: Experiment,
+    journal: JournalData,
+    phases: Sequence[Phase],
+    sources: Sources,
+) -> SourceEvidence:
+    wanted = expressions(experiment, bool(journal.builtin))
+    if not wanted:
+        return SourceEvidence(status="not_needed")
+    store = SeriesStore(layout.path)
+    start_t = min((p.start for p in phases), default=0.0)
+    end_t = max((p.end for p in phases), default=journal.load_end or 0.0)
+    start = journal.t0 + min(start_t, 0.0) - SERIES_MARGIN_S
+    end = journal.t0 + end_t + SERIES_MARGIN_S
+    step = max(1.0, math.ceil((end - start) / MAX_POINTS))
+    source = sources.prometheus
+    if source is None:
+        reason = "no Prometheus for this run"
+        for promql, name in wanted.items():
+            store.failed(name, promql, start=start, end=end, reason=reason)
+        return SourceEvidence(status="unavailable", wanted=len(wanted), reason=reason)
+    try:
+        source.targets()
+    except ObserveError as exc:
+        reason = f"Prometheus at {source.endpoint} did not answer: {exc}"
+        for promql, name in wanted.items():
+            store.failed(name, promql, start=start, end=end, reason=reason)
+        return SourceEvidence(
+            status="unavailable", endpoint=source.endpoint, wanted=len(wanted), reason=reason
+        )
+    gathered = 0
+    errors: list[str] = []
+    for promql, name in wanted.items():
+        try:
+            series = source.query_range(promql, start, end, step)
+        except ObserveError as exc:
+            logger.warning("series %r not gathered: %s", name, exc)
+            store.failed(name, promql, start=start, end=end, reason=str(exc))
+            errors.append(f"{name}: {exc}")
+            continue
+        store.add(name, promql, series, start=start, end=end, step=step)
+        gathered += 1
+    status = "gathered" if not errors else "partial" if gathered else "unavailable"
+    return SourceEvidence(
+        status=status,
+        endpoint=source.endpoint,
+        wanted=len(wanted),
+        gathered=gathered,
+        reason="; ".join(errors[:3]) or None,
+    )
+
+
+# -- traces -------------------------------------------------------------------------------
+
+
+def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str, str]:
+    """Failed and slow requests first, spread over endpoints and phases, plus baseline
+    samples of every endpoint (the dependency footprint is learned from those)."""
+    refs = list(refs)
+    chosen: dict[str, str] = {}
+    baseline = phase_named(phases, "baseline")
+    per_endpoint: dict[str, int] = {}
+    for ref in refs:
+        in_baseline = baseline is not None and baseline.contains(ref.t)
+        taken = per_endpoint.get(ref.endpoint, 0)
+        if in_baseline and ref.outcome == "ok" and taken < BASELINE_TRACES_PER_ENDPOINT:
+            per_endpoint[ref.endpoint] = taken + 1
+            chosen[ref.trace_id] = ref.endpoint
+    buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
+    for ref in refs:
+        if ref.trace_id in chosen:
+            continue
+        phase = next((p.name for p in phases if p.contains(ref.t)), "other")
+        buckets.setdefault((phase, ref.endpoint, ref.reason), []).append(ref)
+    # Round-robin over the buckets so every (phase, endpoint, reason) gets examples.
+    queues = sorted(buckets.items(), key=lambda kv: (kv[0][2] == "sample", kv[0]))
+    depth = 0
+    while len(chosen) < MAX_TRACES and any(depth < len(q) for _, q in queues):
+        for _, queue in queues:
+            if depth < len(queue) and len(chosen) < MAX_TRACES:
+                chosen[queue[depth].trace_id] = queue[depth].endpoint
+        depth += 1
+    return chosen
+
+
+def gather_traces(layout: RunDir, phases: Sequence[Phase], sources: Sources) -> SourceEvidence:
+    wanted = select_traces(read_trace_refs(layout.path), phases)
+    if not wanted:
+        return SourceEvidence(status="not_needed", reason="the load engine kept no trace ids")
+    if sources.traces is None:
+        return SourceEvidence(
+            status="unavailable", wanted=len(wanted), reason="no trace backend for this run"
+        )
+    collection = collect_traces(
+        sources.traces, dict(wanted), concurrency=8, deadline_s=TRACE_DEADLINE
+    )
+    save_collection(collection, dict(wanted), layout.traces)
+    got = len(collection.traces)
+    reason: str | None
+    status: SourceStatus
+    if collection.unavailable and not got:
+        reason = next(iter(collection.missing.values()), "trace backend unavailable")
+        status = "unavailable"
+    elif got == 0:
+        reason = (
+            f"the target exported no spans: none of {len(wanted)} trace ids looked up was found"
+        )
+        status = "unavailable"
+    else:
+        reason = None if got == len(wanted) else f"{len(wanted) - got} of {len(wanted)} missing"
+        status = "gathered" if got == len(wanted) else "partial"
+    return SourceEvidence(
+        status=status,
+        endpoint=sources.traces_endpoint,
+        wanted=len(wanted),
+        gathered=got,
+        reason=reason,
+    )
+
+
+# -- read-back ----------------------------------------------------------------------------
+
+HttpGet = Callable[[str], tuple[int, Any]]
+
+
+def gather_readback(
+    layout: RunDir,
+    experiment: Experiment,
+    writes: Sequence[WriteAck],
+    phases: Sequence[Phase],
+    sources: Sources,
+) -> SourceEvidence:
+    if not writes:
+        return SourceEvidence(status="not_needed")
+    if sources.target_url is None:
+        reason = "no target to read back from"
+        ReadBack(error=reason).save(layout.path)
+        return SourceEvidence(status="unavailable", wanted=len(writes), reason=reason)
+    started = time.monotonic()
+    with httpx.Client(base_url=sources.target_url, timeout=5.0, trust_env=False) as http:
+
+        def http_get(path: str) -> tuple[int, Any]:
+            response = http.get(path)
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            return response.status_code, body
+
+        readback = read_back(experiment, writes, phases, http_get)
+    readback.seconds = round(time.monotonic() - started, 3)
+    readback.save(layout.path)
+    planned = sum(len(e.planned) for e in readback.endpoints.values())
+    answered = sum(
+        1 for e in readback.endpoints.values() for r in e.reads.values() if r.status is not None
+    )
+    if planned and not answered:
+        return SourceEvidence(
+            status="unavailable",
+            endpoint=sources.target_url,
+            wanted=planned,
+            reason="the target answered none of the read-backs",
+        )
+    return SourceEvidence(
+        status="gathered" if answered == planned else "partial",
+        endpoint=sources.target_url,
+        wanted=planned,
+        gathered=answered,
+    )
+
+
+def _setting(experiment: Experiment, name: str, default: float) -> float:
+    settings = next((v for k, v in experiment.detectors.items() if k == "data_loss"), None)
+    if settings is None or name not in settings.params:
+        return default
+    return float(settings.params[name])
+
+
+def read_back(
+    experiment: Experiment,
+    writes: Sequence[WriteAck],
+    phases: Sequence[Phase],
+    http_get: HttpGet,
+) -> ReadBack:
+    """Read back every acknowledged write through its request's ``list`` and ``read_back``
+    paths, within the ``data_loss`` detector's budget (``budget_s``, ``max_reads``,
+    ``concurrency``); records answers, judges nothing."""
+    specs = {r.endpoint: r.write for r in experiment.load.workload.requests or [] if r.write}
+    deadline = time.monotonic() + _setting(experiment, "budget_s", 60.0)
+    budget = int(_setting(experiment, "max_reads", 2000))
+    workers = max(1, int(_setting(experiment, "concurrency", 4)))
+    fault = phase_named(phases, "fault")
+    by_endpoint: dict[str, list[WriteAck]] = {}
+    for ack in writes:
+        by_endpoint.setdefault(ack.endpoint, []).append(ack)
+    result = ReadBack()
+    for endpoint, acks in sorted(by_endpoint.items()):
+        spec = specs.get(endpoint)
+        if spec is None:
+            continue
+        recorded = _read_endpoint(
+            endpoint, spec, acks, fault, http_get, budget=budget, deadline=deadline, workers=workers
+        )
+        budget -= len(recorded.planned)
+        result.endpoints[endpoint] = recorded
+    return result
+
+
+def _read_endpoint(
+    endpoint: str,
+    spec: WriteSpec,
+    acks: Sequence[WriteAck],
+    fault: Phase | None,
+    http_get: HttpGet,
+    *,
+    budget: int,
+    deadline: float,
+    workers: int,
+) -> EndpointReadBack:
+    recorded = EndpointReadBack(endpoint=endpoint, id_field=spec.id_field, list_path=spec.list)
+    first_ack: dict[str, WriteAck] = {}
+    for ack in acks:
+        first_ack.setdefault(str(ack.id), ack)
+    listed: set[str] | None = None
+    if spec.list is not None:
+        answered = _read_all(
+            http_get, [(spec.list, spec.list)], spec.id_field, deadline, workers
+        ).get(spec.list)
+        listing, body = answered if answered is not None else (None, None)
+        recorded.listing = listing
+        if listing is None or not listing.present:
+            why = (
+                "not read within the time budget"
+                if listing is None
+                else listing.error or f"HTTP {listing.status}"
+            )
+            recorded.notes.append(f"list {spec.list} failed ({why}): read back one by one")
+        else:
+            ids = parse_listing(body, spec.id_field)
+            if ids is None:
+                recorded.notes.append(
+                    f"list {spec.list} answered a shape not understood: read back one by one"
+                )
+            else:
+                recorded.listed_ids = ids
+                listed = {str(i) for i in ids}
+    if listed is not None:
+        to_read = [k for k in first_ack if k not in listed]
+    else:
+        # Faulted-window writes first: the likeliest to be lost if the budget runs out.
+        order = sorted(
+            first_ack.values(),
+            key=lambda a: (not (fault is not None and a.t >= fault.start), a.t),
+        )
+        to_read = [str(a.id) for a in order]
+    if len(to_read) > budget:
+        recorded.notes.append(
+            f"read back {max(budget, 0)} of {len(to_read)} writes (max_reads reached)"
+        )
+        to_read = to_read[: max(budget, 0)]
+    recorded.planned = to_read
+    paths = [(k, spec.read_back.replace("{id}", quote(k, safe=""))) for k in to_read]
+    recorded.reads = {
+        key: answer
+        for key, (answer, _) in _read_all(http_get, paths, spec.id_field, deadline, workers).items()
+    }
+    return recorded
+
+
+def parse_listing(body: Any, id_field: str) -> list[Any] | None:
+    """The ids a list endpoint answered, or ``None`` when the shape is not understood."""
+    items = body
+    if isinstance(body, dict):
+        items = next((body[k] for k in _LIST_KEYS if isinstance(body.get(k), list)), None)
+    if not isinstance(items, list):
+        return None
+    ids: list[Any] = []
+    for item in items:
+        if isinstance(item, dict):
+            if id_field not in item:
+                return None
+            ids.append(item[id_field])
+        elif isinstance(item, str | int) and not isinstance(item, bool):
+            ids.append(item)
+        else:
+            return None
+    return ids
+
+
+def _read_all(
+    http_get: HttpGet,
+    paths: Sequence[tuple[str, str]],
+    id_field: str,
+    deadline: float,
+    workers: int,
+) -> dict[str, tuple[ReadAnswer, Any]]:
+    """Read ``(key, path)`` pairs on a small pool until done or ``deadline``: per key the
+    answer as recorded and the body."""
+    if not paths:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read-back")
+    results: dict[str, tuple[ReadAnswer, Any]] = {}
+    try:
+        pending: dict[Future[tuple[ReadAnswer, Any]], str] = {}
+        queue = iter(paths)
+        # Keep at most twice as many reads as workers queued so a stop leaves little to cancel.
+        for key, path in _take(queue, 2 * workers):
+            pending[pool.submit(_read_twice, http_get, path, id_field)] = key
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            done, _ = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[pending.pop(future)] = future.result()
+            for key, path in _take(queue, len(done)):
+                pending[pool.submit(_read_twice, http_get, path, id_field)] = key
+    finally:
+        # Do not wait for a read stuck past the budget: its thread ends with its timeout.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
+
+
+def _take(iterator: Iterator[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    return list(islice(iterator, max(n, 0)))
+
+
+def _read(http_get: HttpGet, path: str, id_field: str) -> tuple[ReadAnswer, Any]:
+    """One GET: the answer as recorded, and the body; any failure means "not verified"."""
+    try:
+        status, body = http_get(path)
+    except Exception as exc:
+        return ReadAnswer(None, f"{type(exc).__name__}: {exc}"), None
+    record_id = body.get(id_field) if isinstance(body, dict) else None
+    ref = body.get("client_ref") if isinstance(body, dict) else None
+    answer = ReadAnswer(
+        status, record_id=record_id, client_ref=ref if isinstance(ref, str) and ref else None
+    )
+    return answer, body
+
+
+def _read_twice(http_get: HttpGet, path: str, id_field: str) -> tuple[ReadAnswer, Any]:
+    """One retry for a read that neither found nor missed the record (a transient error)."""
+    read, body = _read(http_get, path, id_field)
+    if read.present or read.absent:
+        return read, body
+    return _read(http_get, path, id_field)

@@ -1,0 +1,70 @@
+"""``rejudge(run_dir)``: judge a finished run again from its directory, and record it.
+
+Backs ``resilience analyse DIR``: the experiment the run recorded (``experiment.yaml``,
+with ``--set`` overrides applied on top: changed SLOs, checks or detector settings) is
+judged again by the pure analysis over the same files; the journal gets the new verdict
+and keeps the one it replaces in ``previous_verdicts``; the reports are rewritten. Nothing
+is re-run and nothing on the network is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from resilience.analysis.analyse import Verdict, analyse, previous
+from resilience.experiment.loader import load_experiment
+from resilience.rundir.journal import Journal
+from resilience.rundir.layout import RunDir
+from resilience.rundir.reader import read_journal
+from resilience.vocabulary import RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rejudged:
+    """The new verdict, the status and exit code it gives the run, and the old ones."""
+
+    verdict: Verdict
+    status: RunStatus
+    exit_code: int
+    reason: str
+    previous_status: RunStatus
+    previous_exit_code: int | None
+
+
+def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = True) -> Rejudged:
+    """Judge ``run_dir`` again (ExperimentError naming the file when it cannot be read)."""
+    layout = RunDir(Path(run_dir))
+    journal_data = read_journal(layout.path)
+    experiment = load_experiment(layout.experiment, overrides=overrides)
+    verdict = analyse(layout.path, experiment=experiment)
+    kept = previous(journal_data, time.time())
+    status: RunStatus = journal_data.status
+    exit_code = journal_data.exit_code
+    reason = verdict.reason
+    if status in ("passed", "failed", "running", "starting"):
+        status, exit_code = verdict.status, verdict.exit_code
+    elif status == "aborted" and exit_code == 1:
+        reason = f"{journal_data.reason}; re-judged: {verdict.reason}"
+    else:
+        reason = journal_data.reason or verdict.reason
+    journal = Journal(layout.journal, journal_data)
+    journal.update(
+        previous_verdicts=[*journal_data.previous_verdicts, kept],
+        status=status,
+        exit_code=exit_code,
+        reason=reason,
+        **verdict.journal_fields(),
+    )
+    if reports:
+        from resilience.report import write_reports
+
+        write_reports(layout.path)
+    return Rejudged(
+        verdict, status, exit_code or 0, reason, journal_data.status, journal_data.exit_code
+    )
