@@ -33,7 +33,10 @@ RunStatus = Literal["starting", "running", "passed", "failed", "aborted", "error
 FINAL_STATUSES: Final[frozenset[str]] = frozenset({"passed", "failed", "aborted", "error"})
 
 CheckStatus = Literal["passed", "failed", "not_evaluated"]
-FindingStatus = Literal["found", "not_evaluated", "inconclusive"]
+FindingStatus = Literal["found", "held", "not_evaluated", "inconclusive"]
+"""found: the detector's concern is there; held: it checked and what it checks held (with its
+counts, e.g. no write lost); not_evaluated: a source it needs is missing; inconclusive: the
+data could not decide."""
 
 OUTCOMES: Final[tuple[str, ...]] = ("ok", "4xx", "5xx", "timeout", "connection_error", "unexpected")
 """What became of one request. ``unexpected``: a status outside the request's ``expect`` that

@@ -131,7 +131,7 @@ def _finding_suite(journal: JournalData) -> _Suite:
         base = finding.kind + (f" {', '.join(endpoints)}" if endpoints else "")
         case = _Case(_unique(base, seen), kind="finding")
         title = finding_title(finding)
-        if finding.status != "found":
+        if finding.status not in ("found", "held"):
             case.outcome = "skipped"
             case.message = f"{finding.kind}: {finding.status.replace('_', ' ')} — {finding.summary}"
         elif finding.fails_run:

@@ -44,6 +44,7 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
     experiment = load_experiment(layout.experiment, overrides=overrides)
     verdict = analyse(layout.path, experiment=experiment)
     kept = previous(journal_data, time.time())
+    was_status, was_exit = journal_data.status, journal_data.exit_code
     status: RunStatus = journal_data.status
     exit_code = journal_data.exit_code
     reason = verdict.reason
@@ -65,6 +66,4 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
         from resilience.report import write_reports
 
         write_reports(layout.path)
-    return Rejudged(
-        verdict, status, exit_code or 0, reason, journal_data.status, journal_data.exit_code
-    )
+    return Rejudged(verdict, status, exit_code or 0, reason, was_status, was_exit)

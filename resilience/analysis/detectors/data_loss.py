@@ -20,7 +20,7 @@ records acknowledgements, not attempts.
 
 Lost, duplicated or mismatched > 0 is critical and fails the run; only unverified reads
 make the result ``inconclusive``. When nothing is wrong the finding still reports its
-counts (status ``found``, severity ``info``, not failing): "608 acknowledged, 0 lost".
+counts (status ``held``, severity ``info``): "608 acknowledged, 0 lost".
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ class DataLossDetector(BaseDetector):
             "back, 0 lost, 0 duplicated, 0 mismatched"
             + (f"; {present} unacknowledged but present" if present else "")
         )
-        return [self.finding(ctx, summary, evidence, severity="info", fails_run=False)]
+        return [self.finding(ctx, summary, evidence, severity="info", status="held")]
 
 
 def _unacknowledged_in_range(listed: Iterable[str], acked: Iterable[str]) -> int | None:
