@@ -16,7 +16,6 @@ from resilience.errors import LoadError
 from resilience.load import (
     ArrivalStage,
     LiveTick,
-    LoadData,
     LoadEngine,
     LoadPlan,
     LoadRecorder,
@@ -25,6 +24,7 @@ from resilience.load import (
 )
 from resilience.load.commands import SetRate, SetUsers
 from resilience.load.samples import CommandAck, LoadEvent
+from resilience.rundir.load import LoadData
 from tests.integration.test_load_engine import Server
 
 pytestmark = pytest.mark.integration

@@ -21,19 +21,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from resilience.analysis.checks import Check, builtin_shop_checks, evaluate_checks
 from resilience.experiment.expectation import Expectation
-from resilience.observe import (
-    Check,
-    GuardMonitor,
-    HttpPrometheusSource,
-    PhaseWindow,
-    PrometheusQueryError,
-    PromqlGuard,
-    builtin_shop_checks,
-    evaluate_checks,
-)
-from resilience.rundir.series import load_series
+from resilience.observe import GuardMonitor, HttpPrometheusSource, PrometheusQueryError, PromqlGuard
+from resilience.rundir.series import RecordedPrometheus, SeriesStore
 from resilience.stack.config import Ports
+from resilience.vocabulary import Phase
 
 pytestmark = pytest.mark.integration
 
@@ -231,36 +224,39 @@ def test_checks_over_real_windows(
     wait_for("5 to be scraped", lambda: scraped_value(source, 5))
     time.sleep(2.5)
     busy_end = time.time()
+    t0 = calm_start
     phases = [
-        PhaseWindow("baseline", calm_start, calm_end),
-        PhaseWindow("fault", calm_end, busy_end),
+        Phase("baseline", 0.0, calm_end - t0),
+        Phase("fault", calm_end - t0, busy_end - t0),
     ]
     promql = 'max(observe_test_value{kind="a"})'
+    # What the runner does after a run: gather the whole window into the run directory.
+    store = SeriesStore(tmp_path)
+    file = store.add(
+        "value", promql, source.query_range(promql, t0, busy_end, 1.0), start=t0, end=busy_end,
+        step=1.0,
+    )  # fmt: skip
     checks = [
         Check("value is zero", promql, "baseline", Expectation("==", 0)),
         Check("value is zero", promql, "fault", Expectation("==", 0)),
     ]
-    baseline, fault = evaluate_checks(checks, source, phases, tmp_path / "prometheus")
+    baseline, fault = evaluate_checks(
+        checks, RecordedPrometheus(tmp_path), phases, t0=t0, files={promql: file}
+    )
     assert baseline.status == "passed", baseline.reason
     assert baseline.points >= 2
     assert fault.status == "failed", fault.reason
     assert fault.max == 5.0
     assert fault.worst is not None and fault.worst.value == 5.0
     assert fault.first_failure is not None and fault.first_failure.t >= calm_end - 1.5
-    meta, saved = load_series(tmp_path / "prometheus" / str(fault.series_file))
-    assert meta["promql"] == promql
-    assert 5.0 in saved[0].values()
+    assert fault.series_file == file
 
 
 def test_builtin_shop_checks_are_valid_promql(source: HttpPrometheusSource) -> None:
     """Real Prometheus accepts every built-in PromQL (no shop here: zero or no data)."""
-    now = time.time()
-    phases = [
-        PhaseWindow("baseline", now - 6, now - 4),
-        PhaseWindow("fault", now - 4, now - 2),
-        PhaseWindow("recovery", now - 2, now),
-    ]
-    results = evaluate_checks(builtin_shop_checks(), source, phases, None)
+    t0 = time.time() - 6
+    phases = [Phase("baseline", 0, 2), Phase("fault", 2, 4), Phase("recovery", 4, 6)]
+    results = evaluate_checks(builtin_shop_checks(), source, phases, t0=t0)
     for result in results:
         assert "query failed" not in result.reason, result.reason
         assert result.status in ("passed", "not_evaluated"), result.reason
