@@ -26,7 +26,6 @@ from resilience.faults.catalogue import (
     specs_from_model,
     validate_attributes,
 )
-from resilience.faults.fake import FakeToxiproxy
 from resilience.faults.ledger import FaultLedger, LedgerEntry, read_ledger
 from resilience.faults.sweeper import SweepReport, sweep
 from resilience.faults.timeline import FaultEvent, FaultState, FaultTimeline, HealReport
@@ -46,7 +45,6 @@ __all__ = [
     "TOXIC_ATTRIBUTES",
     "TOXIC_PREFIX",
     "AttributeSpec",
-    "FakeToxiproxy",
     "FaultEvent",
     "FaultLedger",
     "FaultPlan",

@@ -3,7 +3,7 @@
 Everything the toolkit does to Toxiproxy goes through ``ToxiproxyApi``: the real
 ``ToxiproxyClient`` (sync httpx, a timeout on every call, a bounded retry on transport
 errors and 5xx answers, because deleting a toxic can stall under load) and the in-memory
-``FakeToxiproxy`` in ``resilience.faults.fake`` for unit tests. Toxiproxy silently ignores
+``FakeToxiproxy`` in ``resilience.testing.toxiproxy_fake`` for unit tests. Toxiproxy silently ignores
 attribute keys it does not know, so toxics are checked here against ``TOXIC_ATTRIBUTES``
 before anything is sent; every failure arrives as a ``ToxiproxyError`` (a ``FaultError``)
 naming the endpoint and the action.

@@ -21,7 +21,6 @@ from resilience.observe.guards import (
 )
 from resilience.observe.otlp import parse_otlp_json, to_otlp_json
 from resilience.observe.prometheus import (
-    FakePrometheusSource,
     HttpPrometheusSource,
     PrometheusQueryError,
     PrometheusSource,
@@ -44,7 +43,6 @@ from resilience.observe.spans import (
     touches,
 )
 from resilience.observe.traces import (
-    FakeTraceSource,
     JaegerTraceSource,
     TraceBackendUnavailable,
     TraceCollection,
@@ -56,8 +54,6 @@ __all__ = [
     "DEFAULT_WAIT_RULES",
     "WAIT_KIND",
     "WAIT_RESOURCE",
-    "FakePrometheusSource",
-    "FakeTraceSource",
     "Guard",
     "GuardMonitor",
     "GuardStatus",

@@ -2,8 +2,8 @@
 
 ``PrometheusSource`` is the interface the rest of the toolkit depends on; ``HttpPrometheusSource``
 talks to a real server over its HTTP API (``/api/v1/query``, ``/api/v1/query_range``,
-``/api/v1/targets``) with httpx and a timeout on every call, and ``FakePrometheusSource``
-returns canned series for unit tests. Every failure arrives as an ``ObserveError`` naming
+``/api/v1/targets``) with httpx and a timeout on every call (``FakePrometheusSource`` in
+``resilience.testing.observe_fakes`` returns canned series for unit tests). Every failure arrives as an ``ObserveError`` naming
 the query and the endpoint: ``PrometheusUnavailable`` when the server cannot be reached or
 does not answer in time (callers stop asking), ``PrometheusQueryError`` when it answered and
 refused (Prometheus's own ``errorType``/``error`` are quoted). Values keep Prometheus's
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -344,64 +344,3 @@ def _encode(v: float) -> float | str:
 
 def _decode(v: float | str) -> float:
     return float(v)
-
-
-Responder = Callable[[str], Sequence[Series]]
-
-
-class FakePrometheusSource:
-    """Canned answers for unit tests.
-
-    ``series`` maps a PromQL string to its series (full history); instant queries return each
-    series' last point at or before ``at`` (or its last point), range queries the points in
-    ``[start, end]``. ``error`` makes every call raise it; ``calls`` records what was asked.
-    """
-
-    def __init__(
-        self,
-        series: Mapping[str, Sequence[Series]] | None = None,
-        *,
-        targets: Sequence[Target] = (),
-        error: ObserveError | None = None,
-        responder: Responder | None = None,
-    ) -> None:
-        self.series: dict[str, Sequence[Series]] = dict(series or {})
-        self._targets = list(targets)
-        self.error = error
-        self.responder = responder
-        self.calls: list[tuple[str, str]] = []
-
-    @property
-    def endpoint(self) -> str:
-        return "fake://prometheus"
-
-    def _lookup(self, promql: str) -> Sequence[Series]:
-        if self.error is not None:
-            raise self.error
-        if self.responder is not None:
-            return self.responder(promql)
-        return self.series.get(promql, [])
-
-    def query(self, promql: str, at: float | None = None) -> list[Series]:
-        self.calls.append(("query", promql))
-        out: list[Series] = []
-        for s in self._lookup(promql):
-            points = [p for p in s.points if at is None or p[0] <= at]
-            if points:
-                out.append(Series(labels=s.labels, points=[points[-1]]))
-        return out
-
-    def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[Series]:
-        self.calls.append(("query_range", promql))
-        out: list[Series] = []
-        for s in self._lookup(promql):
-            points = [p for p in s.points if start <= p[0] <= end]
-            if points:
-                out.append(Series(labels=s.labels, points=points))
-        return out
-
-    def targets(self) -> list[Target]:
-        self.calls.append(("targets", ""))
-        if self.error is not None:
-            raise self.error
-        return list(self._targets)

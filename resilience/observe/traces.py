@@ -152,37 +152,6 @@ def _error_text(body: Any) -> str:
     return str(body)[:200]
 
 
-class FakeTraceSource:
-    """In-memory traces for unit tests.
-
-    ``visible_after`` makes a trace appear only from the n-th ``get`` of its id on
-    (simulating Jaeger's asynchronous ingestion); ``error`` makes every call raise.
-    """
-
-    def __init__(
-        self,
-        traces: Iterable[Trace] = (),
-        *,
-        visible_after: Mapping[str, int] | None = None,
-        error: ObserveError | None = None,
-    ) -> None:
-        self.traces = {t.trace_id: t for t in traces}
-        self.visible_after = dict(visible_after or {})
-        self.error = error
-        self.calls: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def get(self, trace_id: str) -> Trace | None:
-        with self._lock:
-            self.calls[trace_id] = self.calls.get(trace_id, 0) + 1
-            count = self.calls[trace_id]
-        if self.error is not None:
-            raise self.error
-        if count < self.visible_after.get(trace_id, 0):
-            return None
-        return self.traces.get(trace_id)
-
-
 @dataclass
 class TraceCollection:
     """What ``collect_traces`` got: traces by id, and why the others are missing."""

@@ -33,13 +33,13 @@ from resilience.analysis.detectors.cascading_failure import CascadingFailureDete
 from resilience.analysis.detectors.data_loss import DataLossDetector
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
 from resilience.analysis.detectors.retry_amplification import RetryAmplificationDetector
-from resilience.analysis.detectors.testing import SHOP_ENDPOINTS, histogram, shop_experiment
 from resilience.analysis.detectors.timeout import TimeoutDetector
 from resilience.analysis.recovery import measure_recovery
 from resilience.faults.toxiproxy import Toxic, ToxiproxyClient
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.observe.traces import JaegerTraceSource, collect_traces
 from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.testing.analysis import SHOP_ENDPOINTS, histogram, shop_experiment
 from resilience.vocabulary import FaultWindow, Phase
 from tests.integration.conftest import StackHandle
 

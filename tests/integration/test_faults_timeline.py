@@ -23,9 +23,9 @@ import pytest
 from resilience.faults.catalogue import FaultSpec
 from resilience.faults.ledger import read_ledger
 from resilience.faults.sweeper import sweep
-from resilience.faults.testing import EchoServer, ToxiproxyServer
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.faults.toxiproxy import ToxiproxyClient
+from resilience.testing.toxiproxy_server import EchoServer, ToxiproxyServer
 from resilience.vocabulary import MonotonicClock
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from resilience.errors import FaultError
-from resilience.faults.testing import EchoServer, ToxiproxyServer
 from resilience.faults.toxiproxy import (
     TOXIC_ATTRIBUTES,
     Toxic,
@@ -24,6 +23,7 @@ from resilience.faults.toxiproxy import (
     ToxiproxyConflict,
     ToxiproxyNotFound,
 )
+from resilience.testing.toxiproxy_server import EchoServer, ToxiproxyServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from resilience.report import write_reports
 from resilience.report.html import CSP
-from resilience.report.sample import write_sample_run
+from resilience.testing.sample_run import write_sample_run
 
 pytestmark = pytest.mark.integration
 

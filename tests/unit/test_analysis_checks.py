@@ -13,7 +13,6 @@ from resilience.analysis.checks import Check, builtin_shop_checks, evaluate_chec
 from resilience.experiment.expectation import Expectation
 from resilience.experiment.loader import parse_experiment
 from resilience.observe import (
-    FakePrometheusSource,
     HttpPrometheusSource,
     PrometheusQueryError,
     PrometheusUnavailable,
@@ -24,6 +23,7 @@ from resilience.rundir.layout import RunDir
 from resilience.rundir.series import RecordedPrometheus, SeriesStore
 from resilience.runner.evidence import Sources, gather_series
 from resilience.stack.config import Ports
+from resilience.testing.observe_fakes import FakePrometheusSource
 from resilience.vocabulary import Phase
 
 T0 = 1_000.0

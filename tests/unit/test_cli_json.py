@@ -12,9 +12,9 @@ from typer.testing import CliRunner, Result
 
 from resilience.cli import app
 from resilience.cli.verdict import SCHEMA_ID, error_record, verdict_record, verdict_schema
-from resilience.report.sample import write_sample_run
 from resilience.rundir.journal import Journal
 from resilience.runner.orchestrator import RunResult
+from resilience.testing.sample_run import write_sample_run
 
 PROBLEM_KEYS = {"file", "line", "path", "message", "expected", "got"}
 GOOD = """\

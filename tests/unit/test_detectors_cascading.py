@@ -6,7 +6,9 @@ from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector
-from resilience.analysis.detectors.testing import (
+from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
+from resilience.testing.analysis import (
     SHOP_PORTS,
     LoadBuilder,
     fault_phases,
@@ -15,8 +17,6 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.observe.spans import Trace
-from resilience.rundir.records import TraceRef
 from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from resilience.analysis.detectors._common import explain, percentile_ms
-from resilience.analysis.detectors.testing import (
+from resilience.testing.analysis import (
     LOAD_SPAN_ID,
     LoadBuilder,
     TraceBuilder,

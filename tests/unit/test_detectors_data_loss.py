@@ -12,16 +12,16 @@ from typing import Any
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
 from resilience.analysis.detectors.data_loss import DataLossDetector
-from resilience.analysis.detectors.testing import (
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.records import WriteAck
+from resilience.runner.evidence import HttpGet, parse_listing, read_back
+from resilience.testing.analysis import (
     LoadBuilder,
     fault_phases,
     make_context,
     shop_experiment,
     write_ack,
 )
-from resilience.rundir.readback import ReadBack
-from resilience.rundir.records import WriteAck
-from resilience.runner.evidence import HttpGet, parse_listing, read_back
 
 POST = "POST /orders"
 

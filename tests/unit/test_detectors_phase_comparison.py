@@ -7,12 +7,7 @@ from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.phase_comparison import PhaseComparisonDetector
-from resilience.analysis.detectors.testing import (
-    LoadBuilder,
-    fault_phases,
-    make_context,
-    shop_experiment,
-)
+from resilience.testing.analysis import LoadBuilder, fault_phases, make_context, shop_experiment
 from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"

@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Detector, Finding
-from resilience.analysis.detectors.testing import (
+from resilience.analysis.pipeline import DETECTORS, run_detectors
+from resilience.analysis.recovery import measure_recovery
+from resilience.experiment.model import DETECTOR_KINDS
+from resilience.observe.prometheus import Series
+from resilience.observe.spans import Trace
+from resilience.rundir.readback import ReadBack
+from resilience.rundir.records import TraceRef
+from resilience.runner.evidence import read_back
+from resilience.testing.analysis import (
     SHOP_ENDPOINTS,
     SHOP_PORTS,
     T0,
@@ -20,14 +28,7 @@ from resilience.analysis.detectors.testing import (
     shop_trace,
     write_ack,
 )
-from resilience.analysis.pipeline import DETECTORS, run_detectors
-from resilience.analysis.recovery import measure_recovery
-from resilience.experiment.model import DETECTOR_KINDS
-from resilience.observe.prometheus import FakePrometheusSource, Series
-from resilience.observe.spans import Trace
-from resilience.rundir.readback import ReadBack
-from resilience.rundir.records import TraceRef
-from resilience.runner.evidence import read_back
+from resilience.testing.observe_fakes import FakePrometheusSource
 
 ITEMS, ITEM, POST, ORDER = SHOP_ENDPOINTS
 PHASES = fault_phases(end=38, fault=(10, 22))

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
-from resilience.analysis.detectors.testing import (
+from resilience.observe.prometheus import PrometheusUnavailable, Series
+from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
+from resilience.testing.analysis import (
     T0,
     LoadBuilder,
     fault_phases,
@@ -16,9 +19,7 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.observe.prometheus import FakePrometheusSource, PrometheusUnavailable, Series
-from resilience.observe.spans import Trace
-from resilience.rundir.records import TraceRef
+from resilience.testing.observe_fakes import FakePrometheusSource
 
 ITEMS = "GET /catalog/items"
 POST = "POST /orders"

@@ -6,13 +6,8 @@ from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.slow_recovery import SlowRecoveryDetector
-from resilience.analysis.detectors.testing import (
-    LoadBuilder,
-    fault_phases,
-    make_context,
-    shop_experiment,
-)
 from resilience.analysis.recovery import measure_recovery
+from resilience.testing.analysis import LoadBuilder, fault_phases, make_context, shop_experiment
 from resilience.vocabulary import Phase
 
 ITEMS = "GET /catalog/items"

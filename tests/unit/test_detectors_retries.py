@@ -11,7 +11,10 @@ from resilience.analysis.detectors.retry_amplification import (
     SHOP_RETRIES,
     RetryAmplificationDetector,
 )
-from resilience.analysis.detectors.testing import (
+from resilience.observe.prometheus import Series
+from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
+from resilience.testing.analysis import (
     T0,
     LoadBuilder,
     fault_phases,
@@ -20,9 +23,7 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.observe.prometheus import FakePrometheusSource, Series
-from resilience.observe.spans import Trace
-from resilience.rundir.records import TraceRef
+from resilience.testing.observe_fakes import FakePrometheusSource
 
 POST = "POST /orders"
 PHASES = fault_phases(end=38, fault=(10, 22))

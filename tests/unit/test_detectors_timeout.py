@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from resilience.analysis.context import AnalysisContext
-from resilience.analysis.detectors.testing import (
+from resilience.analysis.detectors.timeout import TimeoutDetector
+from resilience.observe.spans import Trace
+from resilience.rundir.records import TraceRef
+from resilience.testing.analysis import (
     LOAD_SPAN_ID,
     LoadBuilder,
     TraceBuilder,
@@ -15,9 +18,6 @@ from resilience.analysis.detectors.testing import (
     shop_experiment,
     shop_trace,
 )
-from resilience.analysis.detectors.timeout import TimeoutDetector
-from resilience.observe.spans import Trace
-from resilience.rundir.records import TraceRef
 
 ITEMS = "GET /catalog/items"
 POST = "POST /orders"

@@ -10,14 +10,9 @@ from pathlib import Path
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.latency_trend import LatencyTrendDetector
 from resilience.analysis.detectors.memory_growth import SHOP_MEMORY, MemoryGrowthDetector
-from resilience.analysis.detectors.testing import (
-    T0,
-    LoadBuilder,
-    fault_phases,
-    make_context,
-    shop_experiment,
-)
-from resilience.observe.prometheus import FakePrometheusSource, Series
+from resilience.observe.prometheus import Series
+from resilience.testing.analysis import T0, LoadBuilder, fault_phases, make_context, shop_experiment
+from resilience.testing.observe_fakes import FakePrometheusSource
 
 ITEMS = "GET /catalog/items"
 LONG = 600

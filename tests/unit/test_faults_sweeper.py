@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from resilience.errors import FaultError
-from resilience.faults.fake import FakeToxiproxy
 from resilience.faults.ledger import FaultLedger, LedgerEntry, read_ledger, write_ledger
 from resilience.faults.sweeper import sweep
 from resilience.faults.toxiproxy import Toxic
+from resilience.testing.toxiproxy_fake import FakeToxiproxy
 
 
 def leftover_api() -> FakeToxiproxy:

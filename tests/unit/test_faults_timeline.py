@@ -9,9 +9,9 @@ import pytest
 
 from resilience.errors import FaultError
 from resilience.faults.catalogue import FaultSpec
-from resilience.faults.fake import FakeCall, FakeToxiproxy
 from resilience.faults.ledger import read_ledger
 from resilience.faults.timeline import FaultEvent, FaultTimeline, HealReport
+from resilience.testing.toxiproxy_fake import FakeCall, FakeToxiproxy
 from resilience.vocabulary import FakeClock
 
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from resilience.errors import FaultError
-from resilience.faults.fake import FakeToxiproxy
 from resilience.faults.toxiproxy import (
     Toxic,
     ToxiproxyApi,
@@ -19,6 +18,7 @@ from resilience.faults.toxiproxy import (
     ToxiproxyError,
     ToxiproxyNotFound,
 )
+from resilience.testing.toxiproxy_fake import FakeToxiproxy
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

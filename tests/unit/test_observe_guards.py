@@ -11,7 +11,6 @@ import pytest
 
 from resilience.experiment.expectation import Expectation
 from resilience.observe import (
-    FakePrometheusSource,
     GuardMonitor,
     HttpPrometheusSource,
     LoadGuard,
@@ -23,6 +22,7 @@ from resilience.observe import (
     Target,
 )
 from resilience.stack.config import Ports
+from resilience.testing.observe_fakes import FakePrometheusSource
 from resilience.vocabulary import FakeClock
 
 

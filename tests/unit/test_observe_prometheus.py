@@ -15,7 +15,6 @@ import pytest
 
 from resilience.errors import ObserveError
 from resilience.observe import (
-    FakePrometheusSource,
     HttpPrometheusSource,
     PrometheusQueryError,
     PrometheusUnavailable,
@@ -24,6 +23,7 @@ from resilience.observe import (
 )
 from resilience.rundir.series import load_series, save_series
 from resilience.stack.config import Ports
+from resilience.testing.observe_fakes import FakePrometheusSource
 
 PORTS = Ports().shifted(400)
 CLOSED_PORT = PORTS.catalog_proxy  # nothing of ours listens there during unit tests

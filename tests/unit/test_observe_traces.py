@@ -15,7 +15,6 @@ import pytest
 
 from resilience.errors import ObserveError
 from resilience.observe import (
-    FakeTraceSource,
     JaegerTraceSource,
     Span,
     Trace,
@@ -26,6 +25,7 @@ from resilience.observe import (
 )
 from resilience.rundir.traces import DirectoryTraceSource, load_trace, save_collection
 from resilience.stack.config import Ports
+from resilience.testing.observe_fakes import FakeTraceSource
 
 PORTS = Ports().shifted(400)
 CLOSED_PORT = PORTS.catalog_proxy

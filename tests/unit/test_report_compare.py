@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from resilience.cli import app
 from resilience.errors import ExperimentError
 from resilience.report.compare import Rules, compare_runs
-from resilience.report.sample import write_sample_run
 from resilience.rundir.journal import Journal, RecoveryRecord
+from resilience.testing.sample_run import write_sample_run
 
 LONG = {"duration": 100, "fault": (30.0, 65.0), "rate": 4}
 

@@ -10,7 +10,7 @@ import pytest
 
 from resilience.report import read_run, write_reports
 from resilience.report.html import render_html
-from resilience.report.sample import CASCADE_TRACE, write_sample_run
+from resilience.testing.sample_run import CASCADE_TRACE, write_sample_run
 
 HOSTILE = (
     '<script>alert("x")</script><img src=x onerror=alert(1)> & "quoted" | [l](http://evil.example)'

@@ -9,8 +9,8 @@ import pytest
 import xmlschema
 
 from resilience.report.junit import render_junit
-from resilience.report.sample import write_sample_run
 from resilience.rundir.journal import Journal, JournalData
+from resilience.testing.sample_run import write_sample_run
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "JUnit.xsd"
 

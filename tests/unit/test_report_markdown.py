@@ -7,7 +7,7 @@ from pathlib import Path
 
 from resilience.report import read_run
 from resilience.report.markdown import md, render_markdown
-from resilience.report.sample import write_sample_run
+from resilience.testing.sample_run import write_sample_run
 
 
 def _summary(tmp_path: Path, **kwargs: object) -> str:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from resilience.cli import app
 from resilience.errors import ExperimentError
 from resilience.report import read_run, write_reports
-from resilience.report.sample import CASCADE_TRACE, TIMEOUT_TRACE, write_sample_run
+from resilience.testing.sample_run import CASCADE_TRACE, TIMEOUT_TRACE, write_sample_run
 
 
 def test_report_command_rebuilds_everything_from_the_directory(tmp_path: Path) -> None:

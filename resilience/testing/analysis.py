@@ -23,11 +23,12 @@ from resilience.analysis.pipeline import DETECTORS
 from resilience.analysis.recovery import RecoveryResult
 from resilience.experiment.model import Experiment
 from resilience.histogram import new_histogram
-from resilience.observe.prometheus import FakePrometheusSource, PrometheusSource, Series
+from resilience.observe.prometheus import PrometheusSource, Series
 from resilience.observe.spans import AttrValue, Span, SpanEvent, SpanKind, Trace
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.records import TraceReason, TraceRef, WriteAck
 from resilience.rundir.series import RecordedPrometheus, SeriesStore
+from resilience.testing.observe_fakes import FakePrometheusSource
 from resilience.vocabulary import FaultWindow, Phase, phases_from_faults
 
 T0 = 1_700_000_000.0
