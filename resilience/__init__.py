@@ -21,8 +21,10 @@ from resilience.errors import (
 )
 
 if TYPE_CHECKING:
+    from resilience.analysis.analyse import Verdict, analyse
     from resilience.experiment.loader import load_experiment
     from resilience.experiment.model import Experiment
+    from resilience.runner.observer import LiveStatus, RunObserver
     from resilience.runner.orchestrator import RunOptions, RunResult, run_experiment
 
 __version__ = "0.1.0"
@@ -33,6 +35,10 @@ _LAZY = {
     "run_experiment": "resilience.runner.orchestrator",
     "RunOptions": "resilience.runner.orchestrator",
     "RunResult": "resilience.runner.orchestrator",
+    "RunObserver": "resilience.runner.observer",
+    "LiveStatus": "resilience.runner.observer",
+    "analyse": "resilience.analysis.analyse",
+    "Verdict": "resilience.analysis.analyse",
 }
 
 
@@ -52,13 +58,17 @@ __all__ = [
     "FaultError",
     "GuardTripped",
     "Interrupted",
+    "LiveStatus",
     "LoadError",
     "ObserveError",
     "ResilienceError",
+    "RunObserver",
     "RunOptions",
     "RunResult",
     "StackError",
+    "Verdict",
     "__version__",
+    "analyse",
     "load_experiment",
     "run_experiment",
 ]

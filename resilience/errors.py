@@ -4,15 +4,28 @@ Callers catch these and only these: errors from Toxiproxy, Prometheus, Jaeger, t
 subprocesses and the file system are translated at the boundary where they happen,
 with the endpoint and what we were doing.
 
-    ResilienceError                 root; exit 1 unless a subclass says otherwise
-    ├── ExperimentError             bad input (experiment file, flags, --set); exit 2
-    ├── StackError                  a stack component cannot start or answer; exit 3
-    │   └── DependencyUnavailable   a program or service is missing; exit 3
-    ├── FaultError                  Toxiproxy refused or failed an action
-    ├── ObserveError                Prometheus or Jaeger failed a query
-    ├── LoadError                   the load engine's worker processes failed; exit 3
-    ├── GuardTripped                a guard aborted the run (faults healed first)
-    └── Interrupted                 SIGINT or SIGTERM during a run; exit 130
+    ResilienceError                     root; exit 1 unless a subclass says otherwise
+    ├── ExperimentError                 bad input (experiment file, flags, --set); exit 2
+    ├── StackError                      a stack component cannot start or answer; exit 3
+    │   └── DependencyUnavailable       a program or service is missing; exit 3
+    ├── FaultError                      Toxiproxy refused or failed an action; exit 3
+    │   └── ToxiproxyError              the API answered with an error (faults/toxiproxy.py)
+    │       ├── ToxiproxyNotFound       404: no such proxy or toxic
+    │       └── ToxiproxyConflict       409: it exists already
+    ├── ObserveError                    Prometheus, Jaeger or the gathered evidence failed; exit 3
+    │   ├── PrometheusUnavailable       no answer in time: stop asking (observe/prometheus.py)
+    │   ├── PrometheusQueryError        Prometheus answered and refused the query
+    │   ├── TraceBackendUnavailable     no answer from the trace backend (observe/traces.py)
+    │   └── SeriesNotGathered           the run did not gather that series (rundir/series.py)
+    ├── LoadError                       the load engine's worker processes failed; exit 3
+    ├── GuardTripped                    a guard aborted the run (faults healed first); exit 1
+    └── Interrupted                     SIGINT or SIGTERM during a run; exit 130
+
+Not in this tree on purpose: the experiment loader's internal ``ValueProblem``,
+``CrossFieldError`` and ``InputProblems`` (collected into one ``ExperimentError`` before they
+leave ``resilience/experiment``), ``MissingVariable`` (a placeholder without a value while a
+request is built), and the reference shop's own ``ShopError`` family (the shop is a target,
+not the toolkit). ``tests/unit/test_errors.py`` keeps this picture complete.
 """
 
 from __future__ import annotations

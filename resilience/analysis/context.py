@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resilience.analysis.data import LoadView
 from resilience.analysis.recovery import RecoveryResult
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import FaultWindow, Phase, ShopMode, phase_named
 
 if TYPE_CHECKING:

@@ -13,26 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from hdrh.histogram import HdrHistogram
 
 from resilience.histogram import new_histogram, percentiles_ms
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
-
-
-class LoadView(Protocol):
-    """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together."""
-
-    @property
-    def endpoints(self) -> Sequence[str]: ...
-
-    @property
-    def seconds(self) -> Sequence[int]: ...
-
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None: ...
-
-    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]: ...
 
 
 @dataclass

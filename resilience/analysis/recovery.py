@@ -19,9 +19,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from resilience.analysis.data import LoadView, second_series
+from resilience.analysis.data import second_series
 from resilience.analysis.statistics import mad, median
 from resilience.histogram import count_above
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase, phase_named
 
 P95_FLOOR_MS = 50.0

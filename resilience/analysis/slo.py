@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from resilience.analysis.data import LoadView, WindowStats, window_stats
+from resilience.analysis.data import WindowStats, window_stats
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
 
 LATENCY_METRICS = ("p50", "p95", "p99", "max")

@@ -163,30 +163,6 @@ def _print_verdict(result: RunResult) -> None:
     console.print(Panel("\n".join(lines), title="verdict", expand=False), highlight=False)
 
 
-def _check_local(url: str) -> None:
-    from urllib.parse import urlsplit
-
-    from resilience.errors import ExperimentError
-    from resilience.experiment.model import LOCAL_HOSTS
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname not in LOCAL_HOSTS:
-        raise ExperimentError(
-            "invalid --target: traffic stays on this machine",
-            expected="an http(s) URL on 127.0.0.1, localhost or ::1",
-            got=url,
-        )
-
-
-def _check_out(out: Path | None) -> None:
-    from resilience.errors import ExperimentError
-
-    if out is not None and out.exists() and not out.is_dir():
-        raise ExperimentError(
-            "invalid --out: it names a file", expected="a directory (new or existing)", got=str(out)
-        )
-
-
 @dataclass(frozen=True)
 class _Request:
     """What the user asked for, checked and loaded once (the flags stop here)."""
@@ -210,17 +186,10 @@ def _prepare(
     from resilience.experiment.loader import load_experiment
     from resilience.runner.orchestrator import RunOptions
 
-    if target is not None:
-        _check_local(target)
-    _check_out(out)
-    loaded = load_experiment(experiment, profile=profile, overrides=overrides)
     options = RunOptions(
-        out=out,
-        shop_mode=shop_mode,
-        target=target.rstrip("/") if target else None,
-        workers=workers,
-        manage_stack=manage_stack,
+        out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=manage_stack
     )
+    loaded = load_experiment(experiment, profile=profile, overrides=overrides)
     return _Request(loaded, options, overrides)
 
 

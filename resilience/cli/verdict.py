@@ -10,6 +10,7 @@ real run's output against it). A run that could not start still gets a record:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ def verdict_schema() -> dict[str, Any]:
     return schema
 
 
-def _reports(paths: list[Path], junit_copy: Path | None) -> dict[str, str | None]:
+def _reports(paths: Sequence[Path], junit_copy: Path | None) -> dict[str, str | None]:
     reports: dict[str, str | None] = {"html": None, "junit": None, "markdown": None}
     for path in paths:
         kind = _REPORT_KINDS.get(path.suffix)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from resilience.analysis.data import LoadView
 from resilience.report.compare import Comparison, Rules, compare_runs
 from resilience.report.html import render_html
 from resilience.report.junit import render_junit
 from resilience.report.markdown import render_markdown
+from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData, read_run
 
 __all__ = [

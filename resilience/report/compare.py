@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from resilience.analysis.data import LoadView, WindowStats, second_series, window_stats
+from resilience.analysis.data import WindowStats, second_series, window_stats
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
 from resilience.rundir.journal import FindingRecord, JournalData
+from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData, read_run
 from resilience.vocabulary import SEVERITIES, Phase, phase_named
 

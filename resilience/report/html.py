@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from resilience.analysis.data import LoadView, second_series
+from resilience.analysis.data import second_series
 from resilience.observe.spans import Span, Trace
 from resilience.report import svg
 from resilience.report.summary import (
@@ -35,6 +35,7 @@ from resilience.report.summary import (
     verdict,
 )
 from resilience.rundir.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
+from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData
 from resilience.vocabulary import Phase
 

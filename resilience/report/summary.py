@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resilience.analysis.data import LoadView, WindowStats, window_stats
+from resilience.analysis.data import WindowStats, window_stats
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
 from resilience.rundir.journal import CheckRecord, FindingRecord, JournalData, SloRecord
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
 
 _SEVERITY_RANK = {

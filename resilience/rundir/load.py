@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from hdrh.histogram import HdrHistogram
@@ -36,6 +36,21 @@ from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
 
 logger = logging.getLogger(__name__)
+
+
+class LoadView(Protocol):
+    """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together."""
+
+    @property
+    def endpoints(self) -> Sequence[str]: ...
+
+    @property
+    def seconds(self) -> Sequence[int]: ...
+
+    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None: ...
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]: ...
+
 
 _TAG_SAFE = "/{}:|!*()'~@$&+;=?<>[]^`\"#"
 

@@ -20,12 +20,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from resilience.analysis.data import LoadView
 from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
 from resilience.observe.prometheus import Series
 from resilience.observe.spans import Trace
 from resilience.rundir.journal import Journal, JournalData
 from resilience.rundir.layout import RunDir
+from resilience.rundir.load import LoadView
 from resilience.rundir.series import load_series
 from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import Phase, phases_from_faults

@@ -19,18 +19,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from resilience.analysis.analyse import Verdict, analyse, run_phases_of
 from resilience.errors import (
     EXIT_INTERRUPTED,
+    ExperimentError,
     GuardTripped,
     Interrupted,
     ResilienceError,
 )
-from resilience.experiment.model import Experiment
+from resilience.experiment.model import LOCAL_HOSTS, Experiment
 from resilience.faults.catalogue import specs_from_model
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
@@ -54,7 +56,7 @@ from resilience.runner.target import (
     release_target,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import MonotonicClock, ShopMode
+from resilience.vocabulary import SHOP_MODES, MonotonicClock, ShopMode
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ HEAL_BUDGET = 0.9
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run (the experiment says what)."""
+    """How to run (the experiment says what). Checked when made: a bad value raises
+    ``ExperimentError`` naming the option, whoever builds it (the CLI or a library user)."""
 
     out: Path | None = None
     runs_root: Path = Path("runs")
@@ -76,15 +79,47 @@ class RunOptions:
     config: StackConfig | None = None
     reports: bool = True
 
+    def __post_init__(self) -> None:
+        if self.shop_mode is not None and self.shop_mode not in SHOP_MODES:
+            raise ExperimentError(
+                "invalid --shop-mode (RunOptions.shop_mode)",
+                expected=" or ".join(SHOP_MODES),
+                got=repr(self.shop_mode),
+            )
+        if self.target is not None:
+            parts = urlsplit(self.target)
+            if parts.scheme not in ("http", "https") or parts.hostname not in LOCAL_HOSTS:
+                raise ExperimentError(
+                    "invalid --target (RunOptions.target): traffic stays on this machine",
+                    expected="an http(s) URL on 127.0.0.1, localhost or ::1",
+                    got=self.target,
+                )
+            object.__setattr__(self, "target", self.target.rstrip("/"))
+        if self.workers is not None and not 1 <= self.workers <= 1024:
+            raise ExperimentError(
+                "invalid --workers (RunOptions.workers)",
+                expected="1 to 1024",
+                got=str(self.workers),
+            )
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise ExperimentError(
+                "invalid --out (RunOptions.out): it names a file",
+                expected="a directory (new or existing)",
+                got=str(self.out),
+            )
 
-@dataclass
+
+@dataclass(frozen=True)
 class RunResult:
+    """What a run ended with: its directory (None when it failed before making one), the
+    final status, the exit code and why, the journal as written, and the report files."""
+
     run_dir: Path | None
     status: Status
     exit_code: int
     reason: str
     journal: JournalData | None = None
-    report_files: list[Path] = field(default_factory=list)
+    report_files: tuple[Path, ...] = ()
 
 
 def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
@@ -302,7 +337,7 @@ class _Run:
         if hasattr(self, "_log_handler"):
             logging.getLogger("resilience").removeHandler(self._log_handler)
             self._log_handler.close()
-        return RunResult(self.run_dir, status, exit_code, reason, journal_data, files)
+        return RunResult(self.run_dir, status, exit_code, reason, journal_data, tuple(files))
 
     def _reports(self) -> list[Path]:
         from resilience.report import write_reports

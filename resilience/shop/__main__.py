@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = uvicorn.Server(config)
     try:
-        if separate:
+        if separate and settings.metrics_port is not None:
             # One server on two sockets: one event loop, one shutdown (see web.PortDispatch).
             try:
                 sockets = [

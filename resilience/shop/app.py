@@ -43,6 +43,6 @@ def served_app(app: FastAPI) -> ASGIApp:
     """What the server runs: ``app``, or with ``separate_metrics_port`` a dispatcher that
     sends requests on the metrics port to a ``/metrics``-only app."""
     settings: ShopSettings = app.state.settings
-    if not settings.options.separate_metrics_port:
+    if not settings.options.separate_metrics_port or settings.metrics_port is None:
         return app
     return PortDispatch(app, create_metrics_app(app.state.metrics), settings.metrics_port)

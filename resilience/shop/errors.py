@@ -1,17 +1,16 @@
 """The shop's own failures, each with the HTTP status it answers with and a short error type.
 
-They derive from ``ResilienceError`` so the rule "raise only ours across modules" holds
-inside the shop too. The web layer turns any of them into a JSON answer
+The shop is a target, not part of the toolkit: its errors have their own root
+(``ShopError``, an ``Exception``), so nothing of the toolkit can catch a shop failure as one
+of its own, nor the other way round. The web layer turns any of them into a JSON answer
 ``{"error": <error_type>, "detail": <message>}`` with ``status``, and records it on the
 current span (``error.type`` is the error type; a timeout is recorded as ``TimeoutError``).
 """
 
 from __future__ import annotations
 
-from resilience.errors import ResilienceError
 
-
-class ShopError(ResilienceError):
+class ShopError(Exception):
     """Root of the shop's failures; ``status`` is the HTTP status of the answer."""
 
     status: int = 500

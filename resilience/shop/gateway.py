@@ -86,6 +86,7 @@ class Gateway:
             metrics.watch_breaker("orders", self.breaker)
 
         policy = retry_policy(opts)
+        assert settings.catalog_url is not None and settings.orders_url is not None  # validated
         urls = {"catalog": settings.catalog_url, "orders": settings.orders_url}
         self.upstreams: dict[str, Upstream] = {}
         for name, url in urls.items():

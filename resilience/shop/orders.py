@@ -33,6 +33,7 @@ class NewOrder(BaseModel):
 
 def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Tracing) -> FastAPI:
     """The orders service's FastAPI app; the store starts (and migrates) in the lifespan."""
+    assert settings.database_url is not None  # validated: orders needs it
     store = OrdersStore(settings.database_url, settings.options, metrics, tracing.tracer)
 
     if tracing.enabled:

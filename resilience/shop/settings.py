@@ -25,7 +25,6 @@ from pydantic import (
 )
 
 from resilience.errors import ExperimentError
-from resilience.stack.config import Ports
 from resilience.vocabulary import SHOP_MODES, ShopMode
 
 ShopService = Literal["gateway", "orders", "catalog"]
@@ -254,10 +253,12 @@ class ShopSettings(BaseModel):
     mode: ShopMode
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
-    metrics_port: int = Field(ge=1, le=65535, description="/metrics with separate_metrics_port")
-    catalog_url: str
-    orders_url: str
-    database_url: str
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="/metrics with separate_metrics_port"
+    )
+    catalog_url: str | None = None
+    orders_url: str | None = None
+    database_url: str | None = None
     otlp_endpoint: str | None = None
     options: ShopOptions
 
@@ -272,13 +273,25 @@ class ShopSettings(BaseModel):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"must be a postgresql:// URL, got {value!r}")
         return value
 
     @model_validator(mode="after")
-    def _distinct_ports(self) -> ShopSettings:
+    def _what_the_service_needs(self) -> ShopSettings:
+        # The stack supervisor sets every address (resilience/stack/generate.py); a service
+        # started by hand must be told the ones it uses.
+        needed = {
+            "gateway": (("catalog_url", "SHOP_CATALOG_URL"), ("orders_url", "SHOP_ORDERS_URL")),
+            "orders": (("database_url", "SHOP_DATABASE_URL"),),
+            "catalog": (),
+        }[self.service]
+        if self.options.separate_metrics_port:
+            needed = (*needed, ("metrics_port", "SHOP_METRICS_PORT"))
+        missing = [env for field, env in needed if getattr(self, field) is None]
+        if missing:
+            raise ValueError(f"the {self.service} needs {', '.join(missing)}")
         if self.options.separate_metrics_port and self.metrics_port == self.port:
             raise ValueError(
                 f"SHOP_METRICS_PORT must differ from SHOP_PORT when separate_metrics_port is on "
@@ -357,18 +370,15 @@ def settings_from_env(
             continue
         overrides[name] = value
 
-    defaults = Ports()
     raw: dict[str, Any] = {
         "service": chosen_service,
         "mode": mode,
         "host": env.get("SHOP_HOST") or "127.0.0.1",
-        "port": env.get("SHOP_PORT") or getattr(defaults, chosen_service),
-        "metrics_port": env.get("SHOP_METRICS_PORT")
-        or getattr(defaults, f"{chosen_service}_metrics"),
-        "catalog_url": env.get("SHOP_CATALOG_URL") or f"http://127.0.0.1:{defaults.catalog_proxy}",
-        "orders_url": env.get("SHOP_ORDERS_URL") or f"http://127.0.0.1:{defaults.orders_proxy}",
-        "database_url": env.get("SHOP_DATABASE_URL")
-        or f"postgresql://resilience@127.0.0.1:{defaults.postgres_proxy}/shop",
+        "port": env.get("SHOP_PORT"),
+        "metrics_port": env.get("SHOP_METRICS_PORT") or None,
+        "catalog_url": env.get("SHOP_CATALOG_URL") or None,
+        "orders_url": env.get("SHOP_ORDERS_URL") or None,
+        "database_url": env.get("SHOP_DATABASE_URL") or None,
         "otlp_endpoint": env.get("SHOP_OTLP_ENDPOINT") or None,
         "options": {**MODE_DEFAULTS[mode].model_dump(), **overrides},
     }

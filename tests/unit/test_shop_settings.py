@@ -117,13 +117,17 @@ def test_argv_service_stands_in_for_shop_service() -> None:
     assert settings_from_env(env, service="orders").service == "orders"
 
 
-def test_defaults_follow_the_standard_stack() -> None:
-    """Without URLs and port, the standard stack's proxies and port are used."""
-    settings = settings_from_env({"SHOP_SERVICE": "orders"})
-    assert settings.mode == "fragile"
-    assert settings.port == 8001
-    assert settings.database_url == "postgresql://resilience@127.0.0.1:25432/shop"
-    assert settings.catalog_url == "http://127.0.0.1:28002"
+def test_a_service_must_be_told_the_addresses_it_uses() -> None:
+    """The stack supervisor sets every address; without them a service names what it needs
+    (its port, and the gateway its upstreams, orders its database)."""
+    with pytest.raises(ExperimentError, match="SHOP_PORT"):
+        settings_from_env({"SHOP_SERVICE": "catalog"})
+    with pytest.raises(ExperimentError, match="SHOP_DATABASE_URL"):
+        settings_from_env({"SHOP_SERVICE": "orders", "SHOP_PORT": "8001"})
+    with pytest.raises(ExperimentError, match="SHOP_CATALOG_URL, SHOP_ORDERS_URL"):
+        settings_from_env({"SHOP_SERVICE": "gateway", "SHOP_PORT": "8000"})
+    settings = settings_from_env({"SHOP_SERVICE": "catalog", "SHOP_PORT": "8002"})
+    assert settings.mode == "fragile" and settings.port == 8002
 
 
 @pytest.mark.parametrize(
@@ -276,10 +280,12 @@ def test_the_password_never_shows_in_reprs_or_json_dumps() -> None:
     assert settings.options.model_dump(mode="json")["auth_password"] == "**********"
 
 
-def test_metrics_port_defaults_to_the_standard_stack_port_of_the_service() -> None:
-    """Without SHOP_METRICS_PORT each service uses Ports' <service>_metrics (18000-18002)."""
-    for service, port in (("gateway", 18000), ("orders", 18001), ("catalog", 18002)):
-        assert settings_from_env({"SHOP_SERVICE": service}).metrics_port == port
+def test_a_separate_metrics_port_must_be_given() -> None:
+    """separate_metrics_port without SHOP_METRICS_PORT names the variable."""
+    env = {"SHOP_SERVICE": "catalog", "SHOP_PORT": "8002", "SHOP_OPT_SEPARATE_METRICS_PORT": "true"}
+    with pytest.raises(ExperimentError, match="SHOP_METRICS_PORT"):
+        settings_from_env(env)
+    assert settings_from_env({**env, "SHOP_METRICS_PORT": "18002"}).metrics_port == 18002
 
 
 def test_same_metrics_and_app_port_is_allowed_while_the_option_is_off() -> None:

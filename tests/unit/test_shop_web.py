@@ -18,6 +18,7 @@ from resilience.shop.errors import DependencyTimeout
 from resilience.shop.settings import settings_from_env
 
 CATALOG_ENV = {"SHOP_SERVICE": "catalog", "SHOP_MODE": "hardened", "SHOP_PORT": "8202"}
+UPSTREAMS = {"SHOP_CATALOG_URL": "http://127.0.0.1:9", "SHOP_ORDERS_URL": "http://127.0.0.1:9"}
 
 CONTRACT_METRICS = (
     "shop_http_request_duration_seconds",
@@ -133,7 +134,7 @@ def test_shop_errors_become_json_answers_and_count_as_errors() -> None:
 
 def test_gateway_exports_pool_and_breaker_state() -> None:
     """A hardened gateway exports its two pools and the orders breaker (closed) at once."""
-    env = {**CATALOG_ENV, "SHOP_SERVICE": "gateway", "SHOP_PORT": "8200"}
+    env = {**CATALOG_ENV, **UPSTREAMS, "SHOP_SERVICE": "gateway", "SHOP_PORT": "8200"}
     with app_client(build_app(settings_from_env(env))) as client:
         text = client.get("/metrics").text
         health = client.get("/health").json()
@@ -149,7 +150,7 @@ def test_gateway_exports_pool_and_breaker_state() -> None:
 
 def test_fragile_gateway_has_one_shared_pool() -> None:
     """A fragile gateway has a single pool named shared and no breaker."""
-    env = {**CATALOG_ENV, "SHOP_SERVICE": "gateway", "SHOP_MODE": "fragile"}
+    env = {**CATALOG_ENV, **UPSTREAMS, "SHOP_SERVICE": "gateway", "SHOP_MODE": "fragile"}
     with app_client(build_app(settings_from_env(env))) as client:
         health = client.get("/health").json()
         text = client.get("/metrics").text
@@ -218,7 +219,7 @@ def test_tracing_off_builds_no_provider_and_no_instrumentation() -> None:
     assert not isinstance(app.state.tracing.provider, TracerProvider)
     # The flag OpenTelemetry's instrumentors set on what they instrument.
     assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
-    gateway = build_app(settings_from_env({**env, "SHOP_SERVICE": "gateway"}))
+    gateway = build_app(settings_from_env({**env, **UPSTREAMS, "SHOP_SERVICE": "gateway"}))
     for client in gateway.state.gateway.clients:
         assert not getattr(client, "_is_instrumented_by_opentelemetry", False)
 
@@ -239,7 +240,7 @@ def test_tracing_on_with_an_endpoint_instruments_the_app() -> None:
         assert app.state.tracing.enabled is True
         assert isinstance(app.state.tracing.provider, TracerProvider)
         assert getattr(app, "_is_instrumented_by_opentelemetry", False) is True
-        gateway = build_app(settings_from_env({**env, "SHOP_SERVICE": "gateway"}))
+        gateway = build_app(settings_from_env({**env, **UPSTREAMS, "SHOP_SERVICE": "gateway"}))
         assert all(c._is_instrumented_by_opentelemetry for c in gateway.state.gateway.clients)
         gateway.state.tracing.shutdown()
     finally:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.data import LoadView
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
 from resilience.histogram import new_histogram, percentiles_ms
 from resilience.observe.prometheus import Series
+from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
 
 if TYPE_CHECKING:

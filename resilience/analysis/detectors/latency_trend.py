@@ -25,7 +25,7 @@ from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
-    from resilience.analysis.data import LoadView
+    from resilience.rundir.load import LoadView
 
 
 def bucket_p95(
