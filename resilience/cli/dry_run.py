@@ -176,7 +176,7 @@ def _table(title: str, *columns: str) -> Table:
     return table
 
 
-def show_plan(doc: dict[str, Any]) -> None:
+def show_plan(doc: dict[str, Any]) -> None:  # noqa: PLR0912 (one optional block per plan section)
     """The plan for people: one table per part, then what would be started."""
     profile = f" with profile {doc['profile']}" if doc["profile"] else ""
     console.print(

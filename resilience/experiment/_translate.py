@@ -118,7 +118,7 @@ def _bound_expected(error: ErrorDetails) -> str:
     return error["msg"]
 
 
-def _one(error: ErrorDetails, root: type[BaseModel], data: Any) -> list[Problem]:
+def _one(error: ErrorDetails, root: type[BaseModel], data: Any) -> list[Problem]:  # noqa: PLR0911 (a dispatch on pydantic's error type)
     loc = tuple(error["loc"])
     path, rest = _match_loc(loc, data)
     kind = error["type"]

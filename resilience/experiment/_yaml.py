@@ -186,7 +186,7 @@ class _Builder:
     def problem(self, message: str, expected: str, got: str, path: KeyPath, node: Node) -> None:
         self.problems.append(Problem(message, expected, got, path, _line(node)))
 
-    def build(self, node: Node, path: KeyPath, depth: int) -> Any:
+    def build(self, node: Node, path: KeyPath, depth: int) -> Any:  # noqa: PLR0911 (a dispatch on the YAML node kind)
         self.count += 1
         if self.count > self.max_nodes:
             if self.count == self.max_nodes + 1:

@@ -284,7 +284,7 @@ def _value_problem(problem: ValueProblem, path: KeyPath) -> Problem:
     )
 
 
-def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:
+def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # noqa: PLR0911 (a dispatch on the JSON value's type)
     """JSON-compatible data only (a YAML date or binary would fail at send time)."""
     if depth > _JSON_DEPTH_LIMIT:
         return [Problem("JSON body nested too deeply", "at most 32 levels", "more", path)]
@@ -805,7 +805,7 @@ class Experiment(_Model):
     _env: EnvRecord = PrivateAttr(default_factory=EnvRecord)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Experiment:
+    def _cross_checks(self) -> Experiment:  # noqa: PLR0912 (every cross-field rule of the file, each one branch)
         problems: list[Problem] = []
         if self.target is not None and self.shop is not None:
             problems.append(

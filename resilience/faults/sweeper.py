@@ -56,7 +56,7 @@ class SweepReport:
         return "; ".join(parts)
 
 
-def sweep(api: ToxiproxyApi, ledger_path: Path, proxies: list[str] | None = None) -> SweepReport:
+def sweep(api: ToxiproxyApi, ledger_path: Path, proxies: list[str] | None = None) -> SweepReport:  # noqa: PLR0912 (one branch per kind of leftover)
     """Remove leftover ``resilience-`` toxics and re-enable proxies a killed run disabled.
 
     Raises FaultError when Toxiproxy cannot even list its proxies. Individual failures

@@ -142,7 +142,7 @@ def _endpoints(raw: dict[str, Any]) -> dict[str, EndpointSecond]:
     }
 
 
-def decode_event(line: str | bytes) -> LoadEvent:
+def decode_event(line: str | bytes) -> LoadEvent:  # noqa: PLR0911 (a dispatch on the event type)
     """Parse one line; LoadError for anything that is not one of our events."""
     try:
         body = json.loads(line)

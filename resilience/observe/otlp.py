@@ -169,7 +169,7 @@ def _attributes(items: Sequence[Mapping[str, Any]] | None) -> dict[str, AttrValu
     return {str(kv["key"]): _value(kv.get("value", {})) for kv in items or []}
 
 
-def _value(v: Mapping[str, Any]) -> AttrValue:
+def _value(v: Mapping[str, Any]) -> AttrValue:  # noqa: PLR0911 (a dispatch on the OTLP value kind)
     if "stringValue" in v:
         return str(v["stringValue"])
     if "boolValue" in v:
@@ -191,7 +191,7 @@ def _kvs(attributes: Mapping[str, AttrValue]) -> list[dict[str, Any]]:
     return [{"key": k, "value": _any(v)} for k, v in attributes.items()]
 
 
-def _any(v: AttrValue) -> dict[str, Any]:
+def _any(v: AttrValue) -> dict[str, Any]:  # noqa: PLR0911 (a dispatch on the attribute's type)
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):

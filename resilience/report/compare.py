@@ -231,7 +231,7 @@ def _samples(view: LoadView, endpoint: str | None, phase: Phase) -> tuple[list[f
     return p95, rates
 
 
-def _judge_latency(
+def _judge_latency(  # noqa: PLR0911 (one return per rule of the latency judgement)
     a: Side, b: Side, sa: Sequence[float], sb: Sequence[float], rules: Rules
 ) -> Judgement:
     if a.requests < rules.min_requests or b.requests < rules.min_requests:
@@ -358,7 +358,7 @@ def _after_recovery(
     )
 
 
-def _recovery(ja: JournalData, jb: JournalData, rules: Rules) -> RecoveryDelta:
+def _recovery(ja: JournalData, jb: JournalData, rules: Rules) -> RecoveryDelta:  # noqa: PLR0911 (one return per recovery outcome pair)
     ra, rb = ja.recovery, jb.recovery
 
     def delta(outcome: Outcome, reason: str) -> RecoveryDelta:

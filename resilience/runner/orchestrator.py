@@ -351,7 +351,7 @@ class _Run:
         return [p for p in (paths.html, paths.junit, paths.markdown) if p is not None]
 
 
-def run_experiment(
+def run_experiment(  # noqa: PLR0915 (every exit path of a run in one place, so each heals first)
     experiment: Experiment,
     options: RunOptions | None = None,
     observer: RunObserver | None = None,

@@ -285,7 +285,7 @@ class OrdersStore:
     # -- the pool ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[tuple[asyncpg.Connection, float | None]]:
+    async def connection(self) -> AsyncIterator[tuple[asyncpg.Connection, float | None]]:  # noqa: PLR0915 (the connection life cycle with its metrics in one place)
         """A pooled connection and the statement budget left (``None``: unbounded).
 
         The wait for a slot is bounded by ``db_acquire_timeout_seconds`` (``Rejected``,

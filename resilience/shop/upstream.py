@@ -137,7 +137,7 @@ class Upstream:
             span.set_status(Status(StatusCode.ERROR, str(result)))
             raise result
 
-    async def _attempt(
+    async def _attempt(  # noqa: PLR0912 (one branch per outcome of an attempt)
         self, request: _Request, deadline_at: float | None, span: Span
     ) -> UpstreamResponse | ShopError:
         started = self._clock()
