@@ -38,7 +38,13 @@ from resilience.analysis.recovery import measure_recovery
 from resilience.faults.toxiproxy import Toxic, ToxiproxyClient
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.observe.traces import JaegerTraceSource, collect_traces
+from resilience.rundir.journal import JournalData
+from resilience.rundir.layout import RunDir
+from resilience.rundir.readback import ReadBack
 from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.rundir.series import RecordedPrometheus
+from resilience.rundir.traces import save_collection
+from resilience.runner.evidence import Sources, gather_series, read_back
 from resilience.testing.analysis import SHOP_ENDPOINTS, histogram, shop_experiment
 from resilience.vocabulary import FaultWindow, Phase
 from tests.integration.conftest import StackHandle
@@ -253,10 +259,10 @@ def analysis_context(
     measured; the live clients are closed on exit."""
     phases = run.phases()
     refs = [r for r in run.traffic.refs if r.t < run.end]
+    wanted: dict[str, str | None] = {r.trace_id: r.endpoint for r in refs}
     with JaegerTraceSource(handle.jaeger_query_url) as jaeger:
-        collected = collect_traces(
-            jaeger, {r.trace_id: r.endpoint for r in refs}, tmp_path / "traces", deadline_s=20.0
-        )
+        collected = collect_traces(jaeger, wanted, deadline_s=20.0)
+    save_collection(collected, wanted, tmp_path / "traces")
     unavailable = None
     if collected.unavailable:
         unavailable = "; ".join(sorted(set(collected.missing.values())))[:300]
@@ -268,10 +274,20 @@ def analysis_context(
         pg_proxy = f"127.0.0.1:{handle.config.ports.postgres_proxy}"
         dependencies = {"postgres": {pg_proxy, "postgresql"}}
     experiment = shop_experiment("slo: {recovery: {within: 10s}}\n" + extra, fault=bool(faults))
+    journal = JournalData(
+        experiment="detectors", started_at="", t0=run.traffic.t0, builtin=True, load_end=run.end
+    )
     with (
         HttpPrometheusSource(handle.prometheus_url) as prometheus,
         http_reader(handle.gateway_url) as http_get,
     ):
+        # What the runner does after a run: gather into the run directory, then judge.
+        gather_series(
+            RunDir(tmp_path), experiment, journal, phases, Sources(prometheus, None, None)
+        )
+        writes = list(run.traffic.writes)
+        read_back(experiment, writes, phases, http_get).save(tmp_path)
+        recorded = RecordedPrometheus(tmp_path)
         yield AnalysisContext(
             experiment=experiment,
             run_dir=tmp_path,
@@ -282,9 +298,10 @@ def analysis_context(
             trace_refs=refs,
             traces=collected.traces,
             traces_unavailable=unavailable,
-            prometheus=prometheus,
-            writes=list(run.traffic.writes),
-            http_get=http_get,
+            prometheus=recorded,
+            series_files={k: g.file for k, g in recorded.store.index().items() if g.file},
+            writes=writes,
+            readback=ReadBack.load(tmp_path),
             recovery=measure_recovery(view, phases, budget_seconds=10.0),
             builtin_shop=True,
             shop_mode=handle.stack.shop_mode(),
@@ -337,8 +354,8 @@ def test_fragile_shop_under_a_hung_database(
     assert any(f.evidence["numbers"].get("client timeouts", 0) >= 3 for f in timeouts), everything
     pools_found = {f.evidence["pool"] for f in pools if f.status == "found"}
     assert {"db pool 'orders-db'", "upstream pool 'shared'"} & pools_found, everything
-    saved = [f.evidence["series"] for f in pools if "series" in f.evidence]
-    assert all((tmp_path / "prometheus" / name).is_file() for name in saved)
+    pointers = [ref for f in pools for ref in f.evidence.get("series", [])]
+    assert all((tmp_path / "prometheus" / ref["file"]).is_file() for ref in pointers)
     numbers = retries.evidence["numbers"]
     assert numbers["calls per request baseline"] > 0.5, numbers
     assert "ratio (metrics)" in numbers and "ratio (traces)" in numbers, numbers
@@ -387,19 +404,21 @@ def test_lost_writes_with_ack_before_commit(
                 toxiproxy.set_enabled("postgres", True)
             lost_by_shop = queue()["lost"]
         writes = [WriteAck(0, i, POST, 1.0, 201) for i in kept + dropped]
+        phases = [Phase("baseline", 0, 1), Phase("fault", 1, 2), Phase("recovery", 2, 3)]
         with http_reader(stack.gateway_url) as http_get:
-            ctx = AnalysisContext(
-                experiment=shop_experiment(),
-                run_dir=tmp_path,
-                t0=time.time(),
-                phases=[Phase("baseline", 0, 1), Phase("fault", 1, 2), Phase("recovery", 2, 3)],
-                faults=[FaultWindow(0, "postgres", "outage", 1, 2)],
-                load=MemoryLoadView(),
-                writes=writes,
-                http_get=http_get,
-                builtin_shop=True,
-            )
-            [finding] = DataLossDetector().detect(ctx)
+            read_back(shop_experiment(), writes, phases, http_get).save(tmp_path)
+        ctx = AnalysisContext(
+            experiment=shop_experiment(),
+            run_dir=tmp_path,
+            t0=time.time(),
+            phases=phases,
+            faults=[FaultWindow(0, "postgres", "outage", 1, 2)],
+            load=MemoryLoadView(),
+            writes=writes,
+            readback=ReadBack.load(tmp_path),
+            builtin_shop=True,
+        )
+        [finding] = DataLossDetector().detect(ctx)
         assert finding.status == "found" and finding.fails_run
         lost = set(finding.evidence["lost_ids"])
         assert len(lost) == lost_by_shop

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from resilience.observe import JaegerTraceSource, collect_traces, dependency_footprint, touches
-from resilience.rundir.traces import DirectoryTraceSource
+from resilience.rundir.traces import DirectoryTraceSource, save_collection
 from resilience.stack.config import Ports
 
 pytestmark = pytest.mark.integration
@@ -384,14 +384,17 @@ def test_footprint_answers_which_endpoint_touches_the_postgres_proxy(
 def test_traces_saved_to_the_run_directory_load_back(
     jaeger: Jaeger, sent: Sent, tmp_path: Path
 ) -> None:
-    """collect_traces writes traces/<id>.json and index.json; the directory source reads them."""
+    """Collected traces saved as traces/<id>.json and index.json; the directory source reads them."""
     unknown = "0123456789abcdef0123456789abcdef"
-    requests = {sent.catalog: "GET /catalog/items", sent.orders: "GET /orders", unknown: "x"}
+    requests: dict[str, str | None] = {
+        sent.catalog: "GET /catalog/items",
+        sent.orders: "GET /orders",
+        unknown: "x",
+    }
     traces_dir = tmp_path / "traces"
     with JaegerTraceSource(jaeger.query_url) as source:
-        got = collect_traces(
-            source, requests, traces_dir, deadline_s=3, poll_interval_s=0.5, settle_s=1
-        )
+        got = collect_traces(source, requests, deadline_s=3, poll_interval_s=0.5, settle_s=1)
+    save_collection(got, requests, traces_dir)
     assert set(got.traces) == {sent.catalog, sent.orders}
     assert "not found" in got.missing[unknown]
     saved = DirectoryTraceSource(traces_dir)
