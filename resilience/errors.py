@@ -9,9 +9,10 @@ with the endpoint and what we were doing.
     ├── StackError                      a stack component cannot start or answer; exit 3
     │   └── DependencyUnavailable       a program or service is missing; exit 3
     ├── FaultError                      Toxiproxy refused or failed an action; exit 3
-    │   └── ToxiproxyError              the API answered with an error (faults/toxiproxy.py)
-    │       ├── ToxiproxyNotFound       404: no such proxy or toxic
-    │       └── ToxiproxyConflict       409: it exists already
+    │   ├── ToxiproxyError              the API answered with an error (faults/toxiproxy.py)
+    │   │   ├── ToxiproxyNotFound       404: no such proxy or toxic
+    │   │   └── ToxiproxyConflict       409: it exists already
+    │   └── FaultRefused                a game day refused an injection; exit 2 (gameday/faults.py)
     ├── ObserveError                    Prometheus, Jaeger or the gathered evidence failed; exit 3
     │   ├── PrometheusUnavailable       no answer in time: stop asking (observe/prometheus.py)
     │   ├── PrometheusQueryError        Prometheus answered and refused the query

@@ -494,7 +494,7 @@ class _Walk:
             done = self._memo[text] = self._redact(text)
         return done
 
-    def value(self, value: object, secret: bool) -> JSONValue:
+    def value(self, value: object, secret: bool) -> JSONValue:  # noqa: PLR0911 (a dispatch on the JSON value's type)
         if isinstance(value, str):
             if secret and value:
                 return MARKER

@@ -43,7 +43,7 @@ def _print_json(data: Any) -> None:
 
 
 @gameday_app.command("start")
-def start(  # noqa: PLR0917 - typer maps parameters to options
+def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
     plan: Annotated[
         Path | None, typer.Argument(metavar="FILE", help="A game-day plan (YAML).")
     ] = None,
@@ -94,9 +94,9 @@ def start(  # noqa: PLR0917 - typer maps parameters to options
 ) -> None:
     """Start a session: prepare the target, hold a steady load, serve the console."""
 
-    def body() -> int:
-        from resilience.cli.run import _check_local
+    def body() -> int:  # noqa: PLR0912, PLR0915 (the session's start, checks first)
         from resilience.errors import ExperimentError, Interrupted
+        from resilience.experiment.model import check_target_url
         from resilience.experiment.units import parse_duration
         from resilience.gameday.plan import load_plan, plan_for_experiment, resolve_plan
         from resilience.gameday.server import ConsoleServer, new_token
@@ -108,7 +108,7 @@ def start(  # noqa: PLR0917 - typer maps parameters to options
                 "invalid --shop-mode", expected="fragile or hardened", got=shop_mode
             )
         if target is not None:
-            _check_local(target)
+            check_target_url(target)
         if plan is not None and experiment is not None:
             raise ExperimentError(
                 "give a plan or --experiment, not both",

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from resilience.errors import ExperimentError
 from resilience.experiment._env import EnvRecord
 from resilience.experiment._problems import KeyPath, Problem, ValueProblem, describe, raise_if
 from resilience.experiment.expectation import Expectation
@@ -179,6 +180,17 @@ def _local_url(value: str) -> str:
     if port == 0:
         raise ValueProblem(expected, describe(value))
     return value.strip().rstrip("/")
+
+
+def check_target_url(url: str, *, option: str = "--target") -> str:
+    """A target URL given outside a file (a flag, a library option): the same rule as the
+    file's ``target.url``; ``ExperimentError`` naming ``option`` otherwise."""
+    try:
+        return _local_url(url)
+    except ValueProblem as problem:
+        raise ExperimentError(
+            f"invalid {option}", expected=problem.expected, got=problem.got
+        ) from None
 
 
 # ---------------------------------------------------------------------------- target

@@ -350,7 +350,7 @@ def plan_for_experiment(experiment: str) -> ResolvedPlan:
     return resolve_plan(plan, file=f"--experiment {experiment}", lines={})
 
 
-def resolve_plan(
+def resolve_plan(  # noqa: PLR0912 (one branch per plan key)
     plan: GamedayPlan,
     *,
     file: str = "<plan>",

@@ -21,8 +21,8 @@ from typing import Any
 
 from resilience.analysis.data import second_series, window_stats
 from resilience.analysis.recovery import measure_recovery
-from resilience.load.recorder import LoadData
 from resilience.report.svg import PALETTE, Line, LineChart, Window, line_chart
+from resilience.rundir.load import LoadData
 from resilience.vocabulary import Phase
 
 logger = logging.getLogger(__name__)

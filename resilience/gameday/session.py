@@ -42,7 +42,7 @@ from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import CommandAck, LoadEvent
 from resilience.observe.guards import GuardTrip
 from resilience.observe.prometheus import HttpPrometheusSource
-from resilience.report.journal import FaultRecord, Journal, PhaseRecord, Status
+from resilience.rundir.journal import FaultRecord, Journal, PhaseRecord, Status
 from resilience.runner.target import (
     PreparedTarget,
     clear_active,

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from resilience.analysis.analyse import Verdict, analyse, run_phases_of
 from resilience.errors import (
@@ -32,7 +31,7 @@ from resilience.errors import (
     Interrupted,
     ResilienceError,
 )
-from resilience.experiment.model import LOCAL_HOSTS, Experiment
+from resilience.experiment.model import Experiment, check_target_url
 from resilience.faults.catalogue import specs_from_model
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
@@ -87,14 +86,8 @@ class RunOptions:
                 got=repr(self.shop_mode),
             )
         if self.target is not None:
-            parts = urlsplit(self.target)
-            if parts.scheme not in ("http", "https") or parts.hostname not in LOCAL_HOSTS:
-                raise ExperimentError(
-                    "invalid --target (RunOptions.target): traffic stays on this machine",
-                    expected="an http(s) URL on 127.0.0.1, localhost or ::1",
-                    got=self.target,
-                )
-            object.__setattr__(self, "target", self.target.rstrip("/"))
+            checked = check_target_url(self.target, option="--target (RunOptions.target)")
+            object.__setattr__(self, "target", checked)
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise ExperimentError(
                 "invalid --workers (RunOptions.workers)",

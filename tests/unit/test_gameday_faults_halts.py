@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from resilience.experiment.model import Guard
-from resilience.faults.fake import FakeToxiproxy
 from resilience.faults.timeline import FaultEvent
 from resilience.gameday.faults import FaultBoard, FaultRefused
 from resilience.gameday.halts import HaltBoard
 from resilience.observe.guards import LoadSnapshot
+from resilience.testing.toxiproxy_fake import FakeToxiproxy
 from resilience.vocabulary import FakeClock
 
 

@@ -456,7 +456,7 @@ def test_a_whole_sample_run_directory_is_left_unchanged(tmp_path: Path) -> None:
     """Every file of a secret-free run (journal, series, traces, HTML, Markdown, JUnit) stays
     byte for byte the same under redact_text, and its JSON under redact_json."""
     from resilience.report import write_reports
-    from resilience.report.sample import write_sample_run
+    from resilience.testing.sample_run import write_sample_run
 
     run_dir = tmp_path / "run"
     write_reports(run_dir, write_sample_run(run_dir))
