@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from resilience.analysis.data import second_series, window_stats
+from resilience.analysis.data import LoadView, second_series, window_stats
 from resilience.analysis.recovery import measure_recovery
 from resilience.report.svg import PALETTE, Line, LineChart, Window, line_chart
 from resilience.rundir.load import LoadData
@@ -67,24 +67,33 @@ def fault_groups(faults: list[dict[str, Any]], end: float) -> list[FaultGroup]:
         else:
             groups.append(FaultGroup(fault["applied_at"], healed, [fault]))
     for i, group in enumerate(groups):
-        group.recovery_end = groups[i + 1].start if i + 1 < len(groups) else end
+        # The last second of a session is cut short by the end: it is not a second to judge.
+        group.recovery_end = groups[i + 1].start if i + 1 < len(groups) else max(0.0, end - 1.0)
     return groups
 
 
-def measure(journal: dict[str, Any], data: LoadData | None) -> list[FaultGroup]:
+def measure(journal: dict[str, Any], data: LoadView | None) -> list[FaultGroup]:
     """Fault windows with their measured recovery, endpoint numbers, hypotheses and notes."""
     end = _end(journal)
     groups = fault_groups(journal.get("faults") or [], end)
     warmup = float(journal.get("warmup", 2.0) or 0.0)
     recovery = journal.get("recovery_settings") or {}
     first_baseline = Phase("baseline", warmup, groups[0].start) if groups else None
-    previous_end = warmup
+    if data is not None and groups:
+        # Requests still unanswered when the load stopped are abandoned, not recorded: the
+        # seconds they were sent in look empty. Judge no second after the last with data.
+        sent = [s for s in data.seconds if sum(data.counts(None, s).values()) > 0]
+        last = float(max(sent) + 1) if sent else 0.0
+        groups[-1].recovery_end = max(groups[-1].end or 0.0, min(groups[-1].recovery_end, last))
+    previous_end: float | None = warmup
     for group in groups:
-        base = Phase("baseline", previous_end, group.start)
-        if base.duration < MIN_BASELINE_S and first_baseline is not None:
+        # The clean stretch before this window: from the moment the previous one had
+        # recovered; the session's first baseline when there was none (or it was too short).
+        base = Phase("baseline", previous_end if previous_end is not None else 0.0, group.start)
+        if (previous_end is None or base.duration < MIN_BASELINE_S) and first_baseline is not None:
             base = first_baseline
         group.baseline = base
-        previous_end = group.recovery_end
+        previous_end = None
         if data is None or group.end is None:
             group.recovery_note = "never healed" if group.end is None else "no load data"
             continue
@@ -99,10 +108,21 @@ def measure(journal: dict[str, Any], data: LoadData | None) -> list[FaultGroup]:
             band_k=float(recovery.get("band_k", 3.0)),
             stable_seconds=int(recovery.get("stable_seconds", 5)),
         )
+        if result is not None and result.recovered and result.first_stable_second is not None:
+            stable = range(
+                result.first_stable_second, result.first_stable_second + result.stable_seconds
+            )
+            if sum(sum(data.counts(None, s).values()) for s in stable) == 0:
+                # In band only because a flat baseline allows 0 req/s: no evidence either way.
+                group.recovered = None
+                group.recovery_note = "no requests were sent after the heal to judge it by"
+                result = None
         if result is not None:
             group.recovery_s = result.seconds
             group.recovered = result.recovered
             group.recovery_note = result.note
+            if result.recovered and result.seconds is not None:
+                previous_end = group.end + result.seconds + int(recovery.get("stable_seconds", 5))
         else:
             group.recovery_note = "no baseline to compare with"
         for endpoint in data.endpoints:
@@ -217,7 +237,7 @@ def summary_markdown(journal: dict[str, Any], groups: list[FaultGroup]) -> str:
 # ---------------------------------------------------------------------------------- html
 
 
-def _charts(data: LoadData | None, groups: list[FaultGroup], end: float) -> str:
+def _charts(data: LoadView | None, groups: list[FaultGroup], end: float) -> str:
     if data is None or not data.seconds:
         return "<p>No load data.</p>"
     seconds = list(range(0, int(end) + 1))
@@ -281,7 +301,7 @@ td:first-child,th:first-child{text-align:left}
 """
 
 
-def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadData | None) -> str:
+def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadView | None) -> str:
     end = _end(journal)
     e = escape
     parts = [
