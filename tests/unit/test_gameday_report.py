@@ -66,7 +66,7 @@ def test_each_window_gets_its_own_recovery_and_notes() -> None:
     assert first.recovered is True and first.recovery_s == 3.0
     assert second.recovered is True and second.recovery_s == 0.0
     assert second.baseline is not None and (second.baseline.start, second.baseline.end) == (
-        20.0,
+        28.0,
         35.0,
     )
     assert [n["id"] for n in first.hypotheses] == [1] and [n["id"] for n in first.observations] == [
