@@ -637,8 +637,8 @@ class Session:
                 release_target(self.prepared)
             except ResilienceError as exc:
                 logger.warning("could not take down what the session started: %s", exc)
-        (self.config.paths.state / SESSION_FILE).unlink(missing_ok=True)
-        if self._locked:
+        if self._locked:  # a session refused by the lock must not touch the running one's file
+            (self.config.paths.state / SESSION_FILE).unlink(missing_ok=True)
             self.lock.release()
         self.result = result
         self.finished.set()

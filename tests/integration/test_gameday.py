@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
 PLAN = """
 name: test-gameday
 experiment: db-hang
-max_duration: 4m
+max_duration: {max_duration}
 load: {{users: 20, spawn_rate: 20, client_timeout: 3s, workers: 1}}
 halt: {halt}
 steps:
@@ -86,9 +86,9 @@ class Running:
 def start_session(fragile_shop: StackHandle, tmp_path: Path) -> Iterator[Any]:
     started: list[Running] = []
 
-    def start(halt: str = "[]") -> Running:
+    def start(halt: str = "[]", max_duration: str = "4m") -> Running:
         plan = tmp_path / "plan.yaml"
-        plan.write_text(PLAN.format(halt=halt), encoding="utf-8")
+        plan.write_text(PLAN.format(halt=halt, max_duration=max_duration), encoding="utf-8")
         out = tmp_path / "session"
         log = tmp_path / "gameday-start.log"
         with log.open("wb") as output:
@@ -346,3 +346,27 @@ def test_a_killed_session_is_swept_by_the_next_stack_status(
     assert "resilience-0-hang" in status.stderr and "aborted" in status.stderr, status.stderr
     assert leftovers(fragile_shop) == []
     assert running.journal()["status"] == "aborted"
+
+
+def test_one_session_per_state_directory_and_it_ends_by_itself(
+    start_session: Any, fragile_shop: StackHandle, tmp_path: Path
+) -> None:
+    """A second `gameday start` on the same state directory is refused (exit 3); a session
+    ends by itself at its max_duration, healed and reported."""
+    running = start_session(max_duration="15s")
+    second = cli(
+        fragile_shop,
+        "gameday",
+        "start",
+        "--experiment",
+        "db-hang",
+        "--out",
+        str(tmp_path / "second"),
+        timeout=60,
+    )
+    assert second.returncode == 3 and "already running" in second.stderr, second.stderr
+    assert cli(fragile_shop, "gameday", "status").returncode == 0  # the first is untouched
+    assert running.process.wait(timeout=60) == 0
+    journal = running.journal()
+    assert journal["status"] == "passed" and "maximum length" in journal["reason"]
+    assert (running.out / "report.html").is_file()
