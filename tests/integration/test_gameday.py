@@ -370,3 +370,22 @@ def test_one_session_per_state_directory_and_it_ends_by_itself(
     journal = running.journal()
     assert journal["status"] == "passed" and "maximum length" in journal["reason"]
     assert (running.out / "report.html").is_file()
+
+
+def test_sigterm_ends_the_session_healing_first(
+    start_session: Any, fragile_shop: StackHandle
+) -> None:
+    """SIGTERM during a fault: healed within a second, then the load stops and the report
+    is written, like the End button."""
+    running = start_session()
+    assert cli(fragile_shop, "gameday", "inject", "db-hang").returncode == 0
+    assert leftovers(fragile_shop) == ["postgres/resilience-0-hang"]
+    running.process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    wait_for(lambda: not leftovers(fragile_shop), timeout=5, every=0.01)
+    healed_after = time.monotonic() - sent
+    assert running.process.wait(timeout=60) == 0
+    assert healed_after < 1.0, healed_after
+    journal = running.journal()
+    assert journal["reason"] == "ended by SIGTERM" and journal["faults"][0]["healed_at"] is not None
+    assert (running.out / "summary.md").is_file()
