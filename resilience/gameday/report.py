@@ -19,10 +19,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from resilience.analysis.data import LoadView, second_series, window_stats
+from resilience.analysis.data import second_series, window_stats
 from resilience.analysis.recovery import measure_recovery
 from resilience.report.svg import PALETTE, Line, LineChart, Window, line_chart
-from resilience.rundir.load import LoadData
+from resilience.rundir.load import LoadData, LoadView
 from resilience.vocabulary import Phase
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def fault_groups(faults: list[dict[str, Any]], end: float) -> list[FaultGroup]:
     return groups
 
 
-def measure(journal: dict[str, Any], data: LoadView | None) -> list[FaultGroup]:
+def measure(journal: dict[str, Any], data: LoadView | None) -> list[FaultGroup]:  # noqa: PLR0912 (each window: baseline, recovery, traffic check, endpoints, notes)
     """Fault windows with their measured recovery, endpoint numbers, hypotheses and notes."""
     end = _end(journal)
     groups = fault_groups(journal.get("faults") or [], end)

@@ -151,7 +151,7 @@ def _visible_within(page: Any, selector: str, text: str, timeout_s: float) -> fl
     return time.monotonic() - started
 
 
-def test_a_game_day_in_the_browser(
+def test_a_game_day_in_the_browser(  # noqa: PLR0915 (one walk-through, step by step)
     start_session: Any, fragile_shop: StackHandle, tmp_path: Path
 ) -> None:
     """Join, hypothesis, inject db-hang, catalog errors rise on the chart, observation (seen by
