@@ -13,6 +13,7 @@ from resilience.faults.timeline import FaultEvent
 from resilience.gameday.faults import FaultBoard, FaultRefused
 from resilience.gameday.halts import HaltBoard
 from resilience.observe.guards import LoadSnapshot
+from resilience.observe.prometheus import Series, Target
 from resilience.testing.toxiproxy_fake import FakeToxiproxy
 from resilience.vocabulary import FakeClock
 
@@ -148,3 +149,48 @@ def test_a_breach_that_ends_early_does_not_trip() -> None:
         assert halts.tick(float(t)) == [], t
     halts.add(guard(name="errors", load="error_rate", expect="< 95%"), origin="live")  # re-armed
     assert [h["origin"] for h in halts.status()] == ["live"]
+
+
+class Pool:
+    """A Prometheus fake: one series whose value the test sets."""
+
+    endpoint = "fake"
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def query(self, promql: str, at: float | None = None) -> list[Series]:
+        return [Series({"service": "orders"}, [(0.0, self.value)])]
+
+    def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[Series]:
+        return []
+
+    def targets(self) -> list[Target]:
+        return []
+
+
+def test_a_promql_halt_trips_on_prometheus_readings() -> None:
+    """A PromQL condition reads Prometheus (one source shared by all conditions) and trips
+    after its 'for'; a condition without Prometheus configured is refused."""
+    clock = FakeClock()
+    pool = Pool()
+    made: list[Pool] = []
+
+    def factory() -> Pool:
+        made.append(pool)
+        return pool
+
+    halts = HaltBoard(clock, Live(), factory, background=False)
+    halts.add(guard(name="pool", promql="max(shop_db_pool_waiting)", expect="< 5", **{"for": "2s"}))
+    halts.add(guard(name="pool2", promql="max(shop_db_pool_waiting)", expect="< 50"))
+    assert len(made) == 1
+    trips = []
+    for t, value in ((0.0, 0.0), (1.0, 9.0), (2.0, 9.0), (3.0, 9.0)):
+        clock.t, pool.value = t, value
+        halts.poll_promql()
+        trips += halts.tick(t)
+    assert [(trip.guard, trip.breached_since, trip.tripped_at) for trip in trips] == [
+        ("pool", 1.0, 3.0)
+    ]
+    with pytest.raises(ValueError, match="need Prometheus"):
+        HaltBoard(clock, Live(), None, background=False).add(guard(promql="up", expect="== 1"))
