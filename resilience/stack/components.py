@@ -11,20 +11,23 @@ import importlib.util
 import logging
 import os
 import pwd
+import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import httpx
 
 import resilience
 from resilience.errors import DependencyUnavailable, StackError
 from resilience.stack import versions
-from resilience.stack._process import Launch, RunAs, stop_group, tail
+from resilience.stack._process import Launch, RunAs, is_alive, stop_group, tail
 from resilience.stack.config import Ports, StackConfig
+from resilience.stack.credentials import database_password, fingerprint, scram_verifier
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
@@ -54,6 +57,8 @@ class Context:
     shop_options: dict[str, str] = field(default_factory=dict)
     separate_shop_metrics: bool = False
     """The shop (running, or about to run) serves /metrics on its own ports."""
+    send_signal: Callable[[int, int], None] = os.kill
+    """How a signal reaches a recorded process (a fake in unit tests)."""
 
     def log(self, component: str) -> Path:
         return self.config.paths.logs / f"{component}.log"
@@ -99,8 +104,8 @@ class Component:
         """Stop the recorded process; True when nothing of it is left."""
         return stop_group(record.pgid)
 
-    def refresh(self, ctx: Context) -> None:
-        """Bring a running program in line with the others (after every ``up``)."""
+    def refresh(self, ctx: Context, record: ComponentRecord) -> None:
+        """Bring the running program (``record``) in line with the others (after every ``up``)."""
 
 
 def _http_probe(ctx: Context, url: str) -> str | None:
@@ -118,8 +123,29 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
 
 
+HBA_CONF: Final = """\
+# Written by resilience at every start of the stack's PostgreSQL: every connection, over
+# TCP or the Unix socket, needs the password (<state>/postgres.password).
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
+_AUTH_MARKER = "resilience-auth"
+"""In pgdata: the fingerprint of the password the superuser was last given."""
+_SOCKET_PATH_MAX = 107
+"""sun_path holds 108 bytes with the terminating NUL."""
+
+
 class Postgres(Component):
-    """PostgreSQL in its own cluster (<state>/pgdata), as the postgres user when we are root."""
+    """PostgreSQL in its own cluster (<state>/pgdata), as the postgres user when we are root.
+
+    Every connection authenticates with scram-sha-256, the Unix socket's included; the
+    password lives in the state directory (``credentials``). A new cluster is created with
+    trust authentication but never started so: the superuser gets its password in
+    single-user mode and pg_hba.conf is ours before the first start. A running cluster of an
+    older release (trust) is brought in line by ``ensure``.
+    """
 
     name = "postgres"
     start_timeout = 60.0
@@ -150,32 +176,60 @@ class Postgres(Component):
         run_as = self.run_as()
         if run_as is not None:
             _check_reachable(pgdata.parent, run_as)
-        if (pgdata / "PG_VERSION").is_file():
-            return
-        pgdata.mkdir(parents=True, exist_ok=True)
+        password = database_password(ctx.config.paths.database_password)
+        if not (pgdata / "PG_VERSION").is_file():
+            self._initdb(ctx, run_as)
+        if self._marker(ctx) != fingerprint(password) or self._hba_text(ctx) != HBA_CONF:
+            self._set_superuser_password(ctx, run_as, password)
+        self._write_owned(pgdata / "pg_hba.conf", HBA_CONF, run_as)
+        socket_dir = self.socket_dir(ctx)
+        if socket_dir is not None:
+            socket_dir.mkdir(exist_ok=True)
+            if run_as is not None:
+                os.chown(socket_dir, run_as.uid, run_as.gid)
+            # Others may reach the socket (as they may reach the port): the password guards both.
+            socket_dir.chmod(0o711)
+
+    def socket_dir(self, ctx: Context) -> Path | None:
+        """The Unix socket's directory, or None when its path would be too long for one."""
+        directory = ctx.config.paths.pgsock
+        socket = f"{directory}/.s.PGSQL.{ctx.config.ports.postgres}"
+        return directory if len(os.fsencode(socket)) <= _SOCKET_PATH_MAX else None
+
+    def _marker(self, ctx: Context) -> str:
+        try:
+            return (ctx.config.paths.pgdata / _AUTH_MARKER).read_text().strip()
+        except OSError:
+            return ""
+
+    def _hba_text(self, ctx: Context) -> str:
+        try:
+            return (ctx.config.paths.pgdata / "pg_hba.conf").read_text()
+        except OSError:
+            return ""
+
+    def _write_owned(self, path: Path, text: str, run_as: RunAs | None) -> None:
+        path.write_text(text)
         if run_as is not None:
-            os.chown(pgdata, run_as.uid, run_as.gid)
-        pgdata.chmod(0o700)
+            os.chown(path, run_as.uid, run_as.gid)
+        path.chmod(0o600)
+
+    def _as_postgres(
+        self, ctx: Context, argv: list[str], *, what: str, timeout: float, stdin: str | None = None
+    ) -> None:
+        """Run a PostgreSQL tool as the cluster's user, its output into the component's log."""
+        run_as = self.run_as()
         log = ctx.log(self.name)
         start = log.stat().st_size if log.exists() else 0
-        argv = [
-            str(ctx.programs.postgres("initdb")),
-            "-D", str(pgdata),
-            "-U", "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]  # fmt: skip
-        logger.info("initialising a PostgreSQL cluster in %s", pgdata)
         try:
             with log.open("ab") as out:
                 done = subprocess.run(
                     argv,
+                    input=stdin.encode() if stdin is not None else None,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=ctx.config.paths.state,
-                    timeout=self.initdb_timeout,
+                    timeout=timeout,
                     check=False,
                     user=run_as.uid if run_as else None,
                     group=run_as.gid if run_as else None,
@@ -183,25 +237,65 @@ class Postgres(Component):
                 )
         except subprocess.TimeoutExpired as exc:
             raise StackError(
-                f"initdb did not finish within {self.initdb_timeout:.0f}s",
+                f"{self.name} could not start: {what} did not finish within {timeout:.0f}s",
                 component=self.name,
                 log_tail=tail(log, start=start),
             ) from exc
         if done.returncode != 0:
             raise StackError(
-                f"initdb failed (exit {done.returncode}) for {pgdata}",
+                f"{self.name} could not start: {what} failed (exit {done.returncode}) for "
+                f"{ctx.config.paths.pgdata}",
                 component=self.name,
                 log_tail=tail(log, start=start),
             )
 
+    def _initdb(self, ctx: Context, run_as: RunAs | None) -> None:
+        pgdata = ctx.config.paths.pgdata
+        pgdata.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            os.chown(pgdata, run_as.uid, run_as.gid)
+        pgdata.chmod(0o700)
+        argv = [
+            str(ctx.programs.postgres("initdb")),
+            "-D", str(pgdata),
+            "-U", "postgres",
+            # Never started so: prepare() sets the password and pg_hba.conf first.
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]  # fmt: skip
+        logger.info("initialising a PostgreSQL cluster in %s", pgdata)
+        self._as_postgres(ctx, argv, what="initdb", timeout=self.initdb_timeout)
+
+    def _set_superuser_password(self, ctx: Context, run_as: RunAs | None, password: str) -> None:
+        """Give the superuser the password in single-user mode (the server is not running)."""
+        argv = [
+            str(ctx.programs.postgres("postgres")),
+            "--single", "-D", str(ctx.config.paths.pgdata),
+            "-c", "exit_on_error=true",
+            "postgres",
+        ]  # fmt: skip
+        statement = f"ALTER ROLE postgres PASSWORD '{scram_verifier(password)}';\n"
+        logger.info("setting the PostgreSQL superuser's password (single-user mode)")
+        self._as_postgres(
+            ctx, argv, what="setting the superuser's password", timeout=60, stdin=statement
+        )
+        marker = ctx.config.paths.pgdata / _AUTH_MARKER
+        self._write_owned(marker, fingerprint(password) + "\n", run_as)
+
     def launch(self, ctx: Context) -> Launch:
+        socket_dir = self.socket_dir(ctx)
+        if socket_dir is None:
+            logger.info("the state directory's path is too long for a Unix socket: TCP only")
         argv = [
             str(ctx.programs.postgres("postgres")),
             "-D", str(ctx.config.paths.pgdata),
             "-p", str(ctx.config.ports.postgres),
             "-c", f"listen_addresses={ctx.config.host}",
-            # TCP only: no socket files to collide with another cluster or to clean up.
-            "-c", "unix_socket_directories=",
+            # In the state directory: no collision with another cluster's socket.
+            "-c", f"unix_socket_directories={socket_dir or ''}",
+            "-c", "password_encryption=scram-sha-256",
         ]  # fmt: skip
         return Launch(
             argv=argv,
@@ -211,6 +305,13 @@ class Postgres(Component):
             run_as=self.run_as(),
         )
 
+    def _client_env(self, ctx: Context) -> dict[str, str]:
+        """Environment for our own psql and pg_isready: the password, a connect timeout."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = database_password(ctx.config.paths.database_password)
+        env["PGCONNECT_TIMEOUT"] = "5"
+        return env
+
     def _psql(self, ctx: Context, sql: str, *, database: str = "postgres") -> str:
         argv = [
             str(ctx.programs.postgres("psql")),
@@ -218,14 +319,19 @@ class Postgres(Component):
             "-p", str(ctx.config.ports.postgres),
             "-U", "postgres",
             "-d", database,
-            "-X", "-q", "-A", "-t",
+            "-w", "-X", "-q", "-A", "-t",
             "-v", "ON_ERROR_STOP=1",
             "-f", "-",
         ]  # fmt: skip
-        env = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
         try:
             done = subprocess.run(
-                argv, input=sql, capture_output=True, text=True, timeout=30, env=env, check=False
+                argv,
+                input=sql,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=self._client_env(ctx),
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise StackError("psql did not answer within 30s", component=self.name) from exc
@@ -243,19 +349,35 @@ class Postgres(Component):
             "-t", "2",
         ]  # fmt: skip
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            # With the password: without it every probe is a failed login in the server log.
+            env = self._client_env(ctx)
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=5, check=False, env=env
+            )
+        except (OSError, subprocess.TimeoutExpired, StackError) as exc:
             return f"pg_isready: {exc}"
         return None if done.returncode == 0 else f"pg_isready: {done.stdout.strip()}"
 
     def ensure(self, ctx: Context) -> None:
+        password = database_password(ctx.config.paths.database_password)
+        # Verifiers, not the password: no statement (or server log line) carries it. The
+        # superuser's is set again for a cluster that an older release started with trust.
         self._psql(
             ctx,
+            f"ALTER ROLE postgres PASSWORD '{scram_verifier(password)}';\n"
             f"SELECT 'CREATE ROLE {DATABASE_ROLE} LOGIN' WHERE NOT EXISTS "
             f"(SELECT FROM pg_roles WHERE rolname = '{DATABASE_ROLE}')\\gexec\n"
+            f"ALTER ROLE {DATABASE_ROLE} PASSWORD '{scram_verifier(password)}';\n"
             f"SELECT 'CREATE DATABASE {DATABASE_NAME} OWNER {DATABASE_ROLE}' WHERE NOT EXISTS "
             f"(SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}')\\gexec\n",
         )
+        if self._hba_text(ctx) != HBA_CONF:
+            self._write_owned(ctx.config.paths.pgdata / "pg_hba.conf", HBA_CONF, self.run_as())
+            self._psql(ctx, "SELECT pg_reload_conf();")
+            logger.info("PostgreSQL now asks every connection for the password")
+        marker = ctx.config.paths.pgdata / _AUTH_MARKER
+        if self._marker(ctx) != fingerprint(password):
+            self._write_owned(marker, fingerprint(password) + "\n", self.run_as())
 
     def version(self, ctx: Context) -> str:
         return self._psql(ctx, "SHOW server_version;").strip() or "unknown"
@@ -420,10 +542,17 @@ class Jaeger(Component):
         return ctx.programs.installed_version(JAEGER_BUILD)
 
 
+_RELOAD_METRICS: Final = (
+    "prometheus_config_last_reload_success_timestamp_seconds",
+    "prometheus_config_last_reload_successful",
+)
+
+
 class Prometheus(Component):
     """Prometheus scraping Toxiproxy, Jaeger and the shop every second."""
 
     name = "prometheus"
+    reload_timeout = 10.0
 
     def config_file(self, ctx: Context) -> Path:
         return ctx.config.paths.etc / "prometheus.yml"
@@ -441,7 +570,7 @@ class Prometheus(Component):
             prometheus_config(ctx.config.ports, separate_shop_metrics=ctx.separate_shop_metrics)
         )
 
-    def refresh(self, ctx: Context) -> None:
+    def refresh(self, ctx: Context, record: ComponentRecord) -> None:
         """Scrape the shop where its metrics are now: rewrite prometheus.yml and reload."""
         text = self._config_text(ctx)
         path = self.config_file(ctx)
@@ -452,18 +581,61 @@ class Prometheus(Component):
             path.write_text(text)
         except OSError as exc:
             raise StackError(f"could not write {path}: {exc}", component=self.name) from exc
-        url = f"{ctx.config.prometheus_url}/-/reload"
-        try:
-            ctx.http.post(url).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise StackError(
-                f"could not reload Prometheus' configuration ({path}): POST {url}: {exc}",
-                component=self.name,
-            ) from exc
+        self._reload(ctx, record, path)
         logger.info(
             "prometheus now scrapes the shop's /metrics on its %s ports",
             "metrics" if ctx.separate_shop_metrics else "app",
         )
+
+    def _reload(self, ctx: Context, record: ComponentRecord, path: Path) -> None:
+        """SIGHUP, then wait until Prometheus says it read the file (its HTTP lifecycle API,
+        which would also let any local user stop it, is off)."""
+        before = self._reload_state(ctx)
+        if before is None or not is_alive(record.pid, record.start_ticks):
+            raise StackError(
+                f"cannot reload Prometheus' configuration ({path}): pid {record.pid} does not "
+                f"answer on {ctx.config.prometheus_url}/metrics",
+                component=self.name,
+            )
+        ctx.send_signal(record.pid, signal.SIGHUP)
+        deadline = time.monotonic() + self.reload_timeout
+        while True:
+            state = self._reload_state(ctx)
+            if state is not None and state[1] == 0:
+                raise StackError(
+                    f"Prometheus refused its new configuration ({path}); see its log",
+                    component=self.name,
+                    log_tail=tail(ctx.log(self.name)),
+                )
+            if state is not None and state != before:
+                return
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    f"Prometheus did not reload {path} within {self.reload_timeout:.0f}s of SIGHUP",
+                    component=self.name,
+                )
+            time.sleep(0.05)
+
+    def _reload_state(self, ctx: Context) -> tuple[float, float] | None:
+        """(time of the last successful reload, whether the last reload succeeded), from
+        Prometheus' own /metrics; None when it does not answer."""
+        url = f"{ctx.config.prometheus_url}/metrics"
+        try:
+            response = ctx.http.get(url)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return None
+        values: dict[str, float] = {}
+        for line in response.text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in _RELOAD_METRICS:
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    return None
+        if len(values) != len(_RELOAD_METRICS):
+            return None
+        return values[_RELOAD_METRICS[0]], values[_RELOAD_METRICS[1]]
 
     def launch(self, ctx: Context) -> Launch:
         argv = [
@@ -472,7 +644,7 @@ class Prometheus(Component):
             f"--storage.tsdb.path={ctx.config.paths.state / 'prometheus'}",
             "--storage.tsdb.retention.time=2d",
             f"--web.listen-address={ctx.config.host}:{ctx.config.ports.prometheus}",
-            "--web.enable-lifecycle",
+            # No --web.enable-lifecycle: POST /-/quit would let any local user stop it.
         ]
         return Launch(
             argv=argv, log=ctx.log(self.name), cwd=ctx.config.paths.state, env=_base_env()
@@ -535,6 +707,7 @@ class ShopService(Component):
                 options=ctx.shop_options,
                 ports=ctx.config.ports,
                 separate_metrics=ctx.separate_shop_metrics,
+                database_password=database_password(ctx.config.paths.database_password),
             )
         )
         # The services import the same resilience code as the supervisor that starts them.

@@ -123,6 +123,16 @@ class StackPaths(BaseModel):
         return self.state / "pgdata"
 
     @property
+    def pgsock(self) -> Path:
+        """PostgreSQL's Unix socket directory (password required there too)."""
+        return self.state / "pgsock"
+
+    @property
+    def database_password(self) -> Path:
+        """The database password (mode 0600), made at the first start, never replaced."""
+        return self.state / "postgres.password"
+
+    @property
     def etc(self) -> Path:
         return self.state / "etc"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -152,10 +153,12 @@ def toxiproxy_config(ports: Ports, network: Network = NATIVE) -> list[dict[str, 
     ]
 
 
-def database_url(ports: Ports, network: Network = NATIVE) -> str:
-    """The shop's database, reached through the Toxiproxy ``postgres`` proxy."""
+def database_url(ports: Ports, network: Network = NATIVE, password: str | None = None) -> str:
+    """The shop's database, reached through the Toxiproxy ``postgres`` proxy, as the
+    ``resilience`` role with ``password`` (the stack's, or a compose variable)."""
     host = network.host("toxiproxy")
-    return f"postgresql://{DATABASE_ROLE}@{host}:{ports.postgres_proxy}/{DATABASE_NAME}"
+    user = DATABASE_ROLE if password is None else f"{DATABASE_ROLE}:{quote(password, safe='${}')}"
+    return f"postgresql://{user}@{host}:{ports.postgres_proxy}/{DATABASE_NAME}"
 
 
 def separate_shop_metrics(mode: str, options: Mapping[str, str]) -> bool:
@@ -179,6 +182,7 @@ def shop_env(
     ports: Ports,
     network: Network = NATIVE,
     separate_metrics: bool = False,
+    database_password: str | None = None,
 ) -> dict[str, str]:
     """The environment one shop service is configured by (its whole interface)."""
     proxy_host = network.host("toxiproxy")
@@ -189,7 +193,7 @@ def shop_env(
         "SHOP_PORT": str(getattr(ports, service)),
         "SHOP_CATALOG_URL": f"http://{proxy_host}:{ports.catalog_proxy}",
         "SHOP_ORDERS_URL": f"http://{proxy_host}:{ports.orders_proxy}",
-        "SHOP_DATABASE_URL": database_url(ports, network),
+        "SHOP_DATABASE_URL": database_url(ports, network, database_password),
         "SHOP_OTLP_ENDPOINT": f"http://{network.host('jaeger')}:{ports.jaeger_otlp_http}",
     }
     if separate_metrics:

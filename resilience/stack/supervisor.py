@@ -220,7 +220,7 @@ class Stack:
                 # E.g. Prometheus follows the shop's metrics to the ports they are on now.
                 for component in COMPONENTS:
                     if component.name in state.components:
-                        component.refresh(ctx)
+                        component.refresh(ctx, state.components[component.name])
             except BaseException:
                 # Ctrl-C included: what this call started must not outlive it unrecorded.
                 self._roll_back(started, ctx)

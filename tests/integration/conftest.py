@@ -13,6 +13,9 @@ Fixtures (all yield a ``StackHandle``: ``.config`` is the StackConfig, ``.stack`
 ``fragile_shop`` / ``hardened_shop``
     Function-scoped: the whole stack with the shop in that mode (the shop alone is
     restarted when the mode differs, ~4 s; everything else stays up).
+``private_stack``
+    Function-scoped, not started: a stack of the test's own (own state directory, ports
+    shifted 50 further), for tests that stop, break or restart things.
 
 A test that needs shop options calls ``stack.stack.up(shop_mode=..., shop_options={...})``
 itself (only the shop restarts) and should put the mode back with the fixture it uses
@@ -82,14 +85,21 @@ class StackHandle:
         return self.config.jaeger_query_url
 
     @property
+    def database_password(self) -> str:
+        """The stack's database password (made by its first start, in the state directory)."""
+        return self.config.paths.database_password.read_text().strip()
+
+    @property
     def database_url(self) -> str:
-        """The shop's database, directly (not through Toxiproxy)."""
-        return f"postgresql://resilience@127.0.0.1:{self.config.ports.postgres}/shop"
+        """The shop's database, directly (not through Toxiproxy), with the password."""
+        port = self.config.ports.postgres
+        return f"postgresql://resilience:{self.database_password}@127.0.0.1:{port}/shop"
 
     @property
     def proxied_database_url(self) -> str:
-        """The shop's database through the Toxiproxy ``postgres`` proxy."""
-        return f"postgresql://resilience@127.0.0.1:{self.config.ports.postgres_proxy}/shop"
+        """The shop's database through the Toxiproxy ``postgres`` proxy, with the password."""
+        port = self.config.ports.postgres_proxy
+        return f"postgresql://resilience:{self.database_password}@127.0.0.1:{port}/shop"
 
 
 def port_offset() -> int:
@@ -195,6 +205,23 @@ def hardened_shop(stack: StackHandle) -> StackHandle:
     """The whole stack with the shop in hardened mode (default options)."""
     stack.stack.up(shop_mode="hardened")
     return stack
+
+
+ISOLATED_OFFSET_DELTA = 50  # no two default ports differ by 50: no clash with the session stack
+
+
+@pytest.fixture
+def private_stack() -> Iterator[StackHandle]:
+    """A stack of the test's own, not started; stopped and removed afterwards."""
+    state = Path(tempfile.mkdtemp(prefix="resilience-private-", dir=state_root()))
+    state.chmod(0o755)
+    config = make_config(state, port_offset() + ISOLATED_OFFSET_DELTA)
+    handle = StackHandle(config=config, stack=Stack(config))
+    try:
+        yield handle
+    finally:
+        handle.stack.down()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

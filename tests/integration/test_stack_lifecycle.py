@@ -1,19 +1,16 @@
 """Integration tests that start and stop whole stacks of their own: up, down, failures.
 
-Each test gets a private stack (its own state directory, the session's port offset + 50)
-so that taking it down or breaking it never disturbs the shared session stack.
+Each test gets a private stack (conftest's ``private_stack``: its own state directory, the
+session's port offset + 50) so that taking it down or breaking it never disturbs the shared
+session stack.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import socket
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -23,26 +20,10 @@ from resilience.errors import StackError
 from resilience.stack import Stack
 from resilience.stack._process import is_alive, port_is_free, wait_until
 from resilience.stack.generate import SHOP_METRICS_PORTS
-from tests.integration.conftest import StackHandle, make_config, port_offset, state_root
+from tests.integration.conftest import StackHandle
 from tests.integration.test_stack_session import cli_env
 
 pytestmark = pytest.mark.integration
-
-ISOLATED_OFFSET_DELTA = 50  # no two default ports differ by 50: no clash with the session stack
-
-
-@pytest.fixture
-def private_stack() -> Iterator[StackHandle]:
-    """A stack of this test's own, not started; stopped and removed afterwards."""
-    state = Path(tempfile.mkdtemp(prefix="resilience-private-", dir=state_root()))
-    state.chmod(0o755)
-    config = make_config(state, port_offset() + ISOLATED_OFFSET_DELTA)
-    handle = StackHandle(config=config, stack=Stack(config))
-    try:
-        yield handle
-    finally:
-        handle.stack.down()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def all_ports(handle: StackHandle) -> dict[str, int]:

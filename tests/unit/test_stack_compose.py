@@ -108,9 +108,24 @@ def test_the_shop_reaches_its_dependencies_through_toxiproxy(document: dict[str,
     assert env["SHOP_MODE"] == "${SHOP_MODE:-fragile}"
     orders = document["services"]["orders"]
     assert orders["environment"]["SHOP_DATABASE_URL"] == (
-        "postgresql://resilience@toxiproxy:25432/shop"
+        "postgresql://resilience:${POSTGRES_PASSWORD}@toxiproxy:25432/shop"
     )
     assert orders["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_compose_postgres_needs_a_password_and_prometheus_has_no_lifecycle_api(
+    document: dict[str, Any],
+) -> None:
+    """As natively: scram-sha-256 for every connection (compose refuses to start without
+    POSTGRES_PASSWORD, the health check uses it) and no --web.enable-lifecycle."""
+    postgres = document["services"]["postgres"]
+    env = postgres["environment"]
+    assert env["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "POSTGRES_HOST_AUTH_METHOD" not in env
+    assert env["POSTGRES_INITDB_ARGS"] == "--auth-local=scram-sha-256 --auth-host=scram-sha-256"
+    assert postgres["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert 'PGPASSWORD="$$POSTGRES_PASSWORD"' in postgres["healthcheck"]["test"][1]
+    assert not any("lifecycle" in arg for arg in document["services"]["prometheus"]["command"])
 
 
 def test_compose_check_command_fails_on_a_stale_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from resilience.stack._process import (
 from resilience.stack.components import COMPONENTS, GROUPS, Context, by_name, start_waves
 from resilience.stack.config import Ports, StackConfig, StackPaths
 from resilience.stack.programs import Programs
+from resilience.stack.state import ComponentRecord
 from resilience.stack.topology import SHOP_SERVICES
 
 
@@ -158,42 +160,95 @@ def test_shop_services_bind_their_metrics_port_only_when_metrics_are_separate(
     assert next(iter(separate)) == "gateway"  # the main port stays first
 
 
+class FakePrometheus:
+    """Prometheus' /metrics as refresh() reads it: a SIGHUP (through Context.send_signal)
+    counts as a reload that succeeds (a later timestamp) or fails (successful 0)."""
+
+    def __init__(self, *, accepts: bool = True) -> None:
+        self.accepts = accepts
+        self.signals: list[tuple[int, int]] = []
+        self.stamp, self.successful = 1000.0, 1.0
+
+    def send_signal(self, pid: int, number: int) -> None:
+        self.signals.append((pid, number))
+        if self.accepts:
+            self.stamp += 1.5
+        else:
+            self.successful = 0.0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("GET", "/metrics")
+        return httpx.Response(
+            200,
+            text="# HELP ...\n"
+            f"prometheus_config_last_reload_success_timestamp_seconds {self.stamp}\n"
+            f"prometheus_config_last_reload_successful {self.successful}\n",
+        )
+
+
+def _own_record() -> ComponentRecord:
+    """A record of this very process (alive, with its real start time) to signal."""
+    info = proc_info(os.getpid())
+    assert info is not None
+    return ComponentRecord(
+        name="prometheus", pid=os.getpid(), pgid=os.getpgid(0), start_ticks=info.start_ticks,
+        port=9390, log="prometheus.log", started_at="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+
+
 def test_prometheus_refresh_rewrites_its_config_and_reloads_only_on_a_change(
     tmp_path: Path,
 ) -> None:
-    """refresh() writes prometheus.yml for where the shop's metrics are and POSTs /-/reload,
-    once per change; the file then scrapes the shop's metrics ports."""
-    reloads: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        reloads.append(f"{request.method} {request.url}")
-        return httpx.Response(200)
-
+    """refresh() writes prometheus.yml for where the shop's metrics are and sends SIGHUP
+    (its HTTP lifecycle API is off), once per change, then sees the reload in /metrics."""
+    fake = FakePrometheus()
+    record = _own_record()
     prometheus = by_name("prometheus")
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    with httpx.Client(transport=httpx.MockTransport(fake.handle)) as http:
         plain = _context(tmp_path, http, separate=False)
+        plain.send_signal = fake.send_signal
         prometheus.prepare(plain)  # as at start: the app ports
-        prometheus.refresh(plain)
-        assert reloads == []
+        prometheus.refresh(plain, record)
+        assert fake.signals == []
         separate = _context(tmp_path, http, separate=True)
-        prometheus.refresh(separate)
-        prometheus.refresh(separate)
-    assert reloads == ["POST http://127.0.0.1:9390/-/reload"]
+        separate.send_signal = fake.send_signal
+        prometheus.refresh(separate, record)
+        prometheus.refresh(separate, record)
+    assert fake.signals == [(os.getpid(), signal.SIGHUP)]
     written = yaml.safe_load((tmp_path / "state" / "etc" / "prometheus.yml").read_text())
     targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in written["scrape_configs"]}
     assert targets["gateway"] == ["127.0.0.1:18300"]
 
 
 def test_a_failed_prometheus_reload_is_a_stack_error(tmp_path: Path) -> None:
-    """If Prometheus refuses the reload, refresh raises StackError naming the URL (exit 3)."""
-    with (
-        httpx.Client(
-            transport=httpx.MockTransport(lambda _r: httpx.Response(500, text="bad config"))
-        ) as http,
-        pytest.raises(StackError, match="/-/reload") as caught,
-    ):
-        by_name("prometheus").refresh(_context(tmp_path, http, separate=True))
+    """If Prometheus refuses the new file (successful 0 after SIGHUP), refresh raises
+    StackError (exit 3)."""
+    fake = FakePrometheus(accepts=False)
+    with httpx.Client(transport=httpx.MockTransport(fake.handle)) as http:
+        ctx = _context(tmp_path, http, separate=True)
+        ctx.send_signal = fake.send_signal
+        with pytest.raises(StackError, match="refused its new configuration") as caught:
+            by_name("prometheus").refresh(ctx, _own_record())
     assert caught.value.exit_code == 3
+
+
+def test_a_prometheus_that_is_gone_is_not_signalled(tmp_path: Path) -> None:
+    """A recorded PID whose start time differs (a recycled PID) gets no signal: StackError."""
+    fake = FakePrometheus()
+    record = _own_record().model_copy(update={"start_ticks": 1})
+    with httpx.Client(transport=httpx.MockTransport(fake.handle)) as http:
+        ctx = _context(tmp_path, http, separate=True)
+        ctx.send_signal = fake.send_signal
+        with pytest.raises(StackError, match="cannot reload"):
+            by_name("prometheus").refresh(ctx, record)
+    assert fake.signals == []
+
+
+def test_prometheus_runs_without_its_lifecycle_api(tmp_path: Path) -> None:
+    """No --web.enable-lifecycle: no local user can POST /-/quit or /-/reload."""
+    with httpx.Client() as http:
+        argv = by_name("prometheus").launch(_context(tmp_path, http, separate=False)).argv
+    assert not any("lifecycle" in arg for arg in argv)
 
 
 def test_up_rejects_a_bad_shop_option_before_starting_anything(tmp_path: Path) -> None:
