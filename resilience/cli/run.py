@@ -114,7 +114,7 @@ class ConsoleObserver(RunObserver):
             )
 
     def fault_event(self, event: FaultEvent) -> None:
-        late = f" ({event.lateness * 1000:+.0f} ms)" if event.kind in ("applied", "healed") else ""
+        late = f" ({event.timing()})" if event.kind in ("applied", "healed") else ""
         style = {"applied": "red", "healed": "green", "failed": "bold red"}.get(
             event.kind, "yellow"
         )

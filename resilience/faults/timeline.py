@@ -90,6 +90,10 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+EARLY_AFTER_S = 0.001
+"""A heal more than this before its scheduled end was an early one, not clock jitter."""
+
+
 @dataclass(frozen=True)
 class FaultEvent:
     """One action of the timeline, stamped; ``record`` is the fault's journal entry after it."""
@@ -106,8 +110,24 @@ class FaultEvent:
 
     @property
     def lateness(self) -> float:
-        """Seconds between the schedule and the stamp (how late the action landed)."""
+        """Seconds between the schedule and the stamp (how late the action landed; negative
+        for a heal that came before its scheduled end: the run stopped early)."""
         return self.t - self.scheduled_at
+
+    @property
+    def early(self) -> bool:
+        """A heal stamped before the fault's scheduled end (guard trip, interrupt, early end)."""
+        return self.kind == "healed" and self.lateness < -EARLY_AFTER_S
+
+    def timing(self) -> str:
+        """How the stamp relates to the schedule, in words: ``12 ms late``, ``on time``, or
+        ``25.6 s before its scheduled end (the run stopped early)`` — never a signed number."""
+        if self.early:
+            ahead = -self.lateness
+            amount = f"{ahead:.1f} s" if ahead >= 1 else f"{ahead * 1000:.0f} ms"
+            return f"{amount} before its scheduled end (the run stopped early)"
+        late_ms = max(self.lateness, 0.0) * 1000
+        return "on time" if late_ms < 0.5 else f"{late_ms:.0f} ms late"
 
 
 @dataclass(frozen=True)

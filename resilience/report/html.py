@@ -1,26 +1,35 @@
 """The HTML report: one self-contained file, readable offline, verdict first.
 
-Order: verdict, timeline (throughput, errors and latency per second with fault windows
-shaded and apply/heal stamps marked), per-phase endpoint tables, SLOs, checks with their
-Prometheus series, findings with their evidence (affected seconds, series, the waterfall of
-an example trace with the explaining span highlighted), recovery, events, and the resolved
-experiment. No script, no external resource: a Content-Security-Policy that forbids every
-fetch makes a slip visible in the browser instead of a silent call home. Every string from
-the run goes through ``html.escape``.
+Order: verdict (with the counts every report shares), what happened (two or three
+sentences: the fault, who was hurt, the recovery), the timeline (throughput, errors and
+latency per second with fault windows shaded and apply/heal stamps marked), then every
+finding that failed the run or warned with its best evidence right under it (the waterfall
+of an example trace with the explaining span highlighted, the Prometheus series, the
+affected seconds) in words and units, failed SLOs and checks; then the tables (endpoints
+per phase with the experiment's intended breaches labelled, SLOs, checks with their charts
+folded away), recovery, events and the resolved experiment.
+
+One offline file: no external resource, and one small inline script (chart hover values)
+allowed by its hash in the Content-Security-Policy, which forbids every fetch, so a slip
+shows in the browser instead of a silent call home. Trace ids link to the trace UI when
+the run recorded its URL. Every string from the run goes through ``html.escape``.
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from resilience.analysis.data import second_series
 from resilience.observe.spans import Span, Trace
-from resilience.report import svg
+from resilience.report import story, svg
 from resilience.report.summary import (
+    counts,
     exit_meaning,
     finding_endpoints,
     finding_order,
@@ -39,7 +48,66 @@ from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData
 from resilience.vocabulary import Phase
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+HOVER_SCRIPT = """(function () {
+  var tip = document.createElement('div');
+  tip.className = 'hover-tip';
+  tip.hidden = true;
+  document.body.appendChild(tip);
+  function row(text, color) {
+    var line = document.createElement('div');
+    if (color) {
+      var key = document.createElement('span');
+      key.className = 'hover-key';
+      key.style.background = color;
+      line.appendChild(key);
+    }
+    line.appendChild(document.createTextNode(text));
+    tip.appendChild(line);
+  }
+  Array.prototype.forEach.call(document.querySelectorAll('svg.chart[data-x]'), function (chart) {
+    var d = chart.getAttribute('data-x').split(',').map(Number);
+    var cursor = chart.querySelector('line.hover-cursor');
+    var series = Array.prototype.map.call(chart.querySelectorAll('path.series[data-t]'),
+      function (p) {
+        return {label: p.getAttribute('data-label'), color: p.getAttribute('stroke'),
+                t: p.getAttribute('data-t').split('|').map(Number),
+                v: p.getAttribute('data-v').split('|')};
+      });
+    function hide() { tip.hidden = true; if (cursor) cursor.setAttribute('visibility', 'hidden'); }
+    chart.addEventListener('mousemove', function (e) {
+      var box = chart.getBoundingClientRect();
+      var px = (e.clientX - box.left) * chart.viewBox.baseVal.width / box.width;
+      if (px < d[2] || px > d[3] || !series.length) { hide(); return; }
+      var t = d[0] + (px - d[2]) / (d[3] - d[2]) * (d[1] - d[0]);
+      tip.textContent = '';
+      row('t = ' + t.toFixed(1) + ' s', null);
+      series.forEach(function (s) {
+        var best = -1, gap = Infinity;
+        for (var i = 0; i < s.t.length; i++) {
+          var g = Math.abs(s.t[i] - t);
+          if (g < gap) { gap = g; best = i; }
+        }
+        if (best >= 0 && s.v[best] !== '') row(s.label + ': ' + s.v[best], s.color);
+      });
+      if (cursor) {
+        cursor.setAttribute('x1', px); cursor.setAttribute('x2', px);
+        cursor.setAttribute('visibility', 'visible');
+      }
+      tip.hidden = false;
+      tip.style.left = (e.pageX + 14) + 'px';
+      tip.style.top = (e.pageY + 14) + 'px';
+    });
+    chart.addEventListener('mouseleave', hide);
+  });
+})();"""
+"""Hover values on the line charts: the values nearest the pointer, from the data
+attributes ``svg.line_chart`` writes. Ours, ~50 lines, no library."""
+SCRIPT_HASH = base64.b64encode(hashlib.sha256(HOVER_SCRIPT.encode("utf-8")).digest()).decode()
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    f"script-src 'sha256-{SCRIPT_HASH}'"
+)
+"""Nothing may be fetched; the one script that may run is the hover script, by its hash."""
 MAX_EVIDENCE_ITEMS = 20
 
 _CSS = """
@@ -66,6 +134,17 @@ tr.fail td { background:#fdecea; } tr.skip td { color:var(--muted); }
 .badge.pass { background:var(--ok); } .badge.warning, .badge.skip { background:var(--warn); }
 .finding { border:1px solid var(--line); border-radius:6px; padding:8px 12px; margin:10px 0; }
 .finding.fails { border-left:6px solid var(--bad); }
+.finding.warns { border-left:6px solid var(--warn); }
+.badge.info { background:#5c6bc0; } .badge.expected { background:#607d8b; }
+.story { font-size:15px; max-width:980px; } .explanation { font-size:15px; margin:6px 0 2px; }
+ul.evidence { margin:6px 0 4px; padding-left:20px; } ul.evidence li { margin:1px 0; }
+tr.expected td { background:#f3f6f8; }
+details > summary { cursor:pointer; color:#333; margin:8px 0; }
+.hover-tip { position:absolute; z-index:10; background:#fff; border:1px solid #999;
+  border-radius:4px; padding:4px 8px; font:12px system-ui, sans-serif; pointer-events:none;
+  box-shadow:0 1px 4px rgba(0,0,0,.2); }
+.hover-key { display:inline-block; width:10px; height:10px; margin-right:6px; }
+.chart .hover-cursor { stroke:#333; stroke-width:1; }
 .chart { display:block; margin:6px 0; max-width:none; }
 .chart .tick, .chart .legend, .chart .axis-label, .chart .mark-label, .chart .span-label {
   font:11px system-ui, sans-serif; fill:#333; }
@@ -77,7 +156,7 @@ tr.fail td { background:#fdecea; } tr.skip td { color:var(--muted); }
 pre { background:#f6f6f6; border:1px solid var(--line); padding:8px; overflow:auto;
   white-space:pre-wrap; word-break:break-word; font-size:12px; }
 code { font-size:12px; } .muted { color:var(--muted); }
-@media print { .chart { break-inside:avoid; } .finding { break-inside:avoid; } }
+@media print { .chart { break-inside:avoid; } .finding { break-inside:avoid; } .hover-tip { display:none; } }
 """
 
 
@@ -155,6 +234,22 @@ class _Report:
             float(min(0, seconds[0]) if seconds else 0),
             float(max(self.end, seconds[-1] + 1 if seconds else 1.0)),
         )
+        self.trace_ui = run.trace_ui
+        self.shifts = story.shifts(self.load, self.phases)
+        self.expected = story.expected_labels(self.journal, self.shifts)
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def trace_link(self, trace_id: Any) -> str:
+        """A trace id, as a link to the trace UI when its URL is known."""
+        text = _e(trace_id)
+        if not self.trace_ui:
+            return f"<code>{text}</code>"
+        url = self.trace_ui.replace("{trace_id}", quote(str(trace_id), safe=""))
+        return (
+            f"<a class='trace-link' href='{_e(url)}' target='_blank' "
+            f"rel='noopener noreferrer'><code>{text}</code></a>"
+        )
 
     # -- sections -------------------------------------------------------------------------
 
@@ -174,23 +269,19 @@ class _Report:
     def verdict_box(self) -> str:
         v = verdict(self.journal)
         code = "—" if v.exit_code is None else str(v.exit_code)
-        items = "".join(
-            f"<li><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
-            f"<b>{_e(f.kind)}</b>{' (fails the run)' if f.fails_run else ''}: {_e(f.summary)}</li>"
-            for f in v.top_findings
-        )
-        top = f"<h3>Top findings</h3><ul>{items}</ul>" if items else "<p>No findings.</p>"
-        counts = (
-            f"{len(v.failed_slos)} of {len(self.journal.slo)} SLOs failed · "
-            f"{len(v.failed_checks)} of {len(self.journal.checks)} checks failed · "
-            f"{len(v.failing_findings)} findings fail the run"
-        )
+        tally = counts(self.journal)
         return (
             f"<section id='verdict' class='verdict {_e(v.status)}'>"
             f"<div class='status'>{_e(v.status)}</div>"
             f"<div>exit code <b>{_e(code)}</b> ({_e(exit_meaning(v.exit_code))})</div>"
-            f"<p class='reason'>{_e(v.reason)}</p><p class='muted'>{_e(counts)}</p>{top}</section>"
+            f"<p class='reason'>{_e(v.reason)}</p>"
+            f"<p class='muted counts'>{_e(tally.line())}</p></section>"
         )
+
+    def what_happened(self) -> str:
+        sentences = story.what_happened(self.journal, self.shifts)
+        text = " ".join(_e(s) for s in sentences)
+        return f"<section id='story'><h2>What happened</h2><p class='story'>{text}</p></section>"
 
     def timeline(self) -> str:
         parts = ["<section id='timeline'><h2>Timeline</h2>"]
@@ -262,13 +353,13 @@ class _Report:
             return "<p>No faults were scheduled.</p>"
 
         def row(f: FaultRecord) -> tuple[str, list[str]]:
-            attrs = json.dumps(f.attributes, sort_keys=True)
+            attrs = ", ".join(f"{k}: {v}" for k, v in sorted(f.attributes.items())) or "—"
             return (
                 "fail" if f.error else "",
                 [
                     _e(f.proxy),
                     _e(f.type),
-                    f"<code>{_e(attrs)}</code>",
+                    _e(attrs),
                     _e(f"{f.scheduled_at:.1f}-{f.scheduled_end:.1f} s"),
                     _e(fmt_seconds(f.applied_at)),
                     _e(fmt_seconds(f.healed_at)),
@@ -281,6 +372,120 @@ class _Report:
             (row(f) for f in self.journal.faults),
         )
 
+    # -- what went wrong, each with its best evidence -------------------------------------
+
+    def problems_found(self) -> str:
+        """Every finding that failed the run or warned, with its evidence right under it;
+        then failed SLOs and checks; the rest (held, not evaluated) folded away."""
+        ordered = finding_order(self.journal.findings)
+        found = [f for f in ordered if f.status == "found"]
+        others = [f for f in ordered if f.status != "found"]
+        parts = ["<section id='findings'><h2>What failed or warned, with its evidence</h2>"]
+        if not found:
+            parts.append("<p>No detector found a problem.</p>")
+        for i, finding in enumerate(found):
+            parts.append(self._finding(i, finding))
+        parts.append(self._failed_slos())
+        parts.append(self._failed_checks())
+        if others:
+            items = "".join(self._other_finding(len(found) + i, f) for i, f in enumerate(others))
+            parts.append(
+                f"<details id='other-findings'><summary>{len(others)} more detector results "
+                f"(held, not evaluated or inconclusive)</summary>{items}</details>"
+            )
+        parts.append("</section>")
+        return "".join(parts)
+
+    def _finding(self, index: int, f: FindingRecord) -> str:
+        css = "finding fails" if f.fails_run else "finding warns"
+        label = "fails the run" if f.fails_run else "warning: does not fail the run"
+        head = (
+            f"<h3><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
+            f"{_e(f.kind)} <span class='muted'>({_e(label)})</span></h3>"
+            f"<p class='summary'>{_e(f.summary)}</p>"
+        )
+        parts = [f"<article class='{css}' id='finding-{index}'>", head]
+        parts.append(self._best_evidence(index, f))
+        parts.append(self._evidence_words(f))
+        parts.append("</article>")
+        return "".join(parts)
+
+    def _other_finding(self, index: int, f: FindingRecord) -> str:
+        status = f.status.replace("_", " ")
+        return (
+            f"<article class='finding other' id='finding-{index}'><h3>"
+            f"<span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
+            f"{_e(f.kind)} <span class='muted'>({_e(status)})</span></h3>"
+            f"<p>{_e(f.summary)}</p>{self._evidence_words(f)}</article>"
+        )
+
+    def _best_evidence(self, index: int, f: FindingRecord) -> str:
+        """The waterfall for a trace-backed finding (a cascade), else the series, else the
+        affected seconds on the endpoint's p95."""
+        ev = f.evidence
+        trace = self._trace_evidence(f"finding-{index}-trace", f)
+        if trace:
+            return trace
+        if ev.get("series"):
+            return self._series_chart(f"finding-{index}-series", ev["series"], f.kind)
+        seconds = _int_list(ev.get("seconds"))
+        if seconds and self.load is not None:
+            return self._affected_chart(f"finding-{index}-seconds", f, seconds, self.load)
+        return ""
+
+    def _evidence_words(self, f: FindingRecord) -> str:
+        lines = story.evidence_lines(f)
+        ids = _trace_ids(f)
+        if ids:
+            links = ", ".join(self.trace_link(t) for t in ids[:MAX_EVIDENCE_ITEMS])
+            more = len(ids) - MAX_EVIDENCE_ITEMS
+            extra = f" and {more} more" if more > 0 else ""
+            trace_line = f"<li>example traces: {links}{_e(extra)}</li>"
+        else:
+            trace_line = ""
+        if not lines and not trace_line:
+            return ""
+        items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+        return f"<ul class='evidence'>{items}{trace_line}</ul>"
+
+    def _failed_slos(self) -> str:
+        failed = [s for s in self.journal.slo if s.passed is False]
+        if not failed:
+            return ""
+        shift: dict[str | None, story.Shift] = {s.endpoint: s for s in self.shifts}
+        items = []
+        for slo in failed:
+            text = slo_message(slo)
+            moved = shift.get(slo.endpoint) if slo.phase == "fault" else None
+            if moved is not None:
+                text += f" (baseline → fault: {moved.words()})"
+            items.append(f"<li>{_e(text)}</li>")
+        return f"<h3 id='failed-slos'>SLOs that failed</h3><ul>{''.join(items)}</ul>"
+
+    def _failed_checks(self) -> str:
+        failed = [(i, c) for i, c in enumerate(self.journal.checks) if c.status == "failed"]
+        blocking = [(i, c) for i, c in failed if c.fails_run]
+        observed = [(i, c) for i, c in failed if not c.fails_run]
+        parts: list[str] = []
+        for i, check in blocking:
+            parts.append(
+                f"<article class='finding fails' id='failed-check-{i}'><h3>"
+                f"<span class='badge fail'>failed</span> check {_e(check.name)} "
+                f"<span class='muted'>({_e(check.phase)}, {_e(check.severity)})</span></h3>"
+                f"<p>{_e(check_words(check))}</p>"
+                f"{self._series_chart(f'failed-check-{i}-series', check.series_file, check.name)}"
+                "</article>"
+            )
+        if observed:
+            items = "".join(f"<li>{_e(check_words(c))}</li>" for _, c in observed)
+            parts.append(
+                "<h3>Checks that did not hold (informational: they describe the fault, "
+                f"the verdict does not depend on them)</h3><ul>{items}</ul>"
+            )
+        return "".join(parts)
+
+    # -- the tables -----------------------------------------------------------------------
+
     def phase_tables(self) -> str:
         parts = ["<section id='phases'><h2>Endpoints per phase</h2>"]
         if self.load is None:
@@ -288,15 +493,18 @@ class _Report:
             return "".join(parts)
         for phase in self.phases:
             rows = phase_table(self.load, phase)
+            notes = self.expected if phase.name == "fault" else {}
             parts.append(f"<h3>{_e(phase.name)} ({phase.start:.1f}-{phase.end:.1f} s)</h3>")
             parts.append(
                 _table(
                     ["endpoint", "requests", "req/s", "error rate", "p50", "p95", "p99", "max"],
                     (
                         (
-                            "",
+                            "expected" if r.endpoint in notes else "",
                             [
-                                f"<b>{_e(r.label)}</b>" if r.endpoint is None else _e(r.label),
+                                f"<b>{_e(r.label)}</b>"
+                                if r.endpoint is None
+                                else _e(r.label) + _expected_badge(notes.get(r.endpoint or "")),
                                 str(r.stats.requests),
                                 _e(fmt_rps(r.stats.rps)),
                                 _e(fmt_ratio(r.stats.error_rate)),
@@ -311,6 +519,12 @@ class _Report:
                     numeric={1, 2, 3, 4, 5, 6, 7},
                 )
             )
+            if notes:
+                parts.append(
+                    "<p class='muted'>The whole target's numbers include the expected "
+                    f"failures of {_e(', '.join(sorted(notes)))}: the experiment sets no "
+                    "fault-phase SLO on them, only on the endpoints that must not notice.</p>"
+                )
         parts.append("</section>")
         return "".join(parts)
 
@@ -341,49 +555,52 @@ class _Report:
             rows,
             numeric={4, 5},
         )
-        return f"<section id='slo'><h2>SLOs</h2>{table}</section>"
+        tally = counts(self.journal)
+        return f"<section id='slo'><h2>SLOs</h2><p>{_e(tally.slo_text())}.</p>{table}</section>"
 
     def checks(self) -> str:
         checks = self.journal.checks
         if not checks:
             return "<section id='checks'><h2>Checks</h2><p>No checks.</p></section>"
-        parts = ["<section id='checks'><h2>Checks</h2>"]
+        tally = counts(self.journal)
+        rows = []
         for i, check in enumerate(checks):
-            parts.append(self._check(i, check))
-        parts.append("</section>")
-        return "".join(parts)
+            state, css = _check_state(check)
+            rows.append(
+                (
+                    "fail" if check.fails_run and check.status == "failed" else "",
+                    [
+                        f"<span class='badge {css}'>{_e(state)}</span>",
+                        f"<a href='#check-{i}-box'>{_e(check.name)}</a>",
+                        _e(check.phase),
+                        _e(check.severity),
+                        f"<code>{_e(check.promql)}</code> {_e(check.expect)}",
+                        _e(_observed_words(check)),
+                    ],
+                )
+            )
+        table = _table(["result", "check", "phase", "severity", "expects", "observed"], rows)
+        charts = "".join(self._check_chart(i, c) for i, c in enumerate(checks))
+        return (
+            f"<section id='checks'><h2>Checks</h2><p>{_e(tally.checks_text())}.</p>{table}"
+            f"<details id='check-charts'><summary>Each check's Prometheus series "
+            f"({len(checks)} charts)</summary>{charts}</details></section>"
+        )
 
-    def _check(self, index: int, check: CheckRecord) -> str:
-        css = {"failed": "fail", "passed": "pass"}.get(check.status, "skip")
-        observed = json.dumps(check.observed, sort_keys=True, default=str)
-        parts = [
-            f"<h3><span class='badge {css}'>{_e(check.status)}</span> {_e(check.name)}</h3>",
-            _table(
-                ["phase", "PromQL", "expect", "severity", "observed", "reason"],
-                [
-                    (
-                        "fail" if check.status == "failed" else "",
-                        [
-                            _e(check.phase),
-                            f"<code>{_e(check.promql)}</code>",
-                            f"<code>{_e(check.expect)}</code>",
-                            _e(check.severity),
-                            f"<code>{_e(observed)}</code>",
-                            _e(check.reason or ""),
-                        ],
-                    )
-                ],
-            ),
-        ]
-        parts.append(self._series_chart(f"check-{index}", check.series_file, check.name))
-        return "".join(parts)
+    def _check_chart(self, index: int, check: CheckRecord) -> str:
+        state, css = _check_state(check)
+        return (
+            f"<div id='check-{index}-box'><h3><span class='badge {css}'>{_e(state)}</span> "
+            f"{_e(check.name)} <span class='muted'>({_e(check.phase)})</span></h3>"
+            f"{self._series_chart(f'check-{index}', check.series_file, check.name)}</div>"
+        )
 
     def _series_chart(self, chart_id: str, ref: Any, title: str) -> str:
         if not ref:
             return ""
         found = self.run.series_for(ref)
         if found is None:
-            return f"<p class='muted'>Series {_e(ref)} is not in prometheus/.</p>"
+            return f"<p class='muted'>Series {_e(_ref_text(ref))} is not in prometheus/.</p>"
         lines = [
             svg.Line(
                 s.name + s.label_text(),
@@ -410,53 +627,6 @@ class _Report:
             f"<p class='muted'>Prometheus: <code>{_e(found.promql)}</code> "
             f"(prometheus/{_e(found.file)}){_e(note)}</p>{chart}"
         )
-
-    def findings(self) -> str:
-        findings = finding_order(self.journal.findings)
-        if not findings:
-            return "<section id='findings'><h2>Findings</h2><p>No findings.</p></section>"
-        parts = ["<section id='findings'><h2>Findings</h2>"]
-        for i, finding in enumerate(findings):
-            parts.append(self._finding(i, finding))
-        parts.append("</section>")
-        return "".join(parts)
-
-    def _finding(self, index: int, f: FindingRecord) -> str:
-        css = "finding fails" if f.fails_run else "finding"
-        status = f.status.replace("_", " ")
-        head = (
-            f"<h3><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
-            f"{_e(f.kind)} <span class='muted'>({_e(status)}"
-            f"{', fails the run' if f.fails_run else ''})</span></h3><p>{_e(f.summary)}</p>"
-        )
-        parts = [f"<article class='{css}' id='finding-{index}'>", head, self._evidence_table(f)]
-        seconds = _int_list(f.evidence.get("seconds"))
-        if seconds and self.load is not None:
-            parts.append(self._affected_chart(f"finding-{index}-seconds", f, seconds, self.load))
-        if f.evidence.get("series"):
-            parts.append(
-                self._series_chart(f"finding-{index}-series", f.evidence["series"], f.kind)
-            )
-        parts.append(self._trace_evidence(f"finding-{index}-trace", f))
-        parts.append("</article>")
-        return "".join(parts)
-
-    def _evidence_table(self, f: FindingRecord) -> str:
-        rows: list[tuple[str, list[str]]] = []
-        for key, value in f.evidence.items():
-            if isinstance(value, Mapping) and value:
-                rows.extend(
-                    ("", [_e(f"{key}.{sub}"), _evidence_value(str(sub), item)])
-                    for sub, item in value.items()
-                )
-            else:
-                rows.append(("", [_e(key), _evidence_value(key, value)]))
-        endpoints = finding_endpoints(f)
-        if endpoints and "endpoints" not in f.evidence and "endpoint" not in f.evidence:
-            rows.append(("", ["endpoints", _e(", ".join(endpoints))]))
-        if not rows:
-            return "<p class='muted'>No evidence recorded.</p>"
-        return _table(["evidence", "value"], rows)
 
     def _affected_chart(
         self, chart_id: str, f: FindingRecord, seconds: list[int], load: LoadView
@@ -488,21 +658,64 @@ class _Report:
 
     def _trace_evidence(self, chart_id: str, f: FindingRecord) -> str:
         ev = f.evidence
-        candidates: list[Any] = []
-        if ev.get("trace_id"):
-            candidates.append(ev["trace_id"])
-        if isinstance(ev.get("trace_ids"), list):
-            candidates.extend(ev["trace_ids"])
+        candidates = _trace_ids(f)
         if not candidates:
             return ""
         for trace_id in candidates[:MAX_EVIDENCE_ITEMS]:
             trace = self.run.trace(trace_id)
             if trace is not None and trace.spans:
                 span_ref = ev.get("span") if trace_id == ev.get("trace_id") else None
-                return _waterfall(chart_id, trace, span_ref)
+                return self._waterfall(chart_id, trace, span_ref)
+        shown = ", ".join(map(str, candidates[:3]))
+        more = f" and {len(candidates) - 3} more" if len(candidates) > 3 else ""
         return (
-            f"<p class='muted'>None of the trace ids in the evidence "
-            f"({_e(', '.join(map(str, candidates[:3])))}…) is saved under traces/.</p>"
+            f"<p class='muted'>None of the trace ids in the evidence ({_e(shown + more)}) "
+            "is saved under traces/.</p>"
+        )
+
+    def _waterfall(self, chart_id: str, trace: Trace, span_ref: Any) -> str:
+        explaining = _find_span(trace, span_ref) if span_ref is not None else None
+        t0 = trace.start_ns
+        bars = []
+        for span, depth in _tree(trace):
+            duration_ms = span.duration_ns / 1e6
+            error = f" - error: {span.status_message}" if span.is_error else ""
+            bars.append(
+                svg.Bar(
+                    label=f"{span.service}: {span.name}",
+                    group=span.service,
+                    start_ms=(span.start_ns - t0) / 1e6,
+                    duration_ms=duration_ms,
+                    depth=depth,
+                    error=span.is_error,
+                    highlighted=explaining is not None and span.span_id == explaining.span_id,
+                    tooltip=(
+                        f"{span.service}: {span.name} ({span.kind}), starts at "
+                        f"{fmt_ms((span.start_ns - t0) / 1e6)}, lasts {fmt_ms(duration_ms)}{error}"
+                    ),
+                )
+            )
+        total_ms = trace.duration_ns / 1e6
+        if explaining is not None:
+            why = f", error: {explaining.status_message}" if explaining.is_error else ""
+            if isinstance(span_ref, Mapping) and span_ref.get("reason"):
+                why += f": {span_ref['reason']}"
+            note = (
+                f"<p class='explanation'><b>Why:</b> {_e(explaining.service)}: "
+                f"{_e(explaining.name)} ({_e(fmt_ms(explaining.duration_ns / 1e6))}{_e(why)}).</p>"
+            )
+        elif span_ref is not None:
+            note = (
+                f"<p class='muted'>The span named in the evidence ({_e(_ref_text(span_ref))}) "
+                "is not in this trace.</p>"
+            )
+        else:
+            note = ""
+        title = f"Trace {trace.trace_id} ({len(trace.spans)} spans, {fmt_ms(total_ms)})"
+        return (
+            f"{note}<p class='trace-head'>Trace {self.trace_link(trace.trace_id)}: "
+            f"{len(trace.spans)} spans over {_e(fmt_ms(total_ms))}.{_e(_client_wait(trace))}</p>"
+            f"{svg.waterfall(chart_id, title, bars)}"
         )
 
     def recovery(self) -> str:
@@ -525,7 +738,7 @@ class _Report:
         rows = [
             ("", ["recovery time", _e(fmt_seconds(r.seconds))]),
             ("", ["budget", _e(fmt_seconds(r.budget_seconds))]),
-            ("", ["recovered", _e(r.recovered if r.recovered is not None else "—")]),
+            ("", ["recovered", _e("—" if r.recovered is None else "yes" if r.recovered else "no")]),
             (
                 "",
                 [
@@ -536,7 +749,11 @@ class _Report:
                 ],
             ),
         ]
-        rows.extend(("", [_e(k), _evidence_value(k, v)]) for k, v in extra.items())
+        rows.extend(
+            ("", [_e(k.replace("_", " ")), _e(story.fmt_number(k.replace("_", " "), v))])
+            for k, v in extra.items()
+            if v not in (None, "")
+        )
         bar = svg.budget_bar("recovery-bar", r.seconds, r.budget_seconds, bool(r.recovered))
         return (
             f"<section id='recovery'><h2>Recovery</h2><p><b>{_e(state)}</b>{within}</p>"
@@ -554,7 +771,7 @@ class _Report:
                     _e(f"{e.t:.2f}"),
                     _e(e.wall),
                     _e(e.kind),
-                    f"<code>{_e(json.dumps(e.detail, sort_keys=True, default=str))}</code>",
+                    _e("; ".join(f"{k}: {v}" for k, v in e.detail.items())),
                 ],
             )
             for e in events
@@ -567,8 +784,9 @@ class _Report:
 
     def experiment(self) -> str:
         return (
-            "<section id='experiment'><h2>Resolved experiment</h2>"
-            f"<pre>{_e(self.run.experiment_text)}</pre></section>"
+            "<section id='experiment'><h2>Resolved experiment</h2><details><summary>"
+            "experiment.yaml as run</summary>"
+            f"<pre>{_e(self.run.experiment_text)}</pre></details></section>"
         )
 
     def problems(self) -> str:
@@ -576,6 +794,76 @@ class _Report:
             return ""
         items = "".join(f"<li>{_e(p)}</li>" for p in self.run.problems)
         return f"<section id='problems'><h2>Unreadable evidence</h2><ul>{items}</ul></section>"
+
+
+def _expected_badge(label: str | None) -> str:
+    return f" <span class='badge expected'>{_e(label)}</span>" if label else ""
+
+
+def _check_state(check: CheckRecord) -> tuple[str, str]:
+    """The words and badge class of a check's result (an informational miss is not red)."""
+    if check.status == "passed":
+        return "held", "pass"
+    if check.status == "not_evaluated":
+        return "not evaluated", "skip"
+    if check.fails_run:
+        return "failed", "fail"
+    return "did not hold (informational)", "info"
+
+
+def _observed_words(check: CheckRecord) -> str:
+    obs = check.observed
+    if check.status == "not_evaluated":
+        return check.reason or "no data"
+    parts = [
+        f"{k} {story.fmt_number(k, obs[k])}"
+        for k in ("min", "max", "last")
+        if isinstance(obs.get(k), (int, float))
+    ]
+    return ", ".join(parts) or (check.reason or "—")
+
+
+def check_words(check: CheckRecord) -> str:
+    """``db pool has no waiters (fault): max(...) expected == 0, got up to 6``."""
+    worst = check.observed.get("max")
+    got = f", got up to {story.fmt_number('', worst)}" if isinstance(worst, (int, float)) else ""
+    reason = f" — {check.reason}" if check.reason else ""
+    return f"{check.name} ({check.phase}): {check.promql} expected {check.expect}{got}{reason}"
+
+
+def _trace_ids(f: FindingRecord) -> list[str]:
+    ev = f.evidence
+    ids: list[str] = []
+    if ev.get("trace_id"):
+        ids.append(str(ev["trace_id"]))
+    if isinstance(ev.get("trace_ids"), list):
+        ids.extend(str(t) for t in ev["trace_ids"])
+    return list(dict.fromkeys(ids))
+
+
+def _ref_text(ref: Any) -> str:
+    if isinstance(ref, Mapping):
+        return ", ".join(f"{k}: {v}" for k, v in ref.items())
+    if isinstance(ref, list):
+        return ", ".join(_ref_text(r) for r in ref)
+    return str(ref)
+
+
+def _client_wait(trace: Trace) -> str:
+    """The load engine's own span as the root: how long the request waited before the
+    target's first span started (queueing in front of the target, or on the wire)."""
+    root = trace.root()
+    if root is None or root.kind != "client":
+        return ""
+    children = trace.children(root)
+    if not children:
+        return f" The load engine's request ({root.name}) never reached the target's spans."
+    first = min(c.start_ns for c in children)
+    wait_ms = (first - root.start_ns) / 1e6
+    return (
+        f" Root: the load engine's request ({root.name}); the target took it "
+        f"{fmt_ms(max(wait_ms, 0.0))} after it was due to be sent."
+    )
 
 
 def _int_list(raw: Any) -> list[int]:
@@ -597,31 +885,6 @@ def _ranges(seconds: Sequence[int]) -> list[tuple[float, float]]:
         else:
             ranges.append((float(s), s + 1.0))
     return ranges
-
-
-def _evidence_value(key: str, value: Any) -> str:
-    if key == "seconds" and isinstance(value, list):
-        secs = _int_list(value)
-        spans = ", ".join(f"{a:g}-{b:g}" for a, b in _ranges(secs)[:MAX_EVIDENCE_ITEMS])
-        return _e(f"{len(secs)} seconds: {spans}")
-    if isinstance(value, list):
-        shown = ", ".join(_compact(v) for v in value[:MAX_EVIDENCE_ITEMS])
-        more = (
-            f" … ({len(value) - MAX_EVIDENCE_ITEMS} more)"
-            if len(value) > MAX_EVIDENCE_ITEMS
-            else ""
-        )
-        return f"<code>{_e(shown + more)}</code>"
-    if isinstance(value, float):
-        return _e(f"{value:.4g}")
-    if isinstance(value, Mapping):
-        return f"<code>{_e(_compact(value))}</code>"
-    return _e(value)
-
-
-def _compact(value: Any, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _tree(trace: Trace) -> list[tuple[Span, int]]:
@@ -668,45 +931,6 @@ def _find_span(trace: Trace, ref: Any) -> Span | None:
     return candidates[0] if candidates else None
 
 
-def _waterfall(chart_id: str, trace: Trace, span_ref: Any) -> str:
-    explaining = _find_span(trace, span_ref) if span_ref is not None else None
-    t0 = trace.start_ns
-    bars = []
-    for span, depth in _tree(trace):
-        duration_ms = span.duration_ns / 1e6
-        error = f" - error: {span.status_message}" if span.is_error else ""
-        bars.append(
-            svg.Bar(
-                label=f"{span.service}: {span.name}",
-                group=span.service,
-                start_ms=(span.start_ns - t0) / 1e6,
-                duration_ms=duration_ms,
-                depth=depth,
-                error=span.is_error,
-                highlighted=explaining is not None and span.span_id == explaining.span_id,
-                tooltip=f"{span.service}: {span.name} ({span.kind}), {fmt_ms(duration_ms)}{error}",
-            )
-        )
-    total_ms = trace.duration_ns / 1e6
-    if explaining is not None:
-        why = f", error: {explaining.status_message}" if explaining.is_error else ""
-        if isinstance(span_ref, Mapping) and span_ref.get("reason"):
-            why += f"; {span_ref['reason']}"
-        note = (
-            f"The highlighted span explains it: <b>{_e(explaining.service)}: "
-            f"{_e(explaining.name)}</b> ({_e(fmt_ms(explaining.duration_ns / 1e6) + why)})."
-        )
-    elif span_ref is not None:
-        note = f"The span named in the evidence ({_e(_compact(span_ref))}) is not in this trace."
-    else:
-        note = "An example trace from the evidence."
-    title = f"Trace {trace.trace_id} ({len(trace.spans)} spans, {fmt_ms(total_ms)})"
-    return (
-        f"<p>Trace <code>{_e(trace.trace_id)}</code>: {len(trace.spans)} spans over "
-        f"{_e(fmt_ms(total_ms))}. {note}</p>{svg.waterfall(chart_id, title, bars)}"
-    )
-
-
 def render_html(run: RunData) -> str:
     """The whole report as one HTML document."""
     report = _Report(run)
@@ -715,11 +939,12 @@ def render_html(run: RunData) -> str:
         [
             report.header(),
             report.verdict_box(),
+            report.what_happened(),
             report.timeline(),
+            report.problems_found(),
             report.phase_tables(),
             report.slo(),
             report.checks(),
-            report.findings(),
             report.recovery(),
             report.events(),
             report.experiment(),
@@ -731,5 +956,5 @@ def render_html(run: RunData) -> str:
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-        f"<body>{body}</body></html>\n"
+        f"<body>{body}<script>{HOVER_SCRIPT}</script></body></html>\n"
     )

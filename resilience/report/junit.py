@@ -26,6 +26,7 @@ from typing import Any
 from resilience.report.summary import (
     check_message,
     finding_endpoints,
+    finding_is_failing,
     finding_title,
     slo_message,
     slo_where,
@@ -134,7 +135,7 @@ def _finding_suite(journal: JournalData) -> _Suite:
         if finding.status not in ("found", "held"):
             case.outcome = "skipped"
             case.message = f"{finding.kind}: {finding.status.replace('_', ' ')} — {finding.summary}"
-        elif finding.fails_run:
+        elif finding_is_failing(finding):
             case.outcome, case.message = "failure", title
             case.details = json.dumps(finding.evidence, sort_keys=True, default=str)
         suite.cases.append(case)

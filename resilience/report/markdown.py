@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 
 from resilience.report.summary import (
+    check_observed,
+    counts,
     exit_meaning,
+    finding_is_failing,
     finding_order,
     fmt_seconds,
     fmt_value,
@@ -66,16 +69,13 @@ def render_markdown(run: RunData) -> str:
     lines.extend(_findings_section(journal))
     lines.extend(_recovery_section(journal))
     checks_failed = [c for c in journal.checks if c.status == "failed" and c.fails_run]
-    observed = [c for c in journal.checks if c.status == "failed" and not c.fails_run]
+    observed = [c for c in journal.checks if check_observed(c)]
     if journal.checks:
-        held = len([c for c in journal.checks if c.status == "passed"])
-        text = f"**Checks:** {held} of {len(journal.checks)} held"
+        text = f"**Checks:** {md(counts(journal).checks_text())}"
         if checks_failed:
-            text += f"; failed: {', '.join(md(c.name) for c in checks_failed)}"
+            text += f"; failed: {', '.join(md(f'{c.name} ({c.phase})') for c in checks_failed)}"
         if observed:
-            text += f"; did not hold (informational, {len(observed)}): " + ", ".join(
-                md(f"{c.name} ({c.phase})") for c in observed
-            )
+            text += "; did not hold: " + ", ".join(md(f"{c.name} ({c.phase})") for c in observed)
         lines.append(text)
         lines.append("")
     lines.append(
@@ -88,9 +88,8 @@ def render_markdown(run: RunData) -> str:
 def _slo_section(journal: JournalData) -> list[str]:
     if not journal.slo:
         return ["No SLOs were evaluated.", ""]
-    failed = sum(s.passed is False for s in journal.slo)
     lines = [
-        f"**SLOs:** {failed} of {len(journal.slo)} failed",
+        f"**SLOs:** {md(counts(journal).slo_text())}",
         "",
         "| result | phase | endpoint | metric | observed | threshold |",
         "| --- | --- | --- | --- | ---: | ---: |",
@@ -116,10 +115,10 @@ def _findings_section(journal: JournalData) -> list[str]:
     findings = finding_order(journal.findings)
     if not findings:
         return ["**Findings:** none.", ""]
-    lines = [f"**Findings:** {len(findings)}", ""]
+    lines = [f"**Findings:** {md(counts(journal).findings_text())}", ""]
     for finding in findings[:MAX_FINDINGS]:
         flags = [finding.severity]
-        if finding.fails_run:
+        if finding_is_failing(finding):
             flags.append("fails the run")
         if finding.status != "found":
             flags.append(finding.status.replace("_", " "))

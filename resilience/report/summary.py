@@ -141,6 +141,88 @@ def finding_title(finding: FindingRecord) -> str:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """How many SLOs, checks and findings ended which way: the one tally every report shows.
+
+    A check "did not hold" without failing the run when its severity is below critical
+    (``observed``); a finding "warns" when it was found without failing the run. JUnit's
+    failures and skips are these numbers: failures = ``slo_failed``, ``checks_failed``,
+    ``findings_failing``; skipped = the ``*_not_evaluated``.
+    """
+
+    slo_total: int
+    slo_failed: int
+    slo_passed: int
+    slo_not_evaluated: int
+    checks_total: int
+    checks_held: int
+    checks_failed: int
+    checks_observed: int
+    checks_not_evaluated: int
+    findings_total: int
+    findings_failing: int
+    findings_warning: int
+    findings_held: int
+    findings_not_evaluated: int
+
+    def slo_text(self) -> str:
+        text = f"{self.slo_failed} of {self.slo_total} SLOs failed"
+        if self.slo_not_evaluated:
+            text += f" ({self.slo_not_evaluated} not evaluated)"
+        return text
+
+    def checks_text(self) -> str:
+        parts = [f"{self.checks_held} of {self.checks_total} checks held"]
+        parts.append(f"{self.checks_failed} failed")
+        if self.checks_observed:
+            parts.append(f"{self.checks_observed} did not hold (informational)")
+        if self.checks_not_evaluated:
+            parts.append(f"{self.checks_not_evaluated} not evaluated")
+        return ", ".join(parts)
+
+    def findings_text(self) -> str:
+        text = f"{self.findings_failing} of {self.findings_total} findings fail the run"
+        if self.findings_warning:
+            text += f", {self.findings_warning} more found"
+        if self.findings_not_evaluated:
+            text += f", {self.findings_not_evaluated} not evaluated or inconclusive"
+        return text
+
+    def line(self) -> str:
+        """``2 of 8 SLOs failed · 10 of 15 checks held, 0 failed, ... · 2 of 8 findings ...``"""
+        return " · ".join((self.slo_text(), self.checks_text(), self.findings_text()))
+
+
+def check_observed(check: CheckRecord) -> bool:
+    """A check that did not hold but does not fail the run (info and warning severities)."""
+    return check.status == "failed" and not check.fails_run
+
+
+def finding_is_failing(finding: FindingRecord) -> bool:
+    return finding.status == "found" and finding.fails_run
+
+
+def counts(journal: JournalData) -> Counts:
+    slo, checks, findings = journal.slo, journal.checks, journal.findings
+    return Counts(
+        slo_total=len(slo),
+        slo_failed=sum(s.passed is False for s in slo),
+        slo_passed=sum(s.passed is True for s in slo),
+        slo_not_evaluated=sum(s.passed is None for s in slo),
+        checks_total=len(checks),
+        checks_held=sum(c.status == "passed" for c in checks),
+        checks_failed=sum(c.status == "failed" and c.fails_run for c in checks),
+        checks_observed=sum(check_observed(c) for c in checks),
+        checks_not_evaluated=sum(c.status == "not_evaluated" for c in checks),
+        findings_total=len(findings),
+        findings_failing=sum(finding_is_failing(f) for f in findings),
+        findings_warning=sum(f.status == "found" and not f.fails_run for f in findings),
+        findings_held=sum(f.status == "held" for f in findings),
+        findings_not_evaluated=sum(f.status in ("not_evaluated", "inconclusive") for f in findings),
+    )
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The run's outcome and the items that decided it."""
 

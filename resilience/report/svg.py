@@ -195,9 +195,11 @@ def line_chart(chart: LineChart) -> str:
     sx = _Scale(x0, x1, left, right)
     y_lo, y_hi = _y_domain(chart)
     sy = _Scale(y_lo, y_hi, bottom, top, log=chart.log_y)
+    # data-x tells the report's hover script how to map a pointer to seconds.
     out: list[str] = [
         f'<svg id="{escape(chart.chart_id)}" class="chart" width="{w}" height="{h}" '
-        f'viewBox="0 0 {w} {h}" role="img" aria-label="{escape(chart.title)}">',
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="{escape(chart.title)}" '
+        f'data-x="{_num(x0)},{_num(x1)},{left},{right}">',
         f"<title>{escape(chart.title)}</title>",
         f'<rect class="plot-bg" x="{left}" y="{top}" width="{right - left}" '
         f'height="{bottom - top}" fill="#fafafa" stroke="#ccc"/>',
@@ -245,15 +247,21 @@ def line_chart(chart: LineChart) -> str:
             f"{escape(mark.label)}</text>"
         )
     for line in chart.lines:
-        d = _path(downsample(line.points), sx, sy)
+        points = downsample(line.points)
+        d = _path(points, sx, sy)
         if not d:
             continue
         dash = f' stroke-dasharray="{escape(line.dash)}"' if line.dash else ""
         out.append(
             f'<path class="series" d="{d}" fill="none" stroke="{escape(line.color)}" '
-            f'stroke-width="{line.width:g}" stroke-linecap="round" stroke-linejoin="round"{dash}>'
+            f'stroke-width="{line.width:g}" stroke-linecap="round" stroke-linejoin="round"{dash} '
+            f"{_hover_data(line.label, points, chart.y_format)}>"
             f"<title>{escape(line.label)}</title></path>"
         )
+    out.append(
+        f'<line class="hover-cursor" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" '
+        'visibility="hidden"/>'
+    )
     out.append(
         f'<text class="axis-label" x="{left}" y="{h - 8}">{escape(chart.x_label)}'
         f" · y: {escape(chart.y_label)}</text>"
@@ -270,6 +278,21 @@ def line_chart(chart: LineChart) -> str:
         )
     out.append("</svg>")
     return "".join(out)
+
+
+HOVER_SEPARATOR = "|"
+
+
+def _hover_data(
+    label: str, points: Sequence[tuple[float, float | None]], fmt: Callable[[float], str]
+) -> str:
+    """The values the hover script shows: times and already formatted values, as attributes."""
+    ts = HOVER_SEPARATOR.join(_num(x) for x, _ in points)
+    vs = HOVER_SEPARATOR.join(
+        fmt(v).replace(HOVER_SEPARATOR, "/") if v is not None and math.isfinite(v) else ""
+        for _, v in points
+    )
+    return f'data-label="{escape(label)}" data-t="{ts}" data-v="{escape(vs)}"'
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class Evidence(BaseModel):
     traces: SourceEvidence = Field(default_factory=lambda: SourceEvidence(status="not_needed"))
     readback: SourceEvidence = Field(default_factory=lambda: SourceEvidence(status="not_needed"))
     gathered_at: str | None = None
+    trace_ui: str | None = None
+    """The trace UI's URL for one trace with ``{trace_id}`` in it (the stack's Jaeger UI, or
+    the experiment's ``observe.trace_ui``): reports link trace ids to it."""
+    client_spans: SourceEvidence | None = None
+    """The load engine's own client spans and run trace, exported before the trace fetch."""
 
     def save(self, run_dir: Path) -> Path:
         return write_atomic(RunDir(Path(run_dir)).evidence, self.model_dump_json(indent=1) + "\n")

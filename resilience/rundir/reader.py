@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from resilience.errors import ErrorLocation, ExperimentError, LoadError, ObserveError
 from resilience.observe.prometheus import Series
 from resilience.observe.spans import Trace
+from resilience.rundir.evidence import Evidence
 from resilience.rundir.journal import Journal, JournalData
 from resilience.rundir.layout import RunDir
 from resilience.rundir.load import LoadView
@@ -134,6 +135,17 @@ class RunData:
                 self._problem(f"traces/{key}.json: unreadable ({exc})")
                 self._traces[key] = None
         return self._traces[key]
+
+    @property
+    def trace_ui(self) -> str | None:
+        """The trace UI's URL for one trace, ``{trace_id}`` to fill in, as the run recorded it
+        in ``evidence.json`` (None when unknown: trace ids are then shown, not linked)."""
+        try:
+            evidence = Evidence.load(self.run_dir)
+        except ObserveError as exc:
+            self._problem(f"evidence.json: unreadable ({exc})")
+            return None
+        return evidence.trace_ui if evidence is not None else None
 
     def _problem(self, note: str) -> None:
         logger.warning("skipping evidence %s", note)

@@ -259,7 +259,7 @@ class _Run:
                 proxy=event.proxy,
                 type=event.type,
                 scheduled_at=event.scheduled_at,
-                lateness=round(event.lateness, 4),
+                **_timing(event),
                 **event.detail,
             )
         self.observer.fault_event(event)
@@ -342,6 +342,14 @@ class _Run:
             logger.exception("could not write the reports: %s", exc)
             return []
         return [p for p in (paths.html, paths.junit, paths.markdown) if p is not None]
+
+
+def _timing(event: FaultEvent) -> dict[str, float]:
+    """``lateness`` (seconds after the schedule), or ``early_by`` for a heal that came
+    before its scheduled end, so no reader meets a negative lateness."""
+    if event.early:
+        return {"early_by": round(-event.lateness, 4)}
+    return {"lateness": round(max(event.lateness, 0.0), 4)}
 
 
 def run_experiment(  # noqa: PLR0915 (every exit path of a run in one place, so each heals first)
