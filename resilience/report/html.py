@@ -423,15 +423,16 @@ class _Report:
         """The waterfall for a trace-backed finding (a cascade), else the series, else the
         affected seconds on the endpoint's p95."""
         ev = f.evidence
-        trace = self._trace_evidence(f"finding-{index}-trace", f)
-        if trace:
-            return trace
+        if ev.get("span") or f.kind == "cascading_failure":
+            trace = self._trace_evidence(f"finding-{index}-trace", f)
+            if trace:
+                return trace
         if ev.get("series"):
             return self._series_chart(f"finding-{index}-series", ev["series"], f.kind)
         seconds = _int_list(ev.get("seconds"))
         if seconds and self.load is not None:
             return self._affected_chart(f"finding-{index}-seconds", f, seconds, self.load)
-        return ""
+        return self._trace_evidence(f"finding-{index}-trace", f)
 
     def _evidence_words(self, f: FindingRecord) -> str:
         lines = story.evidence_lines(f)

@@ -185,9 +185,13 @@ def hurt_sentence(journal: JournalData, all_shifts: Sequence[Shift]) -> str:
             if cascaded & set(clean):
                 why += " (a cascading failure)"
         sentences.append(f"During the fault {described} suffered{why}.")
-    if expected:
-        described = _join([f"{s.endpoint} ({s.words()}; {labels[s.endpoint]})" for s in expected])
-        sentences.append(f"As the experiment allows, {described}.")
+    for label in sorted({labels[s.endpoint] for s in expected}):
+        group = [s for s in expected if labels[s.endpoint] == label]
+        described = _join([f"{s.endpoint} ({s.words()})" for s in group])
+        verb = "failed" if label.endswith("fails fast") else "degraded"
+        sentences.append(
+            f"As the experiment allows, {described} {verb} during the fault — {label}."
+        )
     if not sentences:
         sentences.append("No endpoint degraded beyond its baseline during the fault.")
     return " ".join(sentences)
@@ -236,7 +240,7 @@ def fmt_number(key: str, value: Any) -> str:
     if low.endswith(" ms") or low.endswith("_ms"):
         return fmt_ms(number)
     if low.endswith(" s") or low.endswith(" seconds") or low.endswith("_s"):
-        return fmt_seconds(number)
+        return f"{int(number)} s" if number == int(number) else fmt_seconds(number)
     if number == int(number):
         return str(int(number))
     return f"{number:.3g}"
@@ -252,7 +256,7 @@ def number_lines(numbers: Mapping[str, Any]) -> list[str]:
     order: list[tuple[str, str] | str] = []
     for key, value in numbers.items():
         match = _PAIR.match(str(key))
-        if match and match.group("what"):
+        if match and match.group("what") and match.group("who").strip():
             ident = (match.group("who").strip(), match.group("what").strip())
             if ident not in groups:
                 groups[ident] = {}

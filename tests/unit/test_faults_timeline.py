@@ -415,3 +415,19 @@ def test_duplicate_indexes_are_refused() -> None:
     """Two faults with one index would share a toxic name: refused."""
     with pytest.raises(ValueError, match="unique"):
         FaultTimeline([latency(0, 0, 1), latency(0, 2, 1)], make_api(), FakeClock())
+
+
+def test_event_timing_is_words_never_a_negative_lateness() -> None:
+    """A late stamp reads "12 ms late"; a heal before its scheduled end reads how much
+    earlier and why, never "(-25616 ms)"."""
+    from resilience.faults.timeline import FaultEvent
+
+    def event(kind: str, scheduled: float, t: float) -> FaultEvent:
+        return FaultEvent(kind, 0, "postgres", "hang", scheduled, t, "")  # type: ignore[arg-type]
+
+    assert event("applied", 6.0, 6.012).timing() == "12 ms late"
+    assert event("healed", 14.0, 14.0).timing() == "on time"
+    early = event("healed", 40.0, 14.384)
+    assert early.early
+    assert early.timing() == "25.6 s before its scheduled end (the run stopped early)"
+    assert "-" not in early.timing()

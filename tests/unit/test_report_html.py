@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from resilience.report import read_run, write_reports
-from resilience.report.html import render_html
+from resilience.report.html import HOVER_SCRIPT, render_html
 from resilience.testing.sample_run import CASCADE_TRACE, write_sample_run
 
 HOSTILE = (
@@ -38,14 +40,34 @@ def _svg(html: str, chart_id: str) -> ET.Element:
 
 
 def test_sections_in_order_verdict_first(fragile: str) -> None:
-    """Verdict, timeline, phases, SLOs, checks, findings, recovery, experiment, in that order."""
-    ids = ["verdict", "timeline", "phases", "slo", "checks", "findings", "recovery", "experiment"]
+    """Verdict, what happened, timeline, findings with evidence, then the tables, in order."""
+    ids = ["verdict", "story", "timeline", "findings", "phases", "slo", "checks", "recovery"]
+    ids.append("experiment")
     positions = [fragile.index(f"id='{i}'") for i in ids]
     assert positions == sorted(positions)
     verdict = fragile[positions[0] : positions[1]]
     assert "failed" in verdict
     assert "exit code <b>1</b>" in verdict
-    assert "cascading_failure" in verdict
+    assert "findings fail the run" in verdict
+
+
+def test_what_happened_names_the_fault_the_hurt_and_the_recovery(fragile: str) -> None:
+    """Two or three generated sentences: the fault, who suffered (with numbers), the recovery."""
+    story = fragile[fragile.index("id='story'") : fragile.index("id='timeline'")]
+    assert "A timeout of postgres from 15.0 s to 30.0 s" in story
+    assert "GET /catalog/items (p95 " in story
+    assert "recovered 9.0 s after the heal (budget 5.0 s)" in story
+
+
+def test_expected_breach_is_labelled(tmp_path: Path) -> None:
+    """An endpoint the experiment lets fail during the fault reads "expected: fails fast"."""
+    view = write_sample_run(tmp_path, variant="hardened", load_files=False)
+    html = render_html(read_run(tmp_path, load=view))
+    story = html[html.index("id='story'") : html.index("id='timeline'")]
+    assert "As the experiment allows, " in story
+    assert "expected: fails fast" in story
+    phases = html[html.index("id='phases'") : html.index("id='slo'")]
+    assert "<span class='badge expected'>expected: fails fast</span>" in phases
 
 
 def test_timeline_charts_with_fault_shading_and_stamps(fragile: str) -> None:
@@ -85,8 +107,9 @@ def test_phase_tables_slo_and_checks(fragile: str) -> None:
 
 
 def test_finding_evidence_waterfall_highlights_explaining_span(fragile: str) -> None:
-    """The cascading failure shows its trace as a waterfall with the explaining span marked."""
-    findings = fragile[fragile.index("id='findings'") : fragile.index("id='recovery'")]
+    """The cascading failure shows its trace as a waterfall with the explaining span marked,
+    its explanation in one line above it and its numbers in words below."""
+    findings = fragile[fragile.index("id='findings'") : fragile.index("id='phases'")]
     assert CASCADE_TRACE in findings
     waterfall = _svg(fragile, "finding-0-trace")
     bars = [r for r in waterfall.iter("rect") if "span-bar" in (r.get("class") or "")]
@@ -94,17 +117,37 @@ def test_finding_evidence_waterfall_highlights_explaining_span(fragile: str) -> 
     highlighted = [r for r in bars if "explaining-span" in (r.get("class") or "")]
     # Two spans share the name; the evidence's duration (2298 ms) picks the long one.
     assert len(highlighted) == 1
-    assert (
-        highlighted[0]
-        .findtext("title", "")
-        .startswith("gateway: pool.acquire upstream (internal), 2298 ms")
-    )
-    assert "The highlighted span explains it" in findings
-    assert "waited 2.3 s for the gateway&#x27;s shared upstream pool" in findings
-    assert "span.duration_ms" in findings  # evidence dicts are shown key by key
-    affected = _svg(fragile, "finding-0-seconds")
-    assert [r for r in affected.iter("rect") if r.get("class") == "affected"]
+    assert highlighted[0].findtext("title", "").startswith("gateway: pool.acquire upstream")
+    assert "lasts 2298 ms" in highlighted[0].findtext("title", "")
+    first = findings[: findings.index('id="finding-0-trace"')]
+    assert "<b>Why:</b> gateway: pool.acquire upstream (2298 ms" in first
+    assert "waited 2.3 s for the gateway&#x27;s shared upstream pool" in first
+    assert "{" not in findings.split("<svg")[0]  # no JSON dumps before the first chart
+    assert "…" not in findings
     assert "is saved under traces/" not in findings  # the timeout's first trace id exists
+
+
+def test_trace_ids_link_to_the_trace_ui(tmp_path: Path) -> None:
+    """With the trace UI's URL recorded in evidence.json, every trace id is a link to it."""
+    from resilience.rundir.evidence import Evidence
+
+    view = write_sample_run(tmp_path, load_files=False)
+    Evidence(trace_ui="http://127.0.0.1:16686/trace/{trace_id}").save(tmp_path)
+    html = render_html(read_run(tmp_path, load=view))
+    assert f"href='http://127.0.0.1:16686/trace/{CASCADE_TRACE}'" in html
+    links = re.findall(r"<a class='trace-link' href='([^']*)'", html)
+    assert links and all(u.startswith("http://127.0.0.1:16686/trace/") for u in links)
+
+
+def test_charts_carry_hover_values(fragile: str) -> None:
+    """Each line of a line chart carries its times and formatted values for the hover script."""
+    chart = _svg(fragile, "chart-latency")
+    assert chart.get("data-x", "").count(",") == 3
+    paths = [p for p in chart.iter("path") if p.get("class") == "series"]
+    for path in paths:
+        times, values = path.get("data-t", "").split("|"), path.get("data-v", "").split("|")
+        assert len(times) == len(values) > 10
+    assert any(v.endswith(" ms") for v in paths[1].get("data-v", "").split("|"))
 
 
 def test_recovery_section(fragile: str) -> None:
@@ -118,12 +161,18 @@ def test_recovery_section(fragile: str) -> None:
 
 
 def test_self_contained_no_external_resources(fragile: str) -> None:
-    """No scripts, links, images or URLs to fetch; a CSP forbids any fetch at all."""
+    """No links, images or URLs to fetch; one inline script, allowed by its hash in a CSP
+    that forbids every fetch."""
     lowered = fragile.lower()
-    for tag in ("<script", "<link", "<img", "<iframe", "<object", "<embed", "@import", "url("):
+    for tag in ("<link", "<img", "<iframe", "<object", "<embed", "@import", "url("):
         assert tag not in lowered
-    assert not re.search(r"\b(?:src|href|action|xlink:href)\s*=", lowered)
+    assert lowered.count("<script") == 1
+    assert f"<script>{HOVER_SCRIPT}</script>" in fragile
+    assert not re.search(r"\b(?:src|action|xlink:href)\s*=", lowered)
+    assert all(h.startswith("#") for h in re.findall(r"href='([^']*)'", fragile))
     assert "default-src 'none'" in fragile
+    digest = base64.b64encode(hashlib.sha256(HOVER_SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in fragile
     # The target URL appears only as text, never as something to load.
     assert "http://127.0.0.1:18000" in fragile
 
@@ -131,7 +180,7 @@ def test_self_contained_no_external_resources(fragile: str) -> None:
 def test_hostile_strings_are_escaped(hostile: str) -> None:
     """Experiment names, endpoints, check names, span names and labels are all escaped."""
     assert HOSTILE not in hostile
-    assert "<script" not in hostile.lower()
+    assert hostile.lower().count("<script") == 1  # the report's own hover script
     assert "<img" not in hostile.lower()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in hostile
     for chart in re.findall(r"<svg .*?</svg>", hostile, re.S):
