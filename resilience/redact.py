@@ -56,6 +56,8 @@ MIN_SECRET_LENGTH: Final = 4
 "abc" everywhere would corrupt ports, numbers and words. Rules by name still apply."""
 
 JSONValue: TypeAlias = "dict[str, JSONValue] | list[JSONValue] | str | int | float | bool | None"
+Keep: TypeAlias = Callable[[str, bool], bool]
+"""``keep(text, secret)``: True for a string ``redact_json`` should write as it is."""
 
 # ------------------------------------------------------------------------------- names
 
@@ -448,12 +450,14 @@ class Redactor:
     # -- JSON -------------------------------------------------------------------------
 
     @overload
-    def redact_json(self, value: Mapping[str, object]) -> dict[str, JSONValue]: ...
+    def redact_json(
+        self, value: Mapping[str, object], *, keep: Keep | None = None
+    ) -> dict[str, JSONValue]: ...
     @overload
-    def redact_json(self, value: str) -> str: ...
+    def redact_json(self, value: str, *, keep: Keep | None = None) -> str: ...
     @overload
-    def redact_json(self, value: object) -> JSONValue: ...
-    def redact_json(self, value: object) -> JSONValue:
+    def redact_json(self, value: object, *, keep: Keep | None = None) -> JSONValue: ...
+    def redact_json(self, value: object, *, keep: Keep | None = None) -> JSONValue:
         """JSON-like data (dicts, lists, tuples, strings, numbers) with its secrets masked.
 
         A value under a secret-named key becomes ``MARKER`` (strings and numbers; inside a
@@ -463,8 +467,12 @@ class Redactor:
         through ``redact_text``. Keys that hold ids (traceId, spanId, ...) are kept as
         they are. Returns new containers (tuples become lists, keys become strings, other
         objects their redacted ``str()``); the input is not changed. Two keys that differ
-        only in a secret merge into one."""
-        return _Walk(self.redact_text).value(value, False)
+        only in a secret merge into one.
+
+        ``keep(text, secret)`` may spare string values the caller knows hold no secret
+        (``secret``: the value sits under a secret-named key), such as the experiment
+        copy's ``${env:NAME}`` references: a kept string is written as it is."""
+        return _Walk(self.redact_text, keep).value(value, False)
 
     def redact_otlp(self, document: Mapping[str, object]) -> dict[str, JSONValue]:
         """An OTLP JSON document (as Jaeger's ``/api/v3/traces/{id}`` returns it, with or
@@ -482,10 +490,11 @@ class _Walk:
     """One pass over a JSON-like structure. Strings repeat a lot in traces and journals
     ("GET", "127.0.0.1", attribute keys), so each distinct one is redacted once."""
 
-    __slots__ = ("_memo", "_redact")
+    __slots__ = ("_keep", "_memo", "_redact")
 
-    def __init__(self, redact: Callable[[str], str]) -> None:
+    def __init__(self, redact: Callable[[str], str], keep: Keep | None = None) -> None:
         self._redact = redact
+        self._keep = keep
         self._memo: dict[str, str] = {}
 
     def text(self, text: str) -> str:
@@ -496,6 +505,8 @@ class _Walk:
 
     def value(self, value: object, secret: bool) -> JSONValue:  # noqa: PLR0911 (a dispatch on the JSON value's type)
         if isinstance(value, str):
+            if self._keep is not None and self._keep(value, secret):
+                return value
             if secret and value:
                 return MARKER
             return self.text(value)

@@ -7,13 +7,15 @@ evidence is said aloud, never silently dropped).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resilience.errors import ObserveError
-from resilience.rundir.layout import RunDir, write_atomic
+from resilience.redact import Redactor
+from resilience.rundir.layout import RunDir, write_json
 
 SourceStatus = Literal["gathered", "partial", "unavailable", "not_needed"]
 
@@ -52,8 +54,16 @@ class Evidence(BaseModel):
     client_spans: SourceEvidence | None = None
     """The load engine's own client spans and run trace, exported before the trace fetch."""
 
-    def save(self, run_dir: Path) -> Path:
-        return write_atomic(RunDir(Path(run_dir)).evidence, self.model_dump_json(indent=1) + "\n")
+    def save(self, run_dir: Path, *, redactor: Redactor | None = None) -> Path:
+        """Write ``evidence.json`` redacted as data (an endpoint or a reason may quote a
+        URL with a password)."""
+        return write_json(
+            RunDir(Path(run_dir)).evidence,
+            json.loads(self.model_dump_json()),
+            redactor,
+            indent=1,
+            ensure_ascii=False,
+        )
 
     @classmethod
     def load(cls, run_dir: Path) -> Evidence | None:

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from resilience.redact import Redactor
+from resilience.rundir.layout import RULES_ONLY, to_json, write_atomic, write_json
 from resilience.vocabulary import (
     CheckStatus,
     FaultWindow,
@@ -153,18 +155,28 @@ class JournalData(_Record):
 class Journal:
     """An append-mostly journal that is valid JSON on disk after every change.
 
-    Thread-safe: the orchestrator's loop and its signal path may both write.
+    ``data`` holds what the run knows; the file holds it through ``redactor`` (the run's
+    secrets masked: a target URL's password, a token in an event's detail). Thread-safe:
+    the orchestrator's loop and its signal path may both write.
     """
 
-    def __init__(self, path: Path, data: JournalData) -> None:
+    def __init__(self, path: Path, data: JournalData, *, redactor: Redactor | None = None) -> None:
         self.path = path
         self.data = data
+        self.redactor = redactor or RULES_ONLY
         self._lock = threading.RLock()
         self.flush()
 
     @classmethod
     def start(
-        cls, path: Path, *, experiment: str, profile: str | None, t0: float, **extra: Any
+        cls,
+        path: Path,
+        *,
+        experiment: str,
+        profile: str | None,
+        t0: float,
+        redactor: Redactor | None = None,
+        **extra: Any,
     ) -> Journal:
         data = JournalData(
             experiment=experiment,
@@ -174,18 +186,27 @@ class Journal:
             pid=os.getpid(),
             **extra,
         )
-        return cls(path, data)
+        return cls(path, data, redactor=redactor)
 
     @classmethod
     def read(cls, path: Path) -> JournalData:
         return JournalData.model_validate_json(path.read_bytes())
 
+    def written(self) -> JournalData:
+        """The journal as the file has it: ``data`` with the run's secrets masked."""
+        with self._lock:
+            return JournalData.model_validate_json(self._payload())
+
+    def _payload(self) -> str:
+        # Through pydantic's JSON first: it writes NaN and infinities as null, json.dumps
+        # would write tokens that are not JSON.
+        data = json.loads(self.data.model_dump_json())
+        return to_json(data, self.redactor, indent=2, ensure_ascii=False)
+
     def flush(self) -> None:
         with self._lock:
-            payload = self.data.model_dump_json(indent=2)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(payload, encoding="utf-8")
-            tmp.replace(self.path)
+            write_atomic(self.path, self._payload(), tmp=tmp)
 
     def event(self, kind: str, t: float, **detail: Any) -> None:
         with self._lock:
@@ -226,7 +247,5 @@ def mark_abandoned(path: Path, reason: str) -> bool:
         return False
     raw["status"] = "aborted"
     raw["reason"] = reason
-    tmp = path.with_name(f".{path.name}.sweep.tmp")
-    tmp.write_text(json.dumps(raw, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, raw, indent=2, ensure_ascii=False)
     return True

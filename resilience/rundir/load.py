@@ -31,7 +31,8 @@ from hdrh.histogram import HdrHistogram
 
 from resilience import histogram as hist
 from resilience.errors import LoadError
-from resilience.rundir.layout import RunDir
+from resilience.redact import Redactor
+from resilience.rundir.layout import RULES_ONLY, RunDir, make_dirs, open_private, write_json
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
 
@@ -65,18 +66,33 @@ def decode_tag(tag: str) -> str:
 
 
 class LoadFiles:
-    """Writes the load files of one run directory, second by second, in order."""
+    """Writes the load files of one run directory, second by second, in order.
 
-    def __init__(self, run_dir: Path, *, t0: float) -> None:
+    Every line goes through ``redactor`` as data: an endpoint is named after its request
+    (``GET /orders?token=abc``), so a name may carry a secret. Each distinct name is
+    redacted once; the hlog tags use the same redacted names."""
+
+    def __init__(self, run_dir: Path, *, t0: float, redactor: Redactor | None = None) -> None:
         self.layout = RunDir(Path(run_dir))
-        self.layout.path.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.layout.path)
         self.t0 = t0
-        self._load = self.layout.load_lines.open("w", encoding="utf-8")
-        self._traces = self.layout.trace_ids.open("w", encoding="utf-8")
-        self._writes = self.layout.writes.open("w", encoding="utf-8")
-        self._hlog = self.layout.latency.open("w", encoding="utf-8")
+        self.redactor = redactor or RULES_ONLY
+        self._names: dict[str, str] = {}
+        self._load = open_private(self.layout.load_lines)
+        self._traces = open_private(self.layout.trace_ids)
+        self._writes = open_private(self.layout.writes)
+        self._hlog = open_private(self.layout.latency)
         self._closed = False
         self._write_hlog_header()
+
+    def _name(self, endpoint: str) -> str:
+        shown = self._names.get(endpoint)
+        if shown is None:
+            shown = self._names[endpoint] = self.redactor.redact_text(endpoint)
+        return shown
+
+    def _line(self, data: Mapping[str, Any]) -> str:
+        return json.dumps(self.redactor.redact_json(data)) + "\n"
 
     def _write_hlog_header(self) -> None:
         start = datetime.fromtimestamp(self.t0, tz=UTC).isoformat()
@@ -106,11 +122,12 @@ class LoadFiles:
             endpoint_counts = counts[name]
             n = sum(endpoint_counts.values())
             requests += n
-            line = {"second": second, "endpoint": name, "n": n, **endpoint_counts}
+            shown = self._name(name)
+            line = {"second": second, "endpoint": shown, "n": n, **endpoint_counts}
             line["unsent"] = unsent.get(name, 0)
-            self._load.write(json.dumps(line) + "\n")
+            self._load.write(self._line(line))
             histogram = histograms.get(name) or hist.new_histogram()
-            self._hlog_line(second, histogram, encode_tag(name))
+            self._hlog_line(second, histogram, encode_tag(shown))
             everything.add(histogram)
         self._hlog_line(second, everything, None)
         self._load.flush()
@@ -123,18 +140,15 @@ class LoadFiles:
         self._hlog.write(f"{prefix}{second:.3f},1.000,{max_ms:.3f},{hist.encode(histogram)}\n")
 
     def write_trace(self, ref: TraceRef) -> None:
-        self._traces.write(json.dumps(asdict(ref)) + "\n")
+        self._traces.write(self._line({**asdict(ref), "endpoint": self._name(ref.endpoint)}))
         self._traces.flush()
 
     def write_ack(self, ack: WriteAck) -> None:
-        self._writes.write(json.dumps(asdict(ack)) + "\n")
+        self._writes.write(self._line({**asdict(ack), "endpoint": self._name(ack.endpoint)}))
         self._writes.flush()
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:
-        path = self.layout.load_meta
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dict(meta), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_json(self.layout.load_meta, dict(meta), self.redactor, indent=2)
 
     def close(self) -> None:
         if self._closed:

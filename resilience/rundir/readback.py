@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from resilience.errors import ObserveError
-from resilience.rundir.layout import RunDir, write_atomic
+from resilience.redact import Redactor
+from resilience.rundir.layout import RunDir, write_json
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,9 @@ class ReadBack:
     """Why the read-back did not happen at all (e.g. the target did not answer)."""
     seconds: float = 0.0
 
-    def save(self, run_dir: Path) -> Path:
-        return write_atomic(
-            RunDir(Path(run_dir)).readback,
-            json.dumps(asdict(self), indent=1, default=str) + "\n",
-        )
+    def save(self, run_dir: Path, *, redactor: Redactor | None = None) -> Path:
+        """Write ``readback.json`` redacted as data (paths and errors may hold secrets)."""
+        return write_json(RunDir(Path(run_dir)).readback, asdict(self), redactor, indent=1)
 
     @classmethod
     def load(cls, run_dir: Path) -> ReadBack | None:

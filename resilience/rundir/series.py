@@ -20,7 +20,8 @@ from typing import Any
 
 from resilience.errors import ObserveError
 from resilience.observe.prometheus import Series, Target
-from resilience.rundir.layout import RunDir, write_atomic
+from resilience.redact import Redactor
+from resilience.rundir.layout import RULES_ONLY, RunDir, write_json
 
 INDEX = "index.json"
 
@@ -29,10 +30,13 @@ class SeriesNotGathered(ObserveError):
     """The analysis asked for an expression whose series the run did not gather."""
 
 
-def save_series(path: Path, series: Sequence[Series], **meta: Any) -> None:
-    """Write series (and any metadata) as JSON; NaN/±Inf stored as strings."""
+def save_series(
+    path: Path, series: Sequence[Series], *, redactor: Redactor | None = None, **meta: Any
+) -> None:
+    """Write series (and any metadata) as JSON, redacted as data (a label or an expression
+    may carry a secret); NaN/±Inf stored as strings."""
     payload = {**meta, "series": [s.to_json() for s in series]}
-    write_atomic(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    write_json(path, payload, redactor, indent=1, allow_nan=False)
 
 
 def load_series(path: Path) -> tuple[dict[str, Any], list[Series]]:
@@ -71,10 +75,14 @@ class Gathered:
 
 
 class SeriesStore:
-    """The ``prometheus/`` directory of one run: gathered files and their index."""
+    """The ``prometheus/`` directory of one run: gathered files and their index.
 
-    def __init__(self, run_dir: Path) -> None:
+    Written through ``redactor``: the index keys (expressions) are redacted like any text,
+    so ``series`` looks an expression up as given and, failing that, redacted."""
+
+    def __init__(self, run_dir: Path, *, redactor: Redactor | None = None) -> None:
         self.directory = RunDir(Path(run_dir)).prometheus
+        self.redactor = redactor or RULES_ONLY
         self._index: dict[str, Gathered] | None = None
         self._loaded: dict[str, list[Series]] = {}
         self._legacy: dict[str, list[str]] = {}
@@ -138,7 +146,7 @@ class SeriesStore:
 
     def _write_index(self) -> None:
         payload = {"series": {k: v.to_json() for k, v in sorted(self.index().items())}}
-        write_atomic(self.directory / INDEX, json.dumps(payload, indent=1) + "\n")
+        write_json(self.directory / INDEX, payload, self.redactor, indent=1)
 
     def add(
         self,
@@ -155,7 +163,14 @@ class SeriesStore:
         taken = {g.file for g in index.values() if g.file and g.promql != promql}
         file = _unique(_slug(name), taken)
         save_series(
-            self.directory / file, series, name=name, promql=promql, start=start, end=end, step=step
+            self.directory / file,
+            series,
+            redactor=self.redactor,
+            name=name,
+            promql=promql,
+            start=start,
+            end=end,
+            step=step,
         )
         index[promql] = Gathered(promql, name, file, start, end, step)
         self._loaded.pop(promql, None)
@@ -169,7 +184,11 @@ class SeriesStore:
 
     def series(self, promql: str) -> list[Series]:
         """Every series gathered for ``promql`` (SeriesNotGathered when there are none)."""
-        entry = self.index().get(promql)
+        index = self.index()
+        entry = index.get(promql)
+        if entry is None:
+            promql = self.redactor.redact_text(promql)
+            entry = index.get(promql)
         if entry is None:
             raise SeriesNotGathered(f"the series of {promql!r} were not gathered in this run")
         if entry.file is None:

@@ -15,7 +15,8 @@ from resilience.errors import ObserveError
 from resilience.observe.otlp import normalize_id, parse_otlp_json, to_otlp_json
 from resilience.observe.spans import Trace
 from resilience.observe.traces import TraceCollection
-from resilience.rundir.layout import write_atomic
+from resilience.redact import Redactor
+from resilience.rundir.layout import RULES_ONLY, make_dirs, write_atomic, write_json
 
 INDEX_FILE = "index.json"
 
@@ -56,11 +57,14 @@ class DirectoryTraceSource:
         }
 
 
-def save_trace(trace: Trace, out_dir: Path) -> Path:
-    """Write one trace's OTLP JSON (as received when known) to ``out_dir/<id>.json``."""
+def save_trace(trace: Trace, out_dir: Path, *, redactor: Redactor | None = None) -> Path:
+    """Write one trace's OTLP JSON (as received when known) to ``out_dir/<id>.json``, its
+    secrets masked (``redact_otlp``: span attributes such as ``http.url`` with a token,
+    ``http.request.header.authorization``); still valid OTLP."""
     payload = dict(trace.raw) if trace.raw is not None else to_otlp_json(trace)
+    redacted = (redactor or RULES_ONLY).redact_otlp(payload)
     return write_atomic(
-        out_dir / f"{trace.trace_id}.json", json.dumps(payload, separators=(",", ":")) + "\n"
+        out_dir / f"{trace.trace_id}.json", json.dumps(redacted, separators=(",", ":")) + "\n"
     )
 
 
@@ -88,23 +92,27 @@ def read_index(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 def save_collection(
-    result: TraceCollection, wanted: Mapping[str, str | None], out_dir: Path
+    result: TraceCollection,
+    wanted: Mapping[str, str | None],
+    out_dir: Path,
+    *,
+    redactor: Redactor | None = None,
 ) -> None:
     """Save every trace ``collect_traces`` got and index every id asked for (``wanted``:
-    trace id -> the endpoint it was kept for)."""
+    trace id -> the endpoint it was kept for), all through ``redactor``."""
     ids: dict[str, str] = {}
     for raw_id in wanted:
         try:
             ids[normalize_id(raw_id, 16)] = raw_id
         except ValueError:
             continue
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     index = read_index(out_dir)
     for tid, raw_id in ids.items():
         entry: dict[str, Any] = {"endpoint": wanted.get(raw_id)}
         trace = result.traces.get(tid)
         if trace is not None:
-            save_trace(trace, out_dir)
+            save_trace(trace, out_dir, redactor=redactor)
             entry.update(
                 status="saved",
                 spans=len(trace.spans),
@@ -117,6 +125,4 @@ def save_collection(
     for raw_id, reason in result.missing.items():
         if raw_id not in ids:
             index[raw_id] = {"endpoint": wanted.get(raw_id), "status": "missing", "reason": reason}
-    write_atomic(
-        out_dir / INDEX_FILE, json.dumps({"traces": index}, indent=1, sort_keys=True) + "\n"
-    )
+    write_json(out_dir / INDEX_FILE, {"traces": index}, redactor, indent=1, sort_keys=True)

@@ -23,10 +23,13 @@ ALLOWED: dict[str, set[str]] = {
     "faults": {"errors", "vocabulary"},
     "observe": {"errors", "vocabulary", "experiment"},
     # The run directory, and the two sides that write and read it.
-    "rundir": {"errors", "vocabulary", "histogram", "observe"},
-    "load": {"errors", "vocabulary", "histogram", "experiment", "rundir"},
+    "rundir": {"errors", "vocabulary", "histogram", "redact", "observe"},
+    "load": {"errors", "vocabulary", "histogram", "redact", "experiment", "rundir"},
     "analysis": {"errors", "vocabulary", "histogram", "experiment", "observe", "rundir"},
-    "report": {"errors", "vocabulary", "histogram", "experiment", "observe", "rundir", "analysis"},
+    "report": {
+        "errors", "vocabulary", "histogram", "redact", "experiment", "observe", "rundir",
+        "analysis",
+    },
     # One run, and the live game day, put the rooms together.
     "runner": {
         "errors", "vocabulary", "histogram", "redact", "experiment", "stack", "faults",

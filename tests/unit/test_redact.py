@@ -338,6 +338,25 @@ def test_json_rules() -> None:
     assert data == original
 
 
+def test_json_keep_spares_the_strings_the_caller_vouches_for() -> None:
+    """``keep(text, secret)`` sees whether the value sits under a secret name, and a kept
+    string is written as it is; the others are masked as usual."""
+    seen: list[tuple[str, bool]] = []
+
+    def keep(text: str, secret: bool) -> bool:
+        seen.append((text, secret))
+        return text.startswith("${")
+
+    data = {"password": "${env:PW}", "token": "raw", "url": "${x} http://u:p@h/", "n": "p@h"}
+    assert PLAIN.redact_json(data, keep=keep) == {
+        "password": "${env:PW}",
+        "token": MARKER,
+        "url": "${x} http://u:p@h/",
+        "n": "p@h",
+    }
+    assert ("${env:PW}", True) in seen and ("${x} http://u:p@h/", False) in seen
+
+
 def test_json_ids_are_never_cut_by_a_literal() -> None:
     """A literal secret that happens to occur inside a trace id leaves the id alone."""
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
