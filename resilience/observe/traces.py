@@ -166,7 +166,7 @@ class TraceCollection:
         return any(r.startswith("not evaluated") for r in self.missing.values())
 
 
-def collect_traces(
+def collect_traces(  # noqa: PLR0915 (the fetch loop and its stop rules read best in one place)
     source: TraceSource,
     requests: Mapping[str, str | None] | Iterable[str],
     *,
@@ -175,6 +175,7 @@ def collect_traces(
     poll_interval_s: float = 0.5,
     settle_s: float = 2.0,
     monotonic: Callable[[], float] = time.monotonic,
+    require_spans: Mapping[str, str] | None = None,
 ) -> TraceCollection:
     """Fetch traces by id; never raises for backend trouble (saving them is the run
     directory's job: ``resilience.rundir.traces.save_collection``).
@@ -185,7 +186,12 @@ def collect_traces(
     for up to ``settle_s`` (spans of a request still arrive after its root). When the
     backend is unreachable every id left is "not evaluated" with the reason. The total
     time is bounded by ``deadline_s`` plus one call's timeout.
+
+    ``require_spans`` maps trace id -> a span id the trace must hold to be complete (the
+    load engine's own client span, exported just before): until it has arrived the trace
+    counts as partial, so its root is not mistaken for the target's server span.
     """
+    required = {normalize_id(k, 16): v.lower() for k, v in (require_spans or {}).items() if k and v}
     wanted: dict[str, str | None] = (
         dict(requests) if isinstance(requests, Mapping) else dict.fromkeys(requests)
     )
@@ -224,7 +230,7 @@ def collect_traces(
                 return
             now = monotonic()
             if trace is not None:
-                if trace.is_complete:
+                if trace.is_complete and (tid not in required or trace.span(required[tid])):
                     with lock:
                         result.traces[tid] = trace
                     return

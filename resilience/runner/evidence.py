@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,12 @@ class Sources:
     target_url: str | None
     prometheus_endpoint: str | None = None
     traces_endpoint: str | None = None
+    trace_ui: str | None = None
+    """The trace UI's URL for one trace (``{trace_id}`` in it), recorded for the reports."""
+    own_spans: SourceEvidence | None = None
+    """What the load engine's own spans export did (recorded in evidence.json)."""
+    client_spans: Mapping[str, str] = field(default_factory=dict)
+    """Trace id -> the client span exported for it: the trace fetch waits for it."""
 
 
 def gather(
@@ -84,7 +90,7 @@ def gather(
 ) -> Evidence:
     """Fetch the run's evidence into ``run_dir``; returns (and saves) the manifest."""
     layout = RunDir(Path(run_dir))
-    evidence = Evidence()
+    evidence = Evidence(trace_ui=sources.trace_ui, client_spans=sources.own_spans)
     say("gathering Prometheus series")
     evidence.prometheus = gather_series(layout, experiment, journal, phases, sources)
     say("fetching traces")
@@ -213,7 +219,11 @@ def gather_traces(layout: RunDir, phases: Sequence[Phase], sources: Sources) -> 
             status="unavailable", wanted=len(wanted), reason="no trace backend for this run"
         )
     collection = collect_traces(
-        sources.traces, dict(wanted), concurrency=8, deadline_s=TRACE_DEADLINE
+        sources.traces,
+        dict(wanted),
+        concurrency=8,
+        deadline_s=TRACE_DEADLINE,
+        require_spans={t: s for t, s in sources.client_spans.items() if t in wanted},
     )
     save_collection(collection, dict(wanted), layout.traces)
     got = len(collection.traces)

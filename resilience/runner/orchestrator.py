@@ -45,6 +45,7 @@ from resilience.rundir.layout import RunDir, write_atomic
 from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
 from resilience.runner.observer import RunObserver
+from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
 from resilience.runner.signals import interrupts_raise
 from resilience.runner.target import (
     PreparedTarget,
@@ -431,6 +432,10 @@ def _analyse(run: _Run) -> Verdict | None:
     run.journal.update(load_end=round(run.load_end, 4))
     journal = run.journal.data
     phases = run_phases_of(journal, run.experiment)
+    # Our own client spans first, so the trace fetch finds the load request as each root.
+    own = export_for_run(
+        run.run_dir, journal, phases, run.config.url("jaeger_otlp_http") + "/v1/traces"
+    )
     prometheus = HttpPrometheusSource(run.config.prometheus_url, timeout=5.0)
     traces = JaegerTraceSource(run.config.jaeger_query_url, timeout=5.0)
     try:
@@ -445,6 +450,9 @@ def _analyse(run: _Run) -> Verdict | None:
                 target_url=run.prepared.url,
                 prometheus_endpoint=run.config.prometheus_url,
                 traces_endpoint=run.config.jaeger_query_url,
+                trace_ui=jaeger_trace_ui(run.config.jaeger_query_url),
+                own_spans=own.evidence,
+                client_spans=own.client_spans,
             ),
             say=run.observer.message,
         )

@@ -196,3 +196,32 @@ def test_corrupt_trace_file_is_an_observe_error(tmp_path: Path) -> None:
         load_trace(path)
     with pytest.raises(ObserveError):
         DirectoryTraceSource(tmp_path).get("a" * 32)
+
+
+def test_a_required_client_span_is_waited_for() -> None:
+    """A trace that must hold our client span is asked again until that span has arrived:
+    its server span alone (a remote root) does not count as complete."""
+    tid = "a1" * 16
+    server_only = Trace(
+        tid,
+        (Span(tid, "0000000000000002", "00000000000000c1", "gateway", "GET /x", "server", 5, 9),),
+    )
+    with_client = Trace(
+        tid,
+        (
+            Span(tid, "00000000000000c1", None, "resilience-load", "GET /x", "client", 0, 10),
+            *server_only.spans,
+        ),
+    )
+
+    class Arriving(FakeTraceSource):
+        def get(self, trace_id: str) -> Trace | None:
+            super().get(trace_id)
+            return with_client if self.calls[trace_id] >= 3 else server_only
+
+    source = Arriving()
+    got = collect_traces(
+        source, [tid], deadline_s=5, poll_interval_s=0.01, require_spans={tid: "00000000000000C1"}
+    )
+    assert got.traces[tid] is with_client and not got.partial
+    assert source.calls[tid] == 3
