@@ -43,6 +43,7 @@ from resilience.load.samples import CommandAck, LoadEvent
 from resilience.observe.guards import GuardTrip
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.rundir.journal import FaultRecord, Journal, PhaseRecord, Status
+from resilience.runner.live_export import LiveExport, record_faults, record_phase, start_export
 from resilience.runner.target import (
     PreparedTarget,
     clear_active,
@@ -165,6 +166,7 @@ class Session:
         self.dir: Path | None = None
         self.engine: LoadEngine | None = None
         self.recorder: LoadRecorder | None = None
+        self.export: LiveExport | None = None
         self.clock: MonotonicClock | None = None
         self.journal: Journal | None = None
         self.faults: FaultBoard | None = None
@@ -248,6 +250,16 @@ class Session:
             self.dir, t0=t0, workers=self.engine.workers, endpoints=load_plan.endpoints()
         )
         recorder = self.recorder
+        board = self.faults
+        self.export = start_export(
+            self.config.ports.load_metrics,
+            self.dir.name,
+            experiment=self.plan.name,
+            profile=None,
+            faults=lambda: record_faults(board.records()),
+            phase=lambda: record_phase(board.records()),
+            recorder=recorder,
+        )
         self.metrics = LiveMetrics(
             lambda window, endpoint: recorder.live(window_s=window, endpoint=endpoint),
             load_plan.endpoints(),
@@ -627,6 +639,8 @@ class Session:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         self._stop_load()
+        if self.export is not None:
+            self.export.close()
         result: SessionResult | None = None
         if self.journal is not None and self.dir is not None:
             result = self._finish_journal(reason, failures)

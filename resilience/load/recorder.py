@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -96,14 +96,25 @@ class LoadRecorder:
         self.abandoned = 0
         self.exits: dict[int, WorkerExit] = {}
         self._closed = False
+        self._listeners: list[Callable[[LoadEvent], None]] = []
         self._files = LoadFiles(self.run_dir, t0=t0)
         self._write_meta()
 
     # -- consuming --------------------------------------------------------------------
 
+    def add_listener(self, listener: Callable[[LoadEvent], None]) -> None:
+        """Also hand every event to ``listener`` (after recording it), e.g. a live export.
+        A listener that raises is logged and dropped from nothing else."""
+        self._listeners.append(listener)
+
     def consume(self, events: Iterable[LoadEvent]) -> None:
         for event in events:
             self.handle(event)
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("a load event listener failed")
 
     def handle(self, event: LoadEvent) -> None:
         with self._lock:

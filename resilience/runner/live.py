@@ -19,6 +19,7 @@ from resilience.faults.timeline import FaultTimeline
 from resilience.load.engine import LoadEngine
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor
+from resilience.runner.live_export import timeline_phase
 from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.vocabulary import Clock
 
@@ -42,11 +43,7 @@ class LiveRun:
     stop: threading.Event
 
     def phase(self, now: float) -> str:
-        if self.timeline.any_active():
-            return "fault"
-        if any(s.status in ("healed", "failed") for s in self.timeline.states.values()):
-            return "recovery"
-        return "baseline"
+        return timeline_phase(self.timeline)
 
     def status(self, now: float) -> LiveStatus:
         live = self.recorder.live(window_s=3)

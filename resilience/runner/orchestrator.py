@@ -44,6 +44,7 @@ from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
 from resilience.rundir.layout import RunDir, write_atomic
 from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
+from resilience.runner.live_export import LiveExport, start_for_run
 from resilience.runner.observer import RunObserver
 from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
 from resilience.runner.signals import interrupts_raise
@@ -160,6 +161,7 @@ class _Run:
         self.guards: GuardMonitor | None = None
         self.guard_source: HttpPrometheusSource | None = None
         self.clock: MonotonicClock | None = None
+        self.export: LiveExport | None = None
         self.load_end = experiment.total_duration
         self._load_stopped = False
 
@@ -219,6 +221,14 @@ class _Run:
             self.run_dir, t0=t0, workers=self.engine.workers, endpoints=plan.endpoints()
         )
         self.guards = self._guard_monitor()
+        self.export = start_for_run(
+            self.config.ports.load_metrics,
+            self.run_dir.name,
+            experiment=self.experiment.name,
+            profile=self.experiment.profile,
+            timeline=self.timeline,
+            recorder=self.recorder,
+        )
         self.engine.start(t0)
         if self.guards is not None:
             self.guards.start()
@@ -320,6 +330,8 @@ class _Run:
             self.journal.finish(status, ended=time.time(), exit_code=exit_code, reason=reason)
             journal_data = self.journal.data
             clear_active(self.config)
+        if self.export is not None:  # served until now: Prometheus has the last seconds
+            self.export.close()
         files: list[Path] = []
         if self.options.reports and self.run_dir is not None and self.journal is not None:
             files = self._reports()

@@ -48,6 +48,9 @@ class Ports(BaseModel):
     gateway_metrics: int = 18000
     orders_metrics: int = 18001
     catalog_metrics: int = 18002
+    # Bound by a run or a game day, not by the stack: its live load metrics, which the
+    # stack's Prometheus scrapes (docs/observe.md).
+    load_metrics: int = 9464
 
     @field_validator("*")
     @classmethod
@@ -75,6 +78,10 @@ class Ports(BaseModel):
             return cls(**values)
         except ValueError as exc:
             raise ExperimentError(f"invalid port configuration: {exc}") from exc
+
+
+RUN_PORTS = frozenset({"load_metrics"})
+"""``Ports`` fields a run binds (no stack component owns them)."""
 
 
 def _int_env(env: dict[str, str] | os._Environ[str], key: str, default: int) -> int:

@@ -28,6 +28,7 @@ PROMETHEUS_JOBS: dict[str, str] = {
     "toxiproxy": "toxiproxy",
     "jaeger": "jaeger_metrics",
     **{service: service for service in SHOP_SERVICES},
+    "resilience": "load_metrics",
 }
 """Prometheus job name → the port (a ``Ports`` field) it scrapes ``/metrics`` on."""
 

@@ -33,4 +33,6 @@ IMAGES: Final = {
     "toxiproxy": "ghcr.io/shopify/toxiproxy:2.12.0",
     "prometheus": "prom/prometheus:v2.42.0",
     "jaeger": "jaegertracing/jaeger:2.20.0",
+    # Compose only (not run natively): the run dashboard over the stack's Prometheus.
+    "grafana": "grafana/grafana:11.4.0",
 }

@@ -20,8 +20,9 @@ from resilience.stack.compose import (
     compose_is_current,
     render_compose,
 )
-from resilience.stack.config import Ports
+from resilience.stack.config import RUN_PORTS, Ports
 from resilience.stack.generate import PROMETHEUS_JOBS, SHOP_METRICS_PORTS
+from resilience.stack.grafana import JAEGER_UID, PROMETHEUS_UID, dashboard, dashboard_json
 from resilience.stack.topology import SHOP_SERVICES, stack_proxies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def test_the_yaml_text_parses_to_the_document(document: dict[str, Any]) -> None:
 def test_services_are_the_native_components(document: dict[str, Any]) -> None:
     """Compose has one service per native component, with the pinned images."""
     services = document["services"]
-    assert list(services) == [c.name for c in COMPONENTS]
+    assert list(services) == [*(c.name for c in COMPONENTS), "grafana"]
     for name, image in versions.IMAGES.items():
         assert services[name]["image"] == image
     for name in SHOP_SERVICES:
@@ -69,8 +70,10 @@ def test_published_ports_are_the_native_ports_on_loopback(document: dict[str, An
         bound = [p for name, p in component.ports(ports).items() if name not in unused]
         expected = [f"127.0.0.1:{p}:{p}" for p in bound]
         assert document["services"][component.name]["ports"] == expected
-    published = [p for s in document["services"].values() for p in s["ports"]]
-    assert len(published) == len(ports.model_dump()) - len(unused)
+    published = [
+        p for name, s in document["services"].items() if name != "grafana" for p in s["ports"]
+    ]
+    assert len(published) == len(ports.model_dump()) - len(unused) - len(RUN_PORTS)
 
 
 def test_toxiproxy_config_holds_the_topology_proxies(document: dict[str, Any]) -> None:
@@ -136,3 +139,41 @@ def test_compose_check_command_fails_on_a_stale_file(tmp_path: Path) -> None:
     assert runner.invoke(app, ["stack", "compose", "--check", "--file", str(target)]).exit_code == 1
     assert runner.invoke(app, ["stack", "compose", "--file", str(target)]).exit_code == 0
     assert runner.invoke(app, ["stack", "compose", "--check", "--file", str(target)]).exit_code == 0
+
+
+def test_grafana_is_provisioned_with_the_run_dashboard(document: dict[str, Any]) -> None:
+    """Compose's Grafana gets the stack's Prometheus and Jaeger as datasources and the run
+    dashboard from the committed file, which is what the generator writes."""
+    grafana_service = document["services"]["grafana"]
+    assert grafana_service["image"] == versions.IMAGES["grafana"]
+    assert grafana_service["ports"] == ["127.0.0.1:3000:3000"]
+    sources = yaml.safe_load(document["configs"]["grafana_datasources_config"]["content"])
+    urls = {d["uid"]: d["url"] for d in sources["datasources"]}
+    assert urls == {PROMETHEUS_UID: "http://prometheus:9090", JAEGER_UID: "http://jaeger:16686"}
+    dashboard_file = document["configs"]["grafana_dashboard_config"]["file"]
+    assert (REPO / dashboard_file).read_text() == dashboard_json()
+    targets = [m["target"] for m in grafana_service["configs"]]
+    provider = yaml.safe_load(document["configs"]["grafana_dashboards_config"]["content"])
+    folder = provider["providers"][0]["options"]["path"]
+    assert f"{folder}/resilience-dashboard.json" in targets
+
+
+def test_prometheus_scrapes_the_runs_live_metrics_on_the_host(document: dict[str, Any]) -> None:
+    """The job "resilience" targets the run's live metrics port on the Docker host."""
+    config = yaml.safe_load(document["configs"]["prometheus_config"]["content"])
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert jobs["resilience"] == [f"host.docker.internal:{Ports().load_metrics}"]
+    assert "host.docker.internal:host-gateway" in document["services"]["prometheus"]["extra_hosts"]
+
+
+def test_dashboard_reads_the_exported_series_and_annotates_faults() -> None:
+    """Every load panel queries a series the live export serves; faults are annotations."""
+    model = dashboard()
+    exprs = " ".join(t["expr"] for p in model["panels"] for t in p["targets"])
+    for name in ("resilience_load_requests_total", "resilience_load_errors_total",
+                 "resilience_load_latency_seconds_bucket", "resilience_fault_active",
+                 "resilience_run_phase", "shop_http_request_duration_seconds_bucket"):  # fmt: skip
+        assert name in exprs
+    [annotation] = model["annotations"]["list"]
+    assert annotation["expr"].startswith("resilience_fault_active")
+    assert model["templating"]["list"][0]["name"] == "run"

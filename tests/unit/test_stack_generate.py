@@ -41,7 +41,8 @@ def test_prometheus_scrapes_every_second_with_a_timeout_within_the_interval() ->
 
 
 def test_prometheus_jobs_cover_toxiproxy_jaeger_and_the_three_shop_services() -> None:
-    """One job each for toxiproxy, jaeger, catalog, orders and gateway, on the shifted ports."""
+    """One job each for toxiproxy, jaeger, catalog, orders and gateway, and one for a run's
+    live load metrics (job "resilience"), on the shifted ports."""
     targets = _targets(prometheus_config(PORTS))
     assert targets == {
         "toxiproxy": ["127.0.0.1:8574"],
@@ -49,6 +50,7 @@ def test_prometheus_jobs_cover_toxiproxy_jaeger_and_the_three_shop_services() ->
         "catalog": ["127.0.0.1:8102"],
         "orders": ["127.0.0.1:8101"],
         "gateway": ["127.0.0.1:8100"],
+        "resilience": ["127.0.0.1:9564"],
     }
     assert set(targets) == set(PROMETHEUS_JOBS)
 
@@ -141,6 +143,7 @@ def test_prometheus_follows_the_shop_to_its_metrics_ports() -> None:
         "catalog": [f"127.0.0.1:{PORTS.catalog_metrics}"],
         "orders": [f"127.0.0.1:{PORTS.orders_metrics}"],
         "gateway": [f"127.0.0.1:{PORTS.gateway_metrics}"],
+        "resilience": [f"127.0.0.1:{PORTS.load_metrics}"],
     }
     assert PORTS.gateway_metrics == 18100
 
