@@ -27,8 +27,9 @@ from resilience.cli._common import (
     stdout_for_json,
 )
 from resilience.cli._params import FLAG, ExperimentArg, SetOpt, ShopModeName
-from resilience.errors import EXIT_INTERRUPTED, EXIT_PASSED
+from resilience.errors import EXIT_INTERRUPTED, EXIT_PASSED, Interrupted
 from resilience.runner.observer import LiveStatus, RunObserver
+from resilience.runner.signals import InterruptGate
 
 if TYPE_CHECKING:
     from resilience.experiment.model import Experiment
@@ -216,11 +217,13 @@ def _dry_run(request: _Request, as_json: bool) -> int:
     return EXIT_PASSED
 
 
-def _execute(request: _Request, junit: Path | None) -> tuple[RunResult, float, Path | None]:
+def _execute(
+    request: _Request, junit: Path | None, gate: InterruptGate | None = None
+) -> tuple[RunResult, float, Path | None]:
     from resilience.runner.orchestrator import run_experiment
 
     started = time.monotonic()
-    result = run_experiment(request.experiment, request.options, ConsoleObserver())
+    result = run_experiment(request.experiment, request.options, ConsoleObserver(), interrupts=gate)
     wall = time.monotonic() - started
     console.print(f"[dim]wall time {wall:.1f} s[/]")
     copied = None
@@ -234,7 +237,11 @@ def _execute(request: _Request, junit: Path | None) -> tuple[RunResult, float, P
 
 
 def _run_json(
-    prepare: Callable[[], _Request], junit: Path | None, name: str, profile: str | None
+    prepare: Callable[[], _Request],
+    junit: Path | None,
+    name: str,
+    profile: str | None,
+    gate: InterruptGate,
 ) -> int:
     """The run with stdout kept for its verdict record; every message goes to stderr."""
     from resilience.cli.verdict import error_record, verdict_record
@@ -242,8 +249,8 @@ def _run_json(
     with stdout_for_json() as stdout:
         try:
             request = prepare()
-            result, wall, copied = _execute(request, junit)
-        except KeyboardInterrupt:
+            result, wall, copied = _execute(request, junit, gate)
+        except (KeyboardInterrupt, Interrupted):
             err_console.print("[yellow]interrupted[/]")
             record = error_record(
                 experiment=name, profile=profile, status="aborted", exit_code=EXIT_INTERRUPTED,
@@ -332,6 +339,9 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     ] = False,
 ) -> None:
     """Run an experiment: load, faults on a timeline, a verdict with evidence."""
+    # First thing: a SIGINT/SIGTERM from here on ends in a journal (exit 130), never in
+    # the default handler's exit without a run directory (runner/signals.py).
+    gate = InterruptGate() if dry_run else InterruptGate().install()
 
     def prepare() -> _Request:
         return _prepare(
@@ -342,9 +352,10 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     if dry_run:
         code = run_command(lambda: _dry_run(prepare(), as_json))
     elif as_json:
-        code = _run_json(prepare, junit, experiment, profile)
+        code = _run_json(prepare, junit, experiment, profile, gate)
     else:
-        code = run_command(lambda: _execute(prepare(), junit)[0].exit_code)
+        code = run_command(lambda: _execute(prepare(), junit, gate)[0].exit_code)
+    gate.restore()
     raise typer.Exit(code)
 
 

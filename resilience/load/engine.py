@@ -2,7 +2,8 @@
 
 ``LoadEngine`` spawns ``python -m resilience.load.worker`` once per worker, each in its
 own session (so a stop reaches its whole process group and a Ctrl-C in the terminal does
-not), stderr appended to ``log_dir/load-worker-N.log``. A reader thread per worker decodes
+not) and set to die with its parent (the kernel's parent-death signal: a SIGKILLed
+orchestrator leaves no worker behind), stderr appended to ``log_dir/load-worker-N.log``. A reader thread per worker decodes
 its stdout into events on one queue; ``poll`` hands them out. A worker that ends before
 its plan does, without being asked to, raises ``LoadError`` with the tail of its log.
 This module never imports Locust or gevent: the orchestrator's process stays plain.
@@ -42,6 +43,10 @@ from resilience.errors import LoadError
 from resilience.load.commands import Command, command_type, encode_command
 from resilience.load.plan import LoadPlan
 from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, decode_event
+
+PARENT_ENV = "RESILIENCE_LOAD_PARENT"
+"""The worker's ``die_with_parent`` reads it (kept in step with ``load/worker.py``; this
+module must not import the worker, which imports gevent)."""
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +117,11 @@ class LoadEngine:
         env = dict(os.environ if self._env is None else self._env)
         package_root = str(Path(resilience.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        env.pop(PARENT_ENV, None)
+        if threading.current_thread() is threading.main_thread():
+            # The parent-death signal follows the thread that forks: only the main thread
+            # lives as long as the process, so only then may the workers die with it.
+            env[PARENT_ENV] = str(os.getpid())
         try:
             for index in range(self.workers):
                 self._spawn(index, env)

@@ -7,14 +7,18 @@ later line on stdin is a command (``resilience.load.commands``: users or arrival
 changed live), applied to the running load and answered with a ``CommandAck``. It writes
 events as JSON lines on stdout (see ``samples``) and logs to stderr. Every loop is bounded:
 the worker stops by itself at the plan's end (after at most the client timeout to drain),
-when its stdin closes, when its parent dies (it polls ``os.getppid()``), or promptly on
-SIGTERM. SIGINT is ignored: a Ctrl-C in the terminal reaches the whole foreground process
+when its stdin closes, when its parent dies, or promptly on SIGTERM. A parent's death is
+caught twice: the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set
+first thing when the parent asks for it) ends the worker the moment a SIGKILLed
+orchestrator goes, and ``os.getppid()`` is polled every second where prctl is missing. SIGINT is ignored: a Ctrl-C in the terminal reaches the whole foreground process
 group, and the parent decides how its workers stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -354,7 +358,35 @@ def _read_plan(path: str | None) -> tuple[LoadPlan, bytes]:
     return LoadPlan.from_json(line), rest
 
 
+PARENT_ENV = "RESILIENCE_LOAD_PARENT"
+"""Set by the engine to its pid when workers must die with it (parent-death signal)."""
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``prctl``).
+
+    Only when the engine set ``RESILIENCE_LOAD_PARENT`` (it does when it spawns from the
+    main thread: the signal follows the *thread* that forked). If the parent died before
+    the call, ``getppid()`` already differs from the recorded pid: exit at once. Returns
+    whether the signal is armed."""
+    wanted = environ.get(PARENT_ENV, "")
+    if not wanted.isdigit():
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != int(wanted):
+        os._exit(3)  # the parent is already gone: nothing to report to
+    return bool(armed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m resilience.load.worker")
     parser.add_argument("--plan", help="read the plan from this file instead of stdin")
     parser.add_argument("--log-level", default="INFO")

@@ -4,8 +4,8 @@ The journal is the run's record of truth: which faults were applied and healed w
 which phases that made, what the SLOs, checks and detectors concluded, and the status.
 It is written with write-to-temp + rename after every change, so whatever kills the
 process (even SIGKILL) leaves a complete, valid JSON document behind; a run that never
-finished is left with ``status: running`` and is marked ``aborted`` by the next start's
-sweep.
+finished is left with ``status: starting`` (killed before its load began) or ``running``
+and is marked ``aborted`` by the next start's sweep.
 
 Key names are a contract (DESIGN.md "Contracts"): none may be renamed. Times named
 ``*_at`` on faults and ``start``/``end`` on phases are seconds on the experiment clock
@@ -238,12 +238,13 @@ class Journal:
 
 
 def mark_abandoned(path: Path, reason: str) -> bool:
-    """Mark a journal left ``running`` by a killed run as ``aborted``; True if it changed."""
+    """Mark a journal left ``starting`` or ``running`` by a killed run as ``aborted``;
+    True if it changed."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if raw.get("status") != "running":
+    if raw.get("status") not in ("starting", "running"):
         return False
     raw["status"] = "aborted"
     raw["reason"] = reason

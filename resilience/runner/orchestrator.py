@@ -1,17 +1,22 @@
 """``run_experiment``: one experiment, one clock, one run directory, one verdict.
 
-The order of things: sweep leftovers and get the target ready; create the run directory
-and write the resolved experiment; start the load workers and wait until they are ready;
-fix t0; run the live loop (load, faults, guards); then — on every path — heal every fault
-first, stop the load, and only then analyse, report and take down what the run started.
+The order of things: the signal handlers are in place before anything (``InterruptGate``);
+the run directory, the resolved experiment and a journal with status ``starting`` come
+first, then this run is marked active on the stack; sweep leftovers and get the target
+ready; start the load workers and wait until they are ready; fix t0 (status ``running``);
+run the live loop (load, faults, guards, the rig's health); then — on every path — heal
+every fault first, stop the load, and only then analyse, report and take down what the run
+started.
 
 Exit paths and what they leave in the journal:
-    normal end            passed (0) or failed (1), decided by the analysis
+    normal end            passed (0), failed (1) or inconclusive (3), decided by the analysis
     guard tripped         aborted (1): faults healed at once, analysis of what was recorded
-    SIGINT / SIGTERM      aborted (130): faults healed within a second, no analysis
+    SIGINT / SIGTERM      aborted (130): faults healed within a second, no analysis, reports;
+                          a second signal only hurries the shutdown
     invalid input         no run directory if it happens before; else error (2)
-    stack/load trouble    error (3)
-    SIGKILL               running; the next start's sweep heals and marks it aborted
+    stack/load trouble    error (3), also Toxiproxy lost mid-run (noticed within a second)
+    SIGKILL               starting/running; the next start's sweep heals and marks it
+                          aborted; the load workers die with the process (parent-death signal)
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from resilience.errors import (
     GuardTripped,
     Interrupted,
     ResilienceError,
+    StackError,
 )
 from resilience.experiment.model import Experiment, check_target_url
 from resilience.faults.catalogue import specs_from_model
@@ -47,17 +53,19 @@ from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
 from resilience.runner.observer import RunObserver
 from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
-from resilience.runner.signals import interrupts_raise
+from resilience.runner.signals import InterruptGate
 from resilience.runner.target import (
     PreparedTarget,
+    active_run,
     clear_active,
     dependencies,
     mark_active,
     prepare_target,
     release_target,
+    sweep_abandoned_runs,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import SHOP_MODES, MonotonicClock, ShopMode
+from resilience.vocabulary import SHOP_MODES, MonotonicClock, ShopMode, iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +154,21 @@ def attach_run_log(path: Path) -> logging.FileHandler:
 class _Run:
     """The state of one run, so that ``finally`` can undo exactly what was done."""
 
-    def __init__(self, experiment: Experiment, options: RunOptions, observer: RunObserver) -> None:
+    def __init__(
+        self,
+        experiment: Experiment,
+        options: RunOptions,
+        observer: RunObserver,
+        gate: InterruptGate,
+    ) -> None:
         self.experiment = experiment
         self.options = options
         self.observer = observer
+        self.gate = gate
         self.config = options.config or StackConfig.from_env()
-        self.stop = threading.Event()
+        self.stop = gate.stop
+        self._marked_active = False
+        self._log_handler: logging.Handler | None = None
         self.prepared: PreparedTarget | None = None
         self.run_dir: Path | None = None
         self.journal: Journal | None = None
@@ -167,6 +184,36 @@ class _Run:
 
     # -- set-up ---------------------------------------------------------------------
 
+    def open(self) -> None:
+        """The run directory, the resolved experiment and a ``starting`` journal, first of
+        all; then this run is marked active on the stack (a killed run's marker swept
+        first), and a signal that came meanwhile takes effect."""
+        self.run_dir = self.options.out or default_run_dir(
+            self.options.runs_root, self.experiment.name
+        )
+        layout = RunDir(self.run_dir).create()
+        write_atomic(layout.experiment, self.experiment.to_yaml())
+        self._log_handler = attach_run_log(layout.run_log)
+        self.journal = Journal.start(
+            layout.journal,
+            experiment=self.experiment.name,
+            profile=self.experiment.profile,
+            t0=time.time(),
+            status="starting",
+        )
+        self.gate.arm()
+        for line in sweep_abandoned_runs(self.config):
+            self.observer.message(line)
+        other = active_run(self.config)
+        if other is not None:
+            raise StackError(
+                f"another run is in progress on this stack (pid {other[0]}, {other[1]}): "
+                "two runs would fault each other's target; wait for it or stop it",
+                component="run",
+            )
+        mark_active(self.config, self.journal.path)
+        self._marked_active = True
+
     def prepare(self) -> None:
         self.prepared = prepare_target(
             self.experiment,
@@ -176,15 +223,10 @@ class _Run:
             manage_stack=self.options.manage_stack,
             say=self.observer.message,
         )
-        self.run_dir = self.options.out or default_run_dir(
-            self.options.runs_root, self.experiment.name
-        )
-        layout = RunDir(self.run_dir).create()
-        write_atomic(layout.experiment, self.experiment.to_yaml())
-        self._log_handler = attach_run_log(layout.run_log)
 
     def start_load(self) -> None:
         assert self.prepared is not None and self.run_dir is not None
+        assert self.journal is not None
         plan = plan_from_experiment(
             self.experiment, self.prepared.url, workers=self.options.workers
         )
@@ -195,11 +237,10 @@ class _Run:
         self.engine.prepare()
         t0 = time.time() + START_LEAD
         self.clock = MonotonicClock(origin_epoch=t0)
-        self.journal = Journal.start(
-            RunDir(self.run_dir).journal,
-            experiment=self.experiment.name,
-            profile=self.experiment.profile,
+        self.journal.update(
+            status="running",
             t0=t0,
+            started_at=iso_utc(t0),
             target=self.prepared.url,
             shop_mode=self.prepared.shop_mode,
             builtin=self.prepared.builtin,
@@ -208,7 +249,6 @@ class _Run:
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
         )
-        mark_active(self.config, self.journal.path)
         self.timeline = FaultTimeline(
             specs_from_model(self.experiment.faults),
             self.prepared.toxiproxy,
@@ -233,6 +273,19 @@ class _Run:
         if self.guards is not None:
             self.guards.start()
         self.observer.started(self.run_dir, self.experiment, self.load_end)
+
+    def live(self) -> None:
+        assert self.clock and self.engine and self.recorder and self.timeline
+        LiveRun(
+            self.clock,
+            self.engine,
+            self.recorder,
+            self.timeline,
+            self.guards,
+            self.observer,
+            self.load_end,
+            self.stop,
+        ).run()
 
     def _guard_monitor(self) -> GuardMonitor | None:
         guards: list[PromqlGuard | LoadGuard] = []
@@ -302,8 +355,9 @@ class _Run:
             self.guard_source.close()
         if self.engine is None:
             return
+        hurried = self.gate.hurry.is_set()
         try:
-            if drain and self.recorder is not None and self.clock is not None:
+            if drain and not hurried and self.recorder is not None and self.clock is not None:
                 live = LiveRun(
                     self.clock,
                     self.engine,
@@ -316,7 +370,7 @@ class _Run:
                 )
                 live.drain(self.experiment.load.client_timeout + 3.0)
         finally:
-            self.engine.stop(grace=2.0 if drain else 1.0)
+            self.engine.stop(grace=0.5 if hurried else 2.0 if drain else 1.0)
             if self.recorder is not None:
                 try:
                     self.recorder.consume(self.engine.poll(timeout=0.0))
@@ -325,36 +379,68 @@ class _Run:
                 self.recorder.close()
 
     def finish(self, status: Status, exit_code: int, reason: str) -> RunResult:
+        """Final status in the journal, then the reports (bounded), then the machine back."""
+        self.gate.disarm()
         journal_data = None
         if self.journal is not None:
             self.journal.finish(status, ended=time.time(), exit_code=exit_code, reason=reason)
             journal_data = self.journal.data
-            clear_active(self.config)
-        if self.export is not None:  # served until now: Prometheus has the last seconds
-            self.export.close()
+        self._close_export()  # served until now: Prometheus has the last seconds
         files: list[Path] = []
         if self.options.reports and self.run_dir is not None and self.journal is not None:
             files = self._reports()
+        self.finish_quietly()
+        return RunResult(self.run_dir, status, exit_code, reason, journal_data, tuple(files))
+
+    def _close_export(self) -> None:
+        if self.export is not None:
+            self.export.close()
+            self.export = None
+
+    def finish_quietly(self) -> None:
+        """Everything ``finish`` does besides the journal and reports (also for a run that
+        never got a journal): the active marker, what the run started, the run log."""
+        if self._marked_active:
+            clear_active(self.config)
+            self._marked_active = False
+        self._close_export()
         if self.prepared is not None:
             try:
                 release_target(self.prepared)
             except ResilienceError as exc:
                 logger.warning("could not take down what the run started: %s", exc)
-        if hasattr(self, "_log_handler"):
+            self.prepared = None
+        if self._log_handler is not None:
             logging.getLogger("resilience").removeHandler(self._log_handler)
             self._log_handler.close()
-        return RunResult(self.run_dir, status, exit_code, reason, journal_data, tuple(files))
+            self._log_handler = None
 
     def _reports(self) -> list[Path]:
-        from resilience.report import write_reports
-
+        """The reports, written in a thread the run waits for at most ``REPORT_BUDGET``
+        seconds (``HURRIED_REPORT_BUDGET`` after a second signal): a slow report never
+        keeps an interrupted run from exiting."""
         assert self.run_dir is not None
-        try:
-            paths = write_reports(self.run_dir)
-        except Exception as exc:  # a report bug must not hide the verdict
-            logger.exception("could not write the reports: %s", exc)
+        run_dir = self.run_dir
+        written: list[Path] = []
+
+        def write() -> None:
+            from resilience.report import write_reports
+
+            try:
+                paths = write_reports(run_dir)
+            except Exception as exc:  # a report bug must not hide the verdict
+                logger.exception("could not write the reports: %s", exc)
+                return
+            written.extend(p for p in (paths.html, paths.junit, paths.markdown) if p is not None)
+
+        thread = threading.Thread(target=write, name="reports", daemon=True)
+        thread.start()
+        budget = HURRIED_REPORT_BUDGET if self.gate.hurry.is_set() else REPORT_BUDGET
+        thread.join(budget)
+        if thread.is_alive():
+            logger.warning("the reports took longer than %.0f s; the run ends without them", budget)
             return []
-        return [p for p in (paths.html, paths.junit, paths.markdown) if p is not None]
+        return written
 
 
 def _timing(event: FaultEvent) -> dict[str, float]:
@@ -365,76 +451,115 @@ def _timing(event: FaultEvent) -> dict[str, float]:
     return {"lateness": round(max(event.lateness, 0.0), 4)}
 
 
-def run_experiment(  # noqa: PLR0915 (every exit path of a run in one place, so each heals first)
+REPORT_BUDGET = 60.0
+"""Seconds the reports may take before the run ends without them (5 s when hurried)."""
+HURRIED_REPORT_BUDGET = 5.0
+
+
+def run_experiment(
     experiment: Experiment,
     options: RunOptions | None = None,
     observer: RunObserver | None = None,
+    *,
+    interrupts: InterruptGate | None = None,
 ) -> RunResult:
-    """Run ``experiment`` end to end and return its verdict. Heals every fault on every path."""
-    run = _Run(experiment, options or RunOptions(), observer or RunObserver())
+    """Run ``experiment`` end to end and return its verdict. Heals every fault on every path.
+
+    ``interrupts``: a gate the caller installed early (the CLI, before loading the
+    experiment), so a signal that came before the run directory existed still ends in a
+    journal; without one the run installs its own and restores the handlers at the end."""
+    gate = interrupts or InterruptGate()
+    gate.install()
+    run = _Run(experiment, options or RunOptions(), observer or RunObserver(), gate)
     result: RunResult | None = None
     try:
-        with interrupts_raise(run.stop):
-            try:
-                run.prepare()
-                run.start_load()
-                assert run.clock and run.engine and run.recorder and run.timeline
-                LiveRun(
-                    run.clock,
-                    run.engine,
-                    run.recorder,
-                    run.timeline,
-                    run.guards,
-                    run.observer,
-                    run.load_end,
-                    run.stop,
-                ).run()
-            except GuardTripped as trip:
-                run.heal()
-                run.load_end = run._now()
-                if run.journal is not None:
-                    run.journal.event("guard_tripped", run.load_end, message=str(trip))
-                run.stop_load(drain=False)
-                run.observer.load_finished()
-                verdict = _analyse(run)
-                reason = f"aborted by a guard: {trip}"
-                if verdict is not None and verdict.exit_code == 1:
-                    reason += f"; {verdict.reason}"
-                result = run.finish("aborted", 1, reason)
-                return result
-            except BaseException:
-                run.heal()
-                raise
-            run.heal()
-            run.stop_load(drain=True)
-            run.observer.load_finished()
-            verdict = _analyse(run)
-            assert verdict is not None
-            result = run.finish(verdict.status, verdict.exit_code, verdict.reason)
-            return result
-    except Interrupted as exc:
-        run.heal()
-        run.stop_load(drain=False)
-        if run.journal is not None:
-            run.journal.event("interrupted", run._now(), signal=exc.signal_name)
-        result = run.finish("aborted", EXIT_INTERRUPTED, str(exc))
+        result = _run_to_end(run)
         return result
-    except ResilienceError as exc:
-        run.heal()
-        run.stop_load(drain=False)
-        if run.journal is None:
-            raise
-        result = run.finish("error", exc.exit_code, str(exc))
-        return result
-    except BaseException as exc:
-        run.heal()
-        run.stop_load(drain=False)
-        if run.journal is not None:
-            run.finish("error", 3, f"{type(exc).__name__}: {exc}")
-        raise
     finally:
+        if interrupts is None:
+            gate.restore()
         if result is not None:
             run.observer.finished(result)
+
+
+def _run_to_end(run: _Run) -> RunResult:
+    """Every exit path of a run in one place, so that each heals first."""
+    try:
+        run.open()
+        run.prepare()
+        run.start_load()
+        run.live()
+    except GuardTripped as trip:
+        return _after_guard(run, trip)
+    except Interrupted as exc:
+        return _after_interrupt(run, exc.signal_name)
+    except ResilienceError as exc:
+        return _after_error(run, exc)
+    except BaseException as exc:
+        _after_crash(run, exc)
+        raise
+    return _after_load(run)
+
+
+def _after_load(run: _Run) -> RunResult:
+    """The load ended by itself: heal, stop the load, judge."""
+    try:
+        run.heal()
+        run.stop_load(drain=not run.gate.hurry.is_set())
+        run.observer.load_finished()
+        verdict = _analyse(run)
+    except Interrupted as exc:
+        return _after_interrupt(run, exc.signal_name)
+    except ResilienceError as exc:
+        return _after_error(run, exc)
+    assert verdict is not None
+    return run.finish(verdict.status, verdict.exit_code, verdict.reason)
+
+
+def _after_guard(run: _Run, trip: GuardTripped) -> RunResult:
+    try:
+        run.heal()
+        run.load_end = run._now()
+        if run.journal is not None:
+            run.journal.event("guard_tripped", run.load_end, message=str(trip))
+        run.stop_load(drain=False)
+        run.observer.load_finished()
+        verdict = _analyse(run)
+    except Interrupted as exc:
+        return _after_interrupt(run, exc.signal_name)
+    reason = f"aborted by a guard: {trip}"
+    if verdict is not None and verdict.exit_code == 1:
+        reason += f"; {verdict.reason}"
+    return run.finish("aborted", 1, reason)
+
+
+def _after_interrupt(run: _Run, signal_name: str) -> RunResult:
+    run.gate.disarm()
+    run.heal()
+    run.stop_load(drain=False)
+    if run.journal is not None:
+        run.journal.event("interrupted", run._now(), signal=signal_name)
+    return run.finish("aborted", EXIT_INTERRUPTED, f"interrupted by {signal_name}")
+
+
+def _after_error(run: _Run, exc: ResilienceError) -> RunResult:
+    run.gate.disarm()
+    run.heal()
+    run.stop_load(drain=False)
+    if run.journal is None:
+        run.finish_quietly()
+        raise exc
+    return run.finish("error", exc.exit_code, str(exc))
+
+
+def _after_crash(run: _Run, exc: BaseException) -> None:
+    run.gate.disarm()
+    run.heal()
+    run.stop_load(drain=False)
+    if run.journal is not None:
+        run.finish("error", 3, f"{type(exc).__name__}: {exc}")
+    else:
+        run.finish_quietly()
 
 
 def _analyse(run: _Run) -> Verdict | None:

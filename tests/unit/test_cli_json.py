@@ -131,7 +131,8 @@ def test_run_json_with_invalid_input_prints_an_error_record() -> None:
 
 
 def test_run_json_without_a_stack_prints_an_error_record_with_exit_3(tmp_path: Path) -> None:
-    """run --json --no-stack on a machine where nothing runs: exit 3, its reason, no run dir."""
+    """run --json --no-stack on a machine where nothing runs: exit 3, its reason, and a run
+    directory whose journal says error (it exists from the first moment)."""
     env = {
         "RESILIENCE_STATE_DIR": str(tmp_path / "state"),
         "RESILIENCE_PORT_OFFSET": "4600",
@@ -148,7 +149,10 @@ def test_run_json_without_a_stack_prints_an_error_record_with_exit_3(tmp_path: P
     assert record["status"] == "error"
     assert "--no-stack was given" in record["reason"]
     assert "--no-stack was given" in result.stderr
-    assert not out.exists()
+    journal = json.loads((out / "journal.json").read_text())
+    assert (journal["status"], journal["exit_code"]) == ("error", 3)
+    assert "--no-stack was given" in journal["reason"]
+    assert not (tmp_path / "state" / "active-run.json").exists()
 
 
 @pytest.mark.parametrize(("variant", "status", "code"), [("fragile", "failed", 1),
