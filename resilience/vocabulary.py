@@ -28,9 +28,13 @@ PhaseName = Literal["baseline", "fault", "recovery"]
 """baseline (before the first fault), fault (while any is active), recovery (after the last heal)."""
 PHASE_NAMES: Final[tuple[PhaseName, ...]] = get_args(PhaseName)
 
-RunStatus = Literal["starting", "running", "passed", "failed", "aborted", "error"]
-"""A run's status in its journal; ``starting`` and ``running`` are not final."""
-FINAL_STATUSES: Final[frozenset[str]] = frozenset({"passed", "failed", "aborted", "error"})
+RunStatus = Literal["starting", "running", "passed", "failed", "inconclusive", "aborted", "error"]
+"""A run's status in its journal; ``starting`` and ``running`` are not final. ``inconclusive``
+(exit 3): the run could not be judged — the rig was overloaded, or critical checks could not
+be evaluated (analysis/rig.py)."""
+FINAL_STATUSES: Final[frozenset[str]] = frozenset(
+    {"passed", "failed", "inconclusive", "aborted", "error"}
+)
 
 CheckStatus = Literal["passed", "failed", "not_evaluated"]
 FindingStatus = Literal["found", "held", "not_evaluated", "inconclusive"]

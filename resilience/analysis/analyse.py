@@ -26,6 +26,14 @@ from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
+from resilience.analysis.rig import (
+    RigReport,
+    lost_reason,
+    outage_finding,
+    rig_report,
+    rig_verdict,
+    without_outage,
+)
 from resilience.analysis.slo import SloResult, evaluate_slos
 from resilience.errors import ExperimentError, LoadError, ObserveError
 from resilience.experiment.loader import load_experiment
@@ -43,6 +51,7 @@ from resilience.rundir.layout import RunDir
 from resilience.rundir.load import LoadData
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.reader import read_run, run_end
+from resilience.rundir.rig import read_rig
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import Phase, iso_utc, phases_from_faults
@@ -60,8 +69,10 @@ BUILTIN_SERVICES = {"postgres": "postgresql", "orders": "shop-orders", "catalog"
 class Verdict:
     """What the analysis concluded, and the journal fields that record it."""
 
-    status: Literal["passed", "failed"]
-    """The runner may still call the run aborted (a guard) or error."""
+    status: Literal["passed", "failed", "inconclusive"]
+    """The runner may still call the run aborted (a guard) or error. ``inconclusive``: the
+    rig (an overloaded generator or host) or missing evidence (critical checks not
+    evaluated) keeps the run from being judged (exit 3; analysis/rig.py)."""
     exit_code: int
     reason: str
     phases: list[Phase]
@@ -71,6 +82,7 @@ class Verdict:
     checks: list[CheckResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     analysis: dict[str, Any] = field(default_factory=dict)
+    rig: RigReport | None = None
 
     def journal_fields(self) -> dict[str, Any]:
         """The journal's phases, slo, recovery, checks, findings and analysis keys."""
@@ -106,6 +118,7 @@ class Verdict:
             "checks": [check_record(r) for r in self.checks],
             "findings": [FindingRecord(**f.to_record()) for f in self.findings],
             "analysis": self.analysis,
+            "rig": self.rig.to_dict() if self.rig is not None else None,
         }
 
 
@@ -133,11 +146,12 @@ def analyse(
     phases = run_phases_of(journal, experiment, load_end)
     warmup = phases[0].start if phases else 0.0
 
+    rig = rig_report(read_rig(layout.path), phases, load, end=load_end)
     say("computing SLOs and recovery")
     slo_results = evaluate_slos(load, phases, experiment.slo.phases())
     budget = experiment.slo.recovery.within if experiment.slo.recovery else None
     recovery = measure_recovery(
-        load,
+        without_outage(load, rig),
         phases,
         band_k=experiment.recovery.band_k,
         stable_seconds=experiment.recovery.stable_seconds,
@@ -147,6 +161,8 @@ def analyse(
     evidence = Evidence.load(layout.path)
     prometheus = RecordedPrometheus(layout.path)
     prometheus_down = _prometheus_down(evidence, prometheus)
+    if prometheus_down is not None:
+        prometheus_down = lost_reason(rig, "prometheus", prometheus_down)
     say("judging the checks")
     builtin = _builtin(journal)
     checks = [Check(c.name, c.promql, c.phase, c.expect, c.severity) for c in experiment.checks]
@@ -159,9 +175,12 @@ def analyse(
         check_results = evaluate_checks(
             checks, prometheus, [p for p in phases if p.duration > 0], t0=journal.t0, files=files
         )
+        check_results = _unevaluated_where_lost(check_results, rig)
 
     say("running detectors")
     traces, traces_down = _traces(layout, evidence)
+    if traces_down is not None:
+        traces_down = lost_reason(rig, "traces", traces_down)
     readback, readback_down = _readback(layout, evidence, bool(load.writes))
     ctx = AnalysisContext(
         experiment=experiment,
@@ -182,9 +201,13 @@ def analyse(
         builtin_shop=builtin,
         shop_mode=journal.shop_mode,
         faulted_dependencies=_dependencies(experiment, journal),
+        target_down_seconds=frozenset(rig.down_seconds()),
     )
     findings = run_detectors(ctx)
-    status, exit_code, reason = decide(slo_results, check_results, findings)
+    outage = outage_finding(rig)
+    if outage is not None:
+        findings.insert(0, outage)
+    status, exit_code, reason = decide_with_rig(slo_results, check_results, findings, rig)
     return Verdict(
         status=status,
         exit_code=exit_code,
@@ -200,6 +223,7 @@ def analyse(
             "warmup_seconds": round(warmup, 3),
             "version": resilience.__version__,
         },
+        rig=rig,
     )
 
 
@@ -247,6 +271,48 @@ def decide(
     if reasons:
         return "failed", 1, "; ".join(reasons)
     return "passed", 0, "every SLO, check and detector held"
+
+
+def decide_with_rig(
+    slo: Sequence[SloResult],
+    checks: Sequence[CheckResult],
+    findings: Sequence[Finding],
+    rig: RigReport,
+) -> tuple[Literal["passed", "failed", "inconclusive"], int, str]:
+    """``decide``, then what the rig and the missing evidence change (analysis/rig.py)."""
+    status, exit_code, reason = decide(slo, checks, findings)
+    unevaluated = [
+        f"{c.check.name}: {c.reason}"
+        for c in checks
+        if c.status == "not_evaluated" and c.check.severity == "critical"
+    ]
+    baseline = sum(1 for r in slo if r.passed is False and r.phase == "baseline")
+    return rig_verdict(
+        status,
+        exit_code,
+        reason,
+        report=rig,
+        baseline_breaches=baseline,
+        critical_unevaluated=unevaluated,
+    )
+
+
+def _unevaluated_where_lost(results: list[CheckResult], rig: RigReport) -> list[CheckResult]:
+    """A check whose phase overlaps a stretch when Prometheus did not answer was judged on
+    a series with a hole: it is not evaluated, with the time it was lost."""
+    lost = rig.lost("prometheus")
+    if not lost:
+        return results
+    out: list[CheckResult] = []
+    for result in results:
+        windows = result.windows or ()
+        hit = not windows or any(o.covers(w.start, w.end) for w in windows for o in lost)
+        if hit and result.status != "not_evaluated":
+            reason = lost_reason(rig, "prometheus", None) or "Prometheus unreachable"
+            out.append(CheckResult(result.check, "not_evaluated", reason, windows=windows))
+        else:
+            out.append(result)
+    return out
 
 
 def check_record(result: CheckResult) -> CheckRecord:

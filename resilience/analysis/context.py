@@ -55,6 +55,9 @@ class AnalysisContext:
     faulted_dependencies: dict[str, set[str]] = field(default_factory=dict)
     """Per faulted proxy: the peer addresses / services behind it (e.g. postgres →
     {"127.0.0.1:25432", "postgresql"}), to decide which endpoints' traces touch it."""
+    target_down_seconds: frozenset[int] = frozenset()
+    """Seconds the target did not answer at all (analysis/rig.py): cascade judgements
+    leave them out, so a dead target is never read as a dependency's cascade."""
 
     def phase(self, name: str) -> Phase | None:
         return phase_named(self.phases, name)

@@ -127,6 +127,11 @@ class ConsoleObserver(RunObserver):
     def guard_tripped(self, trip: GuardTrip) -> None:
         console.print(f"[bold red]{trip.message}[/] — healing and aborting", highlight=False)
 
+    def rig_event(self, text: str, *, severe: bool) -> None:
+        style = "bold yellow" if severe else "green"
+        mark = "⚠" if severe else "•"
+        console.print(f"[{style}]{mark} {text}[/]", highlight=False)
+
     def load_finished(self) -> None:
         if self.live is not None:
             self.live.stop()
@@ -141,10 +146,16 @@ class ConsoleObserver(RunObserver):
 
 
 def _print_verdict(result: RunResult) -> None:
-    style = {"passed": "green", "failed": "red", "aborted": "yellow"}.get(result.status, "red")
-    lines = [f"[bold {style}]{result.status.upper()}[/] (exit {result.exit_code}): {result.reason}"]
+    style = {"passed": "green", "failed": "red", "aborted": "yellow", "inconclusive": "yellow"}
+    colour = style.get(result.status, "red")
+    lines = [
+        f"[bold {colour}]{result.status.upper()}[/] (exit {result.exit_code}): {result.reason}"
+    ]
     journal = result.journal
     if journal is not None:
+        from resilience.report.summary import rig_statements
+
+        lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
         if journal.recovery.seconds is not None or journal.recovery.recovered is False:
             rec = journal.recovery
             secs = "never" if rec.seconds is None else f"{rec.seconds:.1f} s"
@@ -349,13 +360,15 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
             shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack,
         )  # fmt: skip
 
-    if dry_run:
-        code = run_command(lambda: _dry_run(prepare(), as_json))
-    elif as_json:
-        code = _run_json(prepare, junit, experiment, profile, gate)
-    else:
-        code = run_command(lambda: _execute(prepare(), junit, gate)[0].exit_code)
-    gate.restore()
+    try:
+        if dry_run:
+            code = run_command(lambda: _dry_run(prepare(), as_json))
+        elif as_json:
+            code = _run_json(prepare, junit, experiment, profile, gate)
+        else:
+            code = run_command(lambda: _execute(prepare(), junit, gate)[0].exit_code)
+    finally:
+        gate.restore()
     raise typer.Exit(code)
 
 

@@ -39,6 +39,7 @@ from resilience.report.summary import (
     fmt_seconds,
     fmt_value,
     phase_table,
+    rig_statements,
     slo_message,
     slo_state,
     verdict,
@@ -121,10 +122,10 @@ h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:18px; margin:28px 0 8px;
 .verdict { border:2px solid var(--line); border-radius:6px; padding:12px 16px; }
 .verdict.passed { border-color:var(--ok); background:#f1faf3; }
 .verdict.failed, .verdict.error { border-color:var(--bad); background:#fdf3f3; }
-.verdict.aborted, .verdict.running { border-color:var(--warn); background:#fff8ec; }
+.verdict.aborted, .verdict.running, .verdict.inconclusive { border-color:var(--warn); background:#fff8ec; }
 .status { font-size:20px; font-weight:700; text-transform:uppercase; }
 .passed .status { color:var(--ok); } .failed .status, .error .status { color:var(--bad); }
-.aborted .status, .running .status { color:var(--warn); }
+.aborted .status, .running .status, .inconclusive .status { color:var(--warn); }
 table { border-collapse:collapse; margin:6px 0 12px; width:100%; }
 th, td { border:1px solid var(--line); padding:3px 8px; text-align:left; vertical-align:top; }
 th { background:#f4f4f4; font-weight:600; } td.num { text-align:right; font-variant-numeric:tabular-nums; }
@@ -274,9 +275,18 @@ class _Report:
             f"<section id='verdict' class='verdict {_e(v.status)}'>"
             f"<div class='status'>{_e(v.status)}</div>"
             f"<div>exit code <b>{_e(code)}</b> ({_e(exit_meaning(v.exit_code))})</div>"
-            f"<p class='reason'>{_e(v.reason)}</p>"
+            f"<p class='reason'>{_e(v.reason)}</p>{self.rig_list()}"
             f"<p class='muted counts'>{_e(tally.line())}</p></section>"
         )
+
+    def rig_list(self) -> str:
+        """The rig and the evidence, said aloud (target unreachable, a source lost, the
+        generator or host overloaded); empty when there is nothing to say."""
+        lines = rig_statements(self.journal)
+        if not lines:
+            return ""
+        items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+        return f"<div class='rig'><b>Rig and evidence</b><ul>{items}</ul></div>"
 
     def what_happened(self) -> str:
         sentences = story.what_happened(self.journal, self.shifts)

@@ -28,6 +28,7 @@ from resilience.report.summary import (
     finding_endpoints,
     finding_is_failing,
     finding_title,
+    rig_statements,
     slo_message,
     slo_where,
 )
@@ -155,6 +156,7 @@ def _run_suite(journal: JournalData, others: Sequence[_Suite]) -> _Suite:
         case.outcome, case.message = "failure", f"the run failed: {reason}"
     suite.cases.append(case)
     suite.out.append(f"status {journal.status}, exit code {journal.exit_code}: {reason}")
+    suite.out.extend(f"rig: {line}" for line in rig_statements(journal))
     return suite
 
 

@@ -17,6 +17,7 @@ from resilience.report.summary import (
     finding_order,
     fmt_seconds,
     fmt_value,
+    rig_statements,
     slo_state,
     verdict,
 )
@@ -46,7 +47,15 @@ def md(text: object) -> str:
     return _LEADING_NUMBER.sub(r"\1\\\2", flat)
 
 
-_ICON = {"passed": "✅", "failed": "❌", "aborted": "⚠️", "error": "⚠️", "running": "⏳"}
+_ICON = {
+    "passed": "✅",
+    "failed": "❌",
+    "inconclusive": "❔",
+    "aborted": "⚠️",
+    "error": "⚠️",
+    "running": "⏳",
+    "starting": "⏳",
+}
 
 
 def _slo_rank(slo: SloRecord) -> int:
@@ -65,6 +74,7 @@ def render_markdown(run: RunData) -> str:
         md(v.reason),
         "",
     ]
+    lines.extend(_rig_section(journal))
     lines.extend(_slo_section(journal))
     lines.extend(_findings_section(journal))
     lines.extend(_recovery_section(journal))
@@ -83,6 +93,13 @@ def render_markdown(run: RunData) -> str:
         f"shop mode {md(journal.shop_mode or '—')} · full report in report.html_"
     )
     return "\n".join(lines) + "\n"
+
+
+def _rig_section(journal: JournalData) -> list[str]:
+    statements = rig_statements(journal)
+    if not statements:
+        return []
+    return ["**Rig and evidence:**", "", *(f"- {md(line)}" for line in statements), ""]
 
 
 def _slo_section(journal: JournalData) -> list[str]:

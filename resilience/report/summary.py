@@ -28,7 +28,12 @@ _SEVERITY_RANK = {
     "low": 4,
     "info": 4,
 }
-_STATUS_EXIT = {"passed": EXIT_PASSED, "failed": EXIT_FAILED, "aborted": EXIT_FAILED}
+_STATUS_EXIT = {
+    "passed": EXIT_PASSED,
+    "failed": EXIT_FAILED,
+    "aborted": EXIT_FAILED,
+    "inconclusive": EXIT_UNAVAILABLE,
+}
 
 
 def fmt_ms(value: float | None) -> str:
@@ -286,6 +291,22 @@ def _reason(
     if status == "passed":
         return "every SLO, check and detector held."
     return f"the run ended {status} without recording why."
+
+
+def rig_statements(journal: JournalData) -> list[str]:
+    """What every report says about the rig and the evidence: the target unreachable, a
+    stack process gone, a source lost, the generator or the host overloaded. From the
+    analysis (``rig`` in the journal) or, for a run that was not analysed (interrupted,
+    aborted by an error), from the rig monitor's events."""
+    rig = (journal.model_extra or {}).get("rig")
+    if isinstance(rig, dict) and isinstance(rig.get("statements"), list):
+        return [str(line) for line in rig["statements"]]
+    lines: list[str] = []
+    for event in journal.events:
+        text = event.detail.get("text")
+        if event.kind.startswith("rig_") and event.kind != "rig_source_back" and text:
+            lines.append(str(text))
+    return list(dict.fromkeys(lines))
 
 
 def exit_meaning(code: int | None) -> str:

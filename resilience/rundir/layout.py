@@ -10,6 +10,7 @@
   writes.jsonl        acknowledged writes (for the read-back)
   readback.json       what the read-back of acknowledged writes found
   evidence.json       what was gathered after the run, per source, and what was not
+  rig.jsonl           the rig's health per second: load workers' and host CPU, sources up/down
   prometheus/         series gathered from Prometheus (one file per expression)
   traces/             traces fetched from the trace backend (OTLP JSON) and index.json
   logs/               run.log and each load worker's log
@@ -46,6 +47,7 @@ TRACE_IDS: Final = "trace_ids.jsonl"
 WRITES: Final = "writes.jsonl"
 READBACK: Final = "readback.json"
 EVIDENCE: Final = "evidence.json"
+RIG: Final = "rig.jsonl"
 PROMETHEUS: Final = "prometheus"
 TRACES: Final = "traces"
 LOGS: Final = "logs"
@@ -96,6 +98,10 @@ class RunDir:
     @property
     def evidence(self) -> Path:
         return self.path / EVIDENCE
+
+    @property
+    def rig(self) -> Path:
+        return self.path / RIG
 
     @property
     def prometheus(self) -> Path:

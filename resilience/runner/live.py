@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from resilience.errors import GuardTripped
@@ -41,6 +42,9 @@ class LiveRun:
     observer: RunObserver
     end: float
     stop: threading.Event
+    between: Callable[[float], None] | None = None
+    """Called on every pass with the clock's reading (the rig's health: may raise to stop
+    the run, e.g. when Toxiproxy is lost)."""
 
     def phase(self, now: float) -> str:
         return timeline_phase(self.timeline)
@@ -76,6 +80,8 @@ class LiveRun:
             if upcoming is not None and self.clock.now() >= upcoming:
                 self.timeline.tick()
             now = self.clock.now()
+            if self.between is not None:
+                self.between(now)
             if self.guards is not None:
                 trip = self.guards.tick(now)
                 if trip is not None:

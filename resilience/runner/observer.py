@@ -52,6 +52,10 @@ class RunObserver:
     def guard_tripped(self, trip: GuardTrip) -> None:
         """A guard tripped; the run is being aborted (faults heal first)."""
 
+    def rig_event(self, text: str, *, severe: bool) -> None:
+        """The rig changed: a source lost or back, a stack process gone, the generator
+        saturated or the host overloaded (``severe``: the measurement is in doubt)."""
+
     def load_finished(self) -> None:
         """The load ended (or was stopped); analysis follows."""
 

@@ -53,6 +53,7 @@ from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
 from resilience.runner.observer import RunObserver
 from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
+from resilience.runner.rig import RigMonitor, Watched
 from resilience.runner.signals import InterruptGate
 from resilience.runner.target import (
     PreparedTarget,
@@ -125,6 +126,25 @@ class RunResult:
     report_files: tuple[Path, ...] = ()
 
 
+def rig_probes(config: StackConfig, target_url: str) -> dict[str, str]:
+    """The health poll of each source: cheap GETs that any live instance answers."""
+    return {
+        "prometheus": f"{config.prometheus_url}/-/ready",
+        "traces": f"{config.jaeger_query_url}/api/v3/services",
+        "toxiproxy": f"{config.toxiproxy_url}/version",
+        "target": target_url,
+    }
+
+
+def watched_processes(prepared: PreparedTarget) -> list[Watched]:
+    """The built-in stack's processes, the shop's marked as the target's."""
+    shop = {"gateway", "orders", "catalog"}
+    return [
+        Watched(name, record.pid, record.start_ticks, record.log, target=name in shop)
+        for name, record in sorted(prepared.stack.records().items())
+    ]
+
+
 def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
     stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     candidate = root / f"{stamp}-{name}"
@@ -169,6 +189,7 @@ class _Run:
         self.stop = gate.stop
         self._marked_active = False
         self._log_handler: logging.Handler | None = None
+        self.rig: RigMonitor | None = None
         self.prepared: PreparedTarget | None = None
         self.run_dir: Path | None = None
         self.journal: Journal | None = None
@@ -269,6 +290,8 @@ class _Run:
             timeline=self.timeline,
             recorder=self.recorder,
         )
+        self.rig = self._rig_monitor()
+        self.rig.start()
         self.engine.start(t0)
         if self.guards is not None:
             self.guards.start()
@@ -285,7 +308,41 @@ class _Run:
             self.observer,
             self.load_end,
             self.stop,
+            between=self.check_rig,
         ).run()
+
+    # -- the rig ----------------------------------------------------------------------
+
+    def _rig_monitor(self) -> RigMonitor:
+        assert self.prepared is not None and self.run_dir is not None and self.clock is not None
+        engine = self.engine
+        assert engine is not None
+        return RigMonitor(
+            self.run_dir,
+            self.clock,
+            probes=rig_probes(self.config, self.prepared.url),
+            worker_pids=lambda: engine.pids,
+            watched=watched_processes(self.prepared) if self.prepared.builtin else (),
+        )
+
+    def check_rig(self, now: float) -> None:
+        """Between live ticks: journal and tell what the rig monitor noticed; Toxiproxy
+        lost ends the run (exit 3): the faults and the target's dependencies go through
+        it, so nothing measured from then on means anything."""
+        if self.rig is None:
+            return
+        for event in self.rig.events():
+            if self.journal is not None:
+                self.journal.event(f"rig_{event.kind}", event.t, text=event.text)
+            severe = event.kind in ("source_lost", "process_died") or "overloaded" in event.kind
+            self.observer.rig_event(event.text, severe=severe or "saturated" in event.kind)
+            if event.kind == "source_lost" and event.source == "toxiproxy":
+                raise StackError(
+                    f"{event.text}: the faults and the target's dependencies go through it, "
+                    "so the run cannot go on",
+                    component="toxiproxy",
+                )
+        del now
 
     def _guard_monitor(self) -> GuardMonitor | None:
         guards: list[PromqlGuard | LoadGuard] = []
@@ -354,6 +411,7 @@ class _Run:
         if self.guard_source is not None:
             self.guard_source.close()
         if self.engine is None:
+            self._stop_rig()
             return
         hurried = self.gate.hurry.is_set()
         try:
@@ -377,6 +435,14 @@ class _Run:
                 except ResilienceError as exc:
                     logger.debug("ignoring late load events: %s", exc)
                 self.recorder.close()
+            self._stop_rig()
+
+    def _stop_rig(self) -> None:
+        if self.rig is not None:
+            self.rig.stop()
+            for event in self.rig.events():  # noticed while the load stopped
+                if self.journal is not None:
+                    self.journal.event(f"rig_{event.kind}", event.t, text=event.text)
 
     def finish(self, status: Status, exit_code: int, reason: str) -> RunResult:
         """Final status in the journal, then the reports (bounded), then the machine back."""

@@ -44,12 +44,14 @@ from resilience.analysis.detectors._common import (
     trace_of,
 )
 from resilience.analysis.detectors.base import Finding
+from resilience.analysis.rig import WithoutSeconds
 from resilience.analysis.statistics import compare
 from resilience.observe.spans import Trace, dependency_footprint
 from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
+    from resilience.rundir.load import LoadView
     from resilience.rundir.records import TraceRef
 
 SHOP_TOPOLOGY: tuple[tuple[str, frozenset[str]], ...] = (
@@ -239,6 +241,13 @@ def footprint(
     return result, source
 
 
+def answered_load(ctx: AnalysisContext) -> LoadView:
+    """The load data without the seconds the target did not answer at all."""
+    if not ctx.target_down_seconds:
+        return ctx.load
+    return WithoutSeconds(ctx.load, set(ctx.target_down_seconds))
+
+
 class CascadingFailureDetector(BaseDetector):
     kind: ClassVar[str] = "cascading_failure"
     default_severity: ClassVar[Severity] = "critical"
@@ -262,23 +271,25 @@ class CascadingFailureDetector(BaseDetector):
         baseline, fault = ctx.phase("baseline"), ctx.phase("fault")
         if baseline is None or fault is None:
             return []
-        endpoints = list(ctx.load.endpoints)
+        # The target's own outage is not a cascade: its seconds are left out.
+        load = answered_load(ctx)
+        endpoints = list(load.endpoints)
         touches, source = footprint(ctx, endpoints, baseline)
         rules = self.rules(ctx)
         judged: dict[str, Degradation] = {}
         for endpoint in endpoints:
             if touches.get(endpoint) is True:
                 continue
-            base = phase_numbers(ctx.load, endpoint, baseline)
-            flt = phase_numbers(ctx.load, endpoint, fault)
+            base = phase_numbers(load, endpoint, baseline)
+            flt = phase_numbers(load, endpoint, fault)
             if base.requests == 0 or flt.requests == 0:
                 continue
             judged[endpoint] = judge_degradation(
                 endpoint,
                 base,
                 flt,
-                base_points=second_points(ctx.load, endpoint, baseline.seconds()),
-                fault_points=second_points(ctx.load, endpoint, fault.seconds()),
+                base_points=second_points(load, endpoint, baseline.seconds()),
+                fault_points=second_points(load, endpoint, fault.seconds()),
                 rules=rules,
             )
         collateral = [d for d in judged.values() if d.degraded and touches[d.endpoint] is False]

@@ -1,0 +1,417 @@
+"""The rig's own health as facts: was the load generator or the host overloaded, which
+source stopped answering when, and when did the target itself stop answering.
+
+Read from ``rig.jsonl`` (``resilience/rundir/rig.py``, one sample per second) and the load
+data. Nothing here judges the target; it says when the measurement itself cannot be
+trusted, so the verdict can say so instead of blaming the target:
+
+- **generator saturated**: a load worker used at least ``GENERATOR_SATURATED`` (90 %) of
+  a core in a second (Locust warns at 90 % too; a saturated generator sends late and
+  measures its own queueing as latency);
+- **host overloaded**: the 1-minute load average at least ``LOAD_PER_CORE`` (2) times the
+  cores, CPU steal at least ``STEAL`` (10 %), or processes that are neither the target nor
+  our load workers using at least ``OTHER_SHARE`` (50 %) of the host (a CI neighbour, a
+  stray build: the target's latency is then partly theirs);
+- a phase is **overloaded** when at least ``PHASE_SHARE`` (20 %, and 2 s) of its seconds are;
+- a source is **lost** from the first second a poll found it down (refused, reset, an
+  error) until one found it up again; the **target is unreachable** in a second when every
+  request ended in a connection error (refused or reset on every endpoint) or, with no
+  request answered, the health poll was refused; two such seconds in a row make an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hdrh.histogram import HdrHistogram
+
+from resilience.analysis.detectors.base import Finding
+from resilience.errors import EXIT_UNAVAILABLE
+from resilience.rundir.load import LoadView
+from resilience.rundir.rig import SOURCES, RigSample
+from resilience.vocabulary import Phase
+
+GENERATOR_SATURATED = 0.90
+LOAD_PER_CORE = 2.0
+STEAL = 0.10
+OTHER_SHARE = 0.50
+PHASE_SHARE = 0.20
+MIN_BUSY_SECONDS = 2
+MIN_OUTAGE_SECONDS = 2
+SOURCE_NAMES = {
+    "prometheus": "Prometheus",
+    "traces": "the trace backend",
+    "toxiproxy": "Toxiproxy",
+    "target": "the target",
+}
+
+
+def generator_reasons(sample: RigSample) -> list[str]:
+    """Why the load generator was saturated in this second (empty: it was not)."""
+    return [
+        f"load worker {i} at {cpu:.0%} of a core"
+        for i, cpu in enumerate(sample.workers)
+        if cpu is not None and cpu >= GENERATOR_SATURATED
+    ]
+
+
+def host_reasons(sample: RigSample) -> list[str]:
+    """Why the host was overloaded in this second (empty: it was not)."""
+    reasons: list[str] = []
+    cores = max(1, sample.cores)
+    if sample.load1 is not None and sample.load1 >= LOAD_PER_CORE * cores:
+        reasons.append(f"load average {sample.load1:.1f} on {cores} cores")
+    if sample.steal is not None and sample.steal >= STEAL:
+        reasons.append(f"CPU steal {sample.steal:.0%}")
+    if sample.other_cpu is not None and sample.other_cpu >= OTHER_SHARE * cores:
+        reasons.append(
+            f"other processes using {sample.other_cpu:.1f} of {cores} cores "
+            "(neither the target nor the load generator)"
+        )
+    return reasons
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A stretch when a source (or the target) did not answer, on the experiment clock;
+    ``end`` None: until the end of the run."""
+
+    source: str
+    start: float
+    end: float | None
+    why: str = ""
+
+    def text(self) -> str:
+        name = SOURCE_NAMES.get(self.source, self.source)
+        until = "the end" if self.end is None else f"{self.end:.1f} s"
+        why = f" ({self.why})" if self.why else ""
+        return f"{name} unreachable from {self.start:.1f} s to {until}{why}"
+
+    def covers(self, start: float, end: float) -> bool:
+        """Whether the outage overlaps ``[start, end)``."""
+        return self.start < end and (self.end is None or self.end > start)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "start": self.start, "end": self.end, "why": self.why}
+
+
+@dataclass(frozen=True)
+class PhaseRig:
+    """How the rig fared in one phase."""
+
+    phase: str
+    seconds: int
+    generator_seconds: int
+    host_seconds: int
+    reasons: list[str]
+
+    @property
+    def overloaded(self) -> bool:
+        busy = max(self.generator_seconds, self.host_seconds)
+        return busy >= MIN_BUSY_SECONDS and busy >= PHASE_SHARE * max(1, self.seconds)
+
+    def text(self) -> str:
+        what = []
+        if self.generator_seconds:
+            what.append(f"the load generator was saturated {self.generator_seconds} s")
+        if self.host_seconds:
+            what.append(f"the host was overloaded {self.host_seconds} s")
+        detail = "; ".join(self.reasons[:3])
+        return f"{self.phase}: {' and '.join(what)} of {self.seconds} s ({detail})"
+
+
+@dataclass
+class RigReport:
+    """Everything the verdict and the reports say about the rig."""
+
+    sampled: bool
+    phases: list[PhaseRig] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)
+    target_down: list[Outage] = field(default_factory=list)
+    died: list[str] = field(default_factory=list)
+    peaks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def overloaded(self) -> list[PhaseRig]:
+        return [p for p in self.phases if p.overloaded]
+
+    def lost(self, source: str) -> list[Outage]:
+        return [o for o in self.outages if o.source == source]
+
+    def lost_text(self, source: str) -> str | None:
+        """ "Prometheus unreachable from 12.0 s to the end" (joined), or None."""
+        lost = self.lost(source)
+        return "; ".join(o.text() for o in lost) if lost else None
+
+    def down_seconds(self) -> set[int]:
+        """The one-second buckets the target was unreachable in (left out of cascade and
+        recovery judgements)."""
+        seconds: set[int] = set()
+        for outage in self.target_down:
+            end = outage.end if outage.end is not None else outage.start + 10**6
+            seconds.update(range(int(outage.start), int(end + 0.999)))
+        return seconds
+
+    def statements(self) -> list[str]:
+        """One sentence per fact, for the console and every report."""
+        lines = [o.text() for o in self.target_down]
+        lines += self.died
+        lines += [o.text() for o in self.outages if o.source != "target"]
+        lines += [f"rig overloaded in {p.text()}" for p in self.overloaded]
+        lines += [
+            f"rig busy (too briefly to doubt the verdict) in {p.text()}"
+            for p in self.phases
+            if not p.overloaded and (p.generator_seconds or p.host_seconds)
+        ]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sampled": self.sampled,
+            "statements": self.statements(),
+            "overloaded_phases": [p.phase for p in self.overloaded],
+            "phases": [
+                {
+                    "phase": p.phase,
+                    "seconds": p.seconds,
+                    "generator_saturated_seconds": p.generator_seconds,
+                    "host_overloaded_seconds": p.host_seconds,
+                    "overloaded": p.overloaded,
+                    "reasons": p.reasons[:5],
+                }
+                for p in self.phases
+            ],
+            "outages": [o.to_dict() for o in self.outages],
+            "target_unreachable": [o.to_dict() for o in self.target_down],
+            "died": self.died,
+            "peaks": self.peaks,
+        }
+
+
+def rig_report(
+    samples: Sequence[RigSample] | None,
+    phases: Sequence[Phase],
+    load: LoadView | None,
+    *,
+    end: float,
+) -> RigReport:
+    """The rig's facts for a run (``samples`` None: the run did not sample its rig)."""
+    report = RigReport(sampled=samples is not None)
+    samples = list(samples or [])
+    report.phases = [_phase_rig(p, samples) for p in phases if p.duration > 0]
+    for source in SOURCES:
+        if source != "target":
+            report.outages += source_outages(source, samples, end=end)
+    report.target_down = target_outages(samples, load, end=end)
+    report.died = list(dict.fromkeys(d for s in samples for d in s.died))
+    report.peaks = _peaks(samples)
+    return report
+
+
+def _phase_rig(phase: Phase, samples: Sequence[RigSample]) -> PhaseRig:
+    inside = [s for s in samples if phase.holds_second(s.second)]
+    generator = [s for s in inside if generator_reasons(s)]
+    host = [s for s in inside if host_reasons(s)]
+    # Each kind of reason once (its worst second's wording), the generator's first.
+    worst: dict[str, tuple[float, str]] = {}
+    for s in inside:
+        for why in generator_reasons(s) + host_reasons(s):
+            kind = " ".join(why.split()[:3] if why.startswith("load worker") else why.split()[:2])
+            value = _number(why)
+            if kind not in worst or value > worst[kind][0]:
+                worst[kind] = (value, why)
+    reasons = [text for _, text in worst.values()]
+    return PhaseRig(phase.name, len(list(phase.seconds())), len(generator), len(host), reasons)
+
+
+def _number(why: str) -> float:
+    for word in why.rsplit(" at ", maxsplit=1)[-1].split():
+        try:
+            return float(word.rstrip("%"))
+        except ValueError:
+            continue
+    return 0.0
+
+
+def source_outages(source: str, samples: Sequence[RigSample], *, end: float) -> list[Outage]:
+    """Stretches where ``source`` was polled ``down``; an outage still open at the last
+    sample lasts to the end."""
+    outages: list[Outage] = []
+    start: float | None = None
+    why = ""
+    for s in samples:
+        state = s.sources.get(source)
+        if state == "down" and start is None:
+            start, why = s.t, s.why.get(source, "")
+        elif state == "up" and start is not None:
+            outages.append(Outage(source, round(start, 1), round(s.t, 1), why))
+            start = None
+    if start is not None:
+        outages.append(Outage(source, round(start, 1), None, why))
+    del end
+    return outages
+
+
+def target_outages(
+    samples: Sequence[RigSample], load: LoadView | None, *, end: float
+) -> list[Outage]:
+    """Where the target did not answer at all (see the module doc)."""
+    down: dict[int, tuple[float, str]] = {}
+    polled = {s.second: s for s in samples}
+    seconds = sorted(set(load.seconds if load is not None else []) | set(polled))
+    for second in seconds:
+        counts: Mapping[str, int] = load.counts(None, second) if load is not None else {}
+        n = sum(counts.values())
+        refused = counts.get("connection_error", 0)
+        poll = polled.get(second)
+        poll_down = poll is not None and poll.sources.get("target") == "down"
+        if n and refused == n:
+            why = "connection refused or reset on every endpoint"
+            t = poll.t if poll_down and poll is not None else float(second)
+            down[second] = (t, why)
+        elif poll_down and poll is not None and counts.get("ok", 0) == 0:
+            down[second] = (poll.t, poll.why.get("target", "health poll refused"))
+    outages: list[Outage] = []
+    for run in _runs(sorted(down)):
+        if len(run) < MIN_OUTAGE_SECONDS:
+            continue
+        first_t, why = down[run[0]]
+        before: Mapping[str, int] = load.counts(None, run[0] - 1) if load is not None else {}
+        if before.get("connection_error", 0) > 0:
+            # The second it went down in was partly refused already: it starts there.
+            first_t = min(first_t, float(run[0] - 1))
+        last = run[-1]
+        to_end = last + 1 >= int(end) or last == seconds[-1]
+        outages.append(Outage("target", round(first_t, 1), None if to_end else last + 1.0, why))
+    return outages
+
+
+def _runs(seconds: Iterable[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for s in seconds:
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+def _peaks(samples: Sequence[RigSample]) -> dict[str, float]:
+    workers = [c for s in samples for c in s.workers if c is not None]
+    peaks = {
+        "worker_cpu": max(workers, default=0.0),
+        "load1": max((s.load1 for s in samples if s.load1 is not None), default=0.0),
+        "steal": max((s.steal for s in samples if s.steal is not None), default=0.0),
+        "other_cpu": max((s.other_cpu for s in samples if s.other_cpu is not None), default=0.0),
+    }
+    return {k: round(v, 3) for k, v in peaks.items()}
+
+
+class WithoutSeconds:
+    """A ``LoadView`` with some seconds left out (the target's outage): cascade and
+    recovery judge what the target did while it answered, not that it was gone."""
+
+    def __init__(self, view: LoadView, seconds: set[int]) -> None:
+        self._view = view
+        self._hidden = seconds
+
+    @property
+    def endpoints(self) -> Sequence[str]:
+        return self._view.endpoints
+
+    @property
+    def seconds(self) -> Sequence[int]:
+        return [s for s in self._view.seconds if s not in self._hidden]
+
+    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+        return None if second in self._hidden else self._view.histogram(endpoint, second)
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
+        return {} if second in self._hidden else self._view.counts(endpoint, second)
+
+
+def without_outage(view: LoadView, report: RigReport) -> LoadView:
+    hidden = report.down_seconds()
+    return WithoutSeconds(view, hidden) if hidden else view
+
+
+def outage_finding(report: RigReport) -> Finding | None:
+    """The target's outage named as what it is (critical, fails the run): the target
+    stopped answering, whatever was faulted."""
+    if not report.target_down:
+        return None
+    texts = [o.text() for o in report.target_down]
+    summary = "The target stopped answering: " + "; ".join(texts)
+    if report.died:
+        summary += ". " + " ".join(report.died)
+    first = report.target_down[0]
+    return Finding(
+        kind="target_unreachable",
+        severity="critical",
+        summary=summary,
+        evidence={
+            "seconds": sorted(report.down_seconds())[:600],
+            "outages": [o.to_dict() for o in report.target_down],
+            "died": report.died,
+            "numbers": {"unreachable from s": first.start},
+        },
+        fails_run=True,
+    )
+
+
+def lost_reason(report: RigReport, source: str, fallback: str | None) -> str | None:
+    """ "not evaluated: Prometheus unreachable from 12.0 s to the end" when the rig saw the
+    source go, else the gathering's own reason."""
+    lost = report.lost_text(source)
+    if lost is not None:
+        return f"not evaluated: {lost}"
+    return fallback
+
+
+Judged = Literal["passed", "failed", "inconclusive"]
+
+
+def rig_verdict(
+    status: Judged,
+    exit_code: int,
+    reason: str,
+    *,
+    report: RigReport,
+    baseline_breaches: int,
+    critical_unevaluated: Sequence[str],
+) -> tuple[Judged, int, str]:
+    """The verdict once the rig is known (docs/findings.md, "The rig"):
+
+    - a failure while the rig was overloaded in a phase is ``inconclusive`` (exit 3): the
+      measurement cannot tell the target's failure from the rig's — unless the target
+      stopped answering, which is a fact whatever the rig did;
+    - a pass whose configured critical checks could not be evaluated is ``inconclusive``
+      (exit 3): no evidence is not a pass;
+    - a baseline that missed its own SLOs is said first: the comparison is unreliable;
+    - an overloaded rig under a pass is said beside it.
+    """
+    overloaded = report.overloaded
+    rig_text = "; ".join(p.text() for p in overloaded)
+    if baseline_breaches and status == "failed":
+        reason = (
+            f"the baseline did not meet its SLOs ({baseline_breaches} breached): "
+            f"the comparison is unreliable; {reason}"
+        )
+    if status == "failed" and overloaded and not report.target_down:
+        return (
+            "inconclusive",
+            EXIT_UNAVAILABLE,
+            f"the rig was overloaded ({rig_text}): not reported as the target's failure "
+            f"(it would have been: {reason})",
+        )
+    if status == "passed" and critical_unevaluated:
+        return (
+            "inconclusive",
+            EXIT_UNAVAILABLE,
+            "critical checks could not be evaluated: " + "; ".join(critical_unevaluated[:3]),
+        )
+    if status == "passed" and overloaded:
+        reason = f"{reason} (though the rig was overloaded: {rig_text})"
+    return status, exit_code, reason

@@ -1,0 +1,90 @@
+"""``rig.jsonl``: the rig's own health, one line per second of the run.
+
+Written by the runner's rig monitor (``resilience/runner/rig.py``) while the run goes,
+flushed per line so it stays valid if the run dies; read back by the analysis
+(``resilience/analysis/rig.py``), which decides from it whether the load generator or the
+host was overloaded in a phase, when a source (Prometheus, the trace backend, Toxiproxy,
+the target) stopped answering, and which process of the built-in stack died.
+
+One line (``RigSample``): ``t`` (experiment clock), ``second``, the host's ``cores``,
+``load1``, ``busy``/``steal``/``idle`` (shares of the whole host in that second),
+``workers`` (each load worker's CPU in cores, None once it is gone), ``target_cpu`` (the
+built-in shop's processes, in cores; None for other targets), ``other_cpu`` (everything
+else, in cores), ``sources`` (per source ``up``, ``down`` or ``slow``, the worst seen in
+that second) with ``why`` per source that was not up, and ``died`` (stack processes found
+gone in that second, each a sentence).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import IO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from resilience.rundir.layout import RunDir
+
+logger = logging.getLogger(__name__)
+
+SourceState = Literal["up", "down", "slow"]
+"""up: answered; down: refused, reset or failed; slow: no answer within the poll's timeout."""
+SOURCES = ("prometheus", "traces", "toxiproxy", "target")
+
+
+class RigSample(BaseModel):
+    """One second of the rig's health (see the module doc)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    t: float
+    second: int
+    cores: int = 1
+    load1: float | None = None
+    busy: float | None = None
+    steal: float | None = None
+    idle: float | None = None
+    workers: list[float | None] = Field(default_factory=list)
+    target_cpu: float | None = None
+    other_cpu: float | None = None
+    sources: dict[str, SourceState] = Field(default_factory=dict)
+    why: dict[str, str] = Field(default_factory=dict)
+    died: list[str] = Field(default_factory=list)
+
+
+class RigWriter:
+    """Appends samples to ``rig.jsonl``, one flushed line each."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = RunDir(Path(run_dir)).rig
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, sample: RigSample) -> None:
+        if self._file is None:
+            return
+        self._file.write(sample.model_dump_json(exclude_defaults=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_rig(run_dir: Path) -> list[RigSample] | None:
+    """The samples in order, or None for a run directory without ``rig.jsonl`` (older runs).
+    A line that cannot be read (a killed run's last, half-written one) is skipped."""
+    path = RunDir(Path(run_dir)).rig
+    if not path.is_file():
+        return None
+    samples: list[RigSample] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                samples.append(RigSample.model_validate(json.loads(line)))
+            except (ValueError, ValidationError) as exc:
+                logger.warning("%s:%d: skipping an unreadable line: %s", path, number, exc)
+    return samples

@@ -1,0 +1,357 @@
+"""The rig monitor: the run's own machinery watched every second, from a background thread.
+
+Twice a second it polls each source's health (Prometheus ``/-/ready``, the trace backend's
+service list, Toxiproxy ``/version``, the target's base URL), each with a short timeout and
+in parallel, so a source that stops answering is noticed within a second — Toxiproxy lost
+during the baseline no longer waits for the next fault to be found out. Once a second it
+also reads /proc: each load worker's CPU (``/proc/<pid>/stat``), the host's CPU split
+(``/proc/stat``: busy, steal, idle), the load average, the built-in shop's processes' CPU
+and whether every process of the built-in stack is still alive; and writes one
+``RigSample`` line to ``rig.jsonl``.
+
+The live loop never waits for it: transitions (a source lost or back, a stack process
+gone, the generator saturated, the host overloaded) are queued as ``RigEvent``s and
+drained by the orchestrator between ticks (``events()``), which journals them, tells the
+console, and stops the run when Toxiproxy is lost (the faults and the target's
+dependencies go through it). Everything here is bounded: polls time out in 0.5 s, the
+thread stops within a second of ``stop()``.
+
+Other CPU is the host's busy time minus the load workers' and the target's: no scan of
+every process. For a target other than the built-in shop the target's processes are not
+known, so its CPU counts as "other" (documented in docs/findings.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from resilience.analysis.rig import SOURCE_NAMES, generator_reasons, host_reasons
+from resilience.rundir.rig import RigSample, RigWriter, SourceState
+from resilience.vocabulary import Clock
+
+logger = logging.getLogger(__name__)
+
+POLL_EVERY = 0.5
+POLL_TIMEOUT = 0.5
+CALM_SECONDS = 5
+"""A busy-rig warning is repeated only after this many calm seconds."""
+_PROC = Path("/proc")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class RigEvent:
+    """A change the live loop should hear about."""
+
+    kind: str
+    """source_lost, source_back, process_died, generator_saturated, host_overloaded"""
+    t: float
+    text: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A process of the built-in stack: name, pid, start time (pid reuse check), log."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    log: str | None = None
+    target: bool = False
+
+
+@dataclass
+class _Cpu:
+    """Cumulative CPU readings from the previous sample."""
+
+    at: float = 0.0
+    host: tuple[int, int, int, int] | None = None
+    procs: dict[int, int] = field(default_factory=dict)
+
+
+def host_cores() -> int:
+    """The cores this process may run on (what a CPU hog competes for)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def read_host_cpu() -> tuple[int, int, int, int] | None:
+    """(total, idle incl. iowait, steal, busy) jiffies from /proc/stat's first line."""
+    try:
+        first = (_PROC / "stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in first[1:9]] + [0] * max(0, 9 - len(first))
+    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return total, idle + iowait, steal, total - idle - iowait - steal
+
+
+def read_proc(pid: int) -> tuple[str, int, int] | None:
+    """(state, utime+stime ticks, start ticks) of ``pid``, or None when it is gone."""
+    try:
+        raw = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[11]) + int(fields[12]), int(fields[19])
+
+
+def alive(watched: Watched) -> bool:
+    info = read_proc(watched.pid)
+    return info is not None and info[0] not in ("Z", "X") and info[2] == watched.start_ticks
+
+
+def http_probe(client: httpx.Client, url: str) -> tuple[SourceState, str]:
+    """One health poll: up on any HTTP answer below 500, slow on a timeout, else down."""
+    try:
+        response = client.get(url)
+    except httpx.TimeoutException:
+        return "slow", f"no answer within {POLL_TIMEOUT:.1f} s"
+    except httpx.ConnectError as exc:
+        return "down", _short(exc) or "connection refused"
+    except httpx.HTTPError as exc:
+        return "down", _short(exc) or type(exc).__name__
+    if response.status_code >= 500:
+        return "down", f"HTTP {response.status_code}"
+    return "up", ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    if "reset" in text.lower():
+        return "connection reset"
+    return text.splitlines()[0][:120] if text else ""
+
+
+class RigMonitor:
+    """Samples the rig into ``rig.jsonl`` and queues events (see the module doc)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        clock: Clock,
+        *,
+        probes: Mapping[str, str],
+        worker_pids: Callable[[], Sequence[int]],
+        watched: Sequence[Watched] = (),
+        cores: int | None = None,
+    ) -> None:
+        self.clock = clock
+        self.probes = dict(probes)
+        self.worker_pids = worker_pids
+        self.watched = list(watched)
+        self.cores = cores or host_cores()
+        self._writer = RigWriter(run_dir)
+        self._events: queue.Queue[RigEvent] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = httpx.Client(timeout=POLL_TIMEOUT, trust_env=False)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(self.probes)), thread_name_prefix="rig-probe"
+        )
+        self._state: dict[str, SourceState] = {}
+        self._dead: set[str] = set()
+        self._cpu = _Cpu()
+        self._calm: dict[str, int] = {"generator": CALM_SECONDS, "host": CALM_SECONDS}
+        self._second: dict[str, tuple[SourceState, str]] = {}
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._cpu = self._read_cpu(time.monotonic())
+        self._thread = threading.Thread(target=self._loop, name="rig-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+        self._writer.close()
+
+    def events(self) -> list[RigEvent]:
+        """What changed since the last call (never blocks)."""
+        out: list[RigEvent] = []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def state(self, source: str) -> SourceState | None:
+        return self._state.get(source)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_sample = self.clock.now()
+        while not self._stop.is_set():
+            try:
+                self._poll_sources()
+                now = self.clock.now()
+                if now >= next_sample:
+                    self._sample(now)
+                    next_sample = float(int(now)) + 1.0
+            except Exception:  # the monitor must never take the run down
+                logger.exception("rig monitor: a sample failed")
+            self._stop.wait(POLL_EVERY)
+
+    def _poll_sources(self) -> None:
+        if not self.probes:
+            return
+        futures = {
+            name: self._pool.submit(http_probe, self._client, url)
+            for name, url in self.probes.items()
+        }
+        for name, future in futures.items():
+            try:
+                state, why = future.result(timeout=POLL_TIMEOUT + 0.5)
+            except Exception as exc:
+                state, why = "down", type(exc).__name__
+            self._note(name, state, why)
+
+    def _note(self, name: str, state: SourceState, why: str) -> None:
+        rank = {"up": 0, "slow": 1, "down": 2}
+        held = self._second.get(name)
+        if held is None or rank[state] > rank[held[0]]:
+            self._second[name] = (state, why)
+        previous = self._state.get(name)
+        self._state[name] = state
+        t = self.clock.now()
+        label = SOURCE_NAMES.get(name, name)
+        if state == "down" and previous is None:
+            text = f"{label} does not answer ({why})"
+            self._events.put(RigEvent("source_lost", t, text, name))
+        elif state == "down" and previous != "down":
+            text = f"{label} stopped answering at {t:.1f} s ({why})"
+            self._events.put(RigEvent("source_lost", t, text, name))
+        elif state == "up" and previous == "down":
+            self._events.put(
+                RigEvent("source_back", t, f"{label} answers again at {t:.1f} s", name)
+            )
+
+    def _sample(self, now: float) -> None:
+        cpu = self._read_cpu(time.monotonic())
+        sample = self._measure(now, cpu)
+        self._cpu = cpu
+        self._writer.write(sample)
+        self._warn(sample)
+
+    def _read_cpu(self, at: float) -> _Cpu:
+        pids = list(self.worker_pids()) + [w.pid for w in self.watched if w.target]
+        procs: dict[int, int] = {}
+        for pid in pids:
+            info = read_proc(pid)
+            if info is not None:
+                procs[pid] = info[1]
+        return _Cpu(at=at, host=read_host_cpu(), procs=procs)
+
+    def _measure(self, now: float, cpu: _Cpu) -> RigSample:
+        dt = max(1e-3, cpu.at - self._cpu.at)
+
+        def cores_of(pid: int) -> float | None:
+            if pid not in cpu.procs or pid not in self._cpu.procs:
+                return None
+            return max(0.0, (cpu.procs[pid] - self._cpu.procs[pid]) / _TICKS / dt)
+
+        workers = [cores_of(pid) for pid in self.worker_pids()]
+        targets = [cores_of(w.pid) for w in self.watched if w.target]
+        target_cpu = sum(c for c in targets if c is not None) if self.watched else None
+        busy = steal = idle = other = None
+        if cpu.host is not None and self._cpu.host is not None:
+            total = max(1, cpu.host[0] - self._cpu.host[0])
+            idle = (cpu.host[1] - self._cpu.host[1]) / total
+            steal = (cpu.host[2] - self._cpu.host[2]) / total
+            busy = (cpu.host[3] - self._cpu.host[3]) / total
+            ours = sum(c for c in workers if c is not None) + (target_cpu or 0.0)
+            other = max(0.0, busy * self.cores - ours)
+        sources = {name: state for name, (state, _) in self._second.items()}
+        why = {name: text for name, (state, text) in self._second.items() if state != "up"}
+        self._second = {}
+        return RigSample(
+            t=round(now, 3),
+            second=int(now),
+            cores=self.cores,
+            load1=round(os.getloadavg()[0], 2),
+            busy=_r(busy),
+            steal=_r(steal),
+            idle=_r(idle),
+            workers=[_r(c) for c in workers],
+            target_cpu=_r(target_cpu),
+            other_cpu=_r(other),
+            sources=sources,
+            why=why,
+            died=self._deaths(now),
+        )
+
+    def _deaths(self, now: float) -> list[str]:
+        died: list[str] = []
+        for watched in self.watched:
+            if watched.name in self._dead or alive(watched):
+                continue
+            self._dead.add(watched.name)
+            text = (
+                f"{watched.name} (pid {watched.pid}) of the built-in stack died at {now:.1f} s "
+                "(exit status unknown: the stack's processes are detached, not this run's "
+                f"children){_last_line(watched.log)}"
+            )
+            died.append(text)
+            self._events.put(RigEvent("process_died", now, text, watched.name))
+        return died
+
+    def _warn(self, sample: RigSample) -> None:
+        for kind, reasons in (
+            ("generator", generator_reasons(sample)),
+            ("host", host_reasons(sample)),
+        ):
+            if not reasons:
+                self._calm[kind] += 1
+                continue
+            if self._calm[kind] >= CALM_SECONDS:
+                what = (
+                    "the load generator is saturated"
+                    if kind == "generator"
+                    else "the host is overloaded"
+                )
+                self._events.put(
+                    RigEvent(
+                        f"{'generator_saturated' if kind == 'generator' else 'host_overloaded'}",
+                        sample.t,
+                        f"{what} at {sample.t:.1f} s ({'; '.join(reasons)}): latencies measured "
+                        "now are partly the rig's, not the target's",
+                    )
+                )
+            self._calm[kind] = 0
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _last_line(log: str | None) -> str:
+    if not log:
+        return ""
+    try:
+        with Path(log).open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 2048))
+            lines = handle.read().decode("utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f"; last line of its log: {lines[-1][:200]!r}" if lines else ""
