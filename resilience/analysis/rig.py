@@ -9,9 +9,10 @@ trusted, so the verdict can say so instead of blaming the target:
   a core in a second (Locust warns at 90 % too; a saturated generator sends late and
   measures its own queueing as latency);
 - **host overloaded**: the 1-minute load average at least ``LOAD_PER_CORE`` (2) times the
-  cores, CPU steal at least ``STEAL`` (10 %), or processes that are neither the target nor
-  our load workers using at least ``OTHER_SHARE`` (50 %) of the host (a CI neighbour, a
-  stray build: the target's latency is then partly theirs);
+  cores, CPU steal at least ``STEAL`` (10 %), or — with the host's CPU all taken (idle at
+  most ``HOST_IDLE``, 5 %) — processes that are neither the target nor the run's own (the
+  orchestrator and its load workers) using at least ``OTHER_SHARE`` (50 %) of the host (a
+  CI neighbour, a stray build: the target's latency is then partly theirs);
 - a phase is **overloaded** when at least ``PHASE_SHARE`` (20 %, and 2 s) of its seconds are;
 - a source is **lost** from the first second a poll found it down (refused, reset, an
   error) until one found it up again; the **target is unreachable** in a second when every
@@ -37,6 +38,7 @@ GENERATOR_SATURATED = 0.90
 LOAD_PER_CORE = 2.0
 STEAL = 0.10
 OTHER_SHARE = 0.50
+HOST_IDLE = 0.05
 PHASE_SHARE = 0.20
 MIN_BUSY_SECONDS = 2
 MIN_OUTAGE_SECONDS = 2
@@ -65,7 +67,8 @@ def host_reasons(sample: RigSample) -> list[str]:
         reasons.append(f"load average {sample.load1:.1f} on {cores} cores")
     if sample.steal is not None and sample.steal >= STEAL:
         reasons.append(f"CPU steal {sample.steal:.0%}")
-    if sample.other_cpu is not None and sample.other_cpu >= OTHER_SHARE * cores:
+    saturated = sample.idle is not None and sample.idle <= HOST_IDLE
+    if saturated and sample.other_cpu is not None and sample.other_cpu >= OTHER_SHARE * cores:
         reasons.append(
             f"other processes using {sample.other_cpu:.1f} of {cores} cores "
             "(neither the target nor the load generator)"
@@ -393,7 +396,11 @@ def rig_verdict(
     - an overloaded rig under a pass is said beside it.
     """
     overloaded = report.overloaded
-    rig_text = "; ".join(p.text() for p in overloaded)
+    worst = next((p.reasons[0] for p in overloaded if p.reasons), "")
+    rig_text = (
+        f"in the {', '.join(p.phase for p in overloaded)} phase"
+        f"{'s' if len(overloaded) > 1 else ''}{f': {worst}' if worst else ''}"
+    )
     if baseline_breaches and status == "failed":
         reason = (
             f"the baseline did not meet its SLOs ({baseline_breaches} breached): "
@@ -403,7 +410,7 @@ def rig_verdict(
         return (
             "inconclusive",
             EXIT_UNAVAILABLE,
-            f"the rig was overloaded ({rig_text}): not reported as the target's failure "
+            f"the rig was overloaded {rig_text}: not reported as the target's failure "
             f"(it would have been: {reason})",
         )
     if status == "passed" and critical_unevaluated:
@@ -413,5 +420,5 @@ def rig_verdict(
             "critical checks could not be evaluated: " + "; ".join(critical_unevaluated[:3]),
         )
     if status == "passed" and overloaded:
-        reason = f"{reason} (though the rig was overloaded: {rig_text})"
+        reason = f"{reason} (though the rig was overloaded {rig_text})"
     return status, exit_code, reason

@@ -16,14 +16,15 @@ console, and stops the run when Toxiproxy is lost (the faults and the target's
 dependencies go through it). Everything here is bounded: polls time out in 0.5 s, the
 thread stops within a second of ``stop()``.
 
-Other CPU is the host's busy time minus the load workers' and the target's: no scan of
-every process. For a target other than the built-in shop the target's processes are not
+Other CPU is the host's busy time minus the load workers', the target's and this process's
+own: no scan of every process. For a target other than the built-in shop the target's processes are not
 known, so its CPU counts as "other" (documented in docs/findings.md).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import threading
@@ -254,7 +255,7 @@ class RigMonitor:
         self._warn(sample)
 
     def _read_cpu(self, at: float) -> _Cpu:
-        pids = list(self.worker_pids()) + [w.pid for w in self.watched if w.target]
+        pids = [os.getpid(), *self.worker_pids()] + [w.pid for w in self.watched if w.target]
         procs: dict[int, int] = {}
         for pid in pids:
             info = read_proc(pid)
@@ -280,13 +281,14 @@ class RigMonitor:
             steal = (cpu.host[2] - self._cpu.host[2]) / total
             busy = (cpu.host[3] - self._cpu.host[3]) / total
             ours = sum(c for c in workers if c is not None) + (target_cpu or 0.0)
+            ours += own if (own := cores_of(os.getpid())) is not None else 0.0
             other = max(0.0, busy * self.cores - ours)
         sources = {name: state for name, (state, _) in self._second.items()}
         why = {name: text for name, (state, text) in self._second.items() if state != "up"}
         self._second = {}
         return RigSample(
             t=round(now, 3),
-            second=int(now),
+            second=math.floor(now),
             cores=self.cores,
             load1=round(os.getloadavg()[0], 2),
             busy=_r(busy),
@@ -316,6 +318,8 @@ class RigMonitor:
         return died
 
     def _warn(self, sample: RigSample) -> None:
+        if sample.t < 1.0:
+            return  # the workers' start-up (importing Locust) is not load
         for kind, reasons in (
             ("generator", generator_reasons(sample)),
             ("host", host_reasons(sample)),
