@@ -24,7 +24,8 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from resilience.rundir.layout import RunDir
+from resilience.redact import Redactor
+from resilience.rundir.layout import RULES_ONLY, RunDir, open_private
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,19 @@ class RigSample(BaseModel):
 
 
 class RigWriter:
-    """Appends samples to ``rig.jsonl``, one flushed line each."""
+    """Appends samples to ``rig.jsonl`` (private, like every run file), one flushed line
+    each, through the run's redactor (an error text or a log line may name a secret)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, redactor: Redactor | None = None) -> None:
         self.path = RunDir(Path(run_dir)).rig
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self.redactor = redactor or RULES_ONLY
+        self._file: IO[str] | None = open_private(self.path, "a")
 
     def write(self, sample: RigSample) -> None:
         if self._file is None:
             return
-        self._file.write(sample.model_dump_json(exclude_defaults=False) + "\n")
+        data = self.redactor.redact_json(sample.model_dump(mode="json"))
+        self._file.write(json.dumps(data) + "\n")
         self._file.flush()
 
     def close(self) -> None:

@@ -99,10 +99,13 @@ def test_sigkill_leaves_leftovers_that_the_next_start_sweeps(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert leftovers(hardened_shop) == ["postgres disabled"]
+    killed = time.monotonic()
     journal = read_journal(out)
     assert journal is not None and journal["status"] == "running"
-    # The load workers notice their parent is gone and stop by themselves.
-    wait_for(lambda: all(not Path(f"/proc/{pid}").exists() for pid in workers), timeout=15)
+    # The load workers die with their parent (the kernel's parent-death signal).
+    wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=5, every=0.01)
+    gone_after = time.monotonic() - killed
+    assert gone_after < 0.5, f"load workers outlived their parent by {gone_after:.2f} s"
 
     status = cli(hardened_shop, "stack", "status", timeout=60)
     assert "re-enabled proxies: postgres" in status.stderr
@@ -110,3 +113,53 @@ def test_sigkill_leaves_leftovers_that_the_next_start_sweeps(
     assert leftovers(hardened_shop) == []
     journal = read_journal(out)
     assert journal is not None and journal["status"] == "aborted"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_double_sigint_still_finishes_the_journal_and_reports(
+    hardened_shop: StackHandle, tmp_path: Path
+) -> None:
+    """Two SIGINTs 0.1 s apart during the fault: healed, journal aborted, reports, exit 130."""
+    out = tmp_path / "run"
+    process = _start_run(hardened_shop, out, "--shop-mode", "hardened")
+    try:
+        wait_for(lambda: _fault_applied(out), timeout=90)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)  # the second Ctrl-C of an impatient user, 0.1 s after the first
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert leftovers(hardened_shop) == []
+    journal = read_journal(out)
+    assert journal is not None
+    assert (journal["status"], journal["exit_code"]) == ("aborted", 130)
+    for name in ("report.html", "summary.md", "junit.xml"):
+        assert (out / name).is_file(), f"{name} missing"
+
+
+def test_sigterm_in_the_first_second_leaves_a_journal(
+    hardened_shop: StackHandle, tmp_path: Path
+) -> None:
+    """SIGTERM 0.5 s after the command starts: exit 130 and an aborted journal, not 143."""
+    out = tmp_path / "run"
+    process = _start_run(hardened_shop, out, "--shop-mode", "hardened")
+    try:
+        time.sleep(0.5)  # the point of the test: a signal at a fixed early moment
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    journal = read_journal(out)
+    assert journal is not None
+    assert (journal["status"], journal["exit_code"]) == ("aborted", 130)
+    assert "SIGTERM" in journal["reason"]
