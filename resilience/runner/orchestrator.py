@@ -564,6 +564,10 @@ def _run_to_end(run: _Run) -> RunResult:
     except BaseException as exc:
         _after_crash(run, exc)
         raise
+    if run.gate.signal_name is not None:
+        # The signal's Interrupted was swallowed on its way (a broad ``except`` in a
+        # listener it interrupted): the stop event still tells.
+        return _after_interrupt(run, run.gate.signal_name)
     return _after_load(run)
 
 
