@@ -50,6 +50,10 @@ ERROR_OUTCOMES: Final[tuple[str, ...]] = OUTCOMES[1:]
 BUILTIN_PROXIES: Final[tuple[str, ...]] = ("postgres", "orders", "catalog")
 """The Toxiproxy proxies of the built-in stack, in creation order (see stack/topology.py)."""
 
+STACK_SCRAPE_JOBS: Final[tuple[str, ...]] = ("toxiproxy", "jaeger", "catalog", "orders", "gateway")
+"""The Prometheus jobs of the built-in stack (stack/generate.py); an experiment's own
+``observe.scrape`` jobs take other names."""
+
 EPHEMERAL_LOW: Final = 32768
 EPHEMERAL_HIGH: Final = 61000
 """Linux's ephemeral port range: Toxiproxy fails intermittently on listen ports inside it."""

@@ -53,6 +53,7 @@ from resilience.vocabulary import (
     BUILTIN_PROXIES,
     EPHEMERAL_HIGH,
     EPHEMERAL_LOW,
+    STACK_SCRAPE_JOBS,
     FaultWindow,
     Phase,
     Severity,
@@ -216,6 +217,61 @@ class ProxyDef(_Model):
     upstream: UpstreamAddress
 
 
+_JOB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+def _job_name(value: str) -> str:
+    if not _JOB_NAME.match(value) or len(value) > 64:
+        raise ValueProblem(
+            "a job name of letters, digits, '_', '.', ':' or '-' (like orders-api)",
+            describe(value),
+        )
+    if value in STACK_SCRAPE_JOBS:
+        raise ValueProblem(
+            f"a job name other than the stack's own ({', '.join(STACK_SCRAPE_JOBS)})",
+            describe(value),
+        )
+    return value
+
+
+def _metrics_url(value: str) -> str:
+    url = _local_url(value)
+    if not urlsplit(url).path:
+        url += "/metrics"
+    return url
+
+
+class ScrapeJob(_Model):
+    """A Prometheus scrape job for the target's own metrics (``url``: the /metrics URL)."""
+
+    job: Annotated[str, AfterValidator(_job_name)]
+    url: Annotated[str, AfterValidator(_metrics_url)]
+
+
+class Observe(_Model):
+    """How the run observes the target: its own metrics to scrape."""
+
+    scrape: list[ScrapeJob] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Observe:
+        seen: dict[str, int] = {}
+        problems: list[Problem] = []
+        for i, job in enumerate(self.scrape):
+            if job.job in seen:
+                problems.append(
+                    Problem(
+                        f"two scrape jobs named {job.job!r}",
+                        expected="unique job names",
+                        got=f"the same name as scrape[{seen[job.job]}]",
+                        path=("scrape", i, "job"),
+                    )
+                )
+            seen.setdefault(job.job, i)
+        raise_if(problems)
+        return self
+
+
 class ShopSettings(_Model):
     """Settings of the built-in shop: its mode and free-form options for its services."""
 
@@ -246,6 +302,8 @@ class WriteSpec(_Model):
 
     id_field: NonEmpty = "id"
     read_back: str
+    headers: dict[str, str] | None = None
+    """Headers of the read-back GETs (placeholders allowed); default: the writing request's."""
     # ``list`` stays last: after this line the name shadows the builtin in the class body.
     list: str | None = None
 
@@ -277,6 +335,7 @@ class WriteSpec(_Model):
                             path=("read_back",),
                         )
                     )
+        problems.extend(_header_problems(self.headers or {}, ("headers",)))
         if self.list is not None and (not self.list.startswith("/") or "{" in self.list):
             problems.append(
                 Problem(
@@ -319,21 +378,53 @@ def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # 
     ]
 
 
-class RequestSpec(_Model):
-    """One kind of request in the workload mix; ``name`` is its endpoint name everywhere."""
+_CONTENT_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;.*)?$")
+MAX_BODY_CHARS: Final = 1_000_000
+BODY_KEYS: Final = ("json", "form", "body")
+FormValue = str | int | float | bool
+
+
+def _header_problems(headers: dict[str, str], path: KeyPath) -> list[Problem]:
+    """Header values are one-line templates (placeholders allowed)."""
+    problems: list[Problem] = []
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value:
+            problems.append(
+                Problem(
+                    "a header value holds a line break",
+                    expected="one line",
+                    got=describe(value),
+                    path=(*path, name),
+                )
+            )
+            continue
+        try:
+            Template.parse(value)
+        except ValueProblem as problem:
+            problems.append(_value_problem(problem, (*path, name)))
+    return problems
+
+
+class StepSpec(_Model):
+    """One HTTP request: what ``on_start`` and ``setup`` steps are made of, and the base of
+    a workload request. At most one body: ``json``, ``form`` or ``body`` (+ ``content_type``).
+    """
 
     name: NonEmpty | None = None
     method: Annotated[Method, BeforeValidator(_upper)] = "GET"
     path: str
-    weight: int = Field(default=1, ge=1, le=1_000_000)
     json_body: Any = Field(default=None, alias="json")
+    form: dict[str, FormValue] | None = None
+    """An ``application/x-www-form-urlencoded`` body; string values may hold placeholders."""
+    body: str | None = Field(default=None, max_length=MAX_BODY_CHARS)
+    """A raw body (text, placeholders allowed), sent with ``content_type``."""
+    content_type: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     expect: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
     capture: dict[str, str] = Field(default_factory=dict)
-    write: WriteSpec | None = None
 
     @model_validator(mode="after")
-    def _templates(self) -> RequestSpec:
+    def _templates(self) -> StepSpec:  # noqa: PLR0912 (each part of a request, one branch)
         problems: list[Problem] = []
         if not self.path.startswith("/"):
             problems.append(
@@ -349,6 +440,16 @@ class RequestSpec(_Model):
                 Template.parse(self.path)
             except ValueProblem as problem:
                 problems.append(_value_problem(problem, ("path",)))
+        bodies = [key for key in BODY_KEYS if self._body_of(key) is not None]
+        if len(bodies) > 1:
+            problems.append(
+                Problem(
+                    "a request has at most one body",
+                    expected="one of json, form and body",
+                    got=" and ".join(bodies),
+                    path=(bodies[1],),
+                )
+            )
         json_problems = _check_json(self.json_body, ("json",))
         problems.extend(json_problems)
         if not json_problems:
@@ -357,6 +458,45 @@ class RequestSpec(_Model):
                     Template.parse(text)
                 except ValueProblem as problem:
                     problems.append(_value_problem(problem, path))
+        for field_name, value in (self.form or {}).items():
+            if isinstance(value, str):
+                try:
+                    Template.parse(value)
+                except ValueProblem as problem:
+                    problems.append(_value_problem(problem, ("form", field_name)))
+            elif isinstance(value, float) and not math.isfinite(value):
+                problems.append(
+                    Problem(
+                        "not a form value", "a finite number", describe(value), ("form", field_name)
+                    )
+                )
+        if self.body is not None:
+            try:
+                Template.parse(self.body)
+            except ValueProblem as problem:
+                problems.append(_value_problem(problem, ("body",)))
+        if self.content_type is not None:
+            if self.body is None:
+                problems.append(
+                    Problem(
+                        "content_type goes with a raw body",
+                        expected="content_type together with body (json and form set their own)",
+                        got=f"content_type {self.content_type!r} without body",
+                        path=("content_type",),
+                    )
+                )
+            elif not _CONTENT_TYPE.match(self.content_type.strip()) or any(
+                c in self.content_type for c in "\r\n"
+            ):
+                problems.append(
+                    Problem(
+                        "not a media type",
+                        expected="a media type like text/plain or application/xml; charset=utf-8",
+                        got=describe(self.content_type),
+                        path=("content_type",),
+                    )
+                )
+        problems.extend(_header_problems(self.headers, ("headers",)))
         for variable, source in self.capture.items():
             if not IDENTIFIER.match(variable) or variable in BUILTIN_NAMES:
                 problems.append(
@@ -381,6 +521,9 @@ class RequestSpec(_Model):
             self.name = f"{self.method} {self.path}"
         return self
 
+    def _body_of(self, key: str) -> Any:
+        return {"json": self.json_body, "form": self.form, "body": self.body}[key]
+
     @property
     def endpoint(self) -> str:
         """The endpoint name used in stats, SLOs and findings (``name`` or ``METHOD path``)."""
@@ -390,18 +533,44 @@ class RequestSpec(_Model):
     def path_template(self) -> Template:
         return Template.parse(self.path)
 
+    def variable_sources(self) -> dict[str, KeyPath]:
+        """Captured variables this request needs, each with the first key that uses it."""
+        found: dict[str, KeyPath] = {}
+
+        def add(text: str, path: KeyPath) -> None:
+            for name in sorted(Template.parse(text).variables):
+                found.setdefault(name, path)
+
+        add(self.path, ("path",))
+        for path, text in iter_json_strings(self.json_body, ("json",)):
+            add(text, path)
+        for key, value in (self.form or {}).items():
+            if isinstance(value, str):
+                add(value, ("form", key))
+        if self.body is not None:
+            add(self.body, ("body",))
+        for key, value in self.headers.items():
+            add(value, ("headers", key))
+        return found
+
     def variables_used(self) -> frozenset[str]:
-        """Captured variables this request needs (from its path and JSON body)."""
-        names = set(Template.parse(self.path).variables)
-        for _, text in iter_json_strings(self.json_body):
-            names |= Template.parse(text).variables
-        return frozenset(names)
+        """Captured variables this request needs (path, body and headers)."""
+        return frozenset(self.variable_sources())
 
     def is_ok(self, status: int) -> bool:
         """Whether a response status counts as OK (``expect``, or any 2xx/3xx)."""
         if self.expect:
             return status in self.expect
         return 200 <= status < 400
+
+
+class RequestSpec(StepSpec):
+    """One kind of request in the workload mix; ``name`` is its endpoint name everywhere."""
+
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+    write: WriteSpec | None = None
+    depends_on: list[Annotated[str, AfterValidator(_proxy_name)]] | None = None
+    """The proxies this endpoint's requests pass (the cascade's footprint without traces)."""
 
 
 class Wait(_Model):
@@ -433,9 +602,17 @@ def _identifier(value: str) -> str:
 
 
 class Workload(_Model):
-    """What each simulated user does: a weighted request mix, or the user's own Locust file."""
+    """What each simulated user does: a weighted request mix, or the user's own Locust file.
+
+    ``setup`` steps run once per load worker before any request (their captures are shared
+    by every user and every scheduled request); ``on_start`` steps run once per user before
+    its weighted loop (closed model only). Captures of both feed the requests' paths,
+    bodies and headers.
+    """
 
     requests: list[RequestSpec] | None = Field(default=None, min_length=1)
+    on_start: list[StepSpec] = Field(default_factory=list, max_length=100)
+    setup: list[StepSpec] = Field(default_factory=list, max_length=100)
     wait: Wait = Field(default_factory=Wait)
     locustfile: NonEmpty | None = None
     user_classes: list[Annotated[str, AfterValidator(_identifier)]] = Field(default_factory=list)
@@ -461,9 +638,20 @@ class Workload(_Model):
                     path=("user_classes",),
                 )
             )
+        for key in ("on_start", "setup"):
+            if getattr(self, key) and self.locustfile is not None:
+                problems.append(
+                    Problem(
+                        f"{key} only applies to a requests list",
+                        expected="a locustfile's own on_start (Locust's) instead",
+                        got=f"{key} together with a locustfile",
+                        path=(key,),
+                    )
+                )
+        problems.extend(self._step_variables())
         requests = self.requests or []
         seen: dict[str, int] = {}
-        captured = {name for r in requests for name in r.capture}
+        captured = self.step_captures() | {name for r in requests for name in r.capture}
         for i, request in enumerate(requests):
             endpoint = request.endpoint
             if endpoint in seen:
@@ -476,24 +664,58 @@ class Workload(_Model):
                     )
                 )
             seen.setdefault(endpoint, i)
-            missing = sorted(request.variables_used() - captured)
-            for name in missing:
+            for name, where in sorted(request.variable_sources().items()):
+                if name in captured:
+                    continue
                 problems.append(
                     Problem(
-                        f"placeholder {{{name}}} is not captured by any request",
+                        f"placeholder {{{name}}} is not captured by any request or step",
                         expected=(
-                            f"a request with capture: {{{name}: <response field>}}"
+                            f"a request or step with capture: {{{name}: <response field>}}"
                             + (f" (captured: {', '.join(sorted(captured))})" if captured else "")
                         ),
                         got=f"{{{name}}}",
-                        path=("requests", i, "path" if name in request.path else "json"),
+                        path=("requests", i, *where),
                     )
                 )
         raise_if(problems)
         return self
 
+    def _step_variables(self) -> list[Problem]:
+        """Steps run in order (setup, then on_start): each may use what earlier ones captured."""
+        problems: list[Problem] = []
+        known: set[str] = set()
+        for key in ("setup", "on_start"):
+            for i, step in enumerate(getattr(self, key)):
+                for name, where in sorted(step.variable_sources().items()):
+                    if name not in known:
+                        problems.append(
+                            Problem(
+                                f"placeholder {{{name}}} is not captured by an earlier step",
+                                expected="a variable captured by an earlier setup or on_start "
+                                "step (steps run before any request)"
+                                + (
+                                    f" (captured so far: {', '.join(sorted(known))})"
+                                    if known
+                                    else ""
+                                ),
+                                got=f"{{{name}}}",
+                                path=(key, i, *where),
+                            )
+                        )
+                known |= set(step.capture)
+        return problems
+
+    def step_captures(self) -> frozenset[str]:
+        """Variables the setup and on_start steps capture."""
+        return frozenset(name for step in (*self.setup, *self.on_start) for name in step.capture)
+
     def endpoints(self) -> list[str]:
         return [r.endpoint for r in self.requests or []]
+
+    def request(self, endpoint: str) -> RequestSpec | None:
+        """The request whose endpoint name is ``endpoint``."""
+        return next((r for r in self.requests or [] if r.endpoint == endpoint), None)
 
 
 class Load(_Model):
@@ -526,6 +748,18 @@ class Load(_Model):
                         expected="one load shape",
                         got=" and ".join(given) if given else "none of them",
                         path=(),
+                    )
+                ]
+            )
+        if self.arrival_rate is not None and self.workload.on_start:
+            raise_if(
+                [
+                    Problem(
+                        "on_start runs once per user, and the open model (arrival_rate) has "
+                        "no users",
+                        expected="setup (run once, its captures shared by every request)",
+                        got="on_start with arrival_rate",
+                        path=("workload", "on_start"),
                     )
                 ]
             )
@@ -803,6 +1037,7 @@ class Experiment(_Model):
     target: Target | None = None
     proxies: list[ProxyDef] = Field(default_factory=list)
     shop: ShopSettings | None = None
+    observe: Observe | None = None
     load: Load
     faults: list[Fault] = Field(default_factory=list)
     slo: Slo = Field(default_factory=Slo)
@@ -872,6 +1107,17 @@ class Experiment(_Model):
                         path=("faults", i, "duration"),
                     )
                 )
+        for i, request in enumerate(self.load.workload.requests or []):
+            for j, dependency in enumerate(request.depends_on or []):
+                if dependency not in known:
+                    problems.append(
+                        Problem(
+                            f"depends_on names an unknown proxy {dependency!r}",
+                            expected=f"one of the proxies: {', '.join(known) or '(none declared)'}",
+                            got=repr(dependency),
+                            path=("load", "workload", "requests", i, "depends_on", j),
+                        )
+                    )
         endpoints = self.endpoints()
         if self.load.workload.requests is not None:
             for phase, slo in self.slo.phases().items():
@@ -936,6 +1182,10 @@ class Experiment(_Model):
         if self.target is None:
             return declared + [n for n in BUILTIN_PROXIES if n not in declared]
         return declared
+
+    def scrape_jobs(self) -> list[ScrapeJob]:
+        """The target's own scrape jobs (``observe.scrape``)."""
+        return list(self.observe.scrape) if self.observe is not None else []
 
     def endpoints(self) -> list[str]:
         """Endpoint names of the request mix, in file order (empty with a locustfile)."""

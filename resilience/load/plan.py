@@ -22,7 +22,7 @@ from resilience.errors import ExperimentError, LoadError
 from resilience.load.template import compile_request_templates
 
 if TYPE_CHECKING:
-    from resilience.experiment.model import Experiment, RequestSpec
+    from resilience.experiment.model import Experiment, RequestSpec, StepSpec
 
 # A worker needs about a second to import Locust and gevent; t0 leaves room for that so the
 # first second of the run is not lost to start-up.
@@ -65,6 +65,9 @@ class RequestPlan(_Frozen):
     path: str
     weight: int = Field(default=1, ge=1)
     json_body: Any = None
+    form: dict[str, Any] | None = None
+    body: str | None = None
+    content_type: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     expect: list[int] | None = None
     capture: dict[str, str] = Field(default_factory=dict)
@@ -86,6 +89,10 @@ class LoadPlan(_Frozen):
     stages: list[Stage] = Field(default_factory=list)
     arrival: list[ArrivalStage] = Field(default_factory=list)
     requests: list[RequestPlan] = Field(default_factory=list)
+    setup: list[RequestPlan] = Field(default_factory=list)
+    """Steps each worker runs once before any request; their captures are shared."""
+    on_start: list[RequestPlan] = Field(default_factory=list)
+    """Steps each user runs once before its weighted loop (closed model)."""
     wait_min: float = Field(default=0.0, ge=0)
     wait_max: float = Field(default=0.0, ge=0)
     locustfile: str | None = None
@@ -109,9 +116,12 @@ class LoadPlan(_Frozen):
             raise ValueError("a locustfile runs its own users: it needs stages, not arrival")
         if self.wait_max < self.wait_min:
             raise ValueError(f"wait_max {self.wait_max} is below wait_min {self.wait_min}")
+        if self.on_start and self.arrival:
+            raise ValueError("on_start needs users (the closed model); use setup")
         if self.requests:
             templates = compile_request_templates(self.requests)
-            if all(t.needs for t in templates):
+            from_steps = {n for step in (*self.setup, *self.on_start) for n in step.capture}
+            if all(t.needs - from_steps for t in templates):
                 raise ValueError(
                     "every request needs a captured variable, so no request can be sent first"
                 )
@@ -197,6 +207,8 @@ def plan_from_experiment(
             stages=stages,
             arrival=arrival,
             requests=[_request_plan(r) for r in workload.requests or []],
+            setup=[_request_plan(s) for s in workload.setup],
+            on_start=[_request_plan(s) for s in workload.on_start],
             wait_min=float(workload.wait.min),
             wait_max=float(workload.wait.max),
             locustfile=locustfile,
@@ -211,18 +223,22 @@ def plan_from_experiment(
         raise ExperimentError(f"the load section cannot be run: {exc}") from exc
 
 
-def _request_plan(spec: RequestSpec) -> RequestPlan:
+def _request_plan(spec: RequestSpec | StepSpec) -> RequestPlan:
     write = None
-    if spec.write is not None:
+    spec_write = getattr(spec, "write", None)  # steps (StepSpec) write nothing
+    if spec_write is not None:
         write = WritePlan(
-            id_field=spec.write.id_field, read_back=spec.write.read_back, list=spec.write.list
+            id_field=spec_write.id_field, read_back=spec_write.read_back, list=spec_write.list
         )
     return RequestPlan(
         name=spec.endpoint,
         method=spec.method,
         path=spec.path,
-        weight=spec.weight,
+        weight=getattr(spec, "weight", 1),
         json_body=json.loads(json.dumps(spec.json_body)) if spec.json_body is not None else None,
+        form=dict(spec.form) if spec.form is not None else None,
+        body=spec.body,
+        content_type=spec.content_type,
         headers=dict(spec.headers),
         expect=list(spec.expect) or None,
         capture=dict(spec.capture),

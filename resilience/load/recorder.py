@@ -94,6 +94,9 @@ class LoadRecorder:
         self.writes = 0
         self.dropped_traces = 0
         self.abandoned = 0
+        self.setup_failed = 0
+        """Users whose on_start steps failed (summed over the workers)."""
+        self.setup_errors: list[str] = []
         self.exits: dict[int, WorkerExit] = {}
         self._closed = False
         self._listeners: list[Callable[[LoadEvent], None]] = []
@@ -132,6 +135,10 @@ class LoadRecorder:
                 self.exits[event.worker] = event
                 self.dropped_traces += event.dropped_traces
                 self.abandoned += event.abandoned
+                self.setup_failed += event.setup_failed
+                for reason in event.setup_errors:
+                    if reason not in self.setup_errors and len(self.setup_errors) < 5:
+                        self.setup_errors.append(reason)
                 self._ended.add(event.worker)
                 self._write_complete()
 
@@ -234,6 +241,8 @@ class LoadRecorder:
             "writes": self.writes,
             "dropped_trace_ids": self.dropped_traces,
             "abandoned": self.abandoned,
+            "setup_failed": self.setup_failed,
+            "setup_errors": self.setup_errors,
             "outcomes": list(OUTCOMES),
             "closed": self._closed,
         }

@@ -57,15 +57,24 @@ from resilience.load.collector import (
 from resilience.load.plan import LoadPlan
 from resilience.load.schedule import intended_times, rate_times, split_evenly, worker_target
 from resilience.load.template import (
+    Rendered,
     RequestTemplate,
+    Send,
+    StepFailure,
+    Steps,
     UserState,
     WeightedChooser,
     compile_request_templates,
+    decode_json,
 )
 
 logger = logging.getLogger(__name__)
 
 _SILENT = EventHook()  # type: ignore[no-untyped-call] # our users record directly; nobody needs Locust's request event
+
+SETUP_ATTEMPTS = 3
+"""A worker's shared ``setup`` steps are tried this often (a second apart) before the
+worker gives up with an error: without their captures no request could be sent."""
 
 
 class ClientDeadline(BaseException):
@@ -115,9 +124,87 @@ class Workload:
         self.timeout = plan.client_timeout
         self._loop = gevent.get_hub().loop
         self._warned_ids: set[str] = set()
+        self.setup = Steps.compile(plan.setup)
+        self.on_start = Steps.compile(plan.on_start)
+        self.shared: dict[str, Any] = {}
+        """What the setup steps captured: every user and scheduled request starts with it."""
+        self.on_start_failed = 0
+        self.on_start_errors: list[str] = []
 
     def choose(self, state: UserState) -> int | None:
         return self.chooser.choose(state.rng, state.captured)
+
+    def new_state(self, rng: random.Random) -> UserState:
+        """A user's (or the open model's) state, holding the setup's captures."""
+        return UserState(rng=rng, variables=dict(self.shared))
+
+    def step_sender(self, client: FastHttpSession) -> Send:
+        """Send a setup or on_start step (not recorded as load), bounded by the client
+        timeout like every request; raises on a connection error or the deadline."""
+
+        def send(rendered: Rendered) -> tuple[int, Any]:
+            deadline = self._loop.timer(self.timeout)
+            deadline.start(getcurrent().throw, ClientDeadline, update=True)
+            try:
+                response = client.request(
+                    rendered.method,
+                    rendered.path,
+                    headers=rendered.headers,
+                    json=rendered.json,
+                    data=rendered.content,
+                )
+            except ClientDeadline:
+                raise TimeoutError(f"no complete answer within {self.timeout:g}s") from None
+            finally:
+                deadline.stop()
+                deadline.close()
+            error = getattr(response, "error", None)
+            if error is not None and not isinstance(error, LocustBadStatusCode):
+                raise ConnectionError(str(error) or type(error).__name__)
+            return int(response.status_code or 0), decode_json(response.content)
+
+        return send
+
+    def run_setup(self, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Run the shared setup steps once for this worker (``SETUP_ATTEMPTS`` tries);
+        ``LoadError`` naming the step and the reason when they keep failing."""
+        if not self.setup:
+            return
+        client = FastHttpSession(
+            base_url=self.plan.target,
+            request_event=_SILENT,
+            user=None,
+            network_timeout=self.timeout,
+            connection_timeout=self.timeout,
+            max_retries=0,
+        )
+        failure: StepFailure | None = None
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            state = UserState(rng=random.Random())
+            failure = self.setup.run(state, self.step_sender(client))
+            if failure is None:
+                self.shared = dict(state.variables)
+                logger.info("setup done: captured %s", ", ".join(sorted(self.shared)) or "nothing")
+                return
+            logger.warning("setup attempt %d/%d failed: %s", attempt, SETUP_ATTEMPTS, failure)
+            if stopped() or attempt == SETUP_ATTEMPTS:
+                break
+            gevent.sleep(1.0)
+        raise LoadError(f"setup failed ({SETUP_ATTEMPTS} attempts): {failure}")
+
+    def start_user(self, client: FastHttpSession, state: UserState) -> bool:
+        """Run a user's on_start steps; False (counted and logged) when one failed."""
+        if not self.on_start:
+            return True
+        failure = self.on_start.run(state, self.step_sender(client))
+        if failure is None:
+            return True
+        self.on_start_failed += 1
+        reason = str(failure)
+        if reason not in self.on_start_errors and len(self.on_start_errors) < 5:
+            self.on_start_errors.append(reason)
+        self._warn_once("on_start", f"a user's on_start failed, the user stops: {reason}")
+        return False
 
     def send(
         self,
@@ -144,12 +231,10 @@ class Workload:
         template = self.templates[index]
         request = self.plan.requests[index]
         state.seq += 1
-        path = template.render_path(state)
-        body = template.body(state) if template.body is not None else None
+        rendered = template.render(state)
         trace_id, span_id = new_trace_ids(state.rng)
         headers = {"traceparent": traceparent(trace_id, span_id)}
-        if template.headers:
-            headers.update(template.render_headers(state))
+        headers.update(rendered.headers)
         collector = self.collector
         if send_t is None:
             send_t = self.clock.now()
@@ -163,7 +248,12 @@ class Workload:
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
             try:
                 response = client.request(
-                    request.method, path, name=template.name, headers=headers, json=body
+                    request.method,
+                    rendered.path,
+                    name=template.name,
+                    headers=headers,
+                    json=rendered.json,
+                    data=rendered.content,
                 )
             except ClientDeadline:
                 error = TimeoutError(f"no complete answer within {self.timeout:g}s")
@@ -281,12 +371,18 @@ def workload_user_class(workload: Workload, seed_source: random.Random) -> type[
         def __init__(self, environment: Environment) -> None:
             super().__init__(environment)
             self.client.request_event = _SILENT
-            self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
+            self.state = workload.new_state(random.Random(seed_source.getrandbits(64)))
+            self.started = True
+
+        def on_start(self) -> None:
+            # A user whose on_start failed stops at its first task (counted and logged
+            # once by the workload): it never loops without what it needed to capture.
+            self.started = workload.start_user(self.client, self.state)
 
         @task
         def step(self) -> None:
             now = workload.clock.now()
-            if now >= end:
+            if now >= end or not self.started:
                 raise StopUser  # the plan is over: stop between requests, never inside one
             index = workload.choose(self.state)
             if index is None:  # cannot happen for a validated plan; do not spin
@@ -317,7 +413,7 @@ class OpenScheduler:
             max_retries=0,
         )
         # One shared state: in the open model there are no users, only requests.
-        self.state = UserState(rng=random.Random(seed_source.getrandbits(64)))
+        self.state = workload.new_state(random.Random(seed_source.getrandbits(64)))
         self.next_t = 0.0
         self.done = False
         self._stopped = False

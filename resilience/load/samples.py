@@ -94,6 +94,9 @@ class WorkerExit:
     abandoned: int = 0
     late: int = 0
     message: str = ""
+    setup_failed: int = 0
+    """Users whose ``on_start`` steps failed (they stopped; see ``setup_errors``)."""
+    setup_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def decode_event(line: str | bytes) -> LoadEvent:  # noqa: PLR0911 (a dispatch o
         if kind == "ready":
             return WorkerReady(**body)
         if kind == "exit":
+            body["setup_errors"] = tuple(body.get("setup_errors", ()))
             return WorkerExit(**body)
         if kind == "ack":
             return CommandAck(**body)

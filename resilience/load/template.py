@@ -13,14 +13,15 @@ Nothing here imports gevent: the worker and the unit tests share it.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from resilience.experiment.placeholders import parse_template
 
@@ -166,6 +167,51 @@ def _compile_json(value: Any, needs: set[str]) -> Callable[[UserState], Any]:
     return lambda state: value
 
 
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+DEFAULT_RAW_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+def _form_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _compile_form(form: Mapping[str, Any], needs: set[str]) -> Callable[[UserState], str]:
+    """A form body: each string value a template, booleans as true/false (sent as UTF-8)."""
+    fields: list[tuple[str, Template]] = []
+    for key, value in form.items():
+        template = compile_template(value if isinstance(value, str) else "")
+        if not isinstance(value, str):
+            template = Template(
+                str(value), (_Literal(str(_form_value(value))),), frozenset(), False
+            )
+        needs.update(template.needs)
+        fields.append((key, template))
+    return lambda state: urlencode([(k, template.render(state)) for k, template in fields])
+
+
+def _compile_raw(body: str, needs: set[str]) -> Callable[[UserState], str]:
+    template = compile_template(body)
+    needs.update(template.needs)
+    if template.constant:
+        return lambda state: body
+    return template.render
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One request ready to send: ``json`` (an object to encode) or ``content`` (bytes) or
+    neither; ``headers`` carry the content type of a form or raw body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+    content: str | None = None
+    """A form or raw body (sent UTF-8 encoded)."""
+
+
 @dataclass(frozen=True)
 class RequestTemplate:
     """A compiled request: render path, body and headers for one user."""
@@ -177,6 +223,25 @@ class RequestTemplate:
     body: Callable[[UserState], Any] | None
     headers: tuple[tuple[str, Template], ...]
     needs: frozenset[str]
+    content: Callable[[UserState], str] | None = None
+    """A form or raw body (``body`` is the JSON one); at most one of them is set."""
+    content_type: str | None = None
+
+    def render(self, state: UserState) -> Rendered:
+        """Path, headers and body for one request (the caller counts ``state.seq``)."""
+        headers = self.render_headers(state)
+        content = None
+        if self.content is not None:
+            content = self.content(state)
+            if self.content_type and not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = self.content_type
+        return Rendered(
+            self.method,
+            self.render_path(state),
+            headers,
+            json=self.body(state) if self.body is not None else None,
+            content=content,
+        )
 
     def render_path(self, state: UserState) -> str:
         if self.path.constant:
@@ -200,8 +265,15 @@ def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTe
         path = compile_template(request.path)
         needs.update(path.needs)
         body = None
+        content: Callable[[UserState], str] | None = None
+        content_type = None
         if request.json_body is not None:
             body = _compile_json(request.json_body, needs)
+        elif request.form is not None:
+            content, content_type = _compile_form(request.form, needs), FORM_CONTENT_TYPE
+        elif request.body is not None:
+            content = _compile_raw(request.body, needs)
+            content_type = request.content_type or DEFAULT_RAW_CONTENT_TYPE
         headers = []
         for key, value in request.headers.items():
             template = compile_template(value)
@@ -216,9 +288,89 @@ def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTe
                 body=body,
                 headers=tuple(headers),
                 needs=frozenset(needs),
+                content=content,
+                content_type=content_type,
             )
         )
     return compiled
+
+
+# -- steps (on_start, setup) ----------------------------------------------------------------
+
+Send = Callable[[Rendered], tuple[int, Any]]
+"""Send one rendered request; (status, the response's JSON or None). May raise."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a list of steps stopped: the step and what went wrong."""
+
+    step: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.reason}"
+
+
+def capture_into(state: UserState, capture: Mapping[str, str], data: Any) -> list[str]:
+    """Read ``capture``'s fields from a JSON object into ``state``; the fields missing."""
+    if not capture:
+        return []
+    if not isinstance(data, dict):
+        return list(capture.values())
+    missing = []
+    for variable, name in capture.items():
+        if name in data:
+            state.capture(variable, data[name])
+        else:
+            missing.append(name)
+    return missing
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Compiled setup or on_start steps, run in order by ``run``."""
+
+    templates: tuple[RequestTemplate, ...]
+    plans: tuple[RequestPlan, ...]
+
+    @classmethod
+    def compile(cls, plans: Sequence[RequestPlan]) -> Steps:
+        return cls(tuple(compile_request_templates(plans)), tuple(plans))
+
+    def __bool__(self) -> bool:
+        return bool(self.templates)
+
+    def run(self, state: UserState, send: Send) -> StepFailure | None:
+        """Each step in turn; the first failure (an error, an unexpected status, a field
+        to capture missing from the answer) stops the list and is returned."""
+        for template, plan in zip(self.templates, self.plans, strict=True):
+            missing_vars = sorted(template.needs - state.captured)
+            if missing_vars:
+                return StepFailure(plan.name, f"needs {', '.join(missing_vars)}, not captured")
+            state.seq += 1
+            try:
+                status, data = send(template.render(state))
+            except Exception as exc:  # a step's failure is reported, whatever it was
+                return StepFailure(plan.name, f"{type(exc).__name__}: {exc}")
+            if not plan.expects(status):
+                return StepFailure(plan.name, f"HTTP {status}" if status else "no answer")
+            missing = capture_into(state, plan.capture, data)
+            if missing:
+                return StepFailure(
+                    plan.name, f"the answer has no field {', '.join(map(repr, missing))} to capture"
+                )
+        return None
+
+
+def decode_json(raw: bytes | str | None) -> Any:
+    """A response body as JSON, or None when it is not JSON."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 class WeightedChooser:

@@ -42,7 +42,7 @@ from resilience.load.samples import (
 
 if TYPE_CHECKING:
     from resilience.load.plan import LoadPlan
-    from resilience.load.runtime import OpenScheduler, StageShape
+    from resilience.load.runtime import OpenScheduler, StageShape, Workload
 
 logger = logging.getLogger("resilience.load.worker")
 
@@ -104,6 +104,7 @@ class Worker:
         self._stdin_pending = stdin_pending
         self.shape: StageShape | None = None
         self.scheduler: OpenScheduler | None = None
+        self.workload: Workload | None = None
         self._held: list[Command] = []
         self._ppid = os.getppid()
         import gevent.event
@@ -167,6 +168,8 @@ class Worker:
             floor_lag = plan.client_timeout + 1.0
         else:
             workload = runtime.Workload(plan, self.clock, self.collector)
+            self.workload = workload
+            workload.run_setup(stopped=lambda: bool(self.reason))
             user = runtime.workload_user_class(workload, random.Random(self.rng.getrandbits(64)))
             env = Environment(
                 user_classes=[user],
@@ -198,6 +201,8 @@ class Worker:
 
         plan = self.plan
         workload = runtime.Workload(plan, self.clock, self.collector)
+        self.workload = workload
+        workload.run_setup(stopped=lambda: bool(self.reason))
         scheduler = runtime.OpenScheduler(workload, random.Random(self.rng.getrandbits(64)))
         self.scheduler = scheduler
         self._apply_held()
@@ -312,6 +317,7 @@ class Worker:
         last = min(math.ceil(self.plan.duration) - 1, math.floor(now))
         self.collector.finish(now, users=users, last_second=max(last, 0))
         collector = self.collector
+        workload = self.workload
         self.output.emit(
             WorkerExit(
                 worker=self.plan.worker,
@@ -320,6 +326,8 @@ class Worker:
                 dropped_traces=collector.dropped_traces,
                 abandoned=collector.abandoned,
                 late=collector.late,
+                setup_failed=workload.on_start_failed if workload is not None else 0,
+                setup_errors=tuple(workload.on_start_errors) if workload is not None else (),
             )
         )
         self.output.flush()

@@ -435,6 +435,7 @@ class _Run:
                 except ResilienceError as exc:
                     logger.debug("ignoring late load events: %s", exc)
                 self.recorder.close()
+                self._report_setup_failures()
             self._stop_rig()
 
     def _stop_rig(self) -> None:
@@ -443,6 +444,24 @@ class _Run:
             for event in self.rig.events():  # noticed while the load stopped
                 if self.journal is not None:
                     self.journal.event(f"rig_{event.kind}", event.t, text=event.text)
+
+    def _report_setup_failures(self) -> None:
+        """Users whose on_start steps failed stopped: say so (terminal and journal)."""
+        recorder = self.recorder
+        if recorder is None or not recorder.setup_failed:
+            return
+        message = f"setup failed for {recorder.setup_failed} user(s) (they stopped): " + "; ".join(
+            recorder.setup_errors
+        )
+        logger.warning("%s", message)
+        self.observer.message(message)
+        if self.journal is not None:
+            self.journal.event(
+                "setup_failed",
+                self._now(),
+                users=recorder.setup_failed,
+                errors=list(recorder.setup_errors),
+            )
 
     def finish(self, status: Status, exit_code: int, reason: str) -> RunResult:
         """Final status in the journal, then the reports (bounded), then the machine back."""

@@ -1,0 +1,197 @@
+"""Describing a service the toolkit has never seen: form and raw bodies, setup and on_start
+steps, placeholders in headers, read-back headers, depends_on and observe.scrape."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from resilience.errors import ExperimentError
+from resilience.experiment import Experiment, experiment_schema, parse_experiment
+
+SERVICE = """
+name: orders-api
+target: {url: "http://127.0.0.1:9000"}
+proxies:
+  - {name: db, listen: "127.0.0.1:25999", upstream: "127.0.0.1:5432"}
+  - {name: cache, listen: "127.0.0.1:26999", upstream: "127.0.0.1:6379"}
+observe:
+  scrape:
+    - {job: orders-api, url: "http://127.0.0.1:9001/metrics"}
+load:
+  stages: [{duration: 1m, users: 10, spawn_rate: 5}]
+  workload:
+    on_start:
+      - method: POST
+        path: /login
+        form: {username: shopper, password: s3cret, remember: true, attempt: "{seq}"}
+        expect: [200]
+        capture: {token: access_token}
+    requests:
+      - path: /items
+        headers: {Authorization: "Bearer {token}"}
+        depends_on: [cache]
+      - method: POST
+        path: /orders
+        body: "<order item='{int:1:5}'/>"
+        content_type: application/xml
+        headers: {Authorization: "Bearer {token}"}
+        expect: [201]
+        depends_on: [db]
+        write: {read_back: "/orders/{id}", headers: {Authorization: "Bearer {token}"}}
+faults:
+  - {at: 20s, duration: 10s, proxy: db, type: hang}
+"""
+
+
+def load(text: str) -> Experiment:
+    return parse_experiment(textwrap.dedent(text), file="svc.yaml")
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ExperimentError) as info:
+        load(text)
+    return str(info.value)
+
+
+def test_a_complete_service_description_loads() -> None:
+    """Form and raw bodies, on_start captures in headers, depends_on and scrape jobs load."""
+    experiment = load(SERVICE)
+    workload = experiment.load.workload
+    login = workload.on_start[0]
+    assert login.form == {
+        "username": "shopper",
+        "password": "s3cret",
+        "remember": True,
+        "attempt": "{seq}",
+    }
+    assert workload.step_captures() == {"token"}
+    orders = workload.requests[1] if workload.requests else None
+    assert orders is not None and orders.content_type == "application/xml"
+    assert orders.depends_on == ["db"]
+    assert orders.write is not None and orders.write.headers == {"Authorization": "Bearer {token}"}
+    assert orders.variables_used() == {"token"}
+    assert [(j.job, j.url) for j in experiment.scrape_jobs()] == [
+        ("orders-api", "http://127.0.0.1:9001/metrics")
+    ]
+
+
+def test_the_description_round_trips_through_yaml() -> None:
+    """to_yaml keeps every new key, and loads back to an equal experiment."""
+    experiment = load(SERVICE)
+    again = parse_experiment(experiment.to_yaml(), file="copy.yaml")
+    assert again.model_dump() == experiment.model_dump()
+
+
+def test_two_bodies_are_refused_at_the_second() -> None:
+    """json with form (or body) is an error naming both, at the second body's key."""
+    text = SERVICE.replace(
+        "form: {username: shopper,", "json: {a: 1}\n        form: {username: shopper,"
+    )
+    message = error_of(text)
+    assert "load.workload.on_start[0].form: a request has at most one body" in message
+    assert "got json and form" in message
+
+
+def test_content_type_needs_a_raw_body_and_a_media_type() -> None:
+    """content_type without body, or one that is no media type, is a located error."""
+    assert "content_type goes with a raw body" in error_of(
+        SERVICE.replace("path: /items\n", "path: /items\n        content_type: text/plain\n")
+    )
+    message = error_of(SERVICE.replace("application/xml", "xml"))
+    assert "requests[1].content_type: not a media type" in message
+
+
+def test_a_header_placeholder_must_be_captured_somewhere() -> None:
+    """{token} in a header with no step or request capturing it points at the header."""
+    message = error_of(SERVICE.replace("capture: {token: access_token}", "capture: {}"))
+    assert "requests[0].headers.Authorization: placeholder {token} is not captured" in message
+
+
+def test_steps_use_only_what_earlier_steps_captured() -> None:
+    """A step cannot use a request's capture (steps run first), nor a later step's."""
+    text = SERVICE.replace(
+        "        capture: {token: access_token}\n",
+        "        capture: {token: access_token}\n"
+        "      - {path: /me, headers: {X-User: '{user_id}'}, capture: {user_id: id}}\n",
+    )
+    message = error_of(text)
+    assert "on_start[1].headers.X-User: placeholder {user_id} is not captured by an earlier" in (
+        message
+    )
+
+
+def test_setup_captures_feed_on_start_and_requests() -> None:
+    """setup runs first: its captures are usable by on_start steps and requests."""
+    text = SERVICE.replace(
+        "    on_start:\n",
+        "    setup:\n      - {path: /tenant, capture: {tenant: id}}\n    on_start:\n",
+    ).replace('attempt: "{seq}"', 'tenant: "{tenant}"')
+    experiment = load(text)
+    assert experiment.load.workload.step_captures() == {"tenant", "token"}
+
+
+def test_on_start_needs_users() -> None:
+    """on_start with the open model (arrival_rate) is refused, pointing to setup."""
+    text = SERVICE.replace(
+        "stages: [{duration: 1m, users: 10, spawn_rate: 5}]",
+        "arrival_rate: [{duration: 1m, rps: 5}]",
+    )
+    message = error_of(text)
+    assert "load.workload.on_start: on_start runs once per user" in message
+    assert "expected setup" in message
+
+
+def test_depends_on_names_a_known_proxy() -> None:
+    """depends_on: [dbb] is an error at its item, listing the declared proxies."""
+    message = error_of(SERVICE.replace("depends_on: [db]", "depends_on: [dbb]"))
+    assert "requests[1].depends_on[0]: depends_on names an unknown proxy 'dbb'" in message
+    assert "db, cache" in message
+
+
+def test_scrape_jobs_are_local_unique_and_not_the_stacks() -> None:
+    """A scrape job off this machine, a duplicate or a stack job name is a located error."""
+    assert "observe.scrape[0].url" in error_of(SERVICE.replace("127.0.0.1:9001", "10.0.0.1:9001"))
+    dup = SERVICE.replace(
+        '    - {job: orders-api, url: "http://127.0.0.1:9001/metrics"}\n',
+        '    - {job: orders-api, url: "http://127.0.0.1:9001/metrics"}\n'
+        '    - {job: orders-api, url: "http://127.0.0.1:9002/metrics"}\n',
+    )
+    assert "observe.scrape[1].job: two scrape jobs named 'orders-api'" in error_of(dup)
+    assert "a job name other than the stack's own" in error_of(
+        SERVICE.replace("job: orders-api", "job: gateway")
+    )
+
+
+def test_a_scrape_url_without_a_path_means_metrics() -> None:
+    """http://127.0.0.1:9001 scrapes /metrics."""
+    experiment = load(SERVICE.replace("9001/metrics", "9001"))
+    assert experiment.scrape_jobs()[0].url == "http://127.0.0.1:9001/metrics"
+
+
+def test_a_bad_placeholder_in_a_form_or_body_is_located() -> None:
+    """An unbalanced brace in a form value or raw body names that value."""
+    assert "on_start[0].form.attempt: unbalanced brace" in error_of(
+        SERVICE.replace('"{seq}"', '"{seq"')
+    )
+    assert "requests[1].body: unbalanced brace" in error_of(SERVICE.replace("{int:1:5}", "{int"))
+
+
+def test_a_bare_latency_threshold_is_refused() -> None:
+    """p95: 500 (no unit) is a located error asking for 500ms or 500s."""
+    message = error_of(SERVICE + "slo: {baseline: {p95: 500}}\n")
+    assert "slo.baseline.p95" in message
+    assert "500ms" in message
+
+
+def test_the_schema_has_the_new_keys() -> None:
+    """resilience schema describes form, body, content_type, on_start, setup, depends_on,
+    write.headers and observe.scrape."""
+    schema = experiment_schema()
+    defs = schema["$defs"]
+    assert {"form", "body", "content_type", "depends_on"} <= set(defs["RequestSpec"]["properties"])
+    assert {"on_start", "setup"} <= set(defs["Workload"]["properties"])
+    assert "headers" in defs["WriteSpec"]["properties"]
+    assert "scrape" in defs["Observe"]["properties"]
+    assert "observe" in schema["properties"]
