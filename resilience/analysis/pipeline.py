@@ -94,14 +94,42 @@ def run_detector(detector: Detector, ctx: AnalysisContext) -> list[Finding]:
         ]
 
 
+def cite_saved_traces(finding: Finding, ctx: AnalysisContext) -> Finding:
+    """Evidence cites only traces saved under the run's ``traces/``: a trace id the backend
+    never returned is evidence of nothing (the reader could not open it). The ids left out
+    are counted, and why there are no traces is said."""
+    evidence = finding.evidence
+    saved = {t.lower() for t in ctx.traces}
+    dropped = 0
+    ids = evidence.get("trace_ids")
+    if isinstance(ids, list):
+        kept = [t for t in ids if isinstance(t, str) and t.lower() in saved]
+        dropped += len(ids) - len(kept)
+        if kept:
+            evidence["trace_ids"] = kept
+        else:
+            del evidence["trace_ids"]
+    single = evidence.get("trace_id")
+    if isinstance(single, str) and single.lower() not in saved:
+        del evidence["trace_id"]
+        evidence.pop("span", None)
+        dropped += 1
+    if dropped:
+        evidence["uncited_trace_ids"] = dropped
+        if ctx.traces_unavailable:
+            evidence.setdefault("traces_unavailable", ctx.traces_unavailable)
+    return finding
+
+
 def run_detectors(
     ctx: AnalysisContext, detectors: Mapping[str, type[Detector]] | None = None
 ) -> list[Finding]:
-    """Every enabled detector's findings, in registry order; never raises for a detector."""
+    """Every enabled detector's findings, in registry order; never raises for a detector.
+    Their evidence cites only the traces saved with the run (``cite_saved_traces``)."""
     findings: list[Finding] = []
     for kind, cls in (DETECTORS if detectors is None else detectors).items():
         settings = ctx.settings(kind)
         if settings is not None and not settings.enabled:
             continue
-        findings.extend(run_detector(cls(), ctx))
+        findings.extend(cite_saved_traces(f, ctx) for f in run_detector(cls(), ctx))
     return findings

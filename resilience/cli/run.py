@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from resilience.experiment.model import Experiment
     from resilience.faults.timeline import FaultEvent
     from resilience.observe.guards import GuardTrip
+    from resilience.rundir.journal import RecoveryRecord
     from resilience.runner.orchestrator import RunOptions, RunResult
 
 PHASE_STYLE = {"baseline": "green", "fault": "bold red", "recovery": "yellow"}
@@ -145,6 +146,20 @@ class ConsoleObserver(RunObserver):
         _print_verdict(result)
 
 
+def recovery_line(rec: RecoveryRecord) -> str:
+    """Recovery in words: the time against its budget, or why it was not measured. Never
+    a bare "never" beside a PASSED: without a budget a run is not judged on recovery."""
+    budget = "" if rec.budget_seconds is None else f" (budget {rec.budget_seconds:.0f} s)"
+    if rec.seconds is not None:
+        return f"{rec.seconds:.1f} s{budget}"
+    note = (rec.model_extra or {}).get("note")
+    why = str(note) if note else "error rate and p95 were not back in the baseline band"
+    text = f"not measured back to baseline before the load ended: {why}"
+    if rec.budget_seconds is None:
+        text += " (no recovery budget set, so the verdict does not depend on it)"
+    return text + budget
+
+
 def _print_verdict(result: RunResult) -> None:
     style = {"passed": "green", "failed": "red", "aborted": "yellow", "inconclusive": "yellow"}
     colour = style.get(result.status, "red")
@@ -157,10 +172,7 @@ def _print_verdict(result: RunResult) -> None:
 
         lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
         if journal.recovery.seconds is not None or journal.recovery.recovered is False:
-            rec = journal.recovery
-            secs = "never" if rec.seconds is None else f"{rec.seconds:.1f} s"
-            budget = "" if rec.budget_seconds is None else f" (budget {rec.budget_seconds:.0f} s)"
-            lines.append(f"recovery: {secs}{budget}")
+            lines.append(f"recovery: {recovery_line(journal.recovery)}")
         for slo in journal.slo:
             if slo.passed is False:
                 lines.append(f"[red]✗ SLO[/] {getattr(slo, 'summary', slo.metric)}")

@@ -664,6 +664,8 @@ class Workload(_Model):
                     )
                 )
             seen.setdefault(endpoint, i)
+            if request.write is not None and request.write.headers:
+                problems.extend(self._readback_variables(i, request.write.headers))
             for name, where in sorted(request.variable_sources().items()):
                 if name in captured:
                     continue
@@ -704,6 +706,25 @@ class Workload(_Model):
                             )
                         )
                 known |= set(step.capture)
+        return problems
+
+    def _readback_variables(self, index: int, headers: dict[str, str]) -> list[Problem]:
+        """The read-back runs after the load, with only the steps' captures at hand."""
+        known = self.step_captures()
+        problems: list[Problem] = []
+        for key, value in headers.items():
+            for name in sorted(Template.parse(value).variables - known):
+                problems.append(
+                    Problem(
+                        f"placeholder {{{name}}} in a read-back header is not captured by a "
+                        "setup or on_start step",
+                        expected="a variable a step captures (the read-back runs the steps "
+                        "once, after the load)"
+                        + (f" (steps capture: {', '.join(sorted(known))})" if known else ""),
+                        got=f"{{{name}}}",
+                        path=("requests", index, "write", "headers", key),
+                    )
+                )
         return problems
 
     def step_captures(self) -> frozenset[str]:

@@ -206,9 +206,9 @@ def plan_from_experiment(
             workers=count,
             stages=stages,
             arrival=arrival,
-            requests=[_request_plan(r) for r in workload.requests or []],
-            setup=[_request_plan(s) for s in workload.setup],
-            on_start=[_request_plan(s) for s in workload.on_start],
+            requests=[request_plan(r) for r in workload.requests or []],
+            setup=[request_plan(s) for s in workload.setup],
+            on_start=[request_plan(s) for s in workload.on_start],
             wait_min=float(workload.wait.min),
             wait_max=float(workload.wait.max),
             locustfile=locustfile,
@@ -223,7 +223,8 @@ def plan_from_experiment(
         raise ExperimentError(f"the load section cannot be run: {exc}") from exc
 
 
-def _request_plan(spec: RequestSpec | StepSpec) -> RequestPlan:
+def request_plan(spec: RequestSpec | StepSpec) -> RequestPlan:
+    """The plan of one request or step of the experiment's workload."""
     write = None
     spec_write = getattr(spec, "write", None)  # steps (StepSpec) write nothing
     if spec_write is not None:

@@ -30,6 +30,7 @@ from resilience.observe.spans import Span, Trace
 from resilience.report import story, svg
 from resilience.report.summary import (
     counts,
+    evidence_notes,
     exit_meaning,
     finding_endpoints,
     finding_order,
@@ -800,6 +801,16 @@ class _Report:
             f"<pre>{_e(self.run.experiment_text)}</pre></details></section>"
         )
 
+    def evidence_gaps(self) -> str:
+        """What the run could not gather (no spans from the target, ...), said plainly."""
+        notes = evidence_notes(self.run.run_dir, self.journal)
+        if not notes:
+            return ""
+        items = "".join(f"<li>{_e(n)}</li>" for n in notes)
+        return (
+            f"<section id='evidence-gaps'><h2>Evidence not gathered</h2><ul>{items}</ul></section>"
+        )
+
     def problems(self) -> str:
         if not self.run.problems:
             return ""
@@ -956,6 +967,7 @@ def render_html(run: RunData) -> str:
             report.phase_tables(),
             report.slo(),
             report.checks(),
+            report.evidence_gaps(),
             report.recovery(),
             report.events(),
             report.experiment(),

@@ -12,6 +12,7 @@ import re
 from resilience.report.summary import (
     check_observed,
     counts,
+    evidence_notes,
     exit_meaning,
     finding_is_failing,
     finding_order,
@@ -77,6 +78,9 @@ def render_markdown(run: RunData) -> str:
     lines.extend(_rig_section(journal))
     lines.extend(_slo_section(journal))
     lines.extend(_findings_section(journal))
+    notes = evidence_notes(run.run_dir, journal)
+    if notes:
+        lines.extend([f"**Evidence:** {md(' '.join(notes))}", ""])
     lines.extend(_recovery_section(journal))
     checks_failed = [c for c in journal.checks if c.status == "failed" and c.fails_run]
     observed = [c for c in journal.checks if check_observed(c)]

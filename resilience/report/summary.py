@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from resilience.analysis.data import WindowStats, window_stats
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
+from resilience.errors import ObserveError
+from resilience.rundir.evidence import Evidence
 from resilience.rundir.journal import CheckRecord, FindingRecord, JournalData, SloRecord
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
@@ -335,3 +338,32 @@ def phase_table(load: LoadView, phase: Phase) -> list[EndpointRow]:
     rows = [EndpointRow(None, window_stats(load, None, seconds))]
     rows.extend(EndpointRow(e, window_stats(load, e, seconds)) for e in load.endpoints)
     return rows
+
+
+_SOURCE_NAMES = {"prometheus": "Prometheus", "traces": "Traces", "readback": "Read-back"}
+
+
+def evidence_notes(run_dir: Path, journal: JournalData) -> list[str]:
+    """What the run could not gather or do, said plainly (the target exported no spans, the
+    read-back found no target, users whose setup failed): one sentence each."""
+    notes: list[str] = []
+    try:
+        evidence = Evidence.load(run_dir)
+    except ObserveError as exc:
+        notes.append(f"The evidence manifest is unreadable: {exc}")
+        evidence = None
+    if evidence is not None:
+        for key, title in _SOURCE_NAMES.items():
+            source = getattr(evidence, key)
+            if source.status == "unavailable":
+                notes.append(f"{title}: {source.reason or 'unavailable'}.")
+            elif source.status == "partial" and source.reason:
+                notes.append(
+                    f"{title}: {source.gathered} of {source.wanted} gathered ({source.reason})."
+                )
+    for event in journal.events:
+        if event.kind == "setup_failed":
+            users = event.detail.get("users", "?")
+            errors = "; ".join(str(e) for e in event.detail.get("errors", []))
+            notes.append(f"Setup failed for {users} user(s), who then stopped: {errors}.")
+    return notes

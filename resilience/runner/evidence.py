@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,6 +35,8 @@ from resilience.analysis.checks import builtin_shop_checks
 from resilience.analysis.pipeline import DETECTORS
 from resilience.errors import ObserveError
 from resilience.experiment.model import Experiment, WriteSpec
+from resilience.load.plan import request_plan
+from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
@@ -270,15 +273,22 @@ def gather_readback(
     started = time.monotonic()
     with httpx.Client(base_url=sources.target_url, timeout=5.0, trust_env=False) as http:
 
-        def http_get(path: str) -> tuple[int, Any]:
-            response = http.get(path)
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            return response.status_code, body
+        def getter(headers: Mapping[str, str]) -> HttpGet:
+            def http_get(path: str) -> tuple[int, Any]:
+                response = http.get(path, headers=dict(headers))
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                return response.status_code, body
 
-        readback = read_back(experiment, writes, phases, http_get)
+            return http_get
+
+        headers, notes = readback_headers(experiment, httpx_sender(http))
+        readers = {endpoint: getter(h) for endpoint, h in headers.items() if h}
+        readback = read_back(experiment, writes, phases, getter({}), readers=readers)
+        for endpoint, recorded in readback.endpoints.items():
+            recorded.notes[:0] = notes.get(endpoint, [])
     readback.seconds = round(time.monotonic() - started, 3)
     readback.save(layout.path)
     planned = sum(len(e.planned) for e in readback.endpoints.values())
@@ -300,6 +310,71 @@ def gather_readback(
     )
 
 
+def httpx_sender(http: httpx.Client) -> Send:
+    """Send a rendered step with httpx: (status, the answer's JSON or None)."""
+
+    def send(rendered: Rendered) -> tuple[int, Any]:
+        response = http.request(
+            rendered.method,
+            rendered.path,
+            headers=rendered.headers,
+            json=rendered.json,
+            content=rendered.content,
+        )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return response.status_code, body
+
+    return send
+
+
+def readback_headers(
+    experiment: Experiment, send: Send
+) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+    """Per writing endpoint, the headers its read-back GETs carry (``write.headers``, or by
+    default the writing request's own), resolved with the captures of the workload's setup
+    and on_start steps, which are run once here (a log-in with the same credentials); and
+    per endpoint the notes on what could not be resolved."""
+    workload = experiment.load.workload
+    wanted = {
+        r.endpoint: dict(r.write.headers if r.write.headers is not None else r.headers)
+        for r in workload.requests or []
+        if r.write is not None
+    }
+    templates = {
+        endpoint: {name: compile_template(value) for name, value in headers.items()}
+        for endpoint, headers in wanted.items()
+    }
+    needed = {v for headers in templates.values() for t in headers.values() for v in t.needs}
+    state = UserState(rng=random.Random(0))
+    step_failure = None
+    if needed and (workload.setup or workload.on_start):
+        steps = Steps.compile([request_plan(s) for s in (*workload.setup, *workload.on_start)])
+        step_failure = steps.run(state, send)
+        if step_failure is None:
+            logger.info("read-back: the setup steps captured %s", ", ".join(sorted(state.captured)))
+    resolved: dict[str, dict[str, str]] = {}
+    notes: dict[str, list[str]] = {}
+    for endpoint, headers in templates.items():
+        resolved[endpoint] = {}
+        for name, template in headers.items():
+            missing = sorted(template.needs - state.captured)
+            if not missing:
+                resolved[endpoint][name] = template.render(state)
+                continue
+            why = (
+                f"the steps failed ({step_failure})"
+                if step_failure is not None
+                else "only a weighted request captures it (set write.headers)"
+            )
+            notes.setdefault(endpoint, []).append(
+                f"read back without the {name} header: {{{', '.join(missing)}}} not captured: {why}"
+            )
+    return resolved, notes
+
+
 def _setting(experiment: Experiment, name: str, default: float) -> float:
     settings = next((v for k, v in experiment.detectors.items() if k == "data_loss"), None)
     if settings is None or name not in settings.params:
@@ -312,10 +387,13 @@ def read_back(
     writes: Sequence[WriteAck],
     phases: Sequence[Phase],
     http_get: HttpGet,
+    *,
+    readers: Mapping[str, HttpGet] | None = None,
 ) -> ReadBack:
     """Read back every acknowledged write through its request's ``list`` and ``read_back``
     paths, within the ``data_loss`` detector's budget (``budget_s``, ``max_reads``,
-    ``concurrency``); records answers, judges nothing."""
+    ``concurrency``); records answers, judges nothing. ``readers`` replace ``http_get``
+    for some endpoints (their read-backs carry headers)."""
     specs = {r.endpoint: r.write for r in experiment.load.workload.requests or [] if r.write}
     deadline = time.monotonic() + _setting(experiment, "budget_s", 60.0)
     budget = int(_setting(experiment, "max_reads", 2000))
@@ -329,8 +407,9 @@ def read_back(
         spec = specs.get(endpoint)
         if spec is None:
             continue
+        get = (readers or {}).get(endpoint, http_get)
         recorded = _read_endpoint(
-            endpoint, spec, acks, fault, http_get, budget=budget, deadline=deadline, workers=workers
+            endpoint, spec, acks, fault, get, budget=budget, deadline=deadline, workers=workers
         )
         budget -= len(recorded.planned)
         result.endpoints[endpoint] = recorded

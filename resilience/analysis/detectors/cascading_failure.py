@@ -2,7 +2,10 @@
 
 The fault's *footprint* is the set of endpoints whose traces touch the faulted dependency
 (a peer address, service or database system behind the faulted proxy, from
-``ctx.faulted_dependencies`` or the experiment's proxy definition). Footprint traces are
+``ctx.faulted_dependencies`` or the experiment's proxy definition), or whose request
+declares the faulted proxy in ``depends_on`` (the footprint when the target exports no
+traces; with traces too, either saying "touches" keeps the endpoint in, and where they
+disagree the evidence says so under ``disagreements``). Footprint traces are
 those of requests sent in the baseline, plus any request that succeeded: a trace of a
 request that failed during the fault may stop early and hide what it would have touched.
 Traces with a gap (a callee's server span missing, or several roots) are left out for the
@@ -198,11 +201,36 @@ def faulted_members(ctx: AnalysisContext) -> dict[str, set[str]]:
     return out
 
 
-def footprint(
-    ctx: AnalysisContext, endpoints: Sequence[str], baseline: Phase
-) -> tuple[dict[str, bool | None], dict[str, str]]:
-    """Per endpoint: touches a faulted dependency (True/False) or unknown (None), and how
-    that was decided ("traces", "topology", "traces+topology" or "unknown")."""
+@dataclass(frozen=True)
+class Footprint:
+    """Per endpoint: touches a faulted dependency (True/False) or unknown (None), how that
+    was decided, and where the traces and ``depends_on`` disagree."""
+
+    touches: dict[str, bool | None]
+    decided_by: dict[str, str]
+    disagreements: list[str] = field(default_factory=list)
+
+
+def _declared(ctx: AnalysisContext, endpoint: str) -> frozenset[str] | None:
+    """The proxies the file says ``endpoint`` passes (``depends_on``), None if it does not say."""
+    request = ctx.experiment.load.workload.request(endpoint)
+    if request is None or request.depends_on is None:
+        return None
+    return frozenset(request.depends_on)
+
+
+def _combine(answers: dict[str, bool | None]) -> tuple[bool | None, str]:
+    """Any source saying "touches" keeps the endpoint in the footprint (a trace can miss a
+    span, a declaration can be incomplete); "does not touch" needs every source that knows."""
+    known = {name: value for name, value in answers.items() if value is not None}
+    if not known:
+        return None, "unknown"
+    return any(known.values()), "+".join(known)
+
+
+def footprint(ctx: AnalysisContext, endpoints: Sequence[str], baseline: Phase) -> Footprint:
+    """Per endpoint, whether it touches a faulted dependency, from the traces (its usable
+    baseline traces), the file's ``depends_on`` and, for the built-in shop, its topology."""
     chosen: dict[str, Trace] = {}
     names: dict[str, str] = {}
     for ref in ctx.trace_refs:
@@ -213,32 +241,43 @@ def footprint(
             chosen[trace.trace_id] = trace
             names[trace.trace_id] = ref.endpoint
     touched = dependency_footprint(chosen.values(), names)
-    members = set().union(*faulted_members(ctx).values()) if ctx.faults else set()
+    per_proxy = faulted_members(ctx) if ctx.faults else {}
+    members = set().union(*per_proxy.values()) if per_proxy else set()
     faulted_proxies = {f.proxy for f in ctx.faults}
     result: dict[str, bool | None] = {}
     source: dict[str, str] = {}
+    disagreements: list[str] = []
     for endpoint in endpoints:
         by_traces: bool | None = None
         if endpoint in touched and members:
             by_traces = bool(touched[endpoint] & members)
+        by_declared: bool | None = None
+        declared = _declared(ctx, endpoint)
+        if declared is not None and faulted_proxies:
+            by_declared = bool(declared & faulted_proxies)
+            if endpoint in touched:
+                disagreements.extend(
+                    _disagreement(endpoint, proxy, bool(touched[endpoint] & peers), declared)
+                    for proxy, peers in sorted(per_proxy.items())
+                    if bool(touched[endpoint] & peers) != (proxy in declared)
+                )
         by_topology: bool | None = None
         # Without knowing which proxy was faulted, "does not touch it" cannot be said.
         if ctx.builtin_shop and faulted_proxies:
             proxies = shop_proxies(ctx, endpoint)
             if proxies is not None:
                 by_topology = bool(proxies & faulted_proxies)
-        if by_traces is None and by_topology is None:
-            result[endpoint], source[endpoint] = None, "unknown"
-        elif by_traces is None:
-            result[endpoint], source[endpoint] = by_topology, "topology"
-        elif by_topology is None:
-            result[endpoint], source[endpoint] = by_traces, "traces"
-        else:
-            # A trace can miss a span; the shop's wiring cannot: either one saying
-            # "touches" keeps the endpoint in the footprint.
-            result[endpoint] = by_traces or by_topology
-            source[endpoint] = "traces+topology"
-    return result, source
+        result[endpoint], source[endpoint] = _combine(
+            {"traces": by_traces, "depends_on": by_declared, "topology": by_topology}
+        )
+    return Footprint(result, source, disagreements)
+
+
+def _disagreement(endpoint: str, proxy: str, traced: bool, declared: frozenset[str]) -> str:
+    listed = f"depends_on: [{', '.join(sorted(declared))}]" if declared else "depends_on: []"
+    if traced:
+        return f"traces show {endpoint} touches {proxy}, though its {listed} does not list it"
+    return f"{endpoint} lists {proxy} in {listed}, but none of its traces touches it"
 
 
 def answered_load(ctx: AnalysisContext) -> LoadView:
@@ -274,7 +313,8 @@ class CascadingFailureDetector(BaseDetector):
         # The target's own outage is not a cascade: its seconds are left out.
         load = answered_load(ctx)
         endpoints = list(load.endpoints)
-        touches, source = footprint(ctx, endpoints, baseline)
+        found = footprint(ctx, endpoints, baseline)
+        touches, source = found.touches, found.decided_by
         rules = self.rules(ctx)
         judged: dict[str, Degradation] = {}
         for endpoint in endpoints:
@@ -300,6 +340,8 @@ class CascadingFailureDetector(BaseDetector):
         }
         if ctx.traces_unavailable:
             common["traces_unavailable"] = ctx.traces_unavailable
+        if found.disagreements:
+            common["disagreements"] = found.disagreements
         if collateral:
             finding = self._collateral(ctx, fault, collateral, common)
             if unknown:
@@ -312,14 +354,17 @@ class CascadingFailureDetector(BaseDetector):
                 "endpoints": [d.endpoint for d in unknown],
                 "seconds": sorted({s for d in unknown for s in d.seconds}),
                 "numbers": _numbers(unknown),
-                "reason": "no usable baseline traces for these endpoints and the target is "
-                "not the built-in shop, so whether they touch the faulted dependency is unknown",
+                "reason": "no usable baseline traces for these endpoints, no depends_on for "
+                "them in the file, and the target is not the built-in shop, so whether they "
+                "touch the faulted dependency is unknown"
+                + (f" ({ctx.traces_unavailable})" if ctx.traces_unavailable else ""),
             }
             return [
                 self.finding(
                     ctx,
                     f"{names} degraded during the fault; whether that is collateral damage "
-                    "is undetermined (no baseline traces show what they touch)",
+                    "is undetermined (no baseline traces show what they touch, and the file "
+                    "declares no depends_on for them)",
                     evidence,
                     status="inconclusive",
                 )
@@ -372,12 +417,16 @@ class CascadingFailureDetector(BaseDetector):
                 )
         faulted = ", ".join(common["faulted"])
         detail = "; ".join(f"{d.endpoint}: {', '.join(d.reasons[:2])}" for d in collateral)
+        decided = sorted({common["footprint"][e]["decided_by"] for e in names})
         summary = (
             f"Cascading failure: {', '.join(names)} degraded while {faulted} was faulted, "
-            f"though {'it does' if len(names) == 1 else 'they do'} not touch it ({detail})"
+            f"though {'it does' if len(names) == 1 else 'they do'} not touch it "
+            f"(by {', '.join(decided)}; {detail})"
         )
         if explanation is not None:
             summary += f". Trace {explanation.trace_id[:16]}: {explanation.span['reason']}"
+        elif ctx.traces_unavailable:
+            summary += f". No traces to explain it: {ctx.traces_unavailable}"
         return self.finding(ctx, summary, evidence)
 
 

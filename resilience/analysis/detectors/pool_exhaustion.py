@@ -6,7 +6,10 @@ Two sources, either is enough:
   labels and range-queried over the fault phase at 1 s steps. A second is *saturated*
   when in use >= size and waiting > 0; a pool saturated for at least
   ``min_saturated_seconds`` (2) seconds is a finding, with its saturated seconds, max
-  waiters and the series saved under ``prometheus/``. The families are the shop's database
+  waiters, its size at saturation and the series saved under ``prometheus/``. A pool
+  saturated while smaller than its largest size in the run is *drained* (its dependency
+  died, its connections with it; the waiters wait on reconnects), said so at severity
+  info; one saturated at its full size is *exhausted* by demand. The families are the shop's database
   pool (``shop_db_pool_*``) and gateway upstream pools (``shop_upstream_pool_*``), plus one
   of the experiment's own naming (params ``in_use_metric``, ``size_metric``,
   ``waiting_metric``) for other targets.
@@ -29,6 +32,7 @@ from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
     label_text,
+    run_window,
     second_of,
     series_key,
     series_refs,
@@ -87,9 +91,18 @@ class Saturation:
     labels: LabelKey
     seconds: list[int] = field(default_factory=list)
     size: float = 0.0
+    """The pool's largest size seen in the run (its capacity when healthy)."""
+    size_at_saturation: float = 0.0
+    """The largest size the pool had in its saturated seconds."""
     max_in_use: float = 0.0
     max_waiting: float = 0.0
     series: list[Series] = field(default_factory=list)
+
+    @property
+    def drained(self) -> bool:
+        """Saturated while smaller than it had been: connections died with the dependency
+        and the pool emptied (its waiters wait on reconnects), not exhausted by demand."""
+        return 0 < self.size_at_saturation < self.size
 
     @property
     def resource(self) -> str | None:
@@ -188,6 +201,12 @@ class PoolExhaustionDetector(BaseDetector):
             return []
         size = {series_key(s): s for s in query(family.size, start, end, 1.0)}
         waiting = {series_key(s): s for s in query(family.waiting, start, end, 1.0)}
+        whole = run_window(ctx)
+        capacity: dict[LabelKey, float] = {}
+        if whole is not None:
+            run_start, run_end = wall_window(ctx, whole)
+            for series in query(family.size, run_start, run_end, 1.0):
+                capacity[series_key(series)] = max((v for _t, v in series.points), default=0.0)
         out: list[Saturation] = []
         for key, used in in_use.items():
             if key not in size or key not in waiting:
@@ -195,6 +214,7 @@ class PoolExhaustionDetector(BaseDetector):
             sizes = dict(size[key].points)
             waits = dict(waiting[key].points)
             sat = Saturation(family, key, series=[used, size[key], waiting[key]])
+            sat.size = capacity.get(key, 0.0)
             seconds: set[int] = set()
             for t, value in used.points:
                 cap, queued = sizes.get(t), waits.get(t)
@@ -205,6 +225,7 @@ class PoolExhaustionDetector(BaseDetector):
                 sat.max_waiting = max(sat.max_waiting, queued)
                 if value >= cap > 0 and queued > 0:
                     seconds.add(second_of(ctx, t))
+                    sat.size_at_saturation = max(sat.size_at_saturation, cap)
             sat.seconds = sorted(seconds)
             out.append(sat)
         return out
@@ -220,9 +241,11 @@ class PoolExhaustionDetector(BaseDetector):
             "labels": label_text(sat.labels),
             "endpoints": [],
             "seconds": sat.seconds,
+            "state": "drained" if sat.drained else "exhausted",
             "numbers": {
                 "saturated seconds": len(sat.seconds),
                 "pool size": sat.size,
+                "pool size at saturation": sat.size_at_saturation,
                 "max in use": sat.max_in_use,
                 "max waiters": sat.max_waiting,
                 "long waits in traces": len(waits),
@@ -233,9 +256,17 @@ class PoolExhaustionDetector(BaseDetector):
             evidence["series"] = refs
         if notes:
             evidence["notes"] = notes
+        if sat.drained:
+            summary = (
+                f"Pool drained, not exhausted: {sat.title} held {sat.size_at_saturation:g} of "
+                f"its {sat.size:g} connections, all in use, with up to {sat.max_waiting:g} "
+                f"waiters for {len(sat.seconds)} s of the fault: the dependency behind it "
+                "failed and the pool emptied (the waiters wait on reconnects), not demand"
+            )
+            return self.finding(ctx, summary, evidence, severity="info")
         summary = (
-            f"Pool exhaustion: {sat.title} at its size ({sat.size:g}) with up to "
-            f"{sat.max_waiting:g} waiters for {len(sat.seconds)} s of the fault"
+            f"Pool exhaustion: {sat.title} at its size ({sat.size_at_saturation:g}) with up "
+            f"to {sat.max_waiting:g} waiters for {len(sat.seconds)} s of the fault"
         )
         return self.finding(ctx, summary, evidence)
 

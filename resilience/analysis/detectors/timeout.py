@@ -117,6 +117,10 @@ class TimeoutDetector(BaseDetector):
             f"{total} requests hit the client timeout ({limit:g} s): {where}; "
             f"endpoints {', '.join(sorted(endpoints))}"
         )
+        if not ctx.traces and ctx.traces_unavailable:
+            # Without spans nothing says where the time went: say why, plainly.
+            evidence["traces_unavailable"] = ctx.traces_unavailable
+            summary += f" (no traces to explain them: {ctx.traces_unavailable})"
         return self.finding(ctx, summary, evidence)
 
     # -- spans ending in timeouts -----------------------------------------------------

@@ -1,0 +1,261 @@
+"""Honest evidence: depends_on as the cascade's footprint (and cross-checked against traces),
+no trace id cited unless saved, "the target exported no spans" said plainly, a drained pool
+told from an exhausted one, and no bare "recovery: never"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resilience.analysis.context import AnalysisContext
+from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector, footprint
+from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
+from resilience.analysis.detectors.timeout import TimeoutDetector
+from resilience.analysis.pipeline import run_detectors
+from resilience.cli.run import recovery_line
+from resilience.experiment import parse_experiment
+from resilience.observe.prometheus import Series
+from resilience.observe.spans import Trace
+from resilience.report.summary import evidence_notes
+from resilience.rundir.evidence import Evidence, SourceEvidence
+from resilience.rundir.journal import EventRecord, JournalData, RecoveryRecord
+from resilience.rundir.records import TraceRef
+from resilience.testing.analysis import (
+    SHOP_PORTS,
+    T0,
+    LoadBuilder,
+    fault_phases,
+    make_context,
+    new_trace_id,
+    ref,
+    shop_trace,
+)
+from resilience.testing.observe_fakes import FakePrometheusSource
+
+ITEMS = "GET /items"
+ORDERS = "POST /orders"
+PHASES = fault_phases(end=38, fault=(10, 22))
+BASELINE, FAULT, RECOVERY = range(0, 10), range(10, 22), range(22, 38)
+NO_SPANS = "the target exported no spans: none of 57 trace ids looked up was found"
+
+SERVICE = """
+name: ordinary
+target: {{url: "http://127.0.0.1:9000"}}
+proxies:
+  - {{name: postgres, listen: "127.0.0.1:{pg}", upstream: "127.0.0.1:5432"}}
+load:
+  stages: [{{duration: 38s, users: 10, spawn_rate: 10}}]
+  workload:
+    requests:
+      - {{path: /items{items_deps}}}
+      - {{method: POST, path: /orders, json: {{a: 1}}{orders_deps}}}
+faults:
+  - {{at: 10s, duration: 12s, proxy: postgres, type: hang}}
+"""
+
+
+def service(items: str | None = "[]", orders: str | None = "[postgres]") -> str:
+    def deps(value: str | None) -> str:
+        return "" if value is None else f", depends_on: {value}"
+
+    return SERVICE.format(
+        pg=SHOP_PORTS["postgres"], items_deps=deps(items), orders_deps=deps(orders)
+    )
+
+
+def cascade_load() -> LoadBuilder:
+    """Orders hang; /items (which does not touch postgres) times out too."""
+    load = LoadBuilder()
+    for endpoint in (ITEMS, ORDERS):
+        load.add(endpoint, BASELINE, ok=10, latency_ms=8)
+        load.add(endpoint, RECOVERY, ok=10, latency_ms=8)
+    load.add(ORDERS, FAULT, ok=0, errors={"timeout": 2}, error_latency_ms=5000)
+    load.add(ITEMS, FAULT, ok=2, latency_ms=9, errors={"timeout": 3}, error_latency_ms=5000)
+    return load
+
+
+def no_span_refs() -> list[TraceRef]:
+    """Trace ids the load engine kept for failed requests, none of which the backend has."""
+    return [
+        ref(new_trace_id(), ITEMS, 11.0 + i, latency=5.0, outcome="timeout", status=0)
+        for i in range(6)
+    ]
+
+
+def context(
+    tmp_path: Path,
+    text: str,
+    *,
+    traces: list[Trace] | None = None,
+    refs: list[TraceRef] | None = None,
+    traces_unavailable: str | None = NO_SPANS,
+    prometheus: FakePrometheusSource | None = None,
+) -> AnalysisContext:
+    return make_context(
+        parse_experiment(text, file="ordinary.yaml"),
+        cascade_load().view,
+        PHASES,
+        run_dir=tmp_path,
+        trace_refs=refs if refs is not None else no_span_refs(),
+        traces=traces or [],
+        traces_unavailable=traces_unavailable,
+        prometheus=prometheus,
+        faulted_dependencies={"postgres": {f"127.0.0.1:{SHOP_PORTS['postgres']}", "postgresql"}},
+    )
+
+
+def test_depends_on_decides_the_cascade_when_the_target_exported_no_spans(
+    tmp_path: Path,
+) -> None:
+    """Without traces, /items (depends_on: []) degrading under a postgres hang is collateral
+    damage decided by depends_on; the summary says there are no traces, and why."""
+    [finding] = CascadingFailureDetector().detect(context(tmp_path, service()))
+    assert finding.status == "found" and finding.fails_run
+    assert finding.evidence["endpoints"] == [ITEMS]
+    assert finding.evidence["footprint"] == {
+        ITEMS: {"touches": False, "decided_by": "depends_on"},
+        ORDERS: {"touches": True, "decided_by": "depends_on"},
+    }
+    assert "(by depends_on;" in finding.summary
+    assert finding.summary.endswith(f"No traces to explain it: {NO_SPANS}")
+
+
+def test_without_depends_on_nor_traces_the_cascade_stays_inconclusive(tmp_path: Path) -> None:
+    """The same run with no depends_on is inconclusive, and the reason names the missing
+    depends_on and the missing spans."""
+    [finding] = CascadingFailureDetector().detect(
+        context(tmp_path, service(items=None, orders=None))
+    )
+    assert finding.status == "inconclusive"
+    assert "no depends_on" in finding.evidence["reason"]
+    assert NO_SPANS in finding.evidence["reason"]
+
+
+def test_traces_that_contradict_depends_on_are_said(tmp_path: Path) -> None:
+    """Traces show /items touching postgres though depends_on says []: the endpoint stays
+    in the footprint (no cascade) and the evidence names the disagreement."""
+    traced = shop_trace(ITEMS, 2.0, upstream="orders")  # reaches the database
+    orders = shop_trace(ORDERS, 3.0, upstream="orders")
+    refs = [ref(traced, ITEMS, 2.0), ref(orders, ORDERS, 3.0)]
+    ctx = context(tmp_path, service(), traces=[traced, orders], refs=refs, traces_unavailable=None)
+    assert CascadingFailureDetector().detect(ctx) == []
+    found = footprint(ctx, [ITEMS, ORDERS], PHASES[0])
+    assert found.touches[ITEMS] is True
+    assert found.decided_by[ITEMS] == "traces+depends_on"
+    assert found.disagreements == [
+        f"traces show {ITEMS} touches postgres, though its depends_on: [] does not list it"
+    ]
+
+
+def test_no_trace_id_is_cited_unless_saved(tmp_path: Path) -> None:
+    """Client timeouts with trace ids the backend never had: the finding cites none of
+    them, counts them, and says the target exported no spans."""
+    ctx = context(tmp_path, service())
+    timeouts = [f for f in run_detectors(ctx) if f.kind == "timeout"]
+    [finding] = timeouts
+    assert "trace_ids" not in finding.evidence
+    assert "trace_id" not in finding.evidence
+    assert finding.evidence["uncited_trace_ids"] == 5
+    assert finding.evidence["traces_unavailable"] == NO_SPANS
+    assert finding.summary.endswith(f"(no traces to explain them: {NO_SPANS})")
+    for other in run_detectors(ctx):
+        assert not other.evidence.get("trace_ids"), other
+
+
+def test_saved_trace_ids_are_still_cited(tmp_path: Path) -> None:
+    """Ids whose trace was saved stay; the unsaved ones beside them are dropped."""
+    saved = shop_trace(ITEMS, 11.0, 11.5, pool_wait=4.0)
+    refs = [ref(saved, ITEMS, 11.0, latency=5.0, outcome="timeout", status=0), *no_span_refs()]
+    ctx = context(tmp_path, service(), traces=[saved], refs=refs, traces_unavailable=None)
+    [finding] = [f for f in run_detectors(ctx) if f.kind == "timeout" and "client" in f.summary]
+    assert finding.evidence["trace_ids"] == [saved.trace_id]
+    assert finding.evidence["uncited_trace_ids"] == 4
+
+
+def pool(
+    sizes: dict[range, float], in_use: dict[range, float], waiting: dict[range, float]
+) -> FakePrometheusSource:
+    """The shop's db pool gauges, each a table of second ranges to values."""
+
+    def value(table: dict[range, float], s: int) -> float:
+        return next((v for r, v in table.items() if s in r), 0.0)
+
+    labels = {"service": "orders", "job": "orders"}
+    return FakePrometheusSource(
+        {
+            name: [
+                Series({"__name__": name, **labels}, [(T0 + s, value(table, s)) for s in range(38)])
+            ]
+            for name, table in (
+                ("shop_db_pool_size", sizes),
+                ("shop_db_pool_in_use", in_use),
+                ("shop_db_pool_waiting", waiting),
+            )
+        }
+    )
+
+
+def test_a_pool_drained_by_a_dead_database_is_not_called_exhausted(tmp_path: Path) -> None:
+    """8 connections before the fault, 1 left (in use) with waiters during it: "drained",
+    size at saturation 1 of 8, severity info — not "at its size (8)"."""
+    metrics = pool(
+        sizes={range(0, 12): 8, range(12, 22): 1, range(22, 38): 8},
+        in_use={range(0, 12): 2, range(12, 22): 1, range(22, 38): 2},
+        waiting={range(12, 22): 5},
+    )
+    [finding] = PoolExhaustionDetector().detect(context(tmp_path, service(), prometheus=metrics))
+    assert finding.evidence["state"] == "drained"
+    assert finding.evidence["numbers"]["pool size"] == 8
+    assert finding.evidence["numbers"]["pool size at saturation"] == 1
+    assert finding.severity == "info"
+    assert finding.summary.startswith("Pool drained, not exhausted:")
+    assert "held 1 of its 8 connections" in finding.summary
+
+
+def test_a_pool_full_at_its_size_is_exhausted(tmp_path: Path) -> None:
+    """All 8 connections in use with waiters: "exhausted", at its size (8)."""
+    metrics = pool(
+        sizes={range(0, 38): 8},
+        in_use={range(0, 12): 2, range(12, 22): 8, range(22, 38): 2},
+        waiting={range(12, 22): 5},
+    )
+    [finding] = PoolExhaustionDetector().detect(context(tmp_path, service(), prometheus=metrics))
+    assert finding.evidence["state"] == "exhausted"
+    assert "at its size (8)" in finding.summary
+    assert finding.severity == "warning"
+
+
+def test_recovery_is_never_a_bare_never() -> None:
+    """Not recovered: the line says what was not measured and, without a budget, that the
+    verdict does not depend on it."""
+    line = recovery_line(RecoveryRecord(seconds=None, recovered=False))
+    assert "never" not in line
+    assert line.startswith("not measured back to baseline before the load ended")
+    assert "no recovery budget set" in line
+    assert recovery_line(RecoveryRecord(seconds=2.5, budget_seconds=6.0, recovered=True)) == (
+        "2.5 s (budget 6 s)"
+    )
+
+
+def test_reports_say_the_target_exported_no_spans(tmp_path: Path) -> None:
+    """evidence_notes reads evidence.json and the journal: no spans, setup failures."""
+    Evidence(
+        traces=SourceEvidence(status="unavailable", wanted=57, reason=NO_SPANS),
+        readback=SourceEvidence(status="gathered", wanted=10, gathered=10),
+    ).save(tmp_path)
+    journal = JournalData(
+        experiment="ordinary",
+        started_at="2026-01-01T00:00:00Z",
+        t0=T0,
+        events=[
+            EventRecord(
+                t=30.0,
+                wall="",
+                kind="setup_failed",
+                detail={"users": 3, "errors": ["POST /login: HTTP 401"]},
+            )
+        ],
+    )
+    assert evidence_notes(tmp_path, journal) == [
+        f"Traces: {NO_SPANS}.",
+        "Setup failed for 3 user(s), who then stopped: POST /login: HTTP 401.",
+    ]
