@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience.analysis.data import WindowStats, window_stats
-from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE
-from resilience.errors import ObserveError
+from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE, ObserveError
 from resilience.rundir.evidence import Evidence
 from resilience.rundir.journal import CheckRecord, FindingRecord, JournalData, SloRecord
 from resilience.rundir.load import LoadView
