@@ -17,6 +17,7 @@ import typer
 from resilience.cli import analyse as _analyse
 from resilience.cli import experiments as _experiments
 from resilience.cli import gameday as _gameday
+from resilience.cli import proxies as _proxies
 from resilience.cli import report as _report
 from resilience.cli import run as _run
 from resilience.cli import stack as _stack
@@ -47,6 +48,7 @@ _experiments.register(app)
 _report.register(app)
 _analyse.register(app)
 _stack.register(app)
+_proxies.register(app)
 _gameday.register(app)
 
 

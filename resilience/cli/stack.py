@@ -15,7 +15,8 @@ from resilience.cli._params import FLAG, JsonOpt, ShopModeName
 from resilience.errors import EXIT_FAILED, EXIT_PASSED, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
-    from resilience.stack import FaultSweeper, StackConfig
+    from resilience.experiment import Experiment
+    from resilience.stack import FaultSweeper, Stack, StackConfig
     from resilience.stack.install import InstallReporter
 
 stack_app = typer.Typer(
@@ -117,6 +118,15 @@ def up(
         ),
     ] = None,
     only: OnlyOpt = None,
+    experiment_file: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            metavar="FILE",
+            help="Also create this experiment's proxies and add its scrape jobs (kept until "
+            "`stack down`); with a target, only the infrastructure starts.",
+        ),
+    ] = None,
 ) -> None:
     """Start the stack (what is already running is checked, not restarted)."""
 
@@ -124,19 +134,44 @@ def up(
         from resilience.stack import Stack, parse_shop_options
 
         stack = Stack(_config())
-        result = stack.up(
-            shop_mode=shop_mode,
-            shop_options=parse_shop_options(shop_option or []),
-            components=only or None,
-        )
+        components = only or None
+        options = parse_shop_options(shop_option or [])
+        experiment = None
+        if experiment_file is not None:
+            from resilience.experiment import load_experiment
+
+            experiment = load_experiment(experiment_file)
+            if experiment.target is not None and components is None:
+                components = ["infra"]
+        result = stack.up(shop_mode=shop_mode, shop_options=options, components=components)
         if result.started:
             restarted = f" (restarted: {', '.join(result.restarted)})" if result.restarted else ""
             console.print(f"started {', '.join(result.started)}{restarted}", highlight=False)
         if result.already_running:
             console.print(f"already running: {', '.join(result.already_running)}", highlight=False)
+        if experiment is not None:
+            _describe_experiment(stack, experiment)
         console.print(f"stack up in {result.seconds:.1f}s; state in {stack.config.paths.state}")
 
     run_command(body)
+
+
+def _describe_experiment(stack: Stack, experiment: Experiment) -> None:
+    """``stack up --experiment``: the file's proxies and its scrape jobs, kept."""
+    from resilience.faults.toxiproxy import ToxiproxyClient
+    from resilience.runner.target import proxies_up
+
+    if experiment.proxies:
+        with ToxiproxyClient(stack.config.toxiproxy_url) as client:
+            for change in proxies_up(experiment, client):
+                console.print(
+                    f"proxy {change.name} {change.action}: {change.listen} -> {change.upstream}",
+                    highlight=False,
+                )
+    wanted = {job.job: job.url for job in experiment.scrape_jobs()}
+    if wanted:
+        stack.set_scrape_jobs({**stack.scrape_jobs(), **wanted})
+        console.print(f"prometheus scrapes {', '.join(sorted(wanted))}", highlight=False)
 
 
 @stack_app.command("down")

@@ -19,13 +19,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from resilience.analysis.analyse import BUILTIN_SERVICES
 from resilience.errors import ExperimentError, FaultError, StackError
 from resilience.experiment.model import Experiment
 from resilience.faults.catalogue import TOXIC_PREFIX
 from resilience.faults.sweeper import SweepReport, sweep
-from resilience.faults.toxiproxy import Proxy, ToxiproxyClient
+from resilience.faults.toxiproxy import Proxy, ToxiproxyApi, ToxiproxyClient
 from resilience.rundir.journal import mark_abandoned
 from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
@@ -54,6 +55,10 @@ class PreparedTarget:
     started: tuple[str, ...] = ()
     sweep: SweepReport | None = None
     abandoned_runs: list[str] = field(default_factory=list)
+    scrape_added: dict[str, str] = field(default_factory=dict)
+    """Scrape jobs this run added to the stack's Prometheus (removed at the end)."""
+    scrape_replaced: dict[str, str] = field(default_factory=dict)
+    """Jobs of the same name that were there before, with their URLs (put back at the end)."""
 
 
 def _options(experiment: Experiment) -> dict[str, str]:
@@ -128,6 +133,7 @@ def prepare_target(
         started=started,
     )
     _check_fault_proxies(client, experiment)
+    add_scrape_jobs(prepared, experiment, say)
     prepared.sweep = _sweep(client, config, prepared.proxies)
     prepared.abandoned_runs = sweep_abandoned_runs(config)
     for line in prepared.abandoned_runs:
@@ -291,6 +297,110 @@ def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None]) ->
         say(f"{' and '.join(missing)} not running: what needs it will be 'not evaluated'")
 
 
+ProxyAction = Literal["created", "kept", "enabled", "deleted", "absent", "left"]
+
+
+@dataclass(frozen=True)
+class ProxyChange:
+    """What ``proxies_up`` / ``proxies_down`` did with one declared proxy."""
+
+    name: str
+    listen: str
+    upstream: str
+    action: ProxyAction
+    note: str = ""
+
+
+def _same_address(a: str, b: str) -> bool:
+    """host:port equality where localhost and 127.0.0.1 are one host."""
+
+    def norm(address: str) -> str:
+        host, _, port = address.strip().rpartition(":")
+        host = host.strip("[]").lower()
+        return f"{'127.0.0.1' if host == 'localhost' else host}:{port}"
+
+    return norm(a) == norm(b)
+
+
+def _conflicts(experiment: Experiment, existing: dict[str, Proxy]) -> list[str]:
+    problems: list[str] = []
+    for wanted in experiment.proxies:
+        current = existing.get(wanted.name)
+        if current is not None and not (
+            _same_address(current.listen, wanted.listen)
+            and _same_address(current.upstream, wanted.upstream)
+        ):
+            problems.append(
+                f"proxy {wanted.name!r} exists as {current.listen} -> {current.upstream}, the "
+                f"file wants {wanted.listen} -> {wanted.upstream}"
+            )
+        for other in existing.values():
+            if other.name != wanted.name and _same_address(other.listen, wanted.listen):
+                problems.append(
+                    f"{wanted.listen} (proxy {wanted.name!r}) is already the listen address of "
+                    f"proxy {other.name!r}"
+                )
+    return problems
+
+
+def proxies_up(experiment: Experiment, client: ToxiproxyApi) -> list[ProxyChange]:
+    """Create the experiment's declared proxies in Toxiproxy, before the service that uses
+    them starts. Idempotent: a proxy that exists as declared is kept (enabled again if a
+    killed run left it disabled); one of the same name or listen address but other
+    addresses is a conflict, refused before anything changes (``ExperimentError``)."""
+    existing = client.proxies()
+    problems = _conflicts(experiment, existing)
+    if problems:
+        raise ExperimentError(
+            "the file's proxies conflict with Toxiproxy's: " + "; ".join(problems),
+            expected="no proxy of the same name or listen address with other addresses "
+            "(remove it, e.g. with `resilience proxies down` for the file that made it)",
+            got="; ".join(problems),
+        )
+    changes: list[ProxyChange] = []
+    for wanted in experiment.proxies:
+        current = existing.get(wanted.name)
+        if current is None:
+            client.create_proxy(wanted.name, wanted.listen, wanted.upstream)
+            action: ProxyAction = "created"
+        elif not current.enabled:
+            client.set_enabled(wanted.name, True)
+            action = "enabled"
+        else:
+            action = "kept"
+        changes.append(ProxyChange(wanted.name, wanted.listen, wanted.upstream, action))
+    return changes
+
+
+def proxies_down(
+    experiment: Experiment, client: ToxiproxyApi, config: StackConfig
+) -> list[ProxyChange]:
+    """Delete the experiment's declared proxies that exist as declared. The stack's own
+    proxies (postgres, orders, catalog) are left, as is a proxy of the same name with
+    other addresses (not the file's)."""
+    existing = client.proxies()
+    stack_own = {(p.name, p.listen) for p in stack_proxies(config.ports)}
+    changes: list[ProxyChange] = []
+    for wanted in experiment.proxies:
+        current = existing.get(wanted.name)
+        action: ProxyAction
+        note = ""
+        if current is None:
+            action = "absent"
+        elif not (
+            _same_address(current.listen, wanted.listen)
+            and _same_address(current.upstream, wanted.upstream)
+        ):
+            action, note = "left", f"it is {current.listen} -> {current.upstream}, not the file's"
+        elif any(n == wanted.name and _same_address(a, wanted.listen) for n, a in stack_own):
+            action, note = "left", "the stack's own proxy (the built-in shop uses it)"
+        else:
+            client.delete_proxy(wanted.name)
+            action = "deleted"
+        changes.append(ProxyChange(wanted.name, wanted.listen, wanted.upstream, action, note))
+    return changes
+
+
 def _ensure_declared_proxies(client: ToxiproxyClient, experiment: Experiment) -> list[str]:
     for proxy in experiment.proxies:
         client.ensure_proxy(proxy.name, proxy.listen, proxy.upstream)
@@ -391,8 +501,46 @@ def clear_active(config: StackConfig) -> None:
     (config.paths.state / ACTIVE_RUN_FILE).unlink(missing_ok=True)
 
 
+def add_scrape_jobs(
+    prepared: PreparedTarget, experiment: Experiment, say: Callable[[str], None]
+) -> None:
+    """Write the experiment's ``observe.scrape`` jobs into the stack's Prometheus
+    configuration and reload it; remember what was added so the end of the run takes
+    exactly that out again (jobs that were already there as wanted stay untouched)."""
+    wanted = {job.job: job.url for job in experiment.scrape_jobs()}
+    if not wanted:
+        return
+    before = prepared.stack.scrape_jobs()
+    added = {job: url for job, url in wanted.items() if before.get(job) != url}
+    if not added:
+        return
+    reloaded = prepared.stack.set_scrape_jobs({**before, **added})
+    prepared.scrape_added = added
+    prepared.scrape_replaced = {job: before[job] for job in added if job in before}
+    where = "Prometheus reloaded" if reloaded else "Prometheus is not running"
+    say(f"scraping {', '.join(f'{j} ({u})' for j, u in sorted(added.items()))}: {where}")
+
+
+def remove_scrape_jobs(prepared: PreparedTarget) -> None:
+    """Take the run's scrape jobs out of the stack's Prometheus again (its series are
+    saved in the run directory); jobs it replaced get their old URL back."""
+    if not prepared.scrape_added:
+        return
+    jobs = prepared.stack.scrape_jobs()
+    for job, url in prepared.scrape_added.items():
+        if jobs.get(job) == url:
+            jobs.pop(job)
+    jobs.update(prepared.scrape_replaced)
+    prepared.stack.set_scrape_jobs(jobs)
+    prepared.scrape_added = {}
+
+
 def release_target(prepared: PreparedTarget) -> None:
-    """Take down only what this run started."""
+    """Take down only what this run started, and take out the scrape jobs it added."""
+    try:
+        remove_scrape_jobs(prepared)
+    except StackError as exc:
+        logger.warning("could not remove the run's scrape jobs: %s", exc)
     if prepared.started:
         logger.info("stopping what this run started: %s", ", ".join(prepared.started))
         prepared.stack.down(prepared.started)

@@ -57,6 +57,8 @@ class Context:
     shop_options: dict[str, str] = field(default_factory=dict)
     separate_shop_metrics: bool = False
     """The shop (running, or about to run) serves /metrics on its own ports."""
+    scrape_jobs: dict[str, str] = field(default_factory=dict)
+    """Experiments' own scrape jobs (``observe.scrape``) Prometheus scrapes too."""
     send_signal: Callable[[int, int], None] = os.kill
     """How a signal reaches a recorded process (a fake in unit tests)."""
 
@@ -567,7 +569,11 @@ class Prometheus(Component):
 
     def _config_text(self, ctx: Context) -> str:
         return to_yaml(
-            prometheus_config(ctx.config.ports, separate_shop_metrics=ctx.separate_shop_metrics)
+            prometheus_config(
+                ctx.config.ports,
+                separate_shop_metrics=ctx.separate_shop_metrics,
+                extra_jobs=ctx.scrape_jobs,
+            )
         )
 
     def refresh(self, ctx: Context, record: ComponentRecord) -> None:
@@ -583,8 +589,9 @@ class Prometheus(Component):
             raise StackError(f"could not write {path}: {exc}", component=self.name) from exc
         self._reload(ctx, record, path)
         logger.info(
-            "prometheus now scrapes the shop's /metrics on its %s ports",
+            "prometheus now scrapes the shop's /metrics on its %s ports%s",
             "metrics" if ctx.separate_shop_metrics else "app",
+            f" and {', '.join(sorted(ctx.scrape_jobs))}" if ctx.scrape_jobs else "",
         )
 
     def _reload(self, ctx: Context, record: ComponentRecord, path: Path) -> None:

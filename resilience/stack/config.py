@@ -144,6 +144,11 @@ class StackPaths(BaseModel):
         return self.state / "etc"
 
     @property
+    def scrape_jobs_file(self) -> Path:
+        """The experiments' own Prometheus scrape jobs (``observe.scrape``) in effect."""
+        return self.etc / "scrape-jobs.json"
+
+    @property
     def stack_file(self) -> Path:
         return self.state / "stack.json"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import yaml
 
@@ -53,12 +53,18 @@ NATIVE = Network()
 
 
 def prometheus_config(
-    ports: Ports, network: Network = NATIVE, *, separate_shop_metrics: bool = False
+    ports: Ports,
+    network: Network = NATIVE,
+    *,
+    separate_shop_metrics: bool = False,
+    extra_jobs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """prometheus.yml: every job scraped each second.
 
     ``separate_shop_metrics``: the shop runs with ``separate_metrics_port``, so its jobs
     scrape the ``<service>_metrics`` ports instead of the app ports (job names unchanged).
+    ``extra_jobs``: an experiment's own jobs (``observe.scrape``), job name -> /metrics URL,
+    after the stack's (a name of the stack's own is refused: ``ValueError``).
     """
     jobs = []
     for job, app_port in PROMETHEUS_JOBS.items():
@@ -70,6 +76,19 @@ def prometheus_config(
                 "static_configs": [{"targets": [f"{host}:{getattr(ports, port_name)}"]}],
             }
         )
+    for job, url in sorted((extra_jobs or {}).items()):
+        if job in PROMETHEUS_JOBS:
+            raise ValueError(f"scrape job {job!r} is one of the stack's own")
+        parts = urlsplit(url)
+        extra: dict[str, Any] = {
+            "job_name": job,
+            "scheme": parts.scheme,
+            "metrics_path": parts.path or "/metrics",
+            "static_configs": [{"targets": [parts.netloc]}],
+        }
+        if parts.query:
+            extra["params"] = {k: [v] for k, v in parse_qsl(parts.query)}
+        jobs.append(extra)
     return {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,

@@ -74,6 +74,32 @@ def load_state(path: Path) -> StackState:
         ) from exc
 
 
+def load_scrape_jobs(path: Path) -> dict[str, str]:
+    """The extra Prometheus scrape jobs (job name -> /metrics URL); none without the file."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise StackError(f"{path} is not valid JSON ({exc}); delete it") from exc
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise StackError(f"{path} is not a mapping of job names to URLs; delete it")
+    return dict(raw)
+
+
+def save_scrape_jobs(path: Path, jobs: dict[str, str]) -> None:
+    """Write the extra scrape jobs atomically (no jobs: the file is removed)."""
+    if not jobs:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(jobs.items())), indent=2) + "\n")
+    tmp.replace(path)
+
+
 def save_state(path: Path, state: StackState) -> None:
     """Write stack.json atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,11 @@ from resilience.stack.programs import Programs
 from resilience.stack.state import (
     ComponentRecord,
     StackState,
+    load_scrape_jobs,
     load_state,
     locked,
     now_iso,
+    save_scrape_jobs,
     save_state,
 )
 from resilience.vocabulary import SHOP_MODES
@@ -254,7 +256,30 @@ class Stack:
                     not_running.append(name)
                 state = state.without(name)
                 save_state(self.config.paths.stack_file, state)
+            if "prometheus" in names:
+                # A Prometheus started afresh scrapes the stack's own jobs only.
+                save_scrape_jobs(self.config.paths.scrape_jobs_file, {})
         return DownResult(stopped=tuple(stopped), not_running=tuple(not_running))
+
+    def scrape_jobs(self) -> dict[str, str]:
+        """The experiments' own scrape jobs in the generated prometheus.yml (job -> URL)."""
+        return load_scrape_jobs(self.config.paths.scrape_jobs_file)
+
+    def set_scrape_jobs(self, jobs: Mapping[str, str]) -> bool:
+        """Make ``jobs`` the experiments' scrape jobs: kept in the state directory (so a
+        later ``up`` keeps them), written into prometheus.yml and, when Prometheus runs,
+        reloaded (SIGHUP). True when a running Prometheus took the change."""
+        self._make_state_dir()
+        with self._lock(), self._context() as ctx:
+            save_scrape_jobs(self.config.paths.scrape_jobs_file, dict(jobs))
+            ctx.scrape_jobs = dict(jobs)
+            state = self._forget_dead(load_state(self.config.paths.stack_file))
+            ctx.separate_shop_metrics = self._shop_metrics_separate(state, ctx, ())
+            record = state.components.get("prometheus")
+            if record is None:
+                return False
+            by_name("prometheus").refresh(ctx, record)
+            return True
 
     def status(self) -> list[ComponentStatus]:
         """Every component, probed once; runs the fault sweeper if one is registered."""
@@ -368,6 +393,7 @@ class Stack:
                 http=http,
                 shop_mode=shop_mode,
                 shop_options=shop_options or {},
+                scrape_jobs=load_scrape_jobs(self.config.paths.scrape_jobs_file),
             )
 
     def _statuses(self, names: tuple[str, ...]) -> list[ComponentStatus]:

@@ -32,9 +32,33 @@ from resilience.experiment import Experiment, load_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+DESCRIBED_SERVICE = yaml.safe_load(
+    """
+name: described
+target: {url: "http://127.0.0.1:9000"}
+proxies: [{name: db, listen: "127.0.0.1:25999", upstream: "127.0.0.1:5432"}]
+observe: {scrape: [{job: api, url: "http://127.0.0.1:9001/metrics"}]}
+load:
+  stages: [{duration: 30s, users: 2, spawn_rate: 2}]
+  workload:
+    setup: [{path: /tenant, capture: {tenant: id}}]
+    on_start:
+      - {method: POST, path: /login, form: {user: u, tenant: "{tenant}"}, capture: {token: t}}
+    requests:
+      - {path: /items, headers: {Authorization: "Bearer {token}"}, depends_on: [db]}
+      - method: POST
+        path: /orders
+        body: "<o n='{seq}'/>"
+        content_type: application/xml
+        expect: [201]
+        write: {read_back: "/orders/{id}", headers: {Authorization: "Bearer {token}"}}
+faults: [{at: 10s, duration: 5s, proxy: db, type: hang}]
+"""
+)
+"""Every key that describes a service the toolkit has never seen, mutated like the catalogue."""
 CATALOGUE_DOCS = [
     yaml.safe_load(path.read_text()) for path in sorted((REPO / "experiments").glob("*.yaml"))
-]
+] + [DESCRIBED_SERVICE]
 FIELD_NAMES = [
     "name", "description", "tags", "target", "url", "proxies", "listen", "upstream", "shop",
     "mode", "options", "load", "preset", "stages", "duration", "users", "spawn_rate",
@@ -44,13 +68,16 @@ FIELD_NAMES = [
     "trace_sample", "slow_threshold", "faults", "at", "proxy", "type", "stream", "toxicity",
     "attributes", "latency", "slo", "baseline", "fault", "recovery", "p95", "error_rate",
     "endpoints", "within", "checks", "promql", "phase", "guards", "for", "grace",
-    "detectors", "profiles", "smoke",
+    "detectors", "profiles", "smoke", "form", "body", "content_type", "on_start", "setup",
+    "depends_on", "observe", "scrape", "job",
 ]  # fmt: skip
 NASTY_STRINGS = [
     "30 sec", "-5s", "1h1h", "500", "0.1%", "150%", "{int:5:1}", "{oops}", "{", "}", "nan",
     "inf", "-inf", "1e309", "", " ", "~", "null", "yes", "NO", "2024-01-01", "!!binary",
     "< 5", "between 5 and 1", "[bold]x[/]", ":a:", "\x00", "é", "💥", "a" * 300,
     "http://example.com", "127.0.0.1:99999", "postgres", "latency", "GET", "/orders/{id}",
+    "Bearer {token}", "application/x-www-form-urlencoded", "a=b&c", "text", "gateway",
+    "http://127.0.0.1:9/metrics", "x\r\ny",
 ]  # fmt: skip
 
 scalars = st.one_of(

@@ -9,7 +9,6 @@ from pathlib import Path
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector, footprint
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
-from resilience.analysis.detectors.timeout import TimeoutDetector
 from resilience.analysis.pipeline import run_detectors
 from resilience.cli.run import recovery_line
 from resilience.experiment import parse_experiment

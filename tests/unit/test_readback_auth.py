@@ -13,9 +13,9 @@ from urllib.parse import parse_qs
 import httpx
 
 from resilience.experiment import Experiment, parse_experiment
+from resilience.rundir.layout import RunDir
 from resilience.rundir.readback import ReadBack
 from resilience.runner.evidence import Sources, gather_readback, httpx_sender, readback_headers
-from resilience.rundir.layout import RunDir
 from resilience.testing.analysis import fault_phases, write_ack
 
 EXPERIMENT = """
