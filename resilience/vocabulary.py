@@ -50,7 +50,14 @@ ERROR_OUTCOMES: Final[tuple[str, ...]] = OUTCOMES[1:]
 BUILTIN_PROXIES: Final[tuple[str, ...]] = ("postgres", "orders", "catalog")
 """The Toxiproxy proxies of the built-in stack, in creation order (see stack/topology.py)."""
 
-STACK_SCRAPE_JOBS: Final[tuple[str, ...]] = ("toxiproxy", "jaeger", "catalog", "orders", "gateway")
+STACK_SCRAPE_JOBS: Final[tuple[str, ...]] = (
+    "toxiproxy",
+    "jaeger",
+    "catalog",
+    "orders",
+    "gateway",
+    "resilience",
+)
 """The Prometheus jobs of the built-in stack (stack/generate.py); an experiment's own
 ``observe.scrape`` jobs take other names."""
 

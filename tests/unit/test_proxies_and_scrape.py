@@ -20,9 +20,10 @@ from resilience.runner.target import (
     remove_scrape_jobs,
 )
 from resilience.stack import Ports, Stack, StackConfig
-from resilience.stack.generate import prometheus_config
+from resilience.stack.generate import PROMETHEUS_JOBS, prometheus_config
 from resilience.stack.state import load_scrape_jobs, save_scrape_jobs
 from resilience.testing.toxiproxy_fake import FakeToxiproxy
+from resilience.vocabulary import STACK_SCRAPE_JOBS
 
 FILE = """
 name: external
@@ -134,6 +135,11 @@ def test_scrape_jobs_go_into_prometheus_yml() -> None:
     assert yaml.safe_load(yaml.safe_dump(config)) == config
     with pytest.raises(ValueError, match="one of the stack's own"):
         prometheus_config(Ports(), extra_jobs={"gateway": "http://127.0.0.1:1/metrics"})
+
+
+def test_the_file_knows_every_job_name_of_the_stack() -> None:
+    """vocabulary.STACK_SCRAPE_JOBS (which the file refuses) are generate.py's jobs."""
+    assert set(STACK_SCRAPE_JOBS) == set(PROMETHEUS_JOBS)
 
 
 def test_scrape_jobs_file_round_trips_and_empties(tmp_path: Path) -> None:
