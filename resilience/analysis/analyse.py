@@ -377,6 +377,9 @@ def _traces(layout: RunDir, evidence: Evidence | None) -> tuple[dict[str, Any], 
                 continue
             if trace is not None:
                 traces[trace.trace_id] = trace
+    if evidence is not None and (evidence.traces.model_extra or {}).get("target_spans") is False:
+        # Only the load generator's own client spans: nothing in them explains the target.
+        return {}, evidence.traces.reason or "the target exported no spans"
     if traces:
         return traces, None
     if evidence is not None and evidence.traces.reason:

@@ -39,6 +39,7 @@ from resilience.load.plan import request_plan
 from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
+from resilience.runner.own_spans import CLIENT_SERVICE
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import JournalData
 from resilience.rundir.layout import RunDir
@@ -230,8 +231,26 @@ def gather_traces(layout: RunDir, phases: Sequence[Phase], sources: Sources) -> 
     )
     save_collection(collection, dict(wanted), layout.traces)
     got = len(collection.traces)
+    # The load generator exports its own client span for each kept request: a trace that
+    # holds nothing else says nothing about the target.
+    from_target = sum(
+        1
+        for trace in collection.traces.values()
+        if any(span.service != CLIENT_SERVICE for span in trace.spans)
+    )
     reason: str | None
     status: SourceStatus
+    if got and not from_target:
+        return SourceEvidence(
+            status="unavailable",
+            endpoint=sources.traces_endpoint,
+            wanted=len(wanted),
+            gathered=got,
+            reason=f"the target exported no spans: none of {len(wanted)} trace ids looked up "
+            f"holds a span of the target (only the load generator's own {CLIENT_SERVICE} "
+            "spans)",
+            target_spans=False,
+        )
     if collection.unavailable and not got:
         reason = next(iter(collection.missing.values()), "trace backend unavailable")
         status = "unavailable"

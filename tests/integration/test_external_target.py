@@ -102,8 +102,7 @@ def test_an_external_service_is_described_completely_and_judged_honestly(
     assert "the target exported no spans" in cascade["summary"]
     assert run.returncode == 1
 
-    # No finding cites a trace id: none was saved.
-    assert not list((out / "traces").glob("*.json")) if (out / "traces").is_dir() else True
+    # No finding cites a trace id: the saved traces hold only the load generator's spans.
     for finding in journal["findings"]:
         assert not finding["evidence"].get("trace_ids"), finding
         assert "trace_id" not in finding["evidence"], finding

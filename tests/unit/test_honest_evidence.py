@@ -258,3 +258,38 @@ def test_reports_say_the_target_exported_no_spans(tmp_path: Path) -> None:
         f"Traces: {NO_SPANS}.",
         "Setup failed for 3 user(s), who then stopped: POST /login: HTTP 401.",
     ]
+
+
+def test_traces_holding_only_the_load_generators_spans_mean_no_spans_from_the_target(
+    tmp_path: Path,
+) -> None:
+    """Every looked-up trace holds only our own client span: evidence says the target
+    exported no spans (target_spans false), and the analysis reads no traces from them."""
+    from resilience.analysis.analyse import _traces
+    from resilience.rundir.layout import RunDir
+    from resilience.rundir.load import LoadFiles
+    from resilience.runner.evidence import Sources, gather_traces
+    from resilience.runner.own_spans import CLIENT_SERVICE
+    from resilience.testing.analysis import TraceBuilder
+    from resilience.testing.observe_fakes import FakeTraceSource
+
+    refs = no_span_refs()
+    files = LoadFiles(tmp_path, t0=T0)
+    traces = []
+    for r in refs:
+        builder = TraceBuilder(r.trace_id)
+        builder.add(CLIENT_SERVICE, r.endpoint, r.t, r.t + r.latency, kind="client")
+        traces.append(builder.build())
+        files.write_trace(r)
+    files.close()
+    evidence = gather_traces(
+        RunDir(tmp_path),
+        PHASES,
+        Sources(prometheus=None, traces=FakeTraceSource(traces), target_url=None),
+    )
+    assert evidence.status == "unavailable"
+    assert evidence.reason is not None
+    assert evidence.reason.startswith("the target exported no spans: none of 6 trace ids")
+    assert (evidence.model_extra or {})["target_spans"] is False
+    Evidence(traces=evidence).save(tmp_path)
+    assert _traces(RunDir(tmp_path), Evidence.load(tmp_path)) == ({}, evidence.reason)
