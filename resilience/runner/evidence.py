@@ -39,7 +39,6 @@ from resilience.load.plan import request_plan
 from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
-from resilience.runner.own_spans import CLIENT_SERVICE
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import JournalData
 from resilience.rundir.layout import RunDir
@@ -48,6 +47,7 @@ from resilience.rundir.readback import EndpointReadBack, ReadAnswer, ReadBack
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.rundir.series import SeriesStore
 from resilience.rundir.traces import save_collection
+from resilience.runner.own_spans import CLIENT_SERVICE
 from resilience.vocabulary import Phase, iso_utc, phase_named
 
 logger = logging.getLogger(__name__)
