@@ -409,7 +409,7 @@ class _Report:
 
     def _finding(self, index: int, f: FindingRecord) -> str:
         css = "finding fails" if f.fails_run else "finding warns"
-        label = "fails the run" if f.fails_run else "warning: does not fail the run"
+        label = "fails the run" if f.fails_run else "does not fail the run"
         head = (
             f"<h3><span class='badge {_e(f.severity.lower())}'>{_e(f.severity)}</span> "
             f"{_e(f.kind)} <span class='muted'>({_e(label)})</span></h3>"
