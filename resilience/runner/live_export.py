@@ -21,6 +21,7 @@ use is logged and the run goes on without the export.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Latency bucket upper bounds, seconds (Prometheus' defaults, extended past the timeouts)."""
 DEFAULT_ADDRESS = "127.0.0.1"
+ADDRESS_ENV = "RESILIENCE_LOAD_METRICS_ADDRESS"
+"""Another address to serve on (compose's Prometheus reaches the host on the Docker bridge)."""
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,8 @@ def start_export(
     """Serve live metrics fed by ``recorder`` (a run's, or a game day's) on ``port``."""
     metrics = LoadMetrics(run, experiment=experiment, profile=profile, faults=faults, phase=phase)
     recorder.add_listener(metrics.on_event)
-    return LiveExport(metrics, port).start()
+    address = os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+    return LiveExport(metrics, port, address).start()
 
 
 def record_faults(records: Sequence[Mapping[str, Any]]) -> list[FaultState]:
