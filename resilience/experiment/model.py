@@ -248,10 +248,28 @@ class ScrapeJob(_Model):
     url: Annotated[str, AfterValidator(_metrics_url)]
 
 
+def _trace_ui_url(value: str) -> str:
+    """A trace UI's page for one trace: an http(s) URL with ``{trace_id}`` in it (only ever
+    a link in the report, never fetched, so it may name another host)."""
+    expected = (
+        "an http(s) URL with {trace_id} in it, like http://jaeger.example:16686/trace/{trace_id}"
+    )
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        raise ValueProblem(expected, describe(value)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "{trace_id}" not in value:
+        raise ValueProblem(expected, describe(value))
+    return value.strip()
+
+
 class Observe(_Model):
-    """How the run observes the target: its own metrics to scrape."""
+    """How the run observes the target: its own metrics to scrape, where its traces are seen."""
 
     scrape: list[ScrapeJob] = Field(default_factory=list, max_length=100)
+    trace_ui: Annotated[str, AfterValidator(_trace_ui_url)] | None = None
+    """The trace UI's page of one trace: reports link trace ids to it (default: the stack's
+    Jaeger UI)."""
 
     @model_validator(mode="after")
     def _unique(self) -> Observe:

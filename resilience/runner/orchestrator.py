@@ -528,6 +528,15 @@ class _Run:
         return written
 
 
+def _trace_ui(run: _Run) -> str:
+    """Where a person opens a trace: the experiment's ``observe.trace_ui``, else the
+    stack's Jaeger UI."""
+    observe = run.experiment.observe
+    if observe is not None and observe.trace_ui:
+        return observe.trace_ui
+    return jaeger_trace_ui(run.config.jaeger_query_url)
+
+
 def _timing(event: FaultEvent) -> dict[str, float]:
     """``lateness`` (seconds after the schedule), or ``early_by`` for a heal that came
     before its scheduled end, so no reader meets a negative lateness."""
@@ -676,7 +685,7 @@ def _analyse(run: _Run) -> Verdict | None:
                 target_url=run.prepared.url,
                 prometheus_endpoint=run.config.prometheus_url,
                 traces_endpoint=run.config.jaeger_query_url,
-                trace_ui=jaeger_trace_ui(run.config.jaeger_query_url),
+                trace_ui=_trace_ui(run),
                 own_spans=own.evidence,
                 client_spans=own.client_spans,
             ),
