@@ -154,7 +154,9 @@ class PlannedProxy:
     listen: str
     upstream: str
     action: str
-    """``keep`` (exists as wanted), ``create``, or ``update`` (exists, other addresses)."""
+    """``keep`` (exists as wanted), ``create``, ``conflict`` (a declared proxy exists with
+    other addresses: the run would stop with exit 2, as ``proxies up`` does) or ``update``
+    (one of the stack's own, with other addresses)."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ def preview_target(
         [(p.name, p.listen, p.upstream) for p in stack_proxies(config.ports)] if builtin else []
     )
     wanted += [(p.name, p.listen, p.upstream) for p in experiment.proxies]
+    declared = {p.name for p in experiment.proxies}
     existing: dict[str, Proxy] = {}
     if toxiproxy_runs:
         try:
@@ -231,10 +234,16 @@ def preview_target(
         current = existing.get(name)
         if current is None:
             action = "create"
-        elif (current.listen, current.upstream) == (listen, upstream):
+        elif _same_address(current.listen, listen) and _same_address(current.upstream, upstream):
             action = "keep"
+        elif name not in declared:
+            action = "update"  # the stack's own: its supervisor owns it
         else:
-            action = "update"
+            action = "conflict"
+            problems.append(
+                f"proxy {name!r} exists as {current.listen} -> {current.upstream}, the file "
+                f"wants {listen} -> {upstream}"
+            )
         proxies.append(PlannedProxy(name, listen, upstream, action))
     return TargetPreview(
         url=url or config.gateway_url,
@@ -402,9 +411,9 @@ def proxies_down(
 
 
 def _ensure_declared_proxies(client: ToxiproxyClient, experiment: Experiment) -> list[str]:
-    for proxy in experiment.proxies:
-        client.ensure_proxy(proxy.name, proxy.listen, proxy.upstream)
-    return [p.name for p in experiment.proxies]
+    """The run creates what ``proxies up`` would (and refuses the same conflicts: a run
+    never re-points a proxy someone else's service uses)."""
+    return [change.name for change in proxies_up(experiment, client)]
 
 
 def _check_fault_proxies(client: ToxiproxyClient, experiment: Experiment) -> None:

@@ -210,3 +210,17 @@ def test_a_run_without_scrape_jobs_leaves_prometheus_alone() -> None:
     text = FILE[:start] + FILE[end:]
     add_scrape_jobs(prepared(stack), experiment(text), lambda _m: None)
     assert stack.reloads == []
+
+
+def test_a_run_refuses_to_re_point_a_conflicting_proxy() -> None:
+    """The run's own proxy set-up is proxies up: a declared proxy that exists with other
+    addresses stops it (exit 2) instead of being silently re-pointed."""
+    from resilience.runner.target import _ensure_declared_proxies
+
+    toxiproxy = FakeToxiproxy()
+    toxiproxy.create_proxy("db", "127.0.0.1:25999", "127.0.0.1:6543")
+    with pytest.raises(ExperimentError, match="proxy 'db' exists as"):
+        _ensure_declared_proxies(cast(Any, toxiproxy), experiment())
+    assert toxiproxy.proxy("db").upstream == "127.0.0.1:6543"
+    toxiproxy.delete_proxy("db")
+    assert _ensure_declared_proxies(cast(Any, toxiproxy), experiment()) == ["db", "cache"]
