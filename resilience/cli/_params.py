@@ -49,3 +49,32 @@ JsonOpt = Annotated[
 RunDirArg = Annotated[
     Path, typer.Argument(metavar="DIR", help="A run directory (it holds journal.json).")
 ]
+ShopModeOpt = Annotated[
+    ShopModeName | None,
+    typer.Option(
+        "--shop-mode",
+        metavar="MODE",
+        help="The built-in shop's mode: fragile or hardened (default: the running shop's, "
+        "else hardened).",
+    ),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", metavar="URL", help="Base URL of another HTTP service on this machine."
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", metavar="N", min=1, help="Load worker processes (default: one per core)."
+    ),
+]
+NoStackOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-stack",
+        metavar=FLAG,
+        help="Do not start the local stack; fail if it is not running.",
+    ),
+]

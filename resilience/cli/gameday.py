@@ -16,7 +16,7 @@ import typer
 from rich.text import Text
 
 from resilience.cli._common import console, err_console, run_command
-from resilience.cli._params import FLAG
+from resilience.cli._params import FLAG, NoStackOpt, ShopModeOpt, TargetOpt, WorkersOpt
 
 gameday_app = typer.Typer(
     help="Game days: a live console to drive load and faults by hand, with notes and a report.",
@@ -56,19 +56,9 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
             help="Run this experiment's workload (no plan).",
         ),
     ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option("--target", metavar="URL", help="Base URL of another HTTP service here."),
-    ] = None,
-    shop_mode: Annotated[
-        str | None,
-        typer.Option(
-            "--shop-mode", metavar="MODE", help="fragile or hardened (the built-in shop)."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", min=1, help="Load worker processes.")
-    ] = None,
+    target: TargetOpt = None,
+    shop_mode: ShopModeOpt = None,
+    workers: WorkersOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -83,14 +73,7 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
             help="Bound the session, e.g. 30m (default: the plan's, 4h).",
         ),
     ] = None,
-    no_stack: Annotated[
-        bool,
-        typer.Option(
-            "--no-stack",
-            metavar=FLAG,
-            help="Do not start the local stack; fail if it is not running.",
-        ),
-    ] = False,
+    no_stack: NoStackOpt = False,
 ) -> None:
     """Start a session: prepare the target, hold a steady load, serve the console."""
 
@@ -103,10 +86,6 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
         from resilience.gameday.session import SESSION_FILE, Session, SessionOptions, write_private
         from resilience.runner.signals import interrupts_raise
 
-        if shop_mode is not None and shop_mode not in ("fragile", "hardened"):
-            raise ExperimentError(
-                "invalid --shop-mode", expected="fragile or hardened", got=shop_mode
-            )
         if target is not None:
             check_target_url(target)
         if plan is not None and experiment is not None:
@@ -133,7 +112,7 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
             )
         options = SessionOptions(
             out=out,
-            shop_mode=shop_mode,  # type: ignore[arg-type] # checked above
+            shop_mode=shop_mode,
             target=target.rstrip("/") if target else None,
             workers=workers,
             manage_stack=not no_stack,

@@ -26,7 +26,16 @@ from resilience.cli._common import (
     run_command,
     stdout_for_json,
 )
-from resilience.cli._params import FLAG, ExperimentArg, SetOpt, ShopModeName
+from resilience.cli._params import (
+    FLAG,
+    ExperimentArg,
+    NoStackOpt,
+    SetOpt,
+    ShopModeName,
+    ShopModeOpt,
+    TargetOpt,
+    WorkersOpt,
+)
 from resilience.errors import EXIT_INTERRUPTED, EXIT_PASSED, Interrupted
 from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.runner.signals import InterruptGate
@@ -310,39 +319,14 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
             "--out", "-o", metavar="DIR", help="Run directory (default runs/<UTC>-<name>/)."
         ),
     ] = None,
-    shop_mode: Annotated[
-        ShopModeName | None,
-        typer.Option(
-            "--shop-mode",
-            metavar="MODE",
-            help="The built-in shop's mode: fragile or hardened (default: the running shop's, "
-            "else hardened).",
-        ),
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target", metavar="URL", help="Base URL of another HTTP service on this machine."
-        ),
-    ] = None,
+    shop_mode: ShopModeOpt = None,
+    target: TargetOpt = None,
     overrides: SetOpt = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", metavar="N", min=1, help="Load worker processes (default: one per core)."
-        ),
-    ] = None,
+    workers: WorkersOpt = None,
     junit: Annotated[
         Path | None, typer.Option("--junit", metavar="FILE", help="Also copy the JUnit XML here.")
     ] = None,
-    no_stack: Annotated[
-        bool,
-        typer.Option(
-            "--no-stack",
-            metavar=FLAG,
-            help="Do not start the local stack; fail if it is not running.",
-        ),
-    ] = False,
+    no_stack: NoStackOpt = False,
     dry_run: Annotated[
         bool,
         typer.Option(

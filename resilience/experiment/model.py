@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -850,19 +850,20 @@ class Load(_Model):
 # ---------------------------------------------------------------------------- faults
 
 
-class Fault(_Model):
-    """One Toxiproxy action on the experiment clock: from ``at`` for ``duration``."""
+class FaultAction(_Model):
+    """What a fault does and where: the keys an experiment's fault and a game day's named
+    fault share. With ``duration`` it heals by itself after it (an experiment's always has
+    one; a game day's may not: it lasts until healed by hand)."""
 
-    at: Duration
-    duration: PositiveDuration
     proxy: NonEmpty
     type: FaultType
     stream: Literal["upstream", "downstream"] = "downstream"
     toxicity: Percent = 1.0
     attributes: dict[str, int | float | str] = Field(default_factory=dict)
+    duration: PositiveDuration | None = None
 
     @model_validator(mode="after")
-    def _attributes(self) -> Fault:
+    def _attributes(self) -> Self:
         converted, problems = normalize_attributes(self.type, self.attributes)
         if self.type in ("outage", "flap") and self.toxicity != 1.0:
             problems.append(
@@ -874,29 +875,50 @@ class Fault(_Model):
                     path=("toxicity",),
                 )
             )
-        reroll = float(converted.get("reroll", 1.0))
-        if self.type == "flaky" and reroll > 0 and self.duration / reroll > MAX_FAULT_STEPS:
-            problems.append(
-                Problem(
-                    f"a flaky fault re-drawn more than {MAX_FAULT_STEPS} times",
-                    expected="a longer reroll or a shorter fault",
-                    got=f"{format_duration(self.duration)} / {format_duration(reroll)}",
-                    path=("attributes", "reroll"),
-                )
-            )
-        period = converted.get("period", 10.0)
-        if self.type == "flap" and self.duration / float(period) > MAX_FAULT_STEPS:
-            problems.append(
-                Problem(
-                    f"a flap of more than {MAX_FAULT_STEPS} periods",
-                    expected="a longer period or a shorter fault",
-                    got=f"{format_duration(self.duration)} / {format_duration(float(period))}",
-                    path=("attributes", "period"),
-                )
-            )
+        if self.duration is not None:
+            problems.extend(_step_problems(self.type, self.duration, converted))
         raise_if(problems)
         self.attributes = converted
         return self
+
+    def describe(self) -> str:
+        attrs = ", ".join(f"{k}={v}" for k, v in self.attributes.items())
+        return f"{self.type} on {self.proxy}" + (f" ({attrs})" if attrs else "")
+
+
+def _step_problems(
+    type: str, duration: float, attributes: dict[str, int | float | str]
+) -> list[Problem]:
+    """A time-driven fault (flaky, flap) may not take more than ``MAX_FAULT_STEPS`` steps."""
+    problems: list[Problem] = []
+    reroll = float(attributes.get("reroll", 1.0))
+    if type == "flaky" and reroll > 0 and duration / reroll > MAX_FAULT_STEPS:
+        problems.append(
+            Problem(
+                f"a flaky fault re-drawn more than {MAX_FAULT_STEPS} times",
+                expected="a longer reroll or a shorter fault",
+                got=f"{format_duration(duration)} / {format_duration(reroll)}",
+                path=("attributes", "reroll"),
+            )
+        )
+    period = float(attributes.get("period", 10.0))
+    if type == "flap" and duration / period > MAX_FAULT_STEPS:
+        problems.append(
+            Problem(
+                f"a flap of more than {MAX_FAULT_STEPS} periods",
+                expected="a longer period or a shorter fault",
+                got=f"{format_duration(duration)} / {format_duration(period)}",
+                path=("attributes", "period"),
+            )
+        )
+    return problems
+
+
+class Fault(FaultAction):
+    """One Toxiproxy action on the experiment clock: from ``at`` for ``duration``."""
+
+    at: Duration
+    duration: PositiveDuration
 
     @property
     def end(self) -> float:

@@ -7,7 +7,6 @@ session from a terminal. Every call has a timeout; errors become the toolkit's o
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import httpx
 
 from resilience.errors import ExperimentError, ResilienceError, StackError
 from resilience.gameday.session import SESSION_FILE, read_session_file
+from resilience.runner.target import process_alive
 
 TIMEOUT = 10.0
 
@@ -36,7 +36,7 @@ class SessionClient:
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise StackError(f"{path} is readable by others (mode {oct(mode & 0o777)}); refusing")
         pid = int(info.get("pid", 0))
-        if pid and not _alive(pid):
+        if pid and not process_alive(pid):
             raise StackError(
                 f"the game-day session (pid {pid}) is gone; `resilience stack status` "
                 "heals what it left behind",
@@ -74,13 +74,3 @@ class SessionClient:
                 raise ExperimentError(f"the session refused: {message}")
             raise ResilienceError(f"the session answered {response.status_code}: {message}")
         return data
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

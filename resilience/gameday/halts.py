@@ -19,8 +19,8 @@ from resilience.observe.guards import (
     GuardMonitor,
     GuardTrip,
     LiveStats,
-    LoadGuard,
     PromqlGuard,
+    guard_of,
 )
 from resilience.observe.prometheus import PrometheusSource
 from resilience.vocabulary import Clock
@@ -32,14 +32,6 @@ class _Halt:
     origin: str
     monitor: GuardMonitor
     trip: GuardTrip | None = None
-
-
-def guard_of(guard: Guard) -> PromqlGuard | LoadGuard:
-    """The observe package's guard for an experiment-model guard."""
-    if guard.promql is not None:
-        return PromqlGuard(guard.name, guard.promql, guard.expect, guard.for_, guard.grace)
-    assert guard.load is not None  # the model requires one of promql and load
-    return LoadGuard(guard.name, guard.load, guard.expect, guard.endpoint, guard.for_, guard.grace)
 
 
 class HaltBoard:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from resilience.load.recorder import LiveStats
@@ -26,27 +26,13 @@ ALL = "all endpoints"
 
 @dataclass(frozen=True)
 class Sample:
+    """The recorder's live numbers of one endpoint (or all) at ``t`` on the session clock."""
+
     t: float
-    rps: float
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    error_rate: float | None
-    in_flight: int
-    users: int
+    stats: LiveStats
 
-
-def _sample(t: float, stats: LiveStats) -> Sample:
-    return Sample(
-        t=round(t, 2),
-        rps=round(stats.rps, 2),
-        p50=stats.p50,
-        p95=stats.p95,
-        p99=stats.p99,
-        error_rate=stats.error_rate,
-        in_flight=stats.in_flight,
-        users=stats.users,
-    )
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self.stats), "t": round(self.t, 2), "rps": round(self.stats.rps, 2)}
 
 
 class LiveMetrics:
@@ -63,9 +49,9 @@ class LiveMetrics:
         self._lock = threading.Lock()
 
     def sample(self, t: float) -> None:
-        samples = {ALL: _sample(t, self._live(WINDOW_S, None))}
+        samples = {ALL: Sample(t, self._live(WINDOW_S, None))}
         for name in self.endpoints:
-            samples[name] = _sample(t, self._live(WINDOW_S, name))
+            samples[name] = Sample(t, self._live(WINDOW_S, name))
         with self._lock:
             for name, value in samples.items():
                 self._series[name].append(value)
@@ -77,7 +63,7 @@ class LiveMetrics:
             for name, series in self._series.items():
                 if series:
                     latest = series[-1]
-                    rows.append({"endpoint": name, **latest.__dict__})
+                    rows.append({"endpoint": name, **latest.to_dict()})
             return rows
 
     def charts(
@@ -104,10 +90,10 @@ class LiveMetrics:
             ]
 
         def ms(s: Sample) -> float | None:
-            return None if s.p95 is None else s.p95 * 1000.0
+            return None if s.stats.p95 is None else s.stats.p95 * 1000.0
 
         def pct(s: Sample) -> float | None:
-            return None if s.error_rate is None else s.error_rate * 100.0
+            return None if s.stats.error_rate is None else s.stats.error_rate * 100.0
 
         def draw(
             chart_id: str, title: str, unit: str, value: Callable[[Sample], float | None]
@@ -127,11 +113,7 @@ class LiveMetrics:
             )
 
         return {
-            "rps": draw("chart-rps", "requests per second", "req/s", lambda s: s.rps),
+            "rps": draw("chart-rps", "requests per second", "req/s", lambda s: s.stats.rps),
             "p95": draw("chart-p95", "p95 latency", "ms", ms),
             "errors": draw("chart-errors", "error rate", "%", pct),
         }
-
-    def history(self) -> dict[str, list[dict[str, Any]]]:
-        with self._lock:
-            return {name: [s.__dict__ for s in values] for name, values in self._series.items()}

@@ -31,11 +31,11 @@ from resilience.experiment._problems import (
 )
 from resilience.experiment._translate import translate
 from resilience.experiment._yaml import parse_yaml
-from resilience.experiment.fault_types import FaultType, normalize_attributes
 from resilience.experiment.loader import display_name, load_experiment, read_source, resolve_source
 from resilience.experiment.model import (
     ArrivalStage,
     Experiment,
+    FaultAction,
     Guard,
     Load,
     NonEmpty,
@@ -48,45 +48,13 @@ from resilience.experiment.model import (
     Workload,
     _Model,
 )
-from resilience.experiment.units import Duration, Percent, PositiveDuration, format_percent
+from resilience.experiment.units import Duration, Percent, PositiveDuration
 from resilience.vocabulary import BUILTIN_PROXIES
 
 DEFAULT_MAX_DURATION = 4 * 3600.0
 MAX_MAX_DURATION = 24 * 3600.0
 DEFAULT_EXPERIMENT = "normal"
 """The workload a session runs when neither a plan nor ``--experiment`` names one."""
-
-
-class FaultAction(_Model):
-    """A fault to inject by hand: what and where; with ``duration`` it heals by itself."""
-
-    proxy: NonEmpty
-    type: FaultType
-    stream: Literal["upstream", "downstream"] = "downstream"
-    toxicity: Percent = 1.0
-    attributes: dict[str, int | float | str] = Field(default_factory=dict)
-    duration: PositiveDuration | None = None
-
-    @model_validator(mode="after")
-    def _attributes(self) -> FaultAction:
-        converted, problems = normalize_attributes(self.type, self.attributes)
-        if self.type in ("outage", "flap") and self.toxicity != 1.0:
-            problems.append(
-                Problem(
-                    f"toxicity has no meaning for {self.type} (a disabled proxy refuses every "
-                    "connection)",
-                    expected="no toxicity (or 100%)",
-                    got=format_percent(self.toxicity),
-                    path=("toxicity",),
-                )
-            )
-        raise_if(problems)
-        self.attributes = converted
-        return self
-
-    def describe(self) -> str:
-        attrs = ", ".join(f"{k}={v}" for k, v in self.attributes.items())
-        return f"{self.type} on {self.proxy}" + (f" ({attrs})" if attrs else "")
 
 
 class Step(_Model):

@@ -29,8 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from resilience.errors import ResilienceError
+from resilience.experiment.model import FaultAction
 from resilience.gameday.faults import FaultRefused
-from resilience.gameday.plan import FaultAction
 from resilience.gameday.state import StateError
 
 logger = logging.getLogger(__name__)

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from resilience.errors import FaultError, LoadError, ResilienceError, StackError
-from resilience.experiment.model import Guard
+from resilience.experiment.model import FaultAction, Guard
 from resilience.faults.timeline import FaultEvent
 from resilience.gameday.faults import FaultBoard, FaultRefused
 from resilience.gameday.halts import HaltBoard
 from resilience.gameday.live import LiveMetrics
-from resilience.gameday.plan import FaultAction, ResolvedPlan
+from resilience.gameday.plan import ResolvedPlan
 from resilience.gameday.state import SessionState, StateError, TimelineEntry
 from resilience.load.commands import SetRate, SetUsers
 from resilience.load.engine import LoadEngine

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from resilience.errors import ObserveError
+from resilience.experiment import model
 from resilience.experiment.expectation import Expectation
 from resilience.observe.prometheus import PrometheusSource, PrometheusUnavailable
 from resilience.vocabulary import Clock, MonotonicClock
@@ -131,6 +132,14 @@ class LoadGuard:
 
 
 Guard = PromqlGuard | LoadGuard
+
+
+def guard_of(guard: model.Guard) -> Guard:
+    """The watcher for an experiment's (or a game-day plan's) guard."""
+    if guard.promql is not None:
+        return PromqlGuard(guard.name, guard.promql, guard.expect, guard.for_, guard.grace)
+    assert guard.load is not None  # the model requires one of promql and load
+    return LoadGuard(guard.name, guard.load, guard.expect, guard.endpoint, guard.for_, guard.grace)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
 from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
-from resilience.observe.guards import GuardMonitor, LoadGuard, PromqlGuard
+from resilience.observe.guards import GuardMonitor, PromqlGuard, guard_of
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.observe.traces import JaegerTraceSource
 from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
@@ -345,12 +345,7 @@ class _Run:
         del now
 
     def _guard_monitor(self) -> GuardMonitor | None:
-        guards: list[PromqlGuard | LoadGuard] = []
-        for g in self.experiment.guards:
-            if g.promql is not None:
-                guards.append(PromqlGuard(g.name, g.promql, g.expect, g.for_, g.grace))
-            elif g.load is not None:
-                guards.append(LoadGuard(g.name, g.load, g.expect, g.endpoint, g.for_, g.grace))
+        guards = [guard_of(g) for g in self.experiment.guards]
         if not guards:
             return None
         if any(isinstance(g, PromqlGuard) for g in guards):

@@ -449,7 +449,7 @@ def active_run(config: StackConfig) -> tuple[int, str] | None:
         pid = int(raw.get("pid", 0))
     except (OSError, ValueError, TypeError):
         return None
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and process_alive(pid):
         return pid, str(raw.get("journal", ""))
     return None
 
@@ -476,7 +476,7 @@ def sweep_abandoned_runs(config: StackConfig) -> list[str]:
     except (OSError, ValueError):
         return []
     pid = int(raw.get("pid", 0))
-    if pid and _alive(pid):
+    if pid and process_alive(pid):
         return []
     messages: list[str] = []
     journal = Path(str(raw.get("journal", "")))
@@ -488,7 +488,8 @@ def sweep_abandoned_runs(config: StackConfig) -> list[str]:
     return messages
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
