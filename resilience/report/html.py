@@ -266,6 +266,9 @@ class _Report:
             ("duration", fmt_seconds(self.end)),
         ]
         text = " · ".join(f"{_e(k)}: <b>{_e(v)}</b>" for k, v in facts)
+        run_trace = self.run.run_trace_id
+        if run_trace:
+            text += f" · run trace: {self.trace_link(run_trace)}"
         return f"<h1>resilience report — {_e(j.experiment)}</h1><p class='facts'>{text}</p>"
 
     def verdict_box(self) -> str:

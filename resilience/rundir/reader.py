@@ -58,6 +58,8 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     _series: dict[str, SeriesFile | None] = field(default_factory=dict, init=False, repr=False)
     _traces: dict[str, Trace | None] = field(default_factory=dict, init=False, repr=False)
+    _evidence: Evidence | None = field(default=None, init=False, repr=False)
+    _evidence_read: bool = field(default=False, init=False, repr=False)
 
     @property
     def layout(self) -> RunDir:
@@ -137,15 +139,35 @@ class RunData:
         return self._traces[key]
 
     @property
+    def evidence(self) -> Evidence | None:
+        """The evidence manifest (``evidence.json``), or None (older runs, or unreadable:
+        then listed in ``problems``)."""
+        if not self._evidence_read:
+            self._evidence_read = True
+            try:
+                self._evidence = Evidence.load(self.run_dir)
+            except ObserveError as exc:
+                self._problem(f"evidence.json: unreadable ({exc})")
+                self._evidence = None
+        return self._evidence
+
+    @property
     def trace_ui(self) -> str | None:
         """The trace UI's URL for one trace, ``{trace_id}`` to fill in, as the run recorded it
         in ``evidence.json`` (None when unknown: trace ids are then shown, not linked)."""
-        try:
-            evidence = Evidence.load(self.run_dir)
-        except ObserveError as exc:
-            self._problem(f"evidence.json: unreadable ({exc})")
-            return None
+        evidence = self.evidence
         return evidence.trace_ui if evidence is not None else None
+
+    @property
+    def run_trace_id(self) -> str | None:
+        """The id of the run's own trace (run, phases, faults), when it was exported."""
+        evidence = self.evidence
+        if evidence is None or evidence.client_spans is None:
+            return None
+        if evidence.client_spans.status not in ("gathered", "partial"):
+            return None
+        value = (evidence.client_spans.model_extra or {}).get("run_trace_id")
+        return str(value) if value else None
 
     def _problem(self, note: str) -> None:
         logger.warning("skipping evidence %s", note)

@@ -129,12 +129,17 @@ def test_finding_evidence_waterfall_highlights_explaining_span(fragile: str) -> 
 
 def test_trace_ids_link_to_the_trace_ui(tmp_path: Path) -> None:
     """With the trace UI's URL recorded in evidence.json, every trace id is a link to it."""
-    from resilience.rundir.evidence import Evidence
+    from resilience.rundir.evidence import Evidence, SourceEvidence
 
     view = write_sample_run(tmp_path, load_files=False)
-    Evidence(trace_ui="http://127.0.0.1:16686/trace/{trace_id}").save(tmp_path)
+    own = SourceEvidence(status="gathered", run_trace_id="ab" * 16)
+    Evidence(trace_ui="http://127.0.0.1:16686/trace/{trace_id}", client_spans=own).save(tmp_path)
     html = render_html(read_run(tmp_path, load=view))
     assert f"href='http://127.0.0.1:16686/trace/{CASCADE_TRACE}'" in html
+    header = html[: html.index("id='verdict'")]
+    assert (
+        "run trace: <a class='trace-link' href='http://127.0.0.1:16686/trace/" + "ab" * 16 in header
+    )
     links = re.findall(r"<a class='trace-link' href='([^']*)'", html)
     assert links and all(u.startswith("http://127.0.0.1:16686/trace/") for u in links)
 
