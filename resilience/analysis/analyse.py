@@ -24,6 +24,7 @@ import resilience
 from resilience.analysis.checks import Check, CheckResult, builtin_shop_checks, evaluate_checks
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
+from resilience.analysis.phases import phased_of_run
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
 from resilience.analysis.rig import (
@@ -57,9 +58,6 @@ from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import Phase, iso_utc, phases_from_faults
 
 logger = logging.getLogger(__name__)
-
-PHASE_RULE = "send_time"
-"""How requests are assigned to phases: by the second they were sent in."""
 
 BUILTIN_SERVICES = {"postgres": "postgresql", "orders": "shop-orders", "catalog": "shop-catalog"}
 """The service names the built-in shop's spans give each proxied dependency."""
@@ -147,11 +145,13 @@ def analyse(
     warmup = phases[0].start if phases else 0.0
 
     rig = rig_report(read_rig(layout.path), phases, load, end=load_end)
+    phased = phased_of_run(journal, load, phases)
+    answered = phased_of_run(journal, without_outage(load, rig), phases)
     say("computing SLOs and recovery")
-    slo_results = evaluate_slos(load, phases, experiment.slo.phases())
+    slo_results = evaluate_slos(phased, phases, experiment.slo.phases())
     budget = experiment.slo.recovery.within if experiment.slo.recovery else None
     recovery = measure_recovery(
-        without_outage(load, rig),
+        answered,
         phases,
         band_k=experiment.recovery.band_k,
         stable_seconds=experiment.recovery.stable_seconds,
@@ -202,6 +202,7 @@ def analyse(
         shop_mode=journal.shop_mode,
         faulted_dependencies=_dependencies(experiment, journal),
         target_down_seconds=frozenset(rig.down_seconds()),
+        phased=answered,
     )
     findings = run_detectors(ctx)
     outage = outage_finding(rig)
@@ -219,7 +220,7 @@ def analyse(
         checks=check_results,
         findings=findings,
         analysis={
-            "phase_rule": PHASE_RULE,
+            "phase_rule": phased.method,
             "warmup_seconds": round(warmup, 3),
             "version": resilience.__version__,
         },

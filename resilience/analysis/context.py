@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.recovery import RecoveryResult
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import FaultWindow, Phase, ShopMode, phase_named
@@ -58,9 +59,30 @@ class AnalysisContext:
     target_down_seconds: frozenset[int] = frozenset()
     """Seconds the target did not answer at all (analysis/rig.py): cascade judgements
     leave them out, so a dead target is never read as a dependency's cascade."""
+    phased: PhasedLoad | None = None
+    """The load split by phase (requests placed by their [sent, ended] interval); None:
+    by send time (``load`` and each phase's seconds)."""
 
     def phase(self, name: str) -> Phase | None:
         return phase_named(self.phases, name)
+
+    def _phased(self) -> PhasedLoad:
+        if self.phased is None:
+            load = self.load
+            if self.target_down_seconds:
+                from resilience.analysis.rig import WithoutSeconds  # rig imports detectors
+
+                load = WithoutSeconds(load, set(self.target_down_seconds))
+            self.phased = PhasedLoad(load, self.phases)
+        return self.phased
+
+    def phase_load(self, name: str) -> LoadView:
+        """Only the requests of phase ``name`` (per send second)."""
+        return self._phased().view(name)
+
+    def phase_seconds(self, name: str) -> list[int]:
+        """The send seconds holding requests of phase ``name``."""
+        return self._phased().seconds(name)
 
     def settings(self, kind: str) -> DetectorSettings | None:
         return next((v for k, v in self.experiment.detectors.items() if k == kind), None)
@@ -72,8 +94,19 @@ class AnalysisContext:
         return float(settings.params[name])
 
     def refs_in(self, phase: Phase, *, endpoint: str | None = None) -> list[TraceRef]:
-        return [
-            r
-            for r in self.trace_refs
-            if phase.start <= r.t < phase.end and (endpoint is None or r.endpoint == endpoint)
-        ]
+        """The kept trace ids of phase ``phase``: by their [sent, ended] interval against
+        the run's phase marks when it has them, else by send time."""
+        rule = self.phased.rule if self.phased is not None else None
+        out: list[TraceRef] = []
+        for ref in self.trace_refs:
+            if endpoint is not None and ref.endpoint != endpoint:
+                continue
+            if rule is not None and phase.name in ("baseline", "fault", "recovery"):
+                inside = ref.t >= (self.phased.warmup if self.phased else 0.0) and (
+                    rule.phase_of_interval(ref.t, ref.t + ref.latency) == phase.name
+                )
+            else:
+                inside = phase.start <= ref.t < phase.end
+            if inside:
+                out.append(ref)
+        return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from resilience.histogram import new_histogram, percentiles_ms
-from resilience.rundir.load import LoadView
+from resilience.rundir.load import LoadView, Segment
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 
 
@@ -73,6 +73,13 @@ class MemoryLoadView:
     ) -> tuple[HdrHistogram, dict[str, int]] | None:
         source = self._aggregate() if endpoint is None else self.data.get(endpoint, {})
         return source.get(second)
+
+    def segments(self, endpoint: str, second: int) -> dict[str, Segment]:
+        """Everything in ``0-0``: an in-memory view has no phase marks."""
+        entry = self._entry(endpoint, second)
+        if entry is None or not sum(entry[1].values()):
+            return {}
+        return {"0-0": Segment(dict(entry[1]), entry[0])}
 
     def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
         entry = self._entry(endpoint, second)

@@ -30,7 +30,7 @@ from hdrh.histogram import HdrHistogram
 
 from resilience.analysis.detectors.base import Finding
 from resilience.errors import EXIT_UNAVAILABLE
-from resilience.rundir.load import LoadView
+from resilience.rundir.load import LoadView, Segment
 from resilience.rundir.rig import SOURCES, RigSample
 from resilience.vocabulary import Phase
 
@@ -327,6 +327,9 @@ class WithoutSeconds:
     @property
     def seconds(self) -> Sequence[int]:
         return [s for s in self._view.seconds if s not in self._hidden]
+
+    def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
+        return {} if second in self._hidden else self._view.segments(endpoint, second)
 
     def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
         return None if second in self._hidden else self._view.histogram(endpoint, second)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from resilience.analysis.data import WindowStats, window_stats
+from resilience.analysis.phases import PhasedLoad
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
 
@@ -92,15 +93,20 @@ def _check(
 
 
 def evaluate_slos(
-    view: LoadView, phases: Sequence[Phase], slo: Mapping[str, PhaseThresholds | None]
+    load: LoadView | PhasedLoad,
+    phases: Sequence[Phase],
+    slo: Mapping[str, PhaseThresholds | None],
 ) -> list[SloResult]:
-    """Evaluate ``slo[phase_name]`` (whole target, then each named endpoint) on each phase."""
+    """Evaluate ``slo[phase_name]`` (whole target, then each named endpoint) on each phase:
+    over the requests of the phase (by their [sent, ended] interval when ``load`` is a
+    ``PhasedLoad`` of a run with phase marks, else by send time)."""
+    phased = load if isinstance(load, PhasedLoad) else PhasedLoad(load, phases)
     results: list[SloResult] = []
     for phase in phases:
         thresholds = slo.get(phase.name)
         if thresholds is None:
             continue
-        seconds = list(phase.seconds())
+        view, seconds = phased.of(phase.name)
         results.extend(_check(phase.name, None, thresholds, window_stats(view, None, seconds)))
         for endpoint, per_endpoint in thresholds.endpoints.items():
             stats = window_stats(view, endpoint, seconds)

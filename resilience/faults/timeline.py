@@ -158,10 +158,14 @@ class FaultTimeline:
         on_event: OnEvent | None = None,
         *,
         ledger: FaultLedger | Path | None = None,
+        on_before_apply: Callable[[int], None] | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
         self.on_event = on_event
+        self.on_before_apply = on_before_apply
+        """Called with a fault's index just before its first Toxiproxy call: the earliest
+        moment it can act (the run's phase mark)."""
         self.ledger = FaultLedger(ledger) if isinstance(ledger, Path) else ledger
         ordered = sorted(specs, key=lambda s: s.index)
         indexes = [s.index for s in ordered]
@@ -386,6 +390,8 @@ class FaultTimeline:
                         recorded_at=iso_utc(time.time()),
                     )
                 )
+            if self.on_before_apply is not None:
+                self.on_before_apply(spec.index)
             if plan.toxic is not None:
                 state.toxic_live = True
                 try:

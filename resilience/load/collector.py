@@ -5,7 +5,15 @@ The request path calls ``begin`` when a request is due (its intended send time) 
 Once a second, ``tick`` turns what is complete into events: the live tick of the second
 that just ended (by completion time), and every send-second that is final (no request
 can still be sent in it and none of its requests is in flight), in order, as
-``SecondSample``. Trace ids of failed and slow requests are always kept and a sample of
+``SecondSample``.
+
+When the run has faults, the parent sends **phase marks** (``set_marks``): the times a
+fault began to act or was healed, and how far they are known. Each request is then placed
+by its interval [sent, ended]: its segment ``i-j`` says it was sent after ``i`` marks and
+ended after ``j``, so the analysis can put a request sent before a fault that ended after
+it into the fault phase (not the baseline), and count for recovery only requests sent after
+the heal. A send-second is held back until the marks are known past the end of its last
+request; a second whose requests fall in several segments carries one part per segment. Trace ids of failed and slow requests are always kept and a sample of
 the rest, at most ``trace_cap`` per second (sampled OK requests may use half of that), the
 excess counted as dropped. No gevent here: the worker drives it, unit tests drive it with
 a fake clock.
@@ -16,14 +24,15 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from resilience import histogram as hist
-from resilience.load.samples import EndpointSecond, LiveTick, LoadEvent, SecondSample
+from resilience.load.samples import EndpointSecond, LiveTick, LoadEvent, SecondSample, SegmentPart
 from resilience.rundir.records import TraceReason, TraceRef, WriteAck
 from resilience.vocabulary import OUTCOMES
 
@@ -62,6 +71,11 @@ class _Bucket:
     latencies: dict[str, list[int]] = field(default_factory=dict)
     counts: dict[str, list[int]] = field(default_factory=dict)
     unsent: dict[str, int] = field(default_factory=dict)
+    # Per request, only while phase marks are tracked: when it was sent and ended, its outcome.
+    sent: dict[str, list[float]] = field(default_factory=dict)
+    done: dict[str, list[float]] = field(default_factory=dict)
+    outcomes: dict[str, list[int]] = field(default_factory=dict)
+    last_done: float = -math.inf
 
 
 def _endpoint_seconds(
@@ -78,6 +92,39 @@ def _endpoint_seconds(
     return result
 
 
+def segment_key(sent: float, done: float, marks: Sequence[float]) -> str:
+    """``i-j``: how many marks are at or before the send time and the end time."""
+    return f"{bisect_right(marks, sent)}-{bisect_right(marks, done)}"
+
+
+def _segmented(bucket: _Bucket, marks: Sequence[float]) -> dict[str, EndpointSecond]:
+    """The bucket's endpoints, each placed against ``marks`` (one segment, or parts)."""
+    result = _endpoint_seconds(bucket.latencies, bucket.counts, bucket.unsent)
+    if not marks:
+        return result
+    for endpoint, whole in result.items():
+        groups: dict[str, tuple[list[int], list[int]]] = {}
+        sent, done = bucket.sent.get(endpoint, []), bucket.done.get(endpoint, [])
+        outcomes, latencies = bucket.outcomes.get(endpoint, []), bucket.latencies[endpoint]
+        for k in range(len(sent)):
+            key = segment_key(sent[k], done[k], marks)
+            values, counts = groups.setdefault(key, ([], [0] * len(OUTCOMES)))
+            values.append(latencies[k])
+            counts[outcomes[k]] += 1
+        if len(groups) == 1:
+            result[endpoint] = replace(whole, segment=next(iter(groups)))
+        elif groups:
+            parts = {
+                key: SegmentPart(
+                    counts=dict(zip(OUTCOMES, counts, strict=True)),
+                    histogram=hist.encode(hist.from_values(values)),
+                )
+                for key, (values, counts) in sorted(groups.items())
+            }
+            result[endpoint] = replace(whole, segment="", parts=parts)
+    return result
+
+
 class Collector:
     """Buckets requests by send second; emits final seconds, live ticks, traces, writes."""
 
@@ -90,8 +137,12 @@ class Collector:
         trace_sample: float,
         trace_cap: int,
         rng: random.Random,
+        track_phases: bool = False,
     ) -> None:
         self.worker = worker
+        self._track = track_phases
+        self._marks: list[float] = []
+        self._marks_upto = -math.inf if track_phases else math.inf
         self._emit = emit
         self._slow = slow_threshold
         self._sample = trace_sample
@@ -161,6 +212,11 @@ class Collector:
             bucket.counts[endpoint] = [0] * len(OUTCOMES)
         values.append(latency_us)
         bucket.counts[endpoint][outcome] += 1
+        if self._track:
+            bucket.sent.setdefault(endpoint, []).append(send_t)
+            bucket.done.setdefault(endpoint, []).append(done_t)
+            bucket.outcomes.setdefault(endpoint, []).append(outcome)
+            bucket.last_done = max(bucket.last_done, done_t)
         if unsent:
             bucket.unsent[endpoint] = bucket.unsent.get(endpoint, 0) + 1
 
@@ -255,6 +311,15 @@ class Collector:
             )
         )
 
+    # -- phase marks --------------------------------------------------------------------
+
+    def set_marks(self, marks: Sequence[float], upto: float | None) -> None:
+        """The phase marks so far and how far they are known (``None``: final)."""
+        if not self._track:
+            return
+        self._marks = sorted(marks)
+        self._marks_upto = math.inf if upto is None else max(self._marks_upto, upto)
+
     # -- once a second ----------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -316,13 +381,19 @@ class Collector:
             bucket = self._buckets.get(self._next_second)
             if bucket is not None and bucket.pending > 0:
                 return
+            if bucket is not None and bucket.last_done > self._marks_upto:
+                return  # a mark may still come that falls inside one of its requests
             self._emit_second(self._next_second, bucket)
             self._next_second += 1
 
     def _emit_second(self, second: int, bucket: _Bucket | None) -> None:
         endpoints: dict[str, EndpointSecond] = {}
         if bucket is not None:
-            endpoints = _endpoint_seconds(bucket.latencies, bucket.counts, bucket.unsent)
+            endpoints = (
+                _segmented(bucket, self._marks)
+                if self._track
+                else _endpoint_seconds(bucket.latencies, bucket.counts, bucket.unsent)
+            )
             del self._buckets[second]
         self._emit(SecondSample(worker=self.worker, second=second, endpoints=endpoints))
 

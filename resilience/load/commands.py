@@ -7,6 +7,8 @@ restarting it (its Locust runner, its open-model scheduler and its recording car
 - ``SetUsers``: hold ``users`` users in total (this worker takes its even share), ramping at
   ``spawn_rate`` users per second in total. Closed model only.
 - ``SetRate``: send ``rps`` requests per second in total from now on. Open model only.
+- ``PhaseMarks``: the times at which faults began to act or were healed, and how far they
+  are known; the worker's recording places each request by its [sent, ended] interval.
 
 A worker answers every command with a ``CommandAck`` event on stdout (``samples``) saying
 whether it applied it. A new command type is one dataclass here, one entry in ``_TYPES``
@@ -67,9 +69,41 @@ class SetRate:
         return f"{self.rps:g} requests/s"
 
 
-Command = SetUsers | SetRate
+@dataclass(frozen=True)
+class PhaseMarks:
+    """The phase marks so far (experiment-clock seconds at which a fault began to act or was
+    healed, in order) and ``upto``: no mark earlier than it will be added (``None``: the
+    list is final). A worker holds back a second's record until ``upto`` has passed every
+    request of it ended, so each request is placed by its [sent, ended] interval against
+    marks that are all known (docs/load.md). Not acknowledged: it is sent several times a
+    second."""
 
-_TYPES: dict[type[Any], str] = {SetUsers: "set_users", SetRate: "set_rate"}
+    marks: tuple[float, ...]
+    upto: float | None
+
+    def __post_init__(self) -> None:
+        values = [*self.marks, *([] if self.upto is None else [self.upto])]
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"phase marks are numbers, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"phase marks are finite, got {value!r}")
+        if list(self.marks) != sorted(self.marks):
+            raise ValueError(f"phase marks must be in order, got {list(self.marks)}")
+        object.__setattr__(self, "marks", tuple(float(m) for m in self.marks))
+
+    def describe(self) -> str:
+        upto = "final" if self.upto is None else f"up to {self.upto:.3f}"
+        return f"{len(self.marks)} phase mark(s), {upto}"
+
+
+Command = SetUsers | SetRate | PhaseMarks
+
+_TYPES: dict[type[Any], str] = {
+    SetUsers: "set_users",
+    SetRate: "set_rate",
+    PhaseMarks: "phase_marks",
+}
 _CLASSES: dict[str, type[Any]] = {name: cls for cls, name in _TYPES.items()}
 
 

@@ -40,7 +40,7 @@ from typing import IO
 
 import resilience
 from resilience.errors import LoadError
-from resilience.load.commands import Command, command_type, encode_command
+from resilience.load.commands import Command, PhaseMarks, command_type, encode_command
 from resilience.load.plan import LoadPlan
 from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, decode_event
 
@@ -214,7 +214,8 @@ class LoadEngine:
             sent += 1
         if not sent:
             raise LoadError(f"cannot send {command_type(command)}: no load worker is running")
-        logger.info("load command to %d worker(s): %s", sent, encode_command(command))
+        log = logger.debug if isinstance(command, PhaseMarks) else logger.info
+        log("load command to %d worker(s): %s", sent, encode_command(command))
         return sent
 
     def _write(self, child: _Child, line: bytes) -> None:

@@ -103,6 +103,9 @@ class LoadPlan(_Frozen):
     slow_threshold: float = Field(default=1.0, gt=0)
     trace_cap: int = Field(default=DEFAULT_TRACE_CAP, ge=1)
     seed: int | None = None
+    phase_marks: bool = False
+    """The parent will send phase marks (the run has faults): place each request by its
+    [sent, ended] interval, holding a second back until the marks are known past it."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LoadPlan:
@@ -218,6 +221,7 @@ def plan_from_experiment(
             trace_sample=float(load.trace_sample),
             slow_threshold=float(load.slow_threshold),
             seed=seed,
+            phase_marks=bool(experiment.faults),
         )
     except ValidationError as exc:
         raise ExperimentError(f"the load section cannot be run: {exc}") from exc

@@ -15,13 +15,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from resilience import histogram as hist
-from resilience.load.samples import LiveTick, LoadEvent, SecondSample, WorkerExit, empty_counts
-from resilience.rundir.load import LoadFiles
+from resilience.load.samples import (
+    EndpointSecond,
+    LiveTick,
+    LoadEvent,
+    SecondSample,
+    WorkerExit,
+    empty_counts,
+)
+from resilience.rundir.load import LoadFiles, Segment
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 
@@ -57,18 +63,43 @@ class _Second:
     histograms: dict[str, HdrHistogram] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     unsent: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, dict[str, Segment]] = field(default_factory=dict)
+    """Per endpoint, per phase-mark segment (``i-j``): its counts and histogram."""
 
-    def add(self, sample_endpoints: Mapping[str, Any], *, decode: bool = True) -> None:
+    def add(
+        self, sample_endpoints: Mapping[str, EndpointSecond], *, segments: bool = False
+    ) -> None:
         for name, data in sample_endpoints.items():
             counts = self.counts.setdefault(name, empty_counts())
             for key, value in data.counts.items():
                 counts[key] = counts.get(key, 0) + value
             self.unsent[name] = self.unsent.get(name, 0) + data.unsent
-            if decode and data.histogram:
+            whole = data.decode() if data.histogram else None
+            if whole is not None:
                 target = self.histograms.get(name)
                 if target is None:
                     target = self.histograms[name] = hist.new_histogram()
-                target.add(data.decode())
+                target.add(whole)
+            if not segments:
+                continue
+            mine = self.segments.setdefault(name, {})
+            if data.parts:
+                for key, part in data.parts.items():
+                    _merge(mine, key, part.counts, part.decode())
+            else:
+                _merge(mine, data.segment or "0-0", data.counts, whole)
+
+
+def _merge(
+    into: dict[str, Segment], key: str, counts: Mapping[str, int], histogram: HdrHistogram | None
+) -> None:
+    segment = into.get(key)
+    if segment is None:
+        segment = into[key] = Segment(empty_counts(), hist.new_histogram())
+    for outcome, value in counts.items():
+        segment.counts[outcome] = segment.counts.get(outcome, 0) + value
+    if histogram is not None and segment.histogram is not None:
+        segment.histogram.add(histogram)
 
 
 class LoadRecorder:
@@ -150,7 +181,7 @@ class LoadRecorder:
                 sample.second,
             )
             return
-        self._pending.setdefault(sample.second, _Second()).add(sample.endpoints)
+        self._pending.setdefault(sample.second, _Second()).add(sample.endpoints, segments=True)
         self._reported[sample.worker] = max(self._reported.get(sample.worker, -1), sample.second)
         self._write_complete()
 
@@ -168,7 +199,9 @@ class LoadRecorder:
         for name in sorted(data.counts):
             if name not in self._endpoints:
                 self._endpoints.append(name)
-        self.requests += self._files.write_second(second, data.counts, data.histograms, data.unsent)
+        self.requests += self._files.write_second(
+            second, data.counts, data.histograms, data.unsent, data.segments
+        )
 
     def _on_live(self, tick: LiveTick) -> None:
         entry = self._live.setdefault(tick.second, _Second())

@@ -40,10 +40,26 @@ class EndpointSecond:
     counts: dict[str, int]
     histogram: str
     unsent: int = 0
+    segment: str = "0-0"
+    """Where this second's requests fall against the phase marks: ``"i-j"`` when every one
+    was sent after ``i`` marks and ended after ``j`` (``0-0``: before any mark)."""
+    parts: dict[str, SegmentPart] = field(default_factory=dict)
+    """When the requests fall in more than one segment: counts and histogram of each."""
 
     @property
     def n(self) -> int:
         return sum(self.counts.values())
+
+    def decode(self) -> HdrHistogram:
+        return hist.decode(self.histogram)
+
+
+@dataclass(frozen=True)
+class SegmentPart:
+    """The requests of one second and endpoint in one segment (see ``EndpointSecond``)."""
+
+    counts: dict[str, int]
+    histogram: str
 
     def decode(self) -> HdrHistogram:
         return hist.decode(self.histogram)
@@ -131,6 +147,12 @@ def encode_event(event: LoadEvent) -> str:
     """One line of compact JSON (no newline) with a ``type`` key."""
     body = asdict(event)
     body["type"] = _TYPES[type(event)]
+    for endpoint in body.get("endpoints", {}).values():
+        # The common case (no fault yet, one segment) stays as small as before.
+        if endpoint.get("segment") == "0-0":
+            del endpoint["segment"]
+        if not endpoint.get("parts"):
+            endpoint.pop("parts", None)
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -140,6 +162,14 @@ def _endpoints(raw: dict[str, Any]) -> dict[str, EndpointSecond]:
             counts={k: int(v) for k, v in value["counts"].items()},
             histogram=str(value["histogram"]),
             unsent=int(value.get("unsent", 0)),
+            segment=str(value.get("segment", "0-0")),
+            parts={
+                key: SegmentPart(
+                    counts={k: int(v) for k, v in part["counts"].items()},
+                    histogram=str(part["histogram"]),
+                )
+                for key, part in value.get("parts", {}).items()
+            },
         )
         for name, value in raw.items()
     }

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resilience.errors import LoadError
-from resilience.load.commands import Command, SetRate, SetUsers, command_type, decode_command
+from resilience.load.commands import (
+    Command,
+    PhaseMarks,
+    SetRate,
+    SetUsers,
+    command_type,
+    decode_command,
+)
 from resilience.load.samples import (
     CommandAck,
     LoadEvent,
@@ -99,6 +106,7 @@ class Worker:
             trace_sample=plan.trace_sample,
             trace_cap=plan.trace_cap,
             rng=random.Random(self.rng.getrandbits(64)),
+            track_phases=plan.phase_marks,
         )
         self.reason = ""
         self._stdin_pending = stdin_pending
@@ -276,6 +284,10 @@ class Worker:
             self.output.emit(
                 CommandAck(self.plan.worker, "invalid", self.clock.now(), ok=False, detail=str(exc))
             )
+            return
+        if isinstance(command, PhaseMarks):
+            # For the recording, not the load: applied at once, and not acknowledged.
+            self.collector.set_marks(command.marks, command.upto)
             return
         if self.shape is None and self.scheduler is None:
             self._held.append(command)  # before t0: applied when the load starts

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from resilience.analysis.data import WindowStats, second_series, window_stats
+from resilience.analysis.phases import phased_of_run
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
@@ -223,9 +224,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _samples(view: LoadView, endpoint: str | None, phase: Phase) -> tuple[list[float], list[float]]:
+def _samples(
+    view: LoadView, endpoint: str | None, seconds: Sequence[int]
+) -> tuple[list[float], list[float]]:
     """One-second p95 (ms) and error-rate samples of the seconds that had requests."""
-    series = second_series(view, endpoint, phase.seconds())
+    series = second_series(view, endpoint, seconds)
     p95 = [v for v in series.p95 if v is not None]
     rates = [series.errors[i] / n for i, n in enumerate(series.requests) if n]
     return p95, rates
@@ -306,6 +309,8 @@ def _phase_deltas(
     endpoints: list[str | None] = [None, *sorted(set(va.endpoints) | set(vb.endpoints))]
     deltas: list[PhaseDelta] = []
     phases_a, phases_b = run_a.phases, run_b.phases
+    by_phase_a = phased_of_run(run_a.journal, va, phases_a)
+    by_phase_b = phased_of_run(run_b.journal, vb, phases_b)
     for name in PHASES:
         pa, pb = phase_named(phases_a, name), phase_named(phases_b, name)
         if pa is None or pb is None:
@@ -314,11 +319,15 @@ def _phase_deltas(
             continue
         if name == "recovery":
             pa, pb = _after_recovery(pa, pb, run_a, run_b, notes)
+        view_a, secs_a = by_phase_a.of(name)
+        view_b, secs_b = by_phase_b.of(name)
+        secs_a = [s for s in secs_a if s + 0.5 >= pa.start]
+        secs_b = [s for s in secs_b if s + 0.5 >= pb.start]
         for endpoint in endpoints:
-            a = Side.of(window_stats(va, endpoint, pa.seconds()))
-            b = Side.of(window_stats(vb, endpoint, pb.seconds()))
-            lat_a, err_a = _samples(va, endpoint, pa)
-            lat_b, err_b = _samples(vb, endpoint, pb)
+            a = Side.of(window_stats(view_a, endpoint, secs_a))
+            b = Side.of(window_stats(view_b, endpoint, secs_b))
+            lat_a, err_a = _samples(view_a, endpoint, secs_a)
+            lat_b, err_b = _samples(view_b, endpoint, secs_b)
             deltas.append(
                 PhaseDelta(
                     phase=name,

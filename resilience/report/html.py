@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from resilience.analysis.data import second_series
+from resilience.analysis.phases import phased_of_run
 from resilience.observe.spans import Span, Trace
 from resilience.report import story, svg
 from resilience.report.summary import (
@@ -506,8 +507,9 @@ class _Report:
         if self.load is None:
             parts.append("<p class='muted'>No load data.</p></section>")
             return "".join(parts)
+        phased = phased_of_run(self.journal, self.load, self.phases)
         for phase in self.phases:
-            rows = phase_table(self.load, phase)
+            rows = phase_table(phased, phase)
             notes = self.expected if phase.name == "fault" else {}
             parts.append(f"<h3>{_e(phase.name)} ({phase.start:.1f}-{phase.end:.1f} s)</h3>")
             parts.append(

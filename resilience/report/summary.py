@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience.analysis.data import WindowStats, window_stats
+from resilience.analysis.phases import PhasedLoad
 from resilience.errors import EXIT_FAILED, EXIT_INVALID, EXIT_PASSED, EXIT_UNAVAILABLE, ObserveError
 from resilience.rundir.evidence import Evidence
 from resilience.rundir.journal import CheckRecord, FindingRecord, JournalData, SloRecord
@@ -331,11 +332,15 @@ class EndpointRow:
         return self.endpoint or "all endpoints"
 
 
-def phase_table(load: LoadView, phase: Phase) -> list[EndpointRow]:
-    """Per-endpoint numbers of one phase from the merged histograms, the whole target first."""
-    seconds = list(phase.seconds())
-    rows = [EndpointRow(None, window_stats(load, None, seconds))]
-    rows.extend(EndpointRow(e, window_stats(load, e, seconds)) for e in load.endpoints)
+def phase_table(load: LoadView | PhasedLoad, phase: Phase) -> list[EndpointRow]:
+    """Per-endpoint numbers of one phase from the merged histograms, the whole target first
+    (the phase's requests by their [sent, ended] interval when ``load`` is phased)."""
+    if isinstance(load, PhasedLoad):
+        view, seconds = load.of(phase.name)
+    else:
+        view, seconds = load, list(phase.seconds())
+    rows = [EndpointRow(None, window_stats(view, None, seconds))]
+    rows.extend(EndpointRow(e, window_stats(view, e, seconds)) for e in view.endpoints)
     return rows
 
 

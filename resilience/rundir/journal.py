@@ -18,7 +18,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,6 +104,15 @@ class RecoveryRecord(_Record):
     recovered: bool | None = None
 
 
+class MarkRecord(_Record):
+    """A phase mark: when a fault began to act (``apply``: just before the Toxiproxy call)
+    or was healed (``heal``: once the call returned), on the experiment clock."""
+
+    t: float
+    kind: Literal["apply", "heal"]
+    fault: int = 0
+
+
 class EventRecord(_Record):
     t: float
     wall: str
@@ -120,6 +129,8 @@ class JournalData(_Record):
     t0: float = Field(description="experiment clock origin, seconds since the Unix epoch")
     phases: list[PhaseRecord] = Field(default_factory=list)
     faults: list[FaultRecord] = Field(default_factory=list)
+    marks: list[MarkRecord] = Field(default_factory=list)
+    """The phase marks sent to the load workers, in order (docs/findings.md)."""
     slo: list[SloRecord] = Field(default_factory=list)
     checks: list[CheckRecord] = Field(default_factory=list)
     findings: list[FindingRecord] = Field(default_factory=list)

@@ -4,7 +4,10 @@ Written while the run goes (``LoadFiles``, driven by ``resilience.load.recorder`
 and flushed per second, so they stay valid if the run dies:
 
 - ``load.jsonl``: one line per second per endpoint: second, endpoint, n, counts by outcome,
-  unsent.
+  unsent; and, when the run had phase marks (faults), where its requests fall against them:
+  ``seg: "i-j"`` (every request sent after ``i`` marks and ended after ``j``; left out for
+  ``0-0``), or ``parts: [{seg, <counts>, hist}]`` when they fall in several segments (a
+  request in flight when a fault began or was healed), each with its own histogram.
 - ``latency.hlog``: an HdrHistogram interval log (format 1.3): ``#[StartTime: t0]`` then,
   per second, one interval histogram per endpoint tagged ``Tag=<endpoint>`` (the name
   percent-encoded, because tags may not hold commas or spaces) and one untagged histogram
@@ -39,6 +42,18 @@ from resilience.vocabulary import OUTCOMES
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Segment:
+    """The requests of one second and endpoint in one phase-mark segment."""
+
+    counts: dict[str, int]
+    histogram: HdrHistogram | None
+
+    @property
+    def requests(self) -> int:
+        return sum(self.counts.values())
+
+
 class LoadView(Protocol):
     """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together."""
 
@@ -47,6 +62,11 @@ class LoadView(Protocol):
 
     @property
     def seconds(self) -> Sequence[int]: ...
+
+    def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
+        """The requests of ``endpoint`` sent in ``second`` per phase-mark segment (``i-j``);
+        a view without marks holds everything in ``0-0``."""
+        ...
 
     def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None: ...
 
@@ -113,6 +133,7 @@ class LoadFiles:
         counts: Mapping[str, Mapping[str, int]],
         histograms: Mapping[str, HdrHistogram],
         unsent: Mapping[str, int],
+        segments: Mapping[str, Mapping[str, Segment]] | None = None,
     ) -> int:
         """One second of every endpoint (sorted by name) plus the all-endpoints histogram;
         returns the requests written."""
@@ -125,6 +146,20 @@ class LoadFiles:
             shown = self._name(name)
             line = {"second": second, "endpoint": shown, "n": n, **endpoint_counts}
             line["unsent"] = unsent.get(name, 0)
+            placed = (segments or {}).get(name) or {}
+            if len(placed) == 1:
+                (key,) = placed
+                if key != "0-0":
+                    line["seg"] = key
+            elif placed:
+                line["parts"] = [
+                    {
+                        "seg": key,
+                        **part.counts,
+                        "hist": hist.encode(part.histogram or hist.new_histogram()),
+                    }
+                    for key, part in sorted(placed.items())
+                ]
             self._load.write(self._line(line))
             histogram = histograms.get(name) or hist.new_histogram()
             self._hlog_line(second, histogram, encode_tag(shown))
@@ -171,6 +206,9 @@ class LoadData:
     count_table: dict[str, dict[int, dict[str, int]]]
     all_histograms: dict[int, HdrHistogram]
     unsent: dict[str, dict[int, int]] = field(default_factory=dict)
+    placement: dict[str, dict[int, str | dict[str, Segment]]] = field(default_factory=dict)
+    """Per endpoint and second, where the requests fall against the phase marks: a segment
+    key (every request), or the parts per segment. Absent: ``0-0``, or a run without marks."""
     traces: list[TraceRef] = field(default_factory=list)
     writes: list[WriteAck] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -186,6 +224,16 @@ class LoadData:
         for per_second in self.count_table.values():
             found.update(per_second)
         return sorted(found)
+
+    def segments(self, endpoint: str, second: int) -> dict[str, Segment]:
+        """The requests of ``endpoint`` sent in ``second``, per phase-mark segment."""
+        placed = self.placement.get(endpoint, {}).get(second)
+        if isinstance(placed, dict):
+            return placed
+        counts = self.counts(endpoint, second)
+        if not counts or not sum(counts.values()):
+            return {}
+        return {placed or "0-0": Segment(dict(counts), self.histogram(endpoint, second))}
 
     def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
         if endpoint is None:
@@ -231,6 +279,7 @@ class LoadData:
         histograms, all_histograms, start = _read_hlog(hlog)
         count_table: dict[str, dict[int, dict[str, int]]] = {}
         unsent: dict[str, dict[int, int]] = {}
+        placement: dict[str, dict[int, str | dict[str, Segment]]] = {}
         names: list[str] = list(meta.get("endpoints", []))
         for line_no, body in _jsonl(layout.load_lines):
             try:
@@ -240,6 +289,16 @@ class LoadData:
                     k: int(body.get(k, 0)) for k in OUTCOMES
                 }
                 unsent.setdefault(name, {})[second] = int(body.get("unsent", 0))
+                if "seg" in body:
+                    placement.setdefault(name, {})[second] = str(body["seg"])
+                elif "parts" in body:
+                    placement.setdefault(name, {})[second] = {
+                        str(part["seg"]): Segment(
+                            {k: int(part.get(k, 0)) for k in OUTCOMES},
+                            hist.decode(str(part["hist"])),
+                        )
+                        for part in body["parts"]
+                    }
             except (KeyError, TypeError, ValueError) as exc:
                 raise LoadError(f"{layout.load_lines}:{line_no}: malformed line ({exc})") from exc
             if name not in names:
@@ -257,6 +316,7 @@ class LoadData:
             count_table=count_table,
             all_histograms=all_histograms,
             unsent=unsent,
+            placement=placement,
             traces=traces,
             writes=writes,
             meta=meta,

@@ -21,6 +21,7 @@ from resilience.load.engine import LoadEngine
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor
 from resilience.runner.live_export import timeline_phase
+from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.vocabulary import Clock
 
@@ -45,6 +46,7 @@ class LiveRun:
     between: Callable[[float], None] | None = None
     """Called on every pass with the clock's reading (the rig's health: may raise to stop
     the run, e.g. when Toxiproxy is lost)."""
+    marker: PhaseMarker | None = None
 
     def phase(self, now: float) -> str:
         return timeline_phase(self.timeline)
@@ -73,6 +75,8 @@ class LiveRun:
             if now >= self.end or self.stop.is_set():
                 return
             self.timeline.tick(now)
+            if self.marker is not None:
+                self.marker.tick(self.clock.now())
             upcoming = self.timeline.next_event_time()
             wake = min(now + TICK, self.end, math.inf if upcoming is None else upcoming)
             self.recorder.consume(self.engine.poll(timeout=max(0.0, wake - self.clock.now())))

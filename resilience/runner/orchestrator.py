@@ -51,6 +51,7 @@ from resilience.rundir.layout import RunDir, write_atomic
 from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
+from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import RunObserver
 from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
 from resilience.runner.rig import RigMonitor, Watched
@@ -200,6 +201,7 @@ class _Run:
         self.guard_source: HttpPrometheusSource | None = None
         self.clock: MonotonicClock | None = None
         self.export: LiveExport | None = None
+        self.marker: PhaseMarker | None = None
         self.load_end = experiment.total_duration
         self._load_stopped = False
 
@@ -270,12 +272,18 @@ class _Run:
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
         )
+        if self.experiment.faults:
+            journal = self.journal
+            self.marker = PhaseMarker(
+                self.clock, self.engine.send, lambda marks: journal.update(marks=marks)
+            )
         self.timeline = FaultTimeline(
             specs_from_model(self.experiment.faults),
             self.prepared.toxiproxy,
             self.clock,
             self._on_fault_event,
             ledger=self.config.paths.fault_ledger,
+            on_before_apply=self._on_before_apply,
         )
         self._sync_faults()
         self.recorder = LoadRecorder(
@@ -309,6 +317,7 @@ class _Run:
             self.load_end,
             self.stop,
             between=self.check_rig,
+            marker=self.marker,
         ).run()
 
     # -- the rig ----------------------------------------------------------------------
@@ -365,7 +374,13 @@ class _Run:
         assert self.timeline is not None and self.journal is not None
         self.journal.update(faults=[FaultRecord(**r) for r in self.timeline.records()])
 
+    def _on_before_apply(self, index: int) -> None:
+        if self.marker is not None:
+            self.marker.mark("apply", index)
+
     def _on_fault_event(self, event: FaultEvent) -> None:
+        if event.kind == "healed" and self.marker is not None:
+            self.marker.mark("heal", event.index, event.t)
         if self.journal is not None:
             self._sync_faults()
             self.journal.event(
@@ -385,6 +400,8 @@ class _Run:
         if self.timeline is None:
             return
         report = self.timeline.heal_all(budget=HEAL_BUDGET)
+        if self.marker is not None:
+            self.marker.finish()
         if self.journal is not None:
             self._sync_faults()
             if report.failed:
@@ -420,6 +437,7 @@ class _Run:
                     self.observer,
                     self.load_end,
                     self.stop,
+                    marker=self.marker,
                 )
                 live.drain(self.experiment.load.client_timeout + 3.0)
         finally:

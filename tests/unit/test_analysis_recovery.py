@@ -126,8 +126,9 @@ def test_recovery_never_returns_is_metastable() -> None:
     assert result.out_of_band
 
 
-def test_recovery_missing_throughput_is_out_of_band() -> None:
-    """Seconds with no requests (every closed-model user blocked) are not recovered."""
+def test_seconds_without_requests_sent_after_the_heal_are_not_judged() -> None:
+    """Seconds with no requests (every closed-model user still blocked) prove nothing either
+    way: recovery starts at the first judged second that stays in band."""
     profile = dict.fromkeys(range(15), (20.0, 50, 0)) | dict.fromkeys(range(28, 40), (20.0, 50, 0))
     view = _view(profile)
     phases = [Phase("baseline", 0, 15), Phase("fault", 15, 20), Phase("recovery", 20, 40)]
@@ -146,3 +147,47 @@ def test_count_above_matches_the_recorded_values() -> None:
     assert count_above(hist, 5_500_000) == 1
     assert count_above(hist, 10_000_000) == 0
     assert count_above(new_histogram(), 10) == 0
+
+
+def _phases() -> list[Phase]:
+    return [Phase("baseline", 0, 15), Phase("fault", 15, 20), Phase("recovery", 20, 40)]
+
+
+def test_a_single_out_of_band_second_does_not_restart_the_clock() -> None:
+    """One slow second inside the stable run is forgiven; recovery stays at the heal."""
+    profile = dict.fromkeys(range(15), (20.0, 50, 0)) | dict.fromkeys(range(20, 40), (20.0, 50, 0))
+    profile[22] = (900.0, 50, 0)
+    result = measure_recovery(_view(profile), _phases(), stable_seconds=5)
+    assert result is not None and result.recovered
+    assert result.seconds == 0.0
+    assert [s for s, _ in result.out_of_band] == [22]
+
+
+def test_a_persisting_out_of_band_stretch_restarts_the_clock() -> None:
+    """Two out-of-band seconds in a row restart the count: recovery after them."""
+    profile = dict.fromkeys(range(15), (20.0, 50, 0)) | dict.fromkeys(range(20, 40), (20.0, 50, 0))
+    profile[22] = profile[23] = (900.0, 50, 0)
+    result = measure_recovery(_view(profile), _phases(), stable_seconds=5)
+    assert result is not None and result.recovered
+    assert result.seconds == 4.0
+
+
+def test_a_baseline_too_short_makes_recovery_inconclusive_never_failed() -> None:
+    """Three baseline seconds cannot make a band: recovered is None, with the reason."""
+    profile = dict.fromkeys(range(12, 15), (20.0, 50, 0)) | dict.fromkeys(
+        range(20, 40), (3000.0, 50, 50)
+    )
+    result = measure_recovery(_view(profile), _phases())
+    assert result is not None
+    assert result.recovered is None and result.seconds is None
+    assert "baseline is too short" in result.note
+
+
+def test_same_inputs_same_recovery() -> None:
+    """Recovery is a function of the data: the same view gives the same result twice."""
+    profile = dict.fromkeys(range(15), (20.0, 50, 0)) | {
+        s: (20.0 if s % 3 else 400.0, 50, s % 2) for s in range(20, 40)
+    }
+    first = measure_recovery(_view(profile), _phases())
+    second = measure_recovery(_view(profile), _phases())
+    assert first == second

@@ -88,6 +88,11 @@ class SecondPoint:
         return self.errors / self.requests if self.requests else None
 
 
+def phase_points(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> list[SecondPoint]:
+    """Per-second points of ``endpoint`` over the requests of ``phase``."""
+    return second_points(ctx.phase_load(phase.name), endpoint, ctx.phase_seconds(phase.name))
+
+
 def second_points(
     view: LoadView, endpoint: str | None, seconds: Iterable[int]
 ) -> list[SecondPoint]:
@@ -135,10 +140,13 @@ class PhaseNumbers:
         }
 
 
-def phase_numbers(view: LoadView, endpoint: str | None, phase: Phase) -> PhaseNumbers:
+def phase_numbers(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> PhaseNumbers:
+    """One endpoint's totals and percentiles over the requests of ``phase`` (placed by their
+    [sent, ended] interval when the run has phase marks)."""
+    view = ctx.phase_load(phase.name)
     hist = new_histogram()
     requests = errors = timeouts = with_data = 0
-    for second in phase.seconds():
+    for second in ctx.phase_seconds(phase.name):
         counts = view.counts(endpoint, second)
         n = sum(counts.values())
         if n:

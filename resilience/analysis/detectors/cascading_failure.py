@@ -42,7 +42,7 @@ from resilience.analysis.detectors._common import (
     example_ids,
     explain,
     phase_numbers,
-    second_points,
+    phase_points,
     strongest,
     trace_of,
 )
@@ -320,16 +320,16 @@ class CascadingFailureDetector(BaseDetector):
         for endpoint in endpoints:
             if touches.get(endpoint) is True:
                 continue
-            base = phase_numbers(load, endpoint, baseline)
-            flt = phase_numbers(load, endpoint, fault)
+            base = phase_numbers(ctx, endpoint, baseline)
+            flt = phase_numbers(ctx, endpoint, fault)
             if base.requests == 0 or flt.requests == 0:
                 continue
             judged[endpoint] = judge_degradation(
                 endpoint,
                 base,
                 flt,
-                base_points=second_points(load, endpoint, baseline.seconds()),
-                fault_points=second_points(load, endpoint, fault.seconds()),
+                base_points=phase_points(ctx, endpoint, baseline),
+                fault_points=phase_points(ctx, endpoint, fault),
                 rules=rules,
             )
         collateral = [d for d in judged.values() if d.degraded and touches[d.endpoint] is False]

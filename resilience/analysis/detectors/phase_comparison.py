@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.detectors._common import BaseDetector, rounded, second_points
+from resilience.analysis.detectors._common import BaseDetector, phase_points, rounded
 from resilience.analysis.detectors.base import Finding
 from resilience.analysis.statistics import Comparison, compare
 from resilience.vocabulary import Severity
@@ -120,7 +120,7 @@ class PhaseComparisonDetector(BaseDetector):
 
 
 def _samples(ctx: AnalysisContext, endpoint: str, phase: Phase) -> dict[str, list[float]]:
-    points = second_points(ctx.load, endpoint, phase.seconds())
+    points = phase_points(ctx, endpoint, phase)
     return {
         "p95": [p.p95 for p in points if p.p95 is not None],
         "error_rate": [p.error_rate for p in points if p.error_rate is not None],

@@ -40,7 +40,7 @@ class SlowRecoveryDetector(BaseDetector):
             return float(slo.within)
         return ctx.recovery.budget_seconds if ctx.recovery is not None else None
 
-    def detect(self, ctx: AnalysisContext) -> list[Finding]:
+    def detect(self, ctx: AnalysisContext) -> list[Finding]:  # noqa: PLR0911 (one return per recovery outcome)
         phase = ctx.phase("recovery")
         if phase is None:
             return [
@@ -63,6 +63,16 @@ class SlowRecoveryDetector(BaseDetector):
             ]
         budget = self.budget(ctx)
         evidence = self._evidence(ctx, result, phase, budget)
+        if result.recovered is None:
+            evidence["reason"] = result.note
+            return [
+                self.finding(
+                    ctx,
+                    f"Recovery undetermined: {result.note.removeprefix('inconclusive: ')}",
+                    evidence,
+                    status="inconclusive",
+                )
+            ]
         if result.recovered and result.seconds is not None:
             if budget is None or result.seconds <= budget:
                 return []
@@ -106,17 +116,16 @@ class SlowRecoveryDetector(BaseDetector):
         self, ctx: AnalysisContext, result: RecoveryResult, phase: Phase, budget: float | None
     ) -> dict[str, Any]:
         out_seconds = [s for s, _ in result.out_of_band]
+        after_heal = ctx.phase_load("recovery")
         endpoints = sorted(
             {
                 e
                 for e in ctx.load.endpoints
                 for s in out_seconds
-                if errors_of(ctx.load.counts(e, s)) > 0
+                if errors_of(after_heal.counts(e, s)) > 0
             }
         )
-        refs = [
-            r for r in ctx.trace_refs if phase.start <= r.t < phase.end and r.reason != "sampled"
-        ]
+        refs = [r for r in ctx.refs_in(phase) if r.reason != "sampled"]
         band = result.band
         return {
             "endpoints": endpoints,
@@ -132,8 +141,10 @@ class SlowRecoveryDetector(BaseDetector):
                 "seconds watched after heal": rounded(phase.duration, 1),
                 "seconds out of band": len(out_seconds),
                 "heal time s": rounded(result.heal_time, 3),
-                "band max error rate": rounded(band.error_rate_max, 4),
-                "band max p95 ms": rounded(band.p95_max_ms, 1),
-                "band min rps": rounded(band.rps_min, 1),
+                "seconds judged after heal": result.judged_seconds,
+                "band max error rate": rounded(band.error_rate_max, 4) if band else None,
+                "band max p95 ms": rounded(band.p95_max_ms, 1) if band else None,
+                "band min requests per second judged": band.min_requests if band else None,
+                "baseline seconds in band": band.samples if band else None,
             },
         }

@@ -86,10 +86,11 @@ class TimeoutDetector(BaseDetector):
         endpoints: set[str] = set()
         total = 0
         for phase in ctx.phases:
+            view, phase_seconds = ctx.phase_load(phase.name), ctx.phase_seconds(phase.name)
             for endpoint in ctx.load.endpoints:
                 count = 0
-                for second in phase.seconds():
-                    n = ctx.load.counts(endpoint, second).get("timeout", 0)
+                for second in phase_seconds:
+                    n = view.counts(endpoint, second).get("timeout", 0)
                     if n:
                         count += n
                         seconds.add(second)

@@ -1,0 +1,205 @@
+"""Which phase a request belongs to: by its interval [sent, ended], not by when it was sent.
+
+A request whose interval overlaps a fault window belongs to the fault phase; the baseline
+holds only requests that ended before the first fault began to act; recovery holds only
+requests sent after the last heal (DESIGN.md's phases, made exact for requests in flight
+at a boundary). The load workers place each request against the run's **phase marks** —
+the moments a fault began to act (taken just before the Toxiproxy call) and was healed
+(taken once the call returned) — as a segment ``i-j``: sent after ``i`` marks, ended after
+``j`` (resilience/load/collector.py). Here a segment becomes a phase:
+
+- ``j == 0``: ended before the first mark → baseline;
+- sent at or after the mark that left no fault active to the end → recovery;
+- anything else touched a fault window (or the gap between two faults) → fault.
+
+Requests sent in the warm-up belong to no phase. A run without marks (no fault, or a run
+directory from before marks existed) is placed by send time, as it always was: a second
+belongs to the phase holding its midpoint. ``PhasedLoad`` gives each phase its own
+``LoadView`` (only that phase's requests, per send second) and the seconds that hold them;
+the per-second charts keep the whole view, by send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hdrh.histogram import HdrHistogram
+
+from resilience import histogram as hist
+from resilience.rundir.journal import JournalData
+from resilience.rundir.load import LoadView, Segment
+from resilience.vocabulary import OUTCOMES, Phase
+
+MarkKind = Literal["apply", "heal"]
+SEND_TIME: str = "send_time"
+OVERLAP: str = "overlap"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment a fault began to act (``apply``) or was healed (``heal``), experiment clock."""
+
+    t: float
+    kind: MarkKind
+    fault: int = 0
+
+
+def parse_segment(key: str) -> tuple[int, int]:
+    """``"i-j"`` as ``(i, j)``; anything unreadable counts as before every mark."""
+    first, _, second = key.partition("-")
+    try:
+        return int(first), int(second)
+    except ValueError:
+        return 0, 0
+
+
+@dataclass(frozen=True)
+class PhaseRule:
+    """The overlap rule over a run's marks (see the module docstring)."""
+
+    marks: tuple[Mark, ...]
+    recovery_from: int | None = field(init=False)
+    """Marks after which no fault was active to the end (None: a fault was never healed)."""
+
+    def __post_init__(self) -> None:
+        active, settled = 0, None
+        for count, mark in enumerate(self.marks, start=1):
+            active = active + 1 if mark.kind == "apply" else max(0, active - 1)
+            settled = count if active == 0 else None
+        object.__setattr__(self, "recovery_from", settled if self.marks else None)
+
+    def phase(self, sent_after: int, ended_after: int) -> str:
+        if ended_after == 0:
+            return "baseline"
+        if self.recovery_from is not None and sent_after >= self.recovery_from:
+            return "recovery"
+        return "fault"
+
+    def phase_of(self, key: str) -> str:
+        return self.phase(*parse_segment(key))
+
+    def phase_of_interval(self, sent: float, ended: float) -> str:
+        """The phase of one request known by its times (a kept trace id, for example)."""
+        times = [m.t for m in self.marks]
+        return self.phase(sum(1 for t in times if t <= sent), sum(1 for t in times if t <= ended))
+
+
+class _PhaseView:
+    """The requests of one phase, per send second and endpoint (a ``LoadView``)."""
+
+    def __init__(self, load: LoadView, rule: PhaseRule, name: str, warmup: float) -> None:
+        self._load = load
+        self._rule = rule
+        self._name = name
+        self._first = int(warmup) if warmup == int(warmup) else int(warmup) + 1
+        self._cache: dict[tuple[str | None, int], tuple[HdrHistogram | None, dict[str, int]]] = {}
+
+    @property
+    def endpoints(self) -> Sequence[str]:
+        return self._load.endpoints
+
+    @property
+    def seconds(self) -> Sequence[int]:
+        return [s for s in self._load.seconds if self._entry(None, s)[1]]
+
+    def _own(self, endpoint: str, second: int) -> list[Segment]:
+        if second < self._first:
+            return []
+        return [
+            part
+            for key, part in self._load.segments(endpoint, second).items()
+            if self._rule.phase_of(key) == self._name
+        ]
+
+    def _entry(
+        self, endpoint: str | None, second: int
+    ) -> tuple[HdrHistogram | None, dict[str, int]]:
+        cached = self._cache.get((endpoint, second))
+        if cached is not None:
+            return cached
+        names = self._load.endpoints if endpoint is None else [endpoint]
+        parts = [p for name in names for p in self._own(name, second)]
+        counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in OUTCOMES} if parts else {}
+        histogram: HdrHistogram | None = None
+        if parts:
+            whole = self._load.histogram(endpoint, second)
+            total = sum(p.requests for p in parts)
+            if whole is not None and whole.get_total_count() == total:
+                histogram = whole  # the phase holds the whole second: no copy
+            else:
+                histogram = hist.merge(p.histogram for p in parts if p.histogram is not None)
+        entry = (histogram, counts)
+        self._cache[(endpoint, second)] = entry
+        return entry
+
+    def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
+        return {
+            key: part
+            for key, part in self._load.segments(endpoint, second).items()
+            if second >= self._first and self._rule.phase_of(key) == self._name
+        }
+
+    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+        return self._entry(endpoint, second)[0]
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
+        return self._entry(endpoint, second)[1]
+
+
+class PhasedLoad:
+    """A run's load data split by phase: ``view(name)`` and ``seconds(name)``."""
+
+    def __init__(
+        self,
+        load: LoadView,
+        phases: Sequence[Phase],
+        rule: PhaseRule | None = None,
+        *,
+        warmup: float = 0.0,
+    ) -> None:
+        self.load = load
+        self.phases = list(phases)
+        self.rule = rule
+        self.warmup = warmup
+        self._views: dict[str, LoadView] = {}
+
+    @property
+    def method(self) -> str:
+        """``overlap`` (requests placed by their interval) or ``send_time``."""
+        return OVERLAP if self.rule is not None else SEND_TIME
+
+    def _phase(self, name: str) -> Phase | None:
+        return next((p for p in self.phases if p.name == name), None)
+
+    def view(self, name: str) -> LoadView:
+        """Only the requests of phase ``name``, per send second (the whole load by send
+        time when the run has no marks)."""
+        if self.rule is None:
+            return self.load
+        view = self._views.get(name)
+        if view is None:
+            view = self._views[name] = _PhaseView(self.load, self.rule, name, self.warmup)
+        return view
+
+    def seconds(self, name: str) -> list[int]:
+        """The send seconds that hold requests of phase ``name`` (by send time: the seconds
+        whose midpoint lies in the phase)."""
+        phase = self._phase(name)
+        if phase is None:
+            return []
+        if self.rule is None:
+            return list(phase.seconds())
+        return list(self.view(name).seconds)
+
+    def of(self, name: str) -> tuple[LoadView, list[int]]:
+        return self.view(name), self.seconds(name)
+
+
+def phased_of_run(journal: JournalData, load: LoadView, phases: Sequence[Phase]) -> PhasedLoad:
+    """A recorded run's load split by its judged phases (which begin after the warm-up),
+    by overlap when its journal has phase marks."""
+    rule = PhaseRule(tuple(Mark(m.t, m.kind, m.fault) for m in journal.marks))
+    warmup = min((p.start for p in phases), default=0.0)
+    return PhasedLoad(load, phases, rule if journal.marks else None, warmup=warmup)
