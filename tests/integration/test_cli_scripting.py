@@ -107,7 +107,7 @@ def test_dry_run_starts_nothing_writes_nothing_and_leaves_the_proxies(
         "postgres": "keep", "orders": "keep", "catalog": "keep", "extra": "create",
     }  # fmt: skip
     assert plan["load"]["stages"][0]["users"] == 5
-    assert plan["faults"][0]["proxy"] == "postgres" and plan["faults"][0]["at"] == 6.0
+    assert plan["faults"][0]["proxy"] == "postgres" and plan["faults"][0]["at"] == 8.0
     assert plan["ready"] is True, plan["problems"]
 
     assert _descendants_of_this_process() == children  # no process left behind

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from resilience.analysis.recovery import MIN_BASELINE_SECONDS
 from resilience.experiment import (
     Experiment,
     catalogue_entries,
@@ -87,9 +88,9 @@ def _smoke(path: Path) -> tuple[Experiment, Experiment]:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_smoke_profiles_fit_the_ci_budget(path: Path) -> None:
-    """Smoke: 20 s of load without faults, 24 s with; well under the 60 s budget."""
+    """Smoke: 20 s of load without faults, 26 s with; well under the 60 s budget."""
     _, smoke = _smoke(path)
-    assert smoke.total_duration == (24 if smoke.faults else 20)
+    assert smoke.total_duration == (26 if smoke.faults else 20)
     assert max(s.users for s in smoke.load.resolve_stages()) <= 20
     assert smoke.load.client_timeout == 5
     assert smoke.builtin
@@ -97,14 +98,16 @@ def test_smoke_profiles_fit_the_ci_budget(path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(FAULT_EXPERIMENTS))
 def test_fault_experiments_keep_their_timeline(name: str) -> None:
-    """Full: 1 min baseline, 1 min fault, 2 min recovery at 50 users; smoke: fault at 6 s
-    for 8 s, and enough recovery to judge a 6 s budget with 3 stable seconds."""
+    """Full: 1 min baseline, 1 min fault, 2 min recovery at 50 users; smoke: fault at 8 s
+    for 8 s (six baseline seconds after the 2 s warm-up: enough to build a recovery band),
+    and enough recovery to judge a 6 s budget with 3 stable seconds."""
     base, smoke = _smoke(CATALOGUE / f"{name}.yaml")
     phases = [(p.name, p.start, p.end) for p in base.scheduled_phases()]
     assert phases == [("baseline", 0, 60), ("fault", 60, 120), ("recovery", 120, 240)]
     assert {s.users for s in base.load.resolve_stages()} == {50}
     (fault,) = smoke.faults
-    assert fault.at == 6 and fault.duration == 8
+    assert fault.at == 8 and fault.duration == 8
+    assert fault.at - smoke.load.warmup >= MIN_BASELINE_SECONDS
     budget = smoke.slo.recovery.within if smoke.slo.recovery else None
     assert budget is not None
     assert smoke.total_duration - fault.end >= budget + smoke.recovery.stable_seconds
