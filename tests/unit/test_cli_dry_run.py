@@ -69,11 +69,11 @@ def test_builtin_shop_plan_with_profile_and_set(sandbox: dict[str, str], tmp_pat
     assert plan["profile"] == "smoke" and plan["overrides"] == ["load.stages.0.users=7"]
     assert plan["load"]["model"] == "closed"
     assert plan["load"]["stages"] == [
-        {"start": 0.0, "duration": 24.0, "users": 7, "spawn_rate": 20.0}
+        {"start": 0.0, "duration": 26.0, "users": 7, "spawn_rate": 20.0}
     ]
     (fault,) = plan["faults"]
     assert (fault["at"], fault["duration"], fault["end"], fault["proxy"], fault["type"]) == (
-        6.0, 8.0, 14.0, "postgres", "hang",
+        8.0, 8.0, 16.0, "postgres", "hang",
     )  # fmt: skip
     assert [p["name"] for p in plan["phases"]] == ["baseline", "fault", "recovery"]
     assert plan["slo"]["baseline"]["all"]["p95"] == 0.5

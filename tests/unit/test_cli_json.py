@@ -44,7 +44,7 @@ def test_list_json_has_every_catalogue_entry() -> None:
     assert {"db-hang", "db-outage", "normal"} <= names
     hang = next(e for e in data["experiments"] if e["name"] == "db-hang")
     assert hang["valid"] is True and hang["error"] is None
-    assert hang["smoke_duration_seconds"] == 24.0
+    assert hang["smoke_duration_seconds"] == 26.0
     assert hang["faults"] == ["hang@postgres"]
     assert "smoke" in hang["profiles"]
 
