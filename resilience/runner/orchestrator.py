@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from resilience.analysis.analyse import Verdict, analyse, run_phases_of
 from resilience.errors import (
@@ -37,7 +38,7 @@ from resilience.errors import (
     ResilienceError,
     StackError,
 )
-from resilience.experiment.model import Experiment, check_target_url
+from resilience.experiment.model import LOCAL_HOSTS, Experiment, check_target_url
 from resilience.faults.catalogue import specs_from_model
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
@@ -138,12 +139,24 @@ def rig_probes(config: StackConfig, target_url: str) -> dict[str, str]:
 
 
 def watched_processes(prepared: PreparedTarget) -> list[Watched]:
-    """The built-in stack's processes, the shop's marked as the target's."""
-    shop = {"gateway", "orders", "catalog"}
+    """The local stack's processes; the shop's marked as the target's when it is the target."""
+    shop = {"gateway", "orders", "catalog"} if prepared.builtin else set()
     return [
         Watched(name, record.pid, record.start_ticks, record.log, target=name in shop)
         for name, record in sorted(prepared.stack.records().items())
     ]
+
+
+def experiment_ports(experiment: Experiment, target_url: str) -> list[int]:
+    """The ports the target and its declared dependencies listen on (this machine): the
+    processes behind them are the experiment's, not other load (the rig's health)."""
+    parts = urlsplit(target_url)
+    ports = [parts.port or (443 if parts.scheme == "https" else 80)]
+    for proxy in experiment.proxies:
+        host, _, port = proxy.upstream.rpartition(":")
+        if host.strip("[]") in LOCAL_HOSTS and port.isdigit():
+            ports.append(int(port))
+    return ports
 
 
 def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
@@ -331,7 +344,8 @@ class _Run:
             self.clock,
             probes=rig_probes(self.config, self.prepared.url),
             worker_pids=lambda: engine.pids,
-            watched=watched_processes(self.prepared) if self.prepared.builtin else (),
+            watched=watched_processes(self.prepared),
+            ports=experiment_ports(self.experiment, self.prepared.url),
         )
 
     def check_rig(self, now: float) -> None:

@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,10 @@ class RigEvent:
     t: float
     text: str
     source: str | None = None
+
+
+OURS_REFRESH_S = 5.0
+"""How often the set of the experiment's processes is looked up again (a /proc scan)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,68 @@ def read_proc(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[11]) + int(fields[12]), int(fields[19])
 
 
+def process_tree(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process descending from them (one scan of /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid for pid in roots if pid > 0]
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def listening_pids(ports: Iterable[int]) -> set[int]:
+    """The processes holding a listening TCP socket on one of ``ports`` (this machine)."""
+    wanted = {p for p in ports if p > 0}
+    if not wanted:
+        return set()
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) in wanted
+            ):
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return set()
+    owners: set[int] = set()
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if str(fd.readlink()) in inodes:
+                    owners.add(int(entry.name))
+                    break
+            except OSError:
+                continue
+    return owners
+
+
 def alive(watched: Watched) -> bool:
     info = read_proc(watched.pid)
     return info is not None and info[0] not in ("Z", "X") and info[2] == watched.start_ticks
@@ -151,11 +217,17 @@ class RigMonitor:
         worker_pids: Callable[[], Sequence[int]],
         watched: Sequence[Watched] = (),
         cores: int | None = None,
+        ports: Sequence[int] = (),
     ) -> None:
         self.clock = clock
         self.probes = dict(probes)
         self.worker_pids = worker_pids
         self.watched = list(watched)
+        self.ports = list(ports)
+        """Ports of the target and its declared dependencies: whoever listens there is part
+        of the experiment, not other load on the machine."""
+        self._ours: set[int] = set()
+        self._ours_at = -math.inf
         self.cores = cores or host_cores()
         self._writer = RigWriter(run_dir)
         self._events: queue.Queue[RigEvent] = queue.Queue()
@@ -254,8 +326,17 @@ class RigMonitor:
         self._writer.write(sample)
         self._warn(sample)
 
+    def _experiment_pids(self, at: float) -> set[int]:
+        """The stack's processes, the target's and its dependencies' (by their listening
+        ports), with their children (PostgreSQL's backends): refreshed every few seconds."""
+        if at - self._ours_at >= OURS_REFRESH_S:
+            self._ours_at = at
+            roots = {w.pid for w in self.watched} | listening_pids(self.ports)
+            self._ours = process_tree(roots) - {os.getpid()}
+        return self._ours
+
     def _read_cpu(self, at: float) -> _Cpu:
-        pids = [os.getpid(), *self.worker_pids()] + [w.pid for w in self.watched if w.target]
+        pids = {os.getpid(), *self.worker_pids(), *self._experiment_pids(at)}
         procs: dict[int, int] = {}
         for pid in pids:
             info = read_proc(pid)
@@ -273,15 +354,16 @@ class RigMonitor:
 
         workers = [cores_of(pid) for pid in self.worker_pids()]
         targets = [cores_of(w.pid) for w in self.watched if w.target]
-        target_cpu = sum(c for c in targets if c is not None) if self.watched else None
+        target_cpu = sum(c for c in targets if c is not None) if targets else None
         busy = steal = idle = other = None
         if cpu.host is not None and self._cpu.host is not None:
             total = max(1, cpu.host[0] - self._cpu.host[0])
             idle = (cpu.host[1] - self._cpu.host[1]) / total
             steal = (cpu.host[2] - self._cpu.host[2]) / total
             busy = (cpu.host[3] - self._cpu.host[3]) / total
-            ours = sum(c for c in workers if c is not None) + (target_cpu or 0.0)
-            ours += own if (own := cores_of(os.getpid())) is not None else 0.0
+            # Everything of the experiment (workers, this process, the stack, the target and
+            # its dependencies with their children) is ours; what remains is other load.
+            ours = sum(c for pid in cpu.procs if (c := cores_of(pid)) is not None)
             other = max(0.0, busy * self.cores - ours)
         sources = {name: state for name, (state, _) in self._second.items()}
         why = {name: text for name, (state, text) in self._second.items() if state != "up"}

@@ -31,8 +31,9 @@ def all_ports(handle: StackHandle) -> dict[str, int]:
 
 
 def default_ports(handle: StackHandle) -> dict[str, int]:
-    """The ports a stack with default shop options binds: all but the shop's metrics ports."""
-    unused = set(SHOP_METRICS_PORTS.values())
+    """The ports a stack with default shop options binds: all but the shop's metrics ports
+    and the port a run serves its live load metrics on (bound by the run, not the stack)."""
+    unused = {*SHOP_METRICS_PORTS.values(), "load_metrics"}
     return {name: port for name, port in all_ports(handle).items() if name not in unused}
 
 
