@@ -144,19 +144,23 @@ def load_experiment(
     overrides: Sequence[str] = (),
     catalogue_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> Experiment:
     """Load, resolve (profile, then overrides, then ``${env:NAME}``) and validate one
     experiment.
 
     ``source`` is a path or a catalogue name (``db-outage`` → ``experiments/db-outage.yaml``);
-    ``environ`` (default ``os.environ``) resolves ``${env:NAME}`` references.
+    ``environ`` (default ``os.environ``) resolves ``${env:NAME}`` references;
+    ``allow_hosts`` (the CLI's ``--allow-host``) adds to the file's ``safety.allow_hosts``.
     Raises ``ExperimentError`` for every kind of bad input.
     """
     path = resolve_source(source, catalogue_dir)
     file = display_name(path)
     text = read_source(path, file)
     try:
-        experiment = _parse(text, profile, overrides, source=path, environ=environ)
+        experiment = _parse(
+            text, profile, overrides, source=path, environ=environ, allow_hosts=allow_hosts
+        )
     except InputProblems as exc:
         raise experiment_error(
             file, exc.problems, context=exc.context, omitted=exc.omitted
@@ -173,6 +177,7 @@ def load_experiment_bytes(
     profile: str | None = None,
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> Experiment:
     """Like ``load_experiment`` for file contents already in memory."""
     return parse_experiment(
@@ -181,6 +186,7 @@ def load_experiment_bytes(
         profile=profile,
         overrides=overrides,
         environ=environ,
+        allow_hosts=allow_hosts,
     )
 
 
@@ -200,10 +206,11 @@ def parse_experiment(
     profile: str | None = None,
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> Experiment:
     """Validate experiment YAML text; ``file`` names it in errors."""
     try:
-        return _parse(text, profile, overrides, environ=environ)
+        return _parse(text, profile, overrides, environ=environ, allow_hosts=allow_hosts)
     except InputProblems as exc:
         raise experiment_error(
             file, exc.problems, context=exc.context, omitted=exc.omitted
@@ -221,10 +228,13 @@ def _parse(
     *,
     source: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> Experiment:
     prepared = _prepare(text)
     parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
-    return _resolve(prepared, profile, parsed, source=source, environ=environ)
+    return _resolve(
+        prepared, profile, parsed, source=source, environ=environ, allow_hosts=allow_hosts
+    )
 
 
 def _resolve(
@@ -235,6 +245,7 @@ def _resolve(
     source: Path | None,
     environ: Mapping[str, str] | None,
     tag_profile: bool = False,
+    allow_hosts: Sequence[str] = (),
 ) -> Experiment:
     """The parsed file with a profile and the overrides applied, validated.
 
@@ -250,7 +261,7 @@ def _resolve(
         problems = [_locate(p, provenance, tag) for p in env.problems]
         raise InputProblems(problems, context=_context(profile))
     try:
-        experiment = Experiment.model_validate(data)
+        experiment = Experiment.model_validate(data, context={"allow_hosts": tuple(allow_hosts)})
     except ValidationError as exc:
         problems = [
             _locate(hide_secrets(p, env), provenance, tag) for p in translate(exc, Experiment, data)
@@ -402,6 +413,7 @@ def load_all_profiles(
     overrides: Sequence[str] = (),
     catalogue_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> dict[str | None, Experiment]:
     """The base experiment (key None) and each of its profiles, every one validated.
 
@@ -414,7 +426,9 @@ def load_all_profiles(
     try:
         prepared = _prepare(text)
         parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
-        base = _resolve(prepared, None, parsed, source=path, environ=environ)
+        base = _resolve(
+            prepared, None, parsed, source=path, environ=environ, allow_hosts=allow_hosts
+        )
         _check_work(prepared, parsed, len(base.profiles))
     except InputProblems as exc:
         raise experiment_error(
@@ -426,7 +440,13 @@ def load_all_profiles(
     for name in base.profiles:
         try:
             experiment = _resolve(
-                prepared, name, parsed, source=path, environ=environ, tag_profile=True
+                prepared,
+                name,
+                parsed,
+                source=path,
+                environ=environ,
+                tag_profile=True,
+                allow_hosts=allow_hosts,
             )
         except InputProblems as exc:
             problems.extend(exc.problems)

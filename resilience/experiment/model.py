@@ -10,8 +10,10 @@ captured somewhere) raise ``CrossFieldError`` so the loader can point at the exa
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, get_args
 from urllib.parse import urlsplit
@@ -24,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     model_validator,
 )
 
@@ -164,43 +167,109 @@ ListenAddress = Annotated[str, AfterValidator(lambda v: _host_port(v, local=True
 UpstreamAddress = Annotated[str, AfterValidator(lambda v: _host_port(v, local=False))]
 
 
-def _local_url(value: str) -> str:
-    expected = "an http(s) URL on this machine, like http://127.0.0.1:8000"
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine's loopback: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def url_host(url: str) -> str:
+    """The host of a URL the model accepted, lowercase, without brackets."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _http_url(value: str, *, what: str = "an http(s) URL like http://127.0.0.1:8000") -> str:
+    """An http(s) URL with a host and no credentials in it (secrets go under ``auth:``)."""
     try:
         parts = urlsplit(value.strip())
         port = parts.port
     except ValueError:
-        raise ValueProblem(expected, describe(value)) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueProblem(expected, describe(value))
-    if parts.hostname not in LOCAL_HOSTS:
+        raise ValueProblem(what, describe(value)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ValueProblem(what, describe(value))
+    if parts.username is not None or parts.password is not None:
         raise ValueProblem(
-            "a host of 127.0.0.1, localhost or ::1 (traffic stays on this machine)",
-            describe(value),
+            f"{what}, without user:password@ (put credentials under auth:, with ${{env:NAME}})",
+            "a URL with credentials in it",
         )
-    if port == 0:
-        raise ValueProblem(expected, describe(value))
+    if parts.query or parts.fragment:
+        raise ValueProblem(f"{what}, without ?query or #fragment", describe(value))
     return value.strip().rstrip("/")
 
 
-def check_target_url(url: str, *, option: str = "--target") -> str:
-    """A target URL given outside a file (a flag, a library option): the same rule as the
-    file's ``target.url``; ``ExperimentError`` naming ``option`` otherwise."""
+def check_target_url(url: str, *, option: str = "--target", allow_hosts: Iterable[str] = ()) -> str:
+    """A URL given outside a file (a flag, a library option): an http(s) URL whose host is
+    loopback or one of ``allow_hosts``; ``ExperimentError`` naming ``option`` otherwise."""
     try:
-        return _local_url(url)
+        checked = _http_url(url)
     except ValueProblem as problem:
         raise ExperimentError(
             f"invalid {option}", expected=problem.expected, got=problem.got
         ) from None
+    check_url_allowed(checked, option=option, allow_hosts=allow_hosts)
+    return checked
+
+
+def check_url_allowed(url: str, *, option: str, allow_hosts: Iterable[str]) -> None:
+    """``ExperimentError`` (exit 2) unless the URL's host is loopback or listed."""
+    host = url_host(url)
+    allowed = {normalize_host(h) for h in allow_hosts}
+    if is_loopback(host) or host in allowed:
+        return
+    raise ExperimentError(
+        f"{option} names host {host!r}, which is off loopback and not allowed",
+        expected=allowed_hosts_hint(host, allowed),
+        got=url,
+    )
+
+
+def allowed_hosts_hint(host: str, allowed: Iterable[str]) -> str:
+    listed = ", ".join(sorted(allowed))
+    return (
+        f"a loopback host (127.0.0.1, localhost, ::1) or an allowed one: add it to the file "
+        f"(safety: {{allow_hosts: [{host}]}}) or pass --allow-host {host}"
+        + (f" (allowed now: {listed})" if listed else "")
+    )
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*$"
+)
+
+
+def normalize_host(value: str) -> str:
+    """A host name or IP address as compared: lowercase, no brackets, no trailing dot."""
+    return value.strip().strip("[]").lower().rstrip(".")
+
+
+def _allow_host(value: str) -> str:
+    expected = "a host name or IP address without scheme or port, like staging.example.internal"
+    host = normalize_host(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise ValueProblem(expected, describe(value)) from None
+    return host
 
 
 # ---------------------------------------------------------------------------- target
 
 
-class Target(_Model):
-    """A system under test reached over HTTP on this machine."""
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
-    url: Annotated[str, AfterValidator(_local_url)]
+
+class Target(_Model):
+    """A system under test reached over HTTP (off loopback only when its host is allowed)."""
+
+    url: HttpUrl
 
 
 def _proxy_name(value: str) -> str:
@@ -235,7 +304,7 @@ def _job_name(value: str) -> str:
 
 
 def _metrics_url(value: str) -> str:
-    url = _local_url(value)
+    url = _http_url(value)
     if not urlsplit(url).path:
         url += "/metrics"
     return url
@@ -261,33 +330,6 @@ def _trace_ui_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or "{trace_id}" not in value:
         raise ValueProblem(expected, describe(value))
     return value.strip()
-
-
-class Observe(_Model):
-    """How the run observes the target: its own metrics to scrape, where its traces are seen."""
-
-    scrape: list[ScrapeJob] = Field(default_factory=list, max_length=100)
-    trace_ui: Annotated[str, AfterValidator(_trace_ui_url)] | None = None
-    """The trace UI's page of one trace: reports link trace ids to it (default: the stack's
-    Jaeger UI)."""
-
-    @model_validator(mode="after")
-    def _unique(self) -> Observe:
-        seen: dict[str, int] = {}
-        problems: list[Problem] = []
-        for i, job in enumerate(self.scrape):
-            if job.job in seen:
-                problems.append(
-                    Problem(
-                        f"two scrape jobs named {job.job!r}",
-                        expected="unique job names",
-                        got=f"the same name as scrape[{seen[job.job]}]",
-                        path=("scrape", i, "job"),
-                    )
-                )
-            seen.setdefault(job.job, i)
-        raise_if(problems)
-        return self
 
 
 class ShopSettings(_Model):
@@ -1086,6 +1128,198 @@ class RecoverySettings(_Model):
     max_wait: Annotated[Duration, duration_between(0.0, HOUR, above=True)] = 60.0
 
 
+# ---------------------------------------------------------------------------- parts
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+ObserverTimeout = Annotated[Duration, duration_between(0.0, 120.0, above=True)]
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    for name, text in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueProblem("HTTP header names (letters, digits, -)", describe(name))
+        if "\r" in text or "\n" in text or "\x00" in text:
+            raise ValueProblem(
+                f"a header value on one line (header {name!r})", "a value with a line break"
+            )
+    return value
+
+
+Headers = Annotated[dict[str, str], AfterValidator(_headers)]
+
+
+class BasicAuth(_Model):
+    """HTTP basic credentials; write the password as ``${env:NAME}``."""
+
+    username: NonEmpty
+    password: str
+
+
+class Auth(_Model):
+    """Credentials for a part: exactly one of ``basic`` and ``bearer``."""
+
+    basic: BasicAuth | None = None
+    bearer: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Auth:
+        if (self.basic is None) == (self.bearer is None):
+            raise_if(
+                [
+                    Problem(
+                        "give exactly one of basic and bearer",
+                        expected="basic: {username, password} or bearer: <token>",
+                        got="both" if self.basic is not None else "neither",
+                    )
+                ]
+            )
+        return self
+
+
+class Tls(_Model):
+    """How to check an https part: ``verify`` (default on), a CA bundle, a client certificate.
+
+    Relative paths are relative to the experiment file."""
+
+    verify: bool = True
+    ca_file: NonEmpty | None = None
+    cert_file: NonEmpty | None = None
+    key_file: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tls:
+        problems: list[Problem] = []
+        if self.key_file is not None and self.cert_file is None:
+            problems.append(
+                Problem(
+                    "key_file needs cert_file (the client certificate it belongs to)",
+                    expected="cert_file together with key_file",
+                    got="key_file alone",
+                    path=("key_file",),
+                )
+            )
+        if self.ca_file is not None and not self.verify:
+            problems.append(
+                Problem(
+                    "ca_file has no use when verify is false",
+                    expected="verify: true with ca_file, or no ca_file",
+                    got="verify: false and a ca_file",
+                    path=("ca_file",),
+                )
+            )
+        raise_if(problems)
+        return self
+
+
+class HttpPart(_Model):
+    """A part of the rig the user runs, reached over HTTP(S): where, and how to talk to it."""
+
+    url: HttpUrl
+    headers: Headers = Field(default_factory=dict)
+    auth: Auth | None = None
+    tls: Tls | None = None
+    proxy: HttpUrl | None = None
+    """An HTTP(S) proxy to reach the part through (environment proxies are not used)."""
+    timeout: ObserverTimeout = 5.0
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpPart:
+        header = next((k for k in self.headers if k.lower() == "authorization"), None)
+        if header is not None and self.auth is not None:
+            raise_if(
+                [
+                    Problem(
+                        "credentials given twice (an Authorization header and auth)",
+                        expected="either auth: or an Authorization header",
+                        got="both",
+                        path=("headers", header),
+                    )
+                ]
+            )
+        return self
+
+    def addresses(self) -> list[tuple[KeyPath, str]]:
+        """(key path, URL) of every address this part makes us connect to."""
+        found: list[tuple[KeyPath, str]] = [(("url",), self.url)]
+        if self.proxy is not None:
+            found.append((("proxy",), self.proxy))
+        return found
+
+
+TraceKind = Literal["jaeger", "tempo"]
+
+
+class TracesPart(HttpPart):
+    """A trace backend that serves OTLP JSON by trace id: Jaeger (API v3) or Tempo."""
+
+    kind: TraceKind = "jaeger"
+    api: Literal["v1", "v2", "v3"] | None = None
+    """Tempo's API: ``v1`` (``/api/traces/{id}``, the default) or ``v2``
+    (``/api/v2/traces/{id}``); Jaeger's is ``v3``."""
+
+    @model_validator(mode="after")
+    def _api_of_kind(self) -> TracesPart:
+        allowed = {"jaeger": ("v3",), "tempo": ("v1", "v2")}[self.kind]
+        if self.api is not None and self.api not in allowed:
+            raise_if(
+                [
+                    Problem(
+                        f"{self.kind} has no API {self.api}",
+                        expected=" or ".join(allowed),
+                        got=self.api,
+                        path=("api",),
+                    )
+                ]
+            )
+        return self
+
+
+class Observe(_Model):
+    """How the run observes the target: its own metrics for the stack's Prometheus to
+    scrape (``scrape``), where its traces are seen (``trace_ui``), and the user's own
+    Prometheus and trace backend (each started locally by the stack when not given)."""
+
+    scrape: list[ScrapeJob] = Field(default_factory=list, max_length=100)
+    trace_ui: Annotated[str, AfterValidator(_trace_ui_url)] | None = None
+    """The trace UI's page of one trace: reports link trace ids to it (default: the stack's
+    Jaeger UI). Only a link, never fetched, so its host is not judged."""
+    prometheus: HttpPart | None = None
+    traces: TracesPart | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> Observe:
+        seen: dict[str, int] = {}
+        problems: list[Problem] = []
+        for i, job in enumerate(self.scrape):
+            if job.job in seen:
+                problems.append(
+                    Problem(
+                        f"two scrape jobs named {job.job!r}",
+                        expected="unique job names",
+                        got=f"the same name as scrape[{seen[job.job]}]",
+                        path=("scrape", i, "job"),
+                    )
+                )
+            seen.setdefault(job.job, i)
+        raise_if(problems)
+        return self
+
+
+class ToxiproxyPart(_Model):
+    """The user's own Toxiproxy (its HTTP API); the stack's is started when not given."""
+
+    url: HttpUrl
+    timeout: ObserverTimeout = 3.0
+
+
+class Safety(_Model):
+    """Where traffic may go. Off-loopback hosts (target, parts, proxies) must be listed."""
+
+    allow_hosts: list[Annotated[str, AfterValidator(_allow_host)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
 # ---------------------------------------------------------------------------- experiment
 
 
@@ -1099,6 +1333,8 @@ class Experiment(_Model):
     proxies: list[ProxyDef] = Field(default_factory=list)
     shop: ShopSettings | None = None
     observe: Observe | None = None
+    toxiproxy: ToxiproxyPart | None = None
+    safety: Safety | None = None
     load: Load
     faults: list[Fault] = Field(default_factory=list)
     slo: Slo = Field(default_factory=Slo)
@@ -1215,7 +1451,58 @@ class Experiment(_Model):
         raise_if(problems)
         return self
 
+    @model_validator(mode="after")
+    def _hosts_allowed(self, info: ValidationInfo) -> Experiment:
+        """Traffic stays on loopback unless the host is listed (``safety.allow_hosts``, or
+        ``allow_hosts`` in the validation context: the CLI's ``--allow-host``)."""
+        problems: list[Problem] = []
+        context = info.context if isinstance(info.context, dict) else {}
+        allowed = self.allowed_hosts(context.get("allow_hosts", ()))
+        for path, url in self.addresses():
+            host = url_host(url)
+            if not is_loopback(host) and host not in allowed:
+                problems.append(
+                    Problem(
+                        f"host {host!r} is off loopback and not allowed",
+                        expected=allowed_hosts_hint(host, allowed),
+                        got=url,
+                        path=path,
+                    )
+                )
+        raise_if(problems)
+        return self
+
     # -- computed helpers
+
+    def given_parts(self) -> dict[str, HttpPart | ToxiproxyPart | None]:
+        """The user's own parts named in the file (None: the stack's)."""
+        observe = self.observe or Observe()
+        return {
+            "toxiproxy": self.toxiproxy,
+            "prometheus": observe.prometheus,
+            "traces": observe.traces,
+        }
+
+    def allowed_hosts(self, extra: Iterable[str] = ()) -> set[str]:
+        """Hosts off loopback that traffic may go to: the file's and ``extra``."""
+        listed = self.safety.allow_hosts if self.safety is not None else []
+        return {normalize_host(h) for h in (*listed, *extra)}
+
+    def addresses(self) -> list[tuple[KeyPath, str]]:
+        """(key path, URL) of every address the file makes the run connect to."""
+        found: list[tuple[KeyPath, str]] = []
+        if self.target is not None:
+            found.append((("target", "url"), self.target.url))
+        for i, job in enumerate(self.scrape_jobs()):
+            found.append((("observe", "scrape", i, "url"), job.url))
+        for name, part in self.given_parts().items():
+            if part is None:
+                continue
+            if isinstance(part, HttpPart):
+                found += [(_PART_PATHS[name] + path, url) for path, url in part.addresses()]
+            else:
+                found.append(((*_PART_PATHS[name], "url"), part.url))
+        return found
 
     @property
     def builtin(self) -> bool:
@@ -1305,6 +1592,13 @@ class Experiment(_Model):
         """The experiment as YAML that loads back to an equal experiment (``to_data``)."""
         data = self.to_data(include_profiles=include_profiles)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+_PART_PATHS: Final[dict[str, KeyPath]] = {
+    "toxiproxy": ("toxiproxy",),
+    "prometheus": ("observe", "prometheus"),
+    "traces": ("observe", "traces"),
+}
 
 
 def experiment_schema() -> dict[str, Any]:

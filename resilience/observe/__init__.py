@@ -8,6 +8,7 @@ never a hang. See docs/observe.md.
 
 from __future__ import annotations
 
+from resilience.observe.connection import Connection
 from resilience.observe.guards import (
     Guard,
     GuardMonitor,
@@ -48,12 +49,14 @@ from resilience.observe.traces import (
     TraceCollection,
     TraceSource,
     collect_traces,
+    tempo_source,
 )
 
 __all__ = [
     "DEFAULT_WAIT_RULES",
     "WAIT_KIND",
     "WAIT_RESOURCE",
+    "Connection",
     "Guard",
     "GuardMonitor",
     "GuardStatus",
@@ -83,6 +86,7 @@ __all__ = [
     "dependency_footprint",
     "endpoints_touching",
     "parse_otlp_json",
+    "tempo_source",
     "to_otlp_json",
     "touches",
 ]

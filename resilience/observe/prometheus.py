@@ -1,29 +1,44 @@
 """Reading Prometheus: instant and range PromQL queries and scrape-target health, typed.
 
-``PrometheusSource`` is the interface the rest of the toolkit depends on; ``HttpPrometheusSource``
-talks to a real server over its HTTP API (``/api/v1/query``, ``/api/v1/query_range``,
-``/api/v1/targets``) with httpx and a timeout on every call (``FakePrometheusSource`` in
-``resilience.testing.observe_fakes`` returns canned series for unit tests). Every failure arrives as an ``ObserveError`` naming
-the query and the endpoint: ``PrometheusUnavailable`` when the server cannot be reached or
-does not answer in time (callers stop asking), ``PrometheusQueryError`` when it answered and
-refused (Prometheus's own ``errorType``/``error`` are quoted). Values keep Prometheus's
-special floats: ``NaN`` (e.g. ``0/0``) and ``±Inf`` (e.g. ``histogram_quantile`` past the
-last bucket) arrive as Python floats, never as errors. Why httpx rather than
-prometheus-api-client: see docs/observe.md.
+``PrometheusSource`` is the interface the rest of the toolkit depends on;
+``HttpPrometheusSource`` talks to a real server (the stack's, or the user's own behind
+headers, basic or bearer auth, TLS and an HTTP proxy) through prometheus-api-client, the
+client users of Prometheus know, configured so that one call is one request: no retries
+(its default ``Retry`` would multiply the timeout by four and eat Prometheus's 503 reason),
+a (connect, read) timeout on every call, and Prometheus's own ``timeout`` parameter so the
+server stops evaluating too. ``FakePrometheusSource`` in ``resilience.testing.observe_fakes``
+returns canned series for unit tests. Every failure arrives as an ``ObserveError`` naming
+the query and the endpoint: ``PrometheusUnavailable`` when the server cannot be reached,
+does not answer in time or refuses our credentials (callers stop asking),
+``PrometheusQueryError`` when it answered and refused the query (Prometheus's own
+``errorType``/``error`` are quoted, parsed back out of the package's exception). Values keep
+Prometheus's special floats: ``NaN`` (e.g. ``0/0``) and ``±Inf`` (e.g. ``histogram_quantile``
+past the last bucket) arrive as Python floats, never as errors. Where the package falls
+short and what we do about it: docs/observe.md.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-import httpx
+import requests
+import urllib3.exceptions
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import BaseAdapter
+from urllib3.util.retry import Retry
 
 from resilience.errors import ObserveError
+from resilience.observe.connection import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -136,30 +151,55 @@ class PrometheusSource(Protocol):
     def targets(self) -> list[Target]: ...
 
 
-class HttpPrometheusSource:
-    """A real Prometheus over its HTTP API.
+def no_retries() -> Retry:
+    """One call, one request. ``read=False`` re-raises a read timeout as requests'
+    ``ReadTimeout``; status retries are off, so a 503 keeps its body."""
+    return Retry(total=0, connect=0, read=False, redirect=0, status=0, other=0,
+                 raise_on_status=False)  # fmt: skip
 
-    ``timeout`` bounds every call (connect, read, write, pool), so a server that accepts and
-    never answers costs at most ``timeout`` seconds per call. Pass ``transport`` (e.g.
-    ``httpx.MockTransport``) to test without a server.
+
+_STATUS_BODY = re.compile(r"^HTTP Status Code (\d+) \((b'.*'|b\".*\")\)$", re.S)
+
+
+class HttpPrometheusSource:
+    """A real Prometheus, through prometheus-api-client.
+
+    ``timeout`` (default: the connection's) is the connect and the read timeout of every
+    call and is sent as Prometheus's ``timeout`` parameter; with no retries a server that
+    accepts and never answers costs one timeout per call. ``adapter`` (a requests transport
+    adapter) replaces the network in unit tests, like httpx's ``MockTransport``.
     """
 
     def __init__(
         self,
         base_url: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.BaseTransport | None = None,
+        timeout: float | None = None,
+        connection: Connection | None = None,
+        adapter: BaseAdapter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            # Prometheus is local: a proxy from the environment would only get in the way.
-            trust_env=False,
+        self.connection = connection or Connection()
+        self.timeout = timeout if timeout is not None else self.connection.timeout
+        session = requests.Session()
+        session.trust_env = False  # see resilience/observe/connection.py
+        session.verify = self.connection.requests_verify()
+        session.cert = self.connection.requests_cert()
+        session.hooks["response"].append(_log_warnings)
+        # The package annotates its optional arguments as plain ``dict``/``tuple``/``int``
+        # (None is their default) and passes ``timeout`` to requests, which takes a
+        # (connect, read) pair: its annotations are narrower than what it accepts.
+        options: dict[str, Any] = {
+            "headers": self.connection.all_headers() or None,
+            "auth": self.connection.basic,
+            "proxy": self.connection.proxies() or None,
+            "timeout": (self.timeout, self.timeout),
+        }
+        self._client = PrometheusConnect(
+            self.base_url, retry=no_retries(), session=session, **options
         )
+        if adapter is not None:
+            session.mount(self.base_url, adapter)
 
     @property
     def endpoint(self) -> str:
@@ -179,89 +219,172 @@ class HttpPrometheusSource:
     ) -> None:
         self.close()
 
+    def check(self) -> None:
+        """Raise unless the query API answers (credentials, TLS and path prefix included)."""
+        self.query("1")
+
     def ready(self) -> bool:
-        """True when ``/-/ready`` answers 200 within the timeout."""
+        """True when the query API answers within the timeout; never raises."""
         try:
-            return self._client.get("/-/ready").status_code == 200
-        except httpx.HTTPError:
+            self.check()
+        except ObserveError:
             return False
+        return True
 
     def query(self, promql: str, at: float | None = None) -> list[Series]:
-        params: dict[str, str] = {"query": promql}
+        params = {"timeout": self._server_timeout()}
         if at is not None:
             params["time"] = _fmt_time(at)
-        data = self._get("/api/v1/query", params, promql)
-        return parse_result(data, query=promql, endpoint=self.base_url)
+        result = self._call(
+            "/api/v1/query", promql, lambda: self._client.custom_query(promql, params=params)
+        )
+        return self._series(result, promql)
 
     def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[Series]:
         if end < start:
             raise ValueError(f"range query end {end} is before start {start}")
         if step <= 0:
             raise ValueError(f"range query step must be positive, got {step}")
+        # The package rounds start and end to whole seconds; its params win over its own
+        # keys, so the exact times go there.
         params = {
-            "query": promql,
             "start": _fmt_time(start),
             "end": _fmt_time(end),
-            "step": f"{step:g}",
+            "timeout": self._server_timeout(),
         }
-        data = self._get("/api/v1/query_range", params, promql)
-        return parse_result(data, query=promql, endpoint=self.base_url)
+        result = self._call(
+            "/api/v1/query_range",
+            promql,
+            lambda: self._client.custom_query_range(
+                promql,
+                start_time=datetime.fromtimestamp(start, UTC),
+                end_time=datetime.fromtimestamp(end, UTC),
+                step=f"{step:g}",
+                params=params,
+            ),
+        )
+        return self._series(result, promql)
 
     def targets(self) -> list[Target]:
-        data = self._get("/api/v1/targets", {"state": "active"}, None)
+        data = self._call("/api/v1/targets", None, lambda: self._client.get_targets("active"))
         return parse_targets(data)
 
-    def _get(self, path: str, params: Mapping[str, str], query: str | None) -> Any:
+    def _server_timeout(self) -> str:
+        return f"{self.timeout:g}s"
+
+    def _series(self, result: Any, promql: str) -> list[Series]:
+        # The package returns data.result without its resultType: a scalar or string is a
+        # [time, "value"] pair, a vector or matrix a list of objects.
+        if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+            kind = "scalar"
+        elif isinstance(result, list) and any(
+            isinstance(item, dict) and "values" in item for item in result
+        ):
+            kind = "matrix"
+        else:
+            kind = "vector"
+        return parse_result(
+            {"resultType": kind, "result": result}, query=promql, endpoint=self.base_url
+        )
+
+    def _call(self, path: str, query: str | None, call: Callable[[], Any]) -> Any:
         what = f"query {query!r}" if query is not None else path
         url = f"{self.base_url}{path}"
         try:
-            response = self._client.get(path, params=params)
-        except httpx.TimeoutException as exc:
-            raise PrometheusUnavailable(
-                f"Prometheus at {self.base_url} did not answer {what} within {self.timeout:g}s "
-                f"({type(exc).__name__})",
+            return call()
+        except PrometheusApiClientException as exc:
+            raise self._answered(str(exc), what, url, query) from exc
+        except (requests.exceptions.JSONDecodeError, KeyError, TypeError) as exc:
+            raise PrometheusQueryError(
+                f"Prometheus at {self.base_url} answered {what} with a body that is not its "
+                f"API JSON ({type(exc).__name__}: {exc})",
                 endpoint=url,
                 query=query,
             ) from exc
-        except httpx.HTTPError as exc:
-            raise PrometheusUnavailable(
-                f"cannot reach Prometheus at {self.base_url} for {what}: {exc}",
-                endpoint=url,
-                query=query,
-            ) from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            snippet = response.text[:200]
-            if response.status_code >= 500 or response.status_code == 404:
-                # Not Prometheus's API answering (a proxy, another server on the port).
-                raise PrometheusUnavailable(
-                    f"Prometheus at {self.base_url} answered {what} with HTTP "
-                    f"{response.status_code} and no API body: {snippet!r}",
-                    endpoint=url,
-                    query=query,
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if _timed_out(exc):
+                message = (
+                    f"Prometheus at {self.base_url} did not answer {what} within "
+                    f"{self.timeout:g}s ({type(exc).__name__})"
                 )
-            raise PrometheusQueryError(
-                f"Prometheus at {self.base_url} answered {what} with HTTP "
-                f"{response.status_code} and a body that is not its API JSON: {snippet!r}",
-                endpoint=url,
-                query=query,
-            )
-        if body.get("status") != "success":
-            error_type = str(body.get("errorType", "unknown"))
-            error = str(body.get("error", "no message"))
-            raise PrometheusQueryError(
+            else:
+                message = f"cannot reach Prometheus at {self.base_url} for {what}: {exc}"
+            raise PrometheusUnavailable(message, endpoint=url, query=query) from exc
+
+    def _answered(self, text: str, what: str, url: str, query: str | None) -> ObserveError:
+        """Our error for a non-200 answer, from the package's "HTTP Status Code N (b'...')"."""
+        status, body = _status_and_body(text)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("status") == "error":
+            error_type = str(doc.get("errorType", "unknown"))
+            return PrometheusQueryError(
                 f"Prometheus at {self.base_url} refused {what} "
-                f"(HTTP {response.status_code}, {error_type}): {error}",
+                f"(HTTP {status}, {error_type}): {doc.get('error', 'no message')}",
                 endpoint=url,
                 query=query,
                 error_type=error_type,
             )
-        for warning in body.get("warnings", []) or []:
-            logger.warning("Prometheus warned about %s: %s", what, warning)
-        return body.get("data")
+        snippet = body[:200]
+        if status in (401, 403):
+            return PrometheusUnavailable(
+                f"Prometheus at {self.base_url} refused our credentials for {what} "
+                f"(HTTP {status}): check the headers and auth given for it",
+                endpoint=url,
+                query=query,
+            )
+        if status >= 500 or status == 404:
+            # Not Prometheus's API answering (a proxy, another server on the port).
+            return PrometheusUnavailable(
+                f"Prometheus at {self.base_url} answered {what} with HTTP {status} and no "
+                f"API body: {snippet!r}",
+                endpoint=url,
+                query=query,
+            )
+        return PrometheusQueryError(
+            f"Prometheus at {self.base_url} answered {what} with HTTP {status} and a body "
+            f"that is not its API JSON: {snippet!r}",
+            endpoint=url,
+            query=query,
+        )
+
+
+def _status_and_body(text: str) -> tuple[int, str]:
+    match = _STATUS_BODY.match(text)
+    if match is None:
+        return 0, text
+    try:
+        raw = ast.literal_eval(match.group(2))
+    except (ValueError, SyntaxError):
+        return int(match.group(1)), match.group(2)
+    body = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return int(match.group(1)), body
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout, not a refusal (urllib3's NewConnectionError subclasses its timeout)."""
+    reason: object = exc
+    if isinstance(exc, requests.exceptions.RequestException) and exc.args:
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(
+        exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError
+    ) or isinstance(reason, urllib3.exceptions.TimeoutError)
+
+
+def _log_warnings(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """The package drops Prometheus's ``warnings``; log them from the response."""
+    if b'"warnings"' not in response.content:
+        return
+    try:
+        warnings = response.json().get("warnings") or []
+    except (ValueError, AttributeError):
+        return
+    for warning in warnings:
+        logger.warning("Prometheus warned about %s: %s", response.url, warning)
 
 
 def parse_result(data: Any, *, query: str = "", endpoint: str = "") -> list[Series]:

@@ -3,8 +3,11 @@
 ``TraceSource`` is the interface: ``get(trace_id) -> Trace | None``. ``JaegerTraceSource``
 reads ``GET /api/v3/traces/{id}`` (OTLP JSON wrapped in ``{"result": ...}``; an unknown id
 answers 404 ``{"error": {"httpCode": 404, "message": "No traces found"}}``) with a
-timeout on every call; pass ``path_template="/api/v2/traces/{trace_id}"`` for Tempo, whose
-``{"trace": ...}`` wrapper the same parser reads. ``collect_traces`` fetches many ids with
+timeout on every call; ``tempo_source`` points the same client at Tempo
+(``/api/traces/{id}`` or ``/api/v2/traces/{id}``, asked for JSON), whose ``{"batches": ...}``
+and ``{"trace": ...}`` wrappers the same parser reads. A ``Connection`` adds the user's
+headers, credentials, TLS settings and proxy (httpx: no query client for Jaeger or Tempo
+is in common use). ``collect_traces`` fetches many ids with
 bounded concurrency, polls for traces Jaeger has not ingested yet (ingestion is
 asynchronous) until a deadline and stops asking when the backend is unreachable. Saving
 them into a run directory, and reading them back, is ``resilience.rundir.traces``.
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from resilience.errors import ObserveError
+from resilience.observe.connection import Connection
 from resilience.observe.otlp import normalize_id, parse_otlp_json
 from resilience.observe.spans import Trace
 
@@ -31,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 INDEX_FILE = "index.json"
+JAEGER_PATH = "/api/v3/traces/{trace_id}"
+TEMPO_PATHS = {"v1": "/api/traces/{trace_id}", "v2": "/api/v2/traces/{trace_id}"}
 
 
 class TraceBackendUnavailable(ObserveError):
@@ -48,24 +54,33 @@ class TraceSource(Protocol):
 
 
 class JaegerTraceSource:
-    """Jaeger v2's query API (``/api/v3``) over httpx; every call bounded by ``timeout``."""
+    """Jaeger v2's query API (``/api/v3``), or Tempo's, over httpx; every call bounded by
+    ``timeout`` (default: the connection's). ``health_path`` is what ``check`` asks."""
 
     def __init__(
         self,
         base_url: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         transport: httpx.BaseTransport | None = None,
-        path_template: str = "/api/v3/traces/{trace_id}",
+        path_template: str = JAEGER_PATH,
+        connection: Connection | None = None,
+        health_path: str = "/api/v3/services",
+        backend: str = "Jaeger",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        connection = connection or Connection()
+        self.timeout = timeout if timeout is not None else connection.timeout
         self.path_template = path_template
+        self.health_path = health_path
+        self.backend = backend
+        options = connection.httpx_options()
+        options["headers"] = {"Accept": "application/json", **options["headers"]}
         self._client = httpx.Client(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(self.timeout),
             transport=transport,
-            trust_env=False,
+            **options,
         )
 
     @property
@@ -104,6 +119,21 @@ class JaegerTraceSource:
             raise ObserveError(f"{self.base_url}{path} answered JSON that is not an object")
         return parse_otlp_json(body, tid)
 
+    def check(self) -> None:
+        """Raise unless the backend answers its health path with 200 (``TraceBackendUnavailable``
+        when it cannot be reached, ``ObserveError`` when it answers otherwise)."""
+        response = self._request(self.health_path, "a health check")
+        if response.status_code != 200:
+            raise ObserveError(
+                f"{self.backend} at {self.base_url}{self.health_path} answered HTTP "
+                f"{response.status_code}: {response.text[:200]!r}"
+                + (
+                    " (check the headers and auth given for it)"
+                    if response.status_code in (401, 403)
+                    else ""
+                )
+            )
+
     def services(self) -> list[str]:
         """Services Jaeger has seen (``/api/v3/services``): a cheap health probe."""
         response = self._request("/api/v3/services", "services")
@@ -120,13 +150,14 @@ class JaegerTraceSource:
             return self._client.get(path)
         except httpx.TimeoutException as exc:
             raise TraceBackendUnavailable(
-                f"Jaeger at {self.base_url} did not answer for {what} within {self.timeout:g}s "
+                f"{self.backend} at {self.base_url} did not answer for {what} within "
+                f"{self.timeout:g}s "
                 f"({type(exc).__name__})",
                 endpoint=self.base_url + path,
             ) from exc
         except httpx.HTTPError as exc:
             raise TraceBackendUnavailable(
-                f"cannot reach Jaeger at {self.base_url} for {what}: {exc}",
+                f"cannot reach {self.backend} at {self.base_url} for {what}: {exc}",
                 endpoint=self.base_url + path,
             ) from exc
 
@@ -136,10 +167,32 @@ class JaegerTraceSource:
         except ValueError:
             if response.status_code == 200:
                 raise ObserveError(
-                    f"Jaeger at {self.base_url} answered {what} with a body that is not JSON: "
+                    f"{self.backend} at {self.base_url} answered {what} with a body that is not "
+                    "JSON: "
                     f"{response.text[:200]!r}"
                 ) from None
             return response.text[:200]
+
+
+def tempo_source(
+    base_url: str,
+    *,
+    api: str = "v1",
+    timeout: float | None = None,
+    connection: Connection | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> JaegerTraceSource:
+    """A trace source on Tempo's query frontend: ``/api/traces/{id}`` (``v1``, every Tempo)
+    or ``/api/v2/traces/{id}`` (``v2``); ``/api/echo`` is its health check."""
+    return JaegerTraceSource(
+        base_url,
+        timeout=timeout,
+        transport=transport,
+        path_template=TEMPO_PATHS[api],
+        connection=connection,
+        health_path="/api/echo",
+        backend="Tempo",
+    )
 
 
 def _error_text(body: Any) -> str:

@@ -3,6 +3,7 @@
 - ``toxiproxy_fake``: ``FakeToxiproxy``, an in-memory Toxiproxy behind the client's interface;
 - ``toxiproxy_server``: a real ``toxiproxy-server`` in its own process group, an echo upstream;
 - ``observe_fakes``: ``FakePrometheusSource`` and ``FakeTraceSource`` with canned answers;
+- ``requests_mock``: ``MockAdapter``, requests' network replaced by a function;
 - ``analysis``: synthetic load views, traces and analysis contexts for detector tests;
 - ``sample_run``: a complete synthetic run directory (fragile or hardened) for report tests.
 

@@ -247,14 +247,14 @@ def test_custom_target_uses_only_declared_proxies() -> None:
 @pytest.mark.parametrize(
     ("target", "needle"),
     [
-        ("http://example.com", "traffic stays on this machine"),
+        ("http://example.com", "off loopback and not allowed"),
         ("ftp://127.0.0.1", "http(s) URL"),
         ("http://127.0.0.1:99999", "http(s) URL"),
         ("not a url", "http(s) URL"),
     ],
 )
 def test_target_must_be_local_http(target: str, needle: str) -> None:
-    """Targets are http(s) URLs on 127.0.0.1, localhost or ::1 only."""
+    """Targets are http(s) URLs on loopback unless their host is allowed."""
     assert needle in error_text(f'target: {{url: "{target}"}}\n')
 
 

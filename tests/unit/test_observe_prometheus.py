@@ -1,4 +1,5 @@
-"""Unit tests for the Prometheus source: parsing, errors, timeouts, the fake, saved series."""
+"""Unit tests for the Prometheus source (prometheus-api-client behind our interface): parsing,
+errors, timeouts, connection settings, the fake, saved series."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
+import requests
 
 from resilience.errors import ObserveError
 from resilience.observe import (
@@ -21,9 +23,11 @@ from resilience.observe import (
     Series,
     Target,
 )
+from resilience.observe.connection import Connection
 from resilience.rundir.series import load_series, save_series
 from resilience.stack.config import Ports
 from resilience.testing.observe_fakes import FakePrometheusSource
+from resilience.testing.requests_mock import MockAdapter
 
 PORTS = Ports().shifted(400)
 CLOSED_PORT = PORTS.catalog_proxy  # nothing of ours listens there during unit tests
@@ -43,19 +47,27 @@ def silent_server(port: int) -> Iterator[str]:
         sock.close()
 
 
-def mock_source(handler: Any) -> HttpPrometheusSource:
-    return HttpPrometheusSource("http://prom.test", transport=httpx.MockTransport(handler))
+def mock_source(handler: Any, **kwargs: Any) -> HttpPrometheusSource:
+    return HttpPrometheusSource("http://prom.test", adapter=MockAdapter(handler), **kwargs)
 
 
-def ok(data: dict[str, Any]) -> httpx.Response:
-    return httpx.Response(200, json={"status": "success", "data": data})
+def ok(data: dict[str, Any]) -> tuple[int, Any]:
+    return 200, {"status": "success", "data": data}
+
+
+def params(request: requests.PreparedRequest) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(request.url or "").query).items()}
+
+
+def path(request: requests.PreparedRequest) -> str:
+    return urlsplit(request.url or "").path
 
 
 def test_instant_vector_becomes_series_with_labels_and_one_point() -> None:
     """An instant vector answer becomes one Series per element with its labels."""
-    seen: list[httpx.Request] = []
+    seen: list[requests.PreparedRequest] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
         seen.append(request)
         return ok(
             {
@@ -71,15 +83,16 @@ def test_instant_vector_becomes_series_with_labels_and_one_point() -> None:
     assert [s.labels["job"] for s in series] == ["a", "b"]
     assert series[0].points == [(100.5, 1.0)]
     assert series[0].name == "up"
-    assert seen[0].url.path == "/api/v1/query"
-    assert seen[0].url.params["time"] == "100.500"
+    assert path(seen[0]) == "/api/v1/query"
+    assert params(seen[0])["time"] == "100.500"
+    assert params(seen[0])["timeout"] == "5s"
 
 
 def test_range_query_sends_window_and_step_and_parses_matrix() -> None:
     """A range query sends start/end/step and turns a matrix into time-ordered points."""
-    seen: list[httpx.Request] = []
+    seen: list[requests.PreparedRequest] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
         seen.append(request)
         return ok(
             {
@@ -89,16 +102,16 @@ def test_range_query_sends_window_and_step_and_parses_matrix() -> None:
         )
 
     series = mock_source(handler).query_range("rate(x[5s])", 10.0, 11.0, 1.0)
-    params = seen[0].url.params
-    assert seen[0].url.path == "/api/v1/query_range"
-    assert (params["start"], params["end"], params["step"]) == ("10.000", "11.000", "1")
+    sent = params(seen[0])
+    assert path(seen[0]) == "/api/v1/query_range"
+    assert (sent["start"], sent["end"], sent["step"]) == ("10.000", "11.000", "1")
     assert series == [Series({"svc": "x"}, [(10.0, 1.5), (11.0, 2.0)])]
 
 
 def test_special_floats_arrive_as_python_floats() -> None:
     """NaN, +Inf and -Inf values parse to floats instead of raising."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
         return ok(
             {
                 "resultType": "matrix",
@@ -123,15 +136,12 @@ def test_scalar_result_is_one_unlabelled_series() -> None:
 def test_api_error_json_is_surfaced_with_query_and_endpoint() -> None:
     """A 400 with Prometheus's error JSON raises PrometheusQueryError quoting it."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            400,
-            json={
-                "status": "error",
-                "errorType": "bad_data",
-                "error": "parse error: unexpected end of input inside braces",
-            },
-        )
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
+        return 400, {
+            "status": "error",
+            "errorType": "bad_data",
+            "error": "parse error: unexpected end of input inside braces",
+        }
 
     with pytest.raises(PrometheusQueryError) as info:
         mock_source(handler).query("up{")
@@ -146,7 +156,7 @@ def test_api_error_json_is_surfaced_with_query_and_endpoint() -> None:
 
 def test_non_api_5xx_counts_as_unavailable() -> None:
     """A 502 without Prometheus's JSON (a proxy, another server) is 'unavailable'."""
-    source = mock_source(lambda r: httpx.Response(502, text="Bad Gateway"))
+    source = mock_source(lambda r: (502, "Bad Gateway"))
     with pytest.raises(PrometheusUnavailable, match="HTTP 502"):
         source.query("up")
 
@@ -177,8 +187,8 @@ def test_server_that_never_answers_is_bounded_by_the_timeout() -> None:
 def test_targets_are_parsed_with_health_and_last_error() -> None:
     """Active targets come back with job, instance, health and the last scrape error."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.params["state"] == "active"
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
+        assert params(request)["state"] == "active"
         return ok(
             {
                 "activeTargets": [
@@ -235,3 +245,122 @@ def test_fake_source_raises_the_configured_error() -> None:
     fake = FakePrometheusSource(error=PrometheusUnavailable("down", endpoint="fake"))
     with pytest.raises(PrometheusUnavailable):
         fake.query("q")
+
+
+# ---------------------------------------------------------------- prometheus-api-client's settings
+
+
+def test_connection_settings_reach_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers, bearer token, CA bundle, client certificate, proxy and the (connect, read)
+    timeout are what requests sends with; environment proxies are not used."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy.invalid:1")
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.invalid:1")
+    adapter = MockAdapter(lambda r: ok({"resultType": "vector", "result": []}))
+    connection = Connection(
+        headers={"X-Scope-OrgID": "team-a"},
+        bearer="s3cret",
+        ca_file="/etc/ca.pem",
+        cert_file="/etc/client.pem",
+        key_file="/etc/client.key",
+        proxy="http://proxy.local:3128",
+        timeout=2.5,
+    )
+    source = HttpPrometheusSource("https://prom.test", connection=connection, adapter=adapter)
+    source.query("up")
+    (sent,) = adapter.sent
+    assert sent.request.headers["Authorization"] == "Bearer s3cret"
+    assert sent.request.headers["X-Scope-OrgID"] == "team-a"
+    assert sent.verify == "/etc/ca.pem"
+    assert sent.cert == ("/etc/client.pem", "/etc/client.key")
+    assert sent.proxies.get("https") == "http://proxy.local:3128"
+    assert "env-proxy" not in str(sent.proxies)
+    assert sent.timeout == (2.5, 2.5)
+    assert params(sent.request)["timeout"] == "2.5s"
+
+
+def test_basic_auth_and_no_verification() -> None:
+    """Basic credentials become an Authorization header; verify false reaches requests."""
+    adapter = MockAdapter(lambda r: ok({"resultType": "vector", "result": []}))
+    connection = Connection(basic=("alice", "pw"), verify=False)
+    HttpPrometheusSource("https://prom.test", connection=connection, adapter=adapter).query("up")
+    (sent,) = adapter.sent
+    assert sent.request.headers["Authorization"] == "Basic YWxpY2U6cHc="
+    assert sent.verify is False
+
+
+def test_a_503_is_one_request_and_keeps_prometheus_reason() -> None:
+    """No hidden retries: Prometheus's query timeout (503) is asked once and its errorType
+    and text survive into PrometheusQueryError."""
+    body = {
+        "status": "error",
+        "errorType": "timeout",
+        "error": "query timed out in expression evaluation",
+    }
+    adapter = MockAdapter(lambda r: (503, body))
+    source = HttpPrometheusSource("http://prom.test", adapter=adapter)
+    with pytest.raises(PrometheusQueryError) as info:
+        source.query_range("rate(x[5m])", 0, 60)
+    assert len(adapter.sent) == 1
+    assert info.value.error_type == "timeout"
+    assert "query timed out in expression evaluation" in str(info.value)
+    assert "HTTP 503" in str(info.value)
+
+
+def test_refused_credentials_are_unavailable_with_a_hint() -> None:
+    """A 401 from an auth proxy stops the asking and says to check headers and auth."""
+    source = mock_source(lambda r: (401, "Unauthorized"))
+    with pytest.raises(PrometheusUnavailable, match=r"refused our credentials .*HTTP 401"):
+        source.query("up")
+
+
+def test_a_200_that_is_not_the_api_is_a_query_error() -> None:
+    """A 200 with HTML (a login page) is PrometheusQueryError, not a crash."""
+    source = mock_source(lambda r: (200, "<html>login</html>"))
+    with pytest.raises(PrometheusQueryError, match="not its API JSON"):
+        source.query("up")
+
+
+def test_range_times_keep_their_fractions() -> None:
+    """The package rounds start/end to whole seconds; the source sends the exact times."""
+    seen: list[requests.PreparedRequest] = []
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any]:
+        seen.append(request)
+        return ok({"resultType": "matrix", "result": []})
+
+    mock_source(handler).query_range("up", 12.7, 20.2, 0.5)
+    sent = params(seen[0])
+    assert (sent["start"], sent["end"], sent["step"]) == ("12.700", "20.200", "0.5")
+
+
+def test_prometheus_warnings_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The package drops Prometheus's warnings; the source logs them."""
+    answer = {
+        "status": "success",
+        "warnings": ["PromQL info: metric might not be a counter"],
+        "data": {"resultType": "vector", "result": []},
+    }
+    with caplog.at_level("WARNING"):
+        assert mock_source(lambda r: (200, answer)).query("rate(x[1m])") == []
+    assert "might not be a counter" in caplog.text
+
+
+def test_check_and_ready_use_a_query() -> None:
+    """check() asks the query API (auth and path prefix included); ready() never raises."""
+    good = mock_source(lambda r: ok({"resultType": "scalar", "result": [1.0, "1"]}))
+    good.check()
+    assert good.ready()
+    bad = mock_source(lambda r: (403, "Forbidden"))
+    assert not bad.ready()
+    with pytest.raises(PrometheusUnavailable, match="HTTP 403"):
+        bad.check()
+
+
+def test_closed_port_is_one_attempt() -> None:
+    """Connection refused surfaces at once: the package's default 3 retries with back-off
+    (6 s) are configured away."""
+    source = HttpPrometheusSource(f"http://127.0.0.1:{CLOSED_PORT}", timeout=5.0)
+    began = time.monotonic()
+    with pytest.raises(PrometheusUnavailable, match="cannot reach"):
+        source.targets()
+    assert time.monotonic() - began < 1.0

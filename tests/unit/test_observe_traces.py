@@ -15,12 +15,14 @@ import pytest
 
 from resilience.errors import ObserveError
 from resilience.observe import (
+    Connection,
     JaegerTraceSource,
     Span,
     Trace,
     TraceBackendUnavailable,
     collect_traces,
     parse_otlp_json,
+    tempo_source,
     to_otlp_json,
 )
 from resilience.rundir.traces import DirectoryTraceSource, load_trace, save_collection
@@ -102,6 +104,43 @@ def test_jaeger_404_is_none_and_other_errors_name_the_message() -> None:
         jaeger(bad).get("0" * 31 + "1")
     with pytest.raises(ObserveError, match="not a 16-byte id"):
         jaeger(not_found).get("zzz")
+
+
+def test_tempo_source_asks_for_json_with_the_users_credentials() -> None:
+    """Tempo: /api/traces/{id} (v1) or /api/v2/traces/{id}, Accept JSON, the connection's
+    headers and bearer token; its {"batches": ...} answer parses like Jaeger's."""
+    tid = recorded_id()
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"batches": recorded_body()["result"]["resourceSpans"]})
+
+    connection = Connection(headers={"X-Scope-OrgID": "team-a"}, bearer="tok")
+    for api, path in (("v1", f"/api/traces/{tid}"), ("v2", f"/api/v2/traces/{tid}")):
+        source = tempo_source(
+            "http://tempo.test", api=api, connection=connection,
+            transport=httpx.MockTransport(handler),
+        )  # fmt: skip
+        trace = source.get(tid)
+        assert trace is not None and len(trace.spans) == 5
+        assert seen[-1].url.path == path
+        assert seen[-1].headers["Accept"] == "application/json"
+        assert seen[-1].headers["Authorization"] == "Bearer tok"
+        assert seen[-1].headers["X-Scope-OrgID"] == "team-a"
+
+
+def test_trace_backend_check_names_refused_credentials() -> None:
+    """check() asks the health path; a 401 says to check headers and auth."""
+    ok = JaegerTraceSource(
+        "http://jaeger.test", transport=httpx.MockTransport(lambda r: httpx.Response(200, json={}))
+    )
+    ok.check()
+    refused = tempo_source(
+        "http://tempo.test", transport=httpx.MockTransport(lambda r: httpx.Response(401))
+    )
+    with pytest.raises(ObserveError, match=r"Tempo at http://tempo.test/api/echo .*HTTP 401.*auth"):
+        refused.check()
 
 
 def test_jaeger_on_a_closed_port_is_unavailable() -> None:
