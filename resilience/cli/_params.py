@@ -61,7 +61,9 @@ ShopModeOpt = Annotated[
 TargetOpt = Annotated[
     str | None,
     typer.Option(
-        "--target", metavar="URL", help="Base URL of another HTTP service on this machine."
+        "--target",
+        metavar="URL",
+        help="Base URL of another HTTP service (on loopback unless its host is allowed).",
     ),
 ]
 WorkersOpt = Annotated[

@@ -122,6 +122,7 @@ def plan_document(
             }
             for g in experiment.guards
         ],
+        "parts": preview.parts,
         "target": {
             "url": preview.url,
             "builtin": preview.builtin,

@@ -215,30 +215,50 @@ def _prepare(
     target: str | None,
     workers: int | None,
     manage_stack: bool,
+    parts: dict[str, str | None],
+    allow_hosts: list[str],
 ) -> _Request:
     from resilience.experiment.loader import load_experiment
     from resilience.runner.orchestrator import RunOptions
 
     options = RunOptions(
-        out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=manage_stack
+        out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=manage_stack,
+        prometheus=parts["prometheus"], traces=parts["traces"], toxiproxy=parts["toxiproxy"],
+        allow_hosts=tuple(allow_hosts),
+    )  # fmt: skip
+    loaded = load_experiment(
+        experiment, profile=profile, overrides=overrides, allow_hosts=options.allow_hosts
     )
-    loaded = load_experiment(experiment, profile=profile, overrides=overrides)
     return _Request(loaded, options, overrides)
 
 
 def _dry_run(request: _Request, as_json: bool) -> int:
     from resilience.cli.dry_run import plan_document, show_plan
     from resilience.load.plan import plan_from_experiment
+    from resilience.runner.parts import resolve_parts
     from resilience.runner.target import preview_target
     from resilience.stack import StackConfig
 
     options = request.options
+    config = options.config or StackConfig.from_env()
+    parts = resolve_parts(
+        request.experiment,
+        config=config,
+        target=options.target,
+        flags={
+            "prometheus": options.prometheus,
+            "traces": options.traces,
+            "toxiproxy": options.toxiproxy,
+        },
+        allow_hosts=options.allow_hosts,
+    )
     preview = preview_target(
         request.experiment,
-        config=options.config or StackConfig.from_env(),
+        config=config,
         target_url=options.target,
         shop_mode=options.shop_mode,
         manage_stack=options.manage_stack,
+        parts=parts,
     )
     plan = plan_from_experiment(request.experiment, preview.url, workers=options.workers)
     doc = plan_document(request.experiment, plan, preview, request.overrides)
@@ -321,6 +341,40 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     ] = None,
     shop_mode: ShopModeOpt = None,
     target: TargetOpt = None,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            metavar="URL",
+            help="Your own Prometheus (replaces observe.prometheus.url); not started locally.",
+        ),
+    ] = None,
+    traces: Annotated[
+        str | None,
+        typer.Option(
+            "--traces",
+            metavar="URL",
+            help="Your own Jaeger or Tempo query URL (replaces observe.traces.url; its kind "
+            "comes from the file, default jaeger); not started locally.",
+        ),
+    ] = None,
+    toxiproxy: Annotated[
+        str | None,
+        typer.Option(
+            "--toxiproxy",
+            metavar="URL",
+            help="Your own Toxiproxy API (replaces toxiproxy.url); not started locally.",
+        ),
+    ] = None,
+    allow_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="HOST",
+            help="Let traffic go to this host off loopback (target, parts), like "
+            "safety.allow_hosts (repeatable).",
+        ),
+    ] = None,
     overrides: SetOpt = None,
     workers: WorkersOpt = None,
     junit: Annotated[
@@ -354,6 +408,8 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
         return _prepare(
             experiment, profile=profile, overrides=list(overrides or []), out=out,
             shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack,
+            parts={"prometheus": prometheus, "traces": traces, "toxiproxy": toxiproxy},
+            allow_hosts=list(allow_hosts or []),
         )  # fmt: skip
 
     try:

@@ -204,15 +204,20 @@ def _http_url(value: str, *, what: str = "an http(s) URL like http://127.0.0.1:8
     return value.strip().rstrip("/")
 
 
-def check_target_url(url: str, *, option: str = "--target", allow_hosts: Iterable[str] = ()) -> str:
-    """A URL given outside a file (a flag, a library option): an http(s) URL whose host is
-    loopback or one of ``allow_hosts``; ``ExperimentError`` naming ``option`` otherwise."""
+def check_http_url(url: str, *, option: str) -> str:
+    """A URL given outside a file (a flag, a library option), as the file's URLs are
+    written: ``ExperimentError`` naming ``option`` otherwise. The host is not judged."""
     try:
-        checked = _http_url(url)
+        return _http_url(url)
     except ValueProblem as problem:
         raise ExperimentError(
             f"invalid {option}", expected=problem.expected, got=problem.got
         ) from None
+
+
+def check_target_url(url: str, *, option: str = "--target", allow_hosts: Iterable[str] = ()) -> str:
+    """``check_http_url``, and a host that is loopback or one of ``allow_hosts``."""
+    checked = check_http_url(url, option=option)
     check_url_allowed(checked, option=option, allow_hosts=allow_hosts)
     return checked
 

@@ -143,6 +143,10 @@ class JournalData(_Record):
     dependencies: dict[str, list[str]] = Field(default_factory=dict)
     """Per proxy: the peer addresses and service names behind it (how spans name it), to
     decide which endpoints' traces touch a faulted dependency."""
+    parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Toxiproxy, Prometheus and the trace backend the run used, and whose each was:
+    ``{name: {url, source: flag|file|stack, own, kind?}}`` (``own``: the user's, not the
+    local stack's). No headers or credentials."""
     load_end: float | None = None
     """Experiment-clock second the load stopped (the end of the last phase)."""
     reason: str | None = None

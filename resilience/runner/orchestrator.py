@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,13 @@ from resilience.errors import (
     ResilienceError,
     StackError,
 )
-from resilience.experiment.model import LOCAL_HOSTS, Experiment, check_target_url
+from resilience.experiment.model import (
+    Experiment,
+    Safety,
+    check_http_url,
+    is_loopback,
+    normalize_host,
+)
 from resilience.faults.catalogue import specs_from_model
 from resilience.faults.timeline import FaultEvent, FaultTimeline
 from resilience.load.engine import LoadEngine
@@ -46,7 +53,7 @@ from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor, PromqlGuard, guard_of
 from resilience.observe.prometheus import HttpPrometheusSource
-from resilience.observe.traces import JaegerTraceSource
+from resilience.rundir.evidence import SourceEvidence
 from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
 from resilience.rundir.layout import RunDir, write_atomic
 from resilience.runner.evidence import Sources, gather
@@ -54,7 +61,8 @@ from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
 from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import RunObserver
-from resilience.runner.own_spans import export_for_run, jaeger_trace_ui
+from resilience.runner.own_spans import OwnSpans, export_for_run, jaeger_trace_ui
+from resilience.runner.parts import Parts, check_parts, resolve_parts, stack_parts
 from resilience.runner.rig import RigMonitor, Watched
 from resilience.runner.signals import InterruptGate
 from resilience.runner.target import (
@@ -68,7 +76,7 @@ from resilience.runner.target import (
     sweep_abandoned_runs,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import SHOP_MODES, MonotonicClock, ShopMode, iso_utc
+from resilience.vocabulary import SHOP_MODES, MonotonicClock, Phase, ShopMode, iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +98,15 @@ class RunOptions:
     manage_stack: bool = True
     config: StackConfig | None = None
     reports: bool = True
+    prometheus: str | None = None
+    """The user's Prometheus (``--prometheus``); replaces the file's ``observe.prometheus.url``."""
+    traces: str | None = None
+    """The user's trace backend (``--traces``); replaces ``observe.traces.url``."""
+    toxiproxy: str | None = None
+    """The user's Toxiproxy API (``--toxiproxy``); replaces ``toxiproxy.url``."""
+    allow_hosts: tuple[str, ...] = ()
+    """Hosts off loopback that traffic may go to, besides the file's ``safety.allow_hosts``
+    (``--allow-host``). Whether a URL's host is allowed is decided when the run starts."""
 
     def __post_init__(self) -> None:
         if self.shop_mode is not None and self.shop_mode not in SHOP_MODES:
@@ -98,9 +115,13 @@ class RunOptions:
                 expected=" or ".join(SHOP_MODES),
                 got=repr(self.shop_mode),
             )
-        if self.target is not None:
-            checked = check_target_url(self.target, option="--target (RunOptions.target)")
-            object.__setattr__(self, "target", checked)
+        for name in ("target", "prometheus", "traces", "toxiproxy"):
+            value = getattr(self, name)
+            if value is not None:
+                checked = check_http_url(value, option=f"--{name} (RunOptions.{name})")
+                object.__setattr__(self, name, checked)
+        hosts = tuple(self.allow_hosts)
+        object.__setattr__(self, "allow_hosts", tuple(normalize_host(h) for h in hosts))
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise ExperimentError(
                 "invalid --workers (RunOptions.workers)",
@@ -128,12 +149,15 @@ class RunResult:
     report_files: tuple[Path, ...] = ()
 
 
-def rig_probes(config: StackConfig, target_url: str) -> dict[str, str]:
-    """The health poll of each source: cheap GETs that any live instance answers."""
+def rig_probes(parts: Parts, target_url: str) -> dict[str, str]:
+    """The health poll of each source (the stack's or the user's): cheap GETs that any live
+    instance answers (only a 5xx or no answer counts as down, so a part behind auth that
+    answers 401 to a bare GET is up)."""
+    health = "/api/echo" if parts.traces.kind == "tempo" else "/api/v3/services"
     return {
-        "prometheus": f"{config.prometheus_url}/-/ready",
-        "traces": f"{config.jaeger_query_url}/api/v3/services",
-        "toxiproxy": f"{config.toxiproxy_url}/version",
+        "prometheus": f"{parts.prometheus.url}/-/ready",
+        "traces": f"{parts.traces.url}{health}",
+        "toxiproxy": f"{parts.toxiproxy.url}/version",
         "target": target_url,
     }
 
@@ -151,10 +175,12 @@ def experiment_ports(experiment: Experiment, target_url: str) -> list[int]:
     """The ports the target and its declared dependencies listen on (this machine): the
     processes behind them are the experiment's, not other load (the rig's health)."""
     parts = urlsplit(target_url)
-    ports = [parts.port or (443 if parts.scheme == "https" else 80)]
+    ports = []
+    if is_loopback(parts.hostname or ""):
+        ports.append(parts.port or (443 if parts.scheme == "https" else 80))
     for proxy in experiment.proxies:
         host, _, port = proxy.upstream.rpartition(":")
-        if host.strip("[]") in LOCAL_HOSTS and port.isdigit():
+        if is_loopback(host) and port.isdigit():
             ports.append(int(port))
     return ports
 
@@ -212,6 +238,7 @@ class _Run:
         self.recorder: LoadRecorder | None = None
         self.guards: GuardMonitor | None = None
         self.guard_source: HttpPrometheusSource | None = None
+        self.parts: Parts | None = None
         self.clock: MonotonicClock | None = None
         self.export: LiveExport | None = None
         self.marker: PhaseMarker | None = None
@@ -221,14 +248,16 @@ class _Run:
     # -- set-up ---------------------------------------------------------------------
 
     def open(self) -> None:
-        """The run directory, the resolved experiment and a ``starting`` journal, first of
-        all; then this run is marked active on the stack (a killed run's marker swept
+        """Whose parts and where traffic may go (exit 2: invalid input, no run directory);
+        then the run directory, the resolved experiment and a ``starting`` journal, first
+        of all; then this run is marked active on the stack (a killed run's marker swept
         first), and a signal that came meanwhile takes effect."""
+        self.parts = self._resolve_parts()
         self.run_dir = self.options.out or default_run_dir(
             self.options.runs_root, self.experiment.name
         )
         layout = RunDir(self.run_dir).create()
-        write_atomic(layout.experiment, self.experiment.to_yaml())
+        write_atomic(layout.experiment, self._recorded_experiment().to_yaml())
         self._log_handler = attach_run_log(layout.run_log)
         self.journal = Journal.start(
             layout.journal,
@@ -250,15 +279,45 @@ class _Run:
         mark_active(self.config, self.journal.path)
         self._marked_active = True
 
+    def _resolve_parts(self) -> Parts:
+        """Flags over the file over the stack; a host off loopback and not allowed, or the
+        user's parts with the built-in shop, is ``ExperimentError``. Sends nothing."""
+        options = self.options
+        return resolve_parts(
+            self.experiment,
+            config=self.config,
+            target=options.target,
+            flags={
+                "prometheus": options.prometheus,
+                "traces": options.traces,
+                "toxiproxy": options.toxiproxy,
+            },
+            allow_hosts=options.allow_hosts,
+        )
+
     def prepare(self) -> None:
+        options = self.options
+        assert self.parts is not None
+        # Before anything starts or is sent: the user's parts answer (exit 3).
+        source = self.experiment.source
+        check_parts(self.parts, file=source.name if source else None, say=self.observer.message)
         self.prepared = prepare_target(
             self.experiment,
             config=self.config,
-            target_url=self.options.target,
-            shop_mode=self.options.shop_mode,
-            manage_stack=self.options.manage_stack,
+            target_url=options.target,
+            shop_mode=options.shop_mode,
+            manage_stack=options.manage_stack,
             say=self.observer.message,
+            parts=self.parts,
         )
+
+    def _recorded_experiment(self) -> Experiment:
+        """The experiment as run: hosts allowed by --allow-host join ``safety.allow_hosts``,
+        so that the copy in the run directory loads again (``resilience analyse``)."""
+        if not self.options.allow_hosts:
+            return self.experiment
+        hosts = sorted(self.experiment.allowed_hosts(self.options.allow_hosts))
+        return self.experiment.model_copy(update={"safety": Safety(allow_hosts=hosts)})
 
     def start_load(self) -> None:
         assert self.prepared is not None and self.run_dir is not None
@@ -284,6 +343,7 @@ class _Run:
             duration=self.load_end,
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
+            parts=self.parts.to_journal() if self.parts is not None else {},
         )
         if self.experiment.faults:
             journal = self.journal
@@ -342,7 +402,7 @@ class _Run:
         return RigMonitor(
             self.run_dir,
             self.clock,
-            probes=rig_probes(self.config, self.prepared.url),
+            probes=rig_probes(self.parts or stack_parts(self.config), self.prepared.url),
             worker_pids=lambda: engine.pids,
             watched=watched_processes(self.prepared),
             ports=experiment_ports(self.experiment, self.prepared.url),
@@ -372,7 +432,8 @@ class _Run:
         if not guards:
             return None
         if any(isinstance(g, PromqlGuard) for g in guards):
-            self.guard_source = HttpPrometheusSource(self.config.prometheus_url, timeout=2.0)
+            assert self.parts is not None
+            self.guard_source = self.parts.prometheus_source(timeout=2.0)
         recorder = self.recorder
         assert recorder is not None
         return GuardMonitor(
@@ -555,13 +616,13 @@ class _Run:
         return written
 
 
-def _trace_ui(run: _Run) -> str:
-    """Where a person opens a trace: the experiment's ``observe.trace_ui``, else the
-    stack's Jaeger UI."""
+def _trace_ui(run: _Run, parts: Parts) -> str | None:
+    """Where a person opens a trace: the experiment's ``observe.trace_ui``, else the Jaeger
+    UI beside the query API the run used (the stack's or the user's); Tempo has none."""
     observe = run.experiment.observe
     if observe is not None and observe.trace_ui:
         return observe.trace_ui
-    return jaeger_trace_ui(run.config.jaeger_query_url)
+    return jaeger_trace_ui(parts.traces.url) if parts.traces.kind == "jaeger" else None
 
 
 def _timing(event: FaultEvent) -> dict[str, float]:
@@ -694,12 +755,12 @@ def _analyse(run: _Run) -> Verdict | None:
     run.journal.update(load_end=round(run.load_end, 4))
     journal = run.journal.data
     phases = run_phases_of(journal, run.experiment)
+    parts = run.parts
+    assert parts is not None
     # Our own client spans first, so the trace fetch finds the load request as each root.
-    own = export_for_run(
-        run.run_dir, journal, phases, run.config.url("jaeger_otlp_http") + "/v1/traces"
-    )
-    prometheus = HttpPrometheusSource(run.config.prometheus_url, timeout=5.0)
-    traces = JaegerTraceSource(run.config.jaeger_query_url, timeout=5.0)
+    own = _export_own_spans(run, parts, journal, phases)
+    prometheus = parts.prometheus_source()
+    traces = parts.trace_source()
     try:
         gather(
             run.run_dir,
@@ -710,9 +771,9 @@ def _analyse(run: _Run) -> Verdict | None:
                 prometheus=prometheus,
                 traces=traces,
                 target_url=run.prepared.url,
-                prometheus_endpoint=run.config.prometheus_url,
-                traces_endpoint=run.config.jaeger_query_url,
-                trace_ui=_trace_ui(run),
+                prometheus_endpoint=parts.prometheus.url,
+                traces_endpoint=parts.traces.url,
+                trace_ui=_trace_ui(run, parts),
                 own_spans=own.evidence,
                 client_spans=own.client_spans,
             ),
@@ -724,3 +785,20 @@ def _analyse(run: _Run) -> Verdict | None:
     verdict = analyse(run.run_dir, experiment=run.experiment, say=run.observer.message)
     run.journal.record_verdict(**verdict.journal_fields())
     return verdict
+
+
+def _export_own_spans(
+    run: _Run, parts: Parts, journal: JournalData, phases: Sequence[Phase]
+) -> OwnSpans:
+    """The load's client spans go to the stack's Jaeger (OTLP/HTTP); a trace backend of the
+    user's is known by its query URL only, so nothing is exported there."""
+    assert run.run_dir is not None
+    if parts.traces.own:
+        reason = (
+            f"not exported: your trace backend ({parts.traces.where()}) is known by its query "
+            "URL only, not by an OTLP endpoint"
+        )
+        return OwnSpans(SourceEvidence(status="unavailable", reason=reason))
+    return export_for_run(
+        run.run_dir, journal, phases, run.config.url("jaeger_otlp_http") + "/v1/traces"
+    )

@@ -4,7 +4,8 @@ The built-in shop: bring up whatever of the local stack is not running (in the r
 shop mode; only the shop restarts when the mode or options differ) and remember what this
 run started, so that only that is taken down at the end. Any other target (``--target`` or
 ``target:`` in the file): the local Toxiproxy, Prometheus and Jaeger are brought up the
-same way, and the experiment's declared proxies are created in Toxiproxy if missing.
+same way, except those the user gives (``runner/parts.py``), and the experiment's declared
+proxies are created in the Toxiproxy the run uses if missing.
 
 Before anything runs, leftovers of a killed run are swept: ``resilience-`` toxics deleted,
 proxies it disabled re-enabled, and its journal marked ``aborted``.
@@ -28,6 +29,7 @@ from resilience.faults.catalogue import TOXIC_PREFIX
 from resilience.faults.sweeper import SweepReport, sweep
 from resilience.faults.toxiproxy import Proxy, ToxiproxyApi, ToxiproxyClient
 from resilience.rundir.journal import mark_abandoned
+from resilience.runner.parts import Parts, stack_parts
 from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.topology import stack_proxies
@@ -71,17 +73,23 @@ def _options(experiment: Experiment) -> dict[str, str]:
 
 
 def _choose(
-    stack: Stack, experiment: Experiment, target_url: str | None, shop_mode: ShopMode | None
-) -> tuple[str | None, bool, ShopMode | None, dict[str, str], tuple[str, ...]]:
+    stack: Stack,
+    experiment: Experiment,
+    target_url: str | None,
+    shop_mode: ShopMode | None,
+    parts: Parts,
+) -> tuple[str | None, bool, ShopMode | None, dict[str, str], tuple[str, ...] | None]:
     """The target URL (None: the built-in shop), whether it is built in, the shop's mode and
-    options, and the stack components the run needs (empty: all)."""
+    options, and the stack components the run needs (None: all; empty: none, every part
+    is the user's)."""
     url = target_url or (experiment.target.url if experiment.target else None)
     if url is not None:
-        return url, False, None, {}, EXTERNAL_INFRA
+        needed = parts.stack_components()
+        return url, False, None, {}, tuple(n for n in EXTERNAL_INFRA if n in needed)
     mode = shop_mode or (experiment.shop.mode if experiment.shop else None)
     if mode is None:
         mode = "fragile" if stack.shop_mode() == "fragile" else "hardened"
-    return None, True, mode, _options(experiment), ()
+    return None, True, mode, _options(experiment), None
 
 
 def prepare_target(
@@ -92,22 +100,29 @@ def prepare_target(
     shop_mode: ShopMode | None,
     manage_stack: bool = True,
     say: Callable[[str], None] = lambda _m: None,
+    parts: Parts | None = None,
 ) -> PreparedTarget:
-    """Make the target reachable and the fault proxies ready; sweep leftovers first."""
+    """Make the target reachable and the fault proxies ready; sweep leftovers first.
+
+    ``parts`` (default: all the stack's) says which of Toxiproxy, Prometheus and the trace
+    backend are the user's: those are never started here."""
+    parts = parts or stack_parts(config)
     stack = Stack(config)
-    url, builtin, mode, options, components = _choose(stack, experiment, target_url, shop_mode)
+    url, builtin, mode, options, components = _choose(
+        stack, experiment, target_url, shop_mode, parts
+    )
     started: tuple[str, ...] = ()
-    if manage_stack:
+    if components == ():
+        say("every part is yours: the local stack is not needed")
+    elif manage_stack:
         say("checking the local stack")
-        result = stack.up(
-            shop_mode=mode or "hardened", shop_options=options, components=components or None
-        )
+        result = stack.up(shop_mode=mode or "hardened", shop_options=options, components=components)
         # Restarted shop services were running before this run: they stay up afterwards.
         started = tuple(n for n in result.started if n not in result.restarted)
         if result.started:
             say(f"started {', '.join(result.started)} in {result.seconds:.1f}s")
     else:
-        _require_running(stack, builtin, say)
+        _require_running(stack, builtin, say, parts)
     if builtin:
         url = config.gateway_url
     assert url is not None
@@ -118,7 +133,7 @@ def prepare_target(
             "two runs would fault each other's target; wait for it or stop it",
             component="run",
         )
-    client = ToxiproxyClient(config.toxiproxy_url)
+    client = parts.toxiproxy_client()
     known = [p.name for p in stack_proxies(config.ports)] if builtin else []
     declared = _ensure_declared_proxies(client, experiment)
     prepared = PreparedTarget(
@@ -175,6 +190,8 @@ class TargetPreview:
     problems: list[str]
     """What would stop the run (exit 3 or 2) before any load is sent."""
     notes: list[str]
+    parts: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Toxiproxy, Prometheus and the trace backend: where, and whose (the journal's ``parts``)."""
 
 
 def preview_target(
@@ -184,25 +201,36 @@ def preview_target(
     target_url: str | None,
     shop_mode: ShopMode | None,
     manage_stack: bool = True,
+    parts: Parts | None = None,
 ) -> TargetPreview:
     """``prepare_target`` without its effects: what would start, which proxies would be made.
 
     Read-only: the stack record, /proc, the programs on disk, and Toxiproxy's proxy list
-    (one GET, when Toxiproxy runs). Starts no process, writes no file, changes no proxy.
+    (one GET, when Toxiproxy runs or is the user's). Starts no process, writes no file,
+    changes no proxy.
     """
+    parts = parts or stack_parts(config)
     stack = Stack(config)
-    url, builtin, mode, options, needed = _choose(stack, experiment, target_url, shop_mode)
-    planned = stack.plan_up(
-        shop_mode=mode or "hardened", shop_options=options, components=needed or None
+    url, builtin, mode, options, needed = _choose(stack, experiment, target_url, shop_mode, parts)
+    planned = (
+        []
+        if needed == ()
+        else stack.plan_up(shop_mode=mode or "hardened", shop_options=options, components=needed)
     )
-    toxiproxy_runs = any(p.name == "toxiproxy" and p.state == "running" for p in planned)
+    toxiproxy_runs = parts.toxiproxy.own or any(
+        p.name == "toxiproxy" and p.state == "running" for p in planned
+    )
     problems: list[str] = []
-    notes: list[str] = []
+    notes: list[str] = [
+        f"your {p.name} at {p.url} ({p.where()}): not started, health-checked before the run"
+        for p in parts.own()
+    ]
     if manage_stack:
         problems += [f"{p.name} cannot start: {p.blocker}" for p in planned if p.blocker]
     else:
-        planned, more_problems, notes = _without_starting(planned, builtin, mode)
+        planned, more_problems, more_notes = _without_starting(planned, builtin, mode, parts)
         problems += more_problems
+        notes += more_notes
     other = active_run(config)
     if other is not None:
         problems.append(f"another run is in progress on this stack (pid {other[0]}, {other[1]})")
@@ -214,7 +242,7 @@ def preview_target(
     existing: dict[str, Proxy] = {}
     if toxiproxy_runs:
         try:
-            with ToxiproxyClient(config.toxiproxy_url, timeout=2.0, retries=0) as client:
+            with parts.toxiproxy_client(timeout=2.0, retries=0) as client:
                 existing = client.proxies()
         except FaultError as exc:
             problems.append(f"Toxiproxy runs but does not answer: {exc}")
@@ -256,14 +284,22 @@ def preview_target(
         leftovers=leftovers,
         problems=problems,
         notes=notes,
+        parts=parts.to_journal(),
     )
 
 
+def _required(builtin: bool, parts: Parts) -> list[str]:
+    """Stack components a --no-stack run cannot do without (observers it can)."""
+    if builtin:
+        return [n for n in COMPONENT_NAMES if n not in OBSERVERS]
+    return [] if parts.toxiproxy.own else ["toxiproxy"]
+
+
 def _without_starting(
-    planned: list[PlannedComponent], builtin: bool, mode: ShopMode | None
+    planned: list[PlannedComponent], builtin: bool, mode: ShopMode | None, parts: Parts
 ) -> tuple[list[PlannedComponent], list[str], list[str]]:
     """--no-stack: nothing starts; what ``_require_running`` would refuse, as problems."""
-    required = [n for n in COMPONENT_NAMES if n not in OBSERVERS] if builtin else ["toxiproxy"]
+    required = _required(builtin, parts)
     down = [p.name for p in planned if p.state != "running"]
     problems: list[str] = []
     missing = [n for n in down if n in required]
@@ -289,11 +325,14 @@ def _without_starting(
     return running, problems, notes
 
 
-def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None]) -> None:
+def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None], parts: Parts) -> None:
     """--no-stack: the target and Toxiproxy must run; observers may be missing (the run
-    then marks what needs them as not evaluated)."""
-    not_healthy = [s.name for s in stack.status() if not s.healthy]  # probes every component
-    required = [n for n in COMPONENT_NAMES if n not in OBSERVERS] if builtin else ["toxiproxy"]
+    then marks what needs them as not evaluated). The user's parts are not the stack's."""
+    wanted = set(COMPONENT_NAMES) if builtin else set(parts.stack_components())
+    if not wanted:
+        return
+    not_healthy = [s.name for s in stack.status() if not s.healthy and s.name in wanted]
+    required = _required(builtin, parts)
     down = [name for name in not_healthy if name in required]
     if down:
         raise StackError(
