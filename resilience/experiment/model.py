@@ -185,8 +185,14 @@ def url_host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def _http_url(value: str, *, what: str = "an http(s) URL like http://127.0.0.1:8000") -> str:
-    """An http(s) URL with a host and no credentials in it (secrets go under ``auth:``)."""
+def _http_url(
+    value: str,
+    *,
+    what: str = "an http(s) URL like http://127.0.0.1:8000",
+    credentials: bool = True,
+) -> str:
+    """An http(s) URL with a host; ``credentials=False`` refuses ``user:password@`` (a
+    part's secrets go under ``auth:``, where they are never part of a recorded URL)."""
     try:
         parts = urlsplit(value.strip())
         port = parts.port
@@ -194,30 +200,43 @@ def _http_url(value: str, *, what: str = "an http(s) URL like http://127.0.0.1:8
         raise ValueProblem(what, describe(value)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise ValueProblem(what, describe(value))
-    if parts.username is not None or parts.password is not None:
+    if not credentials and (parts.username is not None or parts.password is not None):
         raise ValueProblem(
             f"{what}, without user:password@ (put credentials under auth:, with ${{env:NAME}})",
             "a URL with credentials in it",
         )
-    if parts.query or parts.fragment:
-        raise ValueProblem(f"{what}, without ?query or #fragment", describe(value))
     return value.strip().rstrip("/")
 
 
-def check_http_url(url: str, *, option: str) -> str:
+def _part_url(value: str) -> str:
+    """A part's URL: http(s), no credentials, no ?query or #fragment (paths are joined)."""
+    checked = _http_url(value, credentials=False)
+    parts = urlsplit(checked)
+    if parts.query or parts.fragment:
+        raise ValueProblem(
+            "an http(s) URL like http://127.0.0.1:9090, without ?query or #fragment",
+            describe(value),
+        )
+    return checked
+
+
+def check_http_url(url: str, *, option: str, part: bool = False) -> str:
     """A URL given outside a file (a flag, a library option), as the file's URLs are
-    written: ``ExperimentError`` naming ``option`` otherwise. The host is not judged."""
+    written (``part``: as a part's URL): ``ExperimentError`` naming ``option`` otherwise.
+    The host is not judged."""
     try:
-        return _http_url(url)
+        return _part_url(url) if part else _http_url(url)
     except ValueProblem as problem:
         raise ExperimentError(
             f"invalid {option}", expected=problem.expected, got=problem.got
         ) from None
 
 
-def check_target_url(url: str, *, option: str = "--target", allow_hosts: Iterable[str] = ()) -> str:
+def check_target_url(
+    url: str, *, option: str = "--target", allow_hosts: Iterable[str] = (), part: bool = False
+) -> str:
     """``check_http_url``, and a host that is loopback or one of ``allow_hosts``."""
-    checked = check_http_url(url, option=option)
+    checked = check_http_url(url, option=option, part=part)
     check_url_allowed(checked, option=option, allow_hosts=allow_hosts)
     return checked
 
@@ -269,6 +288,7 @@ def _allow_host(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+PartUrl = Annotated[str, AfterValidator(_part_url)]
 
 
 class Target(_Model):
@@ -1219,11 +1239,11 @@ class Tls(_Model):
 class HttpPart(_Model):
     """A part of the rig the user runs, reached over HTTP(S): where, and how to talk to it."""
 
-    url: HttpUrl
+    url: PartUrl
     headers: Headers = Field(default_factory=dict)
     auth: Auth | None = None
     tls: Tls | None = None
-    proxy: HttpUrl | None = None
+    proxy: PartUrl | None = None
     """An HTTP(S) proxy to reach the part through (environment proxies are not used)."""
     timeout: ObserverTimeout = 5.0
 
@@ -1313,7 +1333,7 @@ class Observe(_Model):
 class ToxiproxyPart(_Model):
     """The user's own Toxiproxy (its HTTP API); the stack's is started when not given."""
 
-    url: HttpUrl
+    url: PartUrl
     timeout: ObserverTimeout = 3.0
 
 

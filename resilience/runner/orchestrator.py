@@ -118,7 +118,9 @@ class RunOptions:
         for name in ("target", "prometheus", "traces", "toxiproxy"):
             value = getattr(self, name)
             if value is not None:
-                checked = check_http_url(value, option=f"--{name} (RunOptions.{name})")
+                checked = check_http_url(
+                    value, option=f"--{name} (RunOptions.{name})", part=name != "target"
+                )
                 object.__setattr__(self, name, checked)
         hosts = tuple(self.allow_hosts)
         object.__setattr__(self, "allow_hosts", tuple(normalize_host(h) for h in hosts))

@@ -159,7 +159,7 @@ def resolve_parts(
     allowed = experiment.allowed_hosts(allow_hosts)
     for option, url in (("--target", target), *((_FLAGS[n], flags.get(n)) for n in PART_NAMES)):
         if url is not None:
-            check_target_url(url, option=option, allow_hosts=allowed)
+            check_target_url(url, option=option, allow_hosts=allowed, part=option != "--target")
     defaults = stack_parts(config)
     given = experiment.given_parts()
     base = experiment.source.parent if experiment.source is not None else Path.cwd()

@@ -34,7 +34,8 @@ def test_results_are_frozen_and_options_check_themselves(tmp_path: Path) -> None
     assert dataclasses.is_dataclass(resilience.Verdict)
     assert resilience.Verdict.__dataclass_params__.frozen  # type: ignore[attr-defined]
     for bad, needle in (
-        ({"target": "http://user:pw@127.0.0.1:80"}, "--target"),
+        ({"target": "http://:80"}, "--target"),
+        ({"traces": "http://user:pw@127.0.0.1:16686"}, "--traces"),
         ({"prometheus": "ftp://127.0.0.1:9090"}, "--prometheus"),
         ({"target": "ftp://127.0.0.1:21"}, "--target"),
         ({"shop_mode": "brittle"}, "--shop-mode"),
