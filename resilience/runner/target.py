@@ -148,7 +148,16 @@ def prepare_target(
         started=started,
     )
     _check_fault_proxies(client, experiment)
-    add_scrape_jobs(prepared, experiment, say)
+    if not parts.prometheus.own:
+        add_scrape_jobs(prepared, experiment, say)
+    elif experiment.scrape_jobs():
+        jobs = ", ".join(f"{j.job} ({j.url})" for j in experiment.scrape_jobs())
+        message = (
+            f"observe.scrape configures the stack's Prometheus, not yours at "
+            f"{parts.prometheus.url}: scrape {jobs} in its own configuration"
+        )
+        logger.warning("%s", message)
+        say(message)
     prepared.sweep = _sweep(client, config, prepared.proxies)
     prepared.abandoned_runs = sweep_abandoned_runs(config)
     for line in prepared.abandoned_runs:
