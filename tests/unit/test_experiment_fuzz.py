@@ -58,7 +58,35 @@ faults: [{at: 10s, duration: 5s, proxy: db, type: hang}]
 """Every key that describes a service the toolkit has never seen, mutated like the catalogue."""
 CATALOGUE_DOCS = [
     yaml.safe_load(path.read_text()) for path in sorted((REPO / "experiments").glob("*.yaml"))
-] + [DESCRIBED_SERVICE]
+]
+# A valid document with every key of the user's own parts and of safety, to mutate too.
+PARTS_DOC: dict[str, Any] = {
+    "name": "own-parts",
+    "target": {"url": "http://shop.internal:8000"},
+    "proxies": [{"name": "db", "listen": "127.0.0.1:26000", "upstream": "db.internal:5432"}],
+    "observe": {
+        "scrape": [{"job": "shop-api", "url": "http://127.0.0.1:9001/metrics"}],
+        "prometheus": {
+            "url": "https://prom.internal/prometheus",
+            "headers": {"X-Scope-OrgID": "a"},
+            "auth": {"basic": {"username": "u", "password": "p"}},
+            "tls": {"verify": True, "ca_file": "ca.pem", "cert_file": "c.pem", "key_file": "k.pem"},
+            "proxy": "http://proxy.internal:3128",
+            "timeout": "10s",
+        },
+        "traces": {"url": "http://127.0.0.1:3200", "kind": "tempo", "api": "v2",
+                   "auth": {"bearer": "t"}},
+    },
+    "toxiproxy": {"url": "http://127.0.0.1:8474", "timeout": "3s"},
+    "safety": {"allow_hosts": ["shop.internal", "prom.internal", "proxy.internal"]},
+    "load": {
+        "stages": [{"duration": "30s", "users": 2, "spawn_rate": 2}],
+        "workload": {"requests": [{"path": "/items"}]},
+    },
+    "faults": [{"at": "5s", "duration": "5s", "proxy": "db", "type": "outage"}],
+    "profiles": {"smoke": {"load": {"stages": [{"duration": "10s", "users": 1, "spawn_rate": 1}]}}},
+}  # fmt: skip
+SEED_DOCS = [*CATALOGUE_DOCS, PARTS_DOC, DESCRIBED_SERVICE]
 FIELD_NAMES = [
     "name", "description", "tags", "target", "url", "proxies", "listen", "upstream", "shop",
     "mode", "options", "load", "preset", "stages", "duration", "users", "spawn_rate",
@@ -144,7 +172,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str | None, list[str]]:
     Mutations are derived from one seeded ``random.Random`` (cheap to generate, still
     reproducible and shrinkable by Hypothesis)."""
     rng = draw(st.randoms(use_true_random=False))
-    document = copy.deepcopy(rng.choice(CATALOGUE_DOCS))
+    document = copy.deepcopy(rng.choice(SEED_DOCS))
     for _ in range(rng.randint(1, 4)):
         path = rng.choice(_paths(document))
         action = rng.choice(["delete", "replace", "rename", "add", "typo"])
@@ -218,6 +246,46 @@ def test_mutated_catalogue_experiments(
     path = workdir / "mutated.yaml"
     path.write_text(text, encoding="utf-8")
     _check(path, profile, overrides)
+
+
+def test_the_parts_document_is_valid() -> None:
+    """The seed with every key of the user's own parts loads as it is (so its mutations
+    test the keys, not a broken seed)."""
+    experiment = Experiment.model_validate(copy.deepcopy(PARTS_DOC))
+    assert experiment.observe is not None and experiment.observe.traces is not None
+    assert experiment.toxiproxy is not None and experiment.safety is not None
+
+
+PART_KEYS = [
+    ("observe",), ("observe", "prometheus"), ("observe", "traces"), ("observe", "prometheus", "auth"),
+    ("observe", "prometheus", "tls"), ("observe", "traces", "auth"), ("toxiproxy",), ("safety",),
+    ("safety", "allow_hosts"), ("observe", "prometheus", "headers"), ("target",),
+]  # fmt: skip
+
+
+@FUZZ
+@given(
+    where=st.sampled_from(PART_KEYS),
+    value=trees,
+    key=st.one_of(st.sampled_from(FIELD_NAMES), st.text(min_size=1, max_size=8)),
+    replace=st.booleans(),
+)
+def test_random_values_in_the_parts_sections(
+    workdir: Path, where: tuple[str, ...], value: Any, key: str, replace: bool
+) -> None:
+    """Random values and keys under observe, toxiproxy, safety and target: an
+    ExperimentError naming the file (with expected and got), or a valid experiment."""
+    document = copy.deepcopy(PARTS_DOC)
+    parent: Any = document
+    for part in where[:-1]:
+        parent = parent[part]
+    if replace or not isinstance(parent.get(where[-1]), dict):
+        parent[where[-1]] = value
+    else:
+        parent[where[-1]][key] = value
+    path = workdir / "parts.yaml"
+    path.write_text(yaml.dump(document, Dumper=DUMPER, allow_unicode=True), encoding="utf-8")
+    _check(path)
 
 
 @settings(FUZZ, max_examples=500)
