@@ -76,10 +76,12 @@ def up(
 
         experiment = load_experiment(file, profile=profile, overrides=list(overrides or []))
         config = StackConfig.from_env()
-        stack = Stack(config)
-        if experiment.proxies:
-            stack.up(components=["toxiproxy"])
-        with ToxiproxyClient(config.toxiproxy_url) as client:
+        own = experiment.toxiproxy
+        if experiment.proxies and own is None:
+            Stack(config).up(components=["toxiproxy"])
+        # The file's own Toxiproxy (toxiproxy.url) when it names one, else the stack's.
+        url = own.url if own is not None else config.toxiproxy_url
+        with ToxiproxyClient(url) as client:
             _print(proxies_up(experiment, client), as_json)
 
     run_command(body)
@@ -102,7 +104,9 @@ def down(
 
         experiment = load_experiment(file, profile=profile, overrides=list(overrides or []))
         config = StackConfig.from_env()
-        with ToxiproxyClient(config.toxiproxy_url) as client:
+        own = experiment.toxiproxy
+        url = own.url if own is not None else config.toxiproxy_url
+        with ToxiproxyClient(url) as client:
             _print(proxies_down(experiment, client, config), as_json)
 
     run_command(body)

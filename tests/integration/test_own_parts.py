@@ -209,3 +209,38 @@ def test_a_target_off_loopback_and_not_allowed_exits_2_before_anything(
     assert not out.exists()
     assert not run_config.paths.state.exists()
     assert httpx.get(f"{own_parts.url('toxiproxy')}/proxies", timeout=3).json() == before
+
+
+def test_proxies_up_uses_the_files_own_toxiproxy(own_parts: OwnParts, tmp_path: Path) -> None:
+    """`resilience proxies up FILE` with toxiproxy.url creates the declared proxy in that
+    Toxiproxy and starts no stack Toxiproxy; `proxies down` takes it out again."""
+    path = _experiment(own_parts, tmp_path / "own.yaml")
+    text = path.read_text().replace(
+        "proxies:\n", f'toxiproxy: {{url: "{own_parts.url("toxiproxy")}"}}\nproxies:\n', 1
+    )
+    path.write_text(
+        text.replace("name: catalog,", "name: catalog-up,")
+        .replace(
+            f"127.0.0.1:{own_parts.ports.catalog_proxy}",
+            f"127.0.0.1:{own_parts.ports.catalog_proxy + 7}",
+        )
+        .replace("proxy: catalog,", "proxy: catalog-up,")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESILIENCE_PORT_")}
+    env["RESILIENCE_STATE_DIR"] = str(tmp_path / "run-state")
+    env["RESILIENCE_PORT_OFFSET"] = str(port_offset() + RUN_SHIFT)
+
+    def proxies(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RESILIENCE, "proxies", *args, str(path)],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    up = proxies("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    listed = httpx.get(f"{own_parts.url('toxiproxy')}/proxies", timeout=3).json()
+    assert listed["catalog-up"]["listen"] == f"127.0.0.1:{own_parts.ports.catalog_proxy + 7}"
+    assert not (tmp_path / "run-state" / "stack.json").exists()
+    down = proxies("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "catalog-up" not in httpx.get(f"{own_parts.url('toxiproxy')}/proxies", timeout=3).json()
