@@ -327,6 +327,48 @@ def test_a_halt_condition_heals_every_fault_within_a_second(
     )
 
 
+def test_a_promql_halt_condition_reads_the_real_prometheus(
+    start_session: Any, fragile_shop: StackHandle
+) -> None:
+    """A halt written in PromQL is judged on the stack's Prometheus: it holds (with a value
+    read from Prometheus) while the database answers, trips once the fragile orders' pool
+    waiters pile up under db-hang, and every fault is healed within 1 s of the trip."""
+    running = start_session(
+        halt="[{name: db pool waits, promql: 'max(shop_db_pool_waiting)', expect: '< 2', for: 1s}]"
+    )
+
+    def held() -> dict[str, Any] | None:
+        status = json.loads(cli(fragile_shop, "gameday", "status", "--json").stdout)
+        (halt,) = status["halts"]
+        return halt if halt["state"] == "ok" and halt["value"] is not None else None
+
+    before = wait_for(held, timeout=20, every=0.5)
+    assert before["watch"] == "max(shop_db_pool_waiting)" and before["value"] < 2, before
+    assert cli(fragile_shop, "gameday", "inject", "db-hang").returncode == 0
+
+    def halted() -> dict[str, Any] | None:
+        entries = [
+            e
+            for e in running.journal().get("timeline", [])
+            if e["kind"] == "halt" and "tripped" in e["text"]
+        ]
+        return entries[0] if entries else None
+
+    entry = wait_for(halted, timeout=60, every=0.2)
+    assert leftovers(fragile_shop) == []
+    detail = entry["detail"]
+    assert detail["healed"] == [0] and detail["failed"] == []
+    assert detail["healed_at"] - entry["t"] < 1.0, detail
+    assert detail["halt"]["kind"] == "promql" and detail["halt"]["value"] >= 2, detail
+    assert "db pool waits" in entry["text"]
+    assert cli(fragile_shop, "gameday", "end", timeout=90).returncode == 0
+    assert running.process.wait(timeout=60) == 0
+    print(
+        f"PromQL halt: {before['value']} waiting before the fault, tripped at "
+        f"{detail['halt']['value']}; healed {detail['healed_at'] - entry['t']:.3f}s after the trip"
+    )
+
+
 def test_a_killed_session_is_swept_by_the_next_stack_status(
     start_session: Any, fragile_shop: StackHandle
 ) -> None:
