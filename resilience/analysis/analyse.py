@@ -24,11 +24,12 @@ import resilience
 from resilience.analysis.checks import Check, CheckResult, builtin_shop_checks, evaluate_checks
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
-from resilience.analysis.phases import phased_of_run
+from resilience.analysis.phases import PhasedLoad, PhaseRule, run_rule
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
 from resilience.analysis.rig import (
     RigReport,
+    WithoutSeconds,
     lost_reason,
     outage_finding,
     rig_report,
@@ -49,13 +50,13 @@ from resilience.rundir.journal import (
     SloRecord,
 )
 from resilience.rundir.layout import RunDir
-from resilience.rundir.load import LoadData
+from resilience.rundir.load import LoadData, LoadView
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.reader import read_run, run_end
-from resilience.rundir.rig import read_rig
+from resilience.rundir.rig import RigSample, read_rig
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
-from resilience.vocabulary import Phase, iso_utc, phases_from_faults
+from resilience.vocabulary import FaultWindow, Phase, iso_utc, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,49 @@ class Verdict:
         }
 
 
+@dataclass(frozen=True)
+class RunEvidence:
+    """Everything a run directory holds for judging it, read once (``read_evidence``):
+    the journal, the experiment judged, the load data, the gathered series, traces and
+    read-back, and the rig's samples. ``judge`` reads only this."""
+
+    layout: RunDir
+    journal: JournalData
+    experiment: Experiment
+    load: LoadData
+    evidence: Evidence | None
+    prometheus: RecordedPrometheus
+    rig: list[RigSample] | None
+
+    @property
+    def load_end(self) -> float:
+        """When the load stopped (the journal's record, else the last evidence)."""
+        return recorded_load_end(self.journal) or run_end(self.journal, self.load)
+
+
+def read_evidence(run_dir: Path, *, experiment: Experiment | None = None) -> RunEvidence:
+    """Read ``run_dir`` for judging; ``experiment`` replaces the one it recorded (a
+    re-judgement with changed settings). ``ExperimentError`` naming the file when the
+    directory cannot be read."""
+    layout = RunDir(Path(run_dir))
+    run = read_run(layout.path, read_load=False)
+    if experiment is None:
+        experiment = load_experiment(layout.experiment)
+    try:
+        load = LoadData.read(layout.path)
+    except (LoadError, OSError, ValueError) as exc:
+        raise ExperimentError(f"{layout.latency}: cannot read the load data: {exc}") from exc
+    return RunEvidence(
+        layout=layout,
+        journal=run.journal,
+        experiment=experiment,
+        load=load,
+        evidence=Evidence.load(layout.path),
+        prometheus=RecordedPrometheus(layout.path),
+        rig=read_rig(layout.path),
+    )
+
+
 def analyse(
     run_dir: Path,
     *,
@@ -129,24 +173,60 @@ def analyse(
     """Judge the run in ``run_dir``; ``experiment`` replaces the one it recorded (a
     re-judgement with changed settings). Raises ``ExperimentError`` naming the file when
     the directory cannot be read."""
-    layout = RunDir(Path(run_dir))
-    run = read_run(layout.path, read_load=False)
+    run = read_evidence(run_dir, experiment=experiment)
     journal = run.journal
-    if experiment is None:
-        experiment = load_experiment(layout.experiment)
-    try:
-        load = LoadData.read(layout.path)
-    except (LoadError, OSError, ValueError) as exc:
-        raise ExperimentError(f"{layout.latency}: cannot read the load data: {exc}") from exc
+    load_end = run.load_end
+    phases = run_phases_of(journal, run.experiment, load_end)
+    return judge(
+        run,
+        Judged(
+            phases=phases,
+            faults=journal.fault_windows(),
+            rule=run_rule(journal),
+            start=phases[0].start if phases else 0.0,
+            end=load_end,
+        ),
+        say=say,
+    )
 
-    load_end = recorded_load_end(journal) or run_end(journal, load)
-    faults = journal.fault_windows()
-    phases = run_phases_of(journal, experiment, load_end)
-    warmup = phases[0].start if phases else 0.0
 
-    rig = rig_report(read_rig(layout.path), phases, load, end=load_end)
-    phased = phased_of_run(journal, load, phases)
-    answered = phased_of_run(journal, without_outage(load, rig), phases)
+@dataclass(frozen=True)
+class Judged:
+    """What to judge of a run directory: the whole run (``analyse``), or one fault window
+    of a game day (``resilience.analysis.windows``)."""
+
+    phases: list[Phase]
+    faults: list[FaultWindow]
+    """The fault windows judged (a game-day window: only its own faults)."""
+    rule: PhaseRule | None
+    """How requests are placed in the phases (None: by send time)."""
+    start: float
+    """Requests sent before this (the warm-up, or the stretch before a window's baseline)
+    belong to no phase."""
+    end: float
+    """The end of the last phase (the load's end, or the window's)."""
+    only_within: bool = False
+    """Leave out the load seconds, kept trace ids and acknowledged writes outside
+    [start, end) (a window of a session: the other windows are not its evidence)."""
+
+
+def judge(
+    run: RunEvidence, what: Judged, *, say: Callable[[str], None] = lambda _m: None
+) -> Verdict:
+    """The verdict on ``what`` of ``run``: SLOs, recovery, checks, detectors (see the
+    module docstring); reads nothing but ``run``."""
+    journal, experiment, layout = run.journal, run.experiment, run.layout
+    phases = what.phases
+    load: LoadView = run.load
+    trace_refs, writes = list(run.load.traces), list(run.load.writes)
+    if what.only_within:
+        load = WithoutSeconds(load, {s for s in load.seconds if not what.start <= s < what.end})
+        trace_refs = [r for r in trace_refs if what.start <= r.t < what.end]
+        writes = [w for w in writes if what.start <= w.t < what.end]
+
+    rig = rig_report(run.rig, phases, load, end=what.end)
+    phased = PhasedLoad(load, phases, what.rule, warmup=what.start)
+    answered = PhasedLoad(without_outage(load, rig), phases, what.rule, warmup=what.start)
     say("computing SLOs and recovery")
     slo_results = evaluate_slos(phased, phases, experiment.slo.phases())
     budget = experiment.slo.recovery.within if experiment.slo.recovery else None
@@ -158,8 +238,7 @@ def analyse(
         budget_seconds=budget,
     )
 
-    evidence = Evidence.load(layout.path)
-    prometheus = RecordedPrometheus(layout.path)
+    evidence, prometheus = run.evidence, run.prometheus
     prometheus_down = _prometheus_down(evidence, prometheus)
     if prometheus_down is not None:
         prometheus_down = lost_reason(rig, "prometheus", prometheus_down)
@@ -181,26 +260,26 @@ def analyse(
     traces, traces_down = _traces(layout, evidence)
     if traces_down is not None:
         traces_down = lost_reason(rig, "traces", traces_down)
-    readback, readback_down = _readback(layout, evidence, bool(load.writes))
+    readback, readback_down = _readback(layout, evidence, bool(writes))
     ctx = AnalysisContext(
         experiment=experiment,
         run_dir=layout.path,
         t0=journal.t0,
         phases=phases,
-        faults=faults,
+        faults=what.faults,
         load=load,
-        trace_refs=load.traces,
+        trace_refs=trace_refs,
         traces=traces,
         traces_unavailable=traces_down,
         prometheus=None if prometheus_down else prometheus,
         prometheus_unavailable=prometheus_down,
-        writes=load.writes,
+        writes=writes,
         readback=readback,
         readback_unavailable=readback_down,
         recovery=recovery,
         builtin_shop=builtin,
         shop_mode=journal.shop_mode,
-        faulted_dependencies=_dependencies(experiment, journal),
+        faulted_dependencies=_dependencies(experiment, journal, {f.proxy for f in what.faults}),
         target_down_seconds=frozenset(rig.down_seconds()),
         phased=answered,
     )
@@ -221,7 +300,7 @@ def analyse(
         findings=findings,
         analysis={
             "phase_rule": phased.method,
-            "warmup_seconds": round(warmup, 3),
+            "warmup_seconds": round(what.start, 3),
             "version": resilience.__version__,
         },
         rig=rig,
@@ -405,11 +484,15 @@ def _readback(
     return readback, None
 
 
-def _dependencies(experiment: Experiment, journal: JournalData) -> dict[str, set[str]]:
+def _dependencies(
+    experiment: Experiment, journal: JournalData, faulted: set[str]
+) -> dict[str, set[str]]:
+    """Per faulted proxy, the peers behind it (the journal's, the built-in shop's, the
+    experiment's declared proxies)."""
     deps: dict[str, set[str]] = {name: set(peers) for name, peers in journal.dependencies.items()}
     if not deps and _builtin(journal):
         for name, service in BUILTIN_SERVICES.items():
             deps[name] = {service}
     for declared in experiment.proxies:
         deps.setdefault(declared.name, set()).add(declared.listen)
-    return {name: deps[name] for name in {f.proxy for f in experiment.faults} if name in deps}
+    return {name: deps[name] for name in faulted if name in deps}

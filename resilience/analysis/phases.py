@@ -21,7 +21,7 @@ the per-second charts keep the whole view, by send time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -84,6 +84,60 @@ class PhaseRule:
         """The phase of one request known by its times (a kept trace id, for example)."""
         times = [m.t for m in self.marks]
         return self.phase(sum(1 for t in times if t <= sent), sum(1 for t in times if t <= ended))
+
+
+OUTSIDE = "outside"
+"""The phase of a request that belongs to none of a window's phases (another window's)."""
+
+
+@dataclass(frozen=True)
+class WindowRule(PhaseRule):
+    """The overlap rule for one fault window of a game day, over the session's marks.
+
+    A session has several windows (faults whose windows overlap, merged); its marks run
+    over all of them, and a request's segment ``i-j`` counts every mark before it. For the
+    window whose marks are ``first`` .. ``last`` (``last``: marks after its last heal; None
+    when a fault of it was never healed), with ``before`` marks behind its baseline:
+
+    - baseline: sent and ended with ``before`` marks behind them (``before == first``: after
+      the previous window's last heal and before this window's first apply; 0: the
+      session's first baseline);
+    - fault: ended after the window's first apply and sent before its last heal;
+    - recovery: sent after the last heal and ended before the next window began;
+    - anything else (another window's requests): ``OUTSIDE``.
+
+    With one window and ``before == first == 0`` this is ``PhaseRule`` exactly. The send
+    second at which a window's baseline begins is ``PhasedLoad``'s ``warmup``.
+    """
+
+    before: int = 0
+    first: int = 0
+    last: int | None = None
+
+    def phase(self, sent_after: int, ended_after: int) -> str:
+        if sent_after == ended_after == self.before:
+            return "baseline"
+        if self.last is not None and sent_after == ended_after == self.last:
+            return "recovery"
+        if ended_after > self.first and (self.last is None or sent_after < self.last):
+            return "fault"
+        return OUTSIDE
+
+
+def window_rule(
+    marks: Sequence[Mark], faults: Iterable[int], baseline_start: float
+) -> WindowRule | None:
+    """The rule of the window made of ``faults`` (their indexes), whose baseline begins at
+    ``baseline_start``; None when the session sent no marks for them (placed by send time)."""
+    wanted = set(faults)
+    applied = [i for i, m in enumerate(marks) if m.kind == "apply" and m.fault in wanted]
+    if not applied:
+        return None
+    first = applied[0]
+    healed = {m.fault: i for i, m in enumerate(marks) if m.kind == "heal" and m.fault in wanted}
+    last = max(healed.values()) + 1 if wanted <= set(healed) else None
+    before = min(first, sum(1 for m in marks if m.t <= baseline_start))
+    return WindowRule(tuple(marks), before=before, first=first, last=last)
 
 
 class _PhaseView:
@@ -200,6 +254,14 @@ class PhasedLoad:
 def phased_of_run(journal: JournalData, load: LoadView, phases: Sequence[Phase]) -> PhasedLoad:
     """A recorded run's load split by its judged phases (which begin after the warm-up),
     by overlap when its journal has phase marks."""
-    rule = PhaseRule(tuple(Mark(m.t, m.kind, m.fault) for m in journal.marks))
     warmup = min((p.start for p in phases), default=0.0)
-    return PhasedLoad(load, phases, rule if journal.marks else None, warmup=warmup)
+    return PhasedLoad(load, phases, run_rule(journal), warmup=warmup)
+
+
+def marks_of(journal: JournalData) -> tuple[Mark, ...]:
+    return tuple(Mark(m.t, m.kind, m.fault) for m in journal.marks)
+
+
+def run_rule(journal: JournalData) -> PhaseRule | None:
+    """The overlap rule over a run's phase marks (None: a run without marks, by send time)."""
+    return PhaseRule(marks_of(journal)) if journal.marks else None
