@@ -52,6 +52,8 @@ _FLAGS: dict[PartName, str] = {
     "prometheus": "--prometheus",
     "traces": "--traces",
 }
+_TIMEOUTS: dict[PartName, float] = {"toxiproxy": 3.0, "prometheus": 5.0, "traces": 5.0}
+"""A flag's part without settings in the file: the file's defaults."""
 _KEYS: dict[PartName, str] = {
     "toxiproxy": "toxiproxy",
     "prometheus": "observe.prometheus",
@@ -175,7 +177,7 @@ def resolve_parts(
         connection = (
             _connection(settings, base, experiment, name)
             if isinstance(settings, HttpPart)
-            else Connection(timeout=settings.timeout if settings is not None else 3.0)
+            else Connection(timeout=settings.timeout if settings is not None else _TIMEOUTS[name])
         )
         kind = api = None
         if name == "traces":

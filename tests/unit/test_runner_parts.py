@@ -147,6 +147,8 @@ def test_flags_replace_the_file_url_and_keep_its_settings(config: StackConfig) -
     assert parts.prometheus.source == "file" and parts.prometheus.connection.timeout == 7.0
     assert parts.prometheus.connection.headers == {"X-Org": "a"}
     assert parts.toxiproxy == stack_parts(config).toxiproxy
+    flag_only = resolve_parts(exp, config=config, flags={"toxiproxy": "http://127.0.0.1:1"})
+    assert flag_only.toxiproxy.connection.timeout == 3.0
     assert parts.stack_components() == ("toxiproxy",)
     record = parts.to_journal()
     assert record["traces"] == {
