@@ -15,7 +15,13 @@ from resilience.errors import EXIT_FAILED, EXIT_PASSED
 if TYPE_CHECKING:
     from resilience.report.compare import Comparison, Judgement
 
-_OUTCOME_STYLE = {"regression": "bold red", "improvement": "green", "same": "", "no data": "dim"}
+_OUTCOME_STYLE = {
+    "regression": "bold red",
+    "improvement": "green",
+    "same": "",
+    "inconclusive": "yellow",
+    "no data": "dim",
+}
 
 
 def _report(run_dir: Path) -> None:

@@ -8,10 +8,16 @@ p95 latency and error rate. A metric *regresses* when
   significant and past its effect-size floor) says B is higher AND the merged number moved
   by at least a small practical floor (``latency_floor_ms``, ``error_floor``); or
 - whatever the test says, and as the only rule when it is inconclusive (fewer than 30
-  one-second samples a side), the merged numbers are worse by the threshold rule: p95
-  higher by more than 25 % AND more than 50 ms; error rate higher by more than one
-  percentage point AND significantly so (one-sided two-proportion z-test, p < 0.05). (Per-second error rates are mostly zeros, where a rank test of
-  medians is blind to errors spread thinly; the threshold rule catches those.)
+  one-second samples a side), the merged numbers are worse by the threshold rule AND the
+  change is significant against the runs' own noise: p95 higher by more than 25 % AND more
+  than 50 ms, with significantly more of B's requests above A's p95 than A's own 5 %
+  (one-sided two-proportion z-test over the requests, p < 0.05); error rate higher by more
+  than one percentage point AND significantly so (the same test over errors). (Per-second
+  error rates are mostly zeros, where a rank test of medians is blind to errors spread
+  thinly; the threshold rule catches those.)
+
+A side with fewer than ``min_requests`` (50) requests is **inconclusive**, never a
+regression: a p95 from a few dozen requests moves by one slow request.
 
 The recovery phase is compared from the moment both runs were back in their baseline band
 (the transition itself is the recovery-time comparison's to judge). Besides: recovery
@@ -28,10 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hdrh.histogram import HdrHistogram
+
 from resilience.analysis.data import WindowStats, second_series, window_stats
 from resilience.analysis.phases import phased_of_run
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
+from resilience.histogram import count_above, merge
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
 from resilience.rundir.journal import FindingRecord, JournalData
 from resilience.rundir.load import LoadView
@@ -39,7 +48,7 @@ from resilience.rundir.reader import RunData, read_run
 from resilience.vocabulary import SEVERITIES, Phase, phase_named
 
 PHASES = ("baseline", "fault", "recovery")
-Outcome = Literal["regression", "improvement", "same", "no data"]
+Outcome = Literal["regression", "improvement", "same", "inconclusive", "no data"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class Rules:
     error_floor: float = 0.002
     recovery_abs_s: float = 5.0
     recovery_ratio: float = 0.5
-    min_requests: int = 20
+    min_requests: int = 50
     min_samples: int = 30
 
 
@@ -224,6 +233,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _merged(view: LoadView, endpoint: str | None, seconds: Sequence[int]) -> HdrHistogram:
+    return merge(h for s in seconds if (h := view.histogram(endpoint, s)) is not None)
+
+
 def _samples(
     view: LoadView, endpoint: str | None, seconds: Sequence[int]
 ) -> tuple[list[float], list[float]]:
@@ -234,22 +247,63 @@ def _samples(
     return p95, rates
 
 
-def _judge_latency(  # noqa: PLR0911 (one return per rule of the latency judgement)
-    a: Side, b: Side, sa: Sequence[float], sb: Sequence[float], rules: Rules
-) -> Judgement:
+def _too_few(a: Side, b: Side, rules: Rules) -> Judgement | None:
+    if a.requests == 0 or b.requests == 0:
+        return Judgement("no data", "none", "no requests on a side")
     if a.requests < rules.min_requests or b.requests < rules.min_requests:
-        return Judgement("no data", "none", f"fewer than {rules.min_requests} requests on a side")
+        return Judgement(
+            "inconclusive",
+            "none",
+            f"fewer than {rules.min_requests} requests on a side "
+            f"({a.requests} / {b.requests}): too few to tell a change from noise",
+        )
+    return None
+
+
+def tail_shift_p(hist_a: HdrHistogram, hist_b: HdrHistogram, threshold_ms: float) -> float:
+    """One-sided p-value that more of B's requests than of A's are at or above
+    ``threshold_ms`` (A's p95, so about 5 % of A's): a p95 that moved because the tail really
+    grew, not by the chance of a few slow requests."""
+    # At or above: above the value just below the threshold's histogram bucket.
+    below = hist_a.get_lowest_equivalent_value(int(threshold_ms * 1000.0)) - 1
+    above_a = count_above(hist_a, below)
+    above_b = count_above(hist_b, below)
+    return proportion_increase_p(
+        above_a, int(hist_a.get_total_count()), above_b, int(hist_b.get_total_count())
+    )
+
+
+def _judge_latency(  # noqa: PLR0911 (one return per rule of the latency judgement)
+    a: Side,
+    b: Side,
+    sa: Sequence[float],
+    sb: Sequence[float],
+    rules: Rules,
+    *,
+    tails: tuple[HdrHistogram, HdrHistogram] | None = None,
+) -> Judgement:
+    if (few := _too_few(a, b, rules)) is not None:
+        return few
     if a.p95 is None or b.p95 is None:
         return Judgement("no data", "none", "no latency recorded on a side")
     diff = b.p95 - a.p95
     numbers = f"p95 {fmt_ms(a.p95)} → {fmt_ms(b.p95)}"
     worse = diff > rules.p95_abs_ms and b.p95 > a.p95 * (1 + rules.p95_ratio)
     better = -diff > rules.p95_abs_ms and a.p95 > b.p95 * (1 + rules.p95_ratio)
+    if tails is not None:
+        hist_a, hist_b = tails
+        worse = worse and tail_shift_p(hist_a, hist_b, a.p95) < rules.alpha
+        better = better and tail_shift_p(hist_b, hist_a, b.p95) < rules.alpha
     test = compare(sa, sb, min_samples=rules.min_samples)
     if test.verdict == "higher" and diff >= rules.latency_floor_ms:
         return Judgement("regression", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
     if worse:
-        return Judgement("regression", "threshold", f"{numbers} ({_rule_text(rules)})")
+        return Judgement(
+            "regression",
+            "threshold",
+            f"{numbers} ({_rule_text(rules)}, more requests above the reference's p95 than "
+            f"chance allows)",
+        )
     if test.verdict == "lower" and -diff >= rules.latency_floor_ms:
         return Judgement("improvement", "mann-whitney", f"{numbers} (Mann-Whitney {test.reason})")
     if better:
@@ -267,8 +321,8 @@ def _rule_text(rules: Rules) -> str:
 def _judge_errors(
     a: Side, b: Side, sa: Sequence[float], sb: Sequence[float], rules: Rules
 ) -> Judgement:
-    if a.requests < rules.min_requests or b.requests < rules.min_requests:
-        return Judgement("no data", "none", f"fewer than {rules.min_requests} requests on a side")
+    if (few := _too_few(a, b, rules)) is not None:
+        return few
     ra, rb = a.error_rate or 0.0, b.error_rate or 0.0
     diff = rb - ra
     numbers = f"error rate {fmt_ratio(ra)} → {fmt_ratio(rb)}"
@@ -328,13 +382,14 @@ def _phase_deltas(
             b = Side.of(window_stats(view_b, endpoint, secs_b))
             lat_a, err_a = _samples(view_a, endpoint, secs_a)
             lat_b, err_b = _samples(view_b, endpoint, secs_b)
+            tails = (_merged(view_a, endpoint, secs_a), _merged(view_b, endpoint, secs_b))
             deltas.append(
                 PhaseDelta(
                     phase=name,
                     endpoint=endpoint,
                     a=a,
                     b=b,
-                    latency=_judge_latency(a, b, lat_a, lat_b, rules),
+                    latency=_judge_latency(a, b, lat_a, lat_b, rules, tails=tails),
                     errors=_judge_errors(a, b, err_a, err_b, rules),
                 )
             )

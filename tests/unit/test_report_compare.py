@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from resilience.cli import app
 from resilience.errors import ExperimentError
-from resilience.report.compare import Rules, compare_runs
+from resilience.histogram import from_values, percentiles_ms
+from resilience.report.compare import Rules, Side, _judge_latency, compare_runs
 from resilience.rundir.journal import Journal, RecoveryRecord
 from resilience.testing.sample_run import write_sample_run
 
@@ -188,3 +190,37 @@ def test_cli_prints_one_line_per_finding_kind(runs: dict[str, Path]) -> None:
     assert sum(1 for r in data["regressions"] if r.startswith("new finding ")) == sum(
         1 for g in grouped if g["fails_run"]
     )
+
+
+def _side(latencies_ms: list[float]) -> tuple[Side, HdrHistogram]:
+    histogram = from_values([int(ms * 1000) for ms in latencies_ms])
+    p50, p95, p99 = percentiles_ms(histogram, (50.0, 95.0, 99.0))
+    return Side(len(latencies_ms), 0.0, p50, p95, p99), histogram
+
+
+def test_a_few_dozen_requests_are_inconclusive_never_a_regression() -> None:
+    """A phase of 30 requests whose p95 moved 16 ms -> 72 ms: too few to tell from noise."""
+    a, ha = _side([10.0] * 28 + [16.0] * 2)
+    b, hb = _side([10.0] * 27 + [72.0] * 3)
+    judged = _judge_latency(a, b, [], [], Rules(), tails=(ha, hb))
+    assert judged.outcome == "inconclusive"
+    assert "too few" in judged.reason
+
+
+def test_a_p95_moved_by_chance_is_not_a_regression() -> None:
+    """Among 200 requests, a p95 that jumps because a handful of slow ones landed in B's
+    tail is not significantly more requests above A's p95: same, not regression."""
+    a, ha = _side([10.0] * 189 + [20.0] * 11)
+    b, hb = _side([10.0] * 188 + [20.0] * 1 + [90.0] * 11)
+    judged = _judge_latency(a, b, [], [], Rules(), tails=(ha, hb))
+    assert b.p95 is not None and a.p95 is not None and b.p95 - a.p95 > 50
+    assert judged.outcome != "regression"
+
+
+def test_a_grown_tail_is_a_regression() -> None:
+    """A fifth of B's requests at or above A's p95 (a tenth of A's): significant, and past
+    the threshold."""
+    a, ha = _side([10.0] * 180 + [20.0] * 20)
+    b, hb = _side([10.0] * 160 + [200.0] * 40)
+    judged = _judge_latency(a, b, [], [], Rules(), tails=(ha, hb))
+    assert judged.outcome == "regression"
