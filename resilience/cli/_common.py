@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict
 from typing import IO, Any, NoReturn, TypeVar
@@ -30,10 +30,14 @@ from resilience.errors import (
     ResilienceError,
     StackError,
 )
+from resilience.redact import RedactingFilter, Redactor
 
 console = Console()
 err_console = Console(stderr=True)
 logger = logging.getLogger("resilience.cli")
+terminal_filter = RedactingFilter(Redactor())
+"""Masks every log record the terminal shows: by the rules, and by the literal values of
+the experiment at hand once a command has loaded it (``mask_on_terminal``)."""
 
 T = TypeVar("T")
 
@@ -54,10 +58,19 @@ def configure_logging(*, verbose: bool) -> None:
         handlers = [handler]
     for handler in handlers:
         handler.setLevel(level)
+        if terminal_filter not in handler.filters:
+            handler.addFilter(terminal_filter)
     root.setLevel(level)
     # Our own loggers follow the flag; chatty libraries stay at WARNING.
     for noisy in ("httpx", "httpcore", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def mask_on_terminal(secrets: Iterable[str]) -> Redactor:
+    """From now on the terminal's log lines also mask ``secrets`` (an experiment's
+    ``${env:NAME}`` values); returns the redactor, for what a command prints itself."""
+    terminal_filter.redactor = Redactor(secrets)
+    return terminal_filter.redactor
 
 
 def error_title(error: BaseException) -> str:

@@ -22,6 +22,7 @@ from resilience.cli._common import (
     emit_json,
     err_console,
     error_details,
+    mask_on_terminal,
     print_error,
     run_command,
     stdout_for_json,
@@ -229,6 +230,7 @@ def _prepare(
     loaded = load_experiment(
         experiment, profile=profile, overrides=overrides, allow_hosts=options.allow_hosts
     )
+    mask_on_terminal(loaded.secret_values())
     return _Request(loaded, options, overrides)
 
 
@@ -261,7 +263,10 @@ def _dry_run(request: _Request, as_json: bool) -> int:
         parts=parts,
     )
     plan = plan_from_experiment(request.experiment, preview.url, workers=options.workers)
-    doc = plan_document(request.experiment, plan, preview, request.overrides)
+    # The plan shows the target URL and the endpoint names: masked as a run would mask them.
+    doc = mask_on_terminal(request.experiment.secret_values()).redact_json(
+        plan_document(request.experiment, plan, preview, request.overrides)
+    )
     if as_json:
         emit_json(doc)
     else:

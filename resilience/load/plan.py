@@ -106,6 +106,9 @@ class LoadPlan(_Frozen):
     phase_marks: bool = False
     """The parent will send phase marks (the run has faults): place each request by its
     [sent, ended] interval, holding a second back until the marks are known past it."""
+    secrets: list[str] = Field(default_factory=list, repr=False)
+    """Values the worker's log must mask (the experiment's ``${env:NAME}`` values): they
+    travel with the plan over stdin, never in argv or the environment."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LoadPlan:
@@ -222,6 +225,7 @@ def plan_from_experiment(
             slow_threshold=float(load.slow_threshold),
             seed=seed,
             phase_marks=bool(experiment.faults),
+            secrets=sorted(experiment.secret_values()),
         )
     except ValidationError as exc:
         raise ExperimentError(f"the load section cannot be run: {exc}") from exc

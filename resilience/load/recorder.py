@@ -27,6 +27,7 @@ from resilience.load.samples import (
     WorkerExit,
     empty_counts,
 )
+from resilience.redact import Redactor
 from resilience.rundir.load import LoadFiles, Segment
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
@@ -106,10 +107,15 @@ class LoadRecorder:
     """Merges the workers' per-second data and writes the run directory's load files."""
 
     def __init__(
-        self, run_dir: Path, *, t0: float, workers: int, endpoints: Sequence[str] = ()
+        self,
+        run_dir: Path,
+        *,
+        t0: float,
+        workers: int,
+        endpoints: Sequence[str] = (),
+        redactor: Redactor | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.t0 = t0
         self.workers = workers
         self._endpoints: list[str] = list(endpoints)
@@ -131,7 +137,7 @@ class LoadRecorder:
         self.exits: dict[int, WorkerExit] = {}
         self._closed = False
         self._listeners: list[Callable[[LoadEvent], None]] = []
-        self._files = LoadFiles(self.run_dir, t0=t0)
+        self._files = LoadFiles(self.run_dir, t0=t0, redactor=redactor)
         self._write_meta()
 
     # -- consuming --------------------------------------------------------------------

@@ -46,6 +46,7 @@ from resilience.load.samples import (
     WorkerReady,
     encode_event,
 )
+from resilience.redact import RedactingFilter, Redactor
 
 if TYPE_CHECKING:
     from resilience.load.plan import LoadPlan
@@ -417,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
     )
+    # Every line of the log is masked: by the rules until the plan brings the literal
+    # values. What bypasses logging (a traceback gevent prints) is masked by the parent,
+    # which rewrites the log once the worker has exited.
+    redacting = RedactingFilter(Redactor())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)
     # Locust patches the process on import; from here on everything is gevent.
     import locust  # noqa: F401
 
@@ -426,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output.emit(WorkerReady(worker=-1, pid=os.getpid()))
         output.flush()
         plan, pending = _read_plan(args.plan)
+        redacting.redactor = Redactor(plan.secrets)
         worker_index = plan.worker
         return Worker(plan, output, pending).run()
     except LoadError as exc:

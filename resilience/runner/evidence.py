@@ -39,6 +39,7 @@ from resilience.load.plan import request_plan
 from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
+from resilience.redact import Redactor
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import JournalData
 from resilience.rundir.layout import RunDir
@@ -91,20 +92,27 @@ def gather(
     sources: Sources,
     *,
     say: Callable[[str], None] = lambda _m: None,
+    redactor: Redactor | None = None,
 ) -> Evidence:
-    """Fetch the run's evidence into ``run_dir``; returns (and saves) the manifest."""
+    """Fetch the run's evidence into ``run_dir``; returns (and saves) the manifest. Every
+    file is written through ``redactor`` (the run's; the rules alone when None)."""
     layout = RunDir(Path(run_dir))
+    redactor = redactor or Redactor()
     evidence = Evidence(trace_ui=sources.trace_ui, client_spans=sources.own_spans)
     say("gathering Prometheus series")
-    evidence.prometheus = gather_series(layout, experiment, journal, phases, sources)
+    evidence.prometheus = gather_series(
+        layout, experiment, journal, phases, sources, redactor=redactor
+    )
     say("fetching traces")
-    evidence.traces = gather_traces(layout, phases, sources)
+    evidence.traces = gather_traces(layout, phases, sources, redactor=redactor)
     writes = read_writes(layout.path)
     if writes:
         say(f"reading back {len(writes)} acknowledged writes")
-    evidence.readback = gather_readback(layout, experiment, writes, phases, sources)
+    evidence.readback = gather_readback(
+        layout, experiment, writes, phases, sources, redactor=redactor
+    )
     evidence.gathered_at = iso_utc(time.time())
-    evidence.save(layout.path)
+    evidence.save(layout.path, redactor=redactor)
     return evidence
 
 
@@ -134,11 +142,13 @@ def gather_series(
     journal: JournalData,
     phases: Sequence[Phase],
     sources: Sources,
+    *,
+    redactor: Redactor | None = None,
 ) -> SourceEvidence:
     wanted = expressions(experiment, bool(journal.builtin))
     if not wanted:
         return SourceEvidence(status="not_needed")
-    store = SeriesStore(layout.path)
+    store = SeriesStore(layout.path, redactor=redactor)
     start_t = min((p.start for p in phases), default=0.0)
     end_t = max((p.end for p in phases), default=journal.load_end or 0.0)
     start = journal.t0 + min(start_t, 0.0) - SERIES_MARGIN_S
@@ -214,7 +224,9 @@ def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str
     return chosen
 
 
-def gather_traces(layout: RunDir, phases: Sequence[Phase], sources: Sources) -> SourceEvidence:
+def gather_traces(
+    layout: RunDir, phases: Sequence[Phase], sources: Sources, *, redactor: Redactor | None = None
+) -> SourceEvidence:
     wanted = select_traces(read_trace_refs(layout.path), phases)
     if not wanted:
         return SourceEvidence(status="not_needed", reason="the load engine kept no trace ids")
@@ -229,7 +241,7 @@ def gather_traces(layout: RunDir, phases: Sequence[Phase], sources: Sources) -> 
         deadline_s=TRACE_DEADLINE,
         require_spans={t: s for t, s in sources.client_spans.items() if t in wanted},
     )
-    save_collection(collection, dict(wanted), layout.traces)
+    save_collection(collection, dict(wanted), layout.traces, redactor=redactor)
     got = len(collection.traces)
     # The load generator exports its own client span for each kept request: a trace that
     # holds nothing else says nothing about the target.
@@ -282,12 +294,17 @@ def gather_readback(
     writes: Sequence[WriteAck],
     phases: Sequence[Phase],
     sources: Sources,
+    *,
+    redactor: Redactor | None = None,
 ) -> SourceEvidence:
     if not writes:
         return SourceEvidence(status="not_needed")
+    # Endpoint names as the run directory writes them (masked): the acknowledged writes
+    # were read from there, the paths and headers to read with come from the experiment.
+    names = (redactor or Redactor()).redact_text
     if sources.target_url is None:
         reason = "no target to read back from"
-        ReadBack(error=reason).save(layout.path)
+        ReadBack(error=reason).save(layout.path, redactor=redactor)
         return SourceEvidence(status="unavailable", wanted=len(writes), reason=reason)
     started = time.monotonic()
     with httpx.Client(base_url=sources.target_url, timeout=5.0, trust_env=False) as http:
@@ -304,12 +321,13 @@ def gather_readback(
             return http_get
 
         headers, notes = readback_headers(experiment, httpx_sender(http))
-        readers = {endpoint: getter(h) for endpoint, h in headers.items() if h}
-        readback = read_back(experiment, writes, phases, getter({}), readers=readers)
+        readers = {names(endpoint): getter(h) for endpoint, h in headers.items() if h}
+        readback = read_back(experiment, writes, phases, getter({}), readers=readers, names=names)
+        shown_notes = {names(endpoint): lines for endpoint, lines in notes.items()}
         for endpoint, recorded in readback.endpoints.items():
-            recorded.notes[:0] = notes.get(endpoint, [])
+            recorded.notes[:0] = shown_notes.get(endpoint, [])
     readback.seconds = round(time.monotonic() - started, 3)
-    readback.save(layout.path)
+    readback.save(layout.path, redactor=redactor)
     planned = sum(len(e.planned) for e in readback.endpoints.values())
     answered = sum(
         1 for e in readback.endpoints.values() for r in e.reads.values() if r.status is not None
@@ -408,12 +426,15 @@ def read_back(
     http_get: HttpGet,
     *,
     readers: Mapping[str, HttpGet] | None = None,
+    names: Callable[[str], str] = str,
 ) -> ReadBack:
     """Read back every acknowledged write through its request's ``list`` and ``read_back``
     paths, within the ``data_loss`` detector's budget (``budget_s``, ``max_reads``,
     ``concurrency``); records answers, judges nothing. ``readers`` replace ``http_get``
-    for some endpoints (their read-backs carry headers)."""
-    specs = {r.endpoint: r.write for r in experiment.load.workload.requests or [] if r.write}
+    for some endpoints (their read-backs carry headers). ``names`` gives a request's
+    endpoint name as the writes (and ``readers``) name it: masked, as the run directory
+    writes it."""
+    specs = {names(r.endpoint): r.write for r in experiment.load.workload.requests or [] if r.write}
     deadline = time.monotonic() + _setting(experiment, "budget_s", 60.0)
     budget = int(_setting(experiment, "max_reads", 2000))
     workers = max(1, int(_setting(experiment, "concurrency", 4)))

@@ -62,8 +62,12 @@ class LoadMetrics:
         profile: str | None = None,
         faults: Callable[[], Sequence[FaultState]] = list,
         phase: Callable[[], str | None] = lambda: None,
+        names: Callable[[str], str] = str,
     ) -> None:
         self.run = run
+        self._names = names
+        """An endpoint's label (the run's ``Redactor.redact_text``: a name such as ``GET
+        /x?token=abc`` must not reach Prometheus, which every local user may query)."""
         self.experiment = experiment
         self.profile = profile or ""
         self._faults = faults
@@ -85,7 +89,8 @@ class LoadMetrics:
         with self._lock:
             self._users[tick.worker] = tick.users
             self._in_flight[tick.worker] = tick.in_flight
-            for endpoint, data in tick.endpoints.items():
+            for name, data in tick.endpoints.items():
+                endpoint = self._names(name)
                 n = sum(data.counts.values())
                 self._requests[endpoint] = self._requests.get(endpoint, 0) + n
                 for outcome in ERROR_OUTCOMES:
@@ -268,6 +273,7 @@ def start_for_run(
     profile: str | None,
     timeline: FaultTimeline,
     recorder: LoadRecorder,
+    names: Callable[[str], str] = str,
 ) -> LiveExport:
     """Serve a run's live metrics (its recorder's completions, its timeline's faults)."""
     return start_export(
@@ -278,6 +284,7 @@ def start_for_run(
         faults=lambda: timeline_faults(timeline),
         phase=lambda: timeline_phase(timeline),
         recorder=recorder,
+        names=names,
     )
 
 
@@ -290,9 +297,13 @@ def start_export(
     faults: Callable[[], Sequence[FaultState]],
     phase: Callable[[], str | None],
     recorder: LoadRecorder,
+    names: Callable[[str], str] = str,
 ) -> LiveExport:
-    """Serve live metrics fed by ``recorder`` (a run's, or a game day's) on ``port``."""
-    metrics = LoadMetrics(run, experiment=experiment, profile=profile, faults=faults, phase=phase)
+    """Serve live metrics fed by ``recorder`` (a run's, or a game day's) on ``port``;
+    ``names`` gives an endpoint's label (masked)."""
+    metrics = LoadMetrics(
+        run, experiment=experiment, profile=profile, faults=faults, phase=phase, names=names
+    )
     recorder.add_listener(metrics.on_event)
     address = os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
     return LiveExport(metrics, port, address).start()

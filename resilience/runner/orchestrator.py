@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from resilience.errors import (
     ResilienceError,
     StackError,
 )
+from resilience.experiment.loader import load_experiment
 from resilience.experiment.model import (
     Experiment,
     Safety,
@@ -53,9 +55,10 @@ from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor, PromqlGuard, guard_of
 from resilience.observe.prometheus import HttpPrometheusSource
+from resilience.redact import RedactingFilter, Redactor, private_files, tighten_tree
 from resilience.rundir.evidence import SourceEvidence
 from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
-from resilience.rundir.layout import RunDir, write_atomic
+from resilience.rundir.layout import RunDir, open_private, redact_file, write_experiment
 from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
@@ -197,15 +200,18 @@ def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
     return candidate
 
 
-def attach_run_log(path: Path) -> logging.FileHandler:
-    """Log the package's INFO and above (DEBUG under ``--verbose``) to ``path``.
+def attach_run_log(path: Path, redactor: Redactor | None = None) -> logging.FileHandler:
+    """Log the package's INFO and above (DEBUG under ``--verbose``) to ``path`` (a private
+    file), every record masked by ``redactor`` (the rules by name and shape when None).
 
     The ``resilience`` logger is lowered to INFO when it is above, never raised: under
     ``--verbose`` it inherits DEBUG and must keep it. The terminal's handler has its own
     level (resilience/cli), so lowering the logger does not fill the terminal."""
+    open_private(path, "a").close()  # made 0600 by the run directory's rule, then appended to
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
+    handler.addFilter(RedactingFilter(redactor or Redactor()))
     ours = logging.getLogger("resilience")
     ours.addHandler(handler)
     if ours.getEffectiveLevel() > logging.INFO:
@@ -246,6 +252,12 @@ class _Run:
         self.marker: PhaseMarker | None = None
         self.load_end = experiment.total_duration
         self._load_stopped = False
+        self.redactor = Redactor(experiment.secret_values())
+        """One per run: every file of the run directory and every log line goes through it."""
+        self.judged = experiment
+        """The experiment the analysis judges: the run directory's copy once it is written."""
+        self._private = ExitStack()
+        self._umask: int | None = None
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -259,13 +271,15 @@ class _Run:
             self.options.runs_root, self.experiment.name
         )
         layout = RunDir(self.run_dir).create()
-        write_atomic(layout.experiment, self._recorded_experiment().to_yaml())
-        self._log_handler = attach_run_log(layout.run_log)
+        write_experiment(layout.experiment, self._recorded_experiment().to_data(), self.redactor)
+        self._log_handler = attach_run_log(layout.run_log, self.redactor)
+        self.judged = _as_recorded(layout, self.experiment)
         self.journal = Journal.start(
             layout.journal,
             experiment=self.experiment.name,
             profile=self.experiment.profile,
             t0=time.time(),
+            redactor=self.redactor,
             status="starting",
         )
         self.gate.arm()
@@ -312,6 +326,10 @@ class _Run:
             say=self.observer.message,
             parts=self.parts,
         )
+        # The process's files private from here on (the workers' logs, anything else), not
+        # before: the stack writes files that PostgreSQL, another user, must read. The run
+        # directory's own writers make their files private whenever they write.
+        self._umask = self._private.enter_context(private_files())
 
     def _recorded_experiment(self) -> Experiment:
         """The experiment as run: hosts allowed by --allow-host join ``safety.allow_hosts``,
@@ -362,7 +380,11 @@ class _Run:
         )
         self._sync_faults()
         self.recorder = LoadRecorder(
-            self.run_dir, t0=t0, workers=self.engine.workers, endpoints=plan.endpoints()
+            self.run_dir,
+            t0=t0,
+            workers=self.engine.workers,
+            endpoints=plan.endpoints(),
+            redactor=self.redactor,
         )
         self.guards = self._guard_monitor()
         self.export = start_for_run(
@@ -372,6 +394,7 @@ class _Run:
             profile=self.experiment.profile,
             timeline=self.timeline,
             recorder=self.recorder,
+            names=self.redactor.redact_text,
         )
         self.rig = self._rig_monitor()
         self.rig.start()
@@ -408,6 +431,7 @@ class _Run:
             worker_pids=lambda: engine.pids,
             watched=watched_processes(self.prepared),
             ports=experiment_ports(self.experiment, self.prepared.url),
+            redactor=self.redactor,
         )
 
     def check_rig(self, now: float) -> None:
@@ -519,6 +543,7 @@ class _Run:
                 live.drain(self.experiment.load.client_timeout + 3.0)
         finally:
             self.engine.stop(grace=0.5 if hurried else 2.0 if drain else 1.0)
+            self._redact_worker_logs()
             if self.recorder is not None:
                 try:
                     self.recorder.consume(self.engine.poll(timeout=0.0))
@@ -527,6 +552,17 @@ class _Run:
                 self.recorder.close()
                 self._report_setup_failures()
             self._stop_rig()
+
+    def _redact_worker_logs(self) -> None:
+        """The workers' logs through the run's redactor once they have exited: what they
+        wrote to stderr past logging (tracebacks, Locust's prints) is masked too."""
+        if self.run_dir is None:
+            return
+        for path in RunDir(self.run_dir).worker_logs():
+            try:
+                redact_file(path, self.redactor)
+            except OSError as exc:
+                logger.warning("could not mask secrets in %s: %s", path, exc)
 
     def _stop_rig(self) -> None:
         if self.rig is not None:
@@ -557,9 +593,10 @@ class _Run:
         """Final status in the journal, then the reports (bounded), then the machine back."""
         self.gate.disarm()
         journal_data = None
+        reason = self.redactor.redact_text(reason)
         if self.journal is not None:
             self.journal.finish(status, ended=time.time(), exit_code=exit_code, reason=reason)
-            journal_data = self.journal.data
+            journal_data = self.journal.written()  # what the caller shows: masked
         self._close_export()  # served until now: Prometheus has the last seconds
         files: list[Path] = []
         if self.options.reports and self.run_dir is not None and self.journal is not None:
@@ -574,7 +611,9 @@ class _Run:
 
     def finish_quietly(self) -> None:
         """Everything ``finish`` does besides the journal and reports (also for a run that
-        never got a journal): the active marker, what the run started, the run log."""
+        never got a journal): the active marker, the file modes, what the run started, the
+        run log."""
+        self._close_private()
         if self._marked_active:
             clear_active(self.config)
             self._marked_active = False
@@ -590,6 +629,19 @@ class _Run:
             self._log_handler.close()
             self._log_handler = None
 
+    def _close_private(self) -> None:
+        """Narrow whatever was made with a wider mode (an existing ``--out`` directory, a
+        file made before the umask took hold), then give the process its umask back,
+        before the stack is touched again."""
+        try:
+            if self.run_dir is not None and self._umask is not None and self.run_dir.exists():
+                tighten_tree(self.run_dir, umask=self._umask)
+        except OSError as exc:
+            logger.warning("could not narrow the modes of %s: %s", self.run_dir, exc)
+        finally:
+            self._private.close()
+            self._umask = None
+
     def _reports(self) -> list[Path]:
         """The reports, written in a thread the run waits for at most ``REPORT_BUDGET``
         seconds (``HURRIED_REPORT_BUDGET`` after a second signal): a slow report never
@@ -602,7 +654,7 @@ class _Run:
             from resilience.report import write_reports
 
             try:
-                paths = write_reports(run_dir)
+                paths = write_reports(run_dir, redactor=self.redactor)
             except Exception as exc:  # a report bug must not hide the verdict
                 logger.exception("could not write the reports: %s", exc)
                 return
@@ -625,6 +677,17 @@ def _trace_ui(run: _Run, parts: Parts) -> str | None:
     if observe is not None and observe.trace_ui:
         return observe.trace_ui
     return jaeger_trace_ui(parts.traces.url) if parts.traces.kind == "jaeger" else None
+
+
+def _as_recorded(layout: RunDir, experiment: Experiment) -> Experiment:
+    """The experiment as the run directory recorded it (its secrets masked, so endpoint
+    names match the load files'): what the analysis judges, now and in a later
+    ``resilience analyse``. The live experiment if the copy does not load back."""
+    try:
+        return load_experiment(layout.experiment)
+    except ResilienceError as exc:
+        logger.warning("judging the experiment as loaded: its copy does not load back: %s", exc)
+        return experiment
 
 
 def _timing(event: FaultEvent) -> dict[str, float]:
@@ -660,6 +723,7 @@ def run_experiment(
         result = _run_to_end(run)
         return result
     finally:
+        run._close_private()  # every path gives the process its umask back
         if interrupts is None:
             gate.restore()
         if result is not None:
@@ -759,8 +823,9 @@ def _analyse(run: _Run) -> Verdict | None:
     phases = run_phases_of(journal, run.experiment)
     parts = run.parts
     assert parts is not None
-    # Our own client spans first, so the trace fetch finds the load request as each root.
-    own = _export_own_spans(run, parts, journal, phases)
+    # Our own client spans first, so the trace fetch finds the load request as each root;
+    # the journal as written: the run span must not carry the target URL's password.
+    own = _export_own_spans(run, parts, run.journal.written(), phases)
     prometheus = parts.prometheus_source()
     traces = parts.trace_source()
     try:
@@ -780,11 +845,12 @@ def _analyse(run: _Run) -> Verdict | None:
                 client_spans=own.client_spans,
             ),
             say=run.observer.message,
+            redactor=run.redactor,
         )
     finally:
         prometheus.close()
         traces.close()
-    verdict = analyse(run.run_dir, experiment=run.experiment, say=run.observer.message)
+    verdict = analyse(run.run_dir, experiment=run.judged, say=run.observer.message)
     run.journal.record_verdict(**verdict.journal_fields())
     return verdict
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from resilience.analysis.analyse import Verdict, analyse, previous
 from resilience.experiment.loader import load_experiment
+from resilience.redact import Redactor
 from resilience.rundir.journal import Journal
 from resilience.rundir.layout import RunDir
 from resilience.rundir.reader import read_journal
@@ -42,6 +43,8 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
     layout = RunDir(Path(run_dir))
     journal_data = read_journal(layout.path)
     experiment = load_experiment(layout.experiment, overrides=overrides)
+    # The copy keeps its ${env:NAME} references: what they resolve to now is masked too.
+    redactor = Redactor(experiment.secret_values())
     verdict = analyse(layout.path, experiment=experiment)
     kept = previous(journal_data, time.time())
     was_status, was_exit = journal_data.status, journal_data.exit_code
@@ -54,7 +57,8 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
         reason = f"{journal_data.reason}; re-judged: {verdict.reason}"
     else:
         reason = journal_data.reason or verdict.reason
-    journal = Journal(layout.journal, journal_data)
+    reason = redactor.redact_text(reason)
+    journal = Journal(layout.journal, journal_data, redactor=redactor)
     journal.update(
         previous_verdicts=[*journal_data.previous_verdicts, kept],
         status=status,
@@ -65,5 +69,5 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
     if reports:
         from resilience.report import write_reports
 
-        write_reports(layout.path)
+        write_reports(layout.path, redactor=redactor)
     return Rejudged(verdict, status, exit_code or 0, reason, was_status, was_exit)

@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 
 from resilience.analysis.rig import SOURCE_NAMES, generator_reasons, host_reasons
+from resilience.redact import Redactor
 from resilience.rundir.rig import RigSample, RigWriter, SourceState
 from resilience.vocabulary import Clock
 
@@ -218,6 +219,7 @@ class RigMonitor:
         watched: Sequence[Watched] = (),
         cores: int | None = None,
         ports: Sequence[int] = (),
+        redactor: Redactor | None = None,
     ) -> None:
         self.clock = clock
         self.probes = dict(probes)
@@ -229,7 +231,7 @@ class RigMonitor:
         self._ours: set[int] = set()
         self._ours_at = -math.inf
         self.cores = cores or host_cores()
-        self._writer = RigWriter(run_dir)
+        self._writer = RigWriter(run_dir, redactor)
         self._events: queue.Queue[RigEvent] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resilience.cli._common import configure_logging
+from resilience.cli._common import configure_logging, mask_on_terminal
 from resilience.runner.orchestrator import attach_run_log
 
 
@@ -74,3 +74,31 @@ def test_a_runs_log_file_gets_info_without_putting_it_on_the_terminal(
         logging.getLogger("resilience.test").info("fault applied")
     assert "fault applied" not in capsys.readouterr().err
     assert "fault applied" in log.read_text()
+
+
+def test_the_terminal_and_the_run_log_mask_secrets(
+    restored_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Log lines and tracebacks reach neither the terminal nor run.log with a secret in them:
+    the rules apply from the start, the experiment's literal values once it is loaded."""
+    configure_logging(verbose=False)
+    redactor = mask_on_terminal(["lit3ral-value"])
+    logger = logging.getLogger("resilience.test")
+    handler = attach_run_log(tmp_path / "run.log", redactor)
+    try:
+        logger.warning("target http://u:pa55word@127.0.0.1:1/ with %s", "lit3ral-value")
+        try:
+            raise ValueError("Authorization: Bearer b3arer-t0ken")
+        except ValueError:
+            logger.exception("request failed")
+    finally:
+        logging.getLogger("resilience").removeHandler(handler)
+        handler.close()
+        mask_on_terminal(())
+    terminal, log = capsys.readouterr().err, (tmp_path / "run.log").read_text()
+    assert "http://u:***@127.0.0.1:1/ with ***" in log
+    assert "ValueError: Authorization: ***" in log
+    assert "http://u:***@" in terminal and "Authorization: ***" in terminal
+    for secret in ("pa55word", "lit3ral-value", "b3arer-t0ken"):
+        assert secret not in terminal
+        assert secret not in log

@@ -134,3 +134,21 @@ def test_plan_from_an_open_model_experiment_with_a_locustfile(tmp_path: Path) ->
     assert open_plan.model == "open" and open_plan.duration == 6.0
     assert open_plan.max_in_flight == 7
     assert [r.name for r in open_plan.requests] == ["GET /"]
+
+
+def test_the_plan_brings_the_workers_the_values_their_logs_mask() -> None:
+    """The experiment's ${env:NAME} values travel in the plan (stdin); its repr omits them."""
+    experiment = parse_experiment(
+        "name: s\n"
+        "load:\n"
+        "  stages: [{duration: 5s, users: 1, spawn_rate: 1}]\n"
+        "  workload:\n"
+        "    requests:\n"
+        "      - path: /x\n"
+        '        headers: {Authorization: "Bearer ${env:TOKEN}"}\n',
+        environ={"TOKEN": "b3arer-value"},
+    )
+    plan = plan_from_experiment(experiment, "http://127.0.0.1:8500", workers=1)
+    assert plan.secrets == ["b3arer-value"]
+    assert LoadPlan.from_json(plan.for_worker(0, 1).to_json()).secrets == ["b3arer-value"]
+    assert "secrets=" not in repr(plan)

@@ -69,3 +69,17 @@ def test_a_port_in_use_is_reported_not_raised() -> None:
         assert not export.serving
         assert export.error and str(PORT + 1) in export.error
         export.close()
+
+
+def test_endpoint_labels_go_through_the_run_redactor() -> None:
+    """An endpoint named after a request with a token is labelled masked: Prometheus, which
+    every local user may query, never gets the token."""
+    from resilience.redact import Redactor
+
+    metrics = LoadMetrics("r", experiment="x", names=Redactor().redact_text)
+    tick = _tick(0, 1, ok=2, timeouts=0, latency_ms=10)
+    tick.endpoints["GET /x?token=t0k3n-abc"] = tick.endpoints.pop("GET /catalog/items")
+    metrics.on_event(tick)
+    samples = [s for family in metrics.collect() for s in family.samples]
+    labels = {s.labels.get("endpoint") for s in samples} - {None}
+    assert labels == {"GET /x?token=***"}
