@@ -27,6 +27,7 @@ from resilience.analysis.detectors.base import Finding
 from resilience.analysis.phases import PhasedLoad, PhaseRule, run_rule
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
+from resilience.analysis.resources import build_resources
 from resilience.analysis.rig import (
     RigReport,
     WithoutSeconds,
@@ -244,23 +245,30 @@ def judge(
         prometheus_down = lost_reason(rig, "prometheus", prometheus_down)
     say("judging the checks")
     builtin = _builtin(journal)
-    checks = [Check(c.name, c.promql, c.phase, c.expect, c.severity) for c in experiment.checks]
-    if builtin:
-        checks.extend(builtin_shop_checks())
-    if prometheus_down is not None:
-        check_results = [CheckResult(c, "not_evaluated", prometheus_down) for c in checks]
-    else:
-        files = {promql: g.file for promql, g in prometheus.store.index().items() if g.file}
-        check_results = evaluate_checks(
-            checks, prometheus, [p for p in phases if p.duration > 0], t0=journal.t0, files=files
-        )
-        check_results = _unevaluated_where_lost(check_results, rig)
+    files = (
+        {}
+        if prometheus_down is not None
+        else {promql: g.file for promql, g in prometheus.store.index().items() if g.file}
+    )
+    check_results = _judge_checks(
+        experiment, builtin, prometheus, prometheus_down, phases, journal.t0, files, rig
+    )
 
     say("running detectors")
     traces, traces_down = _traces(layout, evidence)
     if traces_down is not None:
         traces_down = lost_reason(rig, "traces", traces_down)
     readback, readback_down = _readback(layout, evidence, bool(writes))
+    resources = build_resources(
+        run.rig,
+        None if prometheus_down else prometheus,
+        experiment,
+        builtin=builtin,
+        t0=journal.t0,
+        start=what.start,
+        end=what.end,
+        files=files,
+    )
     ctx = AnalysisContext(
         experiment=experiment,
         run_dir=layout.path,
@@ -273,6 +281,7 @@ def judge(
         traces_unavailable=traces_down,
         prometheus=None if prometheus_down else prometheus,
         prometheus_unavailable=prometheus_down,
+        series_files=files,
         writes=writes,
         readback=readback,
         readback_unavailable=readback_down,
@@ -282,6 +291,7 @@ def judge(
         faulted_dependencies=_dependencies(experiment, journal, {f.proxy for f in what.faults}),
         target_down_seconds=frozenset(rig.down_seconds()),
         phased=answered,
+        resources=resources,
     )
     findings = run_detectors(ctx)
     outage = outage_finding(rig)
@@ -305,6 +315,28 @@ def judge(
         },
         rig=rig,
     )
+
+
+def _judge_checks(  # noqa: PLR0917 (the judgement's locals, passed once)
+    experiment: Experiment,
+    builtin: bool,
+    prometheus: RecordedPrometheus,
+    prometheus_down: str | None,
+    phases: Sequence[Phase],
+    t0: float,
+    files: dict[str, str],
+    rig: RigReport,
+) -> list[CheckResult]:
+    """The experiment's checks (and the built-in shop's) over the gathered series."""
+    checks = [Check(c.name, c.promql, c.phase, c.expect, c.severity) for c in experiment.checks]
+    if builtin:
+        checks.extend(builtin_shop_checks())
+    if prometheus_down is not None:
+        return [CheckResult(c, "not_evaluated", prometheus_down) for c in checks]
+    results = evaluate_checks(
+        checks, prometheus, [p for p in phases if p.duration > 0], t0=t0, files=files
+    )
+    return _unevaluated_where_lost(results, rig)
 
 
 def recorded_load_end(journal: JournalData) -> float | None:

@@ -21,6 +21,7 @@ from resilience.rundir.load import LoadView
 from resilience.vocabulary import FaultWindow, Phase, ShopMode, phase_named
 
 if TYPE_CHECKING:
+    from resilience.analysis.resources import Resources
     from resilience.experiment.model import DetectorSettings, Experiment
     from resilience.observe.prometheus import PrometheusSource
     from resilience.observe.spans import Trace
@@ -62,6 +63,12 @@ class AnalysisContext:
     phased: PhasedLoad | None = None
     """The load split by phase (requests placed by their [sent, ended] interval); None:
     by send time (``load`` and each phase's seconds)."""
+    resources: Resources | None = None
+    """The resources behind the load, per second (analysis/resources.py: the rig's per-process
+    figures and the gathered pool and process series); None when the run recorded none."""
+    spike: bool = False
+    """The fault phase is a load spike (a stage far above the baseline's load), not a
+    Toxiproxy fault: findings say "the spike"."""
 
     def phase(self, name: str) -> Phase | None:
         return phase_named(self.phases, name)
@@ -83,6 +90,15 @@ class AnalysisContext:
     def phase_seconds(self, name: str) -> list[int]:
         """The send seconds holding requests of phase ``name``."""
         return self._phased().seconds(name)
+
+    def phase_words(self, name: str) -> str:
+        """How findings name a phase: "the baseline", "the fault" (or "the spike"), "the
+        recovery"; a run without faults has only its load."""
+        if name == "fault":
+            return "the spike" if self.spike else "the fault"
+        if name == "baseline" and not self.faults:
+            return "the load"
+        return f"the {name}"
 
     def settings(self, kind: str) -> DetectorSettings | None:
         return next((v for k, v in self.experiment.detectors.items() if k == kind), None)

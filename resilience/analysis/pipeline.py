@@ -23,6 +23,10 @@ from resilience.analysis.detectors.memory_growth import MemoryGrowthDetector
 from resilience.analysis.detectors.phase_comparison import PhaseComparisonDetector
 from resilience.analysis.detectors.pool_exhaustion import PoolExhaustionDetector
 from resilience.analysis.detectors.retry_amplification import RetryAmplificationDetector
+from resilience.analysis.detectors.saturation import (
+    ConnectionLimitDetector,
+    CpuSaturationDetector,
+)
 from resilience.analysis.detectors.slow_recovery import SlowRecoveryDetector
 from resilience.analysis.detectors.timeout import TimeoutDetector
 
@@ -38,6 +42,8 @@ DETECTORS: dict[str, type[Detector]] = {
         RetryAmplificationDetector,
         LatencyTrendDetector,
         MemoryGrowthDetector,
+        CpuSaturationDetector,
+        ConnectionLimitDetector,
         DataLossDetector,
         PhaseComparisonDetector,
     )

@@ -74,6 +74,8 @@ DetectorKind = Literal[
     "retry_amplification",
     "latency_trend",
     "memory_growth",
+    "cpu_saturation",
+    "connection_limit",
     "data_loss",
     "phase_comparison",
 ]

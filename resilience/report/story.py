@@ -301,7 +301,10 @@ def _listed(items: Sequence[Any]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-_SKIP = {"trace_id", "trace_ids", "span", "series", "numbers", "per_endpoint", "reasons"}
+_SKIP = {
+    "trace_id", "trace_ids", "span", "series", "numbers", "per_endpoint", "reasons",
+    "resource_series",  # per-second points: drawn, not listed
+}  # fmt: skip
 
 
 def evidence_lines(finding: FindingRecord) -> list[str]:

@@ -33,6 +33,7 @@ import httpx
 
 from resilience.analysis.checks import builtin_shop_checks
 from resilience.analysis.pipeline import DETECTORS
+from resilience.analysis.resources import resource_promql
 from resilience.errors import ObserveError
 from resilience.experiment.model import Experiment, WriteSpec
 from resilience.load.plan import request_plan
@@ -133,6 +134,10 @@ def expressions(experiment: Experiment, builtin: bool) -> dict[str, str]:
             continue
         for name, promql in cls().promql(experiment, builtin).items():
             wanted.setdefault(promql, name)
+    # The resources behind the load (pools, process metrics): the breaking point reads them
+    # whichever detectors are on.
+    for name, promql in resource_promql(experiment, builtin).items():
+        wanted.setdefault(promql, name)
     return wanted
 
 

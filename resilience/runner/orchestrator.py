@@ -66,6 +66,7 @@ from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import RunObserver
 from resilience.runner.own_spans import OwnSpans, export_for_run, jaeger_trace_ui
 from resilience.runner.parts import Parts, check_parts, resolve_parts, stack_parts
+from resilience.runner.procfs import postgres_max_connections
 from resilience.runner.rig import RigMonitor, Watched
 from resilience.runner.signals import InterruptGate
 from resilience.runner.target import (
@@ -86,6 +87,8 @@ logger = logging.getLogger(__name__)
 START_LEAD = 0.5
 """Seconds between the workers being ready and t0, for the plan to reach every worker."""
 HEAL_BUDGET = 0.9
+POSTGRES_DEFAULT_CONNECTIONS = 100
+"""PostgreSQL's own default, when its configuration files do not say."""
 
 
 @dataclass(frozen=True)
@@ -167,11 +170,22 @@ def rig_probes(parts: Parts, target_url: str) -> dict[str, str]:
     }
 
 
-def watched_processes(prepared: PreparedTarget) -> list[Watched]:
-    """The local stack's processes; the shop's marked as the target's when it is the target."""
+def watched_processes(prepared: PreparedTarget, config: StackConfig) -> list[Watched]:
+    """The local stack's processes; the shop's marked as the target's when it is the target:
+    each shop service is one asyncio event loop (one core at most); PostgreSQL's client
+    backends are counted against its ``max_connections``."""
     shop = {"gateway", "orders", "catalog"} if prepared.builtin else set()
+    pg_limit = postgres_max_connections(config.paths.pgdata) or POSTGRES_DEFAULT_CONNECTIONS
     return [
-        Watched(name, record.pid, record.start_ticks, record.log, target=name in shop)
+        Watched(
+            name,
+            record.pid,
+            record.start_ticks,
+            record.log,
+            target=name in shop,
+            single_core=name in shop,
+            max_connections=pg_limit if name == "postgres" else None,
+        )
         for name, record in sorted(prepared.stack.records().items())
     ]
 
@@ -188,6 +202,14 @@ def experiment_ports(experiment: Experiment, target_url: str) -> list[int]:
         if is_loopback(host) and port.isdigit():
             ports.append(int(port))
     return ports
+
+
+def target_port(target_url: str) -> int | None:
+    """The port the target listens on, when it is on this machine."""
+    parts = urlsplit(target_url)
+    if not is_loopback(parts.hostname or ""):
+        return None
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
@@ -422,16 +444,23 @@ class _Run:
 
     def _rig_monitor(self) -> RigMonitor:
         assert self.prepared is not None and self.run_dir is not None and self.clock is not None
-        engine = self.engine
-        assert engine is not None
+        engine, recorder = self.engine, self.recorder
+        assert engine is not None and recorder is not None
+
+        def load_state() -> tuple[int, int]:
+            live = recorder.live(window_s=1)
+            return live.users, live.in_flight
+
         return RigMonitor(
             self.run_dir,
             self.clock,
             probes=rig_probes(self.parts or stack_parts(self.config), self.prepared.url),
             worker_pids=lambda: engine.pids,
-            watched=watched_processes(self.prepared),
+            watched=watched_processes(self.prepared, self.config),
             ports=experiment_ports(self.experiment, self.prepared.url),
             redactor=self.redactor,
+            target_port=target_port(self.prepared.url),
+            load_state=load_state,
         )
 
     def check_rig(self, now: float) -> None:

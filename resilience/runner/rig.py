@@ -4,10 +4,14 @@ Twice a second it polls each source's health (Prometheus ``/-/ready``, the trace
 service list, Toxiproxy ``/version``, the target's base URL), each with a short timeout and
 in parallel, so a source that stops answering is noticed within a second — Toxiproxy lost
 during the baseline no longer waits for the next fault to be found out. Once a second it
-also reads /proc: each load worker's CPU (``/proc/<pid>/stat``), the host's CPU split
-(``/proc/stat``: busy, steal, idle), the load average, the built-in shop's processes' CPU
-and whether every process of the built-in stack is still alive; and writes one
-``RigSample`` line to ``rig.jsonl``.
+also reads /proc (``runner/procfs.py``): the host's CPU split (``/proc/stat``: busy, steal,
+idle), the load average, and per watched process tree — every process of the built-in
+stack (the shop's services as the target; PostgreSQL, Toxiproxy, Prometheus and the trace
+backend as the stack), each load worker, and this process — its CPU, the cores it may use
+(its cgroup quota), CPU throttling, memory, descriptors, established connections and, for
+PostgreSQL, its client backends against ``max_connections``; whether every process of the
+built-in stack is still alive; the users and requests in flight the load workers last
+reported; and writes one ``RigSample`` line to ``rig.jsonl``.
 
 The live loop never waits for it: transitions (a source lost or back, a stack process
 gone, the generator saturated, the host overloaded) are queued as ``RigEvent``s and
@@ -31,14 +35,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from resilience.analysis.rig import SOURCE_NAMES, generator_reasons, host_reasons
 from resilience.redact import Redactor
-from resilience.rundir.rig import RigSample, RigWriter, SourceState
+from resilience.rundir.rig import ProcRole, ProcSample, RigSample, RigWriter, SourceState
+from resilience.runner import procfs
 from resilience.vocabulary import Clock
 
 logger = logging.getLogger(__name__)
@@ -48,7 +53,6 @@ POLL_TIMEOUT = 0.5
 CALM_SECONDS = 5
 """A busy-rig warning is repeated only after this many calm seconds."""
 _PROC = Path("/proc")
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,16 @@ class Watched:
     start_ticks: int
     log: str | None = None
     target: bool = False
+    single_core: bool = False
+    """One event loop (a Python service, a load worker): it can use one core at most."""
+    max_connections: int | None = None
+    """PostgreSQL's ``max_connections``: its client backends are counted against it."""
+    role: ProcRole | None = None
+    """Default: ``target`` when ``target``, else ``stack``."""
+
+    @property
+    def kind(self) -> ProcRole:
+        return self.role or ("target" if self.target else "stack")
 
 
 @dataclass
@@ -83,7 +97,111 @@ class _Cpu:
 
     at: float = 0.0
     host: tuple[int, int, int, int] | None = None
-    procs: dict[int, int] = field(default_factory=dict)
+
+
+class ProcessSampler:
+    """Per watched process tree, one ``ProcSample`` a second (``runner/procfs.py``).
+
+    CPU is the tree's ticks since the previous sample (a child first seen counts its whole
+    life: it was forked since); the cores a tree may use are its cgroup's quota, else one
+    for a single event loop, else the host's; throttling is the share of the cgroup's CPU
+    periods throttled since the previous sample, when a quota applies."""
+
+    def __init__(self, cores: int, *, proc: Path = procfs.PROC) -> None:
+        self.cores = cores
+        self.proc = proc
+        self.mounts = procfs.Mounts.read(proc)
+        self._ticks: dict[int, tuple[int, int]] = {}
+        self._throttle: dict[Path, tuple[int, int]] = {}
+        self._fd_limits: dict[int, int | None] = {}
+        self._at: float | None = None
+
+    def sample(self, roots: Sequence[Watched], at: float) -> dict[str, ProcSample]:
+        dt = None if self._at is None else max(1e-3, at - self._at)
+        self._at = at
+        established = procfs.established(self.proc)
+        ticks: dict[int, tuple[int, int]] = {}
+        out: dict[str, ProcSample] = {}
+        for root in roots:
+            sample = self._one(root, dt, established, ticks)
+            if sample is not None:
+                out[root.name] = sample
+        self._ticks = ticks
+        return out
+
+    def _one(
+        self,
+        root: Watched,
+        dt: float | None,
+        established: set[int],
+        ticks: dict[int, tuple[int, int]],
+    ) -> ProcSample | None:
+        head = procfs.read_stat(root.pid, self.proc)
+        if head is None or head.state in ("Z", "X") or head.start_ticks != root.start_ticks:
+            return None
+        pids = procfs.tree(root.pid, self.proc)
+        used = 0
+        known = root.pid in self._ticks
+        rss = fds = 0
+        sockets_of_tree: set[int] = set()  # a forked child shares its parent's sockets
+        fds_known = False
+        alive: list[int] = []
+        for pid in pids:
+            stat = head if pid == root.pid else procfs.read_stat(pid, self.proc)
+            if stat is None:
+                continue
+            alive.append(pid)
+            ticks[pid] = (stat.start_ticks, stat.ticks)
+            before = self._ticks.get(pid)
+            if before is not None and before[0] == stat.start_ticks:
+                used += max(0, stat.ticks - before[1])
+            elif known:
+                used += stat.ticks  # forked since the previous sample
+            rss += stat.rss_pages * procfs.PAGE
+            sockets = procfs.fd_sockets(pid, self.proc)
+            if sockets is not None:
+                fds_known = True
+                fds += sockets[0]
+                sockets_of_tree |= sockets[1]
+        cgroup = procfs.cgroup_cpu(root.pid, self.mounts, self.proc)
+        quota = cgroup.quota if cgroup is not None else None
+        cores = 1.0 if root.single_core else float(self.cores)
+        if quota is not None:
+            cores = min(cores, quota)
+        if root.pid not in self._fd_limits:
+            self._fd_limits[root.pid] = procfs.fd_limit(root.pid, self.proc)
+        backends = None
+        if root.max_connections is not None:
+            backends = procfs.postgres_backends(alive[1:], self.proc)
+        return ProcSample(
+            role=root.kind,
+            cpu=None if dt is None or not known else round(used / procfs.TICKS / dt, 3),
+            cores=round(cores, 3),
+            throttled=self._throttled(cgroup) if quota is not None else None,
+            rss=rss,
+            mem_limit=procfs.cgroup_memory_limit(root.pid, self.mounts, self.proc),
+            fds=fds if fds_known else None,
+            fd_limit=self._fd_limits[root.pid],
+            conns=len(sockets_of_tree & established) if fds_known else None,
+            processes=len(alive),
+            backends=backends,
+            max_connections=root.max_connections,
+        )
+
+    def _throttled(self, cgroup: procfs.CgroupCpu | None) -> float | None:
+        if cgroup is None:
+            return None
+        now = cgroup.throttling()
+        if now is None:
+            return None
+        before = self._throttle.get(cgroup.path)
+        self._throttle[cgroup.path] = now
+        if before is None:
+            return None
+        periods = now[0] - before[0]
+        if periods <= 0:
+            return 0.0
+        return round(max(0, now[1] - before[1]) / periods, 3)
 
 
 def host_cores() -> int:
@@ -220,6 +338,8 @@ class RigMonitor:
         cores: int | None = None,
         ports: Sequence[int] = (),
         redactor: Redactor | None = None,
+        target_port: int | None = None,
+        load_state: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.clock = clock
         self.probes = dict(probes)
@@ -228,9 +348,16 @@ class RigMonitor:
         self.ports = list(ports)
         """Ports of the target and its declared dependencies: whoever listens there is part
         of the experiment, not other load on the machine."""
+        self.target_port = target_port
+        """Whoever listens there (and is not the stack's) is sampled as the target."""
         self._ours: set[int] = set()
         self._ours_at = -math.inf
+        self._listening: list[Watched] = []
         self.cores = cores or host_cores()
+        self.load_state = load_state
+        """(users, requests in flight) as the load workers last reported them."""
+        self._procs = ProcessSampler(self.cores)
+        self._own = _self_watched()
         self._writer = RigWriter(run_dir, redactor)
         self._events: queue.Queue[RigEvent] = queue.Queue()
         self._stop = threading.Event()
@@ -322,51 +449,78 @@ class RigMonitor:
             )
 
     def _sample(self, now: float) -> None:
-        cpu = self._read_cpu(time.monotonic())
-        sample = self._measure(now, cpu)
+        at = time.monotonic()
+        cpu = _Cpu(at=at, host=read_host_cpu())
+        procs = self._procs.sample(self._roots(at), at)
+        sample = self._measure(now, cpu, procs)
         self._cpu = cpu
         self._writer.write(sample)
         self._warn(sample)
 
-    def _experiment_pids(self, at: float) -> set[int]:
-        """The stack's processes, the target's and its dependencies' (by their listening
-        ports), with their children (PostgreSQL's backends): refreshed every few seconds."""
+    def _listeners(self, at: float) -> list[Watched]:
+        """The processes listening on the target's and its declared dependencies' ports that
+        are not the stack's (a target other than the built-in shop, its own database):
+        looked up again every few seconds (a scan of /proc)."""
         if at - self._ours_at >= OURS_REFRESH_S:
             self._ours_at = at
-            roots = {w.pid for w in self.watched} | listening_pids(self.ports)
-            self._ours = process_tree(roots) - {os.getpid()}
-        return self._ours
+            covered = process_tree(w.pid for w in self.watched)
+            found: list[Watched] = []
+            for port in dict.fromkeys(self.ports):
+                for pid in sorted(listening_pids([port]) - covered - {os.getpid()}):
+                    info = read_proc(pid)
+                    if info is None or any(w.pid == pid for w in found):
+                        continue
+                    role: ProcRole = "target" if port == self.target_port else "stack"
+                    found.append(Watched(f"{_comm(pid)} :{port}", pid, info[2], role=role))
+            self._ours = {w.pid for w in found}
+            self._listening = found
+        return self._listening
 
     def _read_cpu(self, at: float) -> _Cpu:
-        pids = {os.getpid(), *self.worker_pids(), *self._experiment_pids(at)}
-        procs: dict[int, int] = {}
-        for pid in pids:
+        self._procs.sample(self._roots(at), at)
+        return _Cpu(at=at, host=read_host_cpu())
+
+    def _roots(self, at: float) -> list[Watched]:
+        """Every process tree to sample: the stack's, the target's found by its port, each
+        load worker, this process."""
+        roots = list(self.watched) + self._listeners(at)
+        for index, pid in enumerate(self.worker_pids()):
             info = read_proc(pid)
             if info is not None:
-                procs[pid] = info[1]
-        return _Cpu(at=at, host=read_host_cpu(), procs=procs)
+                roots.append(
+                    Watched(
+                        f"load worker {index}", pid, info[2], single_core=True, role="generator"
+                    )
+                )
+        if self._own is not None:
+            roots.append(self._own)
+        return roots
 
-    def _measure(self, now: float, cpu: _Cpu) -> RigSample:
-        dt = max(1e-3, cpu.at - self._cpu.at)
+    def _measure(self, now: float, cpu: _Cpu, procs: Mapping[str, ProcSample]) -> RigSample:
+        workers = [
+            procs[name].cpu if name in procs else None
+            for name in (f"load worker {i}" for i in range(len(self.worker_pids())))
+        ]
 
-        def cores_of(pid: int) -> float | None:
-            if pid not in cpu.procs or pid not in self._cpu.procs:
-                return None
-            return max(0.0, (cpu.procs[pid] - self._cpu.procs[pid]) / _TICKS / dt)
+        def total(role: str) -> float:
+            return sum(p.cpu for p in procs.values() if p.role == role and p.cpu is not None)
 
-        workers = [cores_of(pid) for pid in self.worker_pids()]
-        targets = [cores_of(w.pid) for w in self.watched if w.target]
-        target_cpu = sum(c for c in targets if c is not None) if targets else None
+        target_cpu = total("target") if self.watched else None
+        stack_cpu = total("stack") if self.watched else None
         busy = steal = idle = other = None
         if cpu.host is not None and self._cpu.host is not None:
-            total = max(1, cpu.host[0] - self._cpu.host[0])
-            idle = (cpu.host[1] - self._cpu.host[1]) / total
-            steal = (cpu.host[2] - self._cpu.host[2]) / total
-            busy = (cpu.host[3] - self._cpu.host[3]) / total
-            # Everything of the experiment (workers, this process, the stack, the target and
-            # its dependencies with their children) is ours; what remains is other load.
-            ours = sum(c for pid in cpu.procs if (c := cores_of(pid)) is not None)
+            total_jiffies = max(1, cpu.host[0] - self._cpu.host[0])
+            idle = (cpu.host[1] - self._cpu.host[1]) / total_jiffies
+            steal = (cpu.host[2] - self._cpu.host[2]) / total_jiffies
+            busy = (cpu.host[3] - self._cpu.host[3]) / total_jiffies
+            ours = sum(p.cpu for p in procs.values() if p.cpu is not None)
             other = max(0.0, busy * self.cores - ours)
+        users = in_flight = None
+        if self.load_state is not None:
+            try:
+                users, in_flight = self.load_state()
+            except Exception:  # the recorder's numbers are a nicety; the sample goes on
+                logger.debug("rig monitor: load state unavailable", exc_info=True)
         sources = {name: state for name, (state, _) in self._second.items()}
         why = {name: text for name, (state, text) in self._second.items() if state != "up"}
         self._second = {}
@@ -380,7 +534,11 @@ class RigMonitor:
             idle=_r(idle),
             workers=[_r(c) for c in workers],
             target_cpu=_r(target_cpu),
+            stack_cpu=_r(stack_cpu),
             other_cpu=_r(other),
+            users=users,
+            in_flight=in_flight,
+            procs=dict(procs),
             sources=sources,
             why=why,
             died=self._deaths(now),
@@ -426,6 +584,21 @@ class RigMonitor:
                     )
                 )
             self._calm[kind] = 0
+
+
+def _comm(pid: int) -> str:
+    """A process's short name (``/proc/<pid>/comm``)."""
+    try:
+        return (_PROC / str(pid) / "comm").read_text().strip() or f"pid {pid}"
+    except OSError:
+        return f"pid {pid}"
+
+
+def _self_watched() -> Watched | None:
+    info = read_proc(os.getpid())
+    if info is None:
+        return None
+    return Watched("orchestrator", os.getpid(), info[2], single_core=True, role="rig")
 
 
 def _r(value: float | None) -> float | None:

@@ -21,12 +21,14 @@ from resilience.analysis.context import AnalysisContext
 from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.pipeline import DETECTORS
 from resilience.analysis.recovery import RecoveryResult
+from resilience.analysis.resources import Resources
 from resilience.experiment.model import Experiment
 from resilience.histogram import new_histogram
 from resilience.observe.prometheus import PrometheusSource, Series
 from resilience.observe.spans import AttrValue, Span, SpanEvent, SpanKind, Trace
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.rundir.rig import RigSample
 from resilience.rundir.series import RecordedPrometheus, SeriesStore
 from resilience.testing.observe_fakes import FakePrometheusSource
 from resilience.vocabulary import FaultWindow, Phase, phases_from_faults
@@ -179,6 +181,8 @@ def make_context(
     builtin_shop: bool = False,
     faulted_dependencies: Mapping[str, set[str]] | None = None,
     t0: float = T0,
+    resources: Resources | None = None,
+    spike: bool = False,
 ) -> AnalysisContext:
     """An ``AnalysisContext``; ``faults`` default to one per experiment fault, stamped
     at the fault phase's start and end."""
@@ -230,7 +234,36 @@ def make_context(
         recovery=recovery,
         builtin_shop=builtin_shop,
         faulted_dependencies={k: set(v) for k, v in (faulted_dependencies or {}).items()},
+        resources=resources,
+        spike=spike,
     )
+
+
+def rig_samples(
+    seconds: int, procs: Mapping[str, Mapping[int, Mapping[str, Any]]], *, busy: float = 0.5
+) -> list[RigSample]:
+    """``seconds`` rig samples; ``procs[name][second]`` gives that process's figures in that
+    second (role, cpu, cores, throttled, backends, ...), carried over to later seconds until
+    changed."""
+    out: list[RigSample] = []
+    current: dict[str, dict[str, Any]] = {}
+    for second in range(seconds):
+        for name, by_second in procs.items():
+            if second in by_second:
+                current[name] = {**current.get(name, {}), **by_second[second]}
+        out.append(
+            RigSample.model_validate(
+                {
+                    "t": second + 0.1,
+                    "second": second,
+                    "cores": 2,
+                    "busy": busy,
+                    "idle": 1 - busy,
+                    "procs": {name: dict(fields) for name, fields in current.items()},
+                }
+            )
+        )
+    return out
 
 
 LOAD_SPAN_ID = "ffffffffffffffff"

@@ -113,10 +113,18 @@ def test_pool_below_size_is_not_exhausted(tmp_path: Path) -> None:
     assert PoolExhaustionDetector().detect(context(tmp_path, prometheus=source)) == []
 
 
-def test_control_run_does_not_apply(tmp_path: Path) -> None:
-    """No fault phase: nothing to judge."""
-    ctx = context(tmp_path, prometheus=pool_metrics(), fault=False)
-    assert not PoolExhaustionDetector().applies(ctx)
+def test_a_load_test_judges_its_load(tmp_path: Path) -> None:
+    """No fault (a load test): the pools are judged over the load, and a pool exhausted by
+    demand alone is found, said as "of the load"; a quiet one gives nothing."""
+    ctx = context(tmp_path, prometheus=pool_metrics(shared_saturated=False), fault=False)
+    assert PoolExhaustionDetector().applies(ctx)
+    [finding] = PoolExhaustionDetector().detect(ctx)
+    assert finding.evidence["pool"] == "db pool 'orders-db'"
+    assert finding.summary.endswith("for 10 s of the load")
+    quiet = context(
+        tmp_path, prometheus=pool_metrics(db_saturated=False, shared_saturated=False), fault=False
+    )
+    assert PoolExhaustionDetector().detect(quiet) == []
 
 
 def test_long_waits_in_spans_without_prometheus(tmp_path: Path) -> None:

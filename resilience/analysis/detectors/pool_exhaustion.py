@@ -19,7 +19,10 @@ Two sources, either is enough:
   At least ``min_long_waits`` (3) such waits on one pool is a finding, unless Prometheus
   already reported that pool; otherwise they add trace ids to its finding.
 
-Severity warning by default (experiments raise it, e.g. ``pool-exhaustion.yaml``).
+The phase judged is the fault (a load spike is one too); a run without faults — a load
+test — has its load judged instead (the baseline: a pool exhausted by demand alone is a
+warning sign of its own). Severity warning by default (experiments raise it, e.g.
+``pool-exhaustion.yaml``).
 """
 
 from __future__ import annotations
@@ -124,7 +127,15 @@ class PoolExhaustionDetector(BaseDetector):
     default_fails_run: ClassVar[bool] = False
 
     def applies(self, ctx: AnalysisContext) -> bool:
-        return ctx.phase("fault") is not None
+        return self.judged_phase(ctx) is not None
+
+    @staticmethod
+    def judged_phase(ctx: AnalysisContext) -> Phase | None:
+        """The fault phase; for a run without faults (a load test), its load."""
+        fault = ctx.phase("fault")
+        if fault is not None or ctx.faults:
+            return fault
+        return ctx.phase("baseline")
 
     def families(self, experiment: Experiment) -> list[PoolFamily]:
         families = list(SHOP_FAMILIES)
@@ -145,7 +156,7 @@ class PoolExhaustionDetector(BaseDetector):
         return out
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:
-        fault = ctx.phase("fault")
+        fault = self.judged_phase(ctx)
         if fault is None:
             return []
         if ctx.prometheus is None and (ctx.traces_unavailable or not ctx.traces):
@@ -180,12 +191,12 @@ class PoolExhaustionDetector(BaseDetector):
             resource_waits = waits.get(sat.resource or "", []) if sat.resource else []
             if sat.resource:
                 reported.add(sat.resource)
-            findings.append(self._from_metrics(ctx, sat, resource_waits, notes))
+            findings.append(self._from_metrics(ctx, sat, resource_waits, notes, fault))
         min_waits = self.int_param(ctx, "min_long_waits", 3)
         for resource, pool_waits in sorted(waits.items()):
             if resource in reported or len(pool_waits) < min_waits:
                 continue
-            findings.append(self._from_spans(ctx, resource, pool_waits, notes))
+            findings.append(self._from_spans(ctx, resource, pool_waits, notes, fault))
         return findings
 
     # -- Prometheus -------------------------------------------------------------------
@@ -231,8 +242,14 @@ class PoolExhaustionDetector(BaseDetector):
         return out
 
     def _from_metrics(
-        self, ctx: AnalysisContext, sat: Saturation, waits: list[Wait], notes: list[str]
+        self,
+        ctx: AnalysisContext,
+        sat: Saturation,
+        waits: list[Wait],
+        notes: list[str],
+        phase: Phase,
     ) -> Finding:
+        words = ctx.phase_words(phase.name)
         refs = series_refs(
             ctx, [sat.family.in_use, sat.family.size, sat.family.waiting], dict(sat.labels)
         )
@@ -260,13 +277,13 @@ class PoolExhaustionDetector(BaseDetector):
             summary = (
                 f"Pool drained, not exhausted: {sat.title} held {sat.size_at_saturation:g} of "
                 f"its {sat.size:g} connections, all in use, with up to {sat.max_waiting:g} "
-                f"waiters for {len(sat.seconds)} s of the fault: the dependency behind it "
+                f"waiters for {len(sat.seconds)} s of {words}: the dependency behind it "
                 "failed and the pool emptied (the waiters wait on reconnects), not demand"
             )
             return self.finding(ctx, summary, evidence, severity="info")
         summary = (
             f"Pool exhaustion: {sat.title} at its size ({sat.size_at_saturation:g}) with up "
-            f"to {sat.max_waiting:g} waiters for {len(sat.seconds)} s of the fault"
+            f"to {sat.max_waiting:g} waiters for {len(sat.seconds)} s of {words}"
         )
         return self.finding(ctx, summary, evidence)
 
@@ -294,7 +311,12 @@ class PoolExhaustionDetector(BaseDetector):
         return out
 
     def _from_spans(
-        self, ctx: AnalysisContext, resource: str, waits: list[Wait], notes: list[str]
+        self,
+        ctx: AnalysisContext,
+        resource: str,
+        waits: list[Wait],
+        notes: list[str],
+        phase: Phase,
     ) -> Finding:
         longest = max(w.duration_s for w in waits)
         failed = sum(1 for w in waits if w.failed)
@@ -311,7 +333,8 @@ class PoolExhaustionDetector(BaseDetector):
         if notes:
             evidence["notes"] = notes
         summary = (
-            f"Pool exhaustion: {len(waits)} waits on pool {resource!r} during the fault were "
+            f"Pool exhaustion: {len(waits)} waits on pool {resource!r} during "
+            f"{ctx.phase_words(phase.name)} were "
             f"long or gave up (longest {longest * 1000:.0f} ms, {failed} failed)"
         )
         return self.finding(ctx, summary, evidence)
