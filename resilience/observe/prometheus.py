@@ -24,11 +24,13 @@ import json
 import logging
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -200,6 +202,16 @@ class HttpPrometheusSource:
         )
         if adapter is not None:
             session.mount(self.base_url, adapter)
+        if not self.connection.verify:
+            # The user turned checking off for this host (tls.verify: false): say it once
+            # here instead of urllib3's warning on every query.
+            host = urlsplit(self.base_url).hostname or ""
+            logger.warning("TLS certificates of Prometheus at %s are not checked", self.base_url)
+            warnings.filterwarnings(
+                "ignore",
+                message=f"Unverified HTTPS request is being made to host '{re.escape(host)}'",
+                category=urllib3.exceptions.InsecureRequestWarning,
+            )
 
     @property
     def endpoint(self) -> str:
