@@ -166,7 +166,9 @@ def gather_series(
             store.failed(name, promql, start=start, end=end, reason=reason)
         return SourceEvidence(status="unavailable", wanted=len(wanted), reason=reason)
     try:
-        source.targets()
+        # The query API, not /api/v1/targets: a user's Prometheus-compatible backend (Mimir,
+        # an authenticating gateway) may serve queries only.
+        source.query("1")
     except ObserveError as exc:
         reason = f"Prometheus at {source.endpoint} did not answer: {exc}"
         for promql, name in wanted.items():

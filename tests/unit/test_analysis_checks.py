@@ -162,7 +162,7 @@ def test_gathering_from_an_unreachable_prometheus_records_why_once(tmp_path: Pat
         Sources(source, None, None),  # type: ignore[arg-type]
     )
     assert evidence.status == "unavailable" and "cannot reach Prometheus" in str(evidence.reason)
-    assert source.calls == [("targets", "")]
+    assert source.calls == [("query", "1")]  # the query API: all a Prometheus-like backend serves
     (result,) = evaluate_checks(
         [Check("c", "q1", "baseline", Expectation("==", 0))],
         RecordedPrometheus(tmp_path),
