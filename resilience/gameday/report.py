@@ -21,7 +21,9 @@ from typing import Any
 
 from resilience.analysis.data import second_series, window_stats
 from resilience.analysis.recovery import measure_recovery
+from resilience.redact import Redactor
 from resilience.report.svg import PALETTE, Line, LineChart, Window, line_chart
+from resilience.rundir.layout import write_json, write_text
 from resilience.rundir.load import LoadData, LoadView
 from resilience.vocabulary import Phase
 
@@ -377,8 +379,9 @@ def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadVie
     return "\n".join(parts)
 
 
-def write_session_reports(session_dir: Path) -> list[Path]:
-    """Write summary.md and report.html (and the measured windows into the journal)."""
+def write_session_reports(session_dir: Path, *, redactor: Redactor | None = None) -> list[Path]:
+    """Write summary.md and report.html (and the measured windows into the journal), all
+    through ``redactor`` (the session's; the rules alone when None), private."""
     journal_path = session_dir / "journal.json"
     journal: dict[str, Any] = json.loads(journal_path.read_text(encoding="utf-8"))
     try:
@@ -402,11 +405,7 @@ def write_session_reports(session_dir: Path) -> list[Path]:
         }
         for g in groups
     ]
-    tmp = journal_path.with_name(f".{journal_path.name}.report.tmp")
-    tmp.write_text(json.dumps(journal, indent=2), encoding="utf-8")
-    tmp.replace(journal_path)
-    summary = session_dir / SUMMARY
-    summary.write_text(summary_markdown(journal, groups), encoding="utf-8")
-    html = session_dir / REPORT
-    html.write_text(report_html(journal, groups, data), encoding="utf-8")
+    write_json(journal_path, journal, redactor, indent=2)
+    summary = write_text(session_dir / SUMMARY, summary_markdown(journal, groups), redactor)
+    html = write_text(session_dir / REPORT, report_html(journal, groups, data), redactor)
     return [html, summary]

@@ -42,7 +42,9 @@ from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import CommandAck, LoadEvent
 from resilience.observe.guards import GuardTrip
 from resilience.observe.prometheus import HttpPrometheusSource
+from resilience.redact import Redactor
 from resilience.rundir.journal import FaultRecord, Journal, PhaseRecord, Status
+from resilience.rundir.layout import RunDir, make_dirs, redact_file, write_experiment, write_json
 from resilience.runner.live_export import LiveExport, record_faults, record_phase, start_export
 from resilience.runner.target import (
     PreparedTarget,
@@ -158,6 +160,8 @@ class Session:
         self.resolved = resolved
         self.plan = resolved.plan
         self.experiment = resolved.experiment
+        self.redactor = Redactor(self.experiment.secret_values())
+        """Every file of the session directory and every worker log goes through it."""
         self.options = options or SessionOptions()
         self.config = self.options.config or StackConfig.from_env()
         self.say = say
@@ -208,10 +212,13 @@ class Session:
             say=self.say,
         )
         self.dir = self.options.out or session_dir_for(self.options.root, self.plan.name)
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.dir / "experiment.yaml").write_text(self.experiment.to_yaml(), "utf-8")
-        (self.dir / "plan.json").write_text(
-            self.plan.model_dump_json(indent=2, by_alias=True), "utf-8"
+        make_dirs(self.dir / "logs")
+        write_experiment(self.dir / "experiment.yaml", self.experiment.to_data(), self.redactor)
+        write_json(
+            self.dir / "plan.json",
+            json.loads(self.plan.model_dump_json(by_alias=True)),
+            self.redactor,
+            indent=2,
         )
         load_plan = plan_from_experiment(
             self.experiment, self.prepared.url, workers=self.options.workers
@@ -226,6 +233,7 @@ class Session:
             experiment=self.plan.name,
             profile=None,
             t0=t0,
+            redactor=self.redactor,
             kind="gameday",
             target=self.prepared.url,
             shop_mode=self.prepared.shop_mode,
@@ -247,7 +255,11 @@ class Session:
             end_of_session=lambda: self.plan.max_duration,
         )
         self.recorder = LoadRecorder(
-            self.dir, t0=t0, workers=self.engine.workers, endpoints=load_plan.endpoints()
+            self.dir,
+            t0=t0,
+            workers=self.engine.workers,
+            endpoints=load_plan.endpoints(),
+            redactor=self.redactor,
         )
         recorder = self.recorder
         board = self.faults
@@ -259,6 +271,7 @@ class Session:
             faults=lambda: record_faults(board.records()),
             phase=lambda: record_phase(board.records()),
             recorder=recorder,
+            names=self.redactor.redact_text,
         )
         self.metrics = LiveMetrics(
             lambda window, endpoint: recorder.live(window_s=window, endpoint=endpoint),
@@ -664,6 +677,9 @@ class Session:
         try:
             self.engine.stop(grace=2.0)
         finally:
+            if self.dir is not None:  # past logging (tracebacks) too, once the workers are gone
+                for path in RunDir(self.dir).worker_logs():
+                    redact_file(path, self.redactor)
             if self.recorder is not None:
                 try:
                     self.recorder.consume(self.engine.poll(timeout=0.0))
@@ -695,7 +711,7 @@ class Session:
         try:
             from resilience.gameday.report import write_session_reports
 
-            files = write_session_reports(self.dir)
+            files = write_session_reports(self.dir, redactor=self.redactor)
         except Exception as exc:  # a report bug must not lose the session's record
             logger.exception("could not write the session reports: %s", exc)
         return SessionResult(self.dir, status, reason, files, failures)

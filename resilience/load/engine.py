@@ -43,6 +43,7 @@ from resilience.errors import LoadError
 from resilience.load.commands import Command, PhaseMarks, command_type, encode_command
 from resilience.load.plan import LoadPlan
 from resilience.load.samples import LoadEvent, WorkerExit, WorkerReady, decode_event
+from resilience.rundir.layout import make_dirs, private_opener
 
 PARENT_ENV = "RESILIENCE_LOAD_PARENT"
 """The worker's ``die_with_parent`` reads it (kept in step with ``load/worker.py``; this
@@ -113,7 +114,7 @@ class LoadEngine:
         if self._prepared:
             return
         self._prepared = True
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.log_dir)
         env = dict(os.environ if self._env is None else self._env)
         package_root = str(Path(resilience.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -132,7 +133,8 @@ class LoadEngine:
 
     def _spawn(self, index: int, env: dict[str, str]) -> None:
         log_path = self.log_dir / f"load-worker-{index}.log"
-        with log_path.open("ab") as log:
+        # Private like every file of the run directory (0600 by default), whatever the umask.
+        with open(log_path, "ab", opener=private_opener) as log:
             try:
                 process = subprocess.Popen(
                     [self._python, "-m", "resilience.load.worker"],

@@ -111,3 +111,26 @@ def test_reports_are_written_from_the_directory_alone(tmp_path: Path) -> None:
         written["windows"][0]["recovered"] is None
         and written["windows"][0]["note"] == "no load data"
     )
+
+
+def test_session_reports_mask_secrets_and_stay_private(tmp_path: Path) -> None:
+    """A note quoting a token or a session's secret value reaches neither the journal nor the
+    reports; the three files are 0600 whatever the process umask."""
+    import os
+    import stat
+
+    from resilience.redact import Redactor
+
+    text = "saw Authorization: Bearer b3arer-t0ken and lit3ral-value at t=12"
+    (tmp_path / "journal.json").write_text(
+        json.dumps(journal([(10.0, 20.0)], [note(1, "observation", 12.0, text)], 30.0))
+    )
+    previous = os.umask(0o022)
+    try:
+        files = write_session_reports(tmp_path, redactor=Redactor(["lit3ral-value"]))
+    finally:
+        os.umask(previous)
+    for path in [*files, tmp_path / "journal.json"]:
+        content = path.read_text(encoding="utf-8")
+        assert "b3arer-t0ken" not in content and "lit3ral-value" not in content, path.name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
