@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.histogram import new_histogram, percentiles_ms
+from resilience.histogram import Histogram, as_histogram, merge_all
 from resilience.rundir.load import LoadView, Segment
 from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 
@@ -25,22 +25,26 @@ from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 class MemoryLoadView:
     """An in-memory LoadView: ``data[endpoint][second] = (histogram, counts)``."""
 
-    data: dict[str, dict[int, tuple[HdrHistogram, dict[str, int]]]] = field(default_factory=dict)
-    _all: dict[int, tuple[HdrHistogram, dict[str, int]]] | None = None
+    data: dict[str, dict[int, tuple[Histogram, dict[str, int]]]] = field(default_factory=dict)
+    _all: dict[int, tuple[Histogram, dict[str, int]]] | None = None
 
     def add(
-        self, endpoint: str, second: int, hist: HdrHistogram, counts: Mapping[str, int]
+        self,
+        endpoint: str,
+        second: int,
+        hist: Histogram | HdrHistogram,
+        counts: Mapping[str, int],
     ) -> None:
+        """Add one second of one endpoint (a dense HdrHistogram is converted)."""
+        compact = as_histogram(hist)
         per_second = self.data.setdefault(endpoint, {})
         if second in per_second:
             old_hist, old_counts = per_second[second]
-            old_hist.add(hist)
             for key, value in counts.items():
                 old_counts[key] = old_counts.get(key, 0) + value
+            per_second[second] = (merge_all([old_hist, compact]), old_counts)
         else:
-            copy = new_histogram()
-            copy.add(hist)
-            per_second[second] = (copy, dict(counts))
+            per_second[second] = (compact, dict(counts))
         self._all = None
 
     @property
@@ -54,23 +58,20 @@ class MemoryLoadView:
             found.update(per_second)
         return sorted(found)
 
-    def _aggregate(self) -> dict[int, tuple[HdrHistogram, dict[str, int]]]:
+    def _aggregate(self) -> dict[int, tuple[Histogram, dict[str, int]]]:
         if self._all is None:
-            merged: dict[int, tuple[HdrHistogram, dict[str, int]]] = {}
+            parts: dict[int, list[Histogram]] = {}
+            totals: dict[int, dict[str, int]] = {}
             for per_second in self.data.values():
                 for second, (hist, counts) in per_second.items():
-                    if second not in merged:
-                        merged[second] = (new_histogram(), {})
-                    agg_hist, agg_counts = merged[second]
-                    agg_hist.add(hist)
+                    parts.setdefault(second, []).append(hist)
+                    agg_counts = totals.setdefault(second, {})
                     for key, value in counts.items():
                         agg_counts[key] = agg_counts.get(key, 0) + value
-            self._all = merged
+            self._all = {s: (merge_all(parts[s]), totals[s]) for s in parts}
         return self._all
 
-    def _entry(
-        self, endpoint: str | None, second: int
-    ) -> tuple[HdrHistogram, dict[str, int]] | None:
+    def _entry(self, endpoint: str | None, second: int) -> tuple[Histogram, dict[str, int]] | None:
         source = self._aggregate() if endpoint is None else self.data.get(endpoint, {})
         return source.get(second)
 
@@ -81,7 +82,7 @@ class MemoryLoadView:
             return {}
         return {"0-0": Segment(dict(entry[1]), entry[0])}
 
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+    def histogram(self, endpoint: str | None, second: int) -> Histogram | None:
         entry = self._entry(endpoint, second)
         return entry[0] if entry else None
 
@@ -117,21 +118,22 @@ _P = (50.0, 95.0, 99.0)
 
 def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> WindowStats:
     """Merge the histograms and counts of ``seconds`` (missing seconds count as empty)."""
-    hist = new_histogram()
+    parts: list[Histogram] = []
     counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
     n_seconds = 0
     for second in seconds:
         n_seconds += 1
         h = view.histogram(endpoint, second)
         if h is not None:
-            hist.add(h)
+            parts.append(h)
         for key, value in view.counts(endpoint, second).items():
             counts[key] = counts.get(key, 0) + value
+    hist = merge_all(parts)
     total = sum(counts.values())
     errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
-    if hist.get_total_count() == 0:
+    if hist.total == 0:
         return WindowStats(total, errors, n_seconds, None, None, None, None, counts)
-    p50, p95, p99 = percentiles_ms(hist, _P)
+    p50, p95, p99 = hist.percentiles_ms(_P)
     return WindowStats(
         requests=total,
         errors=errors,
@@ -139,7 +141,7 @@ def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -
         p50=p50,
         p95=p95,
         p99=p99,
-        max=float(hist.get_max_value()) / 1000.0,
+        max=hist.max_ms,
         counts=counts,
     )
 
@@ -171,7 +173,7 @@ def second_series(view: LoadView, endpoint: str | None, seconds: Iterable[int]) 
         requests.append(sum(counts.values()))
         errors.append(sum(counts.get(k, 0) for k in ERROR_OUTCOMES))
         hist = view.histogram(endpoint, second)
-        values = percentiles_ms(hist, _P) if hist is not None else [None, None, None]
+        values = hist.percentiles_ms(_P) if hist is not None else [None, None, None]
         p50.append(values[0])
         p95.append(values[1])
         p99.append(values[2])

@@ -25,9 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hdrh.histogram import HdrHistogram
-
 from resilience import histogram as hist
+from resilience.histogram import Histogram
 from resilience.rundir.journal import JournalData
 from resilience.rundir.load import LoadView, Segment
 from resilience.vocabulary import OUTCOMES, Phase
@@ -141,14 +140,20 @@ def window_rule(
 
 
 class _PhaseView:
-    """The requests of one phase, per send second and endpoint (a ``LoadView``)."""
+    """The requests of one phase, per send second and endpoint (a ``LoadView``).
+
+    Nothing per second is kept: a second whose requests all belong to the phase answers
+    with the load's own histogram and counts; only a second split across phases (a
+    request in flight at a mark) has its parts merged, and that merge is cached (a few
+    seconds per mark)."""
 
     def __init__(self, load: LoadView, rule: PhaseRule, name: str, warmup: float) -> None:
         self._load = load
         self._rule = rule
         self._name = name
         self._first = int(warmup) if warmup == int(warmup) else int(warmup) + 1
-        self._cache: dict[tuple[str | None, int], tuple[HdrHistogram | None, dict[str, int]]] = {}
+        self._split: dict[tuple[str | None, int], tuple[Histogram, dict[str, int]]] = {}
+        self._seconds: list[int] | None = None
 
     @property
     def endpoints(self) -> Sequence[str]:
@@ -156,7 +161,9 @@ class _PhaseView:
 
     @property
     def seconds(self) -> Sequence[int]:
-        return [s for s in self._load.seconds if self._entry(None, s)[1]]
+        if self._seconds is None:
+            self._seconds = [s for s in self._load.seconds if self._entry(None, s)[1]]
+        return self._seconds
 
     def _own(self, endpoint: str, second: int) -> list[Segment]:
         if second < self._first:
@@ -167,26 +174,21 @@ class _PhaseView:
             if self._rule.phase_of(key) == self._name
         ]
 
-    def _entry(
-        self, endpoint: str | None, second: int
-    ) -> tuple[HdrHistogram | None, dict[str, int]]:
-        cached = self._cache.get((endpoint, second))
-        if cached is not None:
-            return cached
+    def _entry(self, endpoint: str | None, second: int) -> tuple[Histogram | None, dict[str, int]]:
+        split = self._split.get((endpoint, second))
+        if split is not None:
+            return split
         names = self._load.endpoints if endpoint is None else [endpoint]
         parts = [p for name in names for p in self._own(name, second)]
-        counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in OUTCOMES} if parts else {}
-        histogram: HdrHistogram | None = None
-        if parts:
-            whole = self._load.histogram(endpoint, second)
-            total = sum(p.requests for p in parts)
-            if whole is not None and whole.get_total_count() == total:
-                histogram = whole  # the phase holds the whole second: no copy
-            else:
-                histogram = hist.merge(p.histogram for p in parts if p.histogram is not None)
-        entry = (histogram, counts)
-        self._cache[(endpoint, second)] = entry
-        return entry
+        if not parts:
+            return None, {}
+        counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in OUTCOMES}
+        whole = self._load.histogram(endpoint, second)
+        if whole is not None and whole.total == sum(p.requests for p in parts):
+            return whole, counts  # the phase holds the whole second: the load's own
+        merged = hist.merge_all(p.histogram for p in parts if p.histogram is not None)
+        self._split[(endpoint, second)] = (merged, counts)
+        return merged, counts
 
     def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
         return {
@@ -195,7 +197,7 @@ class _PhaseView:
             if second >= self._first and self._rule.phase_of(key) == self._name
         }
 
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+    def histogram(self, endpoint: str | None, second: int) -> Histogram | None:
         return self._entry(endpoint, second)[0]
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:

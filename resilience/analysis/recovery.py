@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from resilience.analysis.data import second_series
 from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.statistics import mad, median
-from resilience.histogram import count_above
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase, phase_named
 
@@ -209,7 +208,7 @@ def degradation_area(
             slow = 0
             hist = view.histogram(endpoint, second)
             if hist is not None and threshold_us is not None:
-                slow = count_above(hist, threshold_us)
+                slow = hist.count_above(threshold_us)
             good = max(0, ok - slow)
             quality = min(1.0, good / band.baseline_rps)
             area += 1.0 - quality

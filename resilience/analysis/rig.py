@@ -29,10 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hdrh.histogram import HdrHistogram
-
 from resilience.analysis.detectors.base import Finding
 from resilience.errors import EXIT_UNAVAILABLE
+from resilience.histogram import Histogram
 from resilience.rundir.load import LoadView, Segment
 from resilience.rundir.rig import SOURCES, RigSample
 from resilience.vocabulary import Phase
@@ -331,7 +330,7 @@ class WithoutSeconds:
     def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
         return {} if second in self._hidden else self._view.segments(endpoint, second)
 
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
+    def histogram(self, endpoint: str | None, second: int) -> Histogram | None:
         return None if second in self._hidden else self._view.histogram(endpoint, second)
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:

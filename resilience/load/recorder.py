@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from hdrh.histogram import HdrHistogram
-
 from resilience import histogram as hist
 from resilience.load.samples import (
     EndpointSecond,
@@ -61,11 +59,16 @@ class LiveStats:
 
 @dataclass
 class _Second:
-    histograms: dict[str, HdrHistogram] = field(default_factory=dict)
+    """One second's data from every worker, kept as the workers sent it (compact
+    histograms, merged once when the second is written or read)."""
+
+    histograms: dict[str, list[hist.Histogram]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     unsent: dict[str, int] = field(default_factory=dict)
-    segments: dict[str, dict[str, Segment]] = field(default_factory=dict)
-    """Per endpoint, per phase-mark segment (``i-j``): its counts and histogram."""
+    parts: dict[str, dict[str, tuple[dict[str, int], list[hist.Histogram]]]] = field(
+        default_factory=dict
+    )
+    """Per endpoint, per phase-mark segment (``i-j``): its counts and histograms."""
 
     def add(
         self, sample_endpoints: Mapping[str, EndpointSecond], *, segments: bool = False
@@ -76,31 +79,46 @@ class _Second:
                 counts[key] = counts.get(key, 0) + value
             self.unsent[name] = self.unsent.get(name, 0) + data.unsent
             whole = data.decode() if data.histogram else None
-            if whole is not None:
-                target = self.histograms.get(name)
-                if target is None:
-                    target = self.histograms[name] = hist.new_histogram()
-                target.add(whole)
+            if whole is not None and whole.total:
+                self.histograms.setdefault(name, []).append(whole)
             if not segments:
                 continue
-            mine = self.segments.setdefault(name, {})
+            mine = self.parts.setdefault(name, {})
             if data.parts:
                 for key, part in data.parts.items():
                     _merge(mine, key, part.counts, part.decode())
             else:
                 _merge(mine, data.segment or "0-0", data.counts, whole)
 
+    def histogram(self, name: str) -> hist.Histogram:
+        return hist.merge_all(self.histograms.get(name, ()))
+
+    def merged(self) -> dict[str, hist.Histogram]:
+        return {name: self.histogram(name) for name in self.histograms}
+
+    def segments(self) -> dict[str, dict[str, Segment]]:
+        return {
+            name: {
+                key: Segment(counts, hist.merge_all(histograms))
+                for key, (counts, histograms) in per_key.items()
+            }
+            for name, per_key in self.parts.items()
+        }
+
 
 def _merge(
-    into: dict[str, Segment], key: str, counts: Mapping[str, int], histogram: HdrHistogram | None
+    into: dict[str, tuple[dict[str, int], list[hist.Histogram]]],
+    key: str,
+    counts: Mapping[str, int],
+    histogram: hist.Histogram | None,
 ) -> None:
     segment = into.get(key)
     if segment is None:
-        segment = into[key] = Segment(empty_counts(), hist.new_histogram())
+        segment = into[key] = (empty_counts(), [])
     for outcome, value in counts.items():
-        segment.counts[outcome] = segment.counts.get(outcome, 0) + value
-    if histogram is not None and segment.histogram is not None:
-        segment.histogram.add(histogram)
+        segment[0][outcome] = segment[0].get(outcome, 0) + value
+    if histogram is not None and histogram.total:
+        segment[1].append(histogram)
 
 
 class LoadRecorder:
@@ -206,7 +224,7 @@ class LoadRecorder:
             if name not in self._endpoints:
                 self._endpoints.append(name)
         self.requests += self._files.write_second(
-            second, data.counts, data.histograms, data.unsent, data.segments
+            second, data.counts, data.merged(), data.unsent, data.segments()
         )
 
     def _on_live(self, tick: LiveTick) -> None:
@@ -234,7 +252,7 @@ class LoadRecorder:
                 return LiveStats(0.0, None, None, None, None, in_flight, users)
             latest = max(self._live)
             seconds = [s for s in self._live if latest - window_s < s <= latest]
-            merged = hist.new_histogram()
+            parts: list[hist.Histogram] = []
             counts = empty_counts()
             for s in seconds:
                 entry = self._live[s]
@@ -242,12 +260,10 @@ class LoadRecorder:
                 for name in names:
                     for key, value in entry.counts.get(name, {}).items():
                         counts[key] = counts.get(key, 0) + value
-                    h = entry.histograms.get(name)
-                    if h is not None:
-                        merged.add(h)
+                    parts.extend(entry.histograms.get(name, ()))
         completions = sum(counts.values())
         errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
-        p = hist.percentiles_s(merged, (50.0, 95.0, 99.0))
+        p = hist.merge_all(parts).percentiles_s((50.0, 95.0, 99.0))
         return LiveStats(
             rps=completions / window_s,
             p50=p[50.0],

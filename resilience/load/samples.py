@@ -17,8 +17,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from resilience import histogram as hist
 from resilience.errors import LoadError
 from resilience.rundir.records import TraceRef, WriteAck
@@ -50,8 +48,8 @@ class EndpointSecond:
     def n(self) -> int:
         return sum(self.counts.values())
 
-    def decode(self) -> HdrHistogram:
-        return hist.decode(self.histogram)
+    def decode(self) -> hist.Histogram:
+        return hist.Histogram.decode(self.histogram)
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,8 @@ class SegmentPart:
     counts: dict[str, int]
     histogram: str
 
-    def decode(self) -> HdrHistogram:
-        return hist.decode(self.histogram)
+    def decode(self) -> hist.Histogram:
+        return hist.Histogram.decode(self.histogram)
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,24 @@ and flushed per second, so they stay valid if the run dies:
 - ``trace_ids.jsonl``, ``writes.jsonl``: one line per kept trace id / acknowledged write.
 - ``load.json``: t0, workers, endpoints, the seconds written and totals (rewritten at close).
 
-``LoadData.read(run_dir)`` reads them all back; it is the analysis' ``LoadView``.
+``LoadData.read(run_dir)`` reads the per-second files back, compactly (each second's
+histogram as its non-empty buckets); it is the analysis' ``LoadView``. The per-request files
+are streamed (``iter_trace_refs``, ``iter_writes``), never held whole by the analysis.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
-from hdrh.histogram import HdrHistogram
+import numpy as np
 
 from resilience import histogram as hist
 from resilience.errors import LoadError
@@ -47,7 +50,7 @@ class Segment:
     """The requests of one second and endpoint in one phase-mark segment."""
 
     counts: dict[str, int]
-    histogram: HdrHistogram | None
+    histogram: hist.Histogram | None
 
     @property
     def requests(self) -> int:
@@ -68,7 +71,7 @@ class LoadView(Protocol):
         a view without marks holds everything in ``0-0``."""
         ...
 
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None: ...
+    def histogram(self, endpoint: str | None, second: int) -> hist.Histogram | None: ...
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]: ...
 
@@ -131,13 +134,13 @@ class LoadFiles:
         self,
         second: int,
         counts: Mapping[str, Mapping[str, int]],
-        histograms: Mapping[str, HdrHistogram],
+        histograms: Mapping[str, hist.Histogram],
         unsent: Mapping[str, int],
         segments: Mapping[str, Mapping[str, Segment]] | None = None,
     ) -> int:
         """One second of every endpoint (sorted by name) plus the all-endpoints histogram;
         returns the requests written."""
-        everything = hist.new_histogram()
+        written: list[hist.Histogram] = []
         requests = 0
         for name in sorted(counts):
             endpoint_counts = counts[name]
@@ -156,23 +159,23 @@ class LoadFiles:
                     {
                         "seg": key,
                         **part.counts,
-                        "hist": hist.encode(part.histogram or hist.new_histogram()),
+                        "hist": (part.histogram or hist.Histogram.empty()).encode(),
                     }
                     for key, part in sorted(placed.items())
                 ]
             self._load.write(self._line(line))
-            histogram = histograms.get(name) or hist.new_histogram()
+            histogram = histograms.get(name) or hist.Histogram.empty()
             self._hlog_line(second, histogram, encode_tag(shown))
-            everything.add(histogram)
-        self._hlog_line(second, everything, None)
+            written.append(histogram)
+        self._hlog_line(second, hist.merge_all(written), None)
         self._load.flush()
         self._hlog.flush()
         return requests
 
-    def _hlog_line(self, second: int, histogram: HdrHistogram, tag: str | None) -> None:
-        max_ms = histogram.get_max_value() / 1000.0 if histogram.get_total_count() else 0.0
+    def _hlog_line(self, second: int, histogram: hist.Histogram, tag: str | None) -> None:
+        max_ms = histogram.max_us / 1000.0
         prefix = f"Tag={tag}," if tag else ""
-        self._hlog.write(f"{prefix}{second:.3f},1.000,{max_ms:.3f},{hist.encode(histogram)}\n")
+        self._hlog.write(f"{prefix}{second:.3f},1.000,{max_ms:.3f},{histogram.encode()}\n")
 
     def write_trace(self, ref: TraceRef) -> None:
         self._traces.write(self._line({**asdict(ref), "endpoint": self._name(ref.endpoint)}))
@@ -193,26 +196,126 @@ class LoadFiles:
             handle.close()
 
 
-@dataclass
-class LoadData:
-    """Everything the load engine wrote to a run directory, per endpoint per second.
+class _HistogramColumn:
+    """The per-second histograms of one endpoint (or of all together), sized to their
+    content: every second's non-empty buckets one after another in two flat arrays
+    (bucket index, count), with the offset of each second. A second's histogram is a view
+    into them, made when asked for."""
 
-    Implements the analysis' ``LoadView``: ``endpoint=None`` means all endpoints together.
+    def __init__(self) -> None:
+        self._rows: dict[int, int] = {}
+        self._index = array("H")
+        self._counts = array("I")
+        self._offsets = array("q", [0])
+        self._totals = array("q")
+        self._extra: dict[int, hist.Histogram] = {}
+        self._frozen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def append(self, second: int, index: np.ndarray, counts: np.ndarray) -> None:
+        if second in self._rows or self._frozen is not None:
+            # A second written twice (never by the recorder): kept aside, merged when read.
+            self._extra[second] = hist.merge_all(
+                [self._extra.get(second), hist.Histogram(index, counts)]
+            )
+            return
+        if len(counts) and int(counts.max()) >= 1 << 32:
+            self._extra[second] = hist.Histogram(index, counts)
+            counts = counts[:0]
+            index = index[:0]
+        self._rows[second] = len(self._totals)
+        self._index.frombytes(index.astype(np.uint16, copy=False).tobytes())
+        self._counts.frombytes(counts.astype(np.uint32).tobytes())
+        self._offsets.append(len(self._index))
+        self._totals.append(int(counts.sum()))
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._frozen is None:
+            self._frozen = (
+                np.frombuffer(self._index, np.uint16),
+                np.frombuffer(self._counts, np.uint32),
+                np.frombuffer(self._offsets, np.int64),
+                np.frombuffer(self._totals, np.int64),
+            )
+        return self._frozen
+
+    @property
+    def seconds(self) -> set[int]:
+        return set(self._rows) | set(self._extra)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.itemsize * len(a) for a in (self._index, self._counts, self._offsets))
+
+    def get(self, second: int) -> hist.Histogram | None:
+        row = self._rows.get(second)
+        extra = self._extra.get(second)
+        if row is None:
+            return extra
+        index, counts, offsets, totals = self._arrays()
+        start, end = int(offsets[row]), int(offsets[row + 1])
+        found = hist.Histogram(index[start:end], counts[start:end], int(totals[row]))
+        return found if extra is None else hist.merge_all([found, extra])
+
+
+class _CountColumn:
+    """Outcome counts and unsent requests of one endpoint, one row per second."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}
+        self._values = array("q")
+        self._frozen: np.ndarray | None = None
+
+    def put(self, second: int, counts: Sequence[int], unsent: int) -> None:
+        row = self.rows.get(second)
+        if row is not None:  # a second written twice: the later line wins, as it always did
+            self._frozen = None
+            self._values[row * _WIDTH : (row + 1) * _WIDTH] = array("q", [*counts, unsent])
+            return
+        self.rows[second] = len(self._values) // _WIDTH
+        self._values.extend(counts)
+        self._values.append(unsent)
+        self._frozen = None
+
+    def table(self) -> np.ndarray:
+        if self._frozen is None:
+            self._frozen = np.frombuffer(self._values, np.int64).reshape(-1, _WIDTH)
+        return self._frozen
+
+    def row(self, second: int) -> np.ndarray | None:
+        at = self.rows.get(second)
+        return None if at is None else self.table()[at]
+
+
+_WIDTH = len(OUTCOMES) + 1
+"""Columns of a count row: one per outcome, then unsent."""
+
+
+class LoadData:
+    """Everything per second the load engine wrote to a run directory, held compactly.
+
+    Implements the analysis' ``LoadView`` (``endpoint=None`` means all endpoints
+    together). Histograms are kept as their non-empty buckets only (``_HistogramColumn``):
+    a 2-hour run at 1,000 requests/s holds tens of MB where dense histograms took GiBs.
+    The per-request files (``trace_ids.jsonl``, ``writes.jsonl``) are not held: the
+    analysis streams them (``read_trace_refs``, ``scan_writes``); ``traces`` and
+    ``writes`` read them whole, on demand, for small runs and tests.
     """
 
-    t0: float
-    endpoint_names: list[str]
-    histograms: dict[str, dict[int, HdrHistogram]]
-    count_table: dict[str, dict[int, dict[str, int]]]
-    all_histograms: dict[int, HdrHistogram]
-    unsent: dict[str, dict[int, int]] = field(default_factory=dict)
-    placement: dict[str, dict[int, str | dict[str, Segment]]] = field(default_factory=dict)
-    """Per endpoint and second, where the requests fall against the phase marks: a segment
-    key (every request), or the parts per segment. Absent: ``0-0``, or a run without marks."""
-    traces: list[TraceRef] = field(default_factory=list)
-    writes: list[WriteAck] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    _all_counts: dict[int, dict[str, int]] | None = None
+    def __init__(self, run_dir: Path, t0: float, meta: Mapping[str, Any] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.t0 = t0
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.endpoint_names: list[str] = [str(e) for e in self.meta.get("endpoints", [])]
+        self._histograms: dict[str | None, _HistogramColumn] = {}
+        self._counts: dict[str, _CountColumn] = {}
+        self.placement: dict[str, dict[int, str | dict[str, Segment]]] = {}
+        """Per endpoint and second, where the requests fall against the phase marks: a
+        segment key (every request), or the parts per segment. Absent: ``0-0``, or a run
+        without marks."""
+        self._all: tuple[dict[int, int], np.ndarray] | None = None
+        self._seconds: list[int] | None = None
+
+    # -- the LoadView ------------------------------------------------------------------
 
     @property
     def endpoints(self) -> Sequence[str]:
@@ -220,10 +323,14 @@ class LoadData:
 
     @property
     def seconds(self) -> Sequence[int]:
-        found = set(self.all_histograms)
-        for per_second in self.count_table.values():
-            found.update(per_second)
-        return sorted(found)
+        if self._seconds is None:
+            found: set[int] = set()
+            for column in self._histograms.values():
+                found |= column.seconds
+            for counts in self._counts.values():
+                found.update(counts.rows)
+            self._seconds = sorted(found)
+        return self._seconds
 
     def segments(self, endpoint: str, second: int) -> dict[str, Segment]:
         """The requests of ``endpoint`` sent in ``second``, per phase-mark segment."""
@@ -235,38 +342,66 @@ class LoadData:
             return {}
         return {placed or "0-0": Segment(dict(counts), self.histogram(endpoint, second))}
 
-    def histogram(self, endpoint: str | None, second: int) -> HdrHistogram | None:
-        if endpoint is None:
-            return self.all_histograms.get(second)
-        return self.histograms.get(endpoint, {}).get(second)
+    def histogram(self, endpoint: str | None, second: int) -> hist.Histogram | None:
+        column = self._histograms.get(endpoint)
+        return None if column is None else column.get(second)
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
         if endpoint is None:
-            return self._aggregate().get(second, {})
-        return self.count_table.get(endpoint, {}).get(second, {})
+            rows, table = self._aggregate()
+            at = rows.get(second)
+            return {} if at is None else dict(zip(OUTCOMES, table[at].tolist(), strict=False))
+        column = self._counts.get(endpoint)
+        row = None if column is None else column.row(second)
+        return {} if row is None else dict(zip(OUTCOMES, row.tolist(), strict=False))
 
-    def _aggregate(self) -> dict[int, dict[str, int]]:
-        if self._all_counts is None:
-            total: dict[int, dict[str, int]] = {}
-            for per_second in self.count_table.values():
-                for second, counts in per_second.items():
-                    target = total.setdefault(second, dict.fromkeys(OUTCOMES, 0))
-                    for key, value in counts.items():
-                        target[key] = target.get(key, 0) + value
-            self._all_counts = total
-        return self._all_counts
+    def unsent(self, endpoint: str, second: int) -> int:
+        column = self._counts.get(endpoint)
+        row = None if column is None else column.row(second)
+        return 0 if row is None else int(row[-1])
 
-    def merged(self, endpoint: str | None, seconds: Iterable[int]) -> HdrHistogram:
+    def _aggregate(self) -> tuple[dict[int, int], np.ndarray]:
+        if self._all is None:
+            seconds = sorted({s for c in self._counts.values() for s in c.rows})
+            rows = {s: i for i, s in enumerate(seconds)}
+            table = np.zeros((len(seconds), len(OUTCOMES)), np.int64)
+            for column in self._counts.values():
+                at = np.fromiter((rows[s] for s in column.rows), np.int64, len(column.rows))
+                np.add.at(table, at, column.table()[list(column.rows.values()), :-1])
+            self._all = (rows, table)
+        return self._all
+
+    def merged(self, endpoint: str | None, seconds: Iterable[int]) -> hist.Histogram:
         """One histogram over ``seconds`` (missing seconds are empty)."""
-        return hist.merge(h for s in seconds if (h := self.histogram(endpoint, s)) is not None)
+        return hist.merge_all(self.histogram(endpoint, s) for s in seconds)
 
     def total_requests(self, endpoint: str | None = None) -> int:
-        table = self._aggregate() if endpoint is None else self.count_table.get(endpoint, {})
-        return sum(sum(c.values()) for c in table.values())
+        if endpoint is None:
+            return int(self._aggregate()[1].sum())
+        column = self._counts.get(endpoint)
+        return 0 if column is None else int(column.table()[:, :-1].sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the per-second histograms hold (the bulk of this object)."""
+        return sum(c.nbytes for c in self._histograms.values())
+
+    # -- per-request files, whole (small runs and tests; the analysis streams them) -----
+
+    @property
+    def traces(self) -> list[TraceRef]:
+        return read_trace_refs(self.run_dir)
+
+    @property
+    def writes(self) -> list[WriteAck]:
+        return read_writes(self.run_dir)
+
+    # -- reading -------------------------------------------------------------------------
 
     @classmethod
     def read(cls, run_dir: Path) -> LoadData:
-        """Read a run directory's load files; LoadError if they are missing or malformed."""
+        """Read a run directory's per-second load files (``latency.hlog``, ``load.jsonl``,
+        ``load.json``) in one pass each; LoadError if they are missing or malformed."""
         run_dir = Path(run_dir)
         meta: dict[str, Any] = {}
         layout = RunDir(run_dir)
@@ -276,61 +411,95 @@ class LoadData:
         hlog = layout.latency
         if not hlog.exists():
             raise LoadError(f"{hlog} does not exist: this run directory has no load data")
-        histograms, all_histograms, start = _read_hlog(hlog)
-        count_table: dict[str, dict[int, dict[str, int]]] = {}
-        unsent: dict[str, dict[int, int]] = {}
-        placement: dict[str, dict[int, str | dict[str, Segment]]] = {}
-        names: list[str] = list(meta.get("endpoints", []))
+        data = cls(run_dir, 0.0, meta)
+        start = data._read_hlog(hlog)
+        data.t0 = float(meta.get("t0", start or 0.0))
+        names = data.endpoint_names
         for line_no, body in _jsonl(layout.load_lines):
             try:
-                name = str(body["endpoint"])
-                second = int(body["second"])
-                count_table.setdefault(name, {})[second] = {
-                    k: int(body.get(k, 0)) for k in OUTCOMES
-                }
-                unsent.setdefault(name, {})[second] = int(body.get("unsent", 0))
-                if "seg" in body:
-                    placement.setdefault(name, {})[second] = str(body["seg"])
-                elif "parts" in body:
-                    placement.setdefault(name, {})[second] = {
-                        str(part["seg"]): Segment(
-                            {k: int(part.get(k, 0)) for k in OUTCOMES},
-                            hist.decode(str(part["hist"])),
-                        )
-                        for part in body["parts"]
-                    }
+                name = data._read_count_line(body)
             except (KeyError, TypeError, ValueError) as exc:
                 raise LoadError(f"{layout.load_lines}:{line_no}: malformed line ({exc})") from exc
             if name not in names:
                 names.append(name)
-        for name in histograms:
-            if name not in names:
-                names.append(name)
-        traces = read_trace_refs(run_dir)
-        writes = read_writes(run_dir)
-        t0 = float(meta.get("t0", start or 0.0))
-        return cls(
-            t0=t0,
-            endpoint_names=names,
-            histograms=histograms,
-            count_table=count_table,
-            all_histograms=all_histograms,
-            unsent=unsent,
-            placement=placement,
-            traces=traces,
-            writes=writes,
-            meta=meta,
-        )
+        for tag in data._histograms:
+            if tag is not None and tag not in names:
+                names.append(tag)
+        return data
+
+    def _read_count_line(self, body: Mapping[str, Any]) -> str:
+        name = str(body["endpoint"])
+        second = int(body["second"])
+        column = self._counts.get(name)
+        if column is None:
+            column = self._counts[name] = _CountColumn()
+        column.put(second, [int(body.get(k, 0)) for k in OUTCOMES], int(body.get("unsent", 0)))
+        if "seg" in body:
+            self.placement.setdefault(name, {})[second] = str(body["seg"])
+        elif "parts" in body:
+            self.placement.setdefault(name, {})[second] = {
+                str(part["seg"]): Segment(
+                    {k: int(part.get(k, 0)) for k in OUTCOMES},
+                    hist.Histogram.decode(str(part["hist"])),
+                )
+                for part in body["parts"]
+            }
+        return name
+
+    def _read_hlog(self, path: Path) -> float | None:
+        """Every interval of ``latency.hlog`` decoded straight into its endpoint's column;
+        returns the log's StartTime."""
+        start: float | None = None
+        with path.open(encoding="utf-8") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                text = raw.strip()
+                if not text or text.startswith('"'):
+                    continue
+                if text.startswith("#"):
+                    if text.startswith("#[StartTime:"):
+                        start = float(text.split()[1])
+                    continue
+                tag = None
+                if text.startswith("Tag="):
+                    tag, _, text = text[4:].partition(",")
+                fields = text.split(",")
+                if len(fields) != 4:
+                    logger.warning("%s:%d: not an interval line; skipped", path, line_no)
+                    continue
+                try:
+                    second = round(float(fields[0]))
+                    decoded = hist.Histogram.decode(fields[3])
+                except Exception as exc:  # base64, zlib and hdrh raise their own errors
+                    logger.warning("%s:%d: unreadable interval (%s); skipped", path, line_no, exc)
+                    continue
+                name = None if tag is None else decode_tag(tag)
+                column = self._histograms.get(name)
+                if column is None:
+                    column = self._histograms[name] = _HistogramColumn()
+                column.append(second, decoded.index, decoded.counts)
+        return start
 
 
 def read_trace_refs(run_dir: Path) -> list[TraceRef]:
-    """The trace ids the load engine kept (``trace_ids.jsonl``)."""
-    return [TraceRef(**b) for _, b in _jsonl(RunDir(Path(run_dir)).trace_ids)]
+    """The trace ids the load engine kept (``trace_ids.jsonl``), all of them."""
+    return list(iter_trace_refs(run_dir))
+
+
+def iter_trace_refs(run_dir: Path) -> Iterator[TraceRef]:
+    """The kept trace ids one at a time (a long run keeps hundreds of thousands)."""
+    for _, body in _jsonl(RunDir(Path(run_dir)).trace_ids):
+        yield TraceRef(**body)
 
 
 def read_writes(run_dir: Path) -> list[WriteAck]:
-    """The acknowledged writes (``writes.jsonl``)."""
-    return [WriteAck(**b) for _, b in _jsonl(RunDir(Path(run_dir)).writes)]
+    """The acknowledged writes (``writes.jsonl``), all of them."""
+    return list(iter_writes(run_dir))
+
+
+def iter_writes(run_dir: Path) -> Iterator[WriteAck]:
+    """The acknowledged writes one at a time."""
+    for _, body in _jsonl(RunDir(Path(run_dir)).writes):
+        yield WriteAck(**body)
 
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
@@ -345,38 +514,3 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             except ValueError:
                 # A run killed mid-write leaves at most one torn last line.
                 logger.warning("%s:%d: unreadable line skipped", path, line_no)
-
-
-def _read_hlog(
-    path: Path,
-) -> tuple[dict[str, dict[int, HdrHistogram]], dict[int, HdrHistogram], float | None]:
-    per_endpoint: dict[str, dict[int, HdrHistogram]] = {}
-    everything: dict[int, HdrHistogram] = {}
-    start: float | None = None
-    with path.open(encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            text = raw.strip()
-            if not text or text.startswith('"'):
-                continue
-            if text.startswith("#"):
-                if text.startswith("#[StartTime:"):
-                    start = float(text.split()[1])
-                continue
-            tag = None
-            if text.startswith("Tag="):
-                tag, _, text = text[4:].partition(",")
-            fields = text.split(",")
-            if len(fields) != 4:
-                logger.warning("%s:%d: not an interval line; skipped", path, line_no)
-                continue
-            try:
-                second = round(float(fields[0]))
-                histogram = hist.decode(fields[3])
-            except Exception as exc:  # hdrh raises its own cookie/length errors, zlib too
-                logger.warning("%s:%d: unreadable interval (%s); skipped", path, line_no, exc)
-                continue
-            if tag is None:
-                everything[second] = histogram
-            else:
-                per_endpoint.setdefault(decode_tag(tag), {})[second] = histogram
-    return per_endpoint, everything, start

@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from resilience.faults.timeline import FaultTimeline
+from resilience.histogram import Histogram
 from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import LiveTick, LoadEvent
 from resilience.vocabulary import ERROR_OUTCOMES
@@ -101,15 +104,13 @@ class LoadMetrics:
                 if data.histogram:
                     self._add_histogram(endpoint, data.decode())
 
-    def _add_histogram(self, endpoint: str, hist: Any) -> None:
+    def _add_histogram(self, endpoint: str, hist: Histogram) -> None:
         buckets = self._buckets.setdefault(endpoint, [0] * (len(BOUNDS_S) + 1))
-        total_s = 0.0
-        for item in hist.get_recorded_iterator():
-            count = int(item.count_at_value_iterated_to)
-            value_s = item.value_iterated_to / 1e6
-            index = next((i for i, b in enumerate(BOUNDS_S) if value_s <= b), len(BOUNDS_S))
-            buckets[index] += count
-            total_s += count * item.value_iterated_to / 1e6
+        values_s = hist.highest_values_us() / 1e6
+        where = np.searchsorted(np.asarray(BOUNDS_S), values_s, side="left")
+        for index, count in zip(where.tolist(), hist.counts.tolist(), strict=True):
+            buckets[index] += int(count)
+        total_s = float(np.dot(hist.counts.astype(np.float64), values_s))
         self._sum_s[endpoint] = self._sum_s.get(endpoint, 0.0) + total_s
 
     def collect(self) -> Iterator[Any]:

@@ -380,7 +380,6 @@ def _findings(
 
 def write_load_files(run_dir: Path, view: MemoryLoadView) -> None:
     """Write ``view`` as the load engine's recorder would (latency.hlog, load.jsonl)."""
-    from resilience.histogram import encode
     from resilience.load.recorder import LoadRecorder
     from resilience.load.samples import EndpointSecond, SecondSample
 
@@ -391,7 +390,7 @@ def write_load_files(run_dir: Path, view: MemoryLoadView) -> None:
                 histogram = view.histogram(name, second)
                 if histogram is not None:
                     counts = dict(view.counts(name, second))
-                    endpoints[name] = EndpointSecond(counts=counts, histogram=encode(histogram))
+                    endpoints[name] = EndpointSecond(counts=counts, histogram=histogram.encode())
             recorder.handle(SecondSample(worker=0, second=second, endpoints=endpoints))
 
 

@@ -71,7 +71,10 @@ def write_run(run_dir: Path, *, fault_errors: int) -> Path:
         counts["ok"], counts["5xx"] = 20 - errors, errors
         latencies = [10_000] * (20 - errors) + [2_000] * errors
         files.write_second(
-            second, {"GET /a": counts}, {"GET /a": hist.from_values(latencies)}, {"GET /a": 0}
+            second,
+            {"GET /a": counts},
+            {"GET /a": hist.Histogram.from_values(latencies)},
+            {"GET /a": 0},
         )
     files.write_meta({"t0": T0, "endpoints": ["GET /a"], "seconds": 40})
     files.close()

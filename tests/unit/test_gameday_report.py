@@ -8,8 +8,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from resilience.analysis.data import MemoryLoadView, new_histogram
+from resilience.analysis.data import MemoryLoadView
 from resilience.gameday.report import measure, report_html, summary_markdown, write_session_reports
+from resilience.histogram import new_histogram
 
 
 def _hist(latency_ms: float, n: int) -> HdrHistogram:

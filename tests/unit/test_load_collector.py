@@ -79,7 +79,7 @@ def test_a_second_is_emitted_once_final_and_counts_by_send_time() -> None:
     done = seconds(events)
     assert [s.second for s in done] == [0, 1, 2, 3]
     assert done[1].endpoints["GET /"].n == 1
-    latency = done[1].endpoints["GET /"].decode().get_max_value()
+    latency = done[1].endpoints["GET /"].decode().max_us
     assert latency == pytest.approx(2_500_000, rel=0.001)
     assert done[3].endpoints == {}
 

@@ -81,13 +81,13 @@ def test_run_directory_reads_back_per_endpoint_and_aggregate(tmp_path: Path) -> 
     assert list(data.seconds) == [0, 1]
     assert set(data.endpoints) == {"GET /a b,c", "POST /x"}
     h = data.histogram("GET /a b,c", 0)
-    assert h is not None and h.get_total_count() == 3
+    assert h is not None and h.total == 3
     assert data.counts("POST /x", 0)["timeout"] == 1
     assert data.counts(None, 0)["ok"] == 3
     assert sum(data.counts(None, 1).values()) == 1
     everything = data.histogram(None, 0)
-    assert everything is not None and everything.get_total_count() == 4
-    assert data.merged("POST /x", [0, 1]).get_total_count() == 2
+    assert everything is not None and everything.total == 4
+    assert data.merged("POST /x", [0, 1]).total == 2
     assert data.total_requests() == 5
     assert data.traces[0].trace_id == "a" * 32
     assert data.writes[0].id == 42

@@ -112,7 +112,7 @@ def test_endpoint_second_counts_and_decodes() -> None:
     counts = dict.fromkeys(OUTCOMES, 1)
     sample = EndpointSecond(counts=counts, histogram=hist.encode(hist.from_values([10, 20])))
     assert sample.n == len(OUTCOMES)
-    assert sample.decode().get_total_count() == 2
+    assert sample.decode().total == 2
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from resilience.experiment import parse_experiment
-from resilience.histogram import new_histogram
+from resilience.histogram import Histogram
 from resilience.observe import parse_otlp_json
 from resilience.observe.prometheus import Series
 from resilience.observe.traces import TraceCollection
@@ -117,8 +117,7 @@ def _write_everything(run_dir: Path, redactor: Redactor | None) -> None:
     journal.event("note", 1.0, detail=f"header Authorization: Bearer {BEARER}", value=LITERAL)
     journal.update(reason=f"{ENDPOINT} failed against {TARGET}")
     files = LoadFiles(run_dir, t0=T0, redactor=redactor)
-    histogram = new_histogram()
-    histogram.record_value(20_000)
+    histogram = Histogram.from_values([20_000])
     files.write_second(0, {ENDPOINT: {"ok": 1}}, {ENDPOINT: histogram}, {})
     files.write_trace(
         TraceRef(0, TRACE_ID, "00f067aa0ba902b7", ENDPOINT, 0.1, 0.02, "ok", 200, "sampled")

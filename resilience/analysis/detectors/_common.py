@@ -16,11 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hdrh.histogram import HdrHistogram
-
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
-from resilience.histogram import new_histogram, percentiles_ms
+from resilience.histogram import Histogram, merge_all
 from resilience.observe.prometheus import Series
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
@@ -63,9 +61,9 @@ class BaseDetector(Detector):
 # -- load numbers -------------------------------------------------------------------------
 
 
-def percentile_ms(hist: HdrHistogram, percentile: float) -> float:
-    """``hist.get_value_at_percentile`` in milliseconds (numpy; see data.percentiles_ms)."""
-    (value,) = percentiles_ms(hist, (percentile,))
+def percentile_ms(hist: Histogram, percentile: float) -> float:
+    """HdrHistogram's ``get_value_at_percentile`` in milliseconds (0 when empty)."""
+    (value,) = hist.percentiles_ms((percentile,))
     return 0.0 if value is None else value
 
 
@@ -105,7 +103,7 @@ def second_points(
             continue
         hist = view.histogram(endpoint, second)
         p95 = None
-        if hist is not None and hist.get_total_count():
+        if hist is not None and hist.total:
             p95 = percentile_ms(hist, 95)
         out.append(SecondPoint(second, requests, errors_of(counts), p95))
     return out
@@ -144,7 +142,7 @@ def phase_numbers(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> P
     """One endpoint's totals and percentiles over the requests of ``phase`` (placed by their
     [sent, ended] interval when the run has phase marks)."""
     view = ctx.phase_load(phase.name)
-    hist = new_histogram()
+    parts: list[Histogram] = []
     requests = errors = timeouts = with_data = 0
     for second in ctx.phase_seconds(phase.name):
         counts = view.counts(endpoint, second)
@@ -156,8 +154,9 @@ def phase_numbers(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> P
         timeouts += counts.get("timeout", 0)
         h = view.histogram(endpoint, second)
         if h is not None:
-            hist.add(h)
-    if hist.get_total_count() == 0:
+            parts.append(h)
+    hist = merge_all(parts)
+    if hist.total == 0:
         return PhaseNumbers(requests, errors, timeouts, None, None, None, with_data)
     return PhaseNumbers(
         requests,
@@ -165,7 +164,7 @@ def phase_numbers(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> P
         timeouts,
         percentile_ms(hist, 50),
         percentile_ms(hist, 95),
-        float(hist.get_max_value()) / 1000.0,
+        hist.max_us / 1000.0,
         with_data,
     )
 
