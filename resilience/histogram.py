@@ -410,3 +410,34 @@ def merge_all(histograms: Iterable[Histogram | None]) -> Histogram:
         total += sum(h.total for h in chunk)
     used = np.flatnonzero(dense)
     return Histogram(used.astype(_INDEX_DTYPE), dense[used], total)
+
+
+def row_percentiles(
+    index: np.ndarray,
+    cumulative: np.ndarray,
+    starts: np.ndarray,
+    totals: np.ndarray,
+    wanted: Sequence[float],
+) -> dict[float, np.ndarray]:
+    """Percentiles (ms) of many histograms stored one after another in flat arrays.
+
+    ``index`` holds every histogram's bucket indexes, ``cumulative`` the running sum of
+    their counts over the whole array (every count > 0, so it strictly increases);
+    histogram ``r`` starts at ``starts[r]`` and holds ``totals[r]`` values. Per percentile,
+    one array with a value per histogram (NaN where it is empty): exactly
+    :meth:`Histogram.percentiles_ms` of each, in a few vectorised steps for all of them."""
+    out: dict[float, np.ndarray] = {}
+    filled = totals > 0
+    before = np.zeros(len(starts), np.int64)
+    inner = filled & (starts > 0)
+    before[inner] = cumulative[starts[inner] - 1]
+    for percentile in wanted:
+        target = np.floor(min(percentile, 100.0) * totals / 100 + 0.5).astype(np.int64)
+        target = np.maximum(target, 1)
+        values = np.full(len(starts), np.nan)
+        if filled.any():
+            at = np.searchsorted(cumulative, before[filled] + target[filled], side="left")
+            table = _HIGH if percentile else _LOW
+            values[filled] = table[index[at]] / 1000.0
+        out[percentile] = values
+    return out

@@ -11,18 +11,20 @@ Seconds are integer indexes on the experiment clock: second ``s`` holds requests
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from resilience.histogram import Histogram, as_histogram, merge_all
-from resilience.rundir.load import LoadView, Segment
-from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
+from resilience.rundir.load import LoadView, LoadViewBase, Segment
+from resilience.vocabulary import ERROR_OUTCOMES
 
 
 @dataclass
-class MemoryLoadView:
+class MemoryLoadView(LoadViewBase):
     """An in-memory LoadView: ``data[endpoint][second] = (histogram, counts)``."""
 
     data: dict[str, dict[int, tuple[Histogram, dict[str, int]]]] = field(default_factory=dict)
@@ -118,17 +120,7 @@ _P = (50.0, 95.0, 99.0)
 
 def window_stats(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> WindowStats:
     """Merge the histograms and counts of ``seconds`` (missing seconds count as empty)."""
-    parts: list[Histogram] = []
-    counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-    n_seconds = 0
-    for second in seconds:
-        n_seconds += 1
-        h = view.histogram(endpoint, second)
-        if h is not None:
-            parts.append(h)
-        for key, value in view.counts(endpoint, second).items():
-            counts[key] = counts.get(key, 0) + value
-    hist = merge_all(parts)
+    hist, counts, n_seconds = view.window(endpoint, seconds)
     total = sum(counts.values())
     errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
     if hist.total == 0:
@@ -162,19 +154,16 @@ class SecondSeries:
 
 
 def second_series(view: LoadView, endpoint: str | None, seconds: Iterable[int]) -> SecondSeries:
-    secs = list(seconds)
-    requests: list[int] = []
-    errors: list[int] = []
-    p50: list[float | None] = []
-    p95: list[float | None] = []
-    p99: list[float | None] = []
-    for second in secs:
-        counts = view.counts(endpoint, second)
-        requests.append(sum(counts.values()))
-        errors.append(sum(counts.get(k, 0) for k in ERROR_OUTCOMES))
-        hist = view.histogram(endpoint, second)
-        values = hist.percentiles_ms(_P) if hist is not None else [None, None, None]
-        p50.append(values[0])
-        p95.append(values[1])
-        p99.append(values[2])
-    return SecondSeries(secs, requests, errors, p50, p95, p99)
+    """Per second of ``seconds``: requests, errors and p50/p95/p99 (None where empty)."""
+    table = view.table(endpoint, seconds, _P)
+    return SecondSeries(
+        table.seconds.tolist(),
+        table.requests.tolist(),
+        table.errors.tolist(),
+        *(nullable(table.percentiles[p]) for p in _P),
+    )
+
+
+def nullable(values: np.ndarray) -> list[float | None]:
+    """An array of floats as a list, NaN as None."""
+    return [None if math.isnan(v) else v for v in values.tolist()]

@@ -25,10 +25,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from resilience import histogram as hist
 from resilience.histogram import Histogram
 from resilience.rundir.journal import JournalData
-from resilience.rundir.load import LoadView, Segment
+from resilience.rundir.load import LoadView, LoadViewBase, SecondTable, Segment
 from resilience.vocabulary import OUTCOMES, Phase
 
 MarkKind = Literal["apply", "heal"]
@@ -139,13 +141,18 @@ def window_rule(
     return WindowRule(tuple(marks), before=before, first=first, last=last)
 
 
-class _PhaseView:
+_EMPTY, _OTHER, _ALL, _PART = 0, 1, 2, 3
+"""Where one endpoint's second stands against a phase: no requests; requests, none of the
+phase's; every request the phase's; some."""
+
+
+class _PhaseView(LoadViewBase):
     """The requests of one phase, per send second and endpoint (a ``LoadView``).
 
-    Nothing per second is kept: a second whose requests all belong to the phase answers
-    with the load's own histogram and counts; only a second split across phases (a
-    request in flight at a mark) has its parts merged, and that merge is cached (a few
-    seconds per mark)."""
+    Per endpoint it keeps one small array: whether each second's requests all belong to
+    the phase (then the load's own numbers answer, in bulk), none, or some. Only a second
+    split across phases (a request in flight at a mark) has its parts merged, and that
+    merge is cached (a few seconds per mark)."""
 
     def __init__(self, load: LoadView, rule: PhaseRule, name: str, warmup: float) -> None:
         self._load = load
@@ -153,6 +160,10 @@ class _PhaseView:
         self._name = name
         self._first = int(warmup) if warmup == int(warmup) else int(warmup) + 1
         self._split: dict[tuple[str | None, int], tuple[Histogram, dict[str, int]]] = {}
+        self._all_seconds = np.asarray(list(load.seconds), np.int64)
+        self._position = {int(s): i for i, s in enumerate(self._all_seconds)}
+        self._states: dict[str | None, np.ndarray] = {}
+        self._key_phase: dict[str, bool] = {}
         self._seconds: list[int] | None = None
 
     @property
@@ -162,8 +173,58 @@ class _PhaseView:
     @property
     def seconds(self) -> Sequence[int]:
         if self._seconds is None:
-            self._seconds = [s for s in self._load.seconds if self._entry(None, s)[1]]
+            mine = np.isin(self._state_array(None), (_ALL, _PART))
+            self._seconds = self._all_seconds[mine].tolist()
         return self._seconds
+
+    # -- where each second stands ---------------------------------------------------------
+
+    def _is_mine(self, key: str) -> bool:
+        mine = self._key_phase.get(key)
+        if mine is None:
+            mine = self._key_phase[key] = self._rule.phase_of(key) == self._name
+        return mine
+
+    def _state_array(self, endpoint: str | None) -> np.ndarray:
+        states = self._states.get(endpoint)
+        if states is not None:
+            return states
+        if endpoint is None:
+            each = [self._state_array(e) for e in self._load.endpoints]
+            if not each:
+                states = np.zeros(len(self._all_seconds), np.int8)
+            else:
+                stacked = np.stack(each)
+                has_mine = np.isin(stacked, (_ALL, _PART)).any(axis=0)
+                whole = np.isin(stacked, (_EMPTY, _ALL)).all(axis=0)
+                states = np.where(has_mine, np.where(whole, _ALL, _PART), _EMPTY).astype(np.int8)
+        else:
+            states = np.zeros(len(self._all_seconds), np.int8)
+            for i, second in enumerate(self._all_seconds.tolist()):
+                if second < self._first:
+                    continue
+                keys = self._load.segment_keys(endpoint, second)
+                if not keys:
+                    continue
+                mine = [self._is_mine(k) for k in keys]
+                states[i] = _ALL if all(mine) else _PART if any(mine) else _OTHER
+        self._states[endpoint] = states
+        return states
+
+    def _state(self, endpoint: str | None, second: int) -> int:
+        at = self._position.get(second)
+        return _EMPTY if at is None else int(self._state_array(endpoint)[at])
+
+    def _states_of(self, endpoint: str | None, seconds: np.ndarray) -> np.ndarray:
+        states = self._state_array(endpoint)
+        out = np.zeros(len(seconds), np.int8)
+        for i, second in enumerate(seconds.tolist()):
+            at = self._position.get(second)
+            if at is not None:
+                out[i] = states[at]
+        return out
+
+    # -- a second at a time -------------------------------------------------------------
 
     def _own(self, endpoint: str, second: int) -> list[Segment]:
         if second < self._first:
@@ -171,21 +232,21 @@ class _PhaseView:
         return [
             part
             for key, part in self._load.segments(endpoint, second).items()
-            if self._rule.phase_of(key) == self._name
+            if self._is_mine(key)
         ]
 
     def _entry(self, endpoint: str | None, second: int) -> tuple[Histogram | None, dict[str, int]]:
+        state = self._state(endpoint, second)
+        if state in (_EMPTY, _OTHER):
+            return None, {}
+        if state == _ALL:
+            return self._load.histogram(endpoint, second), dict(self._load.counts(endpoint, second))
         split = self._split.get((endpoint, second))
         if split is not None:
             return split
         names = self._load.endpoints if endpoint is None else [endpoint]
         parts = [p for name in names for p in self._own(name, second)]
-        if not parts:
-            return None, {}
         counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in OUTCOMES}
-        whole = self._load.histogram(endpoint, second)
-        if whole is not None and whole.total == sum(p.requests for p in parts):
-            return whole, counts  # the phase holds the whole second: the load's own
         merged = hist.merge_all(p.histogram for p in parts if p.histogram is not None)
         self._split[(endpoint, second)] = (merged, counts)
         return merged, counts
@@ -194,14 +255,65 @@ class _PhaseView:
         return {
             key: part
             for key, part in self._load.segments(endpoint, second).items()
-            if second >= self._first and self._rule.phase_of(key) == self._name
+            if second >= self._first and self._is_mine(key)
         }
+
+    def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
+        if second < self._first:
+            return []
+        return [k for k in self._load.segment_keys(endpoint, second) if self._is_mine(k)]
 
     def histogram(self, endpoint: str | None, second: int) -> Histogram | None:
         return self._entry(endpoint, second)[0]
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
         return self._entry(endpoint, second)[1]
+
+    # -- many seconds at once -------------------------------------------------------------
+
+    def window(
+        self, endpoint: str | None, seconds: Iterable[int]
+    ) -> tuple[Histogram, dict[str, int], int]:
+        secs = np.fromiter((int(s) for s in seconds), np.int64)
+        states = self._states_of(endpoint, secs)
+        whole, counts, _ = self._load.window(endpoint, secs[states == _ALL].tolist())
+        parts: list[Histogram | None] = [whole]
+        for second in secs[states == _PART].tolist():
+            merged, part_counts = self._entry(endpoint, second)
+            parts.append(merged)
+            for key, value in part_counts.items():
+                counts[key] = counts.get(key, 0) + value
+        return hist.merge_all(parts), counts, len(secs)
+
+    def table(
+        self,
+        endpoint: str | None,
+        seconds: Iterable[int],
+        wanted: Sequence[float] = (50.0, 95.0, 99.0),
+        above_us: float | None = None,
+    ) -> SecondTable:
+        secs = np.fromiter((int(s) for s in seconds), np.int64)
+        states = self._states_of(endpoint, secs)
+        counts = np.zeros((len(secs), len(OUTCOMES)), np.int64)
+        values = {p: np.full(len(secs), np.nan) for p in wanted}
+        above = None if above_us is None else np.zeros(len(secs), np.int64)
+        whole = states == _ALL
+        if whole.any():
+            found = self._load.table(endpoint, secs[whole].tolist(), wanted, above_us)
+            counts[whole] = found.counts
+            for p in wanted:
+                values[p][whole] = found.percentiles[p]
+            if above is not None and found.above is not None:
+                above[whole] = found.above
+        split = np.flatnonzero(states == _PART)
+        if len(split):
+            found = super().table(endpoint, secs[split].tolist(), wanted, above_us)
+            counts[split] = found.counts
+            for p in wanted:
+                values[p][split] = found.percentiles[p]
+            if above is not None and found.above is not None:
+                above[split] = found.above
+        return SecondTable(secs, counts, values, above)
 
 
 class PhasedLoad:

@@ -26,6 +26,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from resilience.analysis.data import second_series
 from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.statistics import mad, median
@@ -202,14 +204,10 @@ def degradation_area(
     area = 0.0
     for phase in phases:
         view, seconds = phased.of(phase.name)
-        for second in seconds:
-            counts = view.counts(endpoint, second)
-            ok = counts.get("ok", 0)
-            slow = 0
-            hist = view.histogram(endpoint, second)
-            if hist is not None and threshold_us is not None:
-                slow = hist.count_above(threshold_us)
-            good = max(0, ok - slow)
+        table = view.table(endpoint, seconds, (), threshold_us)
+        ok = table.counts[:, 0]
+        slow = table.above if table.above is not None else np.zeros_like(ok)
+        for good in np.maximum(0, ok - slow).tolist():
             quality = min(1.0, good / band.baseline_rps)
             area += 1.0 - quality
     return round(area, 3)

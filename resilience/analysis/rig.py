@@ -29,10 +29,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from resilience.analysis.detectors.base import Finding
 from resilience.errors import EXIT_UNAVAILABLE
 from resilience.histogram import Histogram
-from resilience.rundir.load import LoadView, Segment
+from resilience.rundir.load import LoadView, LoadViewBase, SecondTable, Segment
 from resilience.rundir.rig import SOURCES, RigSample
 from resilience.vocabulary import Phase
 
@@ -311,7 +313,7 @@ def _peaks(samples: Sequence[RigSample]) -> dict[str, float]:
     return {k: round(v, 3) for k, v in peaks.items()}
 
 
-class WithoutSeconds:
+class WithoutSeconds(LoadViewBase):
     """A ``LoadView`` with some seconds left out (the target's outage): cascade and
     recovery judge what the target did while it answered, not that it was gone."""
 
@@ -335,6 +337,34 @@ class WithoutSeconds:
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
         return {} if second in self._hidden else self._view.counts(endpoint, second)
+
+    def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
+        return [] if second in self._hidden else self._view.segment_keys(endpoint, second)
+
+    def window(
+        self, endpoint: str | None, seconds: Iterable[int]
+    ) -> tuple[Histogram, dict[str, int], int]:
+        secs = list(seconds)
+        shown = [s for s in secs if s not in self._hidden]
+        merged, counts, _ = self._view.window(endpoint, shown)
+        return merged, counts, len(secs)
+
+    def table(
+        self,
+        endpoint: str | None,
+        seconds: Iterable[int],
+        wanted: Sequence[float] = (50.0, 95.0, 99.0),
+        above_us: float | None = None,
+    ) -> SecondTable:
+        found = self._view.table(endpoint, seconds, wanted, above_us)
+        hidden = np.isin(found.seconds, np.fromiter(self._hidden, np.int64, len(self._hidden)))
+        if not hidden.any():
+            return found
+        counts = found.counts.copy()
+        counts[hidden] = 0
+        values = {p: np.where(hidden, np.nan, v) for p, v in found.percentiles.items()}
+        above = None if found.above is None else np.where(hidden, 0, found.above)
+        return SecondTable(found.seconds, counts, values, above)
 
 
 def without_outage(view: LoadView, report: RigReport) -> LoadView:

@@ -57,8 +57,38 @@ class Segment:
         return sum(self.counts.values())
 
 
+@dataclass(frozen=True)
+class SecondTable:
+    """Per-second numbers of one endpoint (or all) over a list of seconds, as arrays.
+
+    ``counts`` has one column per outcome (``OUTCOMES``); ``percentiles[p]`` is in ms, NaN
+    for a second without latencies; ``above`` counts the latencies above the threshold
+    asked for (histogram resolution), when one was asked for."""
+
+    seconds: np.ndarray
+    counts: np.ndarray
+    percentiles: Mapping[float, np.ndarray]
+    above: np.ndarray | None = None
+
+    @property
+    def requests(self) -> np.ndarray:
+        result: np.ndarray = self.counts.sum(axis=1)
+        return result
+
+    @property
+    def errors(self) -> np.ndarray:
+        result: np.ndarray = self.counts[:, 1:].sum(axis=1)  # every outcome but ok
+        return result
+
+
 class LoadView(Protocol):
-    """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together."""
+    """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together.
+
+    Besides a second at a time (``histogram``, ``counts``, ``segments``), a view answers
+    for many seconds at once (``window``: merged; ``table``: per second, as arrays): that
+    is what the analysis and the reports ask, and what a view over a long run answers in a
+    few vectorised steps (``LoadData``). ``LoadViewBase`` gives both from the per-second
+    methods, for views that need nothing faster."""
 
     @property
     def endpoints(self) -> Sequence[str]: ...
@@ -71,9 +101,86 @@ class LoadView(Protocol):
         a view without marks holds everything in ``0-0``."""
         ...
 
+    def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
+        """The segment keys of ``segments(endpoint, second)``, without building them."""
+        ...
+
     def histogram(self, endpoint: str | None, second: int) -> hist.Histogram | None: ...
 
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]: ...
+
+    def window(
+        self, endpoint: str | None, seconds: Iterable[int]
+    ) -> tuple[hist.Histogram, dict[str, int], int]:
+        """Over ``seconds``: the merged histogram, the summed counts (every outcome) and
+        how many seconds were asked for (missing seconds count as empty)."""
+        ...
+
+    def table(
+        self,
+        endpoint: str | None,
+        seconds: Iterable[int],
+        wanted: Sequence[float] = (50.0, 95.0, 99.0),
+        above_us: float | None = None,
+    ) -> SecondTable:
+        """Per second of ``seconds``: counts, ``wanted`` percentiles and, when asked,
+        how many latencies lie above ``above_us``."""
+        ...
+
+
+class LoadViewBase:
+    """``segment_keys``, ``window`` and ``table`` from the per-second methods (a second at
+    a time): what a small or in-memory view needs; ``LoadData`` answers in bulk."""
+
+    def segments(self, endpoint: str, second: int) -> Mapping[str, Segment]:
+        raise NotImplementedError
+
+    def histogram(self, endpoint: str | None, second: int) -> hist.Histogram | None:
+        raise NotImplementedError
+
+    def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
+        raise NotImplementedError
+
+    def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
+        return list(self.segments(endpoint, second))
+
+    def window(
+        self, endpoint: str | None, seconds: Iterable[int]
+    ) -> tuple[hist.Histogram, dict[str, int], int]:
+        parts: list[hist.Histogram] = []
+        counts = dict.fromkeys(OUTCOMES, 0)
+        n_seconds = 0
+        for second in seconds:
+            n_seconds += 1
+            found = self.histogram(endpoint, second)
+            if found is not None:
+                parts.append(found)
+            for key, value in self.counts(endpoint, second).items():
+                counts[key] = counts.get(key, 0) + value
+        return hist.merge_all(parts), counts, n_seconds
+
+    def table(
+        self,
+        endpoint: str | None,
+        seconds: Iterable[int],
+        wanted: Sequence[float] = (50.0, 95.0, 99.0),
+        above_us: float | None = None,
+    ) -> SecondTable:
+        secs = [int(s) for s in seconds]
+        counts = np.zeros((len(secs), len(OUTCOMES)), np.int64)
+        values = {p: np.full(len(secs), np.nan) for p in wanted}
+        above = None if above_us is None else np.zeros(len(secs), np.int64)
+        for row, second in enumerate(secs):
+            found = self.counts(endpoint, second)
+            counts[row] = [found.get(k, 0) for k in OUTCOMES]
+            histogram = self.histogram(endpoint, second)
+            if histogram is None or not histogram.total:
+                continue
+            for p, v in zip(wanted, histogram.percentiles_ms(wanted), strict=True):
+                values[p][row] = np.nan if v is None else v
+            if above is not None and above_us is not None:
+                above[row] = histogram.count_above(above_us)
+        return SecondTable(np.asarray(secs, np.int64), counts, values, above)
 
 
 _TAG_SAFE = "/{}:|!*()'~@$&+;=?<>[]^`\"#"
@@ -196,6 +303,24 @@ class LoadFiles:
             handle.close()
 
 
+class _RowIndex:
+    """Second -> row, for many seconds at once (-1 where a second has no row)."""
+
+    def __init__(self, rows: Mapping[int, int]) -> None:
+        self.low = min(rows, default=0)
+        high = max(rows, default=-1)
+        self.lookup = np.full(max(0, high - self.low + 1), -1, np.int64)
+        for second, row in rows.items():
+            self.lookup[second - self.low] = row
+
+    def rows(self, seconds: np.ndarray) -> np.ndarray:
+        at = seconds - self.low
+        inside = (at >= 0) & (at < len(self.lookup))
+        out = np.full(len(seconds), -1, np.int64)
+        out[inside] = self.lookup[at[inside]]
+        return out
+
+
 class _HistogramColumn:
     """The per-second histograms of one endpoint (or of all together), sized to their
     content: every second's non-empty buckets one after another in two flat arrays
@@ -210,6 +335,8 @@ class _HistogramColumn:
         self._totals = array("q")
         self._extra: dict[int, hist.Histogram] = {}
         self._frozen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._row_index: _RowIndex | None = None
+        self._running: np.ndarray | None = None
 
     def append(self, second: int, index: np.ndarray, counts: np.ndarray) -> None:
         if second in self._rows or self._frozen is not None:
@@ -243,6 +370,57 @@ class _HistogramColumn:
         return set(self._rows) | set(self._extra)
 
     @property
+    def has_extra(self) -> bool:
+        return bool(self._extra)
+
+    def _index_of_rows(self) -> _RowIndex:
+        if self._row_index is None:
+            self._row_index = _RowIndex(self._rows)
+        return self._row_index
+
+    def rows(self, seconds: np.ndarray) -> np.ndarray:
+        return self._index_of_rows().rows(seconds)
+
+    def _cumulative(self) -> np.ndarray:
+        if self._running is None:
+            self._running = np.cumsum(self._arrays()[1], dtype=np.int64)
+        return self._running
+
+    def percentiles(self, rows: np.ndarray, wanted: Sequence[float]) -> dict[float, np.ndarray]:
+        """Per row (-1: none), the ``wanted`` percentiles in ms (NaN where empty)."""
+        index, _, offsets, totals = self._arrays()
+        present = rows >= 0
+        safe = np.where(present, rows, 0)
+        row_totals = np.where(present, totals[safe] if len(totals) else 0, 0)
+        starts = offsets[safe] if len(offsets) > 1 else np.zeros(len(rows), np.int64)
+        return hist.row_percentiles(index, self._cumulative(), starts, row_totals, wanted)
+
+    def above(self, rows: np.ndarray, threshold_us: float) -> np.ndarray:
+        """Per row (-1: none), how many values lie above ``threshold_us``."""
+        index, counts, offsets, _ = self._arrays()
+        bucket = hist.index_of(int(threshold_us))
+        running = np.concatenate(([0], np.cumsum(np.where(index > bucket, counts, 0))))
+        present = rows >= 0
+        safe = np.where(present, rows, 0)
+        if len(offsets) <= 1:
+            return np.zeros(len(rows), np.int64)
+        found = running[offsets[safe + 1]] - running[offsets[safe]]
+        return np.where(present, found, 0).astype(np.int64)
+
+    def merged(self, rows: np.ndarray) -> hist.Histogram:
+        """One histogram over the given rows (-1 ignored), in one bincount."""
+        index, counts, offsets, _ = self._arrays()
+        picked = np.zeros(len(self._totals), bool)
+        picked[rows[rows >= 0]] = True
+        if not picked.any():
+            return hist.Histogram.empty()
+        take = np.repeat(picked, np.diff(offsets))
+        dense = np.bincount(
+            index[take], weights=counts[take].astype(np.float64), minlength=hist.COUNTS_LEN
+        )
+        return hist.Histogram.from_dense(np.rint(dense).astype(np.int64))
+
+    @property
     def nbytes(self) -> int:
         return sum(a.itemsize * len(a) for a in (self._index, self._counts, self._offsets))
 
@@ -264,6 +442,7 @@ class _CountColumn:
         self.rows: dict[int, int] = {}
         self._values = array("q")
         self._frozen: np.ndarray | None = None
+        self._index: _RowIndex | None = None
 
     def put(self, second: int, counts: Sequence[int], unsent: int) -> None:
         row = self.rows.get(second)
@@ -275,6 +454,7 @@ class _CountColumn:
         self._values.extend(counts)
         self._values.append(unsent)
         self._frozen = None
+        self._index = None
 
     def table(self) -> np.ndarray:
         if self._frozen is None:
@@ -285,12 +465,22 @@ class _CountColumn:
         at = self.rows.get(second)
         return None if at is None else self.table()[at]
 
+    def outcome_counts(self, seconds: np.ndarray) -> np.ndarray:
+        """Per second, its counts by outcome (zeros where it has none)."""
+        if self._index is None:
+            self._index = _RowIndex(self.rows)
+        rows = self._index.rows(seconds)
+        out = np.zeros((len(seconds), len(OUTCOMES)), np.int64)
+        present = rows >= 0
+        out[present] = self.table()[rows[present], : len(OUTCOMES)]
+        return out
+
 
 _WIDTH = len(OUTCOMES) + 1
 """Columns of a count row: one per outcome, then unsent."""
 
 
-class LoadData:
+class LoadData(LoadViewBase):
     """Everything per second the load engine wrote to a run directory, held compactly.
 
     Implements the analysis' ``LoadView`` (``endpoint=None`` means all endpoints
@@ -313,6 +503,7 @@ class LoadData:
         segment key (every request), or the parts per segment. Absent: ``0-0``, or a run
         without marks."""
         self._all: tuple[dict[int, int], np.ndarray] | None = None
+        self._all_index: _RowIndex | None = None
         self._seconds: list[int] | None = None
 
     # -- the LoadView ------------------------------------------------------------------
@@ -354,6 +545,62 @@ class LoadData:
         column = self._counts.get(endpoint)
         row = None if column is None else column.row(second)
         return {} if row is None else dict(zip(OUTCOMES, row.tolist(), strict=False))
+
+    def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
+        placed = self.placement.get(endpoint, {}).get(second)
+        if isinstance(placed, dict):
+            return list(placed)
+        counts = self._counts.get(endpoint)
+        row = None if counts is None else counts.row(second)
+        if row is None or not row[: len(OUTCOMES)].any():
+            return []
+        return [placed or "0-0"]
+
+    def _outcomes(self, endpoint: str | None, seconds: np.ndarray) -> np.ndarray:
+        if endpoint is None:
+            rows_of, table = self._aggregate()
+            if self._all_index is None:
+                self._all_index = _RowIndex(rows_of)
+            rows = self._all_index.rows(seconds)
+            out = np.zeros((len(seconds), len(OUTCOMES)), np.int64)
+            out[rows >= 0] = table[rows[rows >= 0]]
+            return out
+        column = self._counts.get(endpoint)
+        if column is None:
+            return np.zeros((len(seconds), len(OUTCOMES)), np.int64)
+        return column.outcome_counts(seconds)
+
+    def window(
+        self, endpoint: str | None, seconds: Iterable[int]
+    ) -> tuple[hist.Histogram, dict[str, int], int]:
+        secs = np.fromiter((int(s) for s in seconds), np.int64)
+        column = self._histograms.get(endpoint)
+        if column is not None and column.has_extra:
+            return super().window(endpoint, secs.tolist())
+        totals = self._outcomes(endpoint, secs).sum(axis=0)
+        counts = dict(zip(OUTCOMES, (int(v) for v in totals), strict=True))
+        merged = hist.Histogram.empty() if column is None else column.merged(column.rows(secs))
+        return merged, counts, len(secs)
+
+    def table(
+        self,
+        endpoint: str | None,
+        seconds: Iterable[int],
+        wanted: Sequence[float] = (50.0, 95.0, 99.0),
+        above_us: float | None = None,
+    ) -> SecondTable:
+        secs = np.fromiter((int(s) for s in seconds), np.int64)
+        column = self._histograms.get(endpoint)
+        if column is not None and column.has_extra:
+            return super().table(endpoint, secs.tolist(), wanted, above_us)
+        counts = self._outcomes(endpoint, secs)
+        if column is None:
+            values = {p: np.full(len(secs), np.nan) for p in wanted}
+            above = None if above_us is None else np.zeros(len(secs), np.int64)
+            return SecondTable(secs, counts, values, above)
+        rows = column.rows(secs)
+        above = None if above_us is None else column.above(rows, above_us)
+        return SecondTable(secs, counts, column.percentiles(rows, wanted), above)
 
     def unsent(self, endpoint: str, second: int) -> int:
         column = self._counts.get(endpoint)

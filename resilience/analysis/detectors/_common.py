@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
-from resilience.histogram import Histogram, merge_all
+from resilience.histogram import Histogram
 from resilience.observe.prometheus import Series
 from resilience.rundir.load import LoadView
 from resilience.vocabulary import Phase
@@ -95,17 +95,18 @@ def second_points(
     view: LoadView, endpoint: str | None, seconds: Iterable[int]
 ) -> list[SecondPoint]:
     """Per-second points of ``endpoint``; seconds without requests are left out."""
+    table = view.table(endpoint, seconds, (95.0,))
     out: list[SecondPoint] = []
-    for second in seconds:
-        counts = view.counts(endpoint, second)
-        requests = sum(counts.values())
-        if requests == 0:
-            continue
-        hist = view.histogram(endpoint, second)
-        p95 = None
-        if hist is not None and hist.total:
-            p95 = percentile_ms(hist, 95)
-        out.append(SecondPoint(second, requests, errors_of(counts), p95))
+    rows = zip(
+        table.seconds.tolist(),
+        table.requests.tolist(),
+        table.errors.tolist(),
+        table.percentiles[95.0].tolist(),
+        strict=True,
+    )
+    for second, requests, errors, p95 in rows:
+        if requests:
+            out.append(SecondPoint(second, requests, errors, None if math.isnan(p95) else p95))
     return out
 
 
@@ -142,20 +143,12 @@ def phase_numbers(ctx: AnalysisContext, endpoint: str | None, phase: Phase) -> P
     """One endpoint's totals and percentiles over the requests of ``phase`` (placed by their
     [sent, ended] interval when the run has phase marks)."""
     view = ctx.phase_load(phase.name)
-    parts: list[Histogram] = []
-    requests = errors = timeouts = with_data = 0
-    for second in ctx.phase_seconds(phase.name):
-        counts = view.counts(endpoint, second)
-        n = sum(counts.values())
-        if n:
-            with_data += 1
-        requests += n
-        errors += errors_of(counts)
-        timeouts += counts.get("timeout", 0)
-        h = view.histogram(endpoint, second)
-        if h is not None:
-            parts.append(h)
-    hist = merge_all(parts)
+    seconds = ctx.phase_seconds(phase.name)
+    hist, counts, _ = view.window(endpoint, seconds)
+    with_data = int((view.table(endpoint, seconds, ()).requests > 0).sum())
+    requests = sum(counts.values())
+    errors = errors_of(counts)
+    timeouts = counts.get("timeout", 0)
     if hist.total == 0:
         return PhaseNumbers(requests, errors, timeouts, None, None, None, with_data)
     return PhaseNumbers(

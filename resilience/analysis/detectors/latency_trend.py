@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.detectors._common import BaseDetector, judge_trend, percentile_ms
 from resilience.analysis.detectors.base import Finding
-from resilience.histogram import merge_all
 from resilience.vocabulary import Phase, Severity
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ def bucket_p95(
     ys: list[float] = []
     for i in range(0, len(seconds), bucket_s):
         chunk = seconds[i : i + bucket_s]
-        hist = merge_all(view.histogram(None, second) for second in chunk)
+        hist, _, _ = view.window(None, chunk)
         if hist.total >= min_requests:
             xs.append(float(chunk[0]))
             ys.append(percentile_ms(hist, 95))
