@@ -51,9 +51,10 @@ from resilience.rundir.journal import (
     SloRecord,
 )
 from resilience.rundir.layout import RunDir
-from resilience.rundir.load import LoadData, LoadView
+from resilience.rundir.load import LoadData, LoadView, sample_trace_refs, scan_writes
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.reader import read_run, run_end
+from resilience.rundir.records import WriteSummary
 from resilience.rundir.rig import RigSample, read_rig
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
@@ -142,18 +143,20 @@ class RunEvidence:
         return recorded_load_end(self.journal) or run_end(self.journal, self.load)
 
 
-def read_evidence(run_dir: Path, *, experiment: Experiment | None = None) -> RunEvidence:
+def read_evidence(
+    run_dir: Path, *, experiment: Experiment | None = None, load: LoadData | None = None
+) -> RunEvidence:
     """Read ``run_dir`` for judging; ``experiment`` replaces the one it recorded (a
-    re-judgement with changed settings). ``ExperimentError`` naming the file when the
-    directory cannot be read."""
+    re-judgement with changed settings); ``load``: its load data, when the caller has read
+    it already (to draw the reports from the same). ``ExperimentError`` naming the file
+    when the directory cannot be read. The per-request files are not read here: ``judge``
+    streams them."""
     layout = RunDir(Path(run_dir))
     run = read_run(layout.path, read_load=False)
     if experiment is None:
         experiment = load_experiment(layout.experiment)
-    try:
-        load = LoadData.read(layout.path)
-    except (LoadError, OSError, ValueError) as exc:
-        raise ExperimentError(f"{layout.latency}: cannot read the load data: {exc}") from exc
+    if load is None:
+        load = read_load(layout.path)
     return RunEvidence(
         layout=layout,
         journal=run.journal,
@@ -170,11 +173,12 @@ def analyse(
     *,
     experiment: Experiment | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    load: LoadData | None = None,
 ) -> Verdict:
     """Judge the run in ``run_dir``; ``experiment`` replaces the one it recorded (a
-    re-judgement with changed settings). Raises ``ExperimentError`` naming the file when
-    the directory cannot be read."""
-    run = read_evidence(run_dir, experiment=experiment)
+    re-judgement with changed settings); ``load``: its load data when already read.
+    Raises ``ExperimentError`` naming the file when the directory cannot be read."""
+    run = read_evidence(run_dir, experiment=experiment, load=load)
     journal = run.journal
     load_end = run.load_end
     phases = run_phases_of(journal, run.experiment, load_end)
@@ -219,11 +223,9 @@ def judge(
     journal, experiment, layout = run.journal, run.experiment, run.layout
     phases = what.phases
     load: LoadView = run.load
-    trace_refs, writes = list(run.load.traces), list(run.load.writes)
-    if what.only_within:
+    within = (what.start, what.end) if what.only_within else None
+    if within is not None:
         load = WithoutSeconds(load, {s for s in load.seconds if not what.start <= s < what.end})
-        trace_refs = [r for r in trace_refs if what.start <= r.t < what.end]
-        writes = [w for w in writes if what.start <= w.t < what.end]
 
     rig = rig_report(run.rig, phases, load, end=what.end)
     phased = PhasedLoad(load, phases, what.rule, warmup=what.start)
@@ -258,7 +260,8 @@ def judge(
     traces, traces_down = _traces(layout, evidence)
     if traces_down is not None:
         traces_down = lost_reason(rig, "traces", traces_down)
-    readback, readback_down = _readback(layout, evidence, bool(writes))
+    readback, readback_down, writes = _writes(layout, evidence, within)
+    refs = sample_trace_refs(layout.path, traces, within=within)
     resources = build_resources(
         run.rig,
         None if prometheus_down else prometheus,
@@ -276,7 +279,7 @@ def judge(
         phases=phases,
         faults=what.faults,
         load=load,
-        trace_refs=trace_refs,
+        trace_refs=refs.refs,
         traces=traces,
         traces_unavailable=traces_down,
         prometheus=None if prometheus_down else prometheus,
@@ -310,6 +313,8 @@ def judge(
         findings=findings,
         analysis={
             "phase_rule": phased.method,
+            "trace_refs": {"read": refs.read, "held": refs.held},
+            "writes": writes.acknowledged if writes is not None else 0,
             "warmup_seconds": round(what.start, 3),
             "version": resilience.__version__,
         },
@@ -337,6 +342,15 @@ def _judge_checks(  # noqa: PLR0917 (the judgement's locals, passed once)
         checks, prometheus, [p for p in phases if p.duration > 0], t0=t0, files=files
     )
     return _unevaluated_where_lost(results, rig)
+
+
+def read_load(run_dir: Path) -> LoadData:
+    """A run directory's load data, or ``ExperimentError`` naming the file."""
+    layout = RunDir(Path(run_dir))
+    try:
+        return LoadData.read(layout.path)
+    except (LoadError, OSError, ValueError) as exc:
+        raise ExperimentError(f"{layout.latency}: cannot read the load data: {exc}") from exc
 
 
 def recorded_load_end(journal: JournalData) -> float | None:
@@ -514,6 +528,28 @@ def _readback(
     if readback.error:
         return None, readback.error
     return readback, None
+
+
+def _writes(
+    layout: RunDir, evidence: Evidence | None, within: tuple[float, float] | None
+) -> tuple[ReadBack | None, str | None, WriteSummary | None]:
+    """The read-back, why there is none, and the acknowledged writes summarised (streamed:
+    a long run acknowledges millions; only the ids the read-back planned keep a record)."""
+    if not (layout.writes.is_file() and layout.writes.stat().st_size > 0):
+        return None, None, None
+    readback, readback_down = _readback(layout, evidence, True)
+    writes = scan_writes(layout.path, _planned(readback), within=within)
+    if not writes:
+        return None, None, None
+    return readback, readback_down, writes
+
+
+def _planned(readback: ReadBack | None) -> dict[str, list[str]]:
+    """Per write endpoint, the ids its read-back planned to read (their first
+    acknowledgements are what the data-loss check needs of each write)."""
+    if readback is None:
+        return {}
+    return {name: list(e.planned) for name, e in readback.endpoints.items()}
 
 
 def _dependencies(

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from resilience.observe.prometheus import PrometheusSource
     from resilience.observe.spans import Trace
     from resilience.rundir.readback import ReadBack
-    from resilience.rundir.records import TraceRef, WriteAck
+    from resilience.rundir.records import TraceRef, WriteSummary
 
 
 @dataclass
@@ -47,7 +47,8 @@ class AnalysisContext:
     prometheus_unavailable: str | None = None
     series_files: Mapping[str, str] = field(default_factory=dict)
     """PromQL -> the file under ``prometheus/`` its gathered series are in (evidence)."""
-    writes: Sequence[WriteAck] = ()
+    writes: WriteSummary | None = None
+    """The acknowledged writes, summarised (``resilience.rundir.load.scan_writes``)."""
     readback: ReadBack | None = None
     """What reading back the acknowledged writes found (gathered after the run)."""
     readback_unavailable: str | None = None

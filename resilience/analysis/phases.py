@@ -161,7 +161,6 @@ class _PhaseView(LoadViewBase):
         self._first = int(warmup) if warmup == int(warmup) else int(warmup) + 1
         self._split: dict[tuple[str | None, int], tuple[Histogram, dict[str, int]]] = {}
         self._all_seconds = np.asarray(list(load.seconds), np.int64)
-        self._position = {int(s): i for i, s in enumerate(self._all_seconds)}
         self._states: dict[str | None, np.ndarray] = {}
         self._key_phase: dict[str, bool] = {}
         self._seconds: list[int] | None = None
@@ -200,28 +199,28 @@ class _PhaseView(LoadViewBase):
                 states = np.where(has_mine, np.where(whole, _ALL, _PART), _EMPTY).astype(np.int8)
         else:
             states = np.zeros(len(self._all_seconds), np.int8)
-            for i, second in enumerate(self._all_seconds.tolist()):
-                if second < self._first:
-                    continue
-                keys = self._load.segment_keys(endpoint, second)
-                if not keys:
-                    continue
+            table = self._load.segment_table(endpoint)
+            per_key = np.zeros(len(table.keys), np.int8)
+            for code, keys in enumerate(table.keys):
                 mine = [self._is_mine(k) for k in keys]
-                states[i] = _ALL if all(mine) else _PART if any(mine) else _OTHER
+                per_key[code] = _ALL if all(mine) else _PART if any(mine) else _OTHER
+            found = table.seconds >= self._first
+            at = np.searchsorted(self._all_seconds, table.seconds[found])
+            states[at] = per_key[table.codes[found]]
         self._states[endpoint] = states
         return states
 
     def _state(self, endpoint: str | None, second: int) -> int:
-        at = self._position.get(second)
-        return _EMPTY if at is None else int(self._state_array(endpoint)[at])
+        return int(self._states_of(endpoint, np.asarray([second], np.int64))[0])
 
     def _states_of(self, endpoint: str | None, seconds: np.ndarray) -> np.ndarray:
         states = self._state_array(endpoint)
         out = np.zeros(len(seconds), np.int8)
-        for i, second in enumerate(seconds.tolist()):
-            at = self._position.get(second)
-            if at is not None:
-                out[i] = states[at]
+        if not len(self._all_seconds):
+            return out
+        at = np.clip(np.searchsorted(self._all_seconds, seconds), 0, len(self._all_seconds) - 1)
+        known = self._all_seconds[at] == seconds
+        out[known] = states[at[known]]
         return out
 
     # -- a second at a time -------------------------------------------------------------

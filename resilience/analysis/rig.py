@@ -34,7 +34,13 @@ import numpy as np
 from resilience.analysis.detectors.base import Finding
 from resilience.errors import EXIT_UNAVAILABLE
 from resilience.histogram import Histogram
-from resilience.rundir.load import LoadView, LoadViewBase, SecondTable, Segment
+from resilience.rundir.load import (
+    LoadView,
+    LoadViewBase,
+    SecondTable,
+    Segment,
+    SegmentTable,
+)
 from resilience.rundir.rig import SOURCES, RigSample
 from resilience.vocabulary import Phase
 
@@ -340,6 +346,12 @@ class WithoutSeconds(LoadViewBase):
 
     def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
         return [] if second in self._hidden else self._view.segment_keys(endpoint, second)
+
+    def segment_table(self, endpoint: str) -> SegmentTable:
+        found = self._view.segment_table(endpoint)
+        hidden = np.fromiter(self._hidden, np.int64, len(self._hidden))
+        shown = ~np.isin(found.seconds, hidden)
+        return SegmentTable(found.seconds[shown], found.codes[shown], found.keys)
 
     def window(
         self, endpoint: str | None, seconds: Iterable[int]

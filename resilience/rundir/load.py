@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -39,7 +40,14 @@ from resilience import histogram as hist
 from resilience.errors import LoadError
 from resilience.redact import Redactor
 from resilience.rundir.layout import RULES_ONLY, RunDir, make_dirs, open_private, write_json
-from resilience.rundir.records import TraceRef, WriteAck
+from resilience.rundir.records import (
+    TraceReason,
+    TraceRef,
+    WriteAck,
+    WriteKeys,
+    WriteSummary,
+    numeric_key,
+)
 from resilience.vocabulary import OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -81,6 +89,30 @@ class SecondTable:
         return result
 
 
+@dataclass(frozen=True)
+class SegmentTable:
+    """Where one endpoint's requests fall against the phase marks, every second at once:
+    ``seconds`` (those with requests, increasing) and, per second, an index into ``keys``
+    (the distinct tuples of segment keys; one key per tuple but where a second is split)."""
+
+    seconds: np.ndarray
+    codes: np.ndarray
+    keys: list[tuple[str, ...]]
+
+    @classmethod
+    def of(cls, per_second: Iterable[tuple[int, Sequence[str]]]) -> SegmentTable:
+        seconds: list[int] = []
+        codes: list[int] = []
+        index: dict[tuple[str, ...], int] = {}
+        for second, keys in per_second:
+            if not keys:
+                continue
+            key = tuple(keys)
+            seconds.append(second)
+            codes.append(index.setdefault(key, len(index)))
+        return cls(np.asarray(seconds, np.int64), np.asarray(codes, np.int64), list(index))
+
+
 class LoadView(Protocol):
     """Per-second, per-endpoint load data. ``endpoint=None`` means all endpoints together.
 
@@ -103,6 +135,10 @@ class LoadView(Protocol):
 
     def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
         """The segment keys of ``segments(endpoint, second)``, without building them."""
+        ...
+
+    def segment_table(self, endpoint: str) -> SegmentTable:
+        """Every second of ``endpoint`` with requests and its segment keys, at once."""
         ...
 
     def histogram(self, endpoint: str | None, second: int) -> hist.Histogram | None: ...
@@ -141,8 +177,15 @@ class LoadViewBase:
     def counts(self, endpoint: str | None, second: int) -> Mapping[str, int]:
         raise NotImplementedError
 
+    @property
+    def seconds(self) -> Sequence[int]:
+        raise NotImplementedError
+
     def segment_keys(self, endpoint: str, second: int) -> Sequence[str]:
         return list(self.segments(endpoint, second))
+
+    def segment_table(self, endpoint: str) -> SegmentTable:
+        return SegmentTable.of((s, self.segment_keys(endpoint, s)) for s in self.seconds)
 
     def window(
         self, endpoint: str | None, seconds: Iterable[int]
@@ -556,6 +599,33 @@ class LoadData(LoadViewBase):
             return []
         return [placed or "0-0"]
 
+    def segment_table(self, endpoint: str) -> SegmentTable:
+        column = self._counts.get(endpoint)
+        if column is None:
+            return SegmentTable.of(())
+        rows = np.fromiter(column.rows.values(), np.int64, len(column.rows))
+        seconds = np.fromiter(column.rows.keys(), np.int64, len(column.rows))
+        busy = column.table()[rows, : len(OUTCOMES)].sum(axis=1) > 0
+        order = np.argsort(seconds[busy], kind="stable")
+        seconds = seconds[busy][order]
+        codes = np.zeros(len(seconds), np.int64)
+        keys: list[tuple[str, ...]] = [("0-0",)]
+        index: dict[tuple[str, ...], int] = {("0-0",): 0}
+        placed = self.placement.get(endpoint, {})
+        if placed:
+            at = {int(s): i for i, s in enumerate(seconds.tolist())}
+            for second, where in placed.items():
+                i = at.get(second)
+                if i is None:
+                    continue
+                key = tuple(where) if isinstance(where, dict) else (where,)
+                code = index.get(key)
+                if code is None:
+                    code = index[key] = len(keys)
+                    keys.append(key)
+                codes[i] = code
+        return SegmentTable(seconds, codes, keys)
+
     def _outcomes(self, endpoint: str | None, seconds: np.ndarray) -> np.ndarray:
         if endpoint is None:
             rows_of, table = self._aggregate()
@@ -738,6 +808,123 @@ def iter_trace_refs(run_dir: Path) -> Iterator[TraceRef]:
         yield TraceRef(**body)
 
 
+_TRACE_LINE = re.compile(
+    r'\{"worker": (-?\d+), "trace_id": "([0-9A-Za-z+/=]*)", "span_id": "([0-9A-Za-z+/=]*)", '
+    r'"endpoint": "((?:[^"\\]|\\.)*)", "t": ([^,]+), "latency": ([^,]+), '
+    r'"outcome": "(\w+)", "status": (-?\d+), "reason": "(\w+)"\}'
+)
+"""A line of ``trace_ids.jsonl`` as ``LoadFiles.write_trace`` writes it."""
+
+
+def _trace_fields(path: Path) -> Iterator[tuple[str, ...] | dict[str, Any]]:
+    """Per line: the recorder's nine fields as text (no JSON parse), or the parsed line."""
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            found = _TRACE_LINE.fullmatch(line.rstrip("\n"))
+            if found is not None:
+                yield found.groups()
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                logger.warning("%s:%d: unreadable line skipped", path, line_no)
+
+
+def _trace_ref(fields: tuple[str, ...] | dict[str, Any], names: dict[str, str]) -> TraceRef:
+    if isinstance(fields, dict):
+        return TraceRef(**fields)
+    worker, trace_id, span_id, raw, t, latency, outcome, status, reason = fields
+    name = names.get(raw)
+    if name is None:
+        name = names[raw] = json.loads(f'"{raw}"')
+    # The reason is one of TraceReason: the recorder wrote it (the pattern takes a word).
+    kept_for = cast("TraceReason", reason)
+    return TraceRef(
+        int(worker), trace_id, span_id, name, float(t), float(latency), outcome, int(status),
+        kept_for,
+    )  # fmt: skip
+
+
+MAX_HELD_TRACE_REFS = 50_000
+"""Kept trace ids the analysis holds at most (about 15 MB); past that it holds every one
+whose trace was saved and the first ``TRACE_REFS_PER_GROUP`` of each endpoint, outcome and
+reason, and says so (``TraceRefSample``)."""
+TRACE_REFS_PER_GROUP = 200
+
+
+@dataclass(frozen=True)
+class TraceRefSample:
+    """The kept trace ids an analysis held: ``held`` of the ``read`` in the file."""
+
+    refs: list[TraceRef]
+    read: int
+
+    @property
+    def held(self) -> int:
+        return len(self.refs)
+
+    @property
+    def sampled(self) -> bool:
+        return self.held < self.read
+
+
+def sample_trace_refs(
+    run_dir: Path,
+    keep: Iterable[str] = (),
+    *,
+    limit: int = MAX_HELD_TRACE_REFS,
+    per_group: int = TRACE_REFS_PER_GROUP,
+    within: tuple[float, float] | None = None,
+) -> TraceRefSample:
+    """Every kept trace id while there are at most ``limit``; past that, those in ``keep``
+    (the saved traces) and the first ``per_group`` of each (endpoint, outcome, reason), in
+    file order. One pass; memory bounded whatever the run's length. ``within``: only ids
+    of requests sent in [start, end)."""
+    wanted = {k.lower() for k in keep}
+    held: list[TraceRef] = []
+    groups: dict[tuple[str, str, str], int] = {}
+    read = 0
+    sampling = False
+
+    def take(ref: TraceRef) -> bool:
+        group = (ref.endpoint, ref.outcome, ref.reason)
+        seen = groups.get(group, 0)
+        groups[group] = seen + 1
+        return seen < per_group or ref.trace_id.lower() in wanted
+
+    path = RunDir(Path(run_dir)).trace_ids
+    if not path.exists():
+        return TraceRefSample([], 0)
+    names: dict[str, str] = {}
+    for fields in _trace_fields(path):
+        if within is not None:
+            sent = float(fields["t"] if isinstance(fields, dict) else fields[4])
+            if not within[0] <= sent < within[1]:
+                continue
+        read += 1
+        if sampling and not isinstance(fields, dict):
+            name = names.get(fields[3]) or _trace_ref(fields, names).endpoint
+            group = (name, fields[6], fields[8])
+            seen = groups.get(group, 0)
+            groups[group] = seen + 1
+            if seen < per_group or fields[1].lower() in wanted:
+                held.append(_trace_ref(fields, names))
+            continue
+        ref = _trace_ref(fields, names)
+        if sampling:
+            if take(ref):
+                held.append(ref)
+            continue
+        held.append(ref)
+        if len(held) > limit:
+            sampling = True
+            groups.clear()
+            held = [r for r in held if take(r)]
+    return TraceRefSample(held, read)
+
+
 def read_writes(run_dir: Path) -> list[WriteAck]:
     """The acknowledged writes (``writes.jsonl``), all of them."""
     return list(iter_writes(run_dir))
@@ -747,6 +934,162 @@ def iter_writes(run_dir: Path) -> Iterator[WriteAck]:
     """The acknowledged writes one at a time."""
     for _, body in _jsonl(RunDir(Path(run_dir)).writes):
         yield WriteAck(**body)
+
+
+_WRITE_LINES = re.compile(
+    r'"id": (-?\d+|"[^"\\\n]*"), "endpoint": "([^"\\\n]*)", "t": ([-+.0-9eE]+)[,}]'
+)
+"""The id and endpoint of a line of ``writes.jsonl`` as ``LoadFiles.write_ack`` writes it,
+read without a JSON parse, a chunk of lines at a time; a chunk where any line does not give
+exactly one match (another key order, an escaped endpoint) is parsed line by line."""
+_CHUNK_BYTES = 1 << 22
+
+
+def _write_chunks(path: Path) -> Iterator[tuple[list[str], list[tuple[str, str, str]] | None]]:
+    """Chunks of lines of ``writes.jsonl``: the lines, and (id token, raw endpoint, send
+    time) of each when every line of the chunk has the recorder's form (else None)."""
+    with path.open(encoding="utf-8") as handle:
+        while lines := handle.readlines(_CHUNK_BYTES):
+            found = _WRITE_LINES.findall("".join(lines))
+            yield lines, found if len(found) == len(lines) else None
+
+
+def _parse_write(line: str) -> tuple[str, str, float] | None:
+    """(endpoint, id as text, send time) of one line parsed as JSON; None when unreadable."""
+    try:
+        body = json.loads(line)
+        return str(body["endpoint"]), str(body["id"]), float(body.get("t", 0.0))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class _WriteScan:
+    """One pass over ``writes.jsonl`` into a ``WriteKeys`` per endpoint."""
+
+    def __init__(
+        self, wanted: Mapping[str, Iterable[str]], within: tuple[float, float] | None
+    ) -> None:
+        self.within = within
+        self.keep = {name: set(keys) for name, keys in wanted.items()}
+        self.keep_numbers = {
+            name: np.asarray(sorted(n for k in keys if (n := numeric_key(k)) is not None))
+            for name, keys in self.keep.items()
+        }
+        self.builders: dict[str, WriteKeys] = {}
+        self._names: dict[str, str] = {}
+
+    def builder(self, name: str) -> WriteKeys:
+        found = self.builders.get(name)
+        if found is None:
+            found = self.builders[name] = WriteKeys(name)
+        return found
+
+    def name(self, raw: str) -> str:
+        shown = self._names.get(raw)
+        if shown is None:
+            shown = self._names[raw] = json.loads(f'"{raw}"')
+        return shown
+
+    def first(self, builder: WriteKeys, key: str, line: str) -> None:
+        if key not in builder.first and key in self.keep.get(builder.endpoint, ()):
+            builder.first[key] = WriteAck(**json.loads(line))
+
+    def lines(self, path: Path, lines: list[str]) -> None:
+        for line in lines:
+            parsed = _parse_write(line) if line.strip() else None
+            if parsed is None:
+                if line.strip():
+                    logger.warning("%s: unreadable line skipped", path)
+                continue
+            if self.within is not None and not self.within[0] <= parsed[2] < self.within[1]:
+                continue
+            builder = self.builder(parsed[0])
+            self.first(builder, parsed[1], line)
+            number = numeric_key(parsed[1])
+            if number is None:
+                builder.add_other(parsed[1], 0)
+            else:
+                builder.add_numbers(np.asarray([number]), np.zeros(1, np.int64))
+            builder.skip(1)
+
+    def chunk(self, lines: list[str], found: list[tuple[str, str, str]]) -> None:
+        raw_names = np.asarray([f[1] for f in found])
+        tokens = np.asarray([f[0] for f in found])
+        if self.within is not None:
+            sent = np.asarray([f[2] for f in found], np.float64)
+            inside = (sent >= self.within[0]) & (sent < self.within[1])
+            if not inside.all():
+                lines = [line for line, keep in zip(lines, inside.tolist(), strict=True) if keep]
+                raw_names, tokens = raw_names[inside], tokens[inside]
+        for raw in np.unique(raw_names).tolist():
+            rows = np.flatnonzero(raw_names == raw)
+            builder = self.builder(self.name(raw))
+            mine = tokens[rows]
+            lengths = np.char.str_len(mine)
+            numeric = (
+                np.char.isdigit(mine)
+                & (lengths <= 18)
+                & ~((lengths > 1) & np.char.startswith(mine, "0"))
+            )
+            values = mine[numeric].astype(np.int64)
+            at = np.flatnonzero(numeric)
+            builder.add_numbers(values, at)
+            wanted = self.keep_numbers.get(builder.endpoint)
+            if wanted is not None and len(wanted):
+                for i in np.flatnonzero(np.isin(values, wanted)).tolist():
+                    self.first(builder, str(int(values[i])), lines[int(rows[at[i]])])
+            for i in np.flatnonzero(~numeric).tolist():
+                token = str(mine[i])
+                key = str(json.loads(token)) if token[0] == '"' else str(int(token))
+                self.first(builder, key, lines[int(rows[i])])
+                number = numeric_key(key)  # "7" (a string id) is the id 7's key too
+                if number is None:
+                    builder.add_other(key, i)
+                else:
+                    builder.add_numbers(np.asarray([number]), np.asarray([i]))
+            builder.skip(len(rows))
+
+
+def scan_writes(
+    run_dir: Path,
+    wanted: Mapping[str, Iterable[str]] | None = None,
+    *,
+    within: tuple[float, float] | None = None,
+) -> WriteSummary:
+    """``writes.jsonl`` summarised per endpoint in one pass (a second one only when two
+    non-numeric ids share a hash): counts, duplicates and distinct ids, and the first
+    acknowledgement of each id in ``wanted[endpoint]`` (the ids the read-back planned).
+    ``within``: only writes sent in [start, end)."""
+    path = RunDir(Path(run_dir)).writes
+    if not path.exists():
+        return WriteSummary()
+    scan = _WriteScan(wanted or {}, within)
+    for lines, found in _write_chunks(path):
+        if found is None:
+            scan.lines(path, lines)
+        else:
+            scan.chunk(lines, found)
+    builders = scan.builders
+    suspects = {name: b.suspect_hashes() for name, b in builders.items()}
+    confirmed: dict[str, dict[str, list[int]]] = {name: {} for name in builders}
+    if any(suspects.values()):
+        position = dict.fromkeys(builders, 0)
+        for name, key, sent in _write_keys(path):
+            if within is not None and not within[0] <= sent < within[1]:
+                continue
+            if numeric_key(key) is None and hash(key) in suspects.get(name, ()):
+                confirmed[name].setdefault(key, []).append(position[name])
+            position[name] = position.get(name, 0) + 1
+    return WriteSummary({name: b.summary(confirmed[name]) for name, b in builders.items()})
+
+
+def _write_keys(path: Path) -> Iterator[tuple[str, str, float]]:
+    """(endpoint, id as text, send time) of every acknowledged write, in order."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            parsed = _parse_write(line) if line.strip() else None
+            if parsed is not None:
+                yield parsed
 
 
 def _jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:

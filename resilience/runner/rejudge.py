@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from resilience.analysis.analyse import Verdict, analyse, previous
+from resilience.analysis.analyse import Verdict, analyse, previous, read_load
 from resilience.experiment.loader import load_experiment
 from resilience.redact import Redactor
 from resilience.rundir.journal import Journal
@@ -45,7 +45,8 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
     experiment = load_experiment(layout.experiment, overrides=overrides)
     # The copy keeps its ${env:NAME} references: what they resolve to now is masked too.
     redactor = Redactor(experiment.secret_values())
-    verdict = analyse(layout.path, experiment=experiment)
+    load = read_load(layout.path)
+    verdict = analyse(layout.path, experiment=experiment, load=load)
     kept = previous(journal_data, time.time())
     was_status, was_exit = journal_data.status, journal_data.exit_code
     status: RunStatus = journal_data.status
@@ -69,5 +70,5 @@ def rejudge(run_dir: Path, overrides: Sequence[str] = (), *, reports: bool = Tru
     if reports:
         from resilience.report import write_reports
 
-        write_reports(layout.path, redactor=redactor)
+        write_reports(layout.path, load=load, redactor=redactor)
     return Rejudged(verdict, status, exit_code or 0, reason, was_status, was_exit)

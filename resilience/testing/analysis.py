@@ -27,7 +27,7 @@ from resilience.histogram import new_histogram
 from resilience.observe.prometheus import PrometheusSource, Series
 from resilience.observe.spans import AttrValue, Span, SpanEvent, SpanKind, Trace
 from resilience.rundir.readback import ReadBack
-from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.rundir.records import TraceReason, TraceRef, WriteAck, WriteSummary
 from resilience.rundir.rig import RigSample
 from resilience.rundir.series import RecordedPrometheus, SeriesStore
 from resilience.testing.observe_fakes import FakePrometheusSource
@@ -227,7 +227,7 @@ def make_context(
         traces_unavailable=traces_unavailable,
         prometheus=prometheus,
         prometheus_unavailable=prometheus_unavailable,
-        writes=list(writes),
+        writes=WriteSummary.from_acks(writes),
         readback=readback,
         readback_unavailable=readback_unavailable,
         series_files=files,

@@ -41,7 +41,7 @@ from resilience.observe.traces import JaegerTraceSource, collect_traces
 from resilience.rundir.journal import JournalData
 from resilience.rundir.layout import RunDir
 from resilience.rundir.readback import ReadBack
-from resilience.rundir.records import TraceReason, TraceRef, WriteAck
+from resilience.rundir.records import TraceReason, TraceRef, WriteAck, WriteSummary
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import save_collection
 from resilience.runner.evidence import Sources, gather_series, read_back
@@ -300,7 +300,7 @@ def analysis_context(
             traces_unavailable=unavailable,
             prometheus=recorded,
             series_files={k: g.file for k, g in recorded.store.index().items() if g.file},
-            writes=writes,
+            writes=WriteSummary.from_acks(writes),
             readback=ReadBack.load(tmp_path),
             recovery=measure_recovery(view, phases, budget_seconds=10.0),
             builtin_shop=True,
@@ -414,7 +414,7 @@ def test_lost_writes_with_ack_before_commit(
             phases=phases,
             faults=[FaultWindow(0, "postgres", "outage", 1, 2)],
             load=MemoryLoadView(),
-            writes=writes,
+            writes=WriteSummary.from_acks(writes),
             readback=ReadBack.load(tmp_path),
             builtin_shop=True,
         )

@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from resilience.analysis.detectors._common import BaseDetector
 from resilience.analysis.detectors.base import Finding
 from resilience.vocabulary import Severity
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from resilience.analysis.context import AnalysisContext
     from resilience.experiment.model import WriteSpec
     from resilience.rundir.readback import EndpointReadBack
-    from resilience.rundir.records import WriteAck
+    from resilience.rundir.records import EndpointWrites
 
 logger = logging.getLogger(__name__)
 
@@ -75,25 +77,24 @@ class DataLossDetector(BaseDetector):
     default_fails_run: ClassVar[bool] = True
 
     def applies(self, ctx: AnalysisContext) -> bool:
-        return bool(ctx.writes)
+        return ctx.writes is not None and bool(ctx.writes)
 
     def specs(self, ctx: AnalysisContext) -> dict[str, WriteSpec]:
         return {r.endpoint: r.write for r in ctx.experiment.load.workload.requests or [] if r.write}
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:
         readback = ctx.readback
-        if readback is None or not ctx.writes:
+        if readback is None or ctx.writes is None or not ctx.writes:
             return []
         specs = self.specs(ctx)
-        by_endpoint: dict[str, list[WriteAck]] = {}
-        for ack in ctx.writes:
-            by_endpoint.setdefault(ack.endpoint, []).append(ack)
         checks: list[SetCheck] = []
-        for endpoint, acks in sorted(by_endpoint.items()):
+        for endpoint, acks in sorted(ctx.writes.endpoints.items()):
+            if not acks.acknowledged:
+                continue
             spec = specs.get(endpoint)
             recorded = readback.endpoints.get(endpoint)
             if spec is None or recorded is None:
-                check = SetCheck(endpoint, acknowledged=len(acks))
+                check = SetCheck(endpoint, acknowledged=acks.acknowledged)
                 check.notes.append(
                     "no write spec for this endpoint: not read back"
                     if spec is None
@@ -107,20 +108,16 @@ class DataLossDetector(BaseDetector):
     # -- the check ----------------------------------------------------------------------
 
     @staticmethod
-    def _check(endpoint: str, acks: Sequence[WriteAck], recorded: EndpointReadBack) -> SetCheck:
-        check = SetCheck(endpoint, acknowledged=len(acks))
+    def _check(endpoint: str, acks: EndpointWrites, recorded: EndpointReadBack) -> SetCheck:
+        check = SetCheck(endpoint, acknowledged=acks.acknowledged)
         check.notes.extend(recorded.notes)
-        counts = Counter(_key(a.id) for a in acks)
-        check.duplicated.extend(k for k, n in counts.items() if n > 1)
-        first_ack: dict[str, WriteAck] = {}
-        for ack in acks:
-            first_ack.setdefault(_key(ack.id), ack)
+        check.duplicated.extend(acks.duplicated)
+        first_ack = acks.first
         if recorded.listed_ids is not None:
-            listed = Counter(_key(i) for i in recorded.listed_ids)
-            check.duplicated.extend(k for k, n in listed.items() if n > 1)
-            check.listed = len(listed)
-            check.unacknowledged_in_range = _unacknowledged_in_range(listed, first_ack)
-            check.checked = len(first_ack)
+            duplicated, check.listed, in_range = _listed(recorded.listed_ids, acks)
+            check.duplicated.extend(duplicated)
+            check.unacknowledged_in_range = in_range
+            check.checked = acks.distinct
         else:
             check.checked = len(recorded.planned)
         refs: dict[str, str] = {}
@@ -226,19 +223,39 @@ class DataLossDetector(BaseDetector):
         return [self.finding(ctx, summary, evidence, severity="info", status="held")]
 
 
-def _unacknowledged_in_range(listed: Iterable[str], acked: Iterable[str]) -> int | None:
+def _listed(listed_ids: Sequence[Any], acked: EndpointWrites) -> tuple[list[str], int, int | None]:
+    """What the list answered: ids listed twice (in the order first listed), how many
+    distinct ids, and how many of them lie in the acknowledged range unacknowledged.
+    A list of plain integers (the usual case, a million of them after a long run) is
+    judged with numpy; anything else id by id."""
+    if listed_ids and all(type(i) is int and i.bit_length() < 63 for i in listed_ids):
+        values, first, counts = np.unique(
+            np.asarray(listed_ids, np.int64), return_index=True, return_counts=True
+        )
+        twice = sorted(zip(first[counts > 1].tolist(), values[counts > 1].tolist(), strict=True))
+        bounds = acked.bounds()
+        in_range = None
+        if bounds is not None:
+            low, high = bounds
+            inside = (values >= low) & (values <= high) & (values >= 0)
+            in_range = int((inside & ~np.isin(values, acked.numeric)).sum())
+        return [str(v) for _, v in twice], len(values), in_range
+    listed = Counter(_key(i) for i in listed_ids)
+    duplicated = [k for k, n in listed.items() if n > 1]
+    return duplicated, len(listed), _unacknowledged_in_range(listed, acked)
+
+
+def _unacknowledged_in_range(listed: Iterable[str], acked: EndpointWrites) -> int | None:
     """Listed ids between the smallest and largest acknowledged one, never acknowledged
     (numeric ids only; ``None`` when the acknowledged ids are not all numbers)."""
-    acked_keys = set(acked)
-    numbers = [_as_int(k) for k in acked_keys]
-    known = [n for n in numbers if n is not None]
-    if not known or len(known) != len(numbers):
+    bounds = acked.bounds()
+    if bounds is None:
         return None
-    low, high = min(known), max(known)
+    low, high = bounds
     return sum(
         1
         for key in listed
-        if key not in acked_keys and (n := _as_int(key)) is not None and low <= n <= high
+        if (n := _as_int(key)) is not None and low <= n <= high and not acked.acked(key)
     )
 
 
