@@ -169,6 +169,11 @@ def _bucket_tables() -> tuple[np.ndarray, np.ndarray]:
 _LOW, _HIGH = _bucket_tables()
 
 
+def lowest_equivalent_us(value_us: int) -> int:
+    """The lowest value of ``value_us``'s bucket (``get_lowest_equivalent_value``)."""
+    return int(_LOW[min(index_of(value_us), COUNTS_LEN - 1)])
+
+
 def index_of(value_us: int) -> int:
     """The bucket index of one value (``HdrHistogram.get_counts_array_index``)."""
     value = max(0, int(value_us))

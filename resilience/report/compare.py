@@ -34,13 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hdrh.histogram import HdrHistogram
-
 from resilience.analysis.data import WindowStats, second_series, window_stats
 from resilience.analysis.phases import phased_of_run
 from resilience.analysis.statistics import compare, proportion_increase_p
 from resilience.errors import ExperimentError
-from resilience.histogram import count_above, merge
+from resilience.histogram import Histogram, lowest_equivalent_us
 from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio
 from resilience.rundir.journal import FindingRecord, JournalData
 from resilience.rundir.load import LoadView
@@ -233,8 +231,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _merged(view: LoadView, endpoint: str | None, seconds: Sequence[int]) -> HdrHistogram:
-    return merge(h for s in seconds if (h := view.histogram(endpoint, s)) is not None)
+def _merged(view: LoadView, endpoint: str | None, seconds: Sequence[int]) -> Histogram:
+    return view.window(endpoint, seconds)[0]
 
 
 def _samples(
@@ -260,17 +258,15 @@ def _too_few(a: Side, b: Side, rules: Rules) -> Judgement | None:
     return None
 
 
-def tail_shift_p(hist_a: HdrHistogram, hist_b: HdrHistogram, threshold_ms: float) -> float:
+def tail_shift_p(hist_a: Histogram, hist_b: Histogram, threshold_ms: float) -> float:
     """One-sided p-value that more of B's requests than of A's are at or above
     ``threshold_ms`` (A's p95, so about 5 % of A's): a p95 that moved because the tail really
     grew, not by the chance of a few slow requests."""
     # At or above: above the value just below the threshold's histogram bucket.
-    below = hist_a.get_lowest_equivalent_value(int(threshold_ms * 1000.0)) - 1
-    above_a = count_above(hist_a, below)
-    above_b = count_above(hist_b, below)
-    return proportion_increase_p(
-        above_a, int(hist_a.get_total_count()), above_b, int(hist_b.get_total_count())
-    )
+    below = lowest_equivalent_us(int(threshold_ms * 1000.0)) - 1
+    above_a = hist_a.count_above(below)
+    above_b = hist_b.count_above(below)
+    return proportion_increase_p(above_a, hist_a.total, above_b, hist_b.total)
 
 
 def _judge_latency(  # noqa: PLR0911 (one return per rule of the latency judgement)
@@ -280,7 +276,7 @@ def _judge_latency(  # noqa: PLR0911 (one return per rule of the latency judgeme
     sb: Sequence[float],
     rules: Rules,
     *,
-    tails: tuple[HdrHistogram, HdrHistogram] | None = None,
+    tails: tuple[Histogram, Histogram] | None = None,
 ) -> Judgement:
     if (few := _too_few(a, b, rules)) is not None:
         return few

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from resilience.cli import app
 from resilience.errors import ExperimentError
-from resilience.histogram import from_values, percentiles_ms
+from resilience.histogram import Histogram
 from resilience.report.compare import Rules, Side, _judge_latency, compare_runs
 from resilience.rundir.journal import Journal, RecoveryRecord
 from resilience.testing.sample_run import write_sample_run
@@ -192,9 +191,9 @@ def test_cli_prints_one_line_per_finding_kind(runs: dict[str, Path]) -> None:
     )
 
 
-def _side(latencies_ms: list[float]) -> tuple[Side, HdrHistogram]:
-    histogram = from_values([int(ms * 1000) for ms in latencies_ms])
-    p50, p95, p99 = percentiles_ms(histogram, (50.0, 95.0, 99.0))
+def _side(latencies_ms: list[float]) -> tuple[Side, Histogram]:
+    histogram = Histogram.from_values([int(ms * 1000) for ms in latencies_ms])
+    p50, p95, p99 = histogram.percentiles_ms((50.0, 95.0, 99.0))
     return Side(len(latencies_ms), 0.0, p50, p95, p99), histogram
 
 
