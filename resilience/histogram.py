@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from hdrh.histogram import HdrHistogram
 from pyhdrh import decode as _decode_varints  # hdrh's own C varint decoder
+from pyhdrh import encode as _encode_varints  # and encoder
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
@@ -355,8 +356,22 @@ class Histogram:
         return hdr
 
     def encode(self) -> str:
-        """HdrHistogram's compressed, base64-wrapped V2 encoding."""
-        return encode(self.to_hdr())
+        """HdrHistogram's compressed, base64-wrapped V2 encoding, the same text hdrh writes
+        (hdrh's C varint encoder over the per-thread scratch array: no dense histogram)."""
+        length = int(self.index[-1]) + 1 if len(self.index) else 0
+        scratch = _SCRATCH.counts
+        buffer = np.empty(max(1, length * 9), np.uint8)
+        scratch[self.index] = self.counts
+        try:
+            used = _encode_varints(scratch.ctypes.data, length, 8, buffer.ctypes.data, len(buffer))
+        finally:
+            scratch[self.index] = 0
+        header = _PAYLOAD_HEADER.pack(
+            _V2_ENCODING_COOKIE_BASE | 0x10, used, 0, DIGITS, LOWEST_US, HIGHEST_US, 1.0
+        )
+        compressed = zlib.compress(header + buffer[:used].tobytes())
+        wrapped = _EXTERNAL_HEADER.pack(_V2_COMPRESSION_COOKIE_BASE | 0x10, len(compressed))
+        return base64.b64encode(wrapped + compressed).decode("ascii")
 
 
 def as_histogram(histogram: Histogram | HdrHistogram) -> Histogram:

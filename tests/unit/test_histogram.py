@@ -41,6 +41,7 @@ def test_encoding_round_trips_both_ways(values: list[int]) -> None:
     dense = _dense(values)
     compact = Histogram.decode(hist.encode(dense))
     assert compact == Histogram.from_values(values) == Histogram.from_hdr(dense)
+    assert compact.encode() == hist.encode(dense)  # the very same text
     again = hist.decode(compact.encode())
     assert again.get_total_count() == len(values)
     assert Histogram.from_hdr(again) == compact
