@@ -4,8 +4,8 @@
 hang, phase marks with split seconds, trace ids, writes, a read-back listing, gathered
 series and saved traces) made by ``benchmarks/synth_rundir.py`` from a real smoke run of
 db-hang (fragile shop). ``expected-verdict.json`` is what ``resilience analyse`` wrote into
-its journal with the dense code path (main at 1557a4d: a 23,552-counter HdrHistogram per
-second and endpoint, every trace id and write held). If a change to the analysis' rules
+its journal with the dense code path (main before the change, 574fdb9: a 23,552-counter
+HdrHistogram per second and endpoint, every trace id and write held). If a change to the analysis' rules
 changes this verdict on purpose, re-create the file from ``resilience analyse`` on the
 unpacked directory and read the diff: it must be that rule's change and nothing else.
 """
