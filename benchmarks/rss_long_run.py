@@ -79,8 +79,9 @@ class Samples:
         return values[0], min(values), max(values), values[-1]
 
 
-def run_once(label: str, args: argparse.Namespace, env: dict[str, str], out: Path) -> Samples:
-    minutes = args.minutes
+def run_once(
+    label: str, args: argparse.Namespace, env: dict[str, str], out: Path, minutes: int
+) -> Samples:
     command = [
         RESILIENCE, "run", "normal", "--profile", "smoke", "--shop-mode", "hardened",
         "--out", str(out),
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=30)
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--old", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--old-minutes", type=int, help="the old code's run (default: --minutes)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rss-long-run"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -147,16 +149,20 @@ def main() -> None:
     try:
         if args.old is not None:
             old_env = {**env, "PYTHONPATH": str(args.old)}
-            results.append(run_once("old", args, old_env, args.work / "old"))
-        results.append(run_once("new", args, env, args.work / "new"))
+            minutes = args.old_minutes or args.minutes
+            results.append(run_once("old", args, old_env, args.work / "old", minutes))
+        results.append(run_once("new", args, env, args.work / "new", args.minutes))
     finally:
         stack(env, "down")
     loads = [v for s in results for v in s.load_avg]
     lines = [
         f"`benchmarks/rss_long_run.py --minutes {args.minutes} --users {args.users}"
-        f"{' --old OLD' if args.old else ''}`, {machine()}; load average during the runs "
+        f"{' --old OLD' if args.old else ''}"
+        f"{f' --old-minutes {args.old_minutes}' if args.old_minutes else ''}`, {machine()}; "
+        "load average during the runs "
         f"{min(loads):.1f}-{max(loads):.1f} (median {sorted(loads)[len(loads) // 2]:.1f}). "
-        f"`resilience run normal --profile smoke` stretched to {args.minutes} min, "
+        f"`resilience run normal --profile smoke` stretched to {args.minutes} min (old: "
+        f"{args.old_minutes or args.minutes} min), "
         f"{args.users} closed-model users, 100-150 ms think time, hardened shop; VmRSS every "
         f"{SAMPLE_S:g} s; flat = every sample after {SETTLED_S / 60:g} min within ±10 % of "
         "the one at 2 min. Exit codes: "

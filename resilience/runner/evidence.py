@@ -44,7 +44,7 @@ from resilience.redact import Redactor
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import JournalData
 from resilience.rundir.layout import RunDir
-from resilience.rundir.load import read_trace_refs, read_writes
+from resilience.rundir.load import iter_trace_refs, read_writes
 from resilience.rundir.readback import EndpointReadBack, ReadAnswer, ReadBack
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.rundir.series import SeriesStore
@@ -203,25 +203,35 @@ def gather_series(
 
 def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str, str]:
     """Failed and slow requests first, spread over endpoints and phases, plus baseline
-    samples of every endpoint (the dependency footprint is learned from those)."""
-    refs = list(refs)
+    samples of every endpoint (the dependency footprint is learned from those).
+
+    One pass, bounded: no bucket can give more than ``MAX_TRACES`` ids to the round-robin,
+    so each keeps only its first ones (with room for those the baseline samples take);
+    a long run keeps hundreds of thousands of trace ids."""
     chosen: dict[str, str] = {}
     baseline = phase_named(phases, "baseline")
     per_endpoint: dict[str, int] = {}
+    buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
     for ref in refs:
         in_baseline = baseline is not None and baseline.contains(ref.t)
         taken = per_endpoint.get(ref.endpoint, 0)
         if in_baseline and ref.outcome == "ok" and taken < BASELINE_TRACES_PER_ENDPOINT:
             per_endpoint[ref.endpoint] = taken + 1
             chosen[ref.trace_id] = ref.endpoint
-    buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
-    for ref in refs:
-        if ref.trace_id in chosen:
             continue
         phase = next((p.name for p in phases if p.contains(ref.t)), "other")
-        buckets.setdefault((phase, ref.endpoint, ref.reason), []).append(ref)
+        bucket = buckets.setdefault((phase, ref.endpoint, ref.reason), [])
+        if len(bucket) < _BUCKET_KEEP:
+            bucket.append(ref)
+    picked = set(chosen)  # a trace id taken as a baseline sample is no bucket's example
+    queues = sorted(
+        (
+            (key, [r for r in refs_of if r.trace_id not in picked])
+            for key, refs_of in buckets.items()
+        ),
+        key=lambda kv: (kv[0][2] == "sample", kv[0]),
+    )
     # Round-robin over the buckets so every (phase, endpoint, reason) gets examples.
-    queues = sorted(buckets.items(), key=lambda kv: (kv[0][2] == "sample", kv[0]))
     depth = 0
     while len(chosen) < MAX_TRACES and any(depth < len(q) for _, q in queues):
         for _, queue in queues:
@@ -231,10 +241,15 @@ def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str
     return chosen
 
 
+_BUCKET_KEEP = MAX_TRACES + 64 * BASELINE_TRACES_PER_ENDPOINT
+"""Refs a bucket keeps: what the round-robin could take, plus what baseline samples (of up
+to 64 endpoints) may remove from it."""
+
+
 def gather_traces(
     layout: RunDir, phases: Sequence[Phase], sources: Sources, *, redactor: Redactor | None = None
 ) -> SourceEvidence:
-    wanted = select_traces(read_trace_refs(layout.path), phases)
+    wanted = select_traces(iter_trace_refs(layout.path), phases)
     if not wanted:
         return SourceEvidence(status="not_needed", reason="the load engine kept no trace ids")
     if sources.traces is None:
