@@ -1031,22 +1031,27 @@ class _WriteScan:
                 & (lengths <= 18)
                 & ~((lengths > 1) & np.char.startswith(mine, "0"))
             )
-            values = mine[numeric].astype(np.int64)
-            at = np.flatnonzero(numeric)
-            builder.add_numbers(values, at)
-            wanted = self.keep_numbers.get(builder.endpoint)
-            if wanted is not None and len(wanted):
-                for i in np.flatnonzero(np.isin(values, wanted)).tolist():
-                    self.first(builder, str(int(values[i])), lines[int(rows[at[i]])])
+            values = np.zeros(len(rows), np.int64)
+            values[numeric] = mine[numeric].astype(np.int64)
+            others: list[tuple[int, str]] = []
             for i in np.flatnonzero(~numeric).tolist():
                 token = str(mine[i])
                 key = str(json.loads(token)) if token[0] == '"' else str(int(token))
-                self.first(builder, key, lines[int(rows[i])])
                 number = numeric_key(key)  # "7" (a string id) is the id 7's key too
                 if number is None:
-                    builder.add_other(key, i)
+                    self.first(builder, key, lines[int(rows[i])])
+                    others.append((i, key))
                 else:
-                    builder.add_numbers(np.asarray([number]), np.asarray([i]))
+                    values[i] = number
+                    numeric[i] = True
+            at = np.flatnonzero(numeric)
+            builder.add_numbers(values[at], at)  # in order: positions are indexes mostly
+            for i, key in others:
+                builder.add_other(key, i)
+            wanted = self.keep_numbers.get(builder.endpoint)
+            if wanted is not None and len(wanted):
+                for i in at[np.isin(values[at], wanted)].tolist():
+                    self.first(builder, str(int(values[i])), lines[int(rows[i])])
             builder.skip(len(rows))
 
 

@@ -10,9 +10,12 @@ from this file alone (Jepsen's set check), so a run can be re-judged without its
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from resilience.errors import ObserveError
 from resilience.redact import Redactor
@@ -46,7 +49,7 @@ class EndpointReadBack:
     id_field: str = "id"
     list_path: str | None = None
     listing: ReadAnswer | None = None
-    listed_ids: list[Any] | None = None
+    listed_ids: list[Any] | np.ndarray | None = None
     """Ids the list answered (duplicates kept), None when there was no usable list."""
     reads: dict[str, ReadAnswer] = field(default_factory=dict)
     """Per acknowledged id (as text): the answer of ``read_back``."""
@@ -75,14 +78,14 @@ class ReadBack:
         if not path.is_file():
             return None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw, lists = _parse(path.read_text(encoding="utf-8"))
             endpoints = {
                 name: EndpointReadBack(
                     endpoint=str(e["endpoint"]),
                     id_field=str(e.get("id_field", "id")),
                     list_path=e.get("list_path"),
                     listing=_answer(e.get("listing")),
-                    listed_ids=e.get("listed_ids"),
+                    listed_ids=_listed(e.get("listed_ids"), lists),
                     reads={str(k): _answer(v) or ReadAnswer(None) for k, v in e["reads"].items()},
                     planned=[str(k) for k in e.get("planned", [])],
                     notes=[str(n) for n in e.get("notes", [])],
@@ -92,6 +95,34 @@ class ReadBack:
             return cls(endpoints, raw.get("error"), float(raw.get("seconds", 0.0)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ObserveError(f"cannot read {path}: {exc}") from exc
+
+
+_LISTED = re.compile(r'"listed_ids": \[([-\d,\s]*)\]')
+_INTEGERS = re.compile(r"\s*(?:-?\d{1,18}\s*(?:,\s*-?\d{1,18}\s*)*)?")
+
+
+def _parse(text: str) -> tuple[Any, list[np.ndarray]]:
+    """``readback.json`` parsed; a listing of plain integers (a million after a long run)
+    is read straight into an int64 array instead of a million Python ints."""
+    lists: list[np.ndarray] = []
+
+    def lift(found: re.Match[str]) -> str:
+        body = found.group(1)
+        if not body.strip() or not _INTEGERS.fullmatch(body):
+            return found.group(0)
+        lists.append(np.fromstring(body, dtype=np.int64, sep=","))
+        return f'"listed_ids": {{"{_LIFTED}": {len(lists) - 1}}}'
+
+    return json.loads(_LISTED.sub(lift, text)), lists
+
+
+_LIFTED = "__resilience_listed__"
+
+
+def _listed(raw: Any, lists: list[np.ndarray]) -> list[Any] | np.ndarray | None:
+    if isinstance(raw, dict) and isinstance(raw.get(_LIFTED), int):
+        return lists[raw[_LIFTED]]
+    return raw if raw is None or isinstance(raw, list) else list(raw)
 
 
 def _answer(raw: Any) -> ReadAnswer | None:

@@ -119,8 +119,9 @@ class WriteSummary:
 
 class WriteKeys:
     """Builds one endpoint's ``EndpointWrites`` from acknowledgements in order: numeric ids
-    in an int64 array, other ids by their hash, so a million ids cost a few MB; a hash
-    seen twice is confirmed on the text (``confirm``) before it counts as a duplicate."""
+    in an int64 array (8 bytes each; their positions only once another id came between
+    them), other ids by their hash, so a million ids cost about 10 MB; a hash seen twice is
+    confirmed on the text (a second pass) before it counts as a duplicate."""
 
     def __init__(self, endpoint: str, *, keep_text: bool = False) -> None:
         self.endpoint = endpoint
@@ -128,7 +129,8 @@ class WriteKeys:
         """``keep_text``: every non-numeric id's positions, by its text (small inputs)."""
         self.count = 0
         self._numbers = array("q")
-        self._number_at = array("q")
+        self._number_at: array[int] | None = None
+        """Each number's position among all ids; None while it equals its index."""
         self._hashes = array("q")
         self._texts: dict[str, int] = {}
         """Non-canonical digit ids as text (rare): the range check needs them."""
@@ -138,29 +140,23 @@ class WriteKeys:
     def add(self, key: str, ack: WriteAck | None, *, keep_first: bool) -> None:
         number = numeric_key(key)
         if number is not None:
-            self._numbers.append(number)
-            self._number_at.append(self.count)
-        elif self._by_text is not None:
-            self._by_text.setdefault(key, []).append(self.count)
-            if key.isdigit():
-                self._texts.setdefault(key, self.count)
-            else:
-                self.all_digits = False
+            self.add_numbers(np.asarray([number], np.int64), np.zeros(1, np.int64))
         else:
-            self._hashes.append(hash(key))
-            if key.isdigit():
-                self._texts.setdefault(key, self.count)
-            else:
-                self.all_digits = False
+            self.add_other(key, 0)
         if keep_first and ack is not None and key not in self.first:
             self.first[key] = ack
         self.count += 1
 
     def add_numbers(self, values: np.ndarray, positions: np.ndarray) -> None:
-        """Ids already known canonical numbers, acknowledged at ``positions`` (after
-        ``count``); the caller adds the others with ``add`` and then ``skip``s."""
+        """Canonical numeric ids in order, acknowledged at ``positions`` (after ``count``);
+        the caller adds the others with ``add_other`` and then ``skip``s."""
+        at = positions.astype(np.int64) + self.count
+        start = len(self._numbers)
+        if self._number_at is None and not np.array_equal(at, np.arange(start, start + len(at))):
+            self._number_at = array("q", range(start))
+        if self._number_at is not None:
+            self._number_at.frombytes(at.tobytes())
         self._numbers.frombytes(values.astype(np.int64).tobytes())
-        self._number_at.frombytes((positions + self.count).astype(np.int64).tobytes())
 
     def add_other(self, key: str, position: int) -> None:
         """One id that is not a canonical number, at ``position`` after ``count``."""
@@ -184,18 +180,33 @@ class WriteKeys:
         values, counts = np.unique(hashes, return_counts=True)
         return set(values[counts > 1].tolist())
 
+    def _numeric(self) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """The distinct numbers (sorted) and (first position, id) of those seen twice."""
+        numbers = np.frombuffer(self._numbers, np.int64)
+        at = None if self._number_at is None else np.frombuffer(self._number_at, np.int64)
+        ordered = np.sort(numbers)
+        again = ordered[1:] == ordered[:-1]
+        keep = np.ones(len(ordered), bool)
+        keep[1:] = ~again
+        values = ordered[keep]
+        repeated = np.unique(ordered[1:][again])
+        del ordered, again, keep
+        if not len(repeated):
+            return values, []
+        where = np.flatnonzero(np.isin(numbers, repeated))
+        positions = where if at is None else at[where]
+        seen, first = np.unique(numbers[where], return_index=True)  # first by index...
+        if at is not None:  # ...or, when others came between, by position
+            first = np.asarray([positions[numbers[where] == v].argmin() for v in seen.tolist()])
+        return values, [
+            (int(positions[f]), str(v)) for v, f in zip(seen.tolist(), first.tolist(), strict=True)
+        ]
+
     def summary(self, confirmed: dict[str, list[int]] | None = None) -> EndpointWrites:
         """The summary; ``confirmed``: per non-numeric id seen under a suspect hash, the
         positions it was acknowledged at (from a second pass). Without it, ids are
         compared by their text kept in memory (``from_acks``)."""
-        at = np.frombuffer(self._number_at, np.int64)
-        order = np.argsort(at, kind="stable")  # numbers were added in bulk, not in order
-        numbers = np.frombuffer(self._numbers, np.int64)[order]
-        at = at[order]
-        values, first, counts = np.unique(numbers, return_index=True, return_counts=True)
-        twice: list[tuple[int, str]] = [
-            (int(at[f]), str(v)) for v, f, c in zip(values, first, counts, strict=True) if c > 1
-        ]
+        values, twice = self._numeric()
         if self._by_text is not None:
             confirmed = self._by_text
             distinct_other = len(self._by_text)

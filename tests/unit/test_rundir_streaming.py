@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilience.rundir.load import LoadFiles, read_trace_refs, sample_trace_refs, scan_writes
+from resilience.rundir.readback import EndpointReadBack, ReadBack
 from resilience.rundir.records import EndpointWrites, TraceRef, WriteAck, WriteSummary
 
 ids = st.one_of(
@@ -88,3 +90,18 @@ def test_trace_refs_past_the_bound_keep_saved_ones_and_each_groups_first(tmp_pat
     assert kept == sorted(kept)  # file order
     assert {250, 299} <= set(kept)
     assert len([k for k in kept if k % 3]) == 10 + (1 if 250 % 3 else 0) + (1 if 299 % 3 else 0)
+
+
+def test_a_listing_of_integers_is_read_into_an_array(tmp_path: Path) -> None:
+    """readback.json's listing of plain integers comes back as an int64 array (a million
+    ids are 8 MB, not a million Python ints); any other listing as the list it was."""
+    ints = EndpointReadBack("POST /a", listed_ids=[3, 1, -2, 3, 10**17])
+    mixed = EndpointReadBack("POST /b", listed_ids=[1, "x", 2.5, None])
+    empty = EndpointReadBack("POST /c", listed_ids=[])
+    ReadBack({"POST /a": ints, "POST /b": mixed, "POST /c": empty}).save(tmp_path)
+    loaded = ReadBack.load(tmp_path)
+    assert loaded is not None
+    got = loaded.endpoints["POST /a"].listed_ids
+    assert isinstance(got, np.ndarray) and got.tolist() == [3, 1, -2, 3, 10**17]
+    assert loaded.endpoints["POST /b"].listed_ids == [1, "x", 2.5, None]
+    assert loaded.endpoints["POST /c"].listed_ids == []

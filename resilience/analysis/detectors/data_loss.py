@@ -223,15 +223,18 @@ class DataLossDetector(BaseDetector):
         return [self.finding(ctx, summary, evidence, severity="info", status="held")]
 
 
-def _listed(listed_ids: Sequence[Any], acked: EndpointWrites) -> tuple[list[str], int, int | None]:
+def _listed(
+    listed_ids: Sequence[Any] | np.ndarray, acked: EndpointWrites
+) -> tuple[list[str], int, int | None]:
     """What the list answered: ids listed twice (in the order first listed), how many
     distinct ids, and how many of them lie in the acknowledged range unacknowledged.
     A list of plain integers (the usual case, a million of them after a long run) is
     judged with numpy; anything else id by id."""
-    if listed_ids and all(type(i) is int and i.bit_length() < 63 for i in listed_ids):
-        values, first, counts = np.unique(
-            np.asarray(listed_ids, np.int64), return_index=True, return_counts=True
-        )
+    ints = listed_ids if isinstance(listed_ids, np.ndarray) else None
+    if ints is None and all(type(i) is int and i.bit_length() < 63 for i in listed_ids):
+        ints = np.asarray(listed_ids, np.int64)
+    if ints is not None and len(ints):
+        values, first, counts = np.unique(ints, return_index=True, return_counts=True)
         twice = sorted(zip(first[counts > 1].tolist(), values[counts > 1].tolist(), strict=True))
         bounds = acked.bounds()
         in_range = None
