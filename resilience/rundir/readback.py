@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,6 @@ class ReadBack:
 
 
 _LISTED = re.compile(r'"listed_ids": \[([-\d,\s]*)\]')
-_INTEGERS = re.compile(r"\s*(?:-?\d{1,18}\s*(?:,\s*-?\d{1,18}\s*)*)?")
 
 
 def _parse(text: str) -> tuple[Any, list[np.ndarray]]:
@@ -108,9 +108,19 @@ def _parse(text: str) -> tuple[Any, list[np.ndarray]]:
 
     def lift(found: re.Match[str]) -> str:
         body = found.group(1)
-        if not body.strip() or not _INTEGERS.fullmatch(body):
+        if not body.strip():
             return found.group(0)
-        lists.append(np.fromstring(body, dtype=np.int64, sep=","))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns when the text does not parse whole
+            try:
+                values = np.fromstring(body, dtype=np.int64, sep=",")
+            except (DeprecationWarning, ValueError, OverflowError):
+                return found.group(0)
+        if len(values) != body.count(",") + 1:
+            return found.group(0)  # "1,,2" or the like: JSON's parser decides
+        if len(values) and int(np.abs(values).max()) >= 10**18:
+            return found.group(0)  # near int64's edge: keep JSON's exact integers
+        lists.append(values)
         return f'"listed_ids": {{"{_LIFTED}": {len(lists) - 1}}}'
 
     return json.loads(_LISTED.sub(lift, text)), lists

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from resilience import histogram as hist
+from resilience.rundir import load as load_module
 from resilience.rundir.load import LoadData, decode_tag
 from resilience.runner.rejudge import rejudge
 
@@ -62,9 +63,14 @@ def test_verdict_equals_the_dense_code_paths(run_dir: Path) -> None:
     assert journal["analysis"]["trace_refs"] == {"read": 2750, "held": 2750}
 
 
-def test_numbers_equal_dense_histograms_merged(run_dir: Path) -> None:
+@pytest.mark.parametrize("rows_at_once", [512, 7])
+def test_numbers_equal_dense_histograms_merged(
+    run_dir: Path, rows_at_once: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Windows and per-second series of the compact load data equal hdrh's dense
-    histograms merged the old way: percentiles, maxima and totals, to the bucket."""
+    histograms merged the old way: percentiles, maxima and totals, to the bucket (also
+    when the bulk steps take a few seconds at a time)."""
+    monkeypatch.setattr(load_module, "_ROWS_AT_ONCE", rows_at_once)
     load = LoadData.read(run_dir)
     dense = _dense_hlog(run_dir / "latency.hlog")
     rng = np.random.default_rng(5)
