@@ -234,18 +234,36 @@ def _listed(
     if ints is None and all(type(i) is int and i.bit_length() < 63 for i in listed_ids):
         ints = np.asarray(listed_ids, np.int64)
     if ints is not None and len(ints):
-        values, first, counts = np.unique(ints, return_index=True, return_counts=True)
-        twice = sorted(zip(first[counts > 1].tolist(), values[counts > 1].tolist(), strict=True))
-        bounds = acked.bounds()
-        in_range = None
-        if bounds is not None:
-            low, high = bounds
-            inside = (values >= low) & (values <= high) & (values >= 0)
-            in_range = int((inside & ~np.isin(values, acked.numeric)).sum())
-        return [str(v) for _, v in twice], len(values), in_range
+        return _listed_integers(ints, acked)
     listed = Counter(_key(i) for i in listed_ids)
     duplicated = [k for k, n in listed.items() if n > 1]
     return duplicated, len(listed), _unacknowledged_in_range(listed, acked)
+
+
+def _listed_integers(ints: np.ndarray, acked: EndpointWrites) -> tuple[list[str], int, int | None]:
+    """``_listed`` for a listing of integers: one sort, a few arrays of its size."""
+    ordered = np.sort(ints)
+    again = ordered[1:] == ordered[:-1]
+    repeated = np.unique(ordered[1:][again])
+    keep = np.ones(len(ordered), bool)
+    keep[1:] = ~again
+    values = ordered[keep]
+    del ordered, again, keep
+    twice: list[tuple[int, int]] = []
+    if len(repeated):
+        where = np.flatnonzero(np.isin(ints, repeated))
+        seen, first = np.unique(ints[where], return_index=True)
+        twice = sorted(zip(where[first].tolist(), seen.tolist(), strict=True))
+    bounds = acked.bounds()
+    in_range = None
+    if bounds is not None:
+        low, high = max(bounds[0], 0), bounds[1]
+        inside = values[(values >= low) & (values <= high)]
+        known = acked.numeric
+        at = np.minimum(np.searchsorted(known, inside), max(len(known) - 1, 0))
+        found = known[at] == inside if len(known) else np.zeros(len(inside), bool)
+        in_range = int((~found).sum())
+    return [str(v) for _, v in twice], len(values), in_range
 
 
 def _unacknowledged_in_range(listed: Iterable[str], acked: EndpointWrites) -> int | None:
