@@ -76,9 +76,13 @@ def measure(command: str, run_dir: Path, size: int, old: Path | None) -> Measure
     )
 
 
-def verdict(run_dir: Path) -> dict[str, object]:
+def verdict(run_dir: Path) -> tuple[dict[str, object], list[object]]:
+    """The verdict without the findings' evidence, and the evidence."""
     journal = json.loads((run_dir / "journal.json").read_text())
-    return {k: journal.get(k) for k in VERDICT_KEYS}
+    found = {k: journal.get(k) for k in VERDICT_KEYS}
+    findings = journal.get("findings") or []
+    found["findings"] = [{k: v for k, v in f.items() if k != "evidence"} for f in findings]
+    return found, [f.get("evidence") for f in findings]
 
 
 def main() -> None:
@@ -95,7 +99,7 @@ def main() -> None:
     args.work.mkdir(parents=True)
     rows: list[Measured] = []
     made: dict[int, dict[str, object]] = {}
-    same: dict[int, bool] = {}
+    same: dict[int, tuple[bool, bool]] = {}
     for size in sizes:
         base = args.work / f"synth-{size}"
         out = subprocess.run(
@@ -113,9 +117,9 @@ def main() -> None:
                 rows.append(measured)
                 print(json.dumps(measured.__dict__), flush=True)
         if args.old is not None:
-            same[size] = verdict(args.work / f"analyse-{size}-old") == verdict(
-                args.work / f"analyse-{size}-new"
-            )
+            old_verdict, old_evidence = verdict(args.work / f"analyse-{size}-old")
+            new_verdict, new_evidence = verdict(args.work / f"analyse-{size}-new")
+            same[size] = (old_verdict == new_verdict, old_evidence == new_evidence)
         for size_dir in args.work.glob(f"*-{size}-*"):
             shutil.rmtree(size_dir)
         shutil.rmtree(base)
@@ -130,7 +134,7 @@ def report(
     sizes: list[int],
     rows: list[Measured],
     made: dict[int, dict[str, object]],
-    same: dict[int, bool],
+    same: dict[int, tuple[bool, bool]],
 ) -> str:
     def row(command: str, code: str, size: int) -> Measured | None:
         return next((r for r in rows if (r.command, r.code, r.size) == (command, code, size)), None)
@@ -156,11 +160,12 @@ def report(
                 continue
             ratio_s = f"{old.wall_s / new.wall_s:.1f}x" if old else "-"
             ratio_mb = f"{old.peak_mb / new.peak_mb:.1f}x" if old else "-"
-            agree = (
-                "-"
-                if size not in same or command != "analyse"
-                else ("yes" if same[size] else "**no**")
-            )
+            agree = "-"
+            if size in same and command == "analyse":
+                verdict_same, evidence_same = same[size]
+                agree = ("yes" if verdict_same else "**no**") + (
+                    "" if evidence_same else " (evidence: trace-id sample)"
+                )
             lines.append(
                 f"| {size / 60:g} min | {info['requests']:,} | {info['trace_ids']:,} | "
                 f"{info['writes']:,} | `{command}` | {old.wall_s if old else '-'} | "

@@ -280,6 +280,7 @@ def judge(
         faults=what.faults,
         load=load,
         trace_refs=refs.refs,
+        trace_refs_read=refs.read if refs.sampled else None,
         traces=traces,
         traces_unavailable=traces_down,
         prometheus=None if prometheus_down else prometheus,

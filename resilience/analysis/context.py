@@ -41,6 +41,9 @@ class AnalysisContext:
     faults: list[FaultWindow]
     load: LoadView
     trace_refs: Sequence[TraceRef] = ()
+    trace_refs_read: int | None = None
+    """How many kept trace ids the run's file held, when ``trace_refs`` is a sample of them
+    (a long run: ``resilience.rundir.load.sample_trace_refs``); None: all of them."""
     traces: Mapping[str, Trace] = field(default_factory=dict)
     traces_unavailable: str | None = None
     prometheus: PrometheusSource | None = None

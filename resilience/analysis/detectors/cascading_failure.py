@@ -415,6 +415,11 @@ class CascadingFailureDetector(BaseDetector):
                     "all: the target never started serving them before the client gave up "
                     "(queued ahead of its workers), or their spans were lost"
                 )
+                if ctx.trace_refs_read is not None:
+                    evidence["explanation"] += (
+                        f" (counted in a sample of {len(ctx.trace_refs)} of the run's "
+                        f"{ctx.trace_refs_read} kept trace ids)"
+                    )
         faulted = ", ".join(common["faulted"])
         detail = "; ".join(f"{d.endpoint}: {', '.join(d.reasons[:2])}" for d in collateral)
         decided = sorted({common["footprint"][e]["decided_by"] for e in names})
