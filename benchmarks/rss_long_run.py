@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -71,12 +72,33 @@ class Samples:
     load_avg: list[float] = field(default_factory=list)
 
     def settled(self, column: int) -> tuple[float, float, float, float] | None:
-        """(value at 2 min, min and max after it, last) of a column (1: parent, 2: worker)."""
-        after = [r for r in self.rows if r[0] >= SETTLED_S and r[column] > 0]
+        """(value at 2 min, min and max after it while the load ran, last while it ran) of
+        a column (1: orchestrator, 2: worker); the load runs while a worker lives."""
+        after = [r for r in self.rows if r[0] >= SETTLED_S and r[2] > 0 and r[column] > 0]
         if not after:
             return None
         values = [r[column] for r in after]
         return values[0], min(values), max(values), values[-1]
+
+    def after_load(self) -> float:
+        """The orchestrator's largest RSS once the workers were gone (evidence, analysis,
+        reports)."""
+        last_worker = max((r[0] for r in self.rows if r[2] > 0), default=0.0)
+        return max((r[1] for r in self.rows if r[0] > last_worker), default=0.0)
+
+    @classmethod
+    def read(cls, label: str, path: Path) -> Samples:
+        """Samples written by a run (the CSV, and its exit code and load averages)."""
+        with path.open(newline="") as handle:
+            rows = [tuple(float(v) for v in row) for row in list(csv.reader(handle))[1:]]
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return cls(
+            label,
+            [(r[0], r[1], r[2]) for r in rows],
+            meta.get("exit_code"),
+            list(meta.get("load_avg", [])),
+        )
 
 
 def run_once(
@@ -111,23 +133,38 @@ def run_once(
         writer = csv.writer(handle)
         writer.writerow(["seconds", "orchestrator_mb", "worker_mb"])
         writer.writerows(samples.rows)
+    meta = {"exit_code": samples.exit_code, "load_avg": samples.load_avg}
+    (out.parent / f"{out.name}-rss.json").write_text(json.dumps(meta))
     return samples
 
 
-def describe(samples: Samples) -> list[str]:
+def rate(run_dir: Path, rows: list[tuple[float, float, float]]) -> str:
+    """Requests per second the run sent (load.json over the seconds a worker lived)."""
+    try:
+        requests = json.loads((run_dir / "load.json").read_text())["requests"]
+    except (OSError, ValueError, KeyError):
+        return "-"
+    alive = [r[0] for r in rows if r[2] > 0]
+    seconds = (max(alive) - min(alive)) if len(alive) > 1 else 0.0
+    return f"{requests / seconds:.0f}" if seconds else "-"
+
+
+def describe(samples: Samples, run_dir: Path) -> list[str]:
     lines: list[str] = []
+    req_s = rate(run_dir, samples.rows)
     for column, who in ((1, "orchestrator"), (2, "load worker")):
         found = samples.settled(column)
         if found is None:
-            lines.append(f"| {samples.label} | {who} | - | - | - | - | - | - |")
+            lines.append(f"| {samples.label} | {req_s} | {who} | - | - | - | - | - | - | - |")
             continue
         at2, low, high, last = found
         first = next((r[column] for r in samples.rows if r[column] > 0), 0.0)
         spread = max(high / at2 - 1, 1 - low / at2)
         flat = "yes" if spread <= 0.10 else "**no**"
+        after = f"{samples.after_load():.0f}" if column == 1 else "-"
         lines.append(
-            f"| {samples.label} | {who} | {first:.0f} | {at2:.0f} | {low:.0f}-{high:.0f} | "
-            f"{last:.0f} | {spread:+.1%} | {flat} |"
+            f"| {samples.label} | {req_s} | {who} | {first:.0f} | {at2:.0f} | {low:.0f}-{high:.0f} | "
+            f"{last:.0f} | {spread:+.1%} | {flat} | {after} |"
         )
     return lines
 
@@ -140,12 +177,20 @@ def main() -> None:
     parser.add_argument("--old-minutes", type=int, help="the old code's run (default: --minutes)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rss-long-run"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the section from --work's CSVs"
+    )
     args = parser.parse_args()
     env = dict(os.environ)
     env.setdefault("RESILIENCE_STATE_DIR", str(args.work / "state"))
     env.setdefault("RESILIENCE_PORT_OFFSET", "3200")
     args.work.mkdir(parents=True, exist_ok=True)
     results: list[Samples] = []
+    if args.report_only:
+        labels = (["old"] if args.old is not None else []) + ["new"]
+        results = [Samples.read(label, args.work / f"{label}-rss.csv") for label in labels]
+        write_results(args, results)
+        return
     try:
         if args.old is not None:
             old_env = {**env, "PYTHONPATH": str(args.old)}
@@ -154,7 +199,11 @@ def main() -> None:
         results.append(run_once("new", args, env, args.work / "new", args.minutes))
     finally:
         stack(env, "down")
-    loads = [v for s in results for v in s.load_avg]
+    write_results(args, results)
+
+
+def write_results(args: argparse.Namespace, results: list[Samples]) -> None:
+    loads = [v for s in results for v in s.load_avg] or [float("nan")]
     lines = [
         f"`benchmarks/rss_long_run.py --minutes {args.minutes} --users {args.users}"
         f"{' --old OLD' if args.old else ''}"
@@ -169,11 +218,12 @@ def main() -> None:
         + ", ".join(f"{s.label} {s.exit_code}" for s in results)
         + ".",
         "",
-        "| code | process | first MB | at 2 min | after 2 min, min-max | end | spread | flat |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| code | req/s | process | first MB | at 2 min | after 2 min, min-max | load's end "
+        "| spread | flat | after the load, max |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for samples in results:
-        lines.extend(describe(samples))
+        lines.extend(describe(samples, args.work / samples.label))
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
