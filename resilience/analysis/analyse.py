@@ -37,7 +37,12 @@ from resilience.analysis.rig import (
     rig_verdict,
     without_outage,
 )
-from resilience.analysis.slo import SloResult, evaluate_slos
+from resilience.analysis.slo import (
+    SloResult,
+    evaluate_slos,
+    missing_load_from,
+    without_missing_load,
+)
 from resilience.errors import ExperimentError, LoadError, ObserveError
 from resilience.experiment.loader import load_experiment
 from resilience.experiment.model import Experiment
@@ -231,7 +236,11 @@ def judge(
     phased = PhasedLoad(load, phases, what.rule, warmup=what.start)
     answered = PhasedLoad(without_outage(load, rig), phases, what.rule, warmup=what.start)
     say("computing SLOs and recovery")
-    slo_results = evaluate_slos(phased, phases, experiment.slo.phases())
+    slo_results = without_missing_load(
+        evaluate_slos(phased, phases, experiment.slo.phases()),
+        phases,
+        missing_load_from(run.load.meta),
+    )
     budget = experiment.slo.recovery.within if experiment.slo.recovery else None
     recovery = measure_recovery(
         answered,

@@ -8,7 +8,7 @@ timeouts, connection errors). ``min_rps`` is requests sent per second of the pha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from resilience.analysis.data import WindowStats, window_stats
@@ -112,3 +112,29 @@ def evaluate_slos(
             stats = window_stats(view, endpoint, seconds)
             results.extend(_check(phase.name, endpoint, per_endpoint, stats))
     return results
+
+
+def missing_load_from(meta: Mapping[str, object]) -> int | None:
+    """The first send second without the load of a worker a distributed run lost (None:
+    no worker was lost): from it on, requests per second measure the rig, not the target."""
+    lost = meta.get("lost_workers")
+    if not isinstance(lost, list):
+        return None
+    seconds = [
+        int(w["last_second"]) + 1 for w in lost if isinstance(w, dict) and "last_second" in w
+    ]
+    return min(seconds, default=None)
+
+
+def without_missing_load(
+    results: Sequence[SloResult], phases: Sequence[Phase], since: int | None
+) -> list[SloResult]:
+    """``min_rps`` is not judged in a phase that reaches past ``since`` (a load worker was
+    lost: its missing requests are the rig's, not a failure of the target)."""
+    if since is None:
+        return list(results)
+    ends = {phase.name: phase.end for phase in phases}
+    return [
+        replace(r, passed=None) if r.metric == "min_rps" and ends.get(r.phase, 0.0) > since else r
+        for r in results
+    ]

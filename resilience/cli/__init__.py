@@ -21,6 +21,7 @@ from resilience.cli import proxies as _proxies
 from resilience.cli import report as _report
 from resilience.cli import run as _run
 from resilience.cli import stack as _stack
+from resilience.cli import worker as _worker
 from resilience.cli._common import configure_logging
 from resilience.cli._params import FLAG
 
@@ -50,6 +51,7 @@ _analyse.register(app)
 _stack.register(app)
 _proxies.register(app)
 _gameday.register(app)
+_worker.register(app)
 
 
 def main() -> None:

@@ -181,6 +181,11 @@ def _print_verdict(result: RunResult) -> None:
         from resilience.report.summary import rig_statements
 
         lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
+        lines.extend(
+            f"[yellow]⚠ {event.detail['text']}[/]"
+            for event in journal.events
+            if event.kind == "load_worker_lost" and event.detail.get("text")
+        )
         if journal.recovery.seconds is not None or journal.recovery.recovered is False:
             lines.append(f"recovery: {recovery_line(journal.recovery)}")
         for slo in journal.slo:
@@ -218,6 +223,8 @@ def _prepare(
     manage_stack: bool,
     parts: dict[str, str | None],
     allow_hosts: list[str],
+    expect_workers: int | None = None,
+    master_bind: str | None = None,
 ) -> _Request:
     from resilience.experiment.loader import load_experiment
     from resilience.runner.orchestrator import RunOptions
@@ -225,7 +232,7 @@ def _prepare(
     options = RunOptions(
         out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=manage_stack,
         prometheus=parts["prometheus"], traces=parts["traces"], toxiproxy=parts["toxiproxy"],
-        allow_hosts=tuple(allow_hosts),
+        allow_hosts=tuple(allow_hosts), expect_workers=expect_workers, master_bind=master_bind,
     )  # fmt: skip
     loaded = load_experiment(
         experiment, profile=profile, overrides=overrides, allow_hosts=options.allow_hosts
@@ -382,6 +389,26 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     ] = None,
     overrides: SetOpt = None,
     workers: WorkersOpt = None,
+    expect_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--expect-workers",
+            metavar="N",
+            min=1,
+            max=1024,
+            help="Distributed: wait for N `resilience worker --master HOST:PORT` processes and "
+            "run the load in them (this host is the master).",
+        ),
+    ] = None,
+    master_bind: Annotated[
+        str | None,
+        typer.Option(
+            "--master-bind",
+            metavar="HOST[:PORT]",
+            help="Distributed: where the master listens (default 127.0.0.1 and port 5557 "
+            "plus RESILIENCE_PORT_OFFSET); another interface only when you name it.",
+        ),
+    ] = None,
     junit: Annotated[
         Path | None, typer.Option("--junit", metavar="FILE", help="Also copy the JUnit XML here.")
     ] = None,
@@ -415,6 +442,7 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
             shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack,
             parts={"prometheus": prometheus, "traces": traces, "toxiproxy": toxiproxy},
             allow_hosts=list(allow_hosts or []),
+            expect_workers=expect_workers, master_bind=master_bind,
         )  # fmt: skip
 
     try:

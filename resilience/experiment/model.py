@@ -384,6 +384,16 @@ class ArrivalStage(_Model):
     rps: float = Field(ge=0, le=MAX_RPS)
 
 
+class DistributedLoad(_Model):
+    """Spread the load over ``workers`` remote worker processes (``resilience worker
+    --master HOST:PORT``, on this machine or others) joining this run's master; the run
+    waits ``wait`` for them. Where the master listens is the command line's business
+    (``--master-bind``; loopback by default), never the file's."""
+
+    workers: int = Field(ge=1, le=1024)
+    wait: Annotated[Duration, duration_between(1.0, HOUR)] = 120.0
+
+
 class WriteSpec(_Model):
     """This request writes a record; lets the data-loss check read every acknowledged one back."""
 
@@ -833,6 +843,7 @@ class Load(_Model):
     stages: list[Stage] | None = Field(default=None, min_length=1, max_length=1000)
     arrival_rate: list[ArrivalStage] | None = Field(default=None, min_length=1, max_length=1000)
     workers: int | None = Field(default=None, ge=1, le=1024)
+    distributed: DistributedLoad | None = None
     client_timeout: ClientTimeout = 10.0
     max_in_flight: int = Field(default=1000, ge=1, le=MAX_RPS)
     workload: Workload

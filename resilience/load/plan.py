@@ -96,6 +96,9 @@ class LoadPlan(_Frozen):
     wait_min: float = Field(default=0.0, ge=0)
     wait_max: float = Field(default=0.0, ge=0)
     locustfile: str | None = None
+    locustfile_text: str | None = None
+    """The locustfile's source, for a worker on another machine (a distributed run sends
+    it along; the worker writes it to a file of its own)."""
     user_classes: list[str] = Field(default_factory=list)
     client_timeout: float = Field(default=10.0, gt=0)
     max_in_flight: int = Field(default=1000, ge=1)

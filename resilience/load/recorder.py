@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from resilience import histogram as hist
+from resilience.load.plan import LoadPlan
 from resilience.load.samples import (
     EndpointSecond,
     LiveTick,
@@ -25,6 +27,7 @@ from resilience.load.samples import (
     WorkerExit,
     empty_counts,
 )
+from resilience.load.schedule import intended_times
 from resilience.redact import Redactor
 from resilience.rundir.load import LoadFiles, Segment
 from resilience.rundir.records import TraceRef, WriteAck
@@ -33,6 +36,52 @@ from resilience.vocabulary import ERROR_OUTCOMES, OUTCOMES
 logger = logging.getLogger(__name__)
 
 LIVE_KEEP_S = 120
+
+
+@dataclass(frozen=True)
+class LostWorker:
+    """A worker of a distributed run that stopped answering (or ended early unasked): the
+    seconds after ``last_second`` hold none of its load. ``missing_requests`` is what its
+    share of the plan would have sent from then to the end: exact in the open model (its
+    schedule), in the closed model estimated from its own rate before (``estimated``)."""
+
+    worker: int
+    at: float | None
+    last_second: int
+    missing_requests: int | None
+    estimated: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "at": self.at,
+            "last_second": self.last_second,
+            "missing_requests": self.missing_requests,
+            "estimated": self.estimated,
+            "message": self.message,
+        }
+
+    def text(self) -> str:
+        when = f" at {self.at:.1f} s" if self.at is not None else ""
+        missing = ""
+        if self.missing_requests is not None:
+            about = "about " if self.estimated else ""
+            missing = f"; {about}{self.missing_requests} requests of its share were not sent"
+        return f"load worker {self.worker} was lost{when} ({self.message}){missing}"
+
+
+def missing_requests(plan: LoadPlan, worker: int, after_second: int, sent: int) -> tuple[int, bool]:
+    """What ``worker``'s share of ``plan`` would have sent after ``after_second`` (its last
+    second recorded): its schedule's count in the open model; in the closed model its own
+    rate so far (``sent`` requests over its recorded seconds) times the seconds left."""
+    start = float(after_second + 1)
+    if plan.model == "open":
+        count = sum(1 for _ in intended_times(plan.arrival, worker, plan.workers, start_at=start))
+        return count, False
+    left = max(0.0, plan.duration - start)
+    rate = sent / (after_second + 1) if after_second >= 0 else 0.0
+    return round(rate * left), True
 
 
 @dataclass(frozen=True)
@@ -132,8 +181,10 @@ class LoadRecorder:
         workers: int,
         endpoints: Sequence[str] = (),
         redactor: Redactor | None = None,
+        plan: LoadPlan | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.plan = plan
         self.t0 = t0
         self.workers = workers
         self._endpoints: list[str] = list(endpoints)
@@ -153,6 +204,9 @@ class LoadRecorder:
         """Users whose on_start steps failed (summed over the workers)."""
         self.setup_errors: list[str] = []
         self.exits: dict[int, WorkerExit] = {}
+        self.lost: list[LostWorker] = []
+        """Workers of a distributed run lost mid-run (``WorkerExit`` reason ``lost``)."""
+        self._sent: dict[int, int] = dict.fromkeys(range(workers), 0)
         self._closed = False
         self._listeners: list[Callable[[LoadEvent], None]] = []
         self._files = LoadFiles(self.run_dir, t0=t0, redactor=redactor)
@@ -187,6 +241,8 @@ class LoadRecorder:
                 self._files.write_ack(event)
                 self.writes += 1
             elif isinstance(event, WorkerExit):
+                if event.reason == "lost" and event.worker not in self.exits:
+                    self._on_lost(event)
                 self.exits[event.worker] = event
                 self.dropped_traces += event.dropped_traces
                 self.abandoned += event.abandoned
@@ -206,8 +262,23 @@ class LoadRecorder:
             )
             return
         self._pending.setdefault(sample.second, _Second()).add(sample.endpoints, segments=True)
+        self._sent[sample.worker] = self._sent.get(sample.worker, 0) + sum(
+            e.n for e in sample.endpoints.values()
+        )
         self._reported[sample.worker] = max(self._reported.get(sample.worker, -1), sample.second)
         self._write_complete()
+
+    def _on_lost(self, event: WorkerExit) -> None:
+        last = self._reported.get(event.worker, -1)
+        missing: int | None = None
+        estimated = False
+        if self.plan is not None and 0 <= event.worker < self.plan.workers:
+            missing, estimated = missing_requests(
+                self.plan, event.worker, last, self._sent.get(event.worker, 0)
+            )
+        lost = LostWorker(event.worker, event.at, last, missing, estimated, event.message)
+        self.lost.append(lost)
+        logger.warning("%s", lost.text())
 
     def _write_complete(self) -> None:
         active = [w for w in self._reported if w not in self._ended]
@@ -298,6 +369,8 @@ class LoadRecorder:
             "abandoned": self.abandoned,
             "setup_failed": self.setup_failed,
             "setup_errors": self.setup_errors,
+            "lost_workers": [lost.to_dict() for lost in self.lost],
+            "missing_requests": sum(lost.missing_requests or 0 for lost in self.lost),
             "outcomes": list(OUTCOMES),
             "closed": self._closed,
         }

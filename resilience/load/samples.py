@@ -111,6 +111,9 @@ class WorkerExit:
     setup_failed: int = 0
     """Users whose ``on_start`` steps failed (they stopped; see ``setup_errors``)."""
     setup_errors: tuple[str, ...] = ()
+    at: float | None = None
+    """``lost`` (a remote worker of a distributed run): when it was last heard from, in
+    experiment seconds; its load from then on is missing, not the target's failure."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,46 @@ class CommandAck:
     detail: str = ""
 
 
-LoadEvent = SecondSample | LiveTick | TraceRef | WriteAck | WorkerReady | WorkerExit | CommandAck
+@dataclass(frozen=True)
+class MasterReady:
+    """The master of a distributed run listens on ``address`` (``host:port``)."""
+
+    address: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class RemoteWorker:
+    """A worker of a distributed run, as the master saw it.
+
+    ``state``: ``joined`` (connected, its clock measured; ``joined`` counts them so far),
+    ``assigned`` (it has index ``worker`` and its plan) or ``refused`` (the run had its
+    workers). ``client`` is Locust's id for it, ``host`` and ``pid`` what it said of itself,
+    ``offset`` its wall clock minus the master's (seconds) from the best of a few round
+    trips of ``rtt`` seconds: its plan's t0 is shifted by it, so every worker's experiment
+    clock is the master's."""
+
+    worker: int
+    client: str
+    host: str
+    pid: int
+    state: str
+    offset: float
+    rtt: float
+    joined: int = 0
+
+
+LoadEvent = (
+    SecondSample
+    | LiveTick
+    | TraceRef
+    | WriteAck
+    | WorkerReady
+    | WorkerExit
+    | CommandAck
+    | MasterReady
+    | RemoteWorker
+)
 
 _TYPES: dict[type[Any], str] = {
     SecondSample: "second",
@@ -138,6 +180,8 @@ _TYPES: dict[type[Any], str] = {
     WorkerReady: "ready",
     WorkerExit: "exit",
     CommandAck: "ack",
+    MasterReady: "master",
+    RemoteWorker: "remote",
 }
 
 
@@ -195,6 +239,10 @@ def decode_event(line: str | bytes) -> LoadEvent:  # noqa: PLR0911 (a dispatch o
             return WorkerExit(**body)
         if kind == "ack":
             return CommandAck(**body)
+        if kind == "master":
+            return MasterReady(**body)
+        if kind == "remote":
+            return RemoteWorker(**body)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise LoadError(f"malformed line from a load worker: {exc}: {line[:200]!r}") from exc
     raise LoadError(f"unknown event type {kind!r} from a load worker")

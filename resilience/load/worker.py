@@ -26,9 +26,9 @@ import random
 import signal
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from resilience.errors import LoadError
 from resilience.load.commands import (
@@ -60,25 +60,23 @@ _DRAIN_GRACE_S = 2.0
 _MAX_COMMAND_BYTES = 64 * 1024
 
 
-class _Output:
-    """Events as JSON lines on stdout, written in one system call per batch."""
+class Link(Protocol):
+    """How a worker talks to whoever runs it: events out, commands in, and whether that
+    someone is still there. ``PipeLink`` for a local worker (stdout, stdin, the parent
+    process); ``resilience.load.remote.LocustLink`` for a remote one (Locust's messages)."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._lines: list[str] = []
+    def emit(self, event: LoadEvent) -> None: ...
 
-    def emit(self, event: LoadEvent) -> None:
-        self._lines.append(encode_event(event))
+    def flush(self) -> None: ...
 
-    def flush(self) -> None:
-        if not self._lines:
-            return
-        data = ("\n".join(self._lines) + "\n").encode()
-        self._lines = []
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+    def listen(self, on_line: Callable[[bytes], None], on_closed: Callable[[str], None]) -> None:
+        """Deliver every command line to ``on_line``; ``on_closed(reason)`` when the channel
+        closes (the worker then stops)."""
+        ...
+
+    def gone(self) -> str | None:
+        """A stop reason when the one running this worker is gone (else None)."""
+        ...
 
 
 def _stdin_is_pipe() -> bool:
@@ -88,21 +86,82 @@ def _stdin_is_pipe() -> bool:
         return False
 
 
+class PipeLink:
+    """A local worker's link: events as JSON lines on stdout (one system call per batch),
+    commands as lines on stdin, the parent watched through ``os.getppid()``."""
+
+    def __init__(self, fd: int, stdin_pending: bytes = b"") -> None:
+        self._fd = fd
+        self._lines: list[str] = []
+        self._pending = stdin_pending
+        self._ppid = os.getppid()
+
+    def emit(self, event: LoadEvent) -> None:
+        self._lines.append(encode_event(event))
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        self.write("\n".join(self._lines))
+        self._lines = []
+
+    def write(self, text: str) -> None:
+        """Lines already encoded (no trailing newline), in one go."""
+        view = memoryview((text + "\n").encode())
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def listen(self, on_line: Callable[[bytes], None], on_closed: Callable[[str], None]) -> None:
+        if _stdin_is_pipe():
+            import gevent
+
+            gevent.spawn(self._watch_stdin, on_line, on_closed)
+
+    def gone(self) -> str | None:
+        return "parent_gone" if os.getppid() != self._ppid else None
+
+    def _watch_stdin(
+        self, on_line: Callable[[bytes], None], on_closed: Callable[[str], None]
+    ) -> None:
+        """Read commands line by line until stdin closes (then stop: the parent is gone)."""
+        import gevent.os
+
+        gevent.os.make_nonblocking(0)
+        buffer, self._pending = self._pending, b""
+        while True:
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    on_line(line)
+            if len(buffer) > _MAX_COMMAND_BYTES:
+                logger.error("dropping %d bytes on stdin without a line break", len(buffer))
+                buffer = b""
+            try:
+                data = gevent.os.nb_read(0, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                on_closed("stdin_closed")
+                return
+            buffer += data
+
+
 class Worker:
     """One worker's life: start at t0, tick every second, stop for one of five reasons."""
 
-    def __init__(self, plan: LoadPlan, output: _Output, stdin_pending: bytes = b"") -> None:
+    def __init__(self, plan: LoadPlan, link: Link) -> None:
         from resilience.load.collector import Collector
         from resilience.load.runtime import Clock
 
         self.plan = plan
-        self.output = output
+        self.output = link
         self.clock = Clock(plan.t0)
         seed = None if plan.seed is None else plan.seed * 1000 + plan.worker
         self.rng = random.Random(seed)
         self.collector = Collector(
             worker=plan.worker,
-            emit=output.emit,
+            emit=link.emit,
             slow_threshold=plan.slow_threshold,
             trace_sample=plan.trace_sample,
             trace_cap=plan.trace_cap,
@@ -110,12 +169,10 @@ class Worker:
             track_phases=plan.phase_marks,
         )
         self.reason = ""
-        self._stdin_pending = stdin_pending
         self.shape: StageShape | None = None
         self.scheduler: OpenScheduler | None = None
         self.workload: Workload | None = None
         self._held: list[Command] = []
-        self._ppid = os.getppid()
         import gevent.event
 
         self._wake = gevent.event.Event()
@@ -130,8 +187,7 @@ class Worker:
         import gevent
 
         gevent.signal_handler(signal.SIGTERM, self.stop, "sigterm")
-        if _stdin_is_pipe():
-            gevent.spawn(self._watch_stdin)
+        self.output.listen(self._on_command_line, self.stop)
 
         plan = self.plan
         wait = -self.clock.now()
@@ -249,31 +305,9 @@ class Worker:
         return self.clock.now()
 
     def _check_parent(self) -> None:
-        if os.getppid() != self._ppid:
-            self.stop("parent_gone")
-
-    def _watch_stdin(self) -> None:
-        """Read commands line by line until stdin closes (then stop: the parent is gone)."""
-        import gevent.os
-
-        gevent.os.make_nonblocking(0)
-        buffer, self._stdin_pending = self._stdin_pending, b""
-        while not self.reason:
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip():
-                    self._on_command_line(line)
-            if len(buffer) > _MAX_COMMAND_BYTES:
-                logger.error("dropping %d bytes on stdin without a line break", len(buffer))
-                buffer = b""
-            try:
-                data = gevent.os.nb_read(0, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self.stop("stdin_closed")
-                return
-            buffer += data
+        reason = self.output.gone()
+        if reason:
+            self.stop(reason)
 
     # -- commands ---------------------------------------------------------------------
 
@@ -407,12 +441,20 @@ def die_with_parent(environ: dict[str, str] | os._Environ[str] = os.environ) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m resilience.load.worker")
     parser.add_argument("--plan", help="read the plan from this file instead of stdin")
+    parser.add_argument(
+        "--master",
+        metavar="HOST:PORT",
+        help="join a distributed run's master instead of reading a plan (resilience worker)",
+    )
+    parser.add_argument("--connect-timeout", type=float, default=300.0)
+    parser.add_argument("--record", help="also append every event sent to this file")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.master is None:
+        die_with_parent()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
@@ -427,7 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Locust patches the process on import; from here on everything is gevent.
     import locust  # noqa: F401
 
-    output = _Output(sys.stdout.fileno())
+    if args.master is not None:
+        return _main_remote(args.master, args.connect_timeout, args.record)
+    output = PipeLink(sys.stdout.fileno())
     worker_index = -1
     try:
         output.emit(WorkerReady(worker=-1, pid=os.getpid()))
@@ -435,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan, pending = _read_plan(args.plan)
         redacting.redactor = Redactor(plan.secrets)
         worker_index = plan.worker
-        return Worker(plan, output, pending).run()
+        return Worker(plan, PipeLink(sys.stdout.fileno(), pending)).run()
     except LoadError as exc:
         logger.error("%s", exc)
         _report_error(output, worker_index, str(exc))
@@ -446,7 +490,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _report_error(output: _Output, worker: int, message: str) -> None:
+def _main_remote(address: str, connect_timeout: float, record: str | None) -> int:
+    """A worker of a distributed run on another machine (``resilience worker``): SIGINT and
+    SIGTERM stop its load (what it recorded still reaches the run), the master's address
+    comes from the command line, the rest from the master."""
+    import gevent
+
+    from resilience.load.distributed import parse_address
+    from resilience.load.remote import LocustLink, run_remote
+
+    host, port = parse_address(address, default_port=5557, option="--master")
+    current: list[Worker] = []
+
+    def on_signal(name: str) -> None:
+        if current:
+            current[0].stop(name)
+        else:
+            raise SystemExit(130)
+
+    gevent.signal_handler(signal.SIGINT, on_signal, "sigint")
+    gevent.signal_handler(signal.SIGTERM, on_signal, "sigterm")
+
+    def run_worker(plan: LoadPlan, link: LocustLink) -> int:
+        worker = Worker(plan, link)
+        current.append(worker)
+        try:
+            return worker.run()
+        except LoadError as exc:
+            logger.error("%s", exc)
+            _report_error(link, plan.worker, str(exc))
+            return 2
+        except Exception as exc:
+            logger.exception("load worker failed")
+            _report_error(link, plan.worker, f"{type(exc).__name__}: {exc}")
+            return 1
+
+    return run_remote(
+        host,
+        port,
+        connect_timeout=connect_timeout,
+        record=Path(record) if record else None,
+        run_worker=run_worker,
+    )
+
+
+def _report_error(output: Link, worker: int, message: str) -> None:
     try:
         output.emit(WorkerExit(worker=worker, reason="error", message=message[:2000]))
         output.flush()

@@ -370,4 +370,7 @@ def evidence_notes(run_dir: Path, journal: JournalData) -> list[str]:
             users = event.detail.get("users", "?")
             errors = "; ".join(str(e) for e in event.detail.get("errors", []))
             notes.append(f"Setup failed for {users} user(s), who then stopped: {errors}.")
+        elif event.kind == "load_worker_lost" and event.detail.get("text"):
+            text = str(event.detail["text"])
+            notes.append(f"{text[:1].upper()}{text[1:]}.")
     return notes

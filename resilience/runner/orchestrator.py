@@ -50,9 +50,11 @@ from resilience.experiment.model import (
 )
 from resilience.faults.catalogue import specs_from_model
 from resilience.faults.timeline import FaultEvent, FaultTimeline
+from resilience.load.distributed import DEFAULT_BIND, DEFAULT_WAIT_S, Distributed, parse_address
 from resilience.load.engine import LoadEngine
 from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
+from resilience.load.samples import LoadEvent, RemoteWorker, WorkerExit
 from resilience.observe.guards import GuardMonitor, PromqlGuard, guard_of
 from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.redact import RedactingFilter, Redactor, private_files, tighten_tree
@@ -113,6 +115,12 @@ class RunOptions:
     allow_hosts: tuple[str, ...] = ()
     """Hosts off loopback that traffic may go to, besides the file's ``safety.allow_hosts``
     (``--allow-host``). Whether a URL's host is allowed is decided when the run starts."""
+    expect_workers: int | None = None
+    """A distributed run: this many ``resilience worker`` processes join its master (wins
+    over the experiment's ``load.distributed.workers``)."""
+    master_bind: str | None = None
+    """Where the master listens, ``HOST[:PORT]`` (default 127.0.0.1 and the stack's
+    ``load_master`` port); another interface only when the user names it."""
 
     def __post_init__(self) -> None:
         if self.shop_mode is not None and self.shop_mode not in SHOP_MODES:
@@ -135,6 +143,23 @@ class RunOptions:
                 "invalid --workers (RunOptions.workers)",
                 expected="1 to 1024",
                 got=str(self.workers),
+            )
+        if self.expect_workers is not None and not 1 <= self.expect_workers <= 1024:
+            raise ExperimentError(
+                "invalid --expect-workers (RunOptions.expect_workers)",
+                expected="1 to 1024",
+                got=str(self.expect_workers),
+            )
+        if self.master_bind is not None:
+            parse_address(
+                self.master_bind, default_port=1, option="--master-bind (RunOptions.master_bind)"
+            )
+        if self.workers is not None and self.expect_workers is not None:
+            raise ExperimentError(
+                "--workers and --expect-workers do not go together: a distributed run's "
+                "load runs in the workers that join it",
+                expected="one of them",
+                got=f"--workers {self.workers} --expect-workers {self.expect_workers}",
             )
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise ExperimentError(
@@ -367,10 +392,21 @@ class _Run:
         plan = plan_from_experiment(
             self.experiment, self.prepared.url, workers=self.options.workers
         )
+        distributed = self._distributed()
         self.engine = LoadEngine(
-            plan, workers=self.options.workers, log_dir=RunDir(self.run_dir).logs
+            plan,
+            workers=self.options.workers,
+            log_dir=RunDir(self.run_dir).logs,
+            distributed=distributed,
+            progress=self.observer.message,
         )
-        self.observer.message(f"starting {self.engine.workers} load worker(s)")
+        if distributed is None:
+            self.observer.message(f"starting {self.engine.workers} load worker(s)")
+        else:
+            self.observer.message(
+                f"distributed load: a master on {distributed.address} for "
+                f"{distributed.workers} worker(s)"
+            )
         self.engine.prepare()
         t0 = time.time() + START_LEAD
         self.clock = MonotonicClock(origin_epoch=t0)
@@ -384,6 +420,11 @@ class _Run:
             dependencies=dependencies(self.experiment, self.prepared.builtin, self.config),
             duration=self.load_end,
             workers=self.engine.workers,
+            distributed=(
+                {"address": self.engine.address, "workers": self.engine.workers}
+                if distributed is not None
+                else None
+            ),
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
             parts=self.parts.to_journal() if self.parts is not None else {},
         )
@@ -407,7 +448,10 @@ class _Run:
             workers=self.engine.workers,
             endpoints=plan.endpoints(),
             redactor=self.redactor,
+            plan=self.engine.plan,
         )
+        if distributed is not None:
+            self.recorder.add_listener(self._on_remote_event)
         self.guards = self._guard_monitor()
         self.export = start_for_run(
             self.config.ports.load_metrics,
@@ -424,6 +468,59 @@ class _Run:
         if self.guards is not None:
             self.guards.start()
         self.observer.started(self.run_dir, self.experiment, self.load_end)
+
+    def _distributed(self) -> Distributed | None:
+        """The distributed setting of this run (None: local workers)."""
+        spec = self.experiment.load.distributed
+        count = self.options.expect_workers or (spec.workers if spec is not None else None)
+        if count is None:
+            return None
+        host, port = parse_address(
+            self.options.master_bind or DEFAULT_BIND,
+            default_port=self.config.ports.load_master,
+            option="--master-bind",
+        )
+        distributed = Distributed(
+            workers=count,
+            bind=host,
+            port=port,
+            wait=spec.wait if spec is not None else DEFAULT_WAIT_S,
+        )
+        if not distributed.loopback:
+            self.observer.message(
+                f"the master listens on {distributed.address}: Locust's ZeroMQ channel has "
+                "no authentication and no encryption, and the plan (headers, secrets) "
+                "travels on it; keep it on a private network or a tunnel (docs/security.md)"
+            )
+        return distributed
+
+    def _on_remote_event(self, event: LoadEvent) -> None:
+        """A distributed run's workers in the journal: who ran which share, who was lost."""
+        if self.journal is None:
+            return
+        if isinstance(event, RemoteWorker) and event.state == "assigned":
+            self.journal.event(
+                "load_worker_assigned",
+                self._now(),
+                worker=event.worker,
+                host=event.host,
+                pid=event.pid,
+                clock_offset=event.offset,
+                round_trip=event.rtt,
+            )
+        elif isinstance(event, WorkerExit) and event.reason == "lost" and self.recorder:
+            lost = next((w for w in self.recorder.lost if w.worker == event.worker), None)
+            if lost is None:
+                return
+            self.journal.event(
+                "load_worker_lost",
+                event.at if event.at is not None else self._now(),
+                text=f"{lost.text()}: missing load, not the target's failure",
+                **lost.to_dict(),
+            )
+            self.observer.rig_event(
+                f"{lost.text()}: missing load, not the target's failure", severe=True
+            )
 
     def live(self) -> None:
         assert self.clock and self.engine and self.recorder and self.timeline

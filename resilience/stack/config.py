@@ -51,6 +51,8 @@ class Ports(BaseModel):
     # Bound by a run or a game day, not by the stack: its live load metrics, which the
     # stack's Prometheus scrapes (docs/observe.md).
     load_metrics: int = 9464
+    # A distributed run's master, where `resilience worker --master` joins (Locust's 5557).
+    load_master: int = 5557
 
     @field_validator("*")
     @classmethod
@@ -80,7 +82,7 @@ class Ports(BaseModel):
             raise ExperimentError(f"invalid port configuration: {exc}") from exc
 
 
-RUN_PORTS = frozenset({"load_metrics"})
+RUN_PORTS = frozenset({"load_metrics", "load_master"})
 """``Ports`` fields a run binds (no stack component owns them)."""
 
 

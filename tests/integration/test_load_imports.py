@@ -12,6 +12,7 @@ pytestmark = pytest.mark.integration
 PARENT_SIDE = [
     "resilience.load",
     "resilience.load.engine",
+    "resilience.load.distributed",
     "resilience.load.samples",
     "resilience.load.recorder",
     "resilience.load.plan",

@@ -18,7 +18,8 @@ def _toolkit_errors() -> set[type[BaseException]]:
     for module in pkgutil.walk_packages(resilience.__path__, "resilience."):
         name = module.name
         if name.startswith(("resilience.shop", "resilience.testing", "resilience.load.worker",
-                            "resilience.load.runtime", "resilience.cli")):  # fmt: skip
+                            "resilience.load.runtime", "resilience.load.master",
+                            "resilience.load.remote", "resilience.cli")):  # fmt: skip
             continue
         loaded = importlib.import_module(name)
         for _, cls in inspect.getmembers(loaded, inspect.isclass):
