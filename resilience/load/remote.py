@@ -178,7 +178,7 @@ def run_remote(
     """
     # Locust retries a connection every CONNECT_TIMEOUT (5) s, CONNECT_RETRY_COUNT times.
     locust.runners.CONNECT_RETRY_COUNT = max(
-        1, math.ceil(connect_timeout / locust.runners.CONNECT_TIMEOUT)
+        0, math.ceil(connect_timeout / locust.runners.CONNECT_TIMEOUT) - 1
     )
     env = Environment(user_classes=[])
     logger.info("connecting to the master at %s:%d", host, port)

@@ -126,7 +126,7 @@ def test_master_and_two_workers_give_the_local_verdict(
         -3000:
     ]
     assert found(journal) >= HANG_FRAGILE, found(journal)
-    assigned = [e for e in journal["events"] if e["kind"] == "load_worker_assigned"]
+    assigned = [e["detail"] for e in journal["events"] if e["kind"] == "load_worker_assigned"]
     assert sorted(e["worker"] for e in assigned) == [0, 1]
     assert journal["distributed"]["address"] == f"127.0.0.1:{run.port}"
     assert "load_worker_lost" not in {e["kind"] for e in journal["events"]}
@@ -144,8 +144,9 @@ def test_a_worker_killed_mid_run_is_reported_as_missing_load(
     journal = read_journal(run.out)
     assert journal is not None, result.stderr
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [lost] = [e for e in journal["events"] if e["kind"] == "load_worker_lost"]
-    assert 4.0 < lost["t"] < 7.0, lost
+    [event] = [e for e in journal["events"] if e["kind"] == "load_worker_lost"]
+    assert 4.0 < event["t"] < 7.0, event
+    lost = event["detail"]
     assert lost["missing_requests"] > 0 and lost["estimated"] is True  # closed model
     meta = json.loads((run.out / "load.json").read_text())
     assert meta["missing_requests"] == lost["missing_requests"]
