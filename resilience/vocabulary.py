@@ -50,6 +50,13 @@ ERROR_OUTCOMES: Final[tuple[str, ...]] = OUTCOMES[1:]
 BUILTIN_PROXIES: Final[tuple[str, ...]] = ("postgres", "orders", "catalog")
 """The Toxiproxy proxies of the built-in stack, in creation order (see stack/topology.py)."""
 
+BUILTIN_SERVICES: Final[dict[str, str]] = {
+    "postgres": "postgresql",
+    "orders": "shop-orders",
+    "catalog": "shop-catalog",
+}
+"""The service names the built-in shop's spans give each proxied dependency."""
+
 STACK_SCRAPE_JOBS: Final[tuple[str, ...]] = (
     "toxiproxy",
     "jaeger",

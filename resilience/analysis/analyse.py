@@ -63,12 +63,15 @@ from resilience.rundir.records import WriteSummary
 from resilience.rundir.rig import RigSample, read_rig
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
-from resilience.vocabulary import FaultWindow, Phase, iso_utc, phases_from_faults
+from resilience.vocabulary import (
+    BUILTIN_SERVICES,
+    FaultWindow,
+    Phase,
+    iso_utc,
+    phases_from_faults,
+)
 
 logger = logging.getLogger(__name__)
-
-BUILTIN_SERVICES = {"postgres": "postgresql", "orders": "shop-orders", "catalog": "shop-catalog"}
-"""The service names the built-in shop's spans give each proxied dependency."""
 
 
 @dataclass(frozen=True)

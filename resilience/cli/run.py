@@ -38,6 +38,7 @@ from resilience.cli._params import (
     WorkersOpt,
 )
 from resilience.errors import EXIT_INTERRUPTED, EXIT_PASSED, Interrupted
+from resilience.load.pool import PRESTARTED, prestart
 from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.runner.signals import InterruptGate
 
@@ -435,8 +436,19 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     # First thing: a SIGINT/SIGTERM from here on ends in a journal (exit 130), never in
     # the default handler's exit without a run directory (runner/signals.py).
     gate = InterruptGate() if dry_run else InterruptGate().install()
+    early = not dry_run and expect_workers is None
+    if early:
+        # A local run needs at least one load worker: it imports Locust (about half a
+        # second) while this process loads the experiment and readies the stack.
+        prestart(workers or 1)
 
     def prepare() -> _Request:
+        request = _load_request()
+        if early:
+            _top_up_workers(request)
+        return request
+
+    def _load_request() -> _Request:
         return _prepare(
             experiment, profile=profile, overrides=list(overrides or []), out=out,
             shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack,
@@ -454,7 +466,18 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
             code = run_command(lambda: _execute(prepare(), junit, gate)[0].exit_code)
     finally:
         gate.restore()
+        PRESTARTED.close()
     raise typer.Exit(code)
+
+
+def _top_up_workers(request: _Request) -> None:
+    """Start the rest of the run's local workers early too (none for a distributed run)."""
+    from resilience.load.plan import planned_workers
+
+    if request.options.expect_workers or request.experiment.load.distributed is not None:
+        PRESTARTED.close()
+        return
+    prestart(planned_workers(request.experiment, request.options.workers))
 
 
 def register(app: typer.Typer) -> None:

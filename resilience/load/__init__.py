@@ -7,24 +7,57 @@ they run in the worker processes the engine starts.
 
 from __future__ import annotations
 
-from resilience.load.engine import LoadEngine
-from resilience.load.plan import (
-    ArrivalStage,
-    LoadPlan,
-    RequestPlan,
-    Stage,
-    WritePlan,
-    plan_from_experiment,
-)
-from resilience.load.recorder import LiveStats, LoadRecorder
-from resilience.load.samples import (
-    EndpointSecond,
-    LiveTick,
-    LoadEvent,
-    SecondSample,
-    WorkerExit,
-    WorkerReady,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resilience.load.engine import LoadEngine
+    from resilience.load.plan import (
+        ArrivalStage,
+        LoadPlan,
+        RequestPlan,
+        Stage,
+        WritePlan,
+        plan_from_experiment,
+    )
+    from resilience.load.recorder import LiveStats, LoadRecorder
+    from resilience.load.samples import (
+        EndpointSecond,
+        LiveTick,
+        LoadEvent,
+        SecondSample,
+        WorkerExit,
+        WorkerReady,
+    )
+
+# Loaded on first use: a worker process imports its own modules of this package and must
+# not pay for the parent's (engine, recorder) before it is ready.
+_LAZY = {
+    "LoadEngine": "resilience.load.engine",
+    "ArrivalStage": "resilience.load.plan",
+    "LoadPlan": "resilience.load.plan",
+    "RequestPlan": "resilience.load.plan",
+    "Stage": "resilience.load.plan",
+    "WritePlan": "resilience.load.plan",
+    "plan_from_experiment": "resilience.load.plan",
+    "LiveStats": "resilience.load.recorder",
+    "LoadRecorder": "resilience.load.recorder",
+    "EndpointSecond": "resilience.load.samples",
+    "LiveTick": "resilience.load.samples",
+    "LoadEvent": "resilience.load.samples",
+    "SecondSample": "resilience.load.samples",
+    "WorkerExit": "resilience.load.samples",
+    "WorkerReady": "resilience.load.samples",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'resilience.load' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ArrivalStage",

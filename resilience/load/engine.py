@@ -48,11 +48,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-import resilience
 from resilience.errors import LoadError
 from resilience.load.commands import Command, PhaseMarks, command_type, encode_command
 from resilience.load.distributed import Distributed
 from resilience.load.plan import LoadPlan
+from resilience.load.pool import PRESTARTED, LogSink, child_env
 from resilience.load.samples import (
     LoadEvent,
     MasterReady,
@@ -62,10 +62,6 @@ from resilience.load.samples import (
     decode_event,
 )
 from resilience.rundir.layout import make_dirs, private_opener
-
-PARENT_ENV = "RESILIENCE_LOAD_PARENT"
-"""The worker's ``die_with_parent`` reads it (kept in step with ``load/worker.py``; this
-module must not import the worker, which imports gevent)."""
 
 logger = logging.getLogger(__name__)
 
@@ -158,21 +154,18 @@ class LoadEngine:
             return
         self._prepared = True
         make_dirs(self.log_dir)
-        env = dict(os.environ if self._env is None else self._env)
-        package_root = str(Path(resilience.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        env.pop(PARENT_ENV, None)
-        if threading.current_thread() is threading.main_thread():
-            # The parent-death signal follows the thread that forks: only the main thread
-            # lives as long as the process, so only then may the workers die with it.
-            env[PARENT_ENV] = str(os.getpid())
+        env = child_env(self._env)
         try:
             if self.distributed is not None:
+                PRESTARTED.close()  # the load runs elsewhere
                 self._spawn(MASTER, env, self._master_argv(self.distributed))
                 self._wait_ready()
                 self._wait_joined(self.distributed)
             else:
-                for index in range(self.workers):
+                adopted = PRESTARTED.take(self.workers) if self._adopts() else []
+                for index, (process, sink) in enumerate(adopted):
+                    self._add(_Child(index, process, self._log_path(index)), sink)
+                for index in range(len(adopted), self.workers):
                     self._spawn(index, env, ["-m", "resilience.load.worker"])
                 self._wait_ready()
         except BaseException:
@@ -186,9 +179,17 @@ class LoadEngine:
             "--port", str(distributed.port), "--workers", str(distributed.workers),
         ]  # fmt: skip
 
-    def _spawn(self, index: int, env: dict[str, str], argv: list[str]) -> None:
+    def _adopts(self) -> bool:
+        """Whether workers started early (``prestart``) can be this engine's: they run this
+        interpreter with this process's environment."""
+        return self._python == sys.executable and self._env is None
+
+    def _log_path(self, index: int) -> Path:
         name = "load-master.log" if index == MASTER else f"load-worker-{index}.log"
-        log_path = self.log_dir / name
+        return self.log_dir / name
+
+    def _spawn(self, index: int, env: dict[str, str], argv: list[str]) -> None:
+        log_path = self._log_path(index)
         # Private like every file of the run directory (0600 by default), whatever the umask.
         with open(log_path, "ab", opener=private_opener) as log:
             try:
@@ -204,13 +205,21 @@ class LoadEngine:
             except OSError as exc:
                 what = "the load master" if index == MASTER else f"load worker {index}"
                 raise LoadError(f"cannot start {what}: {exc}") from exc
-        child = _Child(index, process, log_path)
+        self._add(_Child(index, process, log_path))
+        logger.debug(
+            "load %s started, pid %d", "master" if index == MASTER else "worker", process.pid
+        )
+
+    def _add(self, child: _Child, sink: LogSink | None = None) -> None:
+        """Read the child's events from now on (a started-early one: its log goes to the
+        run's file from now on, what it logged before first)."""
+        if sink is not None:
+            sink.attach(child.log_path, opener=private_opener)
         child.thread = threading.Thread(
             target=self._read, args=(child,), name=f"{child.name}-reader", daemon=True
         )
         self._children.append(child)
         child.thread.start()
-        logger.debug("%s started, pid %d", child.name, process.pid)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self._ready_timeout

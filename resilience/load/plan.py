@@ -172,6 +172,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def planned_workers(experiment: Experiment, workers: int | None = None) -> int:
+    """How many local workers a run of ``experiment`` starts: ``workers`` (the CLI's), the
+    experiment's ``load.workers``, or one per core."""
+    return workers or experiment.load.workers or default_workers()
+
+
 def plan_from_experiment(
     experiment: Experiment,
     target_url: str,
@@ -189,7 +195,7 @@ def plan_from_experiment(
     directory of the experiment file).
     """
     load = experiment.load
-    count = workers or load.workers or default_workers()
+    count = planned_workers(experiment, workers)
     stages: list[Stage] = []
     arrival: list[ArrivalStage] = []
     if load.arrival_rate is not None:

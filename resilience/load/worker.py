@@ -466,8 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     redacting = RedactingFilter(Redactor())
     for handler in logging.getLogger().handlers:
         handler.addFilter(redacting)
-    # Locust patches the process on import; from here on everything is gevent.
+    # Locust patches the process on import; from here on everything is gevent. What a run
+    # needs is imported before the worker says it is ready, so t0 may follow at once.
     import locust  # noqa: F401
+
+    import resilience.load.collector
+    import resilience.load.plan
+    import resilience.load.runtime  # noqa: F401
 
     if args.master is not None:
         return _main_remote(args.master, args.connect_timeout, args.record)

@@ -29,9 +29,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from resilience.analysis.analyse import Verdict, analyse, run_phases_of
 from resilience.errors import (
     EXIT_INTERRUPTED,
     ExperimentError,
@@ -61,12 +61,10 @@ from resilience.redact import RedactingFilter, Redactor, private_files, tighten_
 from resilience.rundir.evidence import SourceEvidence
 from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
 from resilience.rundir.layout import RunDir, open_private, redact_file, write_experiment
-from resilience.runner.evidence import Sources, gather
 from resilience.runner.live import LiveRun
 from resilience.runner.live_export import LiveExport, start_for_run
 from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import RunObserver
-from resilience.runner.own_spans import OwnSpans, export_for_run, jaeger_trace_ui
 from resilience.runner.parts import Parts, check_parts, resolve_parts, stack_parts
 from resilience.runner.procfs import postgres_max_connections
 from resilience.runner.rig import RigMonitor, Watched
@@ -84,10 +82,19 @@ from resilience.runner.target import (
 from resilience.stack import StackConfig
 from resilience.vocabulary import SHOP_MODES, MonotonicClock, Phase, ShopMode, iso_utc
 
+if TYPE_CHECKING:
+    # The analysis, the evidence and the own spans are imported when the load is over:
+    # a run's first request does not wait for them (docs/architecture.md, "Start-up").
+    from resilience.analysis.analyse import Verdict
+    from resilience.runner.own_spans import OwnSpans
+
 logger = logging.getLogger(__name__)
 
-START_LEAD = 0.5
-"""Seconds between the workers being ready and t0, for the plan to reach every worker."""
+START_LEAD = 0.05
+"""Seconds between every worker having said it is ready (Locust and the worker's modules
+imported) and t0: the journal's update, then the plan down a pipe and parsed (a
+millisecond). The rest of the set-up (phase marks, fault timeline, recorder, guards, rig)
+follows the start: nothing of it is needed before the first fault or the first event."""
 HEAL_BUDGET = 0.9
 POSTGRES_DEFAULT_CONNECTIONS = 100
 """PostgreSQL's own default, when its configuration files do not say."""
@@ -428,6 +435,7 @@ class _Run:
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
             parts=self.parts.to_journal() if self.parts is not None else {},
         )
+        self.engine.start(t0)
         if self.experiment.faults:
             journal = self.journal
             self.marker = PhaseMarker(
@@ -464,7 +472,6 @@ class _Run:
         )
         self.rig = self._rig_monitor()
         self.rig.start()
-        self.engine.start(t0)
         if self.guards is not None:
             self.guards.start()
         self.observer.started(self.run_dir, self.experiment, self.load_end)
@@ -802,6 +809,8 @@ def _trace_ui(run: _Run, parts: Parts) -> str | None:
     observe = run.experiment.observe
     if observe is not None and observe.trace_ui:
         return observe.trace_ui
+    from resilience.runner.own_spans import jaeger_trace_ui
+
     return jaeger_trace_ui(parts.traces.url) if parts.traces.kind == "jaeger" else None
 
 
@@ -942,6 +951,9 @@ def _after_crash(run: _Run, exc: BaseException) -> None:
 
 def _analyse(run: _Run) -> Verdict | None:
     """Gather the evidence, judge the run from its directory, record the verdict."""
+    from resilience.analysis.analyse import analyse, run_phases_of
+    from resilience.runner.evidence import Sources, gather
+
     if run.journal is None or run.run_dir is None or run.prepared is None:
         return None
     run.journal.update(load_end=round(run.load_end, 4))
@@ -986,6 +998,8 @@ def _export_own_spans(
 ) -> OwnSpans:
     """The load's client spans go to the stack's Jaeger (OTLP/HTTP); a trace backend of the
     user's is known by its query URL only, so nothing is exported there."""
+    from resilience.runner.own_spans import OwnSpans, export_for_run
+
     assert run.run_dir is not None
     if parts.traces.own:
         reason = (

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from resilience.analysis.analyse import BUILTIN_SERVICES
 from resilience.errors import ExperimentError, FaultError, StackError
 from resilience.experiment.model import Experiment
 from resilience.faults.catalogue import TOXIC_PREFIX
@@ -33,7 +32,7 @@ from resilience.runner.parts import Parts, stack_parts
 from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.topology import stack_proxies
-from resilience.vocabulary import ShopMode
+from resilience.vocabulary import BUILTIN_SERVICES, ShopMode
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from resilience.errors import Interrupted
-from resilience.load.engine import PARENT_ENV
+from resilience.load.pool import PARENT_ENV
 from resilience.runner.signals import InterruptGate
 
 
