@@ -461,3 +461,34 @@ def row_percentiles(
             values[filled] = table[index[at]] / 1000.0
         out[percentile] = values
     return out
+
+
+def corrected_for_omission(
+    histogram: Histogram, interval_us: int, *, cap: int = 20_000_000
+) -> tuple[Histogram, int]:
+    """``histogram`` with what coordinated omission hid put back, and how many values that is.
+
+    A closed-model user waits for each answer before its next request, so a request that
+    took ``v`` > ``interval_us`` (the user's usual time between two sends) kept
+    ``floor(v / interval) - 1`` requests from being sent; had they been sent on time they
+    would have measured ``v - interval``, ``v - 2 * interval``, ... This adds those values
+    (HdrHistogram's ``recordValueWithExpectedInterval``, applied afterwards, each bucket
+    taken at its middle), at most ``cap`` of them. Returns a new histogram and the number
+    added."""
+    if interval_us <= 0 or histogram.total == 0:
+        return histogram, 0
+    index = histogram.index.astype(np.int64)
+    middles = (_LOW[index] + _HIGH[index] + 1) // 2
+    dense = np.zeros(COUNTS_LEN, np.int64)
+    added = 0
+    for middle, count in zip(middles.tolist(), histogram.counts.tolist(), strict=True):
+        missing = middle // interval_us - 1
+        per_count = min(missing, max(0, cap - added) // count) if count else 0
+        if per_count <= 0:
+            continue
+        values = middle - interval_us * np.arange(1, per_count + 1, dtype=np.int64)
+        np.add.at(dense, _indexes(values), count)
+        added += per_count * count
+    if not added:
+        return histogram, 0
+    return histogram + Histogram.from_dense(dense), added

@@ -24,6 +24,7 @@ import resilience
 from resilience.analysis.checks import Check, CheckResult, builtin_shop_checks, evaluate_checks
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
+from resilience.analysis.omission import estimate_omission
 from resilience.analysis.phases import PhasedLoad, PhaseRule, run_rule
 from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
@@ -314,6 +315,7 @@ def judge(
     if outage is not None:
         findings.insert(0, outage)
     status, exit_code, reason = decide_with_rig(slo_results, check_results, findings, rig)
+    omission = estimate_omission(load, phases, experiment, phased)
     return Verdict(
         status=status,
         exit_code=exit_code,
@@ -330,6 +332,8 @@ def judge(
             "writes": writes.acknowledged if writes is not None else 0,
             "warmup_seconds": round(what.start, 3),
             "version": resilience.__version__,
+            "load_model": experiment.load.model,
+            **({"coordinated_omission": omission.to_dict()} if omission is not None else {}),
         },
         rig=rig,
     )

@@ -179,9 +179,12 @@ def _print_verdict(result: RunResult) -> None:
     ]
     journal = result.journal
     if journal is not None:
-        from resilience.report.summary import rig_statements
+        from resilience.report.summary import coordinated_omission, rig_statements
 
         lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
+        omission = coordinated_omission(journal)
+        if omission and "understated" in omission:
+            lines.append(f"[yellow]⚠ {omission}[/]")
         lines.extend(
             f"[yellow]⚠ {event.detail['text']}[/]"
             for event in journal.events

@@ -347,6 +347,15 @@ def phase_table(load: LoadView | PhasedLoad, phase: Phase) -> list[EndpointRow]:
 _SOURCE_NAMES = {"prometheus": "Prometheus", "traces": "Traces", "readback": "Read-back"}
 
 
+def coordinated_omission(journal: JournalData) -> str | None:
+    """A closed-model run's statement of how much latency may hide behind waiting users
+    (analysis/omission.py), when the analysis made one."""
+    found = (journal.analysis or {}).get("coordinated_omission")
+    if isinstance(found, dict) and found.get("statement"):
+        return str(found["statement"])
+    return None
+
+
 def evidence_notes(run_dir: Path, journal: JournalData) -> list[str]:
     """What the run could not gather or do, said plainly (the target exported no spans, the
     read-back found no target, users whose setup failed): one sentence each."""
@@ -365,6 +374,9 @@ def evidence_notes(run_dir: Path, journal: JournalData) -> list[str]:
                 notes.append(
                     f"{title}: {source.gathered} of {source.wanted} gathered ({source.reason})."
                 )
+    omission = coordinated_omission(journal)
+    if omission:
+        notes.append(omission)
     for event in journal.events:
         if event.kind == "setup_failed":
             users = event.detail.get("users", "?")
