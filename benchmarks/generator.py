@@ -1,0 +1,292 @@
+"""Generator throughput on both cores: our engine's two local workers, Locust's own
+``--processes 2``, and our distributed mode (a master and two ``resilience worker``
+processes on loopback), side by side.
+
+    .venv/bin/python benchmarks/generator.py [--rounds 5] [--duration 14] [--write-results]
+
+Every mode drives the same Go echo server (benchmarks/echo) on 127.0.0.1 with the same
+users (closed model, no think time, one ``GET /``) for the same duration; nothing is
+pinned: the two generator processes, their parent and the server share the machine's two
+cores, as a run on this machine would. Throughput is the server's own request counter over
+a steady window (from ``--warmup`` seconds in to the end); CPU is user + system time of
+the mode's whole process tree over the same window (/proc). Modes run in a rotating order
+each round; each ratio is the median of the rounds' ratios (paired runs, back to back).
+
+- ``ours``: ``LoadEngine`` with 2 local workers, events consumed by a ``LoadRecorder``
+  in this process (the orchestrator's side of a run);
+- ``locust``: ``locust -f plain.py --processes 2 --headless`` (a master and 2 forked
+  workers), the plain ``FastHttpUser`` of benchmarks/load_engine.py;
+- ``dist``: ``LoadEngine`` distributed: its master child and two ``resilience worker``
+  processes joining it over ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from _runs import machine, write_section  # noqa: E402
+from load_engine import build_echo  # noqa: E402
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+RESILIENCE = str(Path(sys.executable).with_name("resilience"))
+PLAIN = """\
+from locust import FastHttpUser, constant, task
+
+class Plain(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def index(self):
+        self.client.get("/")
+"""
+
+
+@dataclass(frozen=True)
+class Measure:
+    requests: int
+    wall: float
+    cpu: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.wall
+
+    @property
+    def per_cpu(self) -> float:
+        return self.requests / self.cpu if self.cpu > 0 else float("nan")
+
+
+def served(host: str) -> int:
+    with urllib.request.urlopen(f"{host}/_stats", timeout=5) as response:
+        return int(json.load(response)["requests"])
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and every descendant alive now."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class Window:
+    """The steady window of one run: the server's count and the tree's CPU at its edges."""
+
+    def __init__(self, host: str, roots: list[int], start: float, end: float) -> None:
+        self.host, self.roots, self.start, self.end = host, roots, start, end
+        self.marks: dict[str, tuple[float, int, float]] = {}
+
+    def poll(self) -> None:
+        now = time.time()
+        for name, at in (("begin", self.start), ("end", self.end)):
+            if name not in self.marks and now >= at:
+                cpu = sum(tree_cpu(r) for r in self.roots)
+                self.marks[name] = (time.time(), served(self.host), cpu)
+
+    def measure(self) -> Measure:
+        (w0, n0, c0), (w1, n1, c1) = self.marks["begin"], self.marks["end"]
+        return Measure(n1 - n0, w1 - w0, c1 - c0)
+
+
+def run_engine(
+    host: str, users: int, duration: float, warmup: float, work: Path, *, dist: bool
+) -> Measure:
+    from resilience.load import LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
+    from resilience.load.distributed import Distributed
+
+    plan = LoadPlan(
+        target=host,
+        t0=time.time() + 3600,
+        stages=[Stage(duration=duration, users=users, spawn_rate=float(users))],
+        requests=[RequestPlan(name="GET /", path="/")],
+        trace_sample=0.0,
+    )
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix="dist-" if dist else "ours-"))
+    workers: list[subprocess.Popen[bytes]] = []
+    distributed = None
+    if dist:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        distributed = Distributed(workers=2, port=port, wait=60)
+        argv = [RESILIENCE, "worker", "--master", f"127.0.0.1:{port}"]
+        workers = [
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]
+    engine = LoadEngine(plan, workers=None if dist else 2, log_dir=run_dir / "logs",
+                        distributed=distributed)  # fmt: skip
+    with engine:
+        engine.prepare()
+        t0 = time.time() + 0.2
+        engine.start(t0=t0)
+        recorder = LoadRecorder(run_dir, t0=t0, workers=2, plan=engine.plan)
+        roots = [os.getpid(), *(w.pid for w in workers)]
+        window = Window(host, roots, t0 + warmup, t0 + duration)
+        while engine.running:
+            window.poll()
+            recorder.consume(engine.poll(0.05))
+        recorder.close()
+    for worker in workers:
+        worker.wait(timeout=30)
+    return window.measure()
+
+
+def run_locust(host: str, users: int, duration: float, warmup: float, work: Path) -> Measure:
+    locustfile = work / "plain.py"
+    locustfile.write_text(PLAIN)
+    process = subprocess.Popen(
+        [LOCUST, "-f", str(locustfile), "--processes", "2", "--headless", "-u", str(users),
+         "-r", str(users), "-t", f"{duration:g}s", "-H", host, "--only-summary",
+         "--loglevel", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    # Locust's clock starts once both workers joined; find the first request instead.
+    before = served(host)
+    deadline = time.monotonic() + 60
+    while served(host) == before:
+        if time.monotonic() > deadline:
+            raise SystemExit("locust sent nothing")
+        time.sleep(0.02)
+    start = time.time()
+    window = Window(host, [process.pid], start + warmup, start + duration - 0.5)
+    while process.poll() is None:
+        window.poll()
+        time.sleep(0.05)
+    return window.measure()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=14.0)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--port", type=int, default=8591)
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+    host = f"http://127.0.0.1:{args.port}"
+    kinds = ["ours", "locust", "dist"]
+    results: dict[str, list[Measure]] = {k: [] for k in kinds}
+    loads: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="generator-bench-") as tmp:
+        work = Path(tmp)
+        binary = build_echo(work)
+        server = subprocess.Popen(
+            [str(binary), "-addr", f"127.0.0.1:{args.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    served(host)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            for round_no in range(args.rounds):
+                order = kinds[round_no % 3 :] + kinds[: round_no % 3]
+                for kind in order:
+                    if kind == "locust":
+                        m = run_locust(host, args.users, args.duration, args.warmup, work)
+                    else:
+                        m = run_engine(host, args.users, args.duration, args.warmup, work,
+                                       dist=kind == "dist")  # fmt: skip
+                    results[kind].append(m)
+                loads.append(os.getloadavg()[0])
+                print(
+                    f"round {round_no + 1}: "
+                    + "  ".join(
+                        f"{k} {results[k][-1].rps:6.0f} req/s {results[k][-1].per_cpu:6.0f} req/cpu-s"
+                        for k in kinds
+                    )
+                    + f"  (load {loads[-1]:.1f})",
+                    flush=True,
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    body = report(results, loads, args)
+    print(body)
+    if args.write_results:
+        write_section("Generator throughput on both cores", body)
+
+
+def _ratio(a: list[Measure], b: list[Measure], attr: str) -> str:
+    ratios = [getattr(x, attr) / getattr(y, attr) for x, y in zip(a, b, strict=True)]
+    return f"**{statistics.median(ratios):.3f}** ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def report(results: dict[str, list[Measure]], loads: list[float], args: argparse.Namespace) -> str:
+    names = {
+        "ours": "ours, 2 local workers",
+        "locust": "`locust --processes 2`",
+        "dist": "ours distributed: master + 2 `resilience worker`",
+    }
+    rows = [
+        "| mode | req/s median (min-max) | req per CPU-s median |",
+        "| --- | ---: | ---: |",
+    ]
+    for kind, values in results.items():
+        rps = [m.rps for m in values]
+        rows.append(
+            f"| {names[kind]} | {statistics.median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
+            f"{statistics.median(m.per_cpu for m in values):.0f} |"
+        )
+    ours, plain, dist = results["ours"], results["locust"], results["dist"]
+    return "\n".join(
+        [
+            f"`benchmarks/generator.py --rounds {args.rounds} --duration {args.duration:g}`, "
+            f"{machine()}; load average during the rounds {min(loads):.1f}-{max(loads):.1f}. "
+            f"{args.users} users, no think time, `GET /` on the Go echo server, nothing "
+            f"pinned; measured from {args.warmup:g} s to the end of each "
+            f"{args.duration:g} s run by the server's own counter; CPU of each mode's "
+            "whole process tree (ours: this process as the run's parent).",
+            "",
+            *rows,
+            "",
+            "| ratio (median of paired rounds, range) | req/s | req per CPU-s |",
+            "| --- | ---: | ---: |",
+            f"| ours / `locust --processes 2` | {_ratio(ours, plain, 'rps')} | "
+            f"{_ratio(ours, plain, 'per_cpu')} |",
+            f"| distributed / ours local | {_ratio(dist, ours, 'rps')} | "
+            f"{_ratio(dist, ours, 'per_cpu')} |",
+            f"| distributed / `locust --processes 2` | {_ratio(dist, plain, 'rps')} | "
+            f"{_ratio(dist, plain, 'per_cpu')} |",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
