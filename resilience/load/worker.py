@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import resilience.load.runtime  # noqa: F401
 
     if args.master is not None:
-        return _main_remote(args.master, args.connect_timeout, args.record)
+        return _main_remote(args.master, args.connect_timeout, args.record, redacting)
     output = PipeLink(sys.stdout.fileno())
     worker_index = -1
     try:
@@ -495,7 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _main_remote(address: str, connect_timeout: float, record: str | None) -> int:
+def _main_remote(
+    address: str, connect_timeout: float, record: str | None, redacting: RedactingFilter
+) -> int:
     """A worker of a distributed run on another machine (``resilience worker``): SIGINT and
     SIGTERM stop its load (what it recorded still reaches the run), the master's address
     comes from the command line, the rest from the master."""
@@ -517,6 +519,7 @@ def _main_remote(address: str, connect_timeout: float, record: str | None) -> in
     gevent.signal_handler(signal.SIGTERM, on_signal, "sigterm")
 
     def run_worker(plan: LoadPlan, link: LocustLink) -> int:
+        redacting.redactor = Redactor(plan.secrets)
         worker = Worker(plan, link)
         current.append(worker)
         try:
