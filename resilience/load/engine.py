@@ -97,6 +97,8 @@ class _Child:
         self.log_path = log_path
         self.ready = False
         self.thread: threading.Thread | None = None
+        self.sink: LogSink | None = None
+        """A started-early worker's stderr pump (its log file's only writer)."""
         self.relayed_exits: set[int] = set()
         """The master's: worker indexes whose exit it relayed (read by its reader thread)."""
 
@@ -215,6 +217,7 @@ class LoadEngine:
         run's file from now on, what it logged before first)."""
         if sink is not None:
             sink.attach(child.log_path, opener=private_opener)
+            child.sink = sink
         child.thread = threading.Thread(
             target=self._read, args=(child,), name=f"{child.name}-reader", daemon=True
         )
@@ -377,6 +380,8 @@ class LoadEngine:
                     child.process.stdin.close()
             if child.thread is not None:
                 child.thread.join(timeout=5.0)
+            if child.sink is not None:
+                child.sink.join()  # its log is whole before anyone rewrites it
 
     def _signal(self, child: _Child, sig: signal.Signals, *, group_only: bool = False) -> None:
         # Only while the leader is unreaped is its pid (= the group id) surely still ours.

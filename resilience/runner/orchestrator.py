@@ -691,7 +691,9 @@ class _Run:
         wrote to stderr past logging (tracebacks, Locust's prints) is masked too."""
         if self.run_dir is None:
             return
-        for path in RunDir(self.run_dir).worker_logs():
+        layout = RunDir(self.run_dir)
+        master = layout.logs / "load-master.log"  # a distributed run's relay
+        for path in [*layout.worker_logs(), *([master] if master.exists() else [])]:
             try:
                 redact_file(path, self.redactor)
             except OSError as exc:
