@@ -243,7 +243,9 @@ class Relay:
         return line
 
     def _experiment_time(self, wall: float) -> float | None:
-        return None if self.plan is None else round(wall - self.plan.t0, 3)
+        """``wall`` on the experiment clock (never before t0: a worker lost before it sent
+        anything was last heard at the start)."""
+        return None if self.plan is None else round(max(0.0, wall - self.plan.t0), 3)
 
     def _watch(self) -> None:
         """Notice lost workers; end when every assigned worker has ended or is lost."""

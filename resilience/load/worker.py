@@ -523,7 +523,9 @@ def _main_remote(
         worker = Worker(plan, link)
         current.append(worker)
         try:
-            return worker.run()
+            code = worker.run()
+            # The run's host went silent: what this worker measured may never have arrived.
+            return 3 if worker.reason == "master_gone" else code
         except LoadError as exc:
             logger.error("%s", exc)
             _report_error(link, plan.worker, str(exc))
