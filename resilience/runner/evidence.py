@@ -42,14 +42,16 @@ from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
 from resilience.redact import Redactor
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
-from resilience.rundir.journal import JournalData
+from resilience.rundir.journal import Journal, JournalData
 from resilience.rundir.layout import RunDir
 from resilience.rundir.load import iter_trace_refs, read_writes
 from resilience.rundir.readback import EndpointReadBack, ReadAnswer, ReadBack
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.rundir.series import SeriesStore
 from resilience.rundir.traces import save_collection
-from resilience.runner.own_spans import CLIENT_SERVICE
+from resilience.runner.own_spans import CLIENT_SERVICE, OwnSpans, export_for_run, jaeger_trace_ui
+from resilience.runner.parts import Parts
+from resilience.stack import StackConfig
 from resilience.vocabulary import Phase, iso_utc, phase_named
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,73 @@ def gather(
     evidence.gathered_at = iso_utc(time.time())
     evidence.save(layout.path, redactor=redactor)
     return evidence
+
+
+def gather_from_parts(
+    run_dir: Path,
+    experiment: Experiment,
+    journal: Journal,
+    phases: Sequence[Phase],
+    parts: Parts,
+    *,
+    config: StackConfig,
+    target_url: str,
+    say: Callable[[str], None] = lambda _m: None,
+    redactor: Redactor | None = None,
+) -> Evidence:
+    """``gather`` from the run's Prometheus and trace backend (the stack's or the user's),
+    after exporting the load engine's own client spans to the stack's Jaeger (so the trace
+    fetch finds the load request as each trace's root; the journal as written goes into
+    the run span: it must not carry the target URL's password). Every file through
+    ``redactor``. What a run and a game-day session both do once their load has stopped."""
+    own = _export_own_spans(run_dir, journal.written(), phases, parts, config)
+    prometheus = parts.prometheus_source()
+    traces = parts.trace_source()
+    try:
+        return gather(
+            run_dir,
+            experiment,
+            journal.data,
+            phases,
+            Sources(
+                prometheus=prometheus,
+                traces=traces,
+                target_url=target_url,
+                prometheus_endpoint=parts.prometheus.url,
+                traces_endpoint=parts.traces.url,
+                trace_ui=trace_ui_of(experiment, parts),
+                own_spans=own.evidence,
+                client_spans=own.client_spans,
+            ),
+            say=say,
+            redactor=redactor,
+        )
+    finally:
+        prometheus.close()
+        traces.close()
+
+
+def trace_ui_of(experiment: Experiment, parts: Parts) -> str | None:
+    """Where a person opens a trace: the experiment's ``observe.trace_ui``, else the Jaeger
+    UI beside the query API the run used (the stack's or the user's); Tempo has none."""
+    observe = experiment.observe
+    if observe is not None and observe.trace_ui:
+        return observe.trace_ui
+    return jaeger_trace_ui(parts.traces.url) if parts.traces.kind == "jaeger" else None
+
+
+def _export_own_spans(
+    run_dir: Path, journal: JournalData, phases: Sequence[Phase], parts: Parts, config: StackConfig
+) -> OwnSpans:
+    """The load's client spans go to the stack's Jaeger (OTLP/HTTP); a trace backend of the
+    user's is known by its query URL only, so nothing is exported there."""
+    if parts.traces.own:
+        reason = (
+            f"not exported: your trace backend ({parts.traces.where()}) is known by its query "
+            "URL only, not by an OTLP endpoint"
+        )
+        return OwnSpans(SourceEvidence(status="unavailable", reason=reason))
+    return export_for_run(run_dir, journal, phases, config.url("jaeger_otlp_http") + "/v1/traces")
 
 
 # -- Prometheus ---------------------------------------------------------------------------

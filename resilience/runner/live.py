@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from resilience.errors import GuardTripped
+from resilience.errors import GuardTripped, ResilienceError
 from resilience.faults.timeline import FaultTimeline
 from resilience.load.engine import LoadEngine
 from resilience.load.recorder import LoadRecorder
 from resilience.observe.guards import GuardMonitor
+from resilience.runner.files import RunFiles
 from resilience.runner.live_export import timeline_phase
 from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import LiveStatus, RunObserver
@@ -102,3 +103,26 @@ class LiveRun:
                 break
             self.recorder.consume(self.engine.poll(timeout=0.25))
         self.recorder.consume(self.engine.poll(timeout=0.0))
+
+
+def stop_engine(
+    engine: LoadEngine,
+    recorder: LoadRecorder | None,
+    *,
+    grace: float,
+    files: RunFiles | None = None,
+) -> None:
+    """Stop the load workers (``grace`` seconds to finish), mask their logs through the
+    run's redactor (``files``), record their last events and close the recording: a run's
+    and a game day's load end the same way."""
+    try:
+        engine.stop(grace=grace)
+    finally:
+        if files is not None:
+            files.redact_worker_logs()
+        if recorder is not None:
+            try:
+                recorder.consume(engine.poll(timeout=0.0))
+            except ResilienceError as exc:
+                logger.debug("ignoring late load events: %s", exc)
+            recorder.close()

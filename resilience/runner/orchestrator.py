@@ -24,8 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,6 @@ from resilience.errors import (
     ResilienceError,
     StackError,
 )
-from resilience.experiment.loader import load_experiment
 from resilience.experiment.model import (
     Experiment,
     Safety,
@@ -49,7 +47,7 @@ from resilience.experiment.model import (
     normalize_host,
 )
 from resilience.faults.catalogue import specs_from_model
-from resilience.faults.timeline import FaultEvent, FaultTimeline
+from resilience.faults.timeline import FaultTimeline
 from resilience.load.distributed import DEFAULT_BIND, DEFAULT_WAIT_S, Distributed, parse_address
 from resilience.load.engine import LoadEngine
 from resilience.load.plan import plan_from_experiment
@@ -57,13 +55,12 @@ from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import LoadEvent, RemoteWorker, WorkerExit
 from resilience.observe.guards import GuardMonitor, PromqlGuard, guard_of
 from resilience.observe.prometheus import HttpPrometheusSource
-from resilience.redact import RedactingFilter, Redactor, private_files, tighten_tree
-from resilience.rundir.evidence import SourceEvidence
-from resilience.rundir.journal import FaultRecord, Journal, JournalData, Status
-from resilience.rundir.layout import RunDir, open_private, redact_file, write_experiment
-from resilience.runner.live import LiveRun
+from resilience.rundir.journal import Journal, JournalData, Status
+from resilience.rundir.layout import RunDir
+from resilience.runner.files import RunFiles
+from resilience.runner.live import LiveRun, stop_engine
 from resilience.runner.live_export import LiveExport, start_for_run
-from resilience.runner.marks import PhaseMarker
+from resilience.runner.marks import FaultMoments, PhaseMarker
 from resilience.runner.observer import RunObserver
 from resilience.runner.parts import Parts, check_parts, resolve_parts, stack_parts
 from resilience.runner.procfs import postgres_max_connections
@@ -80,13 +77,12 @@ from resilience.runner.target import (
     sweep_abandoned_runs,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import SHOP_MODES, MonotonicClock, Phase, ShopMode, iso_utc
+from resilience.vocabulary import SHOP_MODES, MonotonicClock, ShopMode, iso_utc
 
 if TYPE_CHECKING:
     # The analysis, the evidence and the own spans are imported when the load is over:
     # a run's first request does not wait for them (docs/architecture.md, "Start-up").
     from resilience.analysis.analyse import Verdict
-    from resilience.runner.own_spans import OwnSpans
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +171,22 @@ class RunOptions:
                 got=str(self.out),
             )
 
+    def parts_for(self, experiment: Experiment, config: StackConfig) -> Parts:
+        """Whose Prometheus, trace backend and Toxiproxy: these options' flags over the
+        experiment file over the stack. A host off loopback and not allowed, or the user's
+        parts with the built-in shop, is ``ExperimentError``. Sends nothing."""
+        return resolve_parts(
+            experiment,
+            config=config,
+            target=self.target,
+            flags={
+                "prometheus": self.prometheus,
+                "traces": self.traces,
+                "toxiproxy": self.toxiproxy,
+            },
+            allow_hosts=self.allow_hosts,
+        )
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -187,6 +199,29 @@ class RunResult:
     reason: str
     journal: JournalData | None = None
     report_files: tuple[Path, ...] = ()
+
+
+def prepare_with_parts(
+    experiment: Experiment,
+    options: RunOptions,
+    parts: Parts,
+    config: StackConfig,
+    *,
+    say: Callable[[str], None],
+) -> PreparedTarget:
+    """Before anything starts or is sent, the user's parts answer (exit 3); then the
+    target is made ready (``prepare_target``). A run's and a game day's first steps."""
+    source = experiment.source
+    check_parts(parts, file=source.name if source else None, say=say)
+    return prepare_target(
+        experiment,
+        config=config,
+        target_url=options.target,
+        shop_mode=options.shop_mode,
+        manage_stack=options.manage_stack,
+        say=say,
+        parts=parts,
+    )
 
 
 def rig_probes(parts: Parts, target_url: str) -> dict[str, str]:
@@ -254,25 +289,6 @@ def default_run_dir(root: Path, name: str, now: float | None = None) -> Path:
     return candidate
 
 
-def attach_run_log(path: Path, redactor: Redactor | None = None) -> logging.FileHandler:
-    """Log the package's INFO and above (DEBUG under ``--verbose``) to ``path`` (a private
-    file), every record masked by ``redactor`` (the rules by name and shape when None).
-
-    The ``resilience`` logger is lowered to INFO when it is above, never raised: under
-    ``--verbose`` it inherits DEBUG and must keep it. The terminal's handler has its own
-    level (resilience/cli), so lowering the logger does not fill the terminal."""
-    open_private(path, "a").close()  # made 0600 by the run directory's rule, then appended to
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.DEBUG)
-    handler.addFilter(RedactingFilter(redactor or Redactor()))
-    ours = logging.getLogger("resilience")
-    ours.addHandler(handler)
-    if ours.getEffectiveLevel() > logging.INFO:
-        ours.setLevel(logging.INFO)
-    return handler
-
-
 class _Run:
     """The state of one run, so that ``finally`` can undo exactly what was done."""
 
@@ -290,7 +306,6 @@ class _Run:
         self.config = options.config or StackConfig.from_env()
         self.stop = gate.stop
         self._marked_active = False
-        self._log_handler: logging.Handler | None = None
         self.rig: RigMonitor | None = None
         self.prepared: PreparedTarget | None = None
         self.run_dir: Path | None = None
@@ -304,14 +319,12 @@ class _Run:
         self.clock: MonotonicClock | None = None
         self.export: LiveExport | None = None
         self.marker: PhaseMarker | None = None
+        self.moments: FaultMoments | None = None
         self.load_end = experiment.total_duration
         self._load_stopped = False
-        self.redactor = Redactor(experiment.secret_values())
-        """One per run: every file of the run directory and every log line goes through it."""
-        self.judged = experiment
-        """The experiment the analysis judges: the run directory's copy once it is written."""
-        self._private = ExitStack()
-        self._umask: int | None = None
+        self.files = RunFiles(experiment)
+        """The run directory's redactor, log and file modes (runner/files.py)."""
+        self.redactor = self.files.redactor
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -320,14 +333,11 @@ class _Run:
         then the run directory, the resolved experiment and a ``starting`` journal, first
         of all; then this run is marked active on the stack (a killed run's marker swept
         first), and a signal that came meanwhile takes effect."""
-        self.parts = self._resolve_parts()
+        self.parts = self.options.parts_for(self.experiment, self.config)
         self.run_dir = self.options.out or default_run_dir(
             self.options.runs_root, self.experiment.name
         )
-        layout = RunDir(self.run_dir).create()
-        write_experiment(layout.experiment, self._recorded_experiment().to_data(), self.redactor)
-        self._log_handler = attach_run_log(layout.run_log, self.redactor)
-        self.judged = _as_recorded(layout, self.experiment)
+        layout = self.files.create(self.run_dir, recorded=self._recorded_experiment())
         self.journal = Journal.start(
             layout.journal,
             experiment=self.experiment.name,
@@ -349,41 +359,15 @@ class _Run:
         mark_active(self.config, self.journal.path)
         self._marked_active = True
 
-    def _resolve_parts(self) -> Parts:
-        """Flags over the file over the stack; a host off loopback and not allowed, or the
-        user's parts with the built-in shop, is ``ExperimentError``. Sends nothing."""
-        options = self.options
-        return resolve_parts(
-            self.experiment,
-            config=self.config,
-            target=options.target,
-            flags={
-                "prometheus": options.prometheus,
-                "traces": options.traces,
-                "toxiproxy": options.toxiproxy,
-            },
-            allow_hosts=options.allow_hosts,
-        )
-
     def prepare(self) -> None:
-        options = self.options
         assert self.parts is not None
-        # Before anything starts or is sent: the user's parts answer (exit 3).
-        source = self.experiment.source
-        check_parts(self.parts, file=source.name if source else None, say=self.observer.message)
-        self.prepared = prepare_target(
-            self.experiment,
-            config=self.config,
-            target_url=options.target,
-            shop_mode=options.shop_mode,
-            manage_stack=options.manage_stack,
-            say=self.observer.message,
-            parts=self.parts,
+        self.prepared = prepare_with_parts(
+            self.experiment, self.options, self.parts, self.config, say=self.observer.message
         )
         # The process's files private from here on (the workers' logs, anything else), not
         # before: the stack writes files that PostgreSQL, another user, must read. The run
         # directory's own writers make their files private whenever they write.
-        self._umask = self._private.enter_context(private_files())
+        self.files.private()
 
     def _recorded_experiment(self) -> Experiment:
         """The experiment as run: hosts allowed by --allow-host join ``safety.allow_hosts``,
@@ -441,15 +425,19 @@ class _Run:
             self.marker = PhaseMarker(
                 self.clock, self.engine.send, lambda marks: journal.update(marks=marks)
             )
+        moments = self.moments = FaultMoments(
+            self.journal, self.marker, then=self.observer.fault_event
+        )
         self.timeline = FaultTimeline(
             specs_from_model(self.experiment.faults),
             self.prepared.toxiproxy,
             self.clock,
-            self._on_fault_event,
+            moments.event,
             ledger=self.config.paths.fault_ledger,
-            on_before_apply=self._on_before_apply,
+            on_before_apply=moments.before_apply,
         )
-        self._sync_faults()
+        moments.records = self.timeline.records
+        moments.sync()
         self.recorder = LoadRecorder(
             self.run_dir,
             t0=t0,
@@ -604,31 +592,6 @@ class _Run:
 
     # -- faults -----------------------------------------------------------------------
 
-    def _sync_faults(self) -> None:
-        assert self.timeline is not None and self.journal is not None
-        self.journal.update(faults=[FaultRecord(**r) for r in self.timeline.records()])
-
-    def _on_before_apply(self, index: int) -> None:
-        if self.marker is not None:
-            self.marker.mark("apply", index)
-
-    def _on_fault_event(self, event: FaultEvent) -> None:
-        if event.kind == "healed" and self.marker is not None:
-            self.marker.mark("heal", event.index, event.t)
-        if self.journal is not None:
-            self._sync_faults()
-            self.journal.event(
-                f"fault_{event.kind}",
-                event.t,
-                index=event.index,
-                proxy=event.proxy,
-                type=event.type,
-                scheduled_at=event.scheduled_at,
-                **_timing(event),
-                **event.detail,
-            )
-        self.observer.fault_event(event)
-
     def heal(self) -> None:
         """Heal everything, first thing on every exit path."""
         if self.timeline is None:
@@ -637,7 +600,8 @@ class _Run:
         if self.marker is not None:
             self.marker.finish()
         if self.journal is not None:
-            self._sync_faults()
+            if self.moments is not None:
+                self.moments.sync()
             if report.failed:
                 self.journal.event(
                     "heal_failed", self._now(), failed=[f"{i}: {why}" for i, why in report.failed]
@@ -675,29 +639,14 @@ class _Run:
                 )
                 live.drain(self.experiment.load.client_timeout + 3.0)
         finally:
-            self.engine.stop(grace=0.5 if hurried else 2.0 if drain else 1.0)
-            self._redact_worker_logs()
-            if self.recorder is not None:
-                try:
-                    self.recorder.consume(self.engine.poll(timeout=0.0))
-                except ResilienceError as exc:
-                    logger.debug("ignoring late load events: %s", exc)
-                self.recorder.close()
-                self._report_setup_failures()
+            stop_engine(
+                self.engine,
+                self.recorder,
+                grace=0.5 if hurried else 2.0 if drain else 1.0,
+                files=self.files,
+            )
+            self._report_setup_failures()
             self._stop_rig()
-
-    def _redact_worker_logs(self) -> None:
-        """The workers' logs through the run's redactor once they have exited: what they
-        wrote to stderr past logging (tracebacks, Locust's prints) is masked too."""
-        if self.run_dir is None:
-            return
-        layout = RunDir(self.run_dir)
-        master = layout.logs / "load-master.log"  # a distributed run's relay
-        for path in [*layout.worker_logs(), *([master] if master.exists() else [])]:
-            try:
-                redact_file(path, self.redactor)
-            except OSError as exc:
-                logger.warning("could not mask secrets in %s: %s", path, exc)
 
     def _stop_rig(self) -> None:
         if self.rig is not None:
@@ -748,7 +697,7 @@ class _Run:
         """Everything ``finish`` does besides the journal and reports (also for a run that
         never got a journal): the active marker, the file modes, what the run started, the
         run log."""
-        self._close_private()
+        self.files.close_private()
         if self._marked_active:
             clear_active(self.config)
             self._marked_active = False
@@ -759,23 +708,7 @@ class _Run:
             except ResilienceError as exc:
                 logger.warning("could not take down what the run started: %s", exc)
             self.prepared = None
-        if self._log_handler is not None:
-            logging.getLogger("resilience").removeHandler(self._log_handler)
-            self._log_handler.close()
-            self._log_handler = None
-
-    def _close_private(self) -> None:
-        """Narrow whatever was made with a wider mode (an existing ``--out`` directory, a
-        file made before the umask took hold), then give the process its umask back,
-        before the stack is touched again."""
-        try:
-            if self.run_dir is not None and self._umask is not None and self.run_dir.exists():
-                tighten_tree(self.run_dir, umask=self._umask)
-        except OSError as exc:
-            logger.warning("could not narrow the modes of %s: %s", self.run_dir, exc)
-        finally:
-            self._private.close()
-            self._umask = None
+        self.files.close()
 
     def _reports(self) -> list[Path]:
         """The reports, written in a thread the run waits for at most ``REPORT_BUDGET``
@@ -805,36 +738,6 @@ class _Run:
         return written
 
 
-def _trace_ui(run: _Run, parts: Parts) -> str | None:
-    """Where a person opens a trace: the experiment's ``observe.trace_ui``, else the Jaeger
-    UI beside the query API the run used (the stack's or the user's); Tempo has none."""
-    observe = run.experiment.observe
-    if observe is not None and observe.trace_ui:
-        return observe.trace_ui
-    from resilience.runner.own_spans import jaeger_trace_ui
-
-    return jaeger_trace_ui(parts.traces.url) if parts.traces.kind == "jaeger" else None
-
-
-def _as_recorded(layout: RunDir, experiment: Experiment) -> Experiment:
-    """The experiment as the run directory recorded it (its secrets masked, so endpoint
-    names match the load files'): what the analysis judges, now and in a later
-    ``resilience analyse``. The live experiment if the copy does not load back."""
-    try:
-        return load_experiment(layout.experiment)
-    except ResilienceError as exc:
-        logger.warning("judging the experiment as loaded: its copy does not load back: %s", exc)
-        return experiment
-
-
-def _timing(event: FaultEvent) -> dict[str, float]:
-    """``lateness`` (seconds after the schedule), or ``early_by`` for a heal that came
-    before its scheduled end, so no reader meets a negative lateness."""
-    if event.early:
-        return {"early_by": round(-event.lateness, 4)}
-    return {"lateness": round(max(event.lateness, 0.0), 4)}
-
-
 REPORT_BUDGET = 60.0
 """Seconds the reports may take before the run ends without them (5 s when hurried)."""
 HURRIED_REPORT_BUDGET = 5.0
@@ -860,7 +763,7 @@ def run_experiment(
         result = _run_to_end(run)
         return result
     finally:
-        run._close_private()  # every path gives the process its umask back
+        run.files.close_private()  # every path gives the process its umask back
         if interrupts is None:
             gate.restore()
         if result is not None:
@@ -954,61 +857,23 @@ def _after_crash(run: _Run, exc: BaseException) -> None:
 def _analyse(run: _Run) -> Verdict | None:
     """Gather the evidence, judge the run from its directory, record the verdict."""
     from resilience.analysis.analyse import analyse, run_phases_of
-    from resilience.runner.evidence import Sources, gather
+    from resilience.runner.evidence import gather_from_parts
 
     if run.journal is None or run.run_dir is None or run.prepared is None:
         return None
+    assert run.parts is not None
     run.journal.update(load_end=round(run.load_end, 4))
-    journal = run.journal.data
-    phases = run_phases_of(journal, run.experiment)
-    parts = run.parts
-    assert parts is not None
-    # Our own client spans first, so the trace fetch finds the load request as each root;
-    # the journal as written: the run span must not carry the target URL's password.
-    own = _export_own_spans(run, parts, run.journal.written(), phases)
-    prometheus = parts.prometheus_source()
-    traces = parts.trace_source()
-    try:
-        gather(
-            run.run_dir,
-            run.experiment,
-            journal,
-            phases,
-            Sources(
-                prometheus=prometheus,
-                traces=traces,
-                target_url=run.prepared.url,
-                prometheus_endpoint=parts.prometheus.url,
-                traces_endpoint=parts.traces.url,
-                trace_ui=_trace_ui(run, parts),
-                own_spans=own.evidence,
-                client_spans=own.client_spans,
-            ),
-            say=run.observer.message,
-            redactor=run.redactor,
-        )
-    finally:
-        prometheus.close()
-        traces.close()
-    verdict = analyse(run.run_dir, experiment=run.judged, say=run.observer.message)
+    gather_from_parts(
+        run.run_dir,
+        run.experiment,
+        run.journal,
+        run_phases_of(run.journal.data, run.experiment),
+        run.parts,
+        config=run.config,
+        target_url=run.prepared.url,
+        say=run.observer.message,
+        redactor=run.redactor,
+    )
+    verdict = analyse(run.run_dir, experiment=run.files.judged, say=run.observer.message)
     run.journal.record_verdict(**verdict.journal_fields())
     return verdict
-
-
-def _export_own_spans(
-    run: _Run, parts: Parts, journal: JournalData, phases: Sequence[Phase]
-) -> OwnSpans:
-    """The load's client spans go to the stack's Jaeger (OTLP/HTTP); a trace backend of the
-    user's is known by its query URL only, so nothing is exported there."""
-    from resilience.runner.own_spans import OwnSpans, export_for_run
-
-    assert run.run_dir is not None
-    if parts.traces.own:
-        reason = (
-            f"not exported: your trace backend ({parts.traces.where()}) is known by its query "
-            "URL only, not by an OTLP endpoint"
-        )
-        return OwnSpans(SourceEvidence(status="unavailable", reason=reason))
-    return export_for_run(
-        run.run_dir, journal, phases, run.config.url("jaeger_otlp_http") + "/v1/traces"
-    )

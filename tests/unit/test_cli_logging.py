@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resilience.cli._common import configure_logging, mask_on_terminal
-from resilience.runner.orchestrator import attach_run_log
+from resilience.runner.files import attach_run_log
 
 
 @pytest.fixture
