@@ -26,9 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from resilience.analysis.analyse import Judged, RunEvidence, Verdict, judge, read_evidence
-from resilience.analysis.phases import marks_of, window_rule
+from resilience.analysis.data import window_stats
+from resilience.analysis.phases import PhasedLoad, PhaseRule, marks_of, window_rule
 from resilience.experiment.model import Experiment
 from resilience.vocabulary import FaultWindow, Phase
 
@@ -74,6 +76,19 @@ def session_windows(faults: Sequence[FaultWindow], end: float) -> list[SessionWi
 
 
 @dataclass(frozen=True)
+class EndpointShift:
+    """One endpoint before and during a window: error rate and p95 (ms), over the
+    requests of the window's baseline and fault phases."""
+
+    endpoint: str
+    baseline_error_rate: float | None
+    fault_error_rate: float | None
+    baseline_p95_ms: float | None
+    fault_p95_ms: float | None
+    fault_requests: int
+
+
+@dataclass(frozen=True)
 class WindowVerdict:
     """One window of a session and what the run's analysis found in it."""
 
@@ -81,11 +96,46 @@ class WindowVerdict:
     verdict: Verdict
     own_baseline: bool
     """False: the window's own clean stretch was too short, the session's first stood in."""
-    notes: list[str] = field(default_factory=list)
+    endpoints: list[EndpointShift] = field(default_factory=list)
 
     @property
     def baseline(self) -> Phase:
         return self.verdict.phases[0]
+
+    def to_record(self) -> dict[str, Any]:
+        """The window as the session's journal keeps it (``windows[]``): the window, its
+        phases, and the verdict's slo, recovery, checks and findings as a run records them."""
+        w = self.window
+        fields = self.verdict.journal_fields()
+        return {
+            "index": w.index,
+            "label": w.label,
+            "start": round(w.start, 4),
+            "end": None if w.end is None else round(w.end, 4),
+            "until": round(w.until, 4),
+            "faults": [f.index for f in w.faults],
+            "own_baseline": self.own_baseline,
+            "status": self.verdict.status,
+            "reason": self.verdict.reason,
+            "phases": [r.model_dump() for r in fields["phases"]],
+            "recovery": fields["recovery"].model_dump(),
+            "slo": [r.model_dump() for r in fields["slo"]],
+            "checks": [r.model_dump() for r in fields["checks"]],
+            "findings": [r.model_dump() for r in fields["findings"]],
+            "endpoints": [vars(e) for e in self.endpoints],
+            "analysis": dict(self.verdict.analysis),
+        }
+
+
+def gather_phases(windows: Sequence[SessionWindow], warmup: float) -> list[Phase]:
+    """The session's phases for gathering evidence (series, traces, read-back): the first
+    baseline, then each window's fault and recovery phases."""
+    if not windows:
+        return []
+    phases = [Phase("baseline", min(warmup, windows[0].start), windows[0].start)]
+    for window in windows:
+        phases.extend(window_phases(window, phases[0])[1:])
+    return phases
 
 
 def window_phases(window: SessionWindow, baseline: Phase) -> list[Phase]:
@@ -120,23 +170,51 @@ def judge_windows(
         baseline = own if use_own else first_baseline
         phases = window_phases(window, baseline)
         say(f"judging window {window.index + 1} of {len(windows)} ({window.label})")
+        rule = window_rule(marks, (f.index for f in window.faults), baseline.start)
         verdict = judge(
             run,
             Judged(
                 phases=phases,
                 faults=list(window.faults),
-                rule=window_rule(marks, (f.index for f in window.faults), baseline.start),
+                rule=rule,
                 start=baseline.start,
                 end=phases[-1].end,
                 only_within=True,
             ),
         )
         verdict = replace(verdict, analysis={**verdict.analysis, "window": window.index})
-        out.append(WindowVerdict(window, verdict, use_own))
+        shifts = endpoint_shifts(run, phases, rule, baseline.start)
+        out.append(WindowVerdict(window, verdict, use_own, shifts))
         recovery = verdict.recovery
         clean_from = None
         if window.end is not None and recovery is not None and recovery.recovered:
             clean_from = window.end + (recovery.seconds or 0.0) + stable
+    return out
+
+
+def endpoint_shifts(
+    run: RunEvidence, phases: Sequence[Phase], rule: PhaseRule | None, start: float
+) -> list[EndpointShift]:
+    """Each endpoint's error rate and p95 over the window's baseline and fault requests."""
+    phased = PhasedLoad(run.load, phases, rule, warmup=start)
+    (base_view, base_seconds), (fault_view, fault_seconds) = (
+        phased.of("baseline"),
+        phased.of("fault"),
+    )
+    out: list[EndpointShift] = []
+    for endpoint in run.load.endpoints:
+        before = window_stats(base_view, endpoint, base_seconds)
+        during = window_stats(fault_view, endpoint, fault_seconds)
+        out.append(
+            EndpointShift(
+                endpoint,
+                before.error_rate,
+                during.error_rate,
+                before.p95,
+                during.p95,
+                during.requests,
+            )
+        )
     return out
 
 

@@ -77,17 +77,14 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
 ) -> None:
     """Start a session: prepare the target, hold a steady load, serve the console."""
 
-    def body() -> int:  # noqa: PLR0912, PLR0915 (the session's start, checks first)
+    def body() -> int:  # noqa: PLR0915 (the session's start, checks first)
         from resilience.errors import ExperimentError, Interrupted
-        from resilience.experiment.model import check_target_url
         from resilience.experiment.units import parse_duration
         from resilience.gameday.plan import load_plan, plan_for_experiment, resolve_plan
         from resilience.gameday.server import ConsoleServer, new_token
         from resilience.gameday.session import SESSION_FILE, Session, SessionOptions, write_private
         from resilience.runner.signals import interrupts_raise
 
-        if target is not None:
-            check_target_url(target)
         if plan is not None and experiment is not None:
             raise ExperimentError(
                 "give a plan or --experiment, not both",
@@ -110,12 +107,8 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
                 source=resolved.source,
                 base_dir=resolved.source.parent if resolved.source else None,
             )
-        options = SessionOptions(
-            out=out,
-            shop_mode=shop_mode,
-            target=target.rstrip("/") if target else None,
-            workers=workers,
-            manage_stack=not no_stack,
+        options = SessionOptions(  # checked as a run's options are (exit 2)
+            out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack
         )
         session = Session(
             resolved, options, say=lambda m: console.print(f"[dim]•[/] {m}", highlight=False)
@@ -123,7 +116,8 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
         server: ConsoleServer | None = None
         reason = "ended"
         try:
-            with interrupts_raise():
+            with interrupts_raise() as gate:
+                session.hurry = gate.hurry  # a second signal hurries the end
                 try:
                     session.open()
                     token = new_token()
@@ -165,6 +159,7 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
                 except Interrupted as exc:
                     reason = f"ended by {exc.signal_name}"
                 finally:
+                    gate.disarm()  # a signal from here on only hurries the end
                     result = session.close(reason)
         finally:
             if server is not None:

@@ -248,23 +248,12 @@ def _prepare(
 def _dry_run(request: _Request, as_json: bool) -> int:
     from resilience.cli.dry_run import plan_document, show_plan
     from resilience.load.plan import plan_from_experiment
-    from resilience.runner.parts import resolve_parts
     from resilience.runner.target import preview_target
     from resilience.stack import StackConfig
 
     options = request.options
     config = options.config or StackConfig.from_env()
-    parts = resolve_parts(
-        request.experiment,
-        config=config,
-        target=options.target,
-        flags={
-            "prometheus": options.prometheus,
-            "traces": options.traces,
-            "toxiproxy": options.toxiproxy,
-        },
-        allow_hosts=options.allow_hosts,
-    )
+    parts = options.parts_for(request.experiment, config)
     preview = preview_target(
         request.experiment,
         config=config,

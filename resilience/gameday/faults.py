@@ -55,12 +55,15 @@ class FaultBoard:
         ledger: Path | None,
         on_event: Callable[[FaultEvent], None],
         end_of_session: Callable[[], float],
+        on_before_apply: Callable[[int], None] | None = None,
     ) -> None:
         self.api = api
         self.clock = clock
         self.ledger = ledger
         self.on_event = on_event
         self.end_of_session = end_of_session
+        self.on_before_apply = on_before_apply
+        """Called with a fault's id just before its first Toxiproxy call (the phase mark)."""
         self._timelines: dict[int, FaultTimeline] = {}
         self._labels: dict[int, str] = {}
         self._next_id = 0
@@ -108,7 +111,12 @@ class FaultBoard:
                 raise FaultRefused(str(exc)) from None
             self._next_id += 1
             timeline = FaultTimeline(
-                [spec], self.api, self.clock, self.on_event, ledger=self.ledger
+                [spec],
+                self.api,
+                self.clock,
+                self.on_event,
+                ledger=self.ledger,
+                on_before_apply=self.on_before_apply,
             )
             self._timelines[fault_id] = timeline
             self._labels[fault_id] = label

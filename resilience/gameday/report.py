@@ -1,249 +1,273 @@
 """The session report: what was injected, what people expected and saw, what was measured.
 
-Built from the session directory alone (``journal.json`` and the load files), like a run's
-reports. Each fault window (overlapping faults merged) gets its measured recovery time —
-``resilience.analysis.recovery.measure_recovery`` with the window's own baseline (the clean
-stretch before it), fault and recovery (until the next window or the end) — and per
-endpoint its error rate and p95 before and during the fault. Each hypothesis is shown
-beside the window that followed it (the next fault applied after it was written). The
+Built from the session directory alone, like a run's reports. The judgement of each fault
+window is the analysis's (``resilience.analysis.windows``, written into the journal's
+``windows`` when the session ended): its measured recovery, the detectors' findings
+(cascade, timeouts, pool exhaustion, retries, slow recovery, data loss), its SLOs, and per
+endpoint the error rate and p95 before and during it, over requests placed by the session's
+phase marks. Each hypothesis is shown beside the window that followed it (the next fault
+applied after it was written), each observation beside the window it was written in. The
 HTML report puts the timeline and the notes beside inline SVG charts; ``summary.md`` is
-the same for a post-mortem document.
+the same for a post-mortem document. The words and numbers are the run report's
+(``resilience.report.summary``): a window reads like a run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from resilience.analysis.data import second_series, window_stats
-from resilience.analysis.recovery import measure_recovery
+from resilience.analysis.data import second_series
+from resilience.analysis.windows import WindowVerdict, analyse_windows, session_windows
+from resilience.experiment.loader import load_experiment
+from resilience.experiment.model import Experiment
 from resilience.redact import Redactor
+from resilience.report.markdown import md
+from resilience.report.story import evidence_lines
+from resilience.report.summary import (
+    finding_is_failing,
+    finding_order,
+    fmt_ms,
+    fmt_ratio,
+    fmt_seconds,
+    slo_message,
+)
 from resilience.report.svg import PALETTE, Line, LineChart, Window, line_chart
-from resilience.rundir.layout import write_json, write_text
+from resilience.rundir.journal import FindingRecord, Journal, JournalData, SloRecord
+from resilience.rundir.layout import RunDir, write_json, write_text
 from resilience.rundir.load import LoadData, LoadView
-from resilience.vocabulary import Phase
+from resilience.rundir.reader import read_journal
 
 logger = logging.getLogger(__name__)
 
 SUMMARY = "summary.md"
 REPORT = "report.html"
-MIN_BASELINE_S = 5.0
+SHOWN_FINDINGS = ("found", "inconclusive")
+"""Findings shown per window; the held and not evaluated ones are counted."""
 
 
 @dataclass
-class FaultGroup:
-    """Faults whose windows overlap, measured as one window."""
+class WindowView:
+    """One fault window as the report shows it: the analysis's record and the notes."""
 
-    start: float
-    end: float | None
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    baseline: Phase | None = None
-    recovery_end: float = 0.0
-    recovery_s: float | None = None
-    recovered: bool | None = None
-    recovery_note: str = ""
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any]
     hypotheses: list[dict[str, Any]] = field(default_factory=list)
     observations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        return " + ".join(f"#{f['index']} {f['type']} on {f['proxy']}" for f in self.faults)
+        return str(self.record["label"])
+
+    @property
+    def start(self) -> float:
+        return float(self.record["start"])
+
+    @property
+    def end(self) -> float | None:
+        end = self.record.get("end")
+        return None if end is None else float(end)
+
+    @property
+    def recovery(self) -> dict[str, Any]:
+        recovery: dict[str, Any] = self.record.get("recovery") or {}
+        return recovery
+
+    @property
+    def recovery_s(self) -> float | None:
+        seconds = self.recovery.get("seconds")
+        return None if seconds is None else float(seconds)
+
+    @property
+    def findings(self) -> list[FindingRecord]:
+        return finding_order([FindingRecord(**f) for f in self.record.get("findings") or []])
+
+    @property
+    def breaches(self) -> list[SloRecord]:
+        return [SloRecord(**r) for r in self.record.get("slo") or [] if r.get("passed") is False]
+
+    @property
+    def endpoints(self) -> list[dict[str, Any]]:
+        return list(self.record.get("endpoints") or [])
+
+    @property
+    def judged(self) -> bool:
+        return "status" in self.record
 
 
-def fault_groups(faults: list[dict[str, Any]], end: float) -> list[FaultGroup]:
-    applied = sorted(
-        (f for f in faults if f.get("applied_at") is not None), key=lambda f: f["applied_at"]
-    )
-    groups: list[FaultGroup] = []
-    for fault in applied:
-        healed = fault.get("healed_at")
-        last = groups[-1] if groups else None
-        if last is not None and (last.end is None or fault["applied_at"] <= last.end):
-            last.faults.append(fault)
-            last.end = None if healed is None or last.end is None else max(last.end, healed)
-        else:
-            groups.append(FaultGroup(fault["applied_at"], healed, [fault]))
-    for i, group in enumerate(groups):
-        # The last second of a session is cut short by the end: it is not a second to judge.
-        group.recovery_end = groups[i + 1].start if i + 1 < len(groups) else max(0.0, end - 1.0)
-    return groups
-
-
-def measure(journal: dict[str, Any], data: LoadView | None) -> list[FaultGroup]:  # noqa: PLR0912 (each window: baseline, recovery, traffic check, endpoints, notes)
-    """Fault windows with their measured recovery, endpoint numbers, hypotheses and notes."""
-    end = _end(journal)
-    groups = fault_groups(journal.get("faults") or [], end)
-    warmup = float(journal.get("warmup", 2.0) or 0.0)
-    recovery = journal.get("recovery_settings") or {}
-    first_baseline = Phase("baseline", warmup, groups[0].start) if groups else None
-    if data is not None and groups:
-        # Requests still unanswered when the load stopped are abandoned, not recorded: the
-        # seconds they were sent in look empty. Judge no second after the last with data.
-        sent = [s for s in data.seconds if sum(data.counts(None, s).values()) > 0]
-        last = float(max(sent) + 1) if sent else 0.0
-        groups[-1].recovery_end = max(groups[-1].end or 0.0, min(groups[-1].recovery_end, last))
-    previous_end: float | None = warmup
-    for group in groups:
-        # The clean stretch before this window: from the moment the previous one had
-        # recovered; the session's first baseline when there was none (or it was too short).
-        base = Phase("baseline", previous_end if previous_end is not None else 0.0, group.start)
-        if (previous_end is None or base.duration < MIN_BASELINE_S) and first_baseline is not None:
-            base = first_baseline
-        group.baseline = base
-        previous_end = None
-        if data is None or group.end is None:
-            group.recovery_note = "never healed" if group.end is None else "no load data"
-            continue
-        phases = [
-            base,
-            Phase("fault", group.start, group.end),
-            Phase("recovery", group.end, group.recovery_end),
+def windows_of(journal: dict[str, Any]) -> list[WindowView]:
+    """The session's windows with their notes: as judged, or (a session that could not be
+    judged) as the faults make them, each saying it was not judged."""
+    records = journal.get("windows")
+    if records is None:
+        data = JournalData.model_validate(journal)
+        records = [
+            {
+                "index": w.index,
+                "label": w.label,
+                "start": w.start,
+                "end": w.end,
+                "faults": [f.index for f in w.faults],
+            }
+            for w in session_windows(data.fault_windows(), _end(journal))
         ]
-        result = measure_recovery(
-            data,
-            phases,
-            band_k=float(recovery.get("band_k", 3.0)),
-            stable_seconds=int(recovery.get("stable_seconds", 5)),
-        )
-        if result is not None and result.recovered and result.first_stable_second is not None:
-            stable = range(
-                result.first_stable_second, result.first_stable_second + result.stable_seconds
-            )
-            if sum(sum(data.counts(None, s).values()) for s in stable) == 0:
-                # In band only because a flat baseline allows 0 req/s: no evidence either way.
-                group.recovered = None
-                group.recovery_note = "no requests were sent after the heal to judge it by"
-                result = None
-        if result is not None:
-            group.recovery_s = result.seconds
-            group.recovered = result.recovered
-            group.recovery_note = result.note
-            if result.recovered and result.seconds is not None:
-                previous_end = group.end + result.seconds + int(recovery.get("stable_seconds", 5))
-        else:
-            group.recovery_note = "no baseline to compare with"
-        for endpoint in data.endpoints:
-            before = window_stats(data, endpoint, base.seconds())
-            during = window_stats(data, endpoint, Phase("fault", group.start, group.end).seconds())
-            group.endpoints.append(
-                {
-                    "endpoint": endpoint,
-                    "baseline_error_rate": before.error_rate,
-                    "fault_error_rate": during.error_rate,
-                    "baseline_p95_ms": before.p95,
-                    "fault_p95_ms": during.p95,
-                    "fault_requests": during.requests,
-                }
-            )
-    notes = journal.get("notes") or []
-    for note in notes:
+    views = [WindowView(r) for r in records]
+    end = _end(journal)
+    for note in journal.get("notes") or []:
         if note["kind"] == "hypothesis":
-            after = [g for g in groups if g.start >= note["t"]]
+            after = [v for v in views if v.start >= note["t"]]
             if after:
                 after[0].hypotheses.append(note)
         elif note["kind"] == "observation":
             inside = [
-                g for g in groups if g.start <= note["t"] <= (g.end if g.end is not None else end)
+                v for v in views if v.start <= note["t"] <= (v.end if v.end is not None else end)
             ]
             if inside:
                 inside[0].observations.append(note)
-    return groups
+    return views
 
 
 def _end(journal: dict[str, Any]) -> float:
+    """The session's end on its clock: when the load stopped, else the last evidence."""
+    load_end = journal.get("load_end")
+    if isinstance(load_end, int | float):
+        return float(load_end)
     events = journal.get("events") or []
     phases = journal.get("phases") or []
     ends = [p.get("end") or 0.0 for p in phases] + [e.get("t", 0.0) for e in events]
     return float(max(ends, default=0.0))
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} ms"
-
-
-def _recovery_text(group: FaultGroup) -> str:
-    if group.recovered:
-        return f"recovered {group.recovery_s:.1f} s after the heal"
-    if group.recovered is False:
-        return "did not recover before the next fault or the end" + (
-            f" ({group.recovery_note})" if group.recovery_note else ""
+def recovery_text(view: WindowView) -> str:
+    """The window's measured recovery in words, with its budget."""
+    if not view.judged:
+        return "not judged (the session ended before its evidence could be read)"
+    if view.end is None:
+        return "never healed"
+    r = view.recovery
+    budget = r.get("budget_seconds")
+    budget_text = f" (budget {fmt_seconds(budget)})" if budget is not None else ""
+    if r.get("recovered"):
+        seconds = r.get("seconds")
+        over = budget is not None and seconds is not None and seconds > budget
+        return f"recovered {fmt_seconds(seconds)} after the heal{budget_text}" + (
+            " — over budget" if over else ""
         )
-    return group.recovery_note or "not measured"
+    note = f" ({r['note']})" if r.get("note") else ""
+    if r.get("recovered") is False:
+        return f"did not recover before the next fault or the end{budget_text}{note}"
+    return (r.get("note") or "not measured") + budget_text
+
+
+def findings_summary(view: WindowView) -> str:
+    """``2 found (cascading_failure, slow_recovery), 1 inconclusive, 3 held or not evaluated``"""
+    findings = view.findings
+    found = [f.kind for f in findings if f.status == "found"]
+    unsure = sum(1 for f in findings if f.status == "inconclusive")
+    rest = len(findings) - len(found) - unsure
+    parts = [f"{len(found)} found" + (f" ({', '.join(found)})" if found else "")]
+    if unsure:
+        parts.append(f"{unsure} inconclusive")
+    if rest:
+        parts.append(f"{rest} held or not evaluated")
+    return ", ".join(parts)
+
+
+def _flags(finding: FindingRecord) -> str:
+    flags = [finding.severity]
+    if finding_is_failing(finding):
+        flags.append("would fail a run")
+    if finding.status != "found":
+        flags.append(finding.status.replace("_", " "))
+    return ", ".join(flags)
 
 
 # ------------------------------------------------------------------------------ markdown
 
 
-def summary_markdown(journal: dict[str, Any], groups: list[FaultGroup]) -> str:
+def _window_markdown(view: WindowView) -> list[str]:
+    end = "never healed" if view.end is None else f"{view.end:.1f} s"
     lines = [
-        f"# Game day: {journal.get('experiment')}",
+        f"### {md(view.label)}: {view.start:.1f} s to {end}",
+        "",
+        f"**Measured recovery:** {md(recovery_text(view))}.",
+        "",
+    ]
+    for note in view.hypotheses:
+        lines.append(
+            f"- Hypothesis ({md(note['author'])}, t={note['t']:.0f} s): {md(note['text'])}"
+        )
+    for note in view.observations:
+        lines.append(
+            f"- Observation ({md(note['author'])}, t={note['t']:.0f} s): {md(note['text'])}"
+        )
+    if view.judged:
+        lines += ["", f"**Findings:** {md(findings_summary(view))}", ""]
+        for finding in view.findings:
+            if finding.status in SHOWN_FINDINGS:
+                lines.append(
+                    f"- **{md(finding.kind)}** ({md(_flags(finding))}): {md(finding.summary)}"
+                )
+        for slo in view.breaches:
+            lines.append(f"- SLO breached: {md(slo_message(slo))}")
+    if view.endpoints:
+        lines += [
+            "",
+            "| endpoint | errors before | errors during | p95 before | p95 during |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in view.endpoints:
+            lines.append(
+                f"| {md(row['endpoint'])} | {fmt_ratio(row['baseline_error_rate'])} | "
+                f"{fmt_ratio(row['fault_error_rate'])} | {fmt_ms(row['baseline_p95_ms'])} | "
+                f"{fmt_ms(row['fault_p95_ms'])} |"
+            )
+    lines.append("")
+    return lines
+
+
+def summary_markdown(journal: dict[str, Any], views: list[WindowView]) -> str:
+    lines = [
+        f"# Game day: {md(journal.get('experiment'))}",
         "",
         f"- started {journal.get('started_at')}, ended {journal.get('ended_at')}"
         f" ({_end(journal):.0f} s on the session clock)",
-        f"- target {journal.get('target')}"
+        f"- target {md(journal.get('target'))}"
         + (f" (shop {journal.get('shop_mode')})" if journal.get("shop_mode") else ""),
-        f"- status {journal.get('status')}: {journal.get('reason')}",
+        f"- status {journal.get('status')}: {md(journal.get('reason'))}",
     ]
     people = journal.get("people") or []
     if people:
-        lines.append("- people: " + ", ".join(f"{p['name']} ({p['role']})" for p in people))
+        lines.append("- people: " + ", ".join(f"{md(p['name'])} ({p['role']})" for p in people))
     lines += ["", "## Fault windows", ""]
-    if not groups:
+    if not views:
         lines.append("No fault was injected.")
-    for group in groups:
-        end = "never healed" if group.end is None else f"{group.end:.1f} s"
-        lines += [
-            f"### {group.label}: {group.start:.1f} s to {end}",
-            "",
-            f"**Measured recovery:** {_recovery_text(group)}.",
-            "",
-        ]
-        for note in group.hypotheses:
-            lines.append(f"- Hypothesis ({note['author']}, t={note['t']:.0f} s): {note['text']}")
-        for note in group.observations:
-            lines.append(f"- Observation ({note['author']}, t={note['t']:.0f} s): {note['text']}")
-        if group.endpoints:
-            lines += [
-                "",
-                "| endpoint | errors before | errors during | p95 before | p95 during |",
-                "| --- | --- | --- | --- | --- |",
-            ]
-            for row in group.endpoints:
-                lines.append(
-                    f"| {row['endpoint']} | {_pct(row['baseline_error_rate'])} | "
-                    f"{_pct(row['fault_error_rate'])} | {_ms(row['baseline_p95_ms'])} | "
-                    f"{_ms(row['fault_p95_ms'])} |"
-                )
-        lines.append("")
+    for view in views:
+        lines += _window_markdown(view)
     for kind, title in (("decision", "Decisions"), ("action", "Action items")):
         notes = [n for n in journal.get("notes") or [] if n["kind"] == kind]
         if notes:
             lines += [f"## {title}", ""]
-            lines += [f"- {n['text']} ({n['author']}, t={n['t']:.0f} s)" for n in notes]
+            lines += [f"- {md(n['text'])} ({md(n['author'])}, t={n['t']:.0f} s)" for n in notes]
             lines.append("")
     lines += ["## Timeline", ""]
     for entry in journal.get("timeline") or []:
-        lines.append(f"- t={entry['t']:.1f} s [{entry['kind']}] {entry['text']}")
+        lines.append(f"- t={entry['t']:.1f} s [{entry['kind']}] {md(entry['text'])}")
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------- html
 
 
-def _charts(data: LoadView | None, groups: list[FaultGroup], end: float) -> str:
+def _charts(data: LoadView | None, views: list[WindowView], end: float) -> str:
     if data is None or not data.seconds:
         return "<p>No load data.</p>"
     seconds = list(range(0, int(end) + 1))
-    windows = [Window(g.start, g.end if g.end is not None else end, g.label) for g in groups]
+    windows = [Window(v.start, v.end if v.end is not None else end, v.label) for v in views]
     lines_rps, lines_err, lines_p95 = [], [], []
     for i, endpoint in enumerate(data.endpoints):
         series = second_series(data, endpoint, seconds)
@@ -300,10 +324,63 @@ td:first-child,th:first-child{text-align:left}
 .obs{background:#f0fdf4;padding:4px 8px;border-left:3px solid #16a34a;margin:4px 0}
 .measured{font-weight:bold} ol{padding-left:18px} .t{color:#666;font-variant-numeric:tabular-nums}
 .kind{font-size:11px;text-transform:uppercase;color:#555}
+.finding{margin:4px 0;padding:4px 8px;border-left:3px solid #999} .finding.found{border-color:#d62728}
+.finding.inconclusive{border-color:#d97706} .finding ul{margin:2px 0;padding-left:18px;color:#444}
+.muted{color:#666}
 """
 
 
-def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadView | None) -> str:
+def _window_html(i: int, view: WindowView) -> list[str]:
+    e = escape
+    end_text = "never healed" if view.end is None else f"{view.end:.1f} s"
+    recovery = "" if view.recovery_s is None else f"{view.recovery_s:g}"
+    parts = [
+        f"<div class='window' id='window-{i}'><h3>{e(view.label)}: "
+        f"{view.start:.1f} s to {e(end_text)}</h3>",
+        f"<div class='measured' data-recovery='{recovery}'>"
+        f"Measured recovery: {e(recovery_text(view))}</div>",
+    ]
+    for note in view.hypotheses:
+        parts.append(
+            f"<div class='hyp'>Hypothesis ({e(note['author'])}, t={note['t']:.0f} s): "
+            f"{e(note['text'])}</div>"
+        )
+    for note in view.observations:
+        parts.append(
+            f"<div class='obs'>Observation ({e(note['author'])}, t={note['t']:.0f} s): "
+            f"{e(note['text'])}</div>"
+        )
+    if view.judged:
+        parts.append(f"<div class='findings'><b>Findings:</b> {e(findings_summary(view))}")
+        for finding in view.findings:
+            if finding.status not in SHOWN_FINDINGS:
+                continue
+            details = "".join(f"<li>{e(line)}</li>" for line in evidence_lines(finding)[:6])
+            parts.append(
+                f"<div class='finding {e(finding.status)}' data-kind='{e(finding.kind)}'>"
+                f"<b>{e(finding.kind)}</b> <span class='muted'>({e(_flags(finding))})</span> "
+                f"{e(finding.summary)}" + (f"<ul>{details}</ul>" if details else "") + "</div>"
+            )
+        for slo in view.breaches:
+            parts.append(f"<div class='finding found'>SLO breached: {e(slo_message(slo))}</div>")
+        parts.append("</div>")
+    if view.endpoints:
+        parts.append(
+            "<table><tr><th>endpoint</th><th>errors before</th><th>errors during</th>"
+            "<th>p95 before</th><th>p95 during</th></tr>"
+        )
+        for row in view.endpoints:
+            parts.append(
+                f"<tr><td>{e(row['endpoint'])}</td><td>{fmt_ratio(row['baseline_error_rate'])}</td>"
+                f"<td>{fmt_ratio(row['fault_error_rate'])}</td><td>{fmt_ms(row['baseline_p95_ms'])}</td>"
+                f"<td>{fmt_ms(row['fault_p95_ms'])}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</div>")
+    return parts
+
+
+def report_html(journal: dict[str, Any], views: list[WindowView], data: LoadView | None) -> str:
     end = _end(journal)
     e = escape
     parts = [
@@ -316,42 +393,13 @@ def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadVie
         + (f" (shop {e(str(journal.get('shop_mode')))})" if journal.get("shop_mode") else "")
         + f" · {e(str(journal.get('status')))}: {e(str(journal.get('reason')))}</div></header>",
         "<div class='layout'><main>",
-        _charts(data, groups, end),
+        _charts(data, views, end),
         "<h2>Fault windows</h2>",
     ]
-    if not groups:
+    if not views:
         parts.append("<p>No fault was injected.</p>")
-    for i, group in enumerate(groups):
-        end_text = "never healed" if group.end is None else f"{group.end:.1f} s"
-        parts.append(
-            f"<div class='window' id='window-{i}'><h3>{e(group.label)}: "
-            f"{group.start:.1f} s to {e(end_text)}</h3>"
-        )
-        parts.append(
-            f"<div class='measured' data-recovery='{'' if group.recovery_s is None else group.recovery_s}'>"
-            f"Measured recovery: {e(_recovery_text(group))}</div>"
-        )
-        for note in group.hypotheses:
-            parts.append(
-                f"<div class='hyp'>Hypothesis ({e(note['author'])}, t={note['t']:.0f} s): {e(note['text'])}</div>"
-            )
-        for note in group.observations:
-            parts.append(
-                f"<div class='obs'>Observation ({e(note['author'])}, t={note['t']:.0f} s): {e(note['text'])}</div>"
-            )
-        if group.endpoints:
-            parts.append(
-                "<table><tr><th>endpoint</th><th>errors before</th><th>errors during</th>"
-                "<th>p95 before</th><th>p95 during</th></tr>"
-            )
-            for row in group.endpoints:
-                parts.append(
-                    f"<tr><td>{e(row['endpoint'])}</td><td>{_pct(row['baseline_error_rate'])}</td>"
-                    f"<td>{_pct(row['fault_error_rate'])}</td><td>{_ms(row['baseline_p95_ms'])}</td>"
-                    f"<td>{_ms(row['fault_p95_ms'])}</td></tr>"
-                )
-            parts.append("</table>")
-        parts.append("</div>")
+    for i, view in enumerate(views):
+        parts += _window_html(i, view)
     for kind, title in (("decision", "Decisions"), ("action", "Action items")):
         notes = [n for n in journal.get("notes") or [] if n["kind"] == kind]
         if notes:
@@ -379,8 +427,48 @@ def report_html(journal: dict[str, Any], groups: list[FaultGroup], data: LoadVie
     return "\n".join(parts)
 
 
+def judge_session(
+    session_dir: Path,
+    *,
+    journal: Journal | None = None,
+    experiment: Experiment | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+    redactor: Redactor | None = None,
+) -> list[WindowVerdict]:
+    """Judge every fault window of ``session_dir`` from its files and record them in the
+    journal's ``windows`` (through ``journal``, the session's own while it ends; else the
+    file's). ``experiment`` replaces the recorded one (``resilience analyse --set``)."""
+    verdicts = analyse_windows(session_dir, experiment=experiment, say=say)
+    if journal is None:
+        journal = Journal(RunDir(session_dir).journal, read_journal(session_dir), redactor=redactor)
+    journal.update(windows=[v.to_record() for v in verdicts])
+    return verdicts
+
+
+def rejudge_session(session_dir: Path, overrides: Sequence[str] = ()) -> list[WindowVerdict]:
+    """``resilience analyse`` on a session directory: its windows judged again (with
+    ``--set`` overrides on the recorded experiment), the reports rewritten. The session's
+    status (how it ended) is kept: a game day has no verdict of its own."""
+    layout = RunDir(Path(session_dir))
+    experiment = load_experiment(layout.experiment, overrides=overrides)
+    # The copy keeps its ${env:NAME} references: what they resolve to now is masked too.
+    redactor = Redactor(experiment.secret_values())
+    verdicts = judge_session(layout.path, experiment=experiment, redactor=redactor)
+    write_session_reports(layout.path, redactor=redactor)
+    return verdicts
+
+
+def is_session(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a game-day session (its journal says ``kind: gameday``)."""
+    try:
+        data = json.loads(RunDir(Path(run_dir)).journal.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == "gameday"
+
+
 def write_session_reports(session_dir: Path, *, redactor: Redactor | None = None) -> list[Path]:
-    """Write summary.md and report.html (and the measured windows into the journal), all
+    """Write summary.md and report.html (and each window's notes into the journal), all
     through ``redactor`` (the session's; the rules alone when None), private."""
     journal_path = session_dir / "journal.json"
     journal: dict[str, Any] = json.loads(journal_path.read_text(encoding="utf-8"))
@@ -389,23 +477,12 @@ def write_session_reports(session_dir: Path, *, redactor: Redactor | None = None
     except Exception as exc:  # a session killed before its first second has no load data
         logger.warning("no load data in %s: %s", session_dir, exc)
         data = None
-    groups = measure(journal, data)
-    journal["windows"] = [
-        {
-            "label": g.label,
-            "start": g.start,
-            "end": g.end,
-            "faults": [f["index"] for f in g.faults],
-            "recovery_seconds": g.recovery_s,
-            "recovered": g.recovered,
-            "note": g.recovery_note,
-            "endpoints": g.endpoints,
-            "hypotheses": [n["id"] for n in g.hypotheses],
-            "observations": [n["id"] for n in g.observations],
-        }
-        for g in groups
-    ]
-    write_json(journal_path, journal, redactor, indent=2)
-    summary = write_text(session_dir / SUMMARY, summary_markdown(journal, groups), redactor)
-    html = write_text(session_dir / REPORT, report_html(journal, groups, data), redactor)
+    views = windows_of(journal)
+    if journal.get("windows") is not None:
+        for view in views:
+            view.record["hypotheses"] = [n["id"] for n in view.hypotheses]
+            view.record["observations"] = [n["id"] for n in view.observations]
+        write_json(journal_path, journal, redactor, indent=2, ensure_ascii=False)
+    summary = write_text(session_dir / SUMMARY, summary_markdown(journal, views), redactor)
+    html = write_text(session_dir / REPORT, report_html(journal, views, data), redactor)
     return [html, summary]

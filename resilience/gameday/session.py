@@ -8,8 +8,19 @@ with SIGKILL is swept and marked aborted by the next ``stack status``, ``run`` o
 ``gameday start``, exactly like a run. One thread (``_loop``) feeds the load events to the
 recorder, ticks the faults and the halt conditions (a trip heals everything at once) and
 samples the live numbers once a second; the console's requests call the methods below
-from the server's threads. ``close()`` heals every fault first, then stops the load, then
-writes the journal's last state and the reports. Every path ends in ``close()``.
+from the server's threads.
+
+The session is built from the run's parts (resilience/runner): the user's own parts or the
+stack's (``resolve_parts``), the run directory's layout (``RunDir``), the phase marks
+(``PhaseMarker``: an ``apply`` mark just before each Toxiproxy call, a ``heal`` mark once
+it returned, ``upto`` a few times a second, final at the end; ``FaultMoments`` journals
+them with the faults), the load's end (``stop_engine``) and the evidence
+(``gather_from_parts``). ``close()`` heals every fault first, then stops the load, gathers
+the evidence (Prometheus series of the checks and detectors, traces of the kept ids, the
+read-back of acknowledged writes) into the session directory, judges each fault window as
+a run is judged (``resilience.analysis.windows``), writes the journal's last state and the
+reports. Every path ends in ``close()``; a second signal (``hurry``) skips the evidence,
+never the healing, the journal or the reports.
 """
 
 from __future__ import annotations
@@ -23,10 +34,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from resilience.analysis.windows import gather_phases, session_windows
 from resilience.errors import FaultError, LoadError, ResilienceError, StackError
 from resilience.experiment.model import FaultAction, Guard
 from resilience.faults.timeline import FaultEvent
@@ -34,6 +45,7 @@ from resilience.gameday.faults import FaultBoard, FaultRefused
 from resilience.gameday.halts import HaltBoard
 from resilience.gameday.live import LiveMetrics
 from resilience.gameday.plan import ResolvedPlan
+from resilience.gameday.report import judge_session, write_session_reports
 from resilience.gameday.state import SessionState, StateError, TimelineEntry
 from resilience.load.commands import SetRate, SetUsers
 from resilience.load.engine import LoadEngine
@@ -41,25 +53,31 @@ from resilience.load.plan import plan_from_experiment
 from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import CommandAck, LoadEvent
 from resilience.observe.guards import GuardTrip
-from resilience.observe.prometheus import HttpPrometheusSource
-from resilience.redact import Redactor
-from resilience.rundir.journal import FaultRecord, Journal, PhaseRecord, Status
-from resilience.rundir.layout import RunDir, make_dirs, redact_file, write_experiment, write_json
+from resilience.rundir.journal import Journal, PhaseRecord, Status
+from resilience.rundir.layout import write_json
+from resilience.runner.evidence import gather_from_parts
+from resilience.runner.files import RunFiles
+from resilience.runner.live import stop_engine
 from resilience.runner.live_export import LiveExport, record_faults, record_phase, start_export
+from resilience.runner.marks import FaultMoments, PhaseMarker
+from resilience.runner.orchestrator import RunOptions, default_run_dir
+from resilience.runner.parts import Parts, check_parts
 from resilience.runner.target import (
     PreparedTarget,
     clear_active,
+    dependencies,
     mark_active,
     prepare_target,
     release_target,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import MonotonicClock, ShopMode, phases_from_faults
+from resilience.vocabulary import MonotonicClock, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "gameday.lock"
 SESSION_FILE = "gameday.json"
+PLAN_FILE = "plan.json"
 START_LEAD = 0.5
 TICK = 0.25
 HEAL_BUDGET = 0.9
@@ -68,16 +86,11 @@ END_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
-class SessionOptions:
-    """How to run a session (the plan says what)."""
+class SessionOptions(RunOptions):
+    """How to run a session (the plan says what): a run's options, checked the same way;
+    session directories go under ``gamedays/`` by default."""
 
-    out: Path | None = None
-    root: Path = Path("gamedays")
-    shop_mode: ShopMode | None = None
-    target: str | None = None
-    workers: int | None = None
-    manage_stack: bool = True
-    config: StackConfig | None = None
+    runs_root: Path = Path("gamedays")
 
 
 @dataclass
@@ -87,16 +100,6 @@ class SessionResult:
     reason: str
     report_files: list[Path] = field(default_factory=list)
     heal_failures: list[str] = field(default_factory=list)
-
-
-def session_dir_for(root: Path, name: str) -> Path:
-    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    candidate = root / f"{stamp}-{name}"
-    n = 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{stamp}-{name}-{n}"
-    return candidate
 
 
 def write_private(path: Path, text: str) -> None:
@@ -156,16 +159,21 @@ class Session:
         resolved: ResolvedPlan,
         options: SessionOptions | None = None,
         say: Callable[[str], None] = lambda _m: None,
+        hurry: threading.Event | None = None,
     ) -> None:
         self.resolved = resolved
         self.plan = resolved.plan
         self.experiment = resolved.experiment
-        self.redactor = Redactor(self.experiment.secret_values())
-        """Every file of the session directory and every worker log goes through it."""
+        self.files = RunFiles(self.experiment)
+        """The session directory's redactor, log and file modes, as a run's (runner/files.py)."""
+        self.redactor = self.files.redactor
         self.options = options or SessionOptions()
         self.config = self.options.config or StackConfig.from_env()
         self.say = say
         self.lock = SessionLock(self.config.paths.state)
+        self.hurry = hurry or threading.Event()
+        """Set by a second signal: the end skips the evidence (never healing or reports)."""
+        self.parts: Parts | None = None
         self.prepared: PreparedTarget | None = None
         self.dir: Path | None = None
         self.engine: LoadEngine | None = None
@@ -173,6 +181,8 @@ class Session:
         self.export: LiveExport | None = None
         self.clock: MonotonicClock | None = None
         self.journal: Journal | None = None
+        self.marker: PhaseMarker | None = None
+        self.moments: FaultMoments | None = None
         self.faults: FaultBoard | None = None
         self.halts: HaltBoard | None = None
         self.metrics: LiveMetrics | None = None
@@ -189,6 +199,7 @@ class Session:
         self._close_lock = threading.Lock()
         self._closed = False
         self._locked = False
+        self._load_started = False
 
     # -- opening ----------------------------------------------------------------------
 
@@ -203,33 +214,40 @@ class Session:
             raise
 
     def _open(self) -> None:
+        options = self.options
+        self.parts = options.parts_for(self.experiment, self.config)
+        source = self.experiment.source
+        check_parts(self.parts, file=source.name if source else None, say=self.say)
         self.prepared = prepare_target(
             self.experiment,
             config=self.config,
-            target_url=self.options.target,
-            shop_mode=self.options.shop_mode,
-            manage_stack=self.options.manage_stack,
+            target_url=options.target,
+            shop_mode=options.shop_mode,
+            manage_stack=options.manage_stack,
             say=self.say,
+            parts=self.parts,
         )
-        self.dir = self.options.out or session_dir_for(self.options.root, self.plan.name)
-        make_dirs(self.dir / "logs")
-        write_experiment(self.dir / "experiment.yaml", self.experiment.to_data(), self.redactor)
+        # The process's files private from here on, as a run's (not before: the stack
+        # writes files that PostgreSQL, another user, must read).
+        self.files.private()
+        self.dir = options.out or default_run_dir(options.runs_root, self.plan.name)
+        layout = self.files.create(self.dir)
         write_json(
-            self.dir / "plan.json",
+            layout.path / PLAN_FILE,
             json.loads(self.plan.model_dump_json(by_alias=True)),
             self.redactor,
             indent=2,
         )
         load_plan = plan_from_experiment(
-            self.experiment, self.prepared.url, workers=self.options.workers
+            self.experiment, self.prepared.url, workers=options.workers, phase_marks=True
         )
-        self.engine = LoadEngine(load_plan, workers=self.options.workers, log_dir=self.dir / "logs")
+        self.engine = LoadEngine(load_plan, workers=options.workers, log_dir=layout.logs)
         self.say(f"starting {self.engine.workers} load worker(s)")
         self.engine.prepare()
         t0 = time.time() + START_LEAD
         clock = self.clock = MonotonicClock(origin_epoch=t0)
-        self.journal = Journal.start(
-            self.dir / "journal.json",
+        journal = self.journal = Journal.start(
+            layout.journal,
             experiment=self.plan.name,
             profile=None,
             t0=t0,
@@ -237,23 +255,32 @@ class Session:
             kind="gameday",
             target=self.prepared.url,
             shop_mode=self.prepared.shop_mode,
+            builtin=self.prepared.builtin,
+            dependencies=dependencies(self.experiment, self.prepared.builtin, self.config),
             duration=self.plan.max_duration,
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
+            parts=self.parts.to_journal(),
             load_level=dict(self.level),
             warmup=self.experiment.load.warmup,
             recovery_settings=self.plan.recovery.model_dump(),
         )
-        mark_active(self.config, self.journal.path)
+        mark_active(self.config, journal.path)
         self.state = SessionState(clock, [s.name for s in self.resolved.steps])
         self.state.listeners.append(self._journal_entry)
+        self.marker = PhaseMarker(
+            clock, self.engine.send, lambda marks: journal.update(marks=marks)
+        )
+        moments = self.moments = FaultMoments(journal, self.marker, then=self._on_fault_event)
         self.faults = FaultBoard(
             self.prepared.toxiproxy,
             clock,
             ledger=self.config.paths.fault_ledger,
-            on_event=self._on_fault_event,
+            on_event=moments.event,
             end_of_session=lambda: self.plan.max_duration,
+            on_before_apply=moments.before_apply,
         )
+        moments.records = self.faults.records
         self.recorder = LoadRecorder(
             self.dir,
             t0=t0,
@@ -277,15 +304,16 @@ class Session:
             lambda window, endpoint: recorder.live(window_s=window, endpoint=endpoint),
             load_plan.endpoints(),
         )
-        config = self.config
+        parts = self.parts
         self.halts = HaltBoard(
             clock,
             lambda endpoint: recorder.live(window_s=5, endpoint=endpoint),
-            lambda: HttpPrometheusSource(config.prometheus_url, timeout=2.0),
+            lambda: parts.prometheus_source(timeout=2.0),
         )
         for guard in self.plan.halt:
             self.halts.add(guard, "plan")
         self.engine.start(t0)
+        self._load_started = True
         self.state.log("session", f"session started: {self._level_text(self.level)}", t=0.0)
         self._publish()
         self._thread = threading.Thread(target=self._loop, name="gameday-loop", daemon=True)
@@ -310,6 +338,8 @@ class Session:
             self._consume(events)
             self.faults.tick()
             now = clock.now()
+            if self.marker is not None:
+                self.marker.tick(now)
             for trip in self.halts.tick(now):
                 self._halt(trip)
             if now >= next_sample:
@@ -597,16 +627,7 @@ class Session:
     # -- journal ------------------------------------------------------------------------
 
     def _on_fault_event(self, event: FaultEvent) -> None:
-        if self.journal is not None and self.faults is not None:
-            self.journal.update(faults=[FaultRecord(**r) for r in self.faults.records()])
-            self.journal.event(
-                f"fault_{event.kind}",
-                event.t,
-                index=event.index,
-                proxy=event.proxy,
-                type=event.type,
-                **event.detail,
-            )
+        """After FaultMoments journaled the event (and its mark): the session's timeline."""
         if self.state is not None and event.kind in ("applied", "healed", "failed"):
             attrs = event.record.get("attributes") or {}
             text = ", ".join(f"{k}={v}" for k, v in attrs.items())
@@ -639,6 +660,8 @@ class Session:
         if self.faults is not None:
             healed = self.faults.heal_all(budget=HEAL_BUDGET)
             failures = [f"fault {i}: {why}" for i, why in healed.failed]
+            if self.marker is not None:
+                self.marker.finish()
             if self.state is not None:
                 self.state.log(
                     "session",
@@ -664,6 +687,7 @@ class Session:
                 release_target(self.prepared)
             except ResilienceError as exc:
                 logger.warning("could not take down what the session started: %s", exc)
+        self.files.close()  # modes narrowed, the umask back, the session's log detached
         if self._locked:  # a session refused by the lock must not touch the running one's file
             (self.config.paths.state / SESSION_FILE).unlink(missing_ok=True)
             self.lock.release()
@@ -672,61 +696,79 @@ class Session:
         return result
 
     def _stop_load(self) -> None:
-        if self.engine is None:
-            return
-        try:
-            self.engine.stop(grace=2.0)
-        finally:
-            if self.dir is not None:  # past logging (tracebacks) too, once the workers are gone
-                for path in RunDir(self.dir).worker_logs():
-                    redact_file(path, self.redactor)
-            if self.recorder is not None:
-                try:
-                    self.recorder.consume(self.engine.poll(timeout=0.0))
-                except ResilienceError as exc:
-                    logger.debug("ignoring late load events: %s", exc)
-                self.recorder.close()
+        if self.engine is not None:
+            stop_engine(
+                self.engine,
+                self.recorder,
+                grace=0.5 if self.hurry.is_set() else 2.0,
+                files=self.files,
+            )
 
     def _finish_journal(self, reason: str, failures: list[str]) -> SessionResult:
         assert self.journal is not None and self.dir is not None and self.clock is not None
+        journal = self.journal
         end = self.clock.now()
-        if self.faults is not None:
-            records = self.faults.records()
-            self.journal.update(faults=[FaultRecord(**r) for r in records])
-            windows = [_window(r) for r in records if r["applied_at"] is not None]
+        journal.update(load_end=round(end, 4))
+        if self.moments is not None:
+            self.moments.sync()
+            windows = journal.data.fault_windows()
             phases = phases_from_faults(windows, start=0.0, end=end)
-            self.journal.update(
+            journal.update(
                 phases=[PhaseRecord(name=p.name, start=p.start, end=p.end) for p in phases]
             )
         if self.state is not None:
-            self.journal.update(**self.state.journal_fields())
+            journal.update(**self.state.journal_fields())
+        journal.update(halts_tripped=self.halted)
+        if self._load_started:
+            self._judge_windows(end)
         bad = failures or ([self.load_error] if self.load_error else [])
         status: Status = "error" if bad else "passed"
         if failures:
             reason += f"; could not heal: {'; '.join(failures)}"
-        self.journal.update(halts_tripped=self.halted)
-        self.journal.finish(status, ended=time.time(), exit_code=0 if not bad else 3, reason=reason)
+        reason = self.redactor.redact_text(reason)
+        journal.finish(status, ended=time.time(), exit_code=0 if not bad else 3, reason=reason)
         clear_active(self.config)
         files: list[Path] = []
         try:
-            from resilience.gameday.report import write_session_reports
-
             files = write_session_reports(self.dir, redactor=self.redactor)
         except Exception as exc:  # a report bug must not lose the session's record
             logger.exception("could not write the session reports: %s", exc)
         return SessionResult(self.dir, status, reason, files, failures)
 
-
-def _window(record: dict[str, Any]) -> Any:
-    from resilience.vocabulary import FaultWindow
-
-    return FaultWindow(
-        int(record["index"]),
-        str(record["proxy"]),
-        str(record["type"]),
-        float(record["applied_at"]),
-        None if record["healed_at"] is None else float(record["healed_at"]),
-    )
+    def _judge_windows(self, end: float) -> None:
+        """Gather the evidence (unless hurried) and judge each fault window into the
+        journal's ``windows``; a failure here is logged and said, never the session's end."""
+        assert self.journal is not None and self.dir is not None
+        journal = self.journal
+        windows = session_windows(journal.data.fault_windows(), end)
+        if not windows:
+            journal.update(windows=[])
+            return
+        if self.hurry.is_set():
+            journal.event("evidence_skipped", end, reason="a second signal hurried the end")
+        elif self.parts is not None and self.prepared is not None:
+            self.say("gathering the evidence")
+            try:
+                gather_from_parts(
+                    self.dir,
+                    self.experiment,
+                    journal,
+                    gather_phases(windows, self.experiment.load.warmup),
+                    self.parts,
+                    config=self.config,
+                    target_url=self.prepared.url,
+                    say=self.say,
+                    redactor=self.redactor,
+                )
+            except ResilienceError as exc:
+                logger.warning("could not gather the session's evidence: %s", exc)
+                journal.event("evidence_failed", end, reason=str(exc))
+        self.say(f"judging {len(windows)} fault window(s)")
+        try:
+            judge_session(self.dir, journal=journal, experiment=self.files.judged)
+        except ResilienceError as exc:
+            logger.warning("could not judge the session's fault windows: %s", exc)
+            journal.event("analysis_failed", end, reason=str(exc))
 
 
 __all__ = [

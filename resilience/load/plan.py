@@ -186,13 +186,15 @@ def plan_from_experiment(
     workers: int | None = None,
     base_dir: Path | None = None,
     seed: int | None = None,
+    phase_marks: bool | None = None,
 ) -> LoadPlan:
     """Build the load plan of an experiment's ``load`` section against ``target_url``.
 
     ``t0`` defaults to a moment :data:`DEFAULT_START_LEAD_S` from now (the engine's
     ``start(t0=...)`` can set it later); ``workers`` to the experiment's ``load.workers``
     or one per core; a relative locustfile is resolved against ``base_dir`` (default: the
-    directory of the experiment file).
+    directory of the experiment file). ``phase_marks``: the parent will send phase marks
+    (default: when the experiment has faults; a game day injects by hand, so it says so).
     """
     load = experiment.load
     count = planned_workers(experiment, workers)
@@ -233,7 +235,7 @@ def plan_from_experiment(
             trace_sample=float(load.trace_sample),
             slow_threshold=float(load.slow_threshold),
             seed=seed,
-            phase_marks=bool(experiment.faults),
+            phase_marks=bool(experiment.faults) if phase_marks is None else phase_marks,
             secrets=sorted(experiment.secret_values()),
         )
     except ValidationError as exc:

@@ -271,24 +271,28 @@ def gather_series(
 
 
 def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str, str]:
-    """Failed and slow requests first, spread over endpoints and phases, plus baseline
-    samples of every endpoint (the dependency footprint is learned from those).
+    """Failed and slow requests first, spread over endpoints and phases (a game day's
+    phases repeat per window: each gets its share), plus baseline samples of every
+    endpoint (the dependency footprint is learned from those).
 
     One pass, bounded: no bucket can give more than ``MAX_TRACES`` ids to the round-robin,
     so each keeps only its first ones (with room for those the baseline samples take);
     a long run keeps hundreds of thousands of trace ids."""
     chosen: dict[str, str] = {}
-    baseline = phase_named(phases, "baseline")
+    baselines = [p for p in phases if p.name == "baseline"]
     per_endpoint: dict[str, int] = {}
     buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
     for ref in refs:
-        in_baseline = baseline is not None and baseline.contains(ref.t)
+        in_baseline = any(b.contains(ref.t) for b in baselines)
         taken = per_endpoint.get(ref.endpoint, 0)
         if in_baseline and ref.outcome == "ok" and taken < BASELINE_TRACES_PER_ENDPOINT:
             per_endpoint[ref.endpoint] = taken + 1
             chosen[ref.trace_id] = ref.endpoint
             continue
-        phase = next((p.name for p in phases if p.contains(ref.t)), "other")
+        # By the phase's place, not its name: a game day's windows each get examples.
+        phase = next(
+            (f"{i:04d} {p.name}" for i, p in enumerate(phases) if p.contains(ref.t)), "other"
+        )
         bucket = buckets.setdefault((phase, ref.endpoint, ref.reason), [])
         if len(bucket) < _BUCKET_KEEP:
             bucket.append(ref)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -251,7 +252,16 @@ def test_a_game_day_in_the_browser(  # noqa: PLR0915 (one walk-through, step by 
     assert journal["status"] == "passed" and journal["kind"] == "gameday"
     (window,) = journal["windows"]
     assert window["faults"] == [0] and window["end"] is not None
-    assert window["recovered"] is True and window["recovery_seconds"] is not None
+    recovery = window["recovery"]
+    assert recovery["recovered"] is True and recovery["seconds"] is not None, recovery
+    # Judged as a run is: by the session's phase marks, with the detectors' findings.
+    assert window["analysis"]["phase_rule"] == "overlap"
+    assert [(m["kind"], m["fault"]) for m in journal["marks"]] == [("apply", 0), ("heal", 0)]
+    found = {f["kind"] for f in window["findings"] if f["status"] == "found"}
+    assert "cascading_failure" in found, window["findings"]
+    evidence = json.loads((running.out / "evidence.json").read_text())
+    assert evidence["prometheus"]["status"] == "gathered", evidence["prometheus"]
+    assert evidence["traces"]["status"] in ("gathered", "partial"), evidence["traces"]
     assert [n["text"] for n in journal["hypotheses"]] == [
         "Orders fail fast, catalog unaffected, back within 30 s."
     ]
@@ -263,6 +273,7 @@ def test_a_game_day_in_the_browser(  # noqa: PLR0915 (one walk-through, step by 
     for text in (
         "hang on postgres",
         "Measured recovery: recovered",
+        "data-kind='cascading_failure'",
         "Orders fail fast",
         "shared pool cascades",
         "Pool waiters pile up",
@@ -274,7 +285,7 @@ def test_a_game_day_in_the_browser(  # noqa: PLR0915 (one walk-through, step by 
     assert "Hypothesis (Ada" in summary and "## Action items" in summary
     print(
         f"note seen by a second browser after {seen_by_observer:.2f}s, from the terminal after "
-        f"{seen_from_terminal:.2f}s; recovery {window['recovery_seconds']}s"
+        f"{seen_from_terminal:.2f}s; recovery {recovery['seconds']}s; found {sorted(found)}"
     )
 
 
@@ -394,7 +405,7 @@ def test_one_session_per_state_directory_and_it_ends_by_itself(
     start_session: Any, fragile_shop: StackHandle, tmp_path: Path
 ) -> None:
     """A second `gameday start` on the same state directory is refused (exit 3); a session
-    ends by itself at its max_duration, healed and reported."""
+    ends by itself at its max_duration, healed and reported, its directory private."""
     running = start_session(max_duration="15s")
     second = cli(
         fragile_shop,
@@ -412,6 +423,10 @@ def test_one_session_per_state_directory_and_it_ends_by_itself(
     journal = running.journal()
     assert journal["status"] == "passed" and "maximum length" in journal["reason"]
     assert (running.out / "report.html").is_file()
+    # Kept as a run directory is: private, whatever the umask (the session's own log too).
+    assert stat.S_IMODE(running.out.stat().st_mode) == 0o700
+    for name in ("journal.json", "report.html", "summary.md", "experiment.yaml", "run.log"):
+        assert stat.S_IMODE((running.out / name).stat().st_mode) == 0o600, name
 
 
 def test_sigterm_ends_the_session_healing_first(
