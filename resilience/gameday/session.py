@@ -60,14 +60,13 @@ from resilience.runner.files import RunFiles
 from resilience.runner.live import stop_engine
 from resilience.runner.live_export import LiveExport, record_faults, record_phase, start_export
 from resilience.runner.marks import FaultMoments, PhaseMarker
-from resilience.runner.orchestrator import RunOptions, default_run_dir
-from resilience.runner.parts import Parts, check_parts
+from resilience.runner.orchestrator import RunOptions, default_run_dir, prepare_with_parts
+from resilience.runner.parts import Parts
 from resilience.runner.target import (
     PreparedTarget,
     clear_active,
     dependencies,
     mark_active,
-    prepare_target,
     release_target,
 )
 from resilience.stack import StackConfig
@@ -216,16 +215,8 @@ class Session:
     def _open(self) -> None:
         options = self.options
         self.parts = options.parts_for(self.experiment, self.config)
-        source = self.experiment.source
-        check_parts(self.parts, file=source.name if source else None, say=self.say)
-        self.prepared = prepare_target(
-            self.experiment,
-            config=self.config,
-            target_url=options.target,
-            shop_mode=options.shop_mode,
-            manage_stack=options.manage_stack,
-            say=self.say,
-            parts=self.parts,
+        self.prepared = prepare_with_parts(
+            self.experiment, options, self.parts, self.config, say=self.say
         )
         # The process's files private from here on, as a run's (not before: the stack
         # writes files that PostgreSQL, another user, must read).
