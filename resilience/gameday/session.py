@@ -248,7 +248,7 @@ class Session:
             shop_mode=self.prepared.shop_mode,
             builtin=self.prepared.builtin,
             dependencies=dependencies(self.experiment, self.prepared.builtin, self.config),
-            duration=self.plan.max_duration,
+            max_duration=self.plan.max_duration,
             workers=self.engine.workers,
             sweep=self.prepared.sweep.summary() if self.prepared.sweep else None,
             parts=self.parts.to_journal(),

@@ -240,6 +240,10 @@ def test_a_game_day_in_the_browser(  # noqa: PLR0915 (one walk-through, step by 
             facilitator.click("#end-btn")
             facilitator.wait_for_selector("#ended:not([hidden])", timeout=60000)
             _shot(facilitator, tmp_path, "ended")
+            report = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            report.goto((running.out / "report.html").resolve().as_uri())
+            report.wait_for_selector("#window-0 .finding", timeout=5000)
+            _shot(report, tmp_path, "report")
         finally:
             browser.close()
     assert running.process.wait(timeout=60) == 0, running.log.read_text()
