@@ -3,6 +3,7 @@ phases over the session's marks, and only its own requests."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from resilience.analysis.phases import OUTSIDE, Mark, PhasedLoad, window_rule
@@ -94,3 +95,23 @@ def test_hung_requests_belong_to_the_fault_of_their_window(tmp_path: Path) -> No
     unmarked = write_sample_session(tmp_path / "unmarked", marks=False)
     old_first, _ = analyse_windows(unmarked)
     assert old_first.verdict.analysis["phase_rule"] == "send_time"
+
+
+def test_a_killed_session_is_judged_up_to_its_last_evidence(tmp_path: Path) -> None:
+    """A session killed during its second fault (no load_end, the fault never healed, its
+    heal mark never sent, a max_duration of hours): the open window runs to the last
+    second with load data, a fault phase with no recovery."""
+    session = write_sample_session(tmp_path / "session")
+    path = session / "journal.json"
+    journal = json.loads(path.read_text())
+    journal.pop("load_end")
+    journal.pop("ended_at")
+    journal.update(status="aborted", max_duration=14400.0)
+    journal["faults"][1]["healed_at"] = None
+    journal["marks"] = journal["marks"][:3]
+    path.write_text(json.dumps(journal))
+    first, second = analyse_windows(session)
+    assert first.verdict.recovery is not None and first.verdict.recovery.recovered
+    assert second.window.end is None and second.window.until == 70.0
+    assert [p.name for p in second.verdict.phases] == ["baseline", "fault"]
+    assert second.verdict.recovery is None
