@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -266,7 +267,7 @@ def summary_markdown(journal: dict[str, Any], views: list[WindowView]) -> str:
 def _charts(data: LoadView | None, views: list[WindowView], end: float) -> str:
     if data is None or not data.seconds:
         return "<p>No load data.</p>"
-    seconds = list(range(0, int(end) + 1))
+    seconds = list(range(0, math.ceil(end)))  # the last whole second the load ran in
     windows = [Window(v.start, v.end if v.end is not None else end, v.label) for v in views]
     lines_rps, lines_err, lines_p95 = [], [], []
     for i, endpoint in enumerate(data.endpoints):
