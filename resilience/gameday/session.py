@@ -199,6 +199,7 @@ class Session:
         self._closed = False
         self._locked = False
         self._load_started = False
+        self._load_end: float | None = None
 
     # -- opening ----------------------------------------------------------------------
 
@@ -647,24 +648,14 @@ class Session:
                 return self.result
             self._closed = True
         reason = reason or self.end_reason or "ended"
-        failures: list[str] = []
-        if self.faults is not None:
-            healed = self.faults.heal_all(budget=HEAL_BUDGET)
-            failures = [f"fault {i}: {why}" for i, why in healed.failed]
-            if self.marker is not None:
-                self.marker.finish()
-            if self.state is not None:
-                self.state.log(
-                    "session",
-                    f"ending ({reason}): every fault healed"
-                    + (f", {len(failures)} could not be" if failures else ""),
-                    healed=list(healed.healed),
-                )
+        failures = self._heal_for_end(reason)
         self._stop.set()
         if self.halts is not None:
             self.halts.stop()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        if self.clock is not None:
+            self._load_end = self.clock.now()
         self._stop_load()
         if self.export is not None:
             self.export.close()
@@ -686,6 +677,23 @@ class Session:
         self.finished.set()
         return result
 
+    def _heal_for_end(self, reason: str) -> list[str]:
+        """Every fault healed, first thing; no phase mark will come any more."""
+        if self.faults is None:
+            return []
+        healed = self.faults.heal_all(budget=HEAL_BUDGET)
+        failures = [f"fault {i}: {why}" for i, why in healed.failed]
+        if self.marker is not None:
+            self.marker.finish()
+        if self.state is not None:
+            self.state.log(
+                "session",
+                f"ending ({reason}): every fault healed"
+                + (f", {len(failures)} could not be" if failures else ""),
+                healed=list(healed.healed),
+            )
+        return failures
+
     def _stop_load(self) -> None:
         if self.engine is not None:
             stop_engine(
@@ -698,7 +706,7 @@ class Session:
     def _finish_journal(self, reason: str, failures: list[str]) -> SessionResult:
         assert self.journal is not None and self.dir is not None and self.clock is not None
         journal = self.journal
-        end = self.clock.now()
+        end = self._load_end if self._load_end is not None else self.clock.now()
         journal.update(load_end=round(end, 4))
         if self.moments is not None:
             self.moments.sync()
@@ -751,14 +759,14 @@ class Session:
                     say=self.say,
                     redactor=self.redactor,
                 )
-            except ResilienceError as exc:
-                logger.warning("could not gather the session's evidence: %s", exc)
+            except Exception as exc:  # evidence lost must not lose the session's record
+                logger.warning("could not gather the session's evidence: %s", exc, exc_info=True)
                 journal.event("evidence_failed", end, reason=str(exc))
         self.say(f"judging {len(windows)} fault window(s)")
         try:
             judge_session(self.dir, journal=journal, experiment=self.files.judged)
-        except ResilienceError as exc:
-            logger.warning("could not judge the session's fault windows: %s", exc)
+        except Exception as exc:  # nor a judgement that failed
+            logger.warning("could not judge the session's fault windows: %s", exc, exc_info=True)
             journal.event("analysis_failed", end, reason=str(exc))
 
 
