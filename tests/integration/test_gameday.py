@@ -429,7 +429,7 @@ def test_one_session_per_state_directory_and_it_ends_by_itself(
     assert (running.out / "report.html").is_file()
     # Kept as a run directory is: private, whatever the umask (the session's own log too).
     assert stat.S_IMODE(running.out.stat().st_mode) == 0o700
-    for name in ("journal.json", "report.html", "summary.md", "experiment.yaml", "run.log"):
+    for name in ("journal.json", "report.html", "summary.md", "experiment.yaml", "logs/run.log"):
         assert stat.S_IMODE((running.out / name).stat().st_mode) == 0o600, name
 
 
