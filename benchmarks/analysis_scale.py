@@ -144,7 +144,7 @@ def report(
         f"{args.rate:g}{' --old OLD' if args.old else ''}`, {machine()}. Synthetic run "
         "directories made by `benchmarks/synth_rundir.py` from a real db-hang smoke run "
         "(fragile shop): the smoke run's timeline stretched, its load scaled; each command "
-        "on its own copy; old = the code before the change (main at 1557a4d, "
+        "on its own copy; old = the code before the change (main at 574fdb9, "
         "`PYTHONPATH=OLD`), new = this checkout; old and new alternate.",
         "",
         "| run | requests | trace ids | writes | command | old s | new s | old/new | old MB "
