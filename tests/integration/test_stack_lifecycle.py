@@ -19,6 +19,7 @@ from resilience.cli import app
 from resilience.errors import StackError
 from resilience.stack import Stack
 from resilience.stack._process import is_alive, port_is_free, wait_until
+from resilience.stack.config import RUN_PORTS
 from resilience.stack.generate import SHOP_METRICS_PORTS
 from tests.integration.conftest import StackHandle
 from tests.integration.test_stack_session import cli_env
@@ -32,8 +33,9 @@ def all_ports(handle: StackHandle) -> dict[str, int]:
 
 def default_ports(handle: StackHandle) -> dict[str, int]:
     """The ports a stack with default shop options binds: all but the shop's metrics ports
-    and the port a run serves its live load metrics on (bound by the run, not the stack)."""
-    unused = {*SHOP_METRICS_PORTS.values(), "load_metrics"}
+    and the ports a run binds itself, not the stack: its live load metrics and its
+    distributed-load master."""
+    unused = {*SHOP_METRICS_PORTS.values(), *RUN_PORTS}
     return {name: port for name, port in all_ports(handle).items() if name not in unused}
 
 
