@@ -30,6 +30,7 @@ from resilience.analysis.pipeline import run_detectors
 from resilience.analysis.recovery import RecoveryResult, measure_recovery
 from resilience.analysis.resources import build_resources
 from resilience.analysis.rig import (
+    UNDOUBTED_FINDINGS,
     RigReport,
     WithoutSeconds,
     lost_reason,
@@ -437,6 +438,7 @@ def decide_with_rig(
         report=rig,
         baseline_breaches=baseline,
         critical_unevaluated=unevaluated,
+        facts=[f.kind for f in findings if f.fails_run and f.kind in UNDOUBTED_FINDINGS],
     )
 
 

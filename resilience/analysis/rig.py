@@ -419,6 +419,12 @@ def lost_reason(report: RigReport, source: str, fallback: str | None) -> str | N
 
 Judged = Literal["passed", "failed", "inconclusive"]
 
+UNDOUBTED_FINDINGS = frozenset({"data_loss", "target_unreachable"})
+"""Failing findings no overload of the rig can produce: an acknowledged write read back
+missing (or duplicated) is the target's, however late the load generator sent; a target
+refusing every connection stopped answering. A failed run with one of them stays failed on
+an overloaded rig."""
+
 
 def rig_verdict(
     status: Judged,
@@ -428,12 +434,14 @@ def rig_verdict(
     report: RigReport,
     baseline_breaches: int,
     critical_unevaluated: Sequence[str],
+    facts: Sequence[str] = (),
 ) -> tuple[Judged, int, str]:
     """The verdict once the rig is known (docs/findings.md, "The rig"):
 
     - a failure while the rig was overloaded in a phase is ``inconclusive`` (exit 3): the
       measurement cannot tell the target's failure from the rig's — unless the target
-      stopped answering, which is a fact whatever the rig did;
+      stopped answering or one of ``facts`` failed it (failing findings of
+      ``UNDOUBTED_FINDINGS``: lost writes), which are facts whatever the rig did;
     - a pass whose configured critical checks could not be evaluated is ``inconclusive``
       (exit 3): no evidence is not a pass;
     - a baseline that missed its own SLOs is said first: the comparison is unreliable;
@@ -450,7 +458,15 @@ def rig_verdict(
             f"the baseline did not meet its SLOs ({baseline_breaches} breached): "
             f"the comparison is unreliable; {reason}"
         )
-    if status == "failed" and overloaded and not report.target_down:
+    if status == "failed" and overloaded and (report.target_down or facts):
+        kinds = ", ".join(dict.fromkeys(facts)) or "target_unreachable"
+        return (
+            status,
+            exit_code,
+            f"{reason} (though the rig was overloaded {rig_text}: {kinds} does not depend "
+            "on the measurement)",
+        )
+    if status == "failed" and overloaded:
         return (
             "inconclusive",
             EXIT_UNAVAILABLE,

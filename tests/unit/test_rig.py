@@ -208,3 +208,22 @@ class _Ok(BaseHTTPRequestHandler):
 
     def log_message(self, *_args: object) -> None:
         pass
+
+
+def test_lost_writes_fail_the_run_on_an_overloaded_rig() -> None:
+    """An acknowledged write read back missing is the target's whatever the rig did: the
+    failure stands (exit 1) and says the rig was overloaded beside it; without such a
+    fact the same failure is inconclusive."""
+    report = rig_report(_samples(**_hogged(range(10, 20))), PHASES, None, end=30.0)
+    assert report.overloaded
+    status, code, reason = rig_verdict(
+        "failed", 1, "findings: data_loss", report=report, baseline_breaches=0,
+        critical_unevaluated=[], facts=["data_loss"],
+    )  # fmt: skip
+    assert (status, code) == ("failed", 1)
+    assert reason.startswith("findings: data_loss (though the rig was overloaded in the fault")
+    assert "data_loss does not depend on the measurement" in reason
+    assert rig_verdict(
+        "failed", 1, "findings: data_loss", report=report, baseline_breaches=0,
+        critical_unevaluated=[],
+    )[:2] == ("inconclusive", 3)  # fmt: skip
