@@ -73,8 +73,9 @@ class Omission:
                 "so no latency hid behind waiting users (coordinated omission)."
             )
         worst = self.worst()
-        where = ""
-        if worst is not None:
+        where = "; counted with the latency they would have met, no phase's p99 would change"
+        grows = worst is not None and (worst.p99_corrected_ms or 0) - (worst.p99_ms or 0) >= 1
+        if worst is not None and grows:
             where = (
                 f"; counting them with the latency they would have met, {worst.phase} p99 "
                 f"could be {worst.p99_corrected_ms:,.0f} ms instead of the "

@@ -106,3 +106,20 @@ def test_a_closed_model_without_stalls_says_nothing_hid() -> None:
     omission = estimate_omission(view, [Phase("run", 0.0, 10.0)], experiment)
     assert omission is not None and omission.not_sent == 0
     assert "no latency hid" in omission.statement()
+
+
+def test_stalls_already_in_the_measured_tail_change_no_p99() -> None:
+    """Every phase's p99 already set by its slowest requests (a client timeout caps them):
+    the requests not sent are counted, and no "p99 could be X instead of X" is claimed."""
+    experiment = parse_experiment(
+        EXPERIMENT.format(shape="stages: [{duration: 20s, users: 10, spawn_rate: 10}]")
+    )
+    seconds: dict[int, list[int]] = {s: [2_000] * 100 for s in range(20)}
+    seconds[8] = [5_000_000] * 40
+    phases = [Phase("baseline", 2.0, 8.0), Phase("fault", 8.0, 14.0), Phase("recovery", 14.0, 20.0)]
+    omission = estimate_omission(View(seconds), phases, experiment)
+    assert omission is not None and omission.not_sent > 0
+    text = omission.statement()
+    fault = next(p for p in omission.phases if p.phase == "fault")
+    assert fault.p99_ms == fault.p99_corrected_ms  # the 40 timeouts are the top 1 % either way
+    assert "no phase's p99 would change" in text and "could be" not in text
