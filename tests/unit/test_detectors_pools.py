@@ -211,3 +211,19 @@ def test_waits_from_before_the_fault_are_ignored(tmp_path: Path) -> None:
     refs = [ref(t, ITEMS, 12.0 + i, latency=5.0, outcome="timeout") for i, t in enumerate(stale)]
     ctx = context(tmp_path, traces=stale, refs=refs, unavailable="connection refused")
     assert PoolExhaustionDetector().detect(ctx) == []
+
+
+def test_a_pool_scraped_by_two_jobs_is_one_pool(tmp_path: Path) -> None:
+    """The same gateway pool scraped twice (the stack's job and the experiment's
+    observe.scrape job, other instance labels): one finding, not two."""
+    source = pool_metrics(db_saturated=False)
+    again = {**SHARED, "job": "shop-metrics", "instance": "127.0.0.1:9100"}
+    for name in (
+        "shop_upstream_pool_size",
+        "shop_upstream_pool_in_use",
+        "shop_upstream_pool_waiting",
+    ):
+        first = source.series[name][0]
+        source.series[name] = [first, Series({**first.labels, **again}, first.points)]
+    findings = PoolExhaustionDetector().detect(context(tmp_path, prometheus=source))
+    assert [f.evidence["pool"] for f in findings] == ["upstream pool 'shared'"]

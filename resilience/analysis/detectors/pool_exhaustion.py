@@ -121,6 +121,22 @@ class Saturation:
         return f"{self.family.name} pool {name!r}"
 
 
+SCRAPE_LABELS = frozenset({"job", "instance"})
+"""Labels a scrape adds: one pool scraped by two jobs (the stack's and the experiment's
+``observe.scrape``) is still one pool."""
+
+
+def _one_per_pool(saturations: list[Saturation]) -> list[Saturation]:
+    """One saturation per pool, whatever scraped it: the one with the most saturated
+    seconds (then the first) stands for the pool."""
+    kept: dict[tuple[tuple[str, str], ...], Saturation] = {}
+    for sat in saturations:
+        pool = tuple((k, v) for k, v in sat.labels if k not in SCRAPE_LABELS)
+        if pool not in kept or len(sat.seconds) > len(kept[pool].seconds):
+            kept[pool] = sat
+    return list(kept.values())
+
+
 class PoolExhaustionDetector(BaseDetector):
     kind: ClassVar[str] = "pool_exhaustion"
     default_severity: ClassVar[Severity] = "warning"
@@ -239,7 +255,7 @@ class PoolExhaustionDetector(BaseDetector):
                     sat.size_at_saturation = max(sat.size_at_saturation, cap)
             sat.seconds = sorted(seconds)
             out.append(sat)
-        return out
+        return _one_per_pool(out)
 
     def _from_metrics(
         self,
