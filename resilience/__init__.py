@@ -6,7 +6,7 @@ The public face is small; everything behind it may move. ``load_experiment``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from resilience.errors import (
     DependencyUnavailable,
@@ -42,7 +42,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'resilience' has no attribute {name!r}")

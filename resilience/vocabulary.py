@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import Final, Literal, Protocol, get_args
 
 ShopMode = Literal["fragile", "hardened"]
 """The reference shop's two modes (same code, different settings; docs/shop.md)."""
@@ -38,6 +38,11 @@ FINAL_STATUSES: Final[frozenset[str]] = frozenset(
 
 CheckStatus = Literal["passed", "failed", "not_evaluated"]
 FindingStatus = Literal["found", "held", "not_evaluated", "inconclusive"]
+
+JSONScalar = str | int | float | bool | None
+JSONValue = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+"""A value as ``json.loads`` returns it: what the run directory's files, the game day's
+HTTP bodies and the backends' answers hold before they are read into typed records."""
 """found: the detector's concern is there; held: it checked and what it checks held (with its
 counts, e.g. no write lost); not_evaluated: a source it needs is missing; inconclusive: the
 data could not decide."""
@@ -110,7 +115,7 @@ class FaultWindow:
     type: str
     start: float
     end: float | None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, object] = field(default_factory=dict)
 
     @property
     def healed(self) -> bool:
