@@ -6,7 +6,7 @@ Other rooms (the load engine, the fault timeline, the orchestrator, the analysis
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from resilience.experiment.catalogue import (
@@ -104,7 +104,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'resilience.experiment' has no attribute {name!r}")

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Final
 
 from resilience.experiment._problems import KeyPath, Problem, describe
+from resilience.experiment._yaml import YAMLValue
+from resilience.vocabulary import JSONValue
 
 _TOKEN: Final = re.compile(r"\$\$\{|\$\{")
 _REFERENCE: Final = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,7 +45,7 @@ class EnvResolution:
     problems: list[Problem] = field(default_factory=list)
 
 
-def resolve_env(data: Any, environ: Mapping[str, str]) -> tuple[Any, EnvResolution]:
+def resolve_env(data: YAMLValue, environ: Mapping[str, str]) -> tuple[YAMLValue, EnvResolution]:
     """``data`` with every reference replaced (containers copied only where something
     changed, the input untouched), and what was resolved or wrong."""
     outcome = EnvResolution()
@@ -56,7 +58,9 @@ def resolve_env(data: Any, environ: Mapping[str, str]) -> tuple[Any, EnvResoluti
     return resolved, outcome
 
 
-def _walk(value: Any, path: KeyPath, environ: Mapping[str, str], outcome: EnvResolution) -> Any:
+def _walk(
+    value: YAMLValue, path: KeyPath, environ: Mapping[str, str], outcome: EnvResolution
+) -> YAMLValue:
     if isinstance(value, str):
         return _string(value, path, environ, outcome) if "${" in value else value
     if isinstance(value, dict):
@@ -136,18 +140,16 @@ class EnvRecord:
     ``model_dump(mode="json")`` printed it after validation."""
 
     secrets: frozenset[str] = frozenset()
-    written: tuple[tuple[KeyPath, str, Any], ...] = ()
+    written: tuple[tuple[KeyPath, str, JSONValue], ...] = ()
 
-    def unresolve(self, dumped: Any) -> Any:
+    def unresolve(self, dumped: dict[str, JSONValue]) -> dict[str, JSONValue]:
         """``dumped`` (a ``model_dump`` of the experiment) with each resolved string written
         as it was (``${env:NAME}``), where it still holds the value it was loaded with, and
         any other ``${`` escaped, so that the YAML loads back without the secrets in it."""
         # The raw profiles were never resolved: their references stay references.
-        out = (
-            {key: item if key == "profiles" else _escape(item) for key, item in dumped.items()}
-            if isinstance(dumped, dict)
-            else _escape(dumped)
-        )
+        out: dict[str, JSONValue] = {
+            key: item if key == "profiles" else _escape(item) for key, item in dumped.items()
+        }
         for path, raw, value in self.written:
             found, current = _at(out, path)
             if found and current == value:
@@ -155,9 +157,9 @@ class EnvRecord:
         return out
 
 
-def record(references: list[EnvReference], secrets: set[str], dumped: Any) -> EnvRecord:
+def record(references: list[EnvReference], secrets: set[str], dumped: JSONValue) -> EnvRecord:
     """The record for a validated experiment whose ``model_dump`` is ``dumped``."""
-    written = []
+    written: list[tuple[KeyPath, str, JSONValue]] = []
     for reference in references:
         found, value = _at(dumped, reference.path)
         if found:
@@ -165,7 +167,7 @@ def record(references: list[EnvReference], secrets: set[str], dumped: Any) -> En
     return EnvRecord(frozenset(secrets), tuple(written))
 
 
-def _at(data: Any, path: KeyPath) -> tuple[bool, Any]:
+def _at(data: JSONValue, path: KeyPath) -> tuple[bool, JSONValue]:
     """Whether ``path`` exists in ``data``, and the value there."""
     for part in path:
         found, data = _child(data, part)
@@ -174,7 +176,7 @@ def _at(data: Any, path: KeyPath) -> tuple[bool, Any]:
     return True, data
 
 
-def _child(data: Any, part: str | int) -> tuple[bool, Any]:
+def _child(data: JSONValue, part: str | int) -> tuple[bool, JSONValue]:
     if isinstance(data, dict):
         return (True, data[part]) if isinstance(part, str) and part in data else (False, None)
     if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
@@ -182,7 +184,7 @@ def _child(data: Any, part: str | int) -> tuple[bool, Any]:
     return False, None
 
 
-def _put(data: Any, path: KeyPath, value: Any) -> None:
+def _put(data: JSONValue, path: KeyPath, value: JSONValue) -> None:
     """Set an existing ``path`` of ``data`` (checked by ``_at``) to ``value``."""
     _, parent = _at(data, path[:-1])
     last = path[-1]
@@ -192,7 +194,7 @@ def _put(data: Any, path: KeyPath, value: Any) -> None:
         parent[last] = value
 
 
-def _escape(value: Any) -> Any:
+def _escape(value: JSONValue) -> JSONValue:
     """Strings with ``${`` escaped as ``$${`` (keys are never resolved, so stay as they are)."""
     if isinstance(value, str):
         return value.replace("${", "$${")

@@ -17,10 +17,10 @@ import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 from resilience.experiment._problems import InputProblems, KeyPath, Problem, describe
-from resilience.experiment._yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse_yaml
+from resilience.experiment._yaml import MAX_BYTES, MAX_DEPTH, MAX_NODES, YAMLValue, parse_yaml
 
 _INDEX = re.compile(r"\[([0-9]+)\]")
 
@@ -56,7 +56,9 @@ def origin_of(origins: Origins, path: KeyPath) -> Origin | None:
     return None
 
 
-def _copy_subtree(value: Any, source: Origins, src: KeyPath, out: Origins, dst: KeyPath) -> None:
+def _copy_subtree(
+    value: YAMLValue, source: Origins, src: KeyPath, out: Origins, dst: KeyPath
+) -> None:
     """The origins of ``value``'s nodes, recorded in ``source`` under ``src``, into ``out``
     under ``dst``. Walks the value, not ``source``: a merge that keeps many keys of a large
     document stays linear in its size."""
@@ -71,7 +73,7 @@ def _copy_subtree(value: Any, source: Origins, src: KeyPath, out: Origins, dst: 
             _copy_subtree(item, source, (*src, index), out, (*dst, index))
 
 
-def _mergeable_lists(base: Any, overlay: Any) -> bool:
+def _mergeable_lists(base: YAMLValue, overlay: YAMLValue) -> bool:
     return (
         isinstance(base, list)
         and isinstance(overlay, list)
@@ -82,8 +84,8 @@ def _mergeable_lists(base: Any, overlay: Any) -> bool:
 
 
 def deep_merge(
-    base: Any, overlay: Any, base_from: Origins, overlay_from: Origins
-) -> tuple[Any, Origins]:
+    base: YAMLValue, overlay: YAMLValue, base_from: Origins, overlay_from: Origins
+) -> tuple[YAMLValue, Origins]:
     """Overlay merged over base (see the module docstring), with the merged value's origins."""
     merger = _Merger(base_from, overlay_from)
     merged = merger.merge(base, overlay, bpath=(), opath=(), dpath=())
@@ -100,27 +102,27 @@ class _Merger:
         self.out: Origins = {}
 
     def merge(
-        self, base: Any, overlay: Any, *, bpath: KeyPath, opath: KeyPath, dpath: KeyPath
-    ) -> Any:
+        self, base: YAMLValue, overlay: YAMLValue, *, bpath: KeyPath, opath: KeyPath, dpath: KeyPath
+    ) -> YAMLValue:
         if isinstance(base, dict) and isinstance(overlay, dict):
             return self._mappings(base, overlay, bpath=bpath, opath=opath, dpath=dpath)
-        if _mergeable_lists(base, overlay):
+        if isinstance(base, list) and isinstance(overlay, list) and _mergeable_lists(base, overlay):
             return self._lists(base, overlay, bpath=bpath, opath=opath, dpath=dpath)
         _copy_subtree(overlay, self.overlay_from, opath, self.out, dpath)
         return copy.deepcopy(overlay)
 
     def _mappings(
         self,
-        base: dict[str, Any],
-        overlay: dict[str, Any],
+        base: dict[str, YAMLValue],
+        overlay: dict[str, YAMLValue],
         *,
         bpath: KeyPath,
         opath: KeyPath,
         dpath: KeyPath,
-    ) -> dict[str, Any]:
+    ) -> dict[str, YAMLValue]:
         if bpath in self.base_from:
             self.out[dpath] = self.base_from[bpath]
-        result: dict[str, Any] = {}
+        result: dict[str, YAMLValue] = {}
         for key, value in base.items():
             if key not in overlay:
                 result[key] = value
@@ -140,11 +142,17 @@ class _Merger:
         return result
 
     def _lists(
-        self, base: list[Any], overlay: list[Any], *, bpath: KeyPath, opath: KeyPath, dpath: KeyPath
-    ) -> list[Any]:
+        self,
+        base: list[YAMLValue],
+        overlay: list[YAMLValue],
+        *,
+        bpath: KeyPath,
+        opath: KeyPath,
+        dpath: KeyPath,
+    ) -> list[YAMLValue]:
         if bpath in self.base_from:
             self.out[dpath] = self.base_from[bpath]
-        items: list[Any] = []
+        items: list[YAMLValue] = []
         for index in range(max(len(base), len(overlay))):
             over = overlay[index] if index < len(overlay) else {}
             if over is None:
@@ -230,7 +238,7 @@ class Override:
 
     text: str
     path: KeyPath
-    value: Any
+    value: YAMLValue
     count: int
 
     @property
@@ -334,8 +342,8 @@ class Provenance:
 
 
 def apply_overrides(
-    data: Any, origins: Origins, overrides: Sequence[Override]
-) -> tuple[Any, Provenance]:
+    data: YAMLValue, origins: Origins, overrides: Sequence[Override]
+) -> tuple[YAMLValue, Provenance]:
     """``data`` with each override applied in order (a None value removes the key or item).
 
     Containers along each key path are copied, everything else is shared: the input is not
@@ -347,7 +355,7 @@ def apply_overrides(
     return data, Provenance(origins, log)
 
 
-def _shallow(value: Any) -> Any:
+def _shallow(value: YAMLValue) -> YAMLValue:
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, list):
@@ -355,7 +363,7 @@ def _shallow(value: Any) -> Any:
     return value
 
 
-def _assign(data: Any, override: Override, log: list[_Written]) -> Any:
+def _assign(data: YAMLValue, override: Override, log: list[_Written]) -> YAMLValue:
     text, parts, value, label = override.text, override.path, override.value, override.label
     root = _shallow(data)
     container = root
@@ -395,12 +403,12 @@ def _assign(data: Any, override: Override, log: list[_Written]) -> Any:
 
 
 def _step(
-    container: Any,
+    container: YAMLValue,
     part: str | int,
     walked: list[str | int],
     override: Override,
     log: list[_Written],
-) -> Any:
+) -> YAMLValue:
     """The (copied) child of ``container`` at ``part``, a new mapping if there is none."""
     text, label = override.text, override.label
     where = ".".join(str(p) for p in walked) or "the top level"

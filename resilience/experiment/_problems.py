@@ -14,7 +14,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from resilience.errors import ErrorDetail, ErrorLocation, ExperimentError
 
@@ -26,7 +25,7 @@ MAX_LISTED = 50
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
-def describe(value: Any) -> str:  # noqa: PLR0911 (a dispatch on the value's type)
+def describe(value: object) -> str:  # noqa: PLR0911 (a dispatch on the value's type)
     """A short, readable account of a value for a 'got ...' clause."""
     if value is None:
         return "null"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -42,28 +42,36 @@ _TYPE_NAMES = {
 }
 
 
-def _match_loc(loc: tuple[int | str, ...], data: Any) -> tuple[KeyPath, list[int | str]]:
+def _match_loc(loc: tuple[int | str, ...], data: object) -> tuple[KeyPath, list[int | str]]:
     """The part of ``loc`` that addresses the data, and the unmatched rest."""
     path: list[str | int] = []
     rest: list[int | str] = []
     current = data
     for item in loc:
-        in_mapping = isinstance(current, dict) and isinstance(item, str) and item in current
-        in_list = (
-            isinstance(current, list)
-            and isinstance(item, int)
-            and not isinstance(item, bool)
-            and 0 <= item < len(current)
-        )
-        if in_mapping or in_list:
+        found, child = _at(current, item)
+        if found:
             path.append(item)
-            current = current[item]
+            current = child
         else:
             rest.append(item)
     return tuple(path), rest
 
 
-def _unwrap(annotation: Any) -> list[Any]:
+def _at(data: object, item: int | str) -> tuple[bool, object]:
+    """Whether ``item`` is a key or index of ``data``, and the value there."""
+    if isinstance(data, dict) and isinstance(item, str) and item in data:
+        return True, data[item]
+    if (
+        isinstance(data, list)
+        and isinstance(item, int)
+        and not isinstance(item, bool)
+        and 0 <= item < len(data)
+    ):
+        return True, data[item]
+    return False, None
+
+
+def _unwrap(annotation: object) -> list[object]:
     """The alternatives of an annotation, with Annotated and Optional peeled off."""
     origin = get_origin(annotation)
     if origin is not None and str(origin) == "typing.Annotated":
@@ -75,7 +83,7 @@ def _unwrap(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _child(annotation: Any, key: str | int) -> Any:
+def _child(annotation: object, key: str | int) -> object:
     for alt in _unwrap(annotation):
         if isinstance(alt, type) and issubclass(alt, BaseModel) and isinstance(key, str):
             for name, info in alt.model_fields.items():
@@ -91,7 +99,7 @@ def _child(annotation: Any, key: str | int) -> Any:
 
 def allowed_keys(root: type[BaseModel], path: KeyPath) -> list[str]:
     """Keys the model at ``path`` accepts (aliases where they exist)."""
-    annotation: Any = root
+    annotation: object = root
     for key in path:
         annotation = _child(annotation, key)
         if annotation is None:
@@ -118,7 +126,7 @@ def _bound_expected(error: ErrorDetails) -> str:
     return error["msg"]
 
 
-def _one(error: ErrorDetails, root: type[BaseModel], data: Any) -> list[Problem]:  # noqa: PLR0911 (a dispatch on pydantic's error type)
+def _one(error: ErrorDetails, root: type[BaseModel], data: object) -> list[Problem]:  # noqa: PLR0911 (a dispatch on pydantic's error type)
     loc = tuple(error["loc"])
     path, rest = _match_loc(loc, data)
     kind = error["type"]
@@ -186,7 +194,7 @@ MAX_TRANSLATED = 1000
 a hundred thousand, and nobody reads past the first screen)."""
 
 
-def translate(exc: ValidationError, root: type[BaseModel], data: Any) -> list[Problem]:
+def translate(exc: ValidationError, root: type[BaseModel], data: object) -> list[Problem]:
     """Problems for the first ``MAX_TRANSLATED`` errors, one per key path (union alternatives
     merged); ``untranslated(exc)`` says how many were left."""
     by_path: dict[tuple[KeyPath, str], Problem] = {}

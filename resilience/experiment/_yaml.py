@@ -15,7 +15,8 @@ alias expansion (a budget the caller can share between a file and its overrides)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from datetime import date
+from typing import Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -29,7 +30,9 @@ MAX_NODES: Final = 50_000
 worst document the limits let through under 2 s and 200 MB (100,000 came close to both)."""
 
 # libyaml's parser is ~20x faster than the pure-Python one and keeps the same marks.
-_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER: Final[type[yaml.SafeLoader | yaml.CSafeLoader]] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
 
 _NODE_EVENTS: Final = (
     yaml.ScalarEvent,
@@ -43,11 +46,17 @@ _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 
+YAMLScalar = str | int | float | bool | None | date | bytes
+"""What the safe loader makes of a scalar (``date`` includes ``datetime``; ``!!binary`` is bytes)."""
+YAMLValue = YAMLScalar | list["YAMLValue"] | dict[str, "YAMLValue"]
+"""A parsed document or any value in it, before the model has read it."""
+
+
 @dataclass
 class Document:
     """Plain data plus the 1-based line of each key path (mapping keys, list items)."""
 
-    data: Any
+    data: YAMLValue
     lines: dict[KeyPath, int] = field(default_factory=dict)
     count: int = 0
     """Values built (after alias expansion): what this document used of the node budget."""
@@ -186,7 +195,7 @@ class _Builder:
     def problem(self, message: str, expected: str, got: str, path: KeyPath, node: Node) -> None:
         self.problems.append(Problem(message, expected, got, path, _line(node)))
 
-    def build(self, node: Node, path: KeyPath, depth: int) -> Any:  # noqa: PLR0911 (a dispatch on the YAML node kind)
+    def build(self, node: Node, path: KeyPath, depth: int) -> YAMLValue:  # noqa: PLR0911 (a dispatch on the YAML node kind)
         self.count += 1
         if self.count > self.max_nodes:
             if self.count == self.max_nodes + 1:
@@ -206,7 +215,7 @@ class _Builder:
                 if node.tag != _SEQ_TAG:
                     self.bad_tag(node, path)
                     return None
-                items = []
+                items: list[YAMLValue] = []
                 for index, item in enumerate(node.value):
                     self.lines[(*path, index)] = _line(item)
                     items.append(self.build(item, (*path, index), depth + 1))
@@ -226,9 +235,10 @@ class _Builder:
             "unsupported YAML tag", "plain YAML data (no tags)", repr(node.tag), path, node
         )
 
-    def scalar(self, node: ScalarNode, path: KeyPath) -> Any:
+    def scalar(self, node: ScalarNode, path: KeyPath) -> YAMLScalar:
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value: YAMLScalar = self.constructor.construct_object(node, deep=True)
+            return value
         except yaml.YAMLError as exc:
             got = str(getattr(exc, "problem", None) or exc).strip()
             self.problem("cannot read this value", "plain YAML data", got, path, node)
@@ -236,8 +246,8 @@ class _Builder:
             self.problem("cannot read this value", "a valid YAML scalar", str(exc), path, node)
         return None
 
-    def mapping(self, node: MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
+    def mapping(self, node: MappingNode, path: KeyPath, depth: int) -> dict[str, YAMLValue]:
+        result: dict[str, YAMLValue] = {}
         explicit: list[tuple[ScalarNode, Node]] = []
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE_TAG:
@@ -271,7 +281,7 @@ class _Builder:
             result[key] = self.build(value_node, (*path, key), depth + 1)
         return result
 
-    def merge(self, value: Node, result: dict[str, Any], path: KeyPath, depth: int) -> None:
+    def merge(self, value: Node, result: dict[str, YAMLValue], path: KeyPath, depth: int) -> None:
         sources = value.value if isinstance(value, SequenceNode) else [value]
         for source in sources:
             if not isinstance(source, MappingNode):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -53,7 +53,7 @@ EXPECTED: Final = (
 PATTERN: Final = r"^\s*((<=|>=|==|!=|<|>)\s*\S.*|between\s+\S.*\s+and\s+\S.*)$"
 
 
-def _quantity(text: str, whole: Any) -> tuple[float, Unit]:
+def _quantity(text: str, whole: object) -> tuple[float, Unit]:
     """A number from ``500ms``, ``1%``, ``-3`` or ``2.5e3``, with the kind of unit it had."""
     refuse_non_ascii_digits(text, EXPECTED, whole)
     token = text.strip()
@@ -113,7 +113,7 @@ class Expectation:
             )
 
     @classmethod
-    def parse(cls, source: Any) -> Expectation:
+    def parse(cls, source: object) -> Expectation:
         """From ``"< 500ms"``, ``"between 1 and 5"`` or ``{op, value | values}``."""
         if isinstance(source, Expectation):
             return source
@@ -135,7 +135,7 @@ class Expectation:
         return cls(_as_op(comparison.group(1)), value, None, unit)
 
     @classmethod
-    def _from_mapping(cls, source: dict[Any, Any]) -> Expectation:
+    def _from_mapping(cls, source: Mapping[object, object]) -> Expectation:
         keys = set(source)
         op = source.get("op")
         if op == "between":
@@ -157,7 +157,7 @@ class Expectation:
         return cls(_as_op(op), value, None, unit)
 
     @staticmethod
-    def _mapping_value(raw: Any) -> tuple[float, Unit]:
+    def _mapping_value(raw: object) -> tuple[float, Unit]:
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise ValueProblem("a number, a duration or a percentage", describe(raw))
         if isinstance(raw, str):
@@ -209,7 +209,7 @@ class Expectation:
 
     @classmethod
     def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
+        cls, source: object, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
             cls.parse,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from resilience.experiment._problems import Problem, ValueProblem, describe
 from resilience.experiment.units import (
@@ -189,7 +189,7 @@ FAULT_TYPES: Final[dict[str, FaultTypeSpec]] = {
 }
 
 
-def _scaled(raw: Any, scale: float, spec: AttributeSpec) -> int:
+def _scaled(raw: object, scale: float, spec: AttributeSpec) -> int:
     """Whole units of ``scale`` seconds from a number (already in units) or a duration."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueProblem(spec.expected, describe(raw))
@@ -212,16 +212,16 @@ def _scaled(raw: Any, scale: float, spec: AttributeSpec) -> int:
     return int(value)
 
 
-def _count(raw: Any, spec: AttributeSpec) -> int:
-    whole = isinstance(raw, int) or (
-        isinstance(raw, float) and math.isfinite(raw) and raw.is_integer()
-    )
-    if isinstance(raw, bool) or not whole or not -(2**31) <= raw <= 2**31 - 1:
+def _count(raw: object, spec: AttributeSpec) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueProblem(spec.expected, describe(raw))
+    whole = isinstance(raw, int) or (math.isfinite(raw) and raw.is_integer())
+    if not whole or not -(2**31) <= raw <= 2**31 - 1:
         raise ValueProblem(spec.expected, describe(raw))
     return int(raw)
 
 
-def convert_attribute(spec: AttributeSpec, raw: Any) -> int | float:
+def convert_attribute(spec: AttributeSpec, raw: object) -> int | float:
     """A value in the attribute's Toxiproxy unit; raises ``ValueProblem`` when it cannot."""
     value: int | float
     if spec.kind == "ms":
@@ -242,7 +242,7 @@ def convert_attribute(spec: AttributeSpec, raw: Any) -> int | float:
 
 
 def normalize_attributes(
-    fault_type: str, attributes: Mapping[str, Any]
+    fault_type: str, attributes: Mapping[str, object]
 ) -> tuple[dict[str, int | float | str], list[Problem]]:
     """Attributes converted to Toxiproxy units, and the problems (paths under 'attributes')."""
     spec = FAULT_TYPES[fault_type]

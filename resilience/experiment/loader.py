@@ -14,7 +14,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -39,7 +38,7 @@ from resilience.experiment._problems import (
     experiment_error,
 )
 from resilience.experiment._translate import translate, untranslated
-from resilience.experiment._yaml import MAX_BYTES, MAX_NODES, parse_yaml
+from resilience.experiment._yaml import MAX_BYTES, MAX_NODES, YAMLValue, parse_yaml
 from resilience.experiment.catalogue import catalogue_names, find_catalogue_dir
 from resilience.experiment.model import Experiment
 
@@ -192,7 +191,7 @@ def load_experiment_bytes(
 
 @dataclass
 class _Prepared:
-    data: dict[str, Any]
+    data: dict[str, YAMLValue]
     origins: Origins
     profiles: list[str]
     count: int
@@ -251,6 +250,7 @@ def _resolve(
 
     ``prepared`` and ``overrides`` are read, never changed: one parse serves every profile.
     """
+    data: YAMLValue
     data, origins = prepared.data, prepared.origins
     if profile is not None:
         data, origins = _apply_profile(data, origins, prepared, profile)
@@ -316,8 +316,8 @@ def _prepare(text: str) -> _Prepared:
 
 
 def _apply_profile(
-    data: dict[str, Any], origins: Origins, prepared: _Prepared, profile: str
-) -> tuple[Any, Origins]:
+    data: dict[str, YAMLValue], origins: Origins, prepared: _Prepared, profile: str
+) -> tuple[YAMLValue, Origins]:
     raw_profiles = data.get("profiles")
     if not isinstance(raw_profiles, dict) or profile not in raw_profiles:
         available = ", ".join(prepared.profiles) if prepared.profiles else "none defined"

@@ -17,12 +17,13 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from resilience.experiment._problems import KeyPath, ValueProblem, describe
 
 PlaceholderKind = Literal["uuid", "seq", "int", "choice", "var"]
-BUILTIN_NAMES: Final = frozenset({"uuid", "seq"})
+_BUILTIN_KINDS: Final[dict[str, PlaceholderKind]] = {"uuid": "uuid", "seq": "seq"}
+BUILTIN_NAMES: Final = frozenset(_BUILTIN_KINDS)
 IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT_RANGE = re.compile(r"^int:\s*(-?[0-9]{1,18})\s*:\s*(-?[0-9]{1,18})\s*$")
 EXPECTED: Final = "placeholders {uuid}, {seq}, {int:A:B}, {choice:a|b} or {captured_variable}"
@@ -47,7 +48,7 @@ class Placeholder:
     options: tuple[str, ...] = ()
     name: str = ""
 
-    def value(self, variables: Mapping[str, Any], rng: random.Random, seq: int) -> Any:
+    def value(self, variables: Mapping[str, object], rng: random.Random, seq: int) -> object:
         """The placeholder's value in its own type (int for int/seq, any for variables)."""
         if self.kind == "uuid":
             return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -64,8 +65,9 @@ class Placeholder:
 
 def _placeholder(inner: str, source: str) -> Placeholder:
     text = inner.strip()
-    if text in BUILTIN_NAMES:
-        return Placeholder(kind=text, text=inner)  # type: ignore[arg-type]
+    builtin = _BUILTIN_KINDS.get(text)
+    if builtin is not None:
+        return Placeholder(kind=builtin, text=inner)
     if text.startswith("int:"):
         match = _INT_RANGE.match(text)
         if match is None:
@@ -148,14 +150,14 @@ class Template:
     def is_static(self) -> bool:
         return not self.placeholders
 
-    def render(self, variables: Mapping[str, Any], rng: random.Random, seq: int) -> str:
+    def render(self, variables: Mapping[str, object], rng: random.Random, seq: int) -> str:
         """The string with every placeholder replaced by its text."""
         return "".join(
             part if isinstance(part, str) else str(part.value(variables, rng, seq))
             for part in self.parts
         )
 
-    def render_value(self, variables: Mapping[str, Any], rng: random.Random, seq: int) -> Any:
+    def render_value(self, variables: Mapping[str, object], rng: random.Random, seq: int) -> object:
         """Like ``render``, but a lone placeholder keeps its own type (for JSON bodies)."""
         if len(self.parts) == 1 and isinstance(self.parts[0], Placeholder):
             return self.parts[0].value(variables, rng, seq)
@@ -168,7 +170,7 @@ def parse_template(source: str) -> Template:
     return Template.parse(source)
 
 
-def iter_json_strings(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+def iter_json_strings(value: object, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
     """Every string value inside a JSON body template, with its path (keys are not templated)."""
     if isinstance(value, str):
         yield path, value
@@ -180,7 +182,9 @@ def iter_json_strings(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath,
             yield from iter_json_strings(item, (*path, index))
 
 
-def render_json(template: Any, variables: Mapping[str, Any], rng: random.Random, seq: int) -> Any:
+def render_json(
+    template: object, variables: Mapping[str, object], rng: random.Random, seq: int
+) -> object:
     """A JSON body with its placeholders rendered (see the module docstring for types)."""
     if isinstance(template, str):
         return parse_template(template).render_value(variables, rng, seq)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
@@ -54,7 +54,7 @@ def non_ascii_digit(text: str) -> str | None:
     return next((c for c in text if c.isdigit() and not c.isascii()), None)
 
 
-def refuse_non_ascii_digits(text: str, expected: str, value: Any) -> None:
+def refuse_non_ascii_digits(text: str, expected: str, value: object) -> None:
     """Raise ``ValueProblem`` naming the odd digit when ``text`` holds one."""
     odd = non_ascii_digit(text)
     if odd is not None:
@@ -64,7 +64,7 @@ def refuse_non_ascii_digits(text: str, expected: str, value: Any) -> None:
         )
 
 
-def _finite(value: float, text: Any) -> float:
+def _finite(value: float, text: object) -> float:
     if math.isnan(value) or math.isinf(value):
         raise ValueProblem(DURATION_EXPECTED, describe(text))
     if value > MAX_DURATION:
@@ -74,7 +74,7 @@ def _finite(value: float, text: Any) -> float:
     return value
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: object) -> float:
     """Seconds from ``500ms``, ``1h30m``, ``30`` or ``1.5``; negatives and junk are refused.
 
     A compound duration goes from the largest unit down, each unit once, and every part
@@ -146,7 +146,7 @@ def format_duration(seconds: float) -> str:
     return (f"{seconds:.15f}".rstrip("0").rstrip(".") or "0") + "s"
 
 
-def parse_percent(value: Any) -> float:
+def parse_percent(value: object) -> float:
     """A fraction from ``0.1%`` (→ 0.001) or a bare fraction ``0.25``; above 100 % is refused."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueProblem(PERCENT_EXPECTED, describe(value))
@@ -185,7 +185,7 @@ def format_percent(fraction: float) -> str:
 LATENCY_EXPECTED: Final = "a latency with a unit, like 500ms or 1s"
 
 
-def parse_latency(value: Any) -> float:
+def parse_latency(value: object) -> float:
     """Seconds from a duration WITH a unit (``500ms``); a bare number is refused.
 
     ``p95: 500`` would otherwise read as 500 seconds when 500 ms was meant.
