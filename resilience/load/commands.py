@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from resilience.errors import LoadError
 
@@ -99,12 +98,12 @@ class PhaseMarks:
 
 Command = SetUsers | SetRate | PhaseMarks
 
-_TYPES: dict[type[Any], str] = {
+_TYPES: dict[type[Command], str] = {
     SetUsers: "set_users",
     SetRate: "set_rate",
     PhaseMarks: "phase_marks",
 }
-_CLASSES: dict[str, type[Any]] = {name: cls for cls, name in _TYPES.items()}
+_CLASSES: dict[str, type[Command]] = {name: cls for cls, name in _TYPES.items()}
 
 
 def command_type(command: Command) -> str:

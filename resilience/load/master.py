@@ -33,7 +33,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import gevent
 import gevent.event
@@ -109,11 +108,11 @@ class Relay:
         self.done = gevent.event.Event()
         master.register_message(EVENTS, self._on_events)
         master.register_message(PONG, self._on_pong)
-        master.environment.events.worker_connect.add_listener(self._on_connect)  # type: ignore[no-untyped-call] # Locust leaves EventHook untyped
+        master.environment.events.worker_connect.add_listener(self._on_connect)
 
     # -- joining ----------------------------------------------------------------------
 
-    def _on_connect(self, client_id: str, **_: Any) -> None:
+    def _on_connect(self, client_id: str, **_: object) -> None:
         if client_id in self.remotes:
             return  # Locust re-registers a worker after a reconnect: same worker
         remote = _Remote(client=client_id, order=len(self.remotes))
@@ -162,7 +161,7 @@ class Relay:
         self.out.emit(remote.event("joined", joined))
         self.out.flush()
 
-    def _on_pong(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _on_pong(self, environment: Environment, msg: Message, **_: object) -> None:
         remote = self.remotes.get(msg.node_id)
         if remote is not None and not remote.pong.ready():
             remote.pong.set(msg.data)
@@ -215,7 +214,7 @@ class Relay:
             if not remote.ended:
                 self.master.send_message(COMMAND, {"line": text}, client_id=remote.client)
 
-    def _on_events(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _on_events(self, environment: Environment, msg: Message, **_: object) -> None:
         remote = self.remotes.get(msg.node_id)
         if remote is None or remote.index is None:
             return  # not a worker of this run: nothing it says is recorded

@@ -65,7 +65,7 @@ class RequestPlan(_Frozen):
     path: str
     weight: int = Field(default=1, ge=1)
     json_body: Any = None
-    form: dict[str, Any] | None = None
+    form: dict[str, object] | None = None
     body: str | None = None
     content_type: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)

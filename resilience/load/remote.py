@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import gevent
 import gevent.event
@@ -101,17 +101,17 @@ class LocustLink:
 
     # -- messages from the master (run inside Locust's receive loop: keep them short) ----
 
-    def _plan(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _plan(self, environment: Environment, msg: Message, **_: object) -> None:
         self.plan.set(str((msg.data or {}).get("plan", "")) or None)
 
-    def _command(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _command(self, environment: Environment, msg: Message, **_: object) -> None:
         line = str((msg.data or {}).get("line", "")).encode()
         if self._on_line is None:
             self._early.append(line)
         else:
             self._on_line(line)
 
-    def _ping(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _ping(self, environment: Environment, msg: Message, **_: object) -> None:
         data = dict(msg.data or {})
         self.runner.send_message(
             PONG,
@@ -123,17 +123,17 @@ class LocustLink:
             },
         )
 
-    def _stop(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _stop(self, environment: Environment, msg: Message, **_: object) -> None:
         if self._on_closed is not None:
             self._on_closed("stopped")
         elif not self.plan.ready():
             self.refused = "the run stopped before it started"
             self.plan.set(None)
 
-    def _bye(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _bye(self, environment: Environment, msg: Message, **_: object) -> None:
         self.bye.set()
 
-    def _refuse(self, environment: Environment, msg: Message, **_: Any) -> None:
+    def _refuse(self, environment: Environment, msg: Message, **_: object) -> None:
         self.refused = str((msg.data or {}).get("why") or "the run does not need this worker")
         if not self.plan.ready():
             self.plan.set(None)
@@ -156,7 +156,7 @@ class LocustLink:
         Locust's master too so it forgets this worker at once."""
         self.bye.wait(timeout=BYE_WAIT_S)
         try:
-            self.runner.client.send(Message("quit", None, self.runner.client_id))  # type: ignore[no-untyped-call] # Locust leaves Message untyped
+            self.runner.client.send(Message("quit", None, self.runner.client_id))
         except Exception as exc:  # the master may be gone already
             logger.debug("quit message not sent: %s", exc)
         gevent.sleep(0.1)  # let ZeroMQ hand the last message over

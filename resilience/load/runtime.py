@@ -37,7 +37,7 @@ import gevent.pool
 from gevent import Timeout, getcurrent
 from locust import FastHttpUser, LoadTestShape, User, between, constant, task
 from locust.clients import HttpSession
-from locust.contrib.fasthttp import FastHttpSession, LocustBadStatusCode
+from locust.contrib.fasthttp import FastHttpSession, FastResponse, LocustBadStatusCode
 from locust.env import Environment
 from locust.event import EventHook
 from locust.exception import StopUser
@@ -67,10 +67,11 @@ from resilience.load.template import (
     compile_request_templates,
     decode_json,
 )
+from resilience.vocabulary import JSONValue
 
 logger = logging.getLogger(__name__)
 
-_SILENT = EventHook()  # type: ignore[no-untyped-call] # our users record directly; nobody needs Locust's request event
+_SILENT = EventHook()  # our users record directly; nobody needs Locust's request event
 
 SETUP_ATTEMPTS = 3
 """A worker's shared ``setup`` steps are tried this often (a second apart) before the
@@ -126,7 +127,7 @@ class Workload:
         self._warned_ids: set[str] = set()
         self.setup = Steps.compile(plan.setup)
         self.on_start = Steps.compile(plan.on_start)
-        self.shared: dict[str, Any] = {}
+        self.shared: dict[str, JSONValue] = {}
         """What the setup steps captured: every user and scheduled request starts with it."""
         self.on_start_failed = 0
         self.on_start_errors: list[str] = []
@@ -142,7 +143,7 @@ class Workload:
         """Send a setup or on_start step (not recorded as load), bounded by the client
         timeout like every request; raises on a connection error or the deadline."""
 
-        def send(rendered: Rendered) -> tuple[int, Any]:
+        def send(rendered: Rendered) -> tuple[int, JSONValue]:
             deadline = self._loop.timer(self.timeout)
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
             try:
@@ -242,7 +243,7 @@ class Workload:
             second = collector.begin(send_t)
         recorded = False
         try:
-            response: Any = None
+            response: FastResponse | None = None
             error: BaseException | None = None
             deadline = self._loop.timer(self.timeout)
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
@@ -282,14 +283,14 @@ class Workload:
                 trace_id=trace_id,
                 span_id=span_id,
             )
-            if outcome == OK and (request.capture or request.write):
+            if outcome == OK and response is not None and (request.capture or request.write):
                 self._after_success(state, index, response, send_t, status)
         finally:
             if not recorded:
                 collector.abandon(second)
 
     def _after_success(
-        self, state: UserState, index: int, response: Any, send_t: float, status: int
+        self, state: UserState, index: int, response: FastResponse, send_t: float, status: int
     ) -> None:
         request = self.plan.requests[index]
         try:
@@ -333,7 +334,7 @@ class StageShape(LoadTestShape):
     """
 
     def __init__(self, plan: LoadPlan, clock: Clock, *, hold_at_end: bool) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()  # type: ignore[no-untyped-call]  # Locust's LoadTestShape
         self._plan = plan
         self._clock = clock
         self._hold = hold_at_end
@@ -597,9 +598,9 @@ def locust_request_listener(
         response_length: int,
         exception: BaseException | None = None,
         context: dict[str, Any] | None = None,
-        response: Any = None,
+        response: object = None,
         start_time: float | None = None,
-        **_: Any,
+        **_: object,
     ) -> None:
         done_t = clock.now()
         latency = max(0.0, float(response_time or 0.0) / 1000.0)

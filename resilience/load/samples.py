@@ -172,7 +172,7 @@ LoadEvent = (
     | RemoteWorker
 )
 
-_TYPES: dict[type[Any], str] = {
+_TYPES: dict[type[LoadEvent], str] = {
     SecondSample: "second",
     LiveTick: "live",
     TraceRef: "trace",

@@ -20,10 +20,11 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
 from resilience.experiment.placeholders import parse_template
+from resilience.vocabulary import JSONValue
 
 if TYPE_CHECKING:
     from resilience.load.plan import RequestPlan
@@ -35,20 +36,20 @@ class UserState:
 
     rng: random.Random
     seq: int = 0
-    variables: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, JSONValue] = field(default_factory=dict)
     captured: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.captured = frozenset(self.variables)
 
-    def capture(self, name: str, value: Any) -> None:
+    def capture(self, name: str, value: JSONValue) -> None:
         self.variables[name] = value
         if name not in self.captured:
             self.captured = self.captured | {name}
 
 
 class _Part(Protocol):
-    def __call__(self, state: UserState) -> Any: ...
+    def __call__(self, state: UserState) -> JSONValue: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class _Literal:
 class _Variable:
     name: str
 
-    def __call__(self, state: UserState) -> Any:
+    def __call__(self, state: UserState) -> JSONValue:
         return state.variables[self.name]
 
 
@@ -108,7 +109,7 @@ class Template:
             return str(self.parts[0](state))
         return "".join(str(part(state)) for part in self.parts)
 
-    def render_value(self, state: UserState) -> Any:
+    def render_value(self, state: UserState) -> JSONValue:
         """For JSON bodies: the value itself when the template is one typed placeholder."""
         if self.typed:
             return self.parts[0](state)
@@ -151,7 +152,7 @@ def compile_template(text: str) -> Template:
     return Template(text, tuple(parts), frozenset(needs), typed)
 
 
-def _compile_json(value: Any, needs: set[str]) -> Callable[[UserState], Any]:
+def _compile_json(value: JSONValue, needs: set[str]) -> Callable[[UserState], JSONValue]:
     if isinstance(value, str):
         template = compile_template(value)
         needs.update(template.needs)
@@ -171,13 +172,13 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_RAW_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
-def _form_value(value: Any) -> Any:
+def _form_value(value: object) -> object:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
 
 
-def _compile_form(form: Mapping[str, Any], needs: set[str]) -> Callable[[UserState], str]:
+def _compile_form(form: Mapping[str, object], needs: set[str]) -> Callable[[UserState], str]:
     """A form body: each string value a template, booleans as true/false (sent as UTF-8)."""
     fields: list[tuple[str, Template]] = []
     for key, value in form.items():
@@ -207,7 +208,7 @@ class Rendered:
     method: str
     path: str
     headers: dict[str, str]
-    json: Any = None
+    json: JSONValue = None
     content: str | None = None
     """A form or raw body (sent UTF-8 encoded)."""
 
@@ -220,7 +221,7 @@ class RequestTemplate:
     name: str
     method: str
     path: Template
-    body: Callable[[UserState], Any] | None
+    body: Callable[[UserState], JSONValue] | None
     headers: tuple[tuple[str, Template], ...]
     needs: frozenset[str]
     content: Callable[[UserState], str] | None = None
@@ -297,7 +298,7 @@ def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTe
 
 # -- steps (on_start, setup) ----------------------------------------------------------------
 
-Send = Callable[[Rendered], tuple[int, Any]]
+Send = Callable[[Rendered], tuple[int, JSONValue]]
 """Send one rendered request; (status, the response's JSON or None). May raise."""
 
 
@@ -312,7 +313,7 @@ class StepFailure:
         return f"{self.step}: {self.reason}"
 
 
-def capture_into(state: UserState, capture: Mapping[str, str], data: Any) -> list[str]:
+def capture_into(state: UserState, capture: Mapping[str, str], data: JSONValue) -> list[str]:
     """Read ``capture``'s fields from a JSON object into ``state``; the fields missing."""
     if not capture:
         return []
@@ -363,14 +364,15 @@ class Steps:
         return None
 
 
-def decode_json(raw: bytes | str | None) -> Any:
+def decode_json(raw: bytes | str | None) -> JSONValue:
     """A response body as JSON, or None when it is not JSON."""
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        value: JSONValue = json.loads(raw)
     except ValueError:
         return None
+    return value
 
 
 class WeightedChooser:

@@ -28,7 +28,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from resilience.errors import LoadError
 from resilience.load.commands import (
@@ -229,7 +229,7 @@ class Worker:
                 stop_timeout=plan.client_timeout + 1.0,
             )
             listener = runtime.locust_request_listener(plan, self.clock, self.collector)
-            env.events.request.add_listener(listener)  # type: ignore[no-untyped-call]
+            env.events.request.add_listener(listener)
             floor_lag = plan.client_timeout + 1.0
         else:
             workload = runtime.Workload(plan, self.clock, self.collector)
@@ -552,7 +552,7 @@ def _report_error(output: Link, worker: int, message: str) -> None:
         pass  # the parent is gone; the log has the error
 
 
-def _entry() -> Any:
+def _entry() -> NoReturn:
     raise SystemExit(main())
 
 

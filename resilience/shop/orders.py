@@ -40,7 +40,7 @@ def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Trac
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
         # Patches asyncpg's Connection class for this process: one instrumentation per process.
-        instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+        instrumentor = AsyncPGInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracing.provider)
 
