@@ -27,13 +27,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from resilience.errors import ObserveError
 from resilience.experiment import model
 from resilience.experiment.expectation import Expectation
 from resilience.observe.prometheus import PrometheusSource, PrometheusUnavailable
-from resilience.vocabulary import Clock, MonotonicClock
+from resilience.vocabulary import Clock, JSONValue, MonotonicClock
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class GuardTrip:
             f"{self.tripped_at - self.breached_since:.1f}s"
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         return {
             "guard": self.guard,
             "kind": self.kind,
@@ -189,7 +189,7 @@ class GuardStatus:
     evaluations: int
     breached_since: float | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         value = self.value
         return {
             "name": self.name,

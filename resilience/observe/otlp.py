@@ -27,6 +27,7 @@ from resilience.observe.spans import (
     StatusCode,
     Trace,
 )
+from resilience.vocabulary import JSONValue
 
 _KINDS: tuple[SpanKind, ...] = (
     "unspecified",
@@ -91,7 +92,7 @@ def parse_otlp_json(data: Mapping[str, Any], trace_id: str | None = None) -> Tra
     )
 
 
-def to_otlp_json(trace: Trace) -> dict[str, Any]:
+def to_otlp_json(trace: Trace) -> dict[str, JSONValue]:
     """OTLP JSON (``{"resourceSpans": [...]}``) for a trace: one resource per service."""
     by_service: dict[str, list[Span]] = {}
     for span in trace.spans:
@@ -152,7 +153,7 @@ def _span(raw: Mapping[str, Any], service: str) -> Span:
     )
 
 
-def _enum(value: Any, names: Sequence[_E], prefix: str) -> _E:
+def _enum(value: object, names: Sequence[_E], prefix: str) -> _E:
     if isinstance(value, int) and 0 <= value < len(names):
         return names[value]
     if isinstance(value, str):
@@ -187,11 +188,11 @@ def _value(v: Mapping[str, Any]) -> AttrValue:  # noqa: PLR0911 (a dispatch on t
     return None
 
 
-def _kvs(attributes: Mapping[str, AttrValue]) -> list[dict[str, Any]]:
+def _kvs(attributes: Mapping[str, AttrValue]) -> list[JSONValue]:
     return [{"key": k, "value": _any(v)} for k, v in attributes.items()]
 
 
-def _any(v: AttrValue) -> dict[str, Any]:  # noqa: PLR0911 (a dispatch on the attribute's type)
+def _any(v: AttrValue) -> dict[str, JSONValue]:  # noqa: PLR0911 (a dispatch on the attribute's type)
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):
@@ -207,8 +208,8 @@ def _any(v: AttrValue) -> dict[str, Any]:  # noqa: PLR0911 (a dispatch on the at
     return {"stringValue": str(v)}
 
 
-def _dump(span: Span) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def _dump(span: Span) -> dict[str, JSONValue]:
+    out: dict[str, JSONValue] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
         "name": span.name,

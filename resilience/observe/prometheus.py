@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -41,8 +41,10 @@ from urllib3.util.retry import Retry
 
 from resilience.errors import ObserveError
 from resilience.observe.connection import Connection
+from resilience.vocabulary import JSONValue
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -102,7 +104,7 @@ class Series:
         inner = ", ".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()) if k != "__name__")
         return "{" + inner + "}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         return {"labels": dict(self.labels), "points": [[t, _encode(v)] for t, v in self.points]}
 
     @classmethod
@@ -284,7 +286,7 @@ class HttpPrometheusSource:
     def _server_timeout(self) -> str:
         return f"{self.timeout:g}s"
 
-    def _series(self, result: Any, promql: str) -> list[Series]:
+    def _series(self, result: object, promql: str) -> list[Series]:
         # The package returns data.result without its resultType: a scalar or string is a
         # [time, "value"] pair, a vector or matrix a list of objects.
         if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
@@ -299,7 +301,7 @@ class HttpPrometheusSource:
             {"resultType": kind, "result": result}, query=promql, endpoint=self.base_url
         )
 
-    def _call(self, path: str, query: str | None, call: Callable[[], Any]) -> Any:
+    def _call(self, path: str, query: str | None, call: Callable[[], _T]) -> _T:
         what = f"query {query!r}" if query is not None else path
         url = f"{self.base_url}{path}"
         try:
@@ -387,7 +389,7 @@ def _timed_out(exc: BaseException) -> bool:
     ) or isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
-def _log_warnings(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+def _log_warnings(response: requests.Response, *args: object, **kwargs: object) -> None:
     """The package drops Prometheus's ``warnings``; log them from the response."""
     if b'"warnings"' not in response.content:
         return
@@ -399,7 +401,7 @@ def _log_warnings(response: requests.Response, *args: Any, **kwargs: Any) -> Non
         logger.warning("Prometheus warned about %s: %s", response.url, warning)
 
 
-def parse_result(data: Any, *, query: str = "", endpoint: str = "") -> list[Series]:
+def parse_result(data: object, *, query: str = "", endpoint: str = "") -> list[Series]:
     """Turn the ``data`` object of a query answer into series (vector, matrix or scalar)."""
     if not isinstance(data, dict):
         raise PrometheusQueryError(
@@ -459,7 +461,7 @@ def parse_targets(data: Any) -> list[Target]:
     return targets
 
 
-def _point(raw: Sequence[Any]) -> Point:
+def _point(raw: Sequence[str | float]) -> Point:
     # Prometheus sends [<unix seconds>, "<value>"]; float() reads "NaN", "+Inf", "-Inf".
     return float(raw[0]), float(raw[1])
 

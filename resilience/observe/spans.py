@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 SpanKind = Literal["unspecified", "internal", "server", "client", "producer", "consumer"]
 StatusCode = Literal["unset", "ok", "error"]
@@ -224,7 +224,7 @@ class Trace:
 
     trace_id: str
     spans: tuple[Span, ...]
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    raw: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash(self.trace_id)

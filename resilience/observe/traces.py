@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
@@ -161,7 +161,7 @@ class JaegerTraceSource:
                 endpoint=self.base_url + path,
             ) from exc
 
-    def _json(self, response: httpx.Response, what: str) -> Any:
+    def _json(self, response: httpx.Response, what: str) -> object:
         try:
             return response.json()
         except ValueError:
@@ -195,7 +195,7 @@ def tempo_source(
     )
 
 
-def _error_text(body: Any) -> str:
+def _error_text(body: object) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
