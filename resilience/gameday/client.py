@@ -35,7 +35,8 @@ class SessionClient:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise StackError(f"{path} is readable by others (mode {oct(mode & 0o777)}); refusing")
-        pid = int(info.get("pid", 0))
+        raw_pid = info.get("pid", 0)
+        pid = int(raw_pid) if isinstance(raw_pid, int | float | str) else 0
         if pid and not process_alive(pid):
             raise StackError(
                 f"the game-day session (pid {pid}) is gone; `resilience stack status` "

@@ -25,13 +25,17 @@ from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from resilience.errors import ResilienceError
 from resilience.experiment.model import FaultAction
 from resilience.gameday.faults import FaultRefused
 from resilience.gameday.state import StateError
+from resilience.vocabulary import JSONValue
+
+if TYPE_CHECKING:
+    from resilience.gameday.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class ApiError(Exception):
 class ConsoleServer:
     """Serves one session's console until ``stop()``."""
 
-    def __init__(self, session: Any, token: str, *, port: int = 0) -> None:
+    def __init__(self, session: Session, token: str, *, port: int = 0) -> None:
         self.session = session
         self.token = token
         app = self
@@ -107,7 +111,7 @@ class ConsoleServer:
 
     # -- the API ---------------------------------------------------------------------
 
-    def routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any], list[str]], Any]]:
+    def routes(self) -> dict[tuple[str, str], Callable[[dict[str, JSONValue], list[str]], object]]:
         s = self.session
         return {
             ("GET", "/api/state"): lambda _b, _p: s.status(),
@@ -133,7 +137,7 @@ class ConsoleServer:
             ("POST", "/api/end"): lambda b, _p: self._end(b),
         }
 
-    def _inject(self, body: dict[str, Any]) -> list[int]:
+    def _inject(self, body: dict[str, JSONValue]) -> list[int]:
         by = str(body.get("by") or "")
         if body.get("name"):
             ids: list[int] = self.session.inject(name=str(body["name"]), by=by)
@@ -150,11 +154,12 @@ class ConsoleServer:
         result: list[int] = self.session.inject(action=action, by=by)
         return result
 
-    def _end(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _end(self, body: dict[str, JSONValue]) -> dict[str, JSONValue]:
         who = str(body.get("by") or "the console")
         self.session.request_end(f"ended by {who}")
         # Wait for the end to be written so the caller can open the report at once.
-        if not self.session.finished.wait(timeout=float(body.get("wait", 60))):
+        wait = _opt_num(body, "wait")
+        if not self.session.finished.wait(timeout=60.0 if wait is None else wait):
             return {"ending": True}
         result = self.session.result
         if result is None:
@@ -167,7 +172,7 @@ class ConsoleServer:
         }
 
 
-def _str(body: dict[str, Any], key: str, default: str | None = None) -> str:
+def _str(body: dict[str, JSONValue], key: str, default: str | None = None) -> str:
     value = body.get(key, default)
     if not isinstance(value, str):
         raise ApiError(HTTPStatus.BAD_REQUEST, f"{key!r} must be a string")
@@ -181,7 +186,7 @@ def _int(text: str, what: str) -> int:
         raise ApiError(HTTPStatus.NOT_FOUND, f"no {what} {text!r}") from None
 
 
-def _opt_num(body: dict[str, Any], key: str) -> float | None:
+def _opt_num(body: dict[str, JSONValue], key: str) -> float | None:
     value = body.get(key)
     if value is None or value == "":
         return None
@@ -193,7 +198,7 @@ def _opt_num(body: dict[str, Any], key: str) -> float | None:
         raise ApiError(HTTPStatus.BAD_REQUEST, f"{key!r} must be a number") from None
 
 
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
+def _opt_int(body: dict[str, JSONValue], key: str) -> int | None:
     value = _opt_num(body, key)
     if value is None:
         return None
@@ -208,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         logger.debug("console %s: " + format, self.client_address[0], *args)
 
     # -- checks -----------------------------------------------------------------------
@@ -267,14 +272,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, payload: Any) -> None:
+    def _json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         extra = {"WWW-Authenticate": "Bearer"} if status == HTTPStatus.UNAUTHORIZED else None
         self._send(status, json.dumps({"error": message}).encode(), "application/json", extra)
 
-    def _body(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, JSONValue]:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
@@ -331,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(
         self, method: str, path: str
-    ) -> tuple[Callable[[dict[str, Any], list[str]], Any], list[str]]:
+    ) -> tuple[Callable[[dict[str, JSONValue], list[str]], object], list[str]]:
         parts = path.rstrip("/").split("/")
         for (m, pattern), handler in self.console.routes().items():
             want = pattern.split("/")
@@ -372,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
 
-    def _event(self, name: str, payload: Any) -> None:
+    def _event(self, name: str, payload: object) -> None:
         data = json.dumps(payload, separators=(",", ":"))
         self.wfile.write(f"event: {name}\ndata: {data}\n\n".encode())
         self.wfile.flush()

@@ -32,10 +32,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from resilience.analysis.windows import gather_phases, session_windows
 from resilience.errors import FaultError, LoadError, ResilienceError, StackError
@@ -70,7 +70,7 @@ from resilience.runner.target import (
     release_target,
 )
 from resilience.stack import StackConfig
-from resilience.vocabulary import MonotonicClock, phases_from_faults
+from resilience.vocabulary import JSONValue, MonotonicClock, phases_from_faults
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class SessionLock:
             self._handle = None
 
 
-def read_session_file(state_dir: Path) -> dict[str, Any] | None:
+def read_session_file(state_dir: Path) -> dict[str, JSONValue] | None:
     try:
         data = json.loads((state_dir / SESSION_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -376,11 +376,11 @@ class Session:
             raise StateError("the session is not running")
         return self.state, self.faults
 
-    def join(self, name: str, role: str) -> dict[str, Any]:
+    def join(self, name: str, role: str) -> dict[str, object]:
         state, _ = self._live()
         return state.join(name, role).__dict__
 
-    def note(self, kind: str, text: str, author: str = "") -> dict[str, Any]:
+    def note(self, kind: str, text: str, author: str = "") -> dict[str, object]:
         state, faults = self._live()
         note = state.add_note(kind, text, author, active_faults=faults.active_ids())
         return note.__dict__
@@ -421,7 +421,7 @@ class Session:
         self._publish()
         return ids
 
-    def heal(self, fault_id: int | None = None) -> dict[str, Any]:
+    def heal(self, fault_id: int | None = None) -> dict[str, object]:
         """Heal one fault, or every fault (``None``): the 'heal everything' button."""
         state, faults = self._live()
         if fault_id is None:
@@ -479,7 +479,7 @@ class Session:
         self._publish()
         return level
 
-    def add_halt(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def add_halt(self, raw: Mapping[str, object]) -> dict[str, object]:
         state, _ = self._live()
         assert self.halts is not None
         try:
@@ -494,7 +494,7 @@ class Session:
         self._publish()
         return {"name": guard.name}
 
-    def step(self, action: str, index: int | None = None) -> dict[str, Any]:
+    def step(self, action: str, index: int | None = None) -> dict[str, object]:
         state, _ = self._live()
         if action == "next":
             record = state.next_step()
@@ -527,7 +527,7 @@ class Session:
             return f"{level['rps']:g} requests/s"
         return f"{int(level.get('users', 0))} users"
 
-    def catalogue(self) -> dict[str, Any]:
+    def catalogue(self) -> dict[str, object]:
         """What can be injected: named faults, and every fault type on every proxy."""
         from resilience.faults.catalogue import FAULT_TYPES
 
@@ -589,7 +589,7 @@ class Session:
             "plan", {"name": self.plan.name, "steps": steps, "max_duration": self.plan.max_duration}
         )
 
-    def live_view(self) -> dict[str, Any]:
+    def live_view(self) -> dict[str, object]:
         """Numbers and charts for the console (sent every second)."""
         if self.metrics is None or self.clock is None:
             return {}
@@ -605,7 +605,7 @@ class Session:
             ],
         }
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         snapshot = self.state.snapshot() if self.state is not None else {}
         return {
             "name": self.plan.name,

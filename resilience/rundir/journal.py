@@ -51,7 +51,7 @@ class FaultRecord(_Record):
     index: int
     proxy: str
     type: str
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, object] = Field(default_factory=dict)
     stream: str = "downstream"
     toxicity: float = 1.0
     scheduled_at: float
@@ -80,7 +80,7 @@ class CheckRecord(_Record):
     expect: str
     status: CheckStatus
     passed: bool | None
-    observed: dict[str, Any] = Field(default_factory=dict)
+    observed: dict[str, object] = Field(default_factory=dict)
     reason: str | None = None
     severity: str = "critical"
     series_file: str | None = None
@@ -143,7 +143,7 @@ class JournalData(_Record):
     dependencies: dict[str, list[str]] = Field(default_factory=dict)
     """Per proxy: the peer addresses and service names behind it (how spans name it), to
     decide which endpoints' traces touch a faulted dependency."""
-    parts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    parts: dict[str, dict[str, object]] = Field(default_factory=dict)
     """Toxiproxy, Prometheus and the trace backend the run used, and whose each was:
     ``{name: {url, source: flag|file|stack, own, kind?}}`` (``own``: the user's, not the
     local stack's). No headers or credentials."""
@@ -152,9 +152,9 @@ class JournalData(_Record):
     reason: str | None = None
     exit_code: int | None = None
     pid: int | None = None
-    analysis: dict[str, Any] = Field(default_factory=dict)
+    analysis: dict[str, object] = Field(default_factory=dict)
     """How the verdict was reached: the phase rule, when, by which version."""
-    previous_verdicts: list[dict[str, Any]] = Field(default_factory=list)
+    previous_verdicts: list[dict[str, object]] = Field(default_factory=list)
     """Verdicts this run had before ``resilience analyse`` re-judged it, oldest first."""
 
     def fault_windows(self) -> list[FaultWindow]:
@@ -223,19 +223,19 @@ class Journal:
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             write_atomic(self.path, self._payload(), tmp=tmp)
 
-    def event(self, kind: str, t: float, **detail: Any) -> None:
+    def event(self, kind: str, t: float, **detail: object) -> None:
         with self._lock:
             wall = iso_utc(self.data.t0 + t)
             self.data.events.append(EventRecord(t=round(t, 4), wall=wall, kind=kind, detail=detail))
             self.flush()
 
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: object) -> None:
         with self._lock:
             for key, value in fields.items():
                 setattr(self.data, key, value)
             self.flush()
 
-    def record_verdict(self, **fields: Any) -> None:
+    def record_verdict(self, **fields: object) -> None:
         """Write an analysis' verdict (phases, slo, recovery, checks, findings, analysis)
         in one update."""
         self.update(**fields)
