@@ -62,7 +62,7 @@ from resilience.rundir.load import LoadData, LoadView, sample_trace_refs, scan_w
 from resilience.rundir.readback import ReadBack
 from resilience.rundir.reader import read_run, run_end
 from resilience.rundir.records import WriteSummary
-from resilience.rundir.rig import RigSample, read_rig
+from resilience.rundir.rig import RigTable, read_rig_table
 from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import (
@@ -145,7 +145,7 @@ class RunEvidence:
     load: LoadData
     evidence: Evidence | None
     prometheus: RecordedPrometheus
-    rig: list[RigSample] | None
+    rig: RigTable | None
 
     @property
     def load_end(self) -> float:
@@ -174,7 +174,7 @@ def read_evidence(
         load=load,
         evidence=Evidence.load(layout.path),
         prometheus=RecordedPrometheus(layout.path),
-        rig=read_rig(layout.path),
+        rig=read_rig_table(layout.path),
     )
 
 

@@ -36,8 +36,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from resilience.errors import ObserveError
-from resilience.rundir.rig import RigSample
+from resilience.rundir.rig import ROLES, ProcColumns, ProcRole, RigSample, RigTable, as_table
 
 if TYPE_CHECKING:
     from resilience.experiment.model import Experiment
@@ -358,80 +360,101 @@ def _order(s: Saturation) -> tuple[int, int, int, str]:
 # -- building the table -------------------------------------------------------------------
 
 
-@dataclass
-class _Builder:
-    """Per-second values of one resource as the rig's samples are read."""
-
-    kind: Kind
-    owner: str
-    role: str
-    unit: str
-    values: dict[int, float] = field(default_factory=dict)
-    limits: dict[int, float] = field(default_factory=dict)
-
-    def add(self, second: int, value: float, limit: float | None) -> None:
-        self.values[second] = value
-        if limit is not None:
-            self.limits[second] = limit
+KIND_ORDER: tuple[Kind, ...] = ("cpu", "throttling", "connections", "fds", "memory")
+"""A process tree's resources in the order they are listed (after the host's CPU)."""
+_ROLE_PART: dict[ProcRole, str] = {
+    "target": "the target",
+    "stack": "its stack",
+    "generator": "the load generator",
+}
 
 
-def from_rig(samples: Sequence[RigSample] | None) -> list[Resource]:
-    """The rig's per-process figures and the host's CPU as resources."""
-    if not samples:
+def from_rig(samples: RigTable | Sequence[RigSample] | None) -> list[Resource]:
+    """The rig's per-process figures and the host's CPU as resources, listed in the order
+    they first appear in the samples (the host's CPU, then each process tree's CPU,
+    throttling, connections, descriptors and memory, as its line lists them)."""
+    table = as_table(samples)
+    if not table:
         return []
-    built: dict[str, _Builder] = {}
-
-    def series(key: str, kind: Kind, owner: str, role: str, unit: str) -> _Builder:
-        return built.setdefault(key, _Builder(kind, owner, role, unit))
-
-    for sample in samples:
-        s = sample.second
-        if sample.busy is not None:
-            series("host cpu", "host_cpu", "the host", "host", "share").add(s, sample.busy, 1.0)
-        for name, proc in sample.procs.items():
-            role = proc.role
-            if proc.cpu is not None:
-                series(f"{name} cpu", "cpu", name, role, "cores").add(s, proc.cpu, proc.cores)
-            if proc.throttled is not None:
-                series(f"{name} throttling", "throttling", name, role, "share").add(
-                    s, proc.throttled, proc.cores
-                )
-            if proc.backends is not None:
-                series(f"{name} connections", "connections", name, role, "connections").add(
-                    s, float(proc.backends), _f(proc.max_connections)
-                )
-            if proc.fds is not None and proc.fd_limit:
-                series(f"{name} fds", "fds", name, role, "descriptors").add(
-                    s, float(proc.fds), float(proc.fd_limit)
-                )
-            if proc.rss is not None and proc.mem_limit:
-                series(f"{name} memory", "memory", name, role, "bytes").add(
-                    s, float(proc.rss), float(proc.mem_limit)
-                )
-    resources = [
-        Resource(key, b.kind, b.owner, b.role, b.unit, b.values, b.limits)
-        for key, b in built.items()
-    ]
-    host = next((r for r in resources if r.kind == "host_cpu"), None)
-    if host is not None:
-        resources[resources.index(host)] = Resource(
-            host.key, host.kind, host.owner, host.role, host.unit, host.values, host.limits,
-            parts=_host_parts(samples),
+    seconds = np.fromiter((s.second for s in table.seconds), np.int64, len(table))
+    found: list[tuple[tuple[int, int, int], Resource]] = []
+    busy = [(i, s.second, s.busy) for i, s in enumerate(table.seconds) if s.busy is not None]
+    if busy:
+        host = Resource(
+            "host cpu", "host_cpu", "the host", "host", "share",
+            {s: v for _, s, v in busy}, dict.fromkeys((s for _, s, _ in busy), 1.0),
+            parts=_host_parts(table, seconds),
         )  # fmt: skip
-    return resources
+        found.append(((busy[0][0], -1, 0), host))
+    for columns in table.procs.values():
+        for rank, kind in enumerate(KIND_ORDER):
+            made = _proc_resource(kind, columns, seconds)
+            if made is not None:
+                first, position, resource = made
+                found.append(((first, position, rank), resource))
+    found.sort(key=lambda item: item[0])
+    return [resource for _, resource in found]
 
 
-def _host_parts(samples: Sequence[RigSample]) -> dict[str, dict[int, float]]:
-    names = {"target": "the target", "stack": "its stack", "generator": "the load generator"}
-    parts: dict[str, dict[int, float]] = {}
-    for sample in samples:
-        for role, name in names.items():
-            used = [p.cpu for p in sample.procs.values() if p.role == role and p.cpu is not None]
-            if used:
-                parts.setdefault(name, {})[sample.second] = sum(used)
-        if sample.other_cpu is not None:
-            parts.setdefault("other processes", {})[sample.second] = sample.other_cpu
-    return parts
+_PROC_KINDS: dict[Kind, tuple[str, str, bool, str]] = {
+    "cpu": ("cpu", "cores", False, "cores"),
+    "throttling": ("throttled", "cores", False, "share"),
+    "connections": ("backends", "max_connections", False, "connections"),
+    "fds": ("fds", "fd_limit", True, "descriptors"),
+    "memory": ("rss", "mem_limit", True, "bytes"),
+}
+"""Per kind: the figure, its limit's figure, whether a second counts only with a (nonzero)
+limit, the unit."""
+
+
+def _proc_resource(
+    kind: Kind, columns: ProcColumns, seconds: np.ndarray[Any, Any]
+) -> tuple[int, int, Resource] | None:
+    """One kind of a process tree's resource from its columns, with the line and position
+    it first appeared at; None when no line gave it."""
+    figure, limit_figure, needs_limit, unit = _PROC_KINDS[kind]
+    arrays = columns.arrays
+    values, limits = arrays[figure], arrays[limit_figure]
+    has_limit = ~np.isnan(limits)
+    given = ~np.isnan(values)
+    if needs_limit:
+        given &= has_limit & (limits != 0)
+    rows = np.flatnonzero(given)
+    if rows.size == 0:
+        return None
+    first = int(rows[0])
+    limited = rows[has_limit[rows]]
+    at = seconds[arrays["index"]]
+    resource = Resource(
+        key=f"{columns.name} {kind}",
+        kind=kind,
+        owner=columns.name,
+        role=ROLES[int(arrays["role"][first])],
+        unit=unit,
+        values=dict(zip(at[rows].tolist(), values[rows].tolist(), strict=True)),
+        limits=dict(zip(at[limited].tolist(), limits[limited].tolist(), strict=True)),
+    )
+    return int(arrays["index"][first]), int(arrays["position"][first]), resource
+
+
+def _host_parts(table: RigTable, seconds: np.ndarray[Any, Any]) -> dict[str, dict[int, float]]:
+    """Who used the host's CPU, per second in cores: the target's, its stack's and the load
+    generator's process trees, and other processes; listed in the order they first appear."""
+    found: list[tuple[tuple[int, int], str, dict[int, float]]] = []
+    for rank, (role, name) in enumerate(_ROLE_PART.items()):
+        used = table.role_cpu[role]
+        rows = np.flatnonzero(~np.isnan(used))
+        if rows.size:
+            values = dict(zip(seconds[rows].tolist(), used[rows].tolist(), strict=True))
+            found.append(((int(rows[0]), rank), name, values))
+    other = [
+        (i, s.second, s.other_cpu) for i, s in enumerate(table.seconds) if s.other_cpu is not None
+    ]
+    if other:
+        values = {second: cpu for _, second, cpu in other}
+        found.append(((other[0][0], len(_ROLE_PART)), "other processes", values))
+    found.sort(key=lambda item: item[0])
+    return {name: values for _, name, values in found}
 
 
 def _f(value: int | None) -> float | None:
@@ -636,7 +659,7 @@ def from_process_metrics(
 
 
 def build_resources(
-    samples: Sequence[RigSample] | None,
+    samples: RigTable | Sequence[RigSample] | None,
     prometheus: PrometheusSource | None,
     experiment: Experiment,
     *,

@@ -41,7 +41,14 @@ from resilience.rundir.load import (
     Segment,
     SegmentTable,
 )
-from resilience.rundir.rig import SOURCES, RigSample
+from resilience.rundir.rig import (
+    SOURCES,
+    HostFigures,
+    RigSample,
+    RigSecond,
+    RigTable,
+    as_table,
+)
 from resilience.vocabulary import Phase
 
 GENERATOR_SATURATED = 0.90
@@ -59,7 +66,7 @@ SOURCE_NAMES = {
 }
 
 
-def generator_reasons(sample: RigSample) -> list[str]:
+def generator_reasons(sample: HostFigures) -> list[str]:
     """Why the load generator was saturated in this second (empty: it was not)."""
     return [
         f"load worker {i} at {cpu:.0%} of a core"
@@ -68,7 +75,7 @@ def generator_reasons(sample: RigSample) -> list[str]:
     ]
 
 
-def host_reasons(sample: RigSample) -> list[str]:
+def host_reasons(sample: HostFigures) -> list[str]:
     """Why the host was overloaded in this second (empty: it was not)."""
     reasons: list[str] = []
     cores = max(1, sample.cores)
@@ -201,15 +208,15 @@ class RigReport:
 
 
 def rig_report(
-    samples: Sequence[RigSample] | None,
+    rig: RigTable | Sequence[RigSample] | None,
     phases: Sequence[Phase],
     load: LoadView | None,
     *,
     end: float,
 ) -> RigReport:
-    """The rig's facts for a run (``samples`` None: the run did not sample its rig)."""
-    report = RigReport(sampled=samples is not None)
-    samples = list(samples or [])
+    """The rig's facts for a run (``rig`` None: the run did not sample its rig)."""
+    report = RigReport(sampled=rig is not None)
+    samples = as_table(rig).seconds
     report.phases = [_phase_rig(p, samples) for p in phases if p.duration > 0]
     for source in SOURCES:
         if source != "target":
@@ -220,7 +227,7 @@ def rig_report(
     return report
 
 
-def _phase_rig(phase: Phase, samples: Sequence[RigSample]) -> PhaseRig:
+def _phase_rig(phase: Phase, samples: Sequence[RigSecond]) -> PhaseRig:
     inside = [s for s in samples if phase.holds_second(s.second)]
     generator = [s for s in inside if generator_reasons(s)]
     host = [s for s in inside if host_reasons(s)]
@@ -245,7 +252,7 @@ def _number(why: str) -> float:
     return 0.0
 
 
-def source_outages(source: str, samples: Sequence[RigSample], *, end: float) -> list[Outage]:
+def source_outages(source: str, samples: Sequence[RigSecond], *, end: float) -> list[Outage]:
     """Stretches where ``source`` was polled ``down``; an outage still open at the last
     sample lasts to the end."""
     outages: list[Outage] = []
@@ -265,7 +272,7 @@ def source_outages(source: str, samples: Sequence[RigSample], *, end: float) -> 
 
 
 def target_outages(
-    samples: Sequence[RigSample], load: LoadView | None, *, end: float
+    samples: Sequence[RigSecond], load: LoadView | None, *, end: float
 ) -> list[Outage]:
     """Where the target did not answer at all (see the module doc)."""
     down: dict[int, tuple[float, str]] = {}
@@ -308,7 +315,7 @@ def _runs(seconds: Iterable[int]) -> list[list[int]]:
     return runs
 
 
-def _peaks(samples: Sequence[RigSample]) -> dict[str, float]:
+def _peaks(samples: Sequence[RigSecond]) -> dict[str, float]:
     workers = [c for s in samples for c in s.workers if c is not None]
     peaks = {
         "worker_cpu": max(workers, default=0.0),

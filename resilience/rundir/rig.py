@@ -30,9 +30,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from types import MappingProxyType
+from typing import IO, Any, Literal, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resilience.redact import Redactor
@@ -121,8 +127,10 @@ class RigWriter:
 
 
 def read_rig(run_dir: Path) -> list[RigSample] | None:
-    """The samples in order, or None for a run directory without ``rig.jsonl`` (older runs).
-    A line that cannot be read (a killed run's last, half-written one) is skipped."""
+    """The samples in order as models, or None for a run directory without ``rig.jsonl``
+    (older runs). A line that cannot be read (a killed run's last, half-written one) is
+    skipped. Every process tree of every second becomes a model: for a short run or a test;
+    the analysis reads the same file with ``read_rig_table`` (bounded, no model per line)."""
     path = RunDir(Path(run_dir)).rig
     if not path.is_file():
         return None
@@ -136,3 +144,261 @@ def read_rig(run_dir: Path) -> list[RigSample] | None:
             except (ValueError, ValidationError) as exc:
                 logger.warning("%s:%d: skipping an unreadable line: %s", path, number, exc)
     return samples
+
+
+# -- read back for the analysis: compact columns -------------------------------------------
+
+
+class HostFigures(Protocol):
+    """What the rig's overload rules read of one second (``RigSample`` or ``RigSecond``)."""
+
+    @property
+    def t(self) -> float: ...
+    @property
+    def cores(self) -> int: ...
+    @property
+    def steal(self) -> float | None: ...
+    @property
+    def idle(self) -> float | None: ...
+    @property
+    def other_cpu(self) -> float | None: ...
+    @property
+    def workers(self) -> Sequence[float | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RigSecond:
+    """One line of ``rig.jsonl`` without its process trees (those are columns of the
+    ``RigTable``): the host's figures, the load workers', the sources' states."""
+
+    t: float
+    second: int
+    cores: int = 1
+    load1: float | None = None
+    busy: float | None = None
+    steal: float | None = None
+    idle: float | None = None
+    workers: tuple[float | None, ...] = ()
+    target_cpu: float | None = None
+    stack_cpu: float | None = None
+    other_cpu: float | None = None
+    users: int | None = None
+    in_flight: int | None = None
+    sources: Mapping[str, SourceState] = field(default_factory=dict)
+    why: Mapping[str, str] = field(default_factory=dict)
+    died: tuple[str, ...] = ()
+
+
+ROLES: tuple[ProcRole, ...] = ("target", "stack", "generator", "rig")
+PROC_FIGURES = (
+    "cpu", "cores", "throttled", "rss", "mem_limit", "fds", "fd_limit", "conns", "processes",
+    "backends", "max_connections",
+)  # fmt: skip
+"""A ``ProcSample``'s figures kept per second (``role`` aside), in cores, shares, bytes or
+counts; what a line does not give is NaN."""
+_INT_FIGURES = frozenset(
+    {"rss", "mem_limit", "fds", "fd_limit", "conns", "processes", "backends", "max_connections"}
+)
+_NO_SOURCES: Mapping[str, SourceState] = MappingProxyType({})
+_NO_WHY: Mapping[str, str] = MappingProxyType({})
+
+
+class BadLine(ValueError):
+    """A line of rig.jsonl that does not hold a sample (skipped, with this reason)."""
+
+
+class ProcColumns:
+    """One watched process tree across the run: per line it appeared in, the line's index
+    (into ``RigTable.seconds``), its position among that line's processes, its role (an
+    index into ``ROLES``) and each of ``PROC_FIGURES`` (NaN: not given). Appended to while
+    reading (``array``: 8 bytes a figure), read as numpy arrays after ``RigTable.seal``."""
+
+    __slots__ = ("_figures", "_index", "_position", "_role", "arrays", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._index = array("l")
+        self._position = array("h")
+        self._role = array("b")
+        self._figures = {key: array("d") for key in PROC_FIGURES}
+        self.arrays: dict[str, np.ndarray[Any, Any]] = {}
+
+    def append(self, index: int, position: int, role: int, figures: Sequence[float]) -> None:
+        self._index.append(index)
+        self._position.append(position)
+        self._role.append(role)
+        for key, value in zip(PROC_FIGURES, figures, strict=True):
+            self._figures[key].append(value)
+
+    def seal(self) -> None:
+        self.arrays = {
+            "index": np.frombuffer(self._index, dtype=np.dtype(f"i{self._index.itemsize}")),
+            "position": np.frombuffer(self._position, dtype=np.int16),
+            "role": np.frombuffer(self._role, dtype=np.int8),
+        }
+        for key, values in self._figures.items():
+            self.arrays[key] = np.frombuffer(values, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class RigTable:
+    """``rig.jsonl`` read once for the analysis, bounded: one small ``RigSecond`` per line
+    and the process trees as columns (``ProcColumns``, per process name), plus per line the
+    CPU each role's process trees used together (``role_cpu``: the sum of their ``cpu`` in
+    the line's order, NaN when none of that role gave one). A 2-hour run's file (11 MB,
+    a dozen process trees a second) holds in about 10 MB this way, against 115 MB as
+    models; lines are checked as ``RigSample`` would check them, and a line that is not a
+    sample (a killed run's half-written last line) is skipped."""
+
+    def __init__(self) -> None:
+        self.seconds: list[RigSecond] = []
+        self.procs: dict[str, ProcColumns] = {}
+        self._role_cpu = {role: array("d") for role in ROLES}
+        self.role_cpu: dict[ProcRole, np.ndarray[Any, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    def add(self, data: Any) -> None:
+        """One line's JSON object; ``BadLine`` (nothing kept) when it is not a sample."""
+        if not isinstance(data, dict):
+            raise BadLine("not a JSON object")
+        second = _sample(data)
+        index = len(self.seconds)
+        raw = data.get("procs") or {}
+        if not isinstance(raw, dict):
+            raise BadLine("procs: not an object")
+        procs = [(name, *_proc(name, fields)) for name, fields in raw.items()]
+        self.seconds.append(second)
+        sums: list[float | None] = [None] * len(ROLES)
+        for position, (name, role, figures) in enumerate(procs):
+            columns = self.procs.get(name)
+            if columns is None:
+                columns = self.procs[name] = ProcColumns(name)
+            columns.append(index, position, role, figures)
+            cpu, before = figures[0], sums[role]
+            if not math.isnan(cpu):
+                sums[role] = cpu if before is None else before + cpu
+        for kind, total in zip(ROLES, sums, strict=True):
+            self._role_cpu[kind].append(math.nan if total is None else total)
+
+    def seal(self) -> RigTable:
+        """Done reading: the columns as numpy arrays."""
+        for columns in self.procs.values():
+            columns.seal()
+        self.role_cpu = {
+            role: np.frombuffer(values, dtype=np.float64) for role, values in self._role_cpu.items()
+        }
+        return self
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[RigSample]) -> RigTable:
+        """The table of samples already in memory (a test's, the live monitor's)."""
+        table = cls()
+        for sample in samples:
+            table.add(sample.model_dump(mode="json"))
+        return table.seal()
+
+
+def as_table(rig: RigTable | Sequence[RigSample] | None) -> RigTable:
+    """The rig's samples as read for the analysis (``rundir/rig.py``): a run directory's
+    ``RigTable`` as it is, samples in memory (a test's) made into one; None: an empty one."""
+    if isinstance(rig, RigTable):
+        return rig
+    return RigTable.from_samples(rig or [])
+
+
+def read_rig_table(run_dir: Path) -> RigTable | None:
+    """``rig.jsonl`` as a ``RigTable``, or None for a run directory without one (older
+    runs); unreadable lines are skipped with a warning, as ``read_rig`` does."""
+    path = RunDir(Path(run_dir)).rig
+    if not path.is_file():
+        return None
+    table = RigTable()
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                table.add(json.loads(line))
+            except ValueError as exc:  # BadLine, and json's own
+                logger.warning("%s:%d: skipping an unreadable line: %s", path, number, exc)
+    return table.seal()
+
+
+def _number(data: Mapping[str, Any], key: str, *, integer: bool = False) -> float | None:
+    """A figure of a line: None when absent or null; ``BadLine`` when it is not a number
+    (a bool is not one; an integer field takes a whole float, as pydantic does)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadLine(f"{key}: not a number ({value!r})")
+    if integer and isinstance(value, float) and not value.is_integer():
+        raise BadLine(f"{key}: not a whole number ({value!r})")
+    return value
+
+
+def _sample(data: Mapping[str, Any]) -> RigSecond:
+    t, second = _number(data, "t"), _number(data, "second", integer=True)
+    if t is None or second is None:
+        raise BadLine("t and second are required")
+    cores = _number(data, "cores", integer=True)
+    workers = data.get("workers") or []
+    if not isinstance(workers, list):
+        raise BadLine("workers: not a list")
+    sources, why, died = data.get("sources") or {}, data.get("why") or {}, data.get("died") or []
+    if not isinstance(sources, dict) or any(
+        v not in ("up", "down", "slow") for v in sources.values()
+    ):
+        raise BadLine("sources: not a map of up, down or slow")
+    if not isinstance(why, dict) or not all(isinstance(v, str) for v in why.values()):
+        raise BadLine("why: not a map of texts")
+    if not isinstance(died, list) or not all(isinstance(v, str) for v in died):
+        raise BadLine("died: not a list of texts")
+    users, in_flight = (
+        _number(data, "users", integer=True),
+        _number(data, "in_flight", integer=True),
+    )
+    return RigSecond(
+        t=float(t),
+        second=int(second),
+        cores=1 if cores is None else int(cores),
+        load1=_float(data, "load1"),
+        busy=_float(data, "busy"),
+        steal=_float(data, "steal"),
+        idle=_float(data, "idle"),
+        workers=tuple(_float({"w": w}, "w") for w in workers),
+        target_cpu=_float(data, "target_cpu"),
+        stack_cpu=_float(data, "stack_cpu"),
+        other_cpu=_float(data, "other_cpu"),
+        users=None if users is None else int(users),
+        in_flight=None if in_flight is None else int(in_flight),
+        sources=sources or _NO_SOURCES,
+        why=why or _NO_WHY,
+        died=tuple(died),
+    )
+
+
+def _float(data: Mapping[str, Any], key: str) -> float | None:
+    value = _number(data, key)
+    return None if value is None else float(value)
+
+
+def _proc(name: str, fields: Any) -> tuple[int, list[float]]:
+    """A process tree's role (index into ``ROLES``) and figures (NaN: not given)."""
+    if not isinstance(fields, dict):
+        raise BadLine(f"procs.{name}: not an object")
+    role = fields.get("role", "stack")
+    if role not in ROLES:
+        raise BadLine(f"procs.{name}.role: {role!r}")
+    figures: list[float] = []
+    for key in PROC_FIGURES:
+        try:
+            value = _number(fields, key, integer=key in _INT_FIGURES)
+        except BadLine as exc:
+            raise BadLine(f"procs.{name}.{exc}") from None
+        figures.append(math.nan if value is None else float(value))
+    return ROLES.index(role), figures
