@@ -89,6 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="a real smoke run directory")
     parser.add_argument("--old", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--old-label", default="main at 574fdb9", help="what the old checkout is, for the note"
+    )
     parser.add_argument("--sizes", default="600,3600,7200", help="seconds, comma-separated")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/analysis-scale"))
@@ -141,10 +144,11 @@ def report(
 
     lines = [
         f"`benchmarks/analysis_scale.py {args.source.name} --sizes {args.sizes} --rate "
-        f"{args.rate:g}{' --old OLD' if args.old else ''}`, {machine()}. Synthetic run "
+        f"{args.rate:g}{' --old OLD' if args.old else ''}"
+        f"{f' --old-label {args.old_label!r}' if args.old else ''}`, {machine()}. Synthetic run "
         "directories made by `benchmarks/synth_rundir.py` from a real db-hang smoke run "
         "(fragile shop): the smoke run's timeline stretched, its load scaled; each command "
-        "on its own copy; old = the code before the change (main at 574fdb9, "
+        f"on its own copy; old = the code before the change ({args.old_label}, "
         "`PYTHONPATH=OLD`), new = this checkout; old and new alternate.",
         "",
         "| run | requests | trace ids | writes | command | old s | new s | old/new | old MB "
@@ -199,10 +203,12 @@ def report(
     lines.append("")
     lines.append(
         "Reading it: `report` redraws the reports from the run directory; `analyse` judges "
-        "it again and redraws them (the load data read once for both). Old peak RSS is the "
-        "dense histograms (184 KiB per second and endpoint) plus every trace id and write "
-        "held; new is the compact per-second histograms (about 35 MB per hour at 1,000 req/s), "
-        "the per-request files streamed and a bounded trace-id sample. Where the verdicts "
+        "it again and redraws them (the load data read once for both). The new code holds "
+        "compact per-second histograms (about 35 MB per hour at 1,000 req/s; the dense ones "
+        "before 574fdb9 took 184 KiB per second and endpoint), streams the per-request "
+        "files, keeps a bounded trace-id sample, and reads `rig.jsonl` (the rig's "
+        "per-second samples with every watched process tree) into compact columns, not a "
+        "model per line (a model per line held 115 MB at 2 h). Where the verdicts "
         "agree but the findings' evidence differs, it is that sample (past 50,000 kept "
         "trace ids): a count made over it says so; status, reason, SLOs, recovery, checks "
         "and the findings' summaries are the same."
