@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 
@@ -62,12 +62,12 @@ _PROGRAM_CONFIG_TARGETS = {
 }
 
 
-def compose_document(ports: Ports | None = None) -> dict[str, Any]:
+def compose_document(ports: Ports | None = None) -> dict[str, object]:
     """The compose file as data (the default ports: compose stacks have no offset)."""
     ports = ports or Ports()
     network = COMPOSE_NETWORK
     by_name = {c.name: c for c in COMPONENTS}
-    services: dict[str, Any] = {
+    services: dict[str, object] = {
         "postgres": {
             "image": versions.IMAGES["postgres"],
             "environment": {
@@ -150,7 +150,7 @@ GRAFANA_PORT = 3000
 GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards"
 
 
-def _grafana_service() -> dict[str, Any]:
+def _grafana_service() -> dict[str, object]:
     """Grafana with the stack's Prometheus and Jaeger and the run dashboard provisioned;
     anonymous viewers, published on 127.0.0.1 only."""
     return {
@@ -182,7 +182,7 @@ def _grafana_service() -> dict[str, Any]:
     }
 
 
-def _shop_service(service: str, ports: Ports, network: Network) -> dict[str, Any]:
+def _shop_service(service: str, ports: Ports, network: Network) -> dict[str, object]:
     env = shop_env(
         service,
         mode="${SHOP_MODE:-fragile}",
@@ -191,7 +191,7 @@ def _shop_service(service: str, ports: Ports, network: Network) -> dict[str, Any
         network=network,
         database_password=PASSWORD,
     )
-    depends: dict[str, Any] = {"toxiproxy": {"condition": "service_started"}}
+    depends: dict[str, object] = {"toxiproxy": {"condition": "service_started"}}
     if service == "orders":
         depends["postgres"] = {"condition": "service_healthy"}
     if service == "gateway":
@@ -213,7 +213,7 @@ def _shop_service(service: str, ports: Ports, network: Network) -> dict[str, Any
     }
 
 
-def _healthcheck(test: list[str]) -> dict[str, Any]:
+def _healthcheck(test: list[str]) -> dict[str, object]:
     return {"test": test, "interval": "2s", "timeout": "2s", "retries": 30}
 
 

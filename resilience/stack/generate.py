@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import yaml
@@ -58,7 +57,7 @@ def prometheus_config(
     *,
     separate_shop_metrics: bool = False,
     extra_jobs: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """prometheus.yml: every job scraped each second.
 
     ``separate_shop_metrics``: the shop runs with ``separate_metrics_port``, so its jobs
@@ -66,7 +65,7 @@ def prometheus_config(
     ``extra_jobs``: an experiment's own jobs (``observe.scrape``), job name -> /metrics URL,
     after the stack's (a name of the stack's own is refused: ``ValueError``).
     """
-    jobs = []
+    jobs: list[dict[str, object]] = []
     for job, app_port in PROMETHEUS_JOBS.items():
         port_name = SHOP_METRICS_PORTS.get(job, app_port) if separate_shop_metrics else app_port
         host = network.host(_JOB_HOST.get(port_name, port_name))
@@ -80,7 +79,7 @@ def prometheus_config(
         if job in PROMETHEUS_JOBS:
             raise ValueError(f"scrape job {job!r} is one of the stack's own")
         parts = urlsplit(url)
-        extra: dict[str, Any] = {
+        extra: dict[str, object] = {
             "job_name": job,
             "scheme": parts.scheme,
             "metrics_path": parts.path or "/metrics",
@@ -100,7 +99,7 @@ def prometheus_config(
     }
 
 
-def jaeger_config(ports: Ports, network: Network = NATIVE) -> dict[str, Any]:
+def jaeger_config(ports: Ports, network: Network = NATIVE) -> dict[str, object]:
     """Jaeger v2 configuration: OTLP in, memory storage, query API, health and metrics."""
     bind = network.bind
     return {
@@ -160,7 +159,7 @@ def jaeger_config(ports: Ports, network: Network = NATIVE) -> dict[str, Any]:
     }
 
 
-def toxiproxy_config(ports: Ports, network: Network = NATIVE) -> list[dict[str, Any]]:
+def toxiproxy_config(ports: Ports, network: Network = NATIVE) -> list[dict[str, object]]:
     """Toxiproxy's proxies as its ``-config`` file and ``/populate`` expect them."""
     return [
         {
@@ -222,6 +221,6 @@ def shop_env(
     return env
 
 
-def to_yaml(data: Any) -> str:
+def to_yaml(data: object) -> str:
     """YAML in the order given (configs read top-down like the docs that explain them)."""
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)

@@ -12,7 +12,6 @@ below.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 DASHBOARD_FILE = "grafana/resilience-dashboard.json"
 DASHBOARD_UID = "resilience-run"
@@ -23,14 +22,14 @@ RUN = 'run=~"$run"'
 _PROMETHEUS = {"type": "prometheus", "uid": PROMETHEUS_UID}
 
 
-def _target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
+def _target(expr: str, legend: str, ref: str = "A") -> dict[str, object]:
     return {"datasource": _PROMETHEUS, "expr": expr, "legendFormat": legend, "refId": ref}
 
 
 def _panel(
     panel_id: int,
     title: str,
-    targets: list[dict[str, Any]],
+    targets: list[dict[str, object]],
     *,
     unit: str,
     x: int,
@@ -38,7 +37,7 @@ def _panel(
     w: int = 12,
     h: int = 8,
     kind: str = "timeseries",
-) -> dict[str, Any]:
+) -> dict[str, object]:
     return {
         "id": panel_id,
         "type": kind,
@@ -51,7 +50,7 @@ def _panel(
     }
 
 
-def dashboard() -> dict[str, Any]:
+def dashboard() -> dict[str, object]:
     """The dashboard model (Grafana's JSON, schemaVersion 39)."""
     panels = [
         _panel(1, "Load: requests per second by endpoint", [
@@ -143,7 +142,7 @@ def dashboard_json() -> str:
     return json.dumps(dashboard(), indent=2) + "\n"
 
 
-def datasources(prometheus_url: str, jaeger_url: str) -> dict[str, Any]:
+def datasources(prometheus_url: str, jaeger_url: str) -> dict[str, object]:
     """Grafana's datasource provisioning file: the stack's Prometheus and Jaeger."""
     return {
         "apiVersion": 1,
@@ -168,7 +167,7 @@ def datasources(prometheus_url: str, jaeger_url: str) -> dict[str, Any]:
     }
 
 
-def dashboard_provider(path: str) -> dict[str, Any]:
+def dashboard_provider(path: str) -> dict[str, object]:
     """Grafana's dashboard provisioning file: load the dashboards in ``path``."""
     return {
         "apiVersion": 1,

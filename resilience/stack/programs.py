@@ -13,7 +13,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from resilience.errors import DependencyUnavailable
 from resilience.stack import versions
@@ -33,7 +32,7 @@ class GoBuild:
     version: str
     replaces: tuple[str, ...] = ()
 
-    def marker_entry(self) -> dict[str, Any]:
+    def marker_entry(self) -> dict[str, object]:
         return {
             "package": self.package,
             "version": self.version,
@@ -91,7 +90,7 @@ class Programs:
         found = shutil.which("prometheus")
         return Path(found) if found else Path("/usr/bin/prometheus")
 
-    def read_marker(self) -> dict[str, dict[str, Any]]:
+    def read_marker(self) -> dict[str, dict[str, object]]:
         """The marker's entries by program name; empty when missing or unreadable."""
         try:
             data = json.loads(self.marker.read_text())
