@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
@@ -68,8 +67,8 @@ class Token:
     expires_at: float | None
     ttl_seconds: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"access_token": self.access_token, "token_type": "bearer"}
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"access_token": self.access_token, "token_type": "bearer"}
         if self.ttl_seconds is not None:
             body["expires_in"] = int(self.ttl_seconds)
         return body

@@ -4,8 +4,6 @@ which is what makes its degradation under a database fault a clean sign of a cas
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
@@ -18,7 +16,7 @@ _ADJECTIVES = ("plain", "sturdy", "light", "compact", "classic", "bright", "quie
 _NOUNS = ("kettle", "lamp", "chair", "mug", "notebook", "backpack", "clock", "scarf")
 
 
-def catalog_items(count: int) -> list[dict[str, Any]]:
+def catalog_items(count: int) -> list[dict[str, object]]:
     """The deterministic catalog: ids 1..count with a name, a price and a stock level."""
     return [
         {
@@ -38,11 +36,11 @@ def build_catalog_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Tra
     app = create_app(settings, metrics, tracing)
 
     @app.get("/items")
-    async def list_items() -> dict[str, Any]:
+    async def list_items() -> dict[str, object]:
         return {"items": items, "count": len(items)}
 
     @app.get("/items/{item_id}", response_model=None)
-    async def get_item(item_id: int) -> dict[str, Any] | JSONResponse:
+    async def get_item(item_id: int) -> dict[str, object] | JSONResponse:
         item = by_id.get(item_id)
         if item is None:
             return JSONResponse(

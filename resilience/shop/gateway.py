@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Query, Request, Response, params
@@ -122,9 +121,9 @@ class Gateway:
         for client in self.clients:
             await client.aclose()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         """Pools and breaker as /health shows them."""
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "pools": {
                 name: {
                     "size": pool.accounting.size,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
@@ -52,9 +51,9 @@ def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Trac
         finally:
             await store.close()
 
-    def health_extra() -> dict[str, Any]:
+    def health_extra() -> dict[str, object]:
         acct = store.accounting
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "db_pool": {"size": acct.size, "in_use": acct.in_use, "waiting": acct.waiting},
             "db_reconnecting": store.reconnecting,
         }
@@ -76,12 +75,12 @@ def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Trac
         return JSONResponse({**order.to_json(), "committed": committed}, status_code=201)
 
     @app.get("/orders/ids")
-    async def order_ids() -> dict[str, Any]:
+    async def order_ids() -> dict[str, object]:
         ids = await store.ids()
         return {"ids": ids, "count": len(ids)}
 
     @app.get("/orders/{order_id}", response_model=None)
-    async def get_order(order_id: int) -> dict[str, Any] | JSONResponse:
+    async def get_order(order_id: int) -> dict[str, object] | JSONResponse:
         order = await store.get(order_id)
         if order is None:
             return JSONResponse(
@@ -92,7 +91,7 @@ def build_orders_app(settings: ShopSettings, metrics: ShopMetrics, tracing: Trac
     @app.get("/orders")
     async def list_orders(
         after_id: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_PAGE)
-    ) -> dict[str, Any]:
+    ) -> dict[str, object]:
         orders = await store.page(after_id, limit)
         next_after = orders[-1].id if len(orders) == limit else None
         return {"orders": [o.to_json() for o in orders], "next_after_id": next_after}

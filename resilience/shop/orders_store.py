@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -86,7 +86,7 @@ class Order:
             created_at=record["created_at"],
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
             "item_id": self.item_id,
@@ -249,7 +249,7 @@ class OrdersStore:
             return
         raise DatabaseUnavailable("gave up reaching the database")
 
-    def _connect_options(self) -> dict[str, Any]:
+    def _connect_options(self) -> dict[str, object]:
         # asyncpg's default sslmode "prefer" builds an SSL context per connection, loading
         # the CA bundle synchronously (tens of ms of blocked event loop each): under a
         # reconnect storm that lag alone breaks the hardened deadlines. The stack's

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from resilience.errors import ExperimentError
 from resilience.vocabulary import SHOP_MODES, ShopMode
@@ -370,7 +371,7 @@ def settings_from_env(
             continue
         overrides[name] = value
 
-    raw: dict[str, Any] = {
+    raw: dict[str, object] = {
         "service": chosen_service,
         "mode": mode,
         "host": env.get("SHOP_HOST") or "127.0.0.1",
@@ -406,7 +407,7 @@ _FIELD_ENV = {
 }
 
 
-def _describe(error: Mapping[str, Any], *, option_key: bool) -> str:
+def _describe(error: ErrorDetails, *, option_key: bool) -> str:
     """One line per problem: the variable (or option), what was expected, what arrived."""
     loc = [str(part) for part in error.get("loc", ())]
     if loc and loc[0] == "options":

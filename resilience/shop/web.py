@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,7 +26,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 _UNMEASURED_PATHS = frozenset({"/metrics", "/health"})
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-HealthExtra = Callable[[], dict[str, Any]]
+HealthExtra = Callable[[], dict[str, object]]
 
 
 class RequestMetricsMiddleware:
@@ -85,8 +84,8 @@ def create_app(
         return JSONResponse({"error": exc.error_type, "detail": str(exc)}, exc.status)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        body: dict[str, Any] = {
+    async def health() -> dict[str, object]:
+        body: dict[str, object] = {
             "status": "ok",
             "service": settings.service,
             "mode": settings.mode,
