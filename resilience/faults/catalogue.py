@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Literal, Protocol, cast
 
 from resilience.errors import ErrorLocation, ExperimentError
 from resilience.faults.toxiproxy import STREAMS, Stream, Toxic
@@ -266,7 +266,7 @@ def _normalise(fault_type: str, spec: AttributeSpec, raw: object) -> AttributeVa
 
 
 def validate_attributes(
-    fault_type: str, attributes: Mapping[str, Any]
+    fault_type: str, attributes: Mapping[str, object]
 ) -> dict[str, AttributeValue]:
     """Check a fault's attributes and return them normalised, defaults filled in.
 
@@ -329,7 +329,7 @@ class FaultLike(Protocol):
     def toxicity(self) -> float: ...
 
     @property
-    def attributes(self) -> Mapping[str, Any]: ...
+    def attributes(self) -> Mapping[str, int | float | str]: ...
 
 
 @dataclass(frozen=True)
@@ -408,7 +408,7 @@ class FaultSpec:
         )
 
 
-def specs_from_model(faults: Sequence[Any]) -> list[FaultSpec]:
+def specs_from_model(faults: Sequence[FaultLike]) -> list[FaultSpec]:
     """FaultSpecs for an experiment's ``faults`` list, indexed by position.
 
     Raises ExperimentError (naming ``faults[i]``) for a fault the loader let through but
@@ -440,8 +440,8 @@ class PlanStep:
     attributes: Mapping[str, int] = field(default_factory=dict)
     toxicity: float | None = None
 
-    def describe(self) -> dict[str, Any]:
-        detail: dict[str, Any] = {"action": self.action}
+    def describe(self) -> dict[str, object]:
+        detail: dict[str, object] = {"action": self.action}
         if self.attributes:
             detail["attributes"] = dict(self.attributes)
         if self.toxicity is not None:

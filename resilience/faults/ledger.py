@@ -16,7 +16,6 @@ import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from resilience.errors import FaultError
 
@@ -39,7 +38,7 @@ class LedgerEntry:
     recorded_at: str = ""
 
     @classmethod
-    def from_json(cls, raw: Any) -> LedgerEntry:
+    def from_json(cls, raw: object) -> LedgerEntry:
         if not isinstance(raw, dict):
             raise ValueError(f"a ledger entry must be an object, got {type(raw).__name__}")
         return cls(

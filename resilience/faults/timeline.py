@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from resilience.errors import FaultError
 from resilience.faults.catalogue import FaultPlan, FaultSpec, PlanStep, plan_fault
@@ -64,7 +64,7 @@ class FaultState:
         steps = self.plan.steps
         return steps[self.next_step] if self.next_step < len(steps) else None
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> dict[str, object]:
         spec = self.spec
         return {
             "index": spec.index,
@@ -105,8 +105,8 @@ class FaultEvent:
     scheduled_at: float
     t: float
     wall: str
-    detail: Mapping[str, Any] = field(default_factory=dict)
-    record: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, object] = field(default_factory=dict)
+    record: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def lateness(self) -> float:
@@ -185,7 +185,7 @@ class FaultTimeline:
     def closed(self) -> bool:
         return self._closed
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[dict[str, object]]:
         """The journal's ``faults`` list as it stands now, in fault order."""
         return [state.record() for state in self.states.values()]
 
@@ -340,7 +340,7 @@ class FaultTimeline:
         state: FaultState,
         scheduled_at: float,
         t: float,
-        detail: Mapping[str, Any] | None = None,
+        detail: Mapping[str, object] | None = None,
     ) -> FaultEvent:
         event = FaultEvent(
             kind=kind,

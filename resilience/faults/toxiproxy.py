@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Literal, Protocol, TypeVar, cast
 
 import httpx
 
@@ -23,6 +23,7 @@ from resilience.errors import FaultError
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 Stream = Literal["upstream", "downstream"]
 STREAMS: tuple[Stream, ...] = ("upstream", "downstream")
 
@@ -70,7 +71,7 @@ class Toxic:
     toxicity: float = 1.0
     attributes: Mapping[str, int] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "type": self.type,
@@ -109,7 +110,7 @@ def check_toxic(toxic: Toxic) -> None:
     check_attributes(toxic.type, toxic.attributes, where=where)
 
 
-def check_attributes(toxic_type: str, attributes: Mapping[str, Any], *, where: str) -> None:
+def check_attributes(toxic_type: str, attributes: Mapping[str, object], *, where: str) -> None:
     """Every key known for the type, every value a non-negative integer (what Go decodes)."""
     known = TOXIC_ATTRIBUTES.get(toxic_type, ())
     for key, value in attributes.items():
@@ -167,7 +168,7 @@ class ToxiproxyApi(Protocol):
     def reset(self) -> None: ...
 
 
-def _parse_toxic(raw: Any) -> Toxic:
+def _parse_toxic(raw: object) -> Toxic:
     if not isinstance(raw, dict):
         raise ValueError(f"a toxic must be a JSON object, got {type(raw).__name__}")
     attributes = raw.get("attributes") or {}
@@ -185,7 +186,7 @@ def _parse_toxic(raw: Any) -> Toxic:
     )
 
 
-def _parse_proxy(raw: Any) -> Proxy:
+def _parse_proxy(raw: object) -> Proxy:
     if not isinstance(raw, dict):
         raise ValueError(f"a proxy must be a JSON object, got {type(raw).__name__}")
     toxics = raw.get("toxics") or []
@@ -247,7 +248,7 @@ class ToxiproxyClient:
     # -- transport ---------------------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, action: str, *, body: Any = None
+        self, method: str, path: str, action: str, *, body: object = None
     ) -> tuple[httpx.Response, int]:
         """One logical call: the response of the last attempt and how many attempts it took.
 
@@ -292,9 +293,9 @@ class ToxiproxyClient:
         path: str,
         action: str,
         *,
-        body: Any = None,
+        body: object = None,
         ok: tuple[int, ...] = (200,),
-    ) -> tuple[Any, int]:
+    ) -> tuple[object, int]:
         response, attempts = self._call(method, path, action, body=body)
         _raise_for_status(response, action, ok)
         if response.status_code == 204:
@@ -310,7 +311,7 @@ class ToxiproxyClient:
                 status=response.status_code,
             ) from exc
 
-    def _parsed(self, parse: Callable[[Any], Any], data: Any, action: str, path: str) -> Any:
+    def _parsed(self, parse: Callable[[object], _T], data: object, action: str, path: str) -> _T:
         try:
             return parse(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -338,15 +339,14 @@ class ToxiproxyClient:
                 endpoint=f"GET {self.base_url}/proxies",
             )
         return {
-            name: cast(Proxy, self._parsed(_parse_proxy, raw, action, "/proxies"))
-            for name, raw in data.items()
+            name: self._parsed(_parse_proxy, raw, action, "/proxies") for name, raw in data.items()
         }
 
     def proxy(self, name: str) -> Proxy:
         path = f"/proxies/{name}"
         action = f"show proxy {name!r}"
         data, _ = self._json("GET", path, action)
-        return cast(Proxy, self._parsed(_parse_proxy, data, action, path))
+        return self._parsed(_parse_proxy, data, action, path)
 
     def create_proxy(self, name: str, listen: str, upstream: str, *, enabled: bool = True) -> Proxy:
         action = f"create proxy {name!r} ({listen} -> {upstream})"
@@ -358,7 +358,7 @@ class ToxiproxyClient:
             if (existing.listen, existing.upstream) == (listen, upstream):
                 return existing
         _raise_for_status(response, action, (200, 201))
-        return cast(Proxy, self._parsed(_parse_proxy, response.json(), action, "/proxies"))
+        return self._parsed(_parse_proxy, response.json(), action, "/proxies")
 
     def ensure_proxy(self, name: str, listen: str, upstream: str, *, enabled: bool = True) -> Proxy:
         """Make the proxy exist as described; leave its toxics alone. Idempotent."""
@@ -375,13 +375,13 @@ class ToxiproxyClient:
         action = f"update proxy {name!r} to {listen} -> {upstream}, enabled={enabled}"
         body = {"listen": listen, "upstream": upstream, "enabled": enabled}
         data, _ = self._json("PATCH", path, action, body=body)
-        return cast(Proxy, self._parsed(_parse_proxy, data, action, path))
+        return self._parsed(_parse_proxy, data, action, path)
 
     def set_enabled(self, name: str, enabled: bool) -> Proxy:
         path = f"/proxies/{name}"
         action = f"{'enable' if enabled else 'disable'} proxy {name!r}"
         data, _ = self._json("PATCH", path, action, body={"enabled": enabled})
-        return cast(Proxy, self._parsed(_parse_proxy, data, action, path))
+        return self._parsed(_parse_proxy, data, action, path)
 
     def delete_proxy(self, name: str) -> bool:
         """Delete a proxy; False if it was already gone."""
@@ -401,13 +401,13 @@ class ToxiproxyClient:
                 action=action,
                 endpoint=f"GET {self.base_url}{path}",
             )
-        return [cast(Toxic, self._parsed(_parse_toxic, raw, action, path)) for raw in data]
+        return [self._parsed(_parse_toxic, raw, action, path) for raw in data]
 
     def toxic(self, proxy: str, name: str) -> Toxic:
         path = f"/proxies/{proxy}/toxics/{name}"
         action = f"show toxic {name!r} on proxy {proxy!r}"
         data, _ = self._json("GET", path, action)
-        return cast(Toxic, self._parsed(_parse_toxic, data, action, path))
+        return self._parsed(_parse_toxic, data, action, path)
 
     def add_toxic(self, proxy: str, toxic: Toxic) -> Toxic:
         check_toxic(toxic)
@@ -420,7 +420,7 @@ class ToxiproxyClient:
                 return existing
         # Toxiproxy answers 200 here (not 201); accept both in case a version changes it.
         _raise_for_status(response, action, (200, 201))
-        return cast(Toxic, self._parsed(_parse_toxic, response.json(), action, path))
+        return self._parsed(_parse_toxic, response.json(), action, path)
 
     def update_toxic(
         self,
@@ -443,7 +443,7 @@ class ToxiproxyClient:
             check_attributes(kind, attributes, where=where)
         if toxicity is not None and (isinstance(toxicity, bool) or not 0.0 <= toxicity <= 1.0):
             raise FaultError(f"{where}: toxicity must be between 0 and 1, got {toxicity!r}")
-        body: dict[str, Any] = {}
+        body: dict[str, object] = {}
         if attributes:
             body["attributes"] = dict(attributes)
         if toxicity is not None:
@@ -451,7 +451,7 @@ class ToxiproxyClient:
         path = f"/proxies/{proxy}/toxics/{name}"
         action = f"update {where}"
         data, _ = self._json("PATCH", path, action, body=body)
-        return cast(Toxic, self._parsed(_parse_toxic, data, action, path))
+        return self._parsed(_parse_toxic, data, action, path)
 
     def remove_toxic(self, proxy: str, name: str) -> bool:
         """Remove a toxic; False if it was already gone (a 404 is success for a heal)."""

@@ -8,6 +8,7 @@ session from a terminal. Every call has a timeout; errors become the toolkit's o
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class SessionClient:
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
+        body: Mapping[str, object] | None = None,
         *,
         timeout: float = TIMEOUT,
     ) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from resilience.errors import FaultError
 from resilience.faults.catalogue import FAULT_TYPES, FaultSpec
 from resilience.faults.timeline import FaultEvent, FaultTimeline, HealReport
-from resilience.faults.toxiproxy import ToxiproxyApi
+from resilience.faults.toxiproxy import Stream, ToxiproxyApi
 from resilience.vocabulary import Clock
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ class FaultBoard:
         *,
         proxy: str,
         type: str,
-        attributes: dict[str, Any] | None = None,
-        stream: str = "downstream",
+        attributes: Mapping[str, int | float | str] | None = None,
+        stream: Stream = "downstream",
         toxicity: float = 1.0,
         duration: float | None = None,
         label: str = "",
@@ -103,7 +103,7 @@ class FaultBoard:
                     duration=max(length, 0.001),
                     proxy=proxy,
                     type=type,
-                    stream=stream,  # type: ignore[arg-type] # FaultSpec checks it
+                    stream=stream,
                     toxicity=toxicity,
                     attributes=dict(attributes or {}),
                 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from resilience.experiment.model import Guard
 from resilience.observe.guards import (
@@ -103,10 +102,10 @@ class HaltBoard:
         for halt in halts:
             halt.monitor.poll_promql()
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[dict[str, object]]:
         with self._lock:
             halts = list(self._halts)
-        out: list[dict[str, Any]] = []
+        out: list[dict[str, object]] = []
         for halt in halts:
             (status,) = halt.monitor.status()
             guard = halt.guard

@@ -31,7 +31,7 @@ class Sample:
     t: float
     stats: LiveStats
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {**asdict(self.stats), "t": round(self.t, 2), "rps": round(self.stats.rps, 2)}
 
 

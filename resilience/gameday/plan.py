@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -35,6 +35,7 @@ from resilience.experiment.loader import display_name, load_experiment, read_sou
 from resilience.experiment.model import (
     ArrivalStage,
     Experiment,
+    Fault,
     FaultAction,
     Guard,
     Load,
@@ -50,6 +51,8 @@ from resilience.experiment.model import (
 )
 from resilience.experiment.units import Duration, Percent, PositiveDuration
 from resilience.vocabulary import BUILTIN_PROXIES
+
+_T = TypeVar("_T")
 
 DEFAULT_MAX_DURATION = 4 * 3600.0
 MAX_MAX_DURATION = 24 * 3600.0
@@ -179,7 +182,7 @@ def _unknown_proxy(proxy: str, known: list[str], path: KeyPath) -> Problem:
     )
 
 
-def plan_schema() -> dict[str, Any]:
+def plan_schema() -> dict[str, object]:
     """JSON Schema of a game-day plan file, for editors."""
     schema = GamedayPlan.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -247,7 +250,7 @@ def catalogue_faults() -> dict[str, tuple[FaultAction, ...]]:
     return named
 
 
-def _action(fault: Any) -> FaultAction:
+def _action(fault: Fault) -> FaultAction:
     return FaultAction.model_construct(
         proxy=fault.proxy,
         type=fault.type,
@@ -429,11 +432,12 @@ def _session_experiment(plan: GamedayPlan, base: Experiment | None) -> Experimen
         users = None if rps is not None else (level.users if level.users is not None else 10)
         spawn = level.spawn_rate or 10.0
 
-    def pick(name: str, default: Any) -> Any:
-        value = getattr(level, name)
+    def pick(name: str, default: _T) -> _T:
+        value: _T = getattr(level, name)
         if value is not None:
             return value
-        return getattr(load, name) if load is not None else default
+        found: _T = getattr(load, name) if load is not None else default
+        return found
 
     duration = plan.max_duration
     session_load = Load.model_construct(

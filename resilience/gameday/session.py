@@ -622,7 +622,8 @@ class Session:
         """After FaultMoments journaled the event (and its mark): the session's timeline."""
         if self.state is not None and event.kind in ("applied", "healed", "failed"):
             attrs = event.record.get("attributes") or {}
-            text = ", ".join(f"{k}={v}" for k, v in attrs.items())
+            pairs = attrs.items() if isinstance(attrs, Mapping) else ()
+            text = ", ".join(f"{k}={v}" for k, v in pairs)
             self.state.log(
                 "fault",
                 f"fault #{event.index} {event.type} on {event.proxy} {event.kind}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from resilience.vocabulary import Clock, iso_utc
 
@@ -60,7 +60,7 @@ class TimelineEntry:
     wall: str
     kind: str
     text: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,7 +94,7 @@ class SessionState:
         self.steps = [StepRecord(i, name) for i, name in enumerate(steps or [])]
         self.current_step: int | None = None
         self.ended = False
-        self.extra: dict[str, Any] = {}
+        self.extra: dict[str, object] = {}
         """Live parts owned by others (faults, load, halts), set with ``publish``."""
         self.listeners: list[Callable[[TimelineEntry], None]] = []
 
@@ -111,7 +111,7 @@ class SessionState:
             self._cond.wait_for(lambda: self.version > version or self.ended, timeout)
             return self.version
 
-    def publish(self, key: str, value: Any) -> None:
+    def publish(self, key: str, value: object) -> None:
         """Replace a live part (faults, load, halts) if it changed; consoles then update."""
         with self._cond:
             if self.extra.get(key) != value:
@@ -120,7 +120,7 @@ class SessionState:
 
     # -- timeline ---------------------------------------------------------------------
 
-    def log(self, kind: str, text: str, t: float | None = None, **detail: Any) -> TimelineEntry:
+    def log(self, kind: str, text: str, t: float | None = None, **detail: object) -> TimelineEntry:
         """Add a timeline entry (fault applied, load changed, halt tripped, ...)."""
         when = self.clock.now() if t is None else t
         entry = TimelineEntry(round(when, 3), iso_utc(self.clock.epoch(when)), kind, text, detail)
@@ -251,7 +251,7 @@ class SessionState:
             self.ended = True
             self._changed()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, object]:
         """Everything a console shows, as JSON-able data."""
         with self._cond:
             return {
@@ -266,7 +266,7 @@ class SessionState:
                 **self.extra,
             }
 
-    def journal_fields(self) -> dict[str, Any]:
+    def journal_fields(self) -> dict[str, object]:
         """What the journal keeps: people, notes (all kinds and each kind apart), steps."""
         with self._cond:
             notes = [asdict(n) for n in self.notes]
