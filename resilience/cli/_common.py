@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -133,14 +133,14 @@ def run_command(action: Callable[[], T]) -> T:
         fail(as_resilience_error(exc))
 
 
-def emit_json(data: Any, *, file: IO[str] | None = None) -> None:
+def emit_json(data: object, *, file: IO[str] | None = None) -> None:
     """One JSON document on stdout (or ``file``): the machine-readable answer of a command."""
     stream = file or sys.stdout
     stream.write(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     stream.flush()
 
 
-def error_details(error: ResilienceError) -> list[dict[str, Any]]:
+def error_details(error: ResilienceError) -> list[dict[str, object]]:
     """The problems of an error as JSON objects (file, line, path, message, expected, got)."""
     if isinstance(error, ExperimentError):
         return [asdict(d) for d in error.details]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -70,7 +70,7 @@ def _validate(file: str, profile: str | None, overrides: list[str], as_json: boo
     return EXIT_PASSED
 
 
-def _entry_json(entry: CatalogueEntry) -> dict[str, Any]:
+def _entry_json(entry: CatalogueEntry) -> dict[str, object]:
     return {
         "name": entry.name,
         "path": str(entry.path),

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from resilience.cli._common import console, err_console, run_command
 from resilience.cli._params import FLAG, NoStackOpt, ShopModeOpt, TargetOpt, WorkersOpt
+
+if TYPE_CHECKING:
+    from resilience.gameday.client import SessionClient
+    from resilience.gameday.session import Session
 
 gameday_app = typer.Typer(
     help="Game days: a live console to drive load and faults by hand, with notes and a report.",
@@ -32,13 +37,13 @@ def _state_dir() -> Path:
     return StackConfig.from_env().paths.state
 
 
-def _client() -> Any:
+def _client() -> SessionClient:
     from resilience.gameday.client import SessionClient
 
     return SessionClient(_state_dir())
 
 
-def _print_json(data: Any) -> None:
+def _print_json(data: object) -> None:
     console.print_json(json.dumps(data))
 
 
@@ -178,7 +183,7 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
     raise typer.Exit(run_command(body))
 
 
-def _status_line(session: Any) -> None:
+def _status_line(session: Session) -> None:
     rows = session.metrics.table() if session.metrics is not None else []
     overall = rows[0] if rows else None
     faults = session.faults.active() if session.faults is not None else []
@@ -193,7 +198,7 @@ def _status_line(session: Any) -> None:
     )
 
 
-def _faults_text(faults: list[dict[str, Any]]) -> str:
+def _faults_text(faults: Sequence[Mapping[str, object]]) -> str:
     return ", ".join(f"#{f['index']} {f['type']} on {f['proxy']}" for f in faults) or "none"
 
 
@@ -243,18 +248,18 @@ def inject(  # noqa: PLR0917 - typer maps parameters to options
                 expected="`inject db-hang` or `inject --proxy postgres --type latency -a latency=300ms`",
                 got="both" if name is not None else "neither",
             )
-        payload: dict[str, Any] = {"by": by}
+        payload: dict[str, object] = {"by": by}
         if name is not None:
             payload["name"] = name
         else:
-            attrs: dict[str, Any] = {}
+            attrs: dict[str, object] = {}
             for pair in attributes or []:
                 key, sep, value = pair.partition("=")
                 if not sep:
                     raise ExperimentError("invalid --attr", expected="key=value", got=pair)
                 attrs[key] = _number(value)
             payload.update(proxy=proxy, type=fault_type, attributes=attrs)
-            optional: dict[str, Any] = {
+            optional: dict[str, object] = {
                 "duration": duration,
                 "stream": stream,
                 "toxicity": toxicity,
@@ -266,7 +271,7 @@ def inject(  # noqa: PLR0917 - typer maps parameters to options
     run_command(body)
 
 
-def _number(text: str) -> Any:
+def _number(text: str) -> object:
     try:
         return int(text)
     except ValueError:
@@ -424,7 +429,7 @@ def halt(  # noqa: PLR0917 - typer maps parameters to options
     """Arm a halt condition: when it trips, every fault is healed at once."""
 
     def body() -> None:
-        payload: dict[str, Any] = {"expect": expect}
+        payload: dict[str, object] = {"expect": expect}
         for key, value in (
             ("load", metric),
             ("promql", promql),

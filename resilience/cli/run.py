@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -43,6 +43,8 @@ from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.runner.signals import InterruptGate
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from resilience.experiment.model import Experiment
     from resilience.faults.timeline import FaultEvent
     from resilience.observe.guards import GuardTrip
@@ -72,7 +74,7 @@ class ConsoleObserver(RunObserver):
             TimeElapsedColumn(),
             console=console,
         )
-        self.task: Any = None
+        self.task: TaskID | None = None
         self.last: LiveStatus | None = None
         self.next_plain = 0.0
 
@@ -326,7 +328,8 @@ def _run_json(
                 wall_seconds=wall, junit_copy=copied,
             )  # fmt: skip
         emit_json(record, file=stdout)
-    code: int = record["exit_code"]
+    code = record["exit_code"]
+    assert isinstance(code, int)
     return code
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from resilience.runner.orchestrator import RunResult
@@ -25,10 +25,10 @@ _REPORT_KINDS = {".html": "html", ".xml": "junit", ".md": "markdown"}
 _LISTS = ("phases", "faults", "slo", "checks", "findings")
 
 
-def verdict_schema() -> dict[str, Any]:
+def verdict_schema() -> dict[str, object]:
     """The JSON Schema of the verdict record (shipped as package data)."""
     text = resources.files("resilience.cli").joinpath("schemas/verdict.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, object] = json.loads(text)
     return schema
 
 
@@ -49,12 +49,12 @@ def verdict_record(
     profile: str | None,
     wall_seconds: float | None = None,
     junit_copy: Path | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The record of a run that started (whatever its status)."""
-    journal: dict[str, Any] = (
+    journal: dict[str, object] = (
         json.loads(result.journal.model_dump_json()) if result.journal is not None else {}
     )
-    record: dict[str, Any] = {
+    record: dict[str, object] = {
         "schema": SCHEMA_ID,
         "experiment": journal.get("experiment", experiment),
         "profile": journal.get("profile", profile),
@@ -83,10 +83,10 @@ def error_record(
     status: str,
     exit_code: int,
     reason: str,
-    problems: list[dict[str, Any]],
-) -> dict[str, Any]:
+    problems: list[dict[str, object]],
+) -> dict[str, object]:
     """The record of a run that ended before it had a journal (bad input, no stack, Ctrl-C)."""
-    record: dict[str, Any] = {
+    record: dict[str, object] = {
         "schema": SCHEMA_ID,
         "experiment": experiment,
         "profile": profile,

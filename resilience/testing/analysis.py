@@ -13,7 +13,6 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -157,7 +156,7 @@ def ref(
     return TraceRef(0, trace_id, span_id, endpoint, t, latency, outcome, status, why)
 
 
-def write_ack(record_id: Any, endpoint: str = "POST /orders", t: float = 1.0) -> WriteAck:
+def write_ack(record_id: object, endpoint: str = "POST /orders", t: float = 1.0) -> WriteAck:
     return WriteAck(0, record_id, endpoint, t, 201)
 
 
@@ -240,13 +239,13 @@ def make_context(
 
 
 def rig_samples(
-    seconds: int, procs: Mapping[str, Mapping[int, Mapping[str, Any]]], *, busy: float = 0.5
+    seconds: int, procs: Mapping[str, Mapping[int, Mapping[str, object]]], *, busy: float = 0.5
 ) -> list[RigSample]:
     """``seconds`` rig samples; ``procs[name][second]`` gives that process's figures in that
     second (role, cpu, cores, throttled, backends, ...), carried over to later seconds until
     changed."""
     out: list[RigSample] = []
-    current: dict[str, dict[str, Any]] = {}
+    current: dict[str, dict[str, object]] = {}
     for second in range(seconds):
         for name, by_second in procs.items():
             if second in by_second:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-Handler = Callable[[requests.PreparedRequest], tuple[int, Any]]
+Handler = Callable[[requests.PreparedRequest], tuple[int, object]]
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,9 @@ class Sent:
     """One request as the adapter received it, with requests' transport settings."""
 
     request: requests.PreparedRequest
-    timeout: Any
-    verify: Any
-    cert: Any
+    timeout: object
+    verify: object
+    cert: object
     proxies: Mapping[str, str]
 
 
@@ -44,9 +43,9 @@ class MockAdapter(BaseAdapter):
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
+        timeout: object = None,
+        verify: object = True,
+        cert: object = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         self.sent.append(Sent(request, timeout, verify, cert, dict(proxies or {})))

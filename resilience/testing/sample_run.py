@@ -16,7 +16,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, NotRequired, TypedDict
 
 from resilience.analysis.data import MemoryLoadView
 from resilience.analysis.slo import evaluate_slos
@@ -132,11 +132,25 @@ def build_load(
     return SampleLoad(view, good, recovered_at)
 
 
-def _otlp(trace_id: str, start: float, spans: list[dict[str, Any]]) -> dict[str, Any]:
+class SampleSpan(TypedDict):
+    """One span of a sample trace, its times in ms after the trace's start."""
+
+    id: str
+    service: str
+    name: str
+    start: float
+    end: float
+    parent: NotRequired[str]
+    server: NotRequired[bool]
+    client: NotRequired[bool]
+    error: NotRequired[str]
+
+
+def _otlp(trace_id: str, start: float, spans: list[SampleSpan]) -> dict[str, object]:
     """Jaeger's /api/v3/traces answer for the given spans (times in ms after ``start``)."""
-    by_service: dict[str, list[dict[str, Any]]] = {}
+    by_service: dict[str, list[dict[str, object]]] = {}
     for span in spans:
-        raw: dict[str, Any] = {
+        raw: dict[str, object] = {
             "traceId": trace_id,
             "spanId": span["id"],
             "name": span["name"],
@@ -164,14 +178,14 @@ def _otlp(trace_id: str, start: float, spans: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def _write_json(path: Path, payload: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
 def _write_traces(run_dir: Path, fault: tuple[float, float], hostile: str | None) -> None:
     pool_wait = hostile or "pool.acquire upstream"
-    cascade = [
+    cascade: list[SampleSpan] = [
         {
             "id": "a000000000000001",
             "service": "gateway",
@@ -216,7 +230,7 @@ def _write_traces(run_dir: Path, fault: tuple[float, float], hostile: str | None
             "end": 2342,
         },
     ]
-    timeout = [
+    timeout: list[SampleSpan] = [
         {
             "id": "c000000000000001",
             "service": "gateway",
