@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import resilience
+from resilience.analysis.breaking import BreakingPoint, breaking_point
 from resilience.analysis.checks import Check, CheckResult, builtin_shop_checks, evaluate_checks
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.base import Finding
@@ -286,6 +287,14 @@ def judge(
         end=what.end,
         files=files,
     )
+    point = (
+        None
+        if what.only_within
+        else breaking_point(
+            load, experiment, start=what.start, end=what.end, rig=run.rig, resources=resources
+        )
+    )
+    slo_results = by_capacity(slo_results, point, experiment)
     ctx = AnalysisContext(
         experiment=experiment,
         run_dir=layout.path,
@@ -316,6 +325,7 @@ def judge(
     if outage is not None:
         findings.insert(0, outage)
     status, exit_code, reason = decide_with_rig(slo_results, check_results, findings, rig)
+    reason = capacity_reason(reason, point, experiment)
     omission = estimate_omission(load, phases, experiment, phased)
     return Verdict(
         status=status,
@@ -335,9 +345,40 @@ def judge(
             "version": resilience.__version__,
             "load_model": experiment.load.model,
             **({"coordinated_omission": omission.to_dict()} if omission is not None else {}),
+            **({"breaking_point": point.to_dict()} if point is not None else {}),
         },
         rig=rig,
     )
+
+
+def judged_by_breaking_point(point: BreakingPoint | None, experiment: Experiment) -> bool:
+    """A rising load with a capacity target, or a capacity search: its verdict is its
+    breaking point, not its phases' SLOs (it goes past the knee by design)."""
+    if point is None:
+        return False
+    return experiment.slo.capacity is not None or experiment.load.search is not None
+
+
+def by_capacity(
+    slo: list[SloResult], point: BreakingPoint | None, experiment: Experiment
+) -> list[SloResult]:
+    """The SLO results that decide the run: a run judged by its breaking point has the
+    capacity target's results instead of its phases' (the SLOs located the knee); every
+    other run keeps its phases' SLOs."""
+    if not judged_by_breaking_point(point, experiment):
+        return slo
+    assert point is not None
+    return point.capacity.slo_results() if point.capacity is not None else []
+
+
+def capacity_reason(reason: str, point: BreakingPoint | None, experiment: Experiment) -> str:
+    """The verdict's reason of a run judged by its breaking point says where it broke."""
+    if not judged_by_breaking_point(point, experiment):
+        return reason
+    assert point is not None
+    if point.capacity is not None and not point.capacity.met:
+        return f"breaking point below the capacity target: {point.statement()}; {reason}"
+    return f"{point.statement()}; {reason}"
 
 
 def _judge_checks(  # noqa: PLR0917 (the judgement's locals, passed once)

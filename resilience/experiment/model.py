@@ -384,6 +384,141 @@ class ArrivalStage(_Model):
     rps: float = Field(ge=0, le=MAX_RPS)
 
 
+class SearchSteps(_Model):
+    """The levels a capacity search steps through: ``from``, ``from + step``, ... up to
+    ``ceiling`` (the last level, whatever the step)."""
+
+    from_: float = Field(alias="from", gt=0, le=MAX_RPS)
+    step: float = Field(gt=0, le=MAX_RPS)
+    ceiling: float = Field(gt=0, le=MAX_RPS)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchSteps:
+        if self.ceiling < self.from_:
+            raise_if(
+                [
+                    Problem(
+                        "the ceiling is below where the search starts",
+                        expected=f"a ceiling of at least {self.from_:g} (from)",
+                        got=f"{self.ceiling:g}",
+                        path=("ceiling",),
+                    )
+                ]
+            )
+        return self
+
+    def levels(self) -> list[float]:
+        out: list[float] = []
+        level = self.from_
+        while level < self.ceiling - 1e-9 and len(out) < MAX_SEARCH_STEPS:
+            out.append(level)
+            level = self.from_ + self.step * len(out)
+        out.append(self.ceiling)
+        return out
+
+
+MAX_SEARCH_STEPS: Final = 1000
+
+
+class LoadSearch(_Model):
+    """A capacity search: step the load up (users, or requests per second) from ``from`` by
+    ``step`` every ``hold`` up to ``ceiling``; the run watches its SLOs (``slo.baseline``)
+    live and stops by itself ``after`` seconds once they broke. ``max_duration`` bounds it
+    (default: every step held), so a search never runs away (docs/load.md)."""
+
+    users: SearchSteps | None = None
+    rps: SearchSteps | None = None
+    hold: Annotated[Duration, duration_between(1.0, HOUR)]
+    spawn_rate: float | None = Field(default=None, ge=MIN_SPAWN_RATE, le=MAX_SPAWN_RATE)
+    """Closed model: users added per second at each step (default: a step within a second)."""
+    after: Annotated[Duration, duration_between(0.0, HOUR)] = 10.0
+    max_duration: Annotated[Duration, duration_between(1.0, MAX_DURATION)] | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> LoadSearch:
+        given = [name for name in ("users", "rps") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise_if(
+                [
+                    Problem(
+                        "a search steps either users (closed model) or rps (open model)",
+                        expected="exactly one of users and rps, each {from, step, ceiling}",
+                        got=" and ".join(given) if given else "neither",
+                        path=(),
+                    )
+                ]
+            )
+        steps = self.users
+        if steps is not None:
+            problems = [
+                Problem(
+                    "users come in whole numbers",
+                    expected="a whole number of users",
+                    got=f"{getattr(steps, attr):g}",
+                    path=("users", "from" if attr == "from_" else attr),
+                )
+                for attr in ("from_", "step", "ceiling")
+                if not float(getattr(steps, attr)).is_integer()
+            ]
+            if steps.ceiling > MAX_USERS:
+                problems.append(
+                    Problem(
+                        "too many users",
+                        expected=f"a ceiling of at most {MAX_USERS}",
+                        got=f"{steps.ceiling:g}",
+                        path=("users", "ceiling"),
+                    )
+                )
+            raise_if(problems)
+        levels = self.steps.levels()
+        if len(levels) > MAX_SEARCH_STEPS:
+            raise_if(
+                [
+                    Problem(
+                        "too many steps",
+                        expected=f"at most {MAX_SEARCH_STEPS} levels from 'from' to 'ceiling'",
+                        got=f"{len(levels)} levels",
+                        path=("rps" if self.rps is not None else "users", "step"),
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def steps(self) -> SearchSteps:
+        steps = self.users if self.users is not None else self.rps
+        assert steps is not None
+        return steps
+
+    @property
+    def duration(self) -> float:
+        """Every step held, bounded by ``max_duration``."""
+        full = len(self.steps.levels()) * self.hold
+        return full if self.max_duration is None else min(full, self.max_duration)
+
+    def _held(self) -> list[tuple[float, float]]:
+        """(level, seconds held) of each step, cut at ``duration``."""
+        out: list[tuple[float, float]] = []
+        left = self.duration
+        for level in self.steps.levels():
+            if left <= 0:
+                break
+            out.append((level, min(self.hold, left)))
+            left -= self.hold
+        return out
+
+    def stages(self) -> list[Stage]:
+        if self.users is None:
+            return []
+        rate = self.spawn_rate or max(MIN_SPAWN_RATE, min(MAX_SPAWN_RATE, self.users.step))
+        return [Stage(duration=d, users=int(u), spawn_rate=rate) for u, d in self._held()]
+
+    def arrival(self) -> list[ArrivalStage]:
+        if self.rps is None:
+            return []
+        return [ArrivalStage(duration=d, rps=r) for r, d in self._held()]
+
+
 class DistributedLoad(_Model):
     """Spread the load over ``workers`` remote worker processes (``resilience worker
     --master HOST:PORT``, on this machine or others) joining this run's master; the run
@@ -842,6 +977,9 @@ class Load(_Model):
     preset: Preset | None = None
     stages: list[Stage] | None = Field(default=None, min_length=1, max_length=1000)
     arrival_rate: list[ArrivalStage] | None = Field(default=None, min_length=1, max_length=1000)
+    search: LoadSearch | None = None
+    """A capacity search (stepped users or requests per second, stopped once the SLOs
+    broke); instead of preset, stages or arrival_rate."""
     workers: int | None = Field(default=None, ge=1, le=1024)
     distributed: DistributedLoad | None = None
     client_timeout: ClientTimeout = 10.0
@@ -856,13 +994,15 @@ class Load(_Model):
     @model_validator(mode="after")
     def _one_shape(self) -> Load:
         given = [
-            name for name in ("preset", "stages", "arrival_rate") if getattr(self, name) is not None
+            name
+            for name in ("preset", "stages", "arrival_rate", "search")
+            if getattr(self, name) is not None
         ]
         if len(given) != 1:
             raise_if(
                 [
                     Problem(
-                        "give exactly one of preset, stages and arrival_rate"
+                        "give exactly one of preset, stages, arrival_rate and search"
                         + (" (in a profile, set the others to null)" if given else ""),
                         expected="one load shape",
                         got=" and ".join(given) if given else "none of them",
@@ -870,7 +1010,7 @@ class Load(_Model):
                     )
                 ]
             )
-        if self.arrival_rate is not None and self.workload.on_start:
+        if self.model == "open" and self.workload.on_start:
             raise_if(
                 [
                     Problem(
@@ -899,20 +1039,34 @@ class Load(_Model):
         return self
 
     def model_shape_key(self) -> str:
-        """The key that holds the load shape: preset, stages or arrival_rate."""
+        """The key that holds the load shape: preset, stages, arrival_rate or search."""
         if self.arrival_rate is not None:
             return "arrival_rate"
+        if self.search is not None:
+            return "search"
         return "stages" if self.stages is not None else "preset"
 
     @property
     def model(self) -> Literal["closed", "open"]:
-        """``open`` for arrival_rate (requests per second), ``closed`` for users."""
-        return "open" if self.arrival_rate is not None else "closed"
+        """``open`` for arrival_rate or a search by rps (requests per second), ``closed``
+        for users."""
+        if self.arrival_rate is not None:
+            return "open"
+        return "open" if self.search is not None and self.search.rps is not None else "closed"
+
+    def resolve_arrival(self) -> list[ArrivalStage]:
+        """The open-model stages, with a search by rps expanded; empty for the closed model."""
+        if self.arrival_rate is not None:
+            return list(self.arrival_rate)
+        return self.search.arrival() if self.search is not None else []
 
     def resolve_stages(self) -> list[Stage]:
-        """The closed-model stages, with a preset expanded; empty for the open model."""
+        """The closed-model stages, with a preset or a search by users expanded; empty for
+        the open model."""
         if self.stages is not None:
             return list(self.stages)
+        if self.search is not None:
+            return self.search.stages()
         if self.preset is not None:
             return [
                 Stage(duration=d, users=u, spawn_rate=r) for d, u, r in PRESET_STAGES[self.preset]
@@ -922,8 +1076,8 @@ class Load(_Model):
     @property
     def duration(self) -> float:
         """Seconds from the start of the load to its end."""
-        if self.arrival_rate is not None:
-            return sum(s.duration for s in self.arrival_rate)
+        if self.model == "open":
+            return sum(s.duration for s in self.resolve_arrival())
         return sum(s.duration for s in self.resolve_stages())
 
 
@@ -1063,12 +1217,38 @@ class RecoverySlo(PhaseSlo):
     within: Duration | None = None
 
 
+class Capacity(_Model):
+    """The load a rising load (a stress ramp, a search) must hold with its SLOs met: the
+    run's verdict is its breaking point against these (docs/findings.md)."""
+
+    rps: float | None = Field(default=None, gt=0, le=MAX_RPS)
+    """Requests per second served (answered OK) with every SLO held."""
+    users: int | None = Field(default=None, ge=1, le=MAX_USERS)
+    """Users in flight (closed model) with every SLO held."""
+
+    @model_validator(mode="after")
+    def _something(self) -> Capacity:
+        if self.rps is None and self.users is None:
+            raise_if(
+                [
+                    Problem(
+                        "a capacity target names the load to hold",
+                        expected="rps (requests per second served) and/or users",
+                        got="neither",
+                        path=(),
+                    )
+                ]
+            )
+        return self
+
+
 class Slo(_Model):
-    """Service-level objectives per phase."""
+    """Service-level objectives per phase, and the capacity a rising load must reach."""
 
     baseline: PhaseSlo | None = None
     fault: PhaseSlo | None = None
     recovery: RecoverySlo | None = None
+    capacity: Capacity | None = None
 
     def phases(self) -> dict[str, PhaseSlo]:
         return {
@@ -1476,6 +1656,7 @@ class Experiment(_Model):
                             path=("guards", i, "endpoint"),
                         )
                     )
+        problems.extend(self._search_problems())
         for name, overlay in self.profiles.items():
             if "profiles" in overlay:
                 problems.append(
@@ -1488,6 +1669,39 @@ class Experiment(_Model):
                 )
         raise_if(problems)
         return self
+
+    def _search_problems(self) -> list[Problem]:
+        """A capacity search stops when the SLOs break: it needs some, and no faults (a
+        fault would be taken for the target's limit)."""
+        if self.load.search is None:
+            return []
+        problems: list[Problem] = []
+        if self.faults:
+            problems.append(
+                Problem(
+                    "a capacity search runs without faults (a fault would pass for the "
+                    "target's limit)",
+                    expected="no faults with load.search",
+                    got=f"{len(self.faults)} fault(s)",
+                    path=("faults",),
+                )
+            )
+        baseline = self.slo.baseline
+        judged = ("p50", "p95", "p99", "max", "error_rate")
+        if baseline is None or not (
+            any(getattr(baseline, k) is not None for k in judged)
+            or any(getattr(t, k) is not None for t in baseline.endpoints.values() for k in judged)
+        ):
+            problems.append(
+                Problem(
+                    "a capacity search stops once the SLOs break, and none are given",
+                    expected="slo.baseline with a latency percentile or error_rate "
+                    "(the whole target or an endpoint)",
+                    got="no slo.baseline" if baseline is None else "no latency or error limit",
+                    path=("slo", "baseline") if baseline is not None else ("load", "search"),
+                )
+            )
+        return problems
 
     @model_validator(mode="after")
     def _hosts_allowed(self, info: ValidationInfo) -> Experiment:
@@ -1593,9 +1807,13 @@ class Experiment(_Model):
         """One line: faults, load shape and length."""
         faults = len(self.faults)
         load = self.load
+        search = load.search
         shape = (
             f"preset {load.preset}"
             if load.preset
+            else f"search of {'users' if search.users else 'rps'} "
+            f"{search.steps.from_:g} to {search.steps.ceiling:g}"
+            if search
             else f"{len(load.arrival_rate or [])} arrival stage(s)"
             if load.arrival_rate
             else f"{len(load.stages or [])} stage(s)"

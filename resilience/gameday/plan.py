@@ -219,7 +219,7 @@ class ResolvedPlan:
 
     @property
     def model(self) -> Literal["closed", "open"]:
-        return "open" if self.experiment.load.arrival_rate is not None else "closed"
+        return self.experiment.load.model
 
     @property
     def max_duration(self) -> float:
@@ -228,8 +228,8 @@ class ResolvedPlan:
     def level(self) -> dict[str, float]:
         """The load level the session starts at: users and spawn_rate, or rps."""
         load = self.experiment.load
-        if load.arrival_rate is not None:
-            return {"rps": load.arrival_rate[0].rps}
+        if load.model == "open":
+            return {"rps": load.resolve_arrival()[0].rps}
         stage = load.resolve_stages()[0]
         return {"users": stage.users, "spawn_rate": stage.spawn_rate}
 
@@ -411,17 +411,17 @@ def _session_experiment(plan: GamedayPlan, base: Experiment | None) -> Experimen
         target = plan.target or base.target
         proxies = plan.proxies or base.proxies
         shop = plan.shop or base.shop
-        if load.arrival_rate is not None and level.users is None:
-            rps = level.rps if level.rps is not None else load.arrival_rate[0].rps
+        if load.model == "open" and level.users is None:
+            rps = level.rps if level.rps is not None else load.resolve_arrival()[0].rps
             users = None
         elif level.rps is not None:
             rps, users = level.rps, None
         else:
-            first = load.resolve_stages()[0] if load.arrival_rate is None else None
+            first = load.resolve_stages()[0] if load.model == "closed" else None
             users = level.users if level.users is not None else (first.users if first else 10)
             rps = None
         spawn = level.spawn_rate or (
-            load.resolve_stages()[0].spawn_rate if load.arrival_rate is None else 10.0
+            load.resolve_stages()[0].spawn_rate if load.model == "closed" else 10.0
         )
     else:
         assert level.workload is not None

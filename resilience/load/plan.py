@@ -200,8 +200,8 @@ def plan_from_experiment(
     count = planned_workers(experiment, workers)
     stages: list[Stage] = []
     arrival: list[ArrivalStage] = []
-    if load.arrival_rate is not None:
-        arrival = [ArrivalStage(duration=s.duration, rps=s.rps) for s in load.arrival_rate]
+    if load.model == "open":
+        arrival = [ArrivalStage(duration=s.duration, rps=s.rps) for s in load.resolve_arrival()]
     else:
         stages = [
             Stage(duration=s.duration, users=s.users, spawn_rate=s.spawn_rate)

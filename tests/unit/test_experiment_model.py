@@ -133,7 +133,7 @@ def test_open_model_duration_and_no_stages() -> None:
 def test_exactly_one_load_shape(shape: str) -> None:
     """Two load shapes, or none, is an error naming the shapes found."""
     text = error_text("", BASE.replace("stages: [{duration: 2m, users: 10, spawn_rate: 5}]", shape))
-    assert "exactly one of preset, stages and arrival_rate" in text
+    assert "exactly one of preset, stages, arrival_rate and search" in text
 
 
 def test_fault_attributes_convert_to_toxiproxy_units() -> None:
