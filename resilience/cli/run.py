@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -181,8 +182,15 @@ def _print_verdict(result: RunResult) -> None:
     ]
     journal = result.journal
     if journal is not None:
-        from resilience.report.summary import coordinated_omission, rig_statements
+        from resilience.report.summary import (
+            breaking_point,
+            coordinated_omission,
+            rig_statements,
+        )
 
+        knee = breaking_point(journal)
+        if knee:
+            lines.append(f"[bold]{escape(knee)}[/]")
         lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
         omission = coordinated_omission(journal)
         if omission and "understated" in omission:

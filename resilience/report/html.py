@@ -30,6 +30,7 @@ from resilience.analysis.phases import phased_of_run
 from resilience.observe.spans import Span, Trace
 from resilience.report import story, svg
 from resilience.report.summary import (
+    breaking_point,
     counts,
     evidence_notes,
     exit_meaning,
@@ -280,9 +281,16 @@ class _Report:
             f"<section id='verdict' class='verdict {_e(v.status)}'>"
             f"<div class='status'>{_e(v.status)}</div>"
             f"<div>exit code <b>{_e(code)}</b> ({_e(exit_meaning(v.exit_code))})</div>"
-            f"<p class='reason'>{_e(v.reason)}</p>{self.rig_list()}"
+            f"<p class='reason'>{_e(v.reason)}</p>{self.knee()}{self.rig_list()}"
             f"<p class='muted counts'>{_e(tally.line())}</p></section>"
         )
+
+    def knee(self) -> str:
+        """A rising load's breaking point (analysis/breaking.py); empty for other runs."""
+        text = breaking_point(self.journal)
+        if not text:
+            return ""
+        return f"<p class='breaking-point'><b>Capacity:</b> {_e(text)}</p>"
 
     def rig_list(self) -> str:
         """The rig and the evidence, said aloud (target unreachable, a source lost, the

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from resilience.report.summary import (
+    breaking_point,
     check_message,
     finding_endpoints,
     finding_is_failing,
@@ -156,6 +157,9 @@ def _run_suite(journal: JournalData, others: Sequence[_Suite]) -> _Suite:
         case.outcome, case.message = "failure", f"the run failed: {reason}"
     suite.cases.append(case)
     suite.out.append(f"status {journal.status}, exit code {journal.exit_code}: {reason}")
+    knee = breaking_point(journal)
+    if knee:
+        suite.out.append(knee)
     suite.out.extend(f"rig: {line}" for line in rig_statements(journal))
     return suite
 
@@ -173,6 +177,9 @@ def _properties(journal: JournalData) -> list[tuple[str, str]]:
     ]
     if journal.reason:
         props.append(("reason", journal.reason))
+    knee = breaking_point(journal)
+    if knee:
+        props.append(("breaking_point", knee))
     return props
 
 

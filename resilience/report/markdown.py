@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from resilience.report.summary import (
+    breaking_point,
     check_observed,
     counts,
     evidence_notes,
@@ -75,6 +76,9 @@ def render_markdown(run: RunData) -> str:
         md(v.reason),
         "",
     ]
+    knee = breaking_point(journal)
+    if knee:
+        lines.extend([f"**Capacity:** {md(knee)}", ""])
     lines.extend(_rig_section(journal))
     lines.extend(_slo_section(journal))
     lines.extend(_findings_section(journal))

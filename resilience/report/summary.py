@@ -90,7 +90,7 @@ def slo_message(slo: SloRecord) -> str:
     """``fault GET /catalog/items p95 2300 ms > 500 ms`` (the comparison that decided it)."""
     observed = fmt_value(slo.observed, slo.unit)
     threshold = fmt_value(slo.threshold, slo.unit)
-    lower_bound = slo.metric in ("min_rps", "rps", "throughput")
+    lower_bound = slo.metric in ("min_rps", "rps", "throughput", "users")
     if slo.passed is None:
         op = "vs"
     elif slo.passed:
@@ -351,6 +351,15 @@ def coordinated_omission(journal: JournalData) -> str | None:
     """A closed-model run's statement of how much latency may hide behind waiting users
     (analysis/omission.py), when the analysis made one."""
     found = (journal.analysis or {}).get("coordinated_omission")
+    if isinstance(found, dict) and found.get("statement"):
+        return str(found["statement"])
+    return None
+
+
+def breaking_point(journal: JournalData) -> str | None:
+    """A rising load's breaking point in one sentence (analysis/breaking.py): the load held,
+    the second the SLOs first broke, what broke first, the first saturated resource."""
+    found = (journal.analysis or {}).get("breaking_point")
     if isinstance(found, dict) and found.get("statement"):
         return str(found["statement"])
     return None

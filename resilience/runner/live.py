@@ -24,6 +24,7 @@ from resilience.runner.files import RunFiles
 from resilience.runner.live_export import timeline_phase
 from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import LiveStatus, RunObserver
+from resilience.runner.search import LiveSearch
 from resilience.vocabulary import Clock
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class LiveRun:
     """Called on every pass with the clock's reading (the rig's health: may raise to stop
     the run, e.g. when Toxiproxy is lost)."""
     marker: PhaseMarker | None = None
+    search: LiveSearch | None = None
+    """A capacity search's live judge: once its SLOs broke, the load ends ``after`` later."""
 
     def phase(self, now: float) -> str:
         return timeline_phase(self.timeline)
@@ -92,6 +95,11 @@ class LiveRun:
                 if trip is not None:
                     self.observer.guard_tripped(trip)
                     raise GuardTripped(trip.message)
+            if self.search is not None and self.search.stop_at is None:
+                stop = self.search.tick(now, self.recorder.live)
+                if stop is not None:
+                    self.end = min(self.end, stop)
+                    self.observer.message(self.search.message())
             if now >= next_status:
                 self.observer.tick(self.status(now))
                 next_status = now + STATUS_EVERY

@@ -65,6 +65,7 @@ from resilience.runner.observer import RunObserver
 from resilience.runner.parts import Parts, check_parts, resolve_parts, stack_parts
 from resilience.runner.procfs import postgres_max_connections
 from resilience.runner.rig import RigMonitor, Watched
+from resilience.runner.search import LiveSearch
 from resilience.runner.signals import InterruptGate
 from resilience.runner.target import (
     PreparedTarget,
@@ -321,6 +322,9 @@ class _Run:
         self.marker: PhaseMarker | None = None
         self.moments: FaultMoments | None = None
         self.load_end = experiment.total_duration
+        self.stopped_early = False
+        """A capacity search ended its load before its plan did (no drain: the workers
+        would go on sending until their plan's end)."""
         self._load_stopped = False
         self.files = RunFiles(experiment)
         """The run directory's redactor, log and file modes (runner/files.py)."""
@@ -519,7 +523,8 @@ class _Run:
 
     def live(self) -> None:
         assert self.clock and self.engine and self.recorder and self.timeline
-        LiveRun(
+        search = LiveSearch.of(self.experiment)
+        live = LiveRun(
             self.clock,
             self.engine,
             self.recorder,
@@ -530,7 +535,26 @@ class _Run:
             self.stop,
             between=self.check_rig,
             marker=self.marker,
-        ).run()
+            search=search,
+        )
+        try:
+            live.run()
+        finally:
+            if search is not None and search.broke_at is not None:
+                self._search_stopped(search, live.end)
+
+    def _search_stopped(self, search: LiveSearch, end: float) -> None:
+        """A capacity search whose SLOs broke ends its load early: journal when and why."""
+        self.stopped_early = end < self.load_end
+        self.load_end = min(self.load_end, end)
+        if self.journal is not None and search.broke_at is not None:
+            self.journal.event(
+                "search_slo_broke",
+                search.broke_at,
+                text=search.message(),
+                breaches=list(search.why),
+                stop_at=round(end, 3),
+            )
 
     # -- the rig ----------------------------------------------------------------------
 
@@ -625,6 +649,7 @@ class _Run:
             return
         hurried = self.gate.hurry.is_set()
         try:
+            drain = drain and not self.stopped_early
             if drain and not hurried and self.recorder is not None and self.clock is not None:
                 live = LiveRun(
                     self.clock,

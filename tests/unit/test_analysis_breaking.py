@@ -179,7 +179,9 @@ load:
 """
     stress = parse_experiment(base.format(shape="preset: stress"), file="x.yaml")
     spike = parse_experiment(base.format(shape="preset: spike"), file="x.yaml")
-    flat = parse_experiment(base.format(shape="arrival_rate: [{duration: 60s, rps: 50}]"), file="x.yaml")
+    flat = parse_experiment(
+        base.format(shape="arrival_rate: [{duration: 60s, rps: 50}]"), file="x.yaml"
+    )
     rising = parse_experiment(
         base.format(shape="arrival_rate: [{duration: 30s, rps: 50}, {duration: 30s, rps: 90}]"),
         file="x.yaml",
