@@ -39,20 +39,11 @@ import numpy as np
 from resilience.analysis.data import window_stats
 from resilience.analysis.resources import Resources
 from resilience.analysis.slo import SloResult
+from resilience.analysis.smoothing import GAIN, GROWTH, MIN_REQUESTS, SUSTAIN, WINDOW
 from resilience.experiment.model import Capacity, Experiment, PhaseSlo, Thresholds
 from resilience.rundir.load import LoadView
 from resilience.rundir.rig import RigSample
 
-WINDOW = 3
-"""Seconds in each judged window."""
-MIN_REQUESTS = 20
-"""Requests a window (of the whole target, or of an endpoint) needs to be judged."""
-SUSTAIN = 5
-"""Consecutive broken seconds that make a break (more than ``WINDOW``)."""
-GROWTH = 0.25
-"""Rise of the offered load without a rise of the served rate that makes a plateau."""
-GAIN = 0.05
-"""Rise of the served rate that counts as throughput still rising with the load."""
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
 Unit = Literal["users", "rps"]

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from resilience.analysis.breaking import MIN_REQUESTS, SUSTAIN, WINDOW
+from resilience.analysis.smoothing import MIN_REQUESTS, SUSTAIN, WINDOW
 from resilience.experiment.model import Experiment, Thresholds
 from resilience.load.recorder import LiveStats
 

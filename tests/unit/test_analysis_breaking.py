@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from resilience.analysis.breaking import (
-    SUSTAIN,
-    WINDOW,
     BreakingPoint,
     breaking_point,
     planned_load,
     rising_load,
 )
 from resilience.analysis.resources import Resource, Resources
+from resilience.analysis.smoothing import SUSTAIN, WINDOW
 from resilience.experiment.loader import parse_experiment
 from resilience.experiment.model import Experiment
 from resilience.testing.analysis import LoadBuilder
