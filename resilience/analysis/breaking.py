@@ -42,7 +42,7 @@ from resilience.analysis.slo import SloResult
 from resilience.analysis.smoothing import GAIN, GROWTH, MIN_REQUESTS, SUSTAIN, WINDOW
 from resilience.experiment.model import Capacity, Experiment, PhaseSlo, Thresholds
 from resilience.rundir.load import LoadView
-from resilience.rundir.rig import RigSample
+from resilience.rundir.rig import RigSample, RigTable, as_table
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
@@ -295,14 +295,17 @@ def planned_load(experiment: Experiment, seconds: Sequence[int]) -> dict[int, fl
 
 
 def offered_load(
-    experiment: Experiment, seconds: Sequence[int], rig: Sequence[RigSample] | None
+    experiment: Experiment,
+    seconds: Sequence[int],
+    rig: RigTable | Sequence[RigSample] | None,
 ) -> tuple[Unit, dict[int, float], str]:
     """The load offered per second: users the workers reported (the rig's samples, when
     they cover most seconds) or the plan's; requests per second planned (open model)."""
     planned = planned_load(experiment, seconds)
     if experiment.load.model == "open":
         return "rps", planned, "plan"
-    reported = {s.second: float(s.users) for s in rig or () if s.users is not None}
+    lines = as_table(rig).seconds if rig is not None else []
+    reported = {s.second: float(s.users) for s in lines if s.users is not None}
     covered = [s for s in seconds if s in reported]
     if seconds and len(covered) >= 0.8 * len(seconds):
         merged = {s: reported.get(s, planned.get(s, math.nan)) for s in seconds}
@@ -430,7 +433,7 @@ def breaking_point(
     *,
     start: float,
     end: float,
-    rig: Sequence[RigSample] | None = None,
+    rig: RigTable | Sequence[RigSample] | None = None,
     resources: Resources | None = None,
 ) -> BreakingPoint | None:
     """The breaking point of a rising load judged over [start, end) (None when the load

@@ -201,3 +201,17 @@ def test_a_fault_experiment_has_no_breaking_point() -> None:
     b = LoadBuilder()
     healthy(b, range(100))
     assert breaking_point(b.view, experiment, start=2.0, end=100.0) is None
+
+
+def test_users_in_flight_come_from_the_rig_when_it_reported_them() -> None:
+    """The closed model's load held is the users the workers reported (rig.jsonl), not the
+    plan's, when the rig covers the seconds."""
+    from resilience.rundir.rig import RigSample
+
+    b = LoadBuilder()
+    for s in range(100):
+        b.add(EP, [s], ok=users_at(s), latency_ms=50.0 if s < 60 else 900.0)
+    rig = [RigSample(t=s + 0.5, second=s, users=users_at(s) - 3) for s in range(100)]
+    point = judge(b, ramp(), rig=rig)
+    assert point.load_source == "rig"
+    assert point.load == 57
