@@ -193,7 +193,8 @@ class BreakingPoint:
         if self.first_broke:
             text += "; first broke: " + ", ".join(b.text() for b in self.first_broke[:3])
         if self.saturated is not None:
-            text += f"; first saturated: {self.saturated['text']}"
+            when = " after it" if self.saturated.get("after_the_knee") else ""
+            text += f"; first saturated{when}: {self.saturated['text']}"
         if self.capacity is not None:
             text += f"; {self.capacity.text()}"
         return text
@@ -540,9 +541,18 @@ def _finish(  # noqa: PLR0917 (the judgement's parts, passed once)
     saturated = None
     if broke and knee is not None and resources:
         found = resources.first_saturated(seconds[knee], since=seconds[0])
+        after = False
+        if found is None:
+            # Nothing saturated by the knee: the first one after it is the nearest sign.
+            later = [s for s in resources.saturations() if seconds[knee] < s.start]
+            found, after = (later[0], True) if later else (None, False)
         if found is not None:
-            around = range(max(seconds[0], found.start - 30), seconds[knee] + 31)
-            saturated = {**found.to_dict(), "evidence": found.resource.evidence(around)}
+            around = range(max(seconds[0], found.start - 30), found.start + 31)
+            saturated = {
+                **found.to_dict(),
+                "after_the_knee": after,
+                "evidence": found.resource.evidence(around),
+            }
     capacity_target = experiment.slo.capacity
     capacity = None
     if capacity_target is not None:

@@ -189,7 +189,7 @@ def _print_verdict(result: RunResult) -> None:
         )
 
         knee = breaking_point(journal)
-        if knee:
+        if knee and knee not in result.reason:
             lines.append(f"[bold]{escape(knee)}[/]")
         lines.extend(f"[yellow]⚠ {line}[/]" for line in rig_statements(journal))
         omission = coordinated_omission(journal)

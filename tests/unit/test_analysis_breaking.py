@@ -215,3 +215,20 @@ def test_users_in_flight_come_from_the_rig_when_it_reported_them() -> None:
     point = judge(b, ramp(), rig=rig)
     assert point.load_source == "rig"
     assert point.load == 57
+
+
+def test_a_resource_saturated_only_after_the_knee_is_named_as_such() -> None:
+    """Nothing saturated by the knee (60 s), the gateway's CPU from 70 s: named "after it"."""
+    b = LoadBuilder()
+    for s in range(100):
+        b.add(EP, [s], ok=users_at(s), latency_ms=50.0 if s < 60 else 900.0)
+    cpu = Resource(
+        "gateway cpu", "cpu", "gateway", "target", "cores",
+        values={s: (0.97 if s >= 70 else 0.3) for s in range(100)},
+        limits=dict.fromkeys(range(100), 1.0),
+    )  # fmt: skip
+    point = judge(b, ramp(), resources=Resources([cpu]))
+    assert point.saturated is not None and point.saturated["after_the_knee"] is True
+    assert "first saturated after it: gateway CPU at 97% of one core from 70 s" in (
+        point.statement()
+    )
