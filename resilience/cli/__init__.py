@@ -1,59 +1,44 @@
-"""The `resilience` command: a typer app whose commands live one module each.
+"""The `resilience` command: a typer app (``resilience.cli._app``) whose commands live one
+module each.
 
-Commands are thin: parse options, call the library, map our errors to exit codes
-(see ``_common.run_command``). Heavy modules are imported inside the command functions
-so that ``resilience --help`` (and shell completion, which runs the program on every
-<TAB>) stays fast. One style throughout: every parameter is declared as
-``Annotated[type, typer.Option(...)]`` with a metavar that names what it takes (``FILE``,
-``NAME``, ``KEY=VALUE``, ``URL``, ``N``, ``DIR``, ``MODE``); flags have none.
+This module stays light on purpose: the console script's ``main`` runs before the app's
+modules are imported (typer, rich and every command: about half a second), so a `run`
+takes over SIGINT and SIGTERM from its first moments; a signal that comes while the rest
+loads is handed to the run, which ends with a journal and exit 130 (runner/signals.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from resilience.cli import analyse as _analyse
-from resilience.cli import experiments as _experiments
-from resilience.cli import gameday as _gameday
-from resilience.cli import proxies as _proxies
-from resilience.cli import report as _report
-from resilience.cli import run as _run
-from resilience.cli import stack as _stack
-from resilience.cli import worker as _worker
-from resilience.cli._common import configure_logging
-from resilience.cli._params import FLAG
-
-app = typer.Typer(
-    name="resilience",
-    help="Chaos-plus-load experiments: drive load, inject faults, get a verdict with evidence.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root(
-    verbose: Annotated[
-        bool,
-        typer.Option("--verbose", "-v", metavar=FLAG, help="Log debug detail to stderr."),
-    ] = False,
-) -> None:
-    configure_logging(verbose=verbose)
-
-
-_run.register(app)
-_experiments.register(app)
-_report.register(app)
-_analyse.register(app)
-_stack.register(app)
-_proxies.register(app)
-_gameday.register(app)
-_worker.register(app)
+if TYPE_CHECKING:
+    from resilience.cli._app import app
 
 
 def main() -> None:
     """Console-script entry point."""
+    from resilience.runner.signals import InterruptGate
+
+    if _command(sys.argv[1:]) == "run":
+        # The run command's own gate adopts what this one caught (InterruptGate.install).
+        InterruptGate().install()
+    from resilience.cli._app import app
+
     app()
+
+
+def _command(args: list[str]) -> str | None:
+    """The command named on the command line (the root's options are all flags)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from resilience.cli._app import app
+
+        return app
+    raise AttributeError(f"module 'resilience.cli' has no attribute {name!r}")
+
+
+__all__ = ["app", "main"]

@@ -438,7 +438,14 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     """Run an experiment: load, faults on a timeline, a verdict with evidence."""
     # First thing: a SIGINT/SIGTERM from here on ends in a journal (exit 130), never in
     # the default handler's exit without a run directory (runner/signals.py).
-    gate = InterruptGate() if dry_run else InterruptGate().install()
+    # The gate also takes over what the console script's early gate caught (cli/__init__.py).
+    gate = InterruptGate().install()
+    if dry_run:
+        # A dry run starts nothing: the default handlers back, unless it was already
+        # interrupted.
+        gate.restore()
+        if gate.signal_name is not None:
+            raise typer.Exit(EXIT_INTERRUPTED)
     early = not dry_run and expect_workers is None
     if early:
         # A local run needs at least one load worker: it imports Locust (about half a

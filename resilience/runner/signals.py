@@ -44,11 +44,28 @@ class InterruptGate:
         return self.received[0] if self.received else None
 
     def install(self) -> InterruptGate:
-        """Take over SIGINT and SIGTERM (a no-op outside the main thread)."""
+        """Take over SIGINT and SIGTERM (a no-op outside the main thread).
+
+        A gate installed earlier and still in place (the console script's, set before the
+        commands are imported) hands over: the signals it caught become this gate's, and
+        ``restore`` gives back the handlers that gate replaced."""
         if threading.current_thread() is not threading.main_thread() or self._previous:
             return self
+        earlier: set[InterruptGate] = set()
         for sig in SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handler)
+            previous = signal.signal(sig, self._handler)
+            early = getattr(previous, "__self__", None)
+            if isinstance(early, InterruptGate) and early is not self:
+                earlier.add(early)
+                previous = early._previous.get(sig, signal.SIG_DFL)
+            self._previous[sig] = previous
+        for early in earlier:
+            self.received.extend(early.received)
+            early._previous = {}
+        if self.received:
+            self.stop.set()
+            if len(self.received) > 1:
+                self.hurry.set()
         return self
 
     def restore(self) -> None:

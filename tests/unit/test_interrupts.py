@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,63 @@ def test_disarmed_gate_never_raises() -> None:
         assert gate.hurry.is_set()
     finally:
         gate.restore()
+
+
+def test_a_later_gate_takes_over_what_an_early_one_caught() -> None:
+    """The console script's early gate hands its signals to the run's gate; restoring the
+    run's gate gives back the handlers from before the early one."""
+    before = signal.getsignal(signal.SIGTERM)
+    early = InterruptGate().install()
+    gate = InterruptGate()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        gate.install()
+        assert gate.signal_name == "SIGTERM"
+        assert gate.stop.is_set() and not gate.hurry.is_set()
+        with pytest.raises(Interrupted):
+            gate.arm()
+    finally:
+        gate.restore()
+        early.restore()  # a no-op: the run's gate took its handlers over
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+_SIGNAL_WHILE_IMPORTING = textwrap.dedent(
+    """
+    import os, signal, sys
+    from resilience.cli import main
+
+    class SignalOnImport:
+        def find_spec(self, name, path=None, target=None):
+            if name == "resilience.cli._app":
+                os.kill(os.getpid(), signal.SIGTERM)
+            return None
+
+    sys.meta_path.insert(0, SignalOnImport())
+    sys.argv = ["resilience", "run", "db-outage", "--profile", "smoke", "--no-stack",
+                "--out", sys.argv[1]]
+    main()
+    """
+)
+
+
+def test_a_signal_while_the_commands_load_ends_the_run_with_a_journal(tmp_path: Path) -> None:
+    """SIGTERM while the console script imports the app (before `run` starts): exit 130
+    and an aborted journal, not the default handler's exit without a run directory."""
+    out = tmp_path / "run"
+    env = {
+        **os.environ,
+        "RESILIENCE_STATE_DIR": str(tmp_path / "state"),
+        "RESILIENCE_PORT_OFFSET": "3900",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_IMPORTING, str(out)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr[-2000:]
+    journal = json.loads((out / "journal.json").read_text())
+    assert (journal["status"], journal["exit_code"]) == ("aborted", 130)
+    assert journal["reason"] == "interrupted by SIGTERM"
 
 
 _PARENT = textwrap.dedent(
