@@ -511,6 +511,17 @@ def _problems(trials: list[Trial]) -> str:
     return "\n".join(lines) or "None."
 
 
+def _sigkill_line(sigkills: list[Trial]) -> str:
+    before = sum(t.faults_before_sweep for t in sigkills)
+    after = sum(len(t.faults_left) for t in sigkills)
+    healed = "all healed" if after == 0 else f"{after} still there"
+    return (
+        f"SIGKILL: {before} toxic(s) or disabled proxies left before the sweep in "
+        f"{sum(t.faults_before_sweep > 0 for t in sigkills)} of {len(sigkills)} trials (killed "
+        f"while a fault was applied); after `stack status`: {healed}."
+    )
+
+
 def write_results(records: Path) -> str:
     trials: list[Trial] = []
     chunks: list[dict[str, Any]] = []
@@ -535,9 +546,8 @@ rewrites this section from all records so far):
 Each trial is one `resilience run db-* --profile smoke --shop-mode hardened` on the
 benchmark's own stack, interrupted at a seeded random moment: a signal anywhere from the
 spawn to {SIGNAL_SPAN:.0f} s after it (start-up, load, analysis, reports), a component
-killed between {COMPONENT_WINDOW[0]:.0f} s and {COMPONENT_WINDOW[1]:.0f} s of the load
-(Toxiproxy: inside the fault window, then restarted at once with `stack up --only
-toxiproxy`). "landed": the interruption came before the run ended by itself. After each:
+killed {COMPONENT_WINDOW[0]:.0f}-{COMPONENT_WINDOW[1]:.0f} s into the load (Toxiproxy:
+inside the fault window, then restarted at once with `stack up --only toxiproxy`). "landed": the interruption came before the run ended by itself. After each:
 toxics and disabled proxies in Toxiproxy (after `stack up`, and for SIGKILL after the sweep
 of `stack status`), the journal against the model with a final status and the process's exit
 code, the three reports when the run itself wrote its final status, descendants of the run
@@ -547,10 +557,8 @@ hurries; -9 for SIGKILL; 0, 1 or 3 when a component dies).
 
 {_table(trials)}
 
-SIGKILL: {sum(t.faults_before_sweep for t in sigkills)} toxics or disabled proxies were left
-before the sweep in {sum(t.faults_before_sweep > 0 for t in sigkills)} of {len(sigkills)}
-trials (killed while a fault was applied); all of them were healed by `stack status`.
-{len(landed)} of {len(trials)} interruptions landed while the run was going.
+{_sigkill_line(sigkills)} {len(landed)} of {len(trials)} interruptions landed while the run
+was going.
 
 Problems:
 
