@@ -351,7 +351,6 @@ def run_trial(bench: Bench, trial: Trial, runs: Path, hard_timeout: float) -> No
         if landed:
             family.poll()
             trial.at = round(time.monotonic() - spawned, 3)
-            signalled_wall = time.time()
             if trial.kind in ("sigint", "double-sigint"):
                 proc.send_signal(signal.SIGINT)
                 if trial.kind == "double-sigint":
@@ -371,7 +370,6 @@ def run_trial(bench: Bench, trial: Trial, runs: Path, hard_timeout: float) -> No
                         env=bench.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                     )  # fmt: skip
         else:
-            signalled_wall = None
             trial.notes.append("the run ended before the interruption")
         while proc.poll() is None and time.monotonic() < deadline:
             family.poll()
@@ -404,12 +402,12 @@ def run_trial(bench: Bench, trial: Trial, runs: Path, hard_timeout: float) -> No
         if status.returncode not in (0, 3):
             trial.notes.append(f"stack status exit {status.returncode}")
     trial.faults_left = bench.leftovers()
-    _check_journal(trial, journal, signalled_wall)
+    _check_journal(trial, journal)
     _check_reports(trial, out)
     _check_exit(trial)
 
 
-def _check_journal(trial: Trial, path: Path, signalled_wall: float | None) -> None:
+def _check_journal(trial: Trial, path: Path) -> None:
     if not path.exists():
         trial.journal_problem = "no journal.json"
         return
@@ -424,11 +422,18 @@ def _check_journal(trial: Trial, path: Path, signalled_wall: float | None) -> No
         trial.journal_problem = f"status {data.status}"
         return
     trial.notes.append(f"reason: {data.reason}")
-    if trial.exit_code == -9 and data.status == "aborted" and data.exit_code is None:
-        return  # swept: the killed run could write no exit code
-    if data.exit_code != trial.exit_code:
-        trial.journal_problem = f"journal exit_code {data.exit_code}, process {trial.exit_code}"
-    del signalled_wall
+    trial.journal_problem = _exit_mismatch(trial)
+
+
+def _exit_mismatch(trial: Trial) -> str | None:
+    """The journal's exit code must be the process's, except after SIGKILL: the sweep
+    writes none, and a kill that lands after the run wrote its verdict (while it writes the
+    reports or takes down what it started) leaves that verdict's code."""
+    if trial.exit_code == -9:
+        return None
+    if trial.journal_exit != trial.exit_code:
+        return f"journal exit_code {trial.journal_exit}, process {trial.exit_code}"
+    return None
 
 
 def _check_reports(trial: Trial, out: Path) -> None:
@@ -530,7 +535,10 @@ def write_results(records: Path) -> str:
         if raw.pop("record", "trial") == "chunk":
             chunks.append(raw)
         else:
-            trials.append(Trial(**raw))
+            trial = Trial(**raw)
+            if (trial.journal_problem or "").startswith("journal exit_code"):
+                trial.journal_problem = _exit_mismatch(trial)  # the rule as it is now
+            trials.append(trial)
     trials.sort(key=lambda t: t.index)
     commands = "\n".join(
         f"- `{c['command']}` ({c['trials']} trials, {c['minutes']:.1f} min; {c['machine']})"
