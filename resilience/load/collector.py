@@ -27,7 +27,6 @@ import random
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
@@ -300,7 +299,7 @@ class Collector:
             )
         )
 
-    def write_ack(self, record_id: Any, endpoint: str, send_t: float, status: int) -> None:
+    def write_ack(self, record_id: object, endpoint: str, send_t: float, status: int) -> None:
         self._outbox.append(
             WriteAck(
                 worker=self.worker,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from resilience import histogram as hist
 from resilience.load.plan import LoadPlan
@@ -52,7 +51,7 @@ class LostWorker:
     estimated: bool
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "worker": self.worker,
             "at": self.at,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class WriteAck:
     """An acknowledged write: the record ``id`` the target said it stored."""
 
     worker: int
-    id: Any
+    id: object
     endpoint: str
     t: float
     status: int

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from resilience.errors import ObserveError
 from resilience.observe.otlp import normalize_id, parse_otlp_json, to_otlp_json
@@ -44,7 +43,7 @@ class DirectoryTraceSource:
         traces = [self.get(tid) for tid in self.ids()]
         return [t for t in traces if t is not None]
 
-    def index(self) -> dict[str, dict[str, Any]]:
+    def index(self) -> dict[str, dict[str, object]]:
         """``trace_id -> {"endpoint", "status", "reason", ...}`` from ``index.json``."""
         return read_index(self.directory)
 
@@ -79,7 +78,7 @@ def load_trace(path: Path, trace_id: str | None = None) -> Trace | None:
     return parse_otlp_json(data, trace_id)
 
 
-def read_index(directory: Path) -> dict[str, dict[str, Any]]:
+def read_index(directory: Path) -> dict[str, dict[str, object]]:
     path = directory / INDEX_FILE
     if not path.is_file():
         return {}
@@ -109,7 +108,7 @@ def save_collection(
     make_dirs(out_dir)
     index = read_index(out_dir)
     for tid, raw_id in ids.items():
-        entry: dict[str, Any] = {"endpoint": wanted.get(raw_id)}
+        entry: dict[str, object] = {"endpoint": wanted.get(raw_id)}
         trace = result.traces.get(tid)
         if trace is not None:
             save_trace(trace, out_dir, redactor=redactor)
