@@ -24,9 +24,13 @@ Severity = Literal["info", "warning", "critical"]
 """How much a check or finding matters; only ``critical`` ones may fail a run."""
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
 
-PhaseName = Literal["baseline", "fault", "recovery"]
-"""baseline (before the first fault), fault (while any is active), recovery (after the last heal)."""
+PhaseName = Literal["baseline", "fault", "spike", "recovery"]
+"""baseline (before the first fault, or the load spike), fault (while any fault is active),
+spike (while the load spike lasts, in a run without faults), recovery (after the last heal,
+or once the load came back down). A run has a fault phase or a spike phase, never both."""
 PHASE_NAMES: Final[tuple[PhaseName, ...]] = get_args(PhaseName)
+STRESS_PHASES: Final[tuple[PhaseName, ...]] = ("fault", "spike")
+"""The phases that put the target under stress: recovery is measured from their end."""
 
 RunStatus = Literal["starting", "running", "passed", "failed", "inconclusive", "aborted", "error"]
 """A run's status in its journal; ``starting`` and ``running`` are not final. ``inconclusive``
@@ -145,8 +149,31 @@ def phases_from_faults(faults: Sequence[FaultWindow], *, start: float, end: floa
     return phases
 
 
+def phases_from_spike(spike: tuple[float, float], *, start: float, end: float) -> list[Phase]:
+    """baseline / spike / recovery from a load spike's window (``spike``: from the second the
+    load began to rise to the second it came back down): baseline from ``start`` to the
+    spike, recovery from its end to ``end`` (the shape of ``phases_from_faults``)."""
+    first, last = spike
+    phases = [Phase("baseline", start, max(start, first))] if first > start else []
+    phases.append(Phase("spike", max(start, first), min(last, end)))
+    if last < end:
+        phases.append(Phase("recovery", last, end))
+    return phases
+
+
 def phase_named(phases: Sequence[Phase], name: str) -> Phase | None:
     return next((p for p in phases if p.name == name), None)
+
+
+def phase_key(name: str) -> str:
+    """The experiment file's word for phase ``name``: a spike is judged by the fault's keys
+    (``slo.fault``, checks with ``phase: fault``)."""
+    return "fault" if name == "spike" else name
+
+
+def stress_phase(phases: Sequence[Phase]) -> Phase | None:
+    """The phase under stress: the fault phase, or a load spike's (``STRESS_PHASES``)."""
+    return next((p for p in phases if p.name in STRESS_PHASES), None)
 
 
 class Clock(Protocol):

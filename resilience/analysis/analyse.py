@@ -72,6 +72,7 @@ from resilience.vocabulary import (
     Phase,
     iso_utc,
     phases_from_faults,
+    phases_from_spike,
 )
 
 logger = logging.getLogger(__name__)
@@ -428,11 +429,18 @@ def run_phases_of(
     journal: JournalData, experiment: Experiment, load_end: float | None = None
 ) -> list[Phase]:
     """The phases a run is judged by: from the journal's applied/healed stamps, the first
-    ``load.warmup`` seconds left out (they belong to no phase), ending when the load did."""
+    ``load.warmup`` seconds left out (they belong to no phase), ending when the load did.
+    A run without faults whose load shape has a spike (``Experiment.spike``) is cut by the
+    spike's window instead: baseline / spike / recovery (a load that stopped before the
+    spike ended has no recovery phase)."""
     end = load_end if load_end is not None else recorded_load_end(journal)
     if end is None:
         end = run_end(journal, None)
     faults = journal.fault_windows()
+    spike = experiment.spike() if not faults else None
+    if spike is not None and spike.start < end:
+        warmup = min(experiment.load.warmup, spike.start, end)
+        return phases_from_spike(spike.window, start=warmup, end=end)
     first_fault = min((f.start for f in faults), default=end)
     warmup = min(experiment.load.warmup, first_fault, end)
     return phases_from_faults(faults, start=warmup, end=end)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from resilience.errors import ObserveError
 from resilience.experiment.expectation import Expectation
 from resilience.observe.prometheus import PrometheusSource, Series
-from resilience.vocabulary import CheckStatus, Phase, Severity
+from resilience.vocabulary import CheckStatus, Phase, Severity, phase_key
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +109,12 @@ class CheckResult:
 
 
 def phase_windows(phases: Iterable[Phase]) -> dict[str, list[Phase]]:
-    """Group phases by name and add ``run`` (first start to last end) if absent."""
+    """Group phases by the checks' word for them (``phase_key``: a spike is a check's
+    ``fault``) and add ``run`` (first start to last end) if absent."""
     grouped: dict[str, list[Phase]] = {}
     for phase in phases:
         if phase.duration > 0:
-            grouped.setdefault(phase.name, []).append(phase)
+            grouped.setdefault(phase_key(phase.name), []).append(phase)
     if "run" not in grouped and grouped:
         everything = [w for ws in grouped.values() for w in ws]
         grouped["run"] = [

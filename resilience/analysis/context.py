@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.recovery import RecoveryResult
 from resilience.rundir.load import LoadView
-from resilience.vocabulary import FaultWindow, Phase, ShopMode, phase_named
+from resilience.vocabulary import (
+    STRESS_PHASES,
+    FaultWindow,
+    Phase,
+    ShopMode,
+    phase_named,
+    stress_phase,
+)
 
 if TYPE_CHECKING:
     from resilience.analysis.resources import Resources
@@ -71,10 +78,19 @@ class AnalysisContext:
     """The resources behind the load, per second (analysis/resources.py: the rig's per-process
     figures and the gathered pool and process series); None when the run recorded none."""
     spike: bool = False
-    """The fault phase is a load spike (a stage far above the baseline's load), not a
-    Toxiproxy fault: findings say "the spike"."""
+    """The phase under stress is a load spike (a stage far above the baseline's load), not a
+    Toxiproxy fault: findings say "the spike". Set by itself when ``phases`` has a phase
+    named ``spike``."""
+
+    def __post_init__(self) -> None:
+        if phase_named(self.phases, "spike") is not None:
+            self.spike = True
 
     def phase(self, name: str) -> Phase | None:
+        """The phase named ``name``; ``fault`` asks for the phase under stress, which in a
+        spike run is the spike (so every detector of a fault phase judges a spike alike)."""
+        if name == "fault":
+            return stress_phase(self.phases)
         return phase_named(self.phases, name)
 
     def _phased(self) -> PhasedLoad:
@@ -98,11 +114,16 @@ class AnalysisContext:
     def phase_words(self, name: str) -> str:
         """How findings name a phase: "the baseline", "the fault" (or "the spike"), "the
         recovery"; a run without faults has only its load."""
-        if name == "fault":
+        if name in STRESS_PHASES:
             return "the spike" if self.spike else "the fault"
-        if name == "baseline" and not self.faults:
+        if name == "baseline" and not self.faults and not self.spike:
             return "the load"
         return f"the {name}"
+
+    @property
+    def ended(self) -> str:
+        """What recovery is measured from, in words: "the heal" or "the spike"."""
+        return "the spike" if self.spike else "the heal"
 
     def settings(self, kind: str) -> DetectorSettings | None:
         return next((v for k, v in self.experiment.detectors.items() if k == kind), None)
@@ -121,7 +142,7 @@ class AnalysisContext:
         for ref in self.trace_refs:
             if endpoint is not None and ref.endpoint != endpoint:
                 continue
-            if rule is not None and phase.name in ("baseline", "fault", "recovery"):
+            if rule is not None and phase.name in ("baseline", *STRESS_PHASES, "recovery"):
                 inside = ref.t >= (self.phased.warmup if self.phased else 0.0) and (
                     rule.phase_of_interval(ref.t, ref.t + ref.latency) == phase.name
                 )

@@ -1,5 +1,9 @@
 """Recovery time: how long after the last heal requests are served as in the baseline again.
 
+A load spike's recovery is measured the same way, from the moment its load was back down
+(the start of the recovery phase: ``phases_from_spike``); "the heal" below reads "the end
+of the spike" there.
+
 Only requests **sent after the heal** count (analysis/phases.py): a request sent before the
 heal that ended after it belongs to the fault, and closed-model users still waiting out
 the client timeout of such a request send nothing new meanwhile — that silence is not the
@@ -15,7 +19,7 @@ not recovered (a metastable failure looks like that). A baseline of fewer than
 ``min_baseline_seconds`` judged seconds makes the result inconclusive ("baseline too
 short"), never a failure.
 
-The degradation area is ∫(1 - Q(t)) dt over the fault and recovery phases, with Q(t) the
+The degradation area is ∫(1 - Q(t)) dt over the fault (or spike) and recovery phases, with Q(t) the
 share of the baseline's typical throughput that was served well (OK and not slower than
 the band) in that second: a number in "seconds of lost good service".
 """
@@ -32,7 +36,7 @@ from resilience.analysis.data import second_series
 from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.statistics import mad, median
 from resilience.rundir.load import LoadView
-from resilience.vocabulary import Phase, phase_named
+from resilience.vocabulary import STRESS_PHASES, Phase, phase_named
 
 P95_FLOOR_MS = 50.0
 """A second's p95 may exceed the baseline median by this much and still be in band."""
@@ -176,7 +180,7 @@ def measure_recovery(
             f"only {judged} second(s) after the heal held enough requests to judge "
             f"({stable_seconds} stable seconds are needed)"
         )
-    impaired = [p for p in phases if p.name in ("fault", "recovery")]
+    impaired = [p for p in phases if p.name in (*STRESS_PHASES, "recovery")]
     area = degradation_area(phased, impaired, band, endpoint=endpoint)
     if first_stable is None:
         return RecoveryResult(

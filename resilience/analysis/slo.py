@@ -14,7 +14,7 @@ from typing import Protocol
 from resilience.analysis.data import WindowStats, window_stats
 from resilience.analysis.phases import PhasedLoad
 from resilience.rundir.load import LoadView
-from resilience.vocabulary import Phase
+from resilience.vocabulary import Phase, phase_key
 
 LATENCY_METRICS = ("p50", "p95", "p99", "max")
 
@@ -97,13 +97,14 @@ def evaluate_slos(
     phases: Sequence[Phase],
     slo: Mapping[str, PhaseThresholds | None],
 ) -> list[SloResult]:
-    """Evaluate ``slo[phase_name]`` (whole target, then each named endpoint) on each phase:
+    """Evaluate ``slo[phase_name]`` (whole target, then each named endpoint) on each phase
+    (a spike by ``slo["fault"]``, ``phase_key``):
     over the requests of the phase (by their [sent, ended] interval when ``load`` is a
     ``PhasedLoad`` of a run with phase marks, else by send time)."""
     phased = load if isinstance(load, PhasedLoad) else PhasedLoad(load, phases)
     results: list[SloResult] = []
     for phase in phases:
-        thresholds = slo.get(phase.name)
+        thresholds = slo.get(phase_key(phase.name))
         if thresholds is None:
             continue
         view, seconds = phased.of(phase.name)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from resilience.rundir.journal import RecoveryRecord
     from resilience.runner.orchestrator import RunOptions, RunResult
 
-PHASE_STYLE = {"baseline": "green", "fault": "bold red", "recovery": "yellow"}
+PHASE_STYLE = {"baseline": "green", "fault": "bold red", "spike": "bold red", "recovery": "yellow"}
 
 
 def _ms(seconds: float | None) -> str:
@@ -185,6 +185,7 @@ def _print_verdict(result: RunResult) -> None:
         from resilience.report.summary import (
             breaking_point,
             coordinated_omission,
+            is_spike_run,
             rig_statements,
         )
 
@@ -201,7 +202,8 @@ def _print_verdict(result: RunResult) -> None:
             if event.kind == "load_worker_lost" and event.detail.get("text")
         )
         if journal.recovery.seconds is not None or journal.recovery.recovered is False:
-            lines.append(f"recovery: {recovery_line(journal.recovery)}")
+            after = " after the spike" if is_spike_run(journal) else ""
+            lines.append(f"recovery{after}: {recovery_line(journal.recovery)}")
         for slo in journal.slo:
             if slo.passed is False:
                 lines.append(f"[red]✗ SLO[/] {getattr(slo, 'summary', slo.metric)}")

@@ -42,6 +42,7 @@ from resilience.experiment.placeholders import (
     iter_json_strings,
 )
 from resilience.experiment.presets import PRESET_STAGES, Preset
+from resilience.experiment.spike import Spike, StageLevel, find_spike
 from resilience.experiment.units import (
     MAX_DURATION,
     Duration,
@@ -62,6 +63,7 @@ from resilience.vocabulary import (
     Severity,
     ShopMode,
     phases_from_faults,
+    phases_from_spike,
 )
 
 LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -990,6 +992,10 @@ class Load(_Model):
     warmup: UpToAnHour = 2.0
     """Seconds at the start of the load left out of every phase: cold caches, connection
     set-up and the spawn of users would otherwise pass for baseline behaviour."""
+    spike: Literal["auto", "none"] | Annotated[int, Field(ge=1, le=1000)] = "auto"
+    """Which stage is a load spike (phases baseline / spike / recovery in a run without
+    faults): ``auto`` finds it (experiment/spike.py), ``none`` makes none, a number names
+    the stage (1 for the first)."""
 
     @model_validator(mode="after")
     def _one_shape(self) -> Load:
@@ -1022,6 +1028,22 @@ class Load(_Model):
                     )
                 ]
             )
+        if isinstance(self.spike, int):
+            count = len(self.levels())
+            if not 1 < self.spike < count:
+                raise_if(
+                    [
+                        Problem(
+                            "the spike must be a stage with a stage before it (the baseline) "
+                            "and one after it (the recovery)",
+                            expected=f"a stage number from 2 to {count - 1}"
+                            if count > 2
+                            else "a load shape of at least three stages",
+                            got=f"{self.spike} of {count} stage(s)",
+                            path=("spike",),
+                        )
+                    ]
+                )
         length = self.duration
         if not MIN_LOAD <= length <= MAX_LOAD:
             key = "preset" if self.preset is not None else self.model_shape_key()
@@ -1072,6 +1094,16 @@ class Load(_Model):
                 Stage(duration=d, users=u, spawn_rate=r) for d, u, r in PRESET_STAGES[self.preset]
             ]
         return []
+
+    def levels(self) -> list[StageLevel]:
+        """Each stage's length and load (users, or requests per second), for the spike rule."""
+        if self.arrival_rate is not None:
+            return [StageLevel(s.duration, s.rps) for s in self.arrival_rate]
+        return [StageLevel(s.duration, s.users, s.spawn_rate) for s in self.resolve_stages()]
+
+    def find_spike(self) -> Spike | None:
+        """The load spike of this shape (``load.spike``), or None."""
+        return find_spike(self.levels(), self.spike)
 
     @property
     def duration(self) -> float:
@@ -1622,6 +1654,15 @@ class Experiment(_Model):
                         path=("faults", i, "duration"),
                     )
                 )
+        if self.faults and isinstance(self.load.spike, int):
+            problems.append(
+                Problem(
+                    "a run with faults is phased by its faults, so no stage can be its spike",
+                    expected="load.spike: auto or none (or no faults)",
+                    got=f"load.spike: {self.load.spike} with {len(self.faults)} fault(s)",
+                    path=("load", "spike"),
+                )
+            )
         for i, request in enumerate(self.load.workload.requests or []):
             for j, dependency in enumerate(request.depends_on or []):
                 if dependency not in known:
@@ -1799,8 +1840,17 @@ class Experiment(_Model):
         ]
         return sorted(windows, key=lambda w: (w.start, w.index))
 
+    def spike(self) -> Spike | None:
+        """The load spike the run is phased by: none when the experiment has faults (they
+        cut the phases; ``load.spike`` may not name a stage then)."""
+        return None if self.faults else self.load.find_spike()
+
     def scheduled_phases(self) -> list[Phase]:
-        """Baseline / fault / recovery as scheduled (no faults: one baseline phase)."""
+        """Baseline / fault / recovery as scheduled; baseline / spike / recovery for a load
+        spike; otherwise one baseline phase."""
+        spike = self.spike()
+        if spike is not None:
+            return phases_from_spike(spike.window, start=0.0, end=self.total_duration)
         return phases_from_faults(self.fault_windows(), start=0.0, end=self.total_duration)
 
     def summary(self) -> str:

@@ -45,7 +45,7 @@ from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData, read_run
 from resilience.vocabulary import SEVERITIES, Phase, phase_named
 
-PHASES = ("baseline", "fault", "recovery")
+PHASES = ("baseline", "fault", "spike", "recovery")
 Outcome = Literal["regression", "improvement", "same", "inconclusive", "no data"]
 
 

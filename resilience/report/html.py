@@ -41,6 +41,7 @@ from resilience.report.summary import (
     fmt_rps,
     fmt_seconds,
     fmt_value,
+    is_spike_run,
     phase_table,
     rig_statements,
     slo_message,
@@ -50,7 +51,7 @@ from resilience.report.summary import (
 from resilience.rundir.journal import CheckRecord, FaultRecord, FindingRecord, JournalData
 from resilience.rundir.load import LoadView
 from resilience.rundir.reader import RunData
-from resilience.vocabulary import Phase
+from resilience.vocabulary import STRESS_PHASES, Phase
 
 HOVER_SCRIPT = """(function () {
   var tip = document.createElement('div');
@@ -200,6 +201,12 @@ def _fault_windows(journal: JournalData, end: float) -> list[svg.Window]:
                 f"{fault.proxy} {fault.type} {fault.applied_at:.1f}-{healed:.1f} s",
             )
         )
+    for phase in journal.phases:
+        if phase.name == "spike":
+            until = phase.end if phase.end is not None else end
+            windows.append(
+                svg.Window(phase.start, until, f"load spike {phase.start:.1f}-{until:.1f} s")
+            )
     return windows
 
 
@@ -367,7 +374,12 @@ class _Report:
             )
         parts.append(self._faults_table())
         phases = ", ".join(f"{p.name} {p.start:.1f}-{p.end:.1f} s" for p in self.phases)
-        parts.append(f"<p class='muted'>Phases (from the applied/healed stamps): {_e(phases)}</p>")
+        source = (
+            "the load spike's stages"
+            if any(p.name == "spike" for p in self.phases)
+            else "the applied/healed stamps"
+        )
+        parts.append(f"<p class='muted'>Phases (from {source}): {_e(phases)}</p>")
         parts.append("</section>")
         return "".join(parts)
 
@@ -480,9 +492,9 @@ class _Report:
         items = []
         for slo in failed:
             text = slo_message(slo)
-            moved = shift.get(slo.endpoint) if slo.phase == "fault" else None
+            moved = shift.get(slo.endpoint) if slo.phase in STRESS_PHASES else None
             if moved is not None:
-                text += f" (baseline → fault: {moved.words()})"
+                text += f" (baseline → {slo.phase}: {moved.words()})"
             items.append(f"<li>{_e(text)}</li>")
         return f"<h3 id='failed-slos'>SLOs that failed</h3><ul>{''.join(items)}</ul>"
 
@@ -518,7 +530,7 @@ class _Report:
         phased = phased_of_run(self.journal, self.load, self.phases)
         for phase in self.phases:
             rows = phase_table(phased, phase)
-            notes = self.expected if phase.name == "fault" else {}
+            notes = self.expected if phase.name in STRESS_PHASES else {}
             parts.append(f"<h3>{_e(phase.name)} ({phase.start:.1f}-{phase.end:.1f} s)</h3>")
             parts.append(
                 _table(
@@ -751,6 +763,8 @@ class _Report:
             state = "not measured (no recovery phase)"
         elif r.recovered:
             state = f"recovered after {fmt_seconds(r.seconds)}"
+            if is_spike_run(self.journal):
+                state = f"recovered {fmt_seconds(r.seconds)} after the spike"
         else:
             state = "did NOT recover before the end of the run"
         within = ""
@@ -780,8 +794,9 @@ class _Report:
             if v not in (None, "")
         )
         bar = svg.budget_bar("recovery-bar", r.seconds, r.budget_seconds, bool(r.recovered))
+        title = "Recovery after the spike" if is_spike_run(self.journal) else "Recovery"
         return (
-            f"<section id='recovery'><h2>Recovery</h2><p><b>{_e(state)}</b>{within}</p>"
+            f"<section id='recovery'><h2>{_e(title)}</h2><p><b>{_e(state)}</b>{within}</p>"
             f"{bar}{_table(['measure', 'value'], rows)}</section>"
         )
 

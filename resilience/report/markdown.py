@@ -19,6 +19,7 @@ from resilience.report.summary import (
     finding_order,
     fmt_seconds,
     fmt_value,
+    is_spike_run,
     rig_statements,
     slo_state,
     verdict,
@@ -156,8 +157,9 @@ def _findings_section(journal: JournalData) -> list[str]:
 
 def _recovery_section(journal: JournalData) -> list[str]:
     r = journal.recovery
+    title = "Recovery after the spike" if is_spike_run(journal) else "Recovery"
     if r.recovered is None and r.seconds is None:
-        return ["**Recovery:** not measured (no recovery phase).", ""]
+        return [f"**{title}:** not measured (no recovery phase).", ""]
     budget = f" (budget {fmt_seconds(r.budget_seconds)})" if r.budget_seconds is not None else ""
     if r.recovered:
         over = (
@@ -169,4 +171,4 @@ def _recovery_section(journal: JournalData) -> list[str]:
     area = (r.model_extra or {}).get("degradation_area")
     if isinstance(area, (int, float)):
         text += f"; degradation area {area:.1f} s"
-    return [f"**Recovery:** {md(text)}", ""]
+    return [f"**{title}:** {md(text)}", ""]

@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from resilience.analysis.data import WindowStats, window_stats
-from resilience.report.summary import finding_endpoints, fmt_ms, fmt_ratio, fmt_seconds
+from resilience.report.summary import (
+    finding_endpoints,
+    fmt_ms,
+    fmt_ratio,
+    fmt_seconds,
+    is_spike_run,
+    recovered_from,
+)
 from resilience.rundir.journal import FindingRecord, JournalData
 from resilience.rundir.load import LoadView
-from resilience.vocabulary import Phase, phase_named
+from resilience.vocabulary import STRESS_PHASES, Phase, phase_named, stress_phase
 
 HURT_ERROR_POINTS = 0.01
 """An endpoint is hurt when its error rate rose by more than this (1 percentage point) ..."""
@@ -34,7 +41,7 @@ FAST_FAIL_MS = 1000.0
 """An endpoint that errs with a p95 below this fails fast (it does not hang)."""
 MAX_LIST = 20
 
-_PHASE_WORDS = ("baseline", "fault", "recovery")
+_PHASE_WORDS = ("baseline", "fault", "spike", "recovery")
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,9 @@ class Shift:
 
 
 def shifts(load: LoadView | None, phases: Sequence[Phase]) -> list[Shift]:
-    """Baseline against fault for every endpoint (empty without load data or phases)."""
-    baseline, fault = phase_named(phases, "baseline"), phase_named(phases, "fault")
+    """Baseline against fault (or spike) for every endpoint (empty without load data or
+    phases)."""
+    baseline, fault = phase_named(phases, "baseline"), stress_phase(phases)
     if load is None or baseline is None or fault is None:
         return []
     before_s, during_s = list(baseline.seconds()), list(fault.seconds())
@@ -116,7 +124,7 @@ def faulted_names(journal: JournalData) -> list[str]:
 def allowed_in_fault(journal: JournalData, endpoints: Sequence[str]) -> set[str]:
     """Endpoints the experiment lets suffer during the fault: it sets fault-phase SLOs on
     other endpoints and none on these (and none on all endpoints together)."""
-    fault_slos = [s for s in journal.slo if s.phase == "fault"]
+    fault_slos = [s for s in journal.slo if s.phase in STRESS_PHASES]
     if not fault_slos or any(s.endpoint is None for s in fault_slos):
         return set()
     constrained = {s.endpoint for s in fault_slos}
@@ -145,6 +153,12 @@ def _join(items: Sequence[str]) -> str:
 
 def fault_sentence(journal: JournalData) -> str:
     applied = [f for f in journal.faults if f.applied_at is not None]
+    spike = next((p for p in journal.phases if p.name == "spike"), None)
+    if spike is not None and spike.end is not None:
+        return (
+            f"No fault was scheduled: a load spike from {spike.start:.1f} s to {spike.end:.1f} s "
+            f"({spike.end - spike.start:.1f} s, until the load was back down) was the stress."
+        )
     if not journal.faults:
         return "No fault was scheduled: this run measured the target under load alone."
     if not applied:
@@ -170,6 +184,7 @@ def hurt_sentence(journal: JournalData, all_shifts: Sequence[Shift]) -> str:
     labels = expected_labels(journal, all_shifts)
     touches = footprint(journal)
     faulted = _join(faulted_names(journal)) or "the faulted dependency"
+    during = "the spike" if is_spike_run(journal) else "the fault"
     cascaded = {e for f in journal.findings if f.kind == "cascading_failure" and f.status == "found"
                 for e in finding_endpoints(f)}  # fmt: skip
     surprise = [s for s in all_shifts if s.hurt and s.endpoint not in labels]
@@ -184,16 +199,14 @@ def hurt_sentence(journal: JournalData, all_shifts: Sequence[Shift]) -> str:
             why = f", although {_join(clean)} {verb} not touch {faulted}"
             if cascaded & set(clean):
                 why += " (a cascading failure)"
-        sentences.append(f"During the fault {described} suffered{why}.")
+        sentences.append(f"During {during} {described} suffered{why}.")
     for label in sorted({labels[s.endpoint] for s in expected}):
         group = [s for s in expected if labels[s.endpoint] == label]
         described = _join([f"{s.endpoint} ({s.words()})" for s in group])
         verb = "failed" if label.endswith("fails fast") else "degraded"
-        sentences.append(
-            f"As the experiment allows, {described} {verb} during the fault — {label}."
-        )
+        sentences.append(f"As the experiment allows, {described} {verb} during {during} — {label}.")
     if not sentences:
-        sentences.append("No endpoint degraded beyond its baseline during the fault.")
+        sentences.append(f"No endpoint degraded beyond its baseline during {during}.")
     return " ".join(sentences)
 
 
@@ -203,17 +216,21 @@ def recovery_sentence(journal: JournalData) -> str:
     if r.recovered is None and r.seconds is None:
         return "Recovery was not measured (no recovery phase)."
     if r.recovered:
-        return f"The target recovered {fmt_seconds(r.seconds)} after the heal{budget}."
+        return f"The target recovered {fmt_seconds(r.seconds)} after {recovered_from(journal)}{budget}."
     extra = r.model_extra or {}
     watched = _number(extra.get("heal_time"))
     end = _number(journal.load_end)
-    after = f" {end - watched:.1f} s after the heal" if watched is not None and end else ""
+    after = (
+        f" {end - watched:.1f} s after {recovered_from(journal)}"
+        if watched is not None and end
+        else ""
+    )
     return f"The target had not recovered{after} when the run ended{budget}."
 
 
 def what_happened(journal: JournalData, all_shifts: Sequence[Shift]) -> list[str]:
     """Two or three sentences: the fault, who was hurt, how long the recovery took."""
-    if not journal.faults:
+    if not journal.faults and not is_spike_run(journal):
         return [fault_sentence(journal)]
     return [fault_sentence(journal), hurt_sentence(journal, all_shifts), recovery_sentence(journal)]
 
@@ -226,7 +243,7 @@ def _number(value: Any) -> float | None:
 
 # -- evidence in words ----------------------------------------------------------------------
 
-_PAIR = re.compile(r"^(?P<who>.*?)\s*\b(?P<phase>baseline|fault|recovery)\b\s*(?P<what>.*)$")
+_PAIR = re.compile(r"^(?P<who>.*?)\s*\b(?P<phase>baseline|fault|spike|recovery)\b\s*(?P<what>.*)$")
 
 
 def fmt_number(key: str, value: Any) -> str:

@@ -82,6 +82,16 @@ def fmt_value(value: float | None, unit: str) -> str:
     return f"{value:g}{(' ' + unit) if unit else ''}"
 
 
+def is_spike_run(journal: JournalData) -> bool:
+    """Whether the run was phased by a load spike (baseline / spike / recovery)."""
+    return any(p.name == "spike" for p in journal.phases)
+
+
+def recovered_from(journal: JournalData) -> str:
+    """What the run's recovery is measured from, in words: "the heal" or "the spike"."""
+    return "the spike" if is_spike_run(journal) else "the heal"
+
+
 def slo_where(slo: SloRecord) -> str:
     return f"{slo.phase} {slo.endpoint or 'all endpoints'} {slo.metric}"
 

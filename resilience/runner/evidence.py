@@ -52,7 +52,7 @@ from resilience.rundir.traces import save_collection
 from resilience.runner.own_spans import CLIENT_SERVICE, OwnSpans, export_for_run, jaeger_trace_ui
 from resilience.runner.parts import Parts
 from resilience.stack import StackConfig
-from resilience.vocabulary import Phase, iso_utc, phase_named
+from resilience.vocabulary import Phase, iso_utc, stress_phase
 
 logger = logging.getLogger(__name__)
 
@@ -533,7 +533,7 @@ def read_back(
     deadline = time.monotonic() + _setting(experiment, "budget_s", 60.0)
     budget = int(_setting(experiment, "max_reads", 2000))
     workers = max(1, int(_setting(experiment, "concurrency", 4)))
-    fault = phase_named(phases, "fault")
+    fault = stress_phase(phases)
     by_endpoint: dict[str, list[WriteAck]] = {}
     for ack in writes:
         by_endpoint.setdefault(ack.endpoint, []).append(ack)

@@ -8,6 +8,7 @@ and why each was out, and the degradation area. "Not recovered" is only claimed 
 run watched long enough to prove it: at least the budget plus ``stable_seconds`` after the
 heal (without a budget, at least ``stable_seconds``); a shorter watch is ``inconclusive``.
 A fault never healed before the load ended leaves no recovery phase: ``inconclusive``.
+A load spike is judged alike, from the moment its load was back down ("after the spike").
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class SlowRecoveryDetector(BaseDetector):
             return [
                 self.finding(
                     ctx,
-                    "Recovery not measured: the fault was still active when the load ended",
+                    f"Recovery not measured: {ctx.phase_words('fault')} was still active when "
+                    "the load ended",
                     {"reason": "no recovery phase"},
                     status="inconclusive",
                 )
@@ -79,8 +81,8 @@ class SlowRecoveryDetector(BaseDetector):
             return [
                 self.finding(
                     ctx,
-                    f"Slow recovery: back in the baseline band {result.seconds:g} s after the "
-                    f"heal, over the {budget:g} s budget (degradation area "
+                    f"Slow recovery: back in the baseline band {result.seconds:g} s after "
+                    f"{ctx.ended}, over the {budget:g} s budget (degradation area "
                     f"{result.degradation_area:g} s of lost good service)",
                     evidence,
                 )
@@ -89,14 +91,14 @@ class SlowRecoveryDetector(BaseDetector):
         needed = (budget or 0.0) + result.stable_seconds
         if result.note or watched < needed:
             evidence["reason"] = result.note or (
-                f"watched {watched:.0f} s after the heal; proving 'not recovered within "
+                f"watched {watched:.0f} s after {ctx.ended}; proving 'not recovered within "
                 f"{budget or 0:g} s' needs {needed:g} s"
             )
             return [
                 self.finding(
                     ctx,
                     f"Recovery undetermined: not back in the baseline band in the {watched:.0f} s "
-                    "watched after the heal, which is too short to judge",
+                    f"watched after {ctx.ended}, which is too short to judge",
                     evidence,
                     status="inconclusive",
                 )
@@ -106,7 +108,7 @@ class SlowRecoveryDetector(BaseDetector):
             self.finding(
                 ctx,
                 f"No recovery (metastable failure?): still outside the baseline band "
-                f"{watched:.0f} s after the heal{over}; {len(result.out_of_band)} seconds out "
+                f"{watched:.0f} s after {ctx.ended}{over}; {len(result.out_of_band)} seconds out "
                 f"of band, degradation area {result.degradation_area:g} s",
                 evidence,
             )
