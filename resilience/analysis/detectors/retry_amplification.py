@@ -113,13 +113,21 @@ class RetryAmplificationDetector(BaseDetector):
         numbers: dict[str, Any],
         evidence: dict[str, Any],
     ) -> float | None:
+        # Keyed by role, not by name: the phase under stress may be a spike's.
         per_phase: dict[str, list[tuple[int, Trace, str]]] = {"baseline": [], "fault": []}
         for ref in ctx.trace_refs:
-            phase = next((p for p in (baseline, fault) if p.start <= ref.t < p.end), None)
+            role = next(
+                (
+                    r
+                    for r, p in (("baseline", baseline), ("fault", fault))
+                    if p.start <= ref.t < p.end
+                ),
+                None,
+            )
             trace = trace_of(ctx, ref.trace_id)
-            if phase is None or trace is None:
+            if role is None or trace is None:
                 continue
-            per_phase[phase.name].append((len(downstream_calls(trace)), trace, ref.endpoint))
+            per_phase[role].append((len(downstream_calls(trace)), trace, ref.endpoint))
         minimum = self.int_param(ctx, "min_traces", 3)
         base, flt = per_phase["baseline"], per_phase["fault"]
         if len(base) < minimum or len(flt) < minimum:
