@@ -11,7 +11,10 @@ import pytest
 
 from resilience import histogram as hist
 from resilience.analysis.analyse import analyse, run_phases_of
+from resilience.analysis.context import AnalysisContext
+from resilience.analysis.detectors.cascading_failure import CascadingFailureDetector
 from resilience.analysis.recovery import measure_recovery
+from resilience.analysis.resources import Resources, from_rig
 from resilience.errors import ExperimentError
 from resilience.experiment.loader import load_experiment
 from resilience.experiment.spike import StageLevel, find_spike, spike_stages
@@ -19,7 +22,7 @@ from resilience.rundir.journal import Journal
 from resilience.rundir.layout import RunDir
 from resilience.rundir.load import LoadFiles
 from resilience.runner.rejudge import rejudge
-from resilience.testing.analysis import LoadBuilder
+from resilience.testing.analysis import LoadBuilder, make_context, rig_samples, shop_experiment
 from resilience.vocabulary import OUTCOMES, phases_from_spike
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,3 +257,62 @@ def test_slow_recovery_after_a_spike_is_found_and_every_report_names_the_spike(
     html = (run_dir / "report.html").read_text()
     assert "Recovery after the spike" in html and "recovered 15.0 s after the spike" in html
     assert "a load spike from 20.0 s to 31.0 s" in html
+
+
+# -- the cascade across endpoints under a spike ------------------------------------------
+
+ITEMS, ITEM = "GET /catalog/items", "GET /catalog/items/{item_id}"
+POST, ORDER = "POST /orders", "GET /orders/{order_id}"
+SPIKE_PHASES = phases_from_spike((10.0, 22.0), start=0.0, end=38.0)
+SHOP_PROC = {"role": "target", "cores": 1.0, "cpu": 0.3}
+
+
+def _spike_load() -> LoadBuilder:
+    """Every endpoint slows fiftyfold in the spike (10-22 s), fine before and after."""
+    load = LoadBuilder()
+    for endpoint in (ITEMS, ITEM, POST, ORDER):
+        load.add(endpoint, range(10), ok=10, latency_ms=8)
+        load.add(endpoint, range(10, 22), ok=30, latency_ms=400)
+        load.add(endpoint, range(22, 38), ok=10, latency_ms=8)
+    return load
+
+
+def _spike_context(tmp_path: Path, hot: str) -> AnalysisContext:
+    """The shop under a spike; process ``hot`` at a full core from 11 s."""
+    procs = {name: {0: dict(SHOP_PROC)} for name in ("gateway", "catalog", "orders")}
+    procs[hot][11] = {"cpu": 0.99}
+    return make_context(
+        shop_experiment(fault=False),
+        _spike_load().view,
+        SPIKE_PHASES,
+        run_dir=tmp_path,
+        builtin_shop=True,
+        resources=Resources(from_rig(rig_samples(38, procs))),
+    )
+
+
+def test_a_spike_cascade_is_judged_behind_the_first_saturated_resource(tmp_path: Path) -> None:
+    """The orders service saturates first: the catalog endpoints, which never touch orders,
+    degrading too is a cascade across endpoints, named as the spike's."""
+    ctx = _spike_context(tmp_path, "orders")
+    assert ctx.spike and ctx.phase("fault") == SPIKE_PHASES[1]
+    [finding] = CascadingFailureDetector().detect(ctx)
+    assert finding.status == "found" and finding.fails_run
+    assert finding.evidence["endpoints"] == [ITEMS, ITEM]
+    assert finding.evidence["bottleneck"]["owner"] == "orders"
+    assert finding.summary.startswith("Cascading failure under the spike: GET /catalog/items")
+    assert "not touch orders" in finding.summary
+
+
+def test_a_spike_saturating_what_every_endpoint_passes_is_no_cascade(tmp_path: Path) -> None:
+    """The gateway (on every endpoint's path) saturates first, or nothing does: every
+    endpoint carried the spike alike, so their slowing down is overload, not a cascade."""
+    assert CascadingFailureDetector().detect(_spike_context(tmp_path, "gateway")) == []
+    quiet = make_context(
+        shop_experiment(fault=False),
+        _spike_load().view,
+        SPIKE_PHASES,
+        run_dir=tmp_path,
+        builtin_shop=True,
+    )
+    assert CascadingFailureDetector().detect(quiet) == []

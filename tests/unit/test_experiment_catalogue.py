@@ -88,12 +88,35 @@ def _smoke(path: Path) -> tuple[Experiment, Experiment]:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_smoke_profiles_fit_the_ci_budget(path: Path) -> None:
-    """Smoke: 20 s of load without faults, 26 s with; well under the 60 s budget."""
+    """Smoke: 20 s of load without faults, 26 s with, 40 s for the spike (a baseline, the
+    spike and a recovery to measure); well under the 60 s budget."""
     _, smoke = _smoke(path)
-    assert smoke.total_duration == (26 if smoke.faults else 20)
-    assert max(s.users for s in smoke.load.resolve_stages()) <= 20
+    if path.stem == "spike":
+        assert smoke.total_duration == 40
+        assert max(s.users for s in smoke.load.resolve_stages()) <= 250
+    else:
+        assert smoke.total_duration == (26 if smoke.faults else 20)
+        assert max(s.users for s in smoke.load.resolve_stages()) <= 20
     assert smoke.load.client_timeout == 5
     assert smoke.builtin
+
+
+def test_the_spike_seed_test_is_phased_by_its_spike() -> None:
+    """Full and smoke: baseline / spike / recovery; the smoke baseline holds the steady
+    seconds a recovery band needs after the warm-up, and its recovery is long enough to
+    judge its budget with the stable seconds."""
+    base, smoke = _smoke(CATALOGUE / "spike.yaml")
+    assert [(p.name, p.start, p.end) for p in base.scheduled_phases()] == [
+        ("baseline", 0, 300),
+        ("spike", 300, 429),
+        ("recovery", 429, 900),
+    ]
+    spike = smoke.spike()
+    assert spike is not None and spike.peak >= 10 * spike.before
+    assert spike.start - smoke.load.warmup >= MIN_BASELINE_SECONDS
+    budget = smoke.slo.recovery.within if smoke.slo.recovery else None
+    assert budget is not None
+    assert smoke.total_duration - spike.end >= budget + smoke.recovery.stable_seconds
 
 
 @pytest.mark.parametrize("name", sorted(FAULT_EXPERIMENTS))
