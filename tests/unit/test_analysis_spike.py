@@ -291,23 +291,15 @@ def _spike_context(tmp_path: Path, hot: str) -> AnalysisContext:
     )
 
 
-def test_a_spike_cascade_is_judged_behind_the_first_saturated_resource(tmp_path: Path) -> None:
-    """The orders service saturates first: the catalog endpoints, which never touch orders,
-    degrading too is a cascade across endpoints, named as the spike's."""
-    ctx = _spike_context(tmp_path, "orders")
-    assert ctx.spike and ctx.phase("fault") == SPIKE_PHASES[1]
-    [finding] = CascadingFailureDetector().detect(ctx)
-    assert finding.status == "found" and finding.fails_run
-    assert finding.evidence["endpoints"] == [ITEMS, ITEM]
-    assert finding.evidence["bottleneck"]["owner"] == "orders"
-    assert finding.summary.startswith("Cascading failure under the spike: GET /catalog/items")
-    assert "not touch orders" in finding.summary
-
-
-def test_a_spike_saturating_what_every_endpoint_passes_is_no_cascade(tmp_path: Path) -> None:
-    """The gateway (on every endpoint's path) saturates first, or nothing does: every
-    endpoint carried the spike alike, so their slowing down is overload, not a cascade."""
-    assert CascadingFailureDetector().detect(_spike_context(tmp_path, "gateway")) == []
+def test_a_spike_claims_no_cascade(tmp_path: Path) -> None:
+    """Every endpoint slowed down under the spike, whatever saturated first (the orders
+    service, the gateway) or nothing: a spike faults no dependency, so no endpoint is outside
+    a footprint and the detector says nothing (the spike's SLOs judge the overload)."""
+    detector = CascadingFailureDetector()
+    for hot in ("orders", "gateway"):
+        ctx = _spike_context(tmp_path, hot)
+        assert ctx.spike and ctx.phase("fault") == SPIKE_PHASES[1]
+        assert not detector.applies(ctx) and detector.detect(ctx) == []
     quiet = make_context(
         shop_experiment(fault=False),
         _spike_load().view,
@@ -315,4 +307,4 @@ def test_a_spike_saturating_what_every_endpoint_passes_is_no_cascade(tmp_path: P
         run_dir=tmp_path,
         builtin_shop=True,
     )
-    assert CascadingFailureDetector().detect(quiet) == []
+    assert not detector.applies(quiet)
