@@ -8,8 +8,10 @@ in about a minute.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,27 @@ def test_sigint_and_sigkill_trials_leave_nothing_behind(tmp_path: Path) -> None:
     """A SIGINT trial ends aborted with exit 130 and its reports; a SIGKILL trial is swept
     to aborted by `stack status`; neither leaves a fault, an invalid journal or an orphan."""
     records = tmp_path / "records.jsonl"
-    done = subprocess.run(
+    # PostgreSQL's user must reach the state directory: not under pytest's 0700 tmp_path.
+    state = Path(tempfile.mkdtemp(prefix="resilience-bench-interrupt-"))
+    state.chmod(0o755)
+    try:
+        done = _bench(state, records)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    _check(done, records)
+
+
+def _bench(state: Path, records: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "interruptions.py"),
          "--kinds", "sigint,sigkill", "--trials", "2", "--no-results",
-         "--offset", str(port_offset() + OFFSET_STEP), "--state", str(tmp_path / "bench"),
+         "--offset", str(port_offset() + OFFSET_STEP), "--state", str(state),
          "--records", str(records), "--hard-timeout", "60"],
         capture_output=True, text=True, timeout=170, check=False,
     )  # fmt: skip
+
+
+def _check(done: subprocess.CompletedProcess[str], records: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     trials = [json.loads(line) for line in records.read_text().splitlines()]
     trials = [t for t in trials if t.get("record") != "chunk"]
