@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -26,7 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from resilience import histogram as hist
+from resilience.analysis.omission import estimate_omission
 from resilience.errors import LoadError
+from resilience.experiment.loader import parse_experiment
 from resilience.load import (
     ArrivalStage,
     LoadEngine,
@@ -36,13 +40,23 @@ from resilience.load import (
     Stage,
     WorkerExit,
 )
-from resilience.load.schedule import planned_requests
+from resilience.load.schedule import intended_times, planned_requests
 from resilience.rundir.load import LoadData
+from resilience.vocabulary import Phase
 
 pytestmark = pytest.mark.integration
 
 PORTS = range(8510, 8540)
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+STALL_EXPERIMENT = """
+name: stall
+load:
+  {shape}
+  workload:
+    requests:
+      - {{name: GET /x, path: /x}}
+"""
+STALL_PHASES = [Phase("baseline", 1.0, 3.0), Phase("fault", 3.0, 6.0), Phase("recovery", 6.0, 10.0)]
 
 
 class Server:
@@ -528,3 +542,89 @@ def test_requests_after_a_timeout_are_not_failed_at_once(server: Server, tmp_pat
     assert min(r.latency for r in timeouts) >= 0.45, sorted(r.latency for r in timeouts)[:5]
     after = [r for r in data.traces if r.t >= 3.6]
     assert after and all(r.outcome == "ok" for r in after)
+
+
+# The stall test (issue 12): 100 req/s offered, the server frozen for 3 s of a 10 s run.
+STALL_RPS, STALL_RUN_S, STALL_AT, STALL_S = 100, 10.0, 3.0, 3.0
+
+
+def _stall_run(server: Server, plan: LoadPlan, run_dir: Path, lead: float = 1.0) -> LoadData:
+    """Run ``plan`` with the server frozen from STALL_AT to STALL_AT + STALL_S (load time)."""
+    t0 = time.time() + lead
+    server.stall_window = (t0 + STALL_AT, t0 + STALL_AT + STALL_S)
+    data, exits, _took = run_to_end(plan, run_dir, workers=1, lead=t0 - time.time())
+    assert [e.reason for e in exits.values()] == ["end"]
+    return data
+
+
+def _whole_run_p99_ms(data: LoadData) -> float:
+    merged = hist.merge_all(data.histogram(None, s) for s in data.seconds)
+    [p99] = merged.percentiles_ms([99.0])
+    assert p99 is not None
+    return p99
+
+
+def _schedule_p99_ms(arrival: list[ArrivalStage]) -> float:
+    """What the schedule says p99 must be: a request due during the stall is answered when
+    it ends (measured from when it was due), any other at once."""
+    due = list(intended_times(arrival, 0, 1))
+    end = STALL_AT + STALL_S
+    latencies = sorted(end - t if STALL_AT <= t < end else 0.0 for t in due)
+    return latencies[math.ceil(0.99 * len(latencies)) - 1] * 1000
+
+
+def test_stall_open_model_p99_is_the_schedules(server: Server, tmp_path: Path) -> None:
+    """Open model, 100 req/s, server frozen 3 s: p99 within 10 % of the schedule's value,
+    nothing skipped, and the analysis makes no closed-model estimate (none is needed)."""
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        arrival=[ArrivalStage(duration=STALL_RUN_S, rps=STALL_RPS)],
+        requests=[RequestPlan(name="GET /x", path="/x")],
+    )
+    data = _stall_run(server, plan, tmp_path / "run")
+    assert data.total_requests() == STALL_RPS * STALL_RUN_S == server.total
+    expected = _schedule_p99_ms(plan.arrival)
+    measured = _whole_run_p99_ms(data)
+    assert expected == pytest.approx(2900, abs=15)
+    assert measured == pytest.approx(expected, rel=0.10), (measured, expected)
+    experiment = parse_experiment(
+        STALL_EXPERIMENT.format(shape=f"arrival_rate: [{{duration: 10s, rps: {STALL_RPS}}}]")
+    )
+    assert estimate_omission(data, STALL_PHASES, experiment) is None
+
+
+def test_stall_closed_model_understates_p99_and_says_so(server: Server, tmp_path: Path) -> None:
+    """Closed model at about the same rate (5 users, 50 ms think time): each user meets the
+    stall once, so p99 hides it; the run's coordinated-omission estimate says so, counts
+    the ~300 requests the blocked users did not send, and puts p99 back near the schedule's."""
+    users = 5
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=STALL_RUN_S, users=users, spawn_rate=50)],
+        requests=[RequestPlan(name="GET /x", path="/x")],
+        wait_min=0.045,
+        wait_max=0.055,
+    )
+    data = _stall_run(server, plan, tmp_path / "run")
+    schedule = _schedule_p99_ms([ArrivalStage(duration=STALL_RUN_S, rps=STALL_RPS)])
+    measured = _whole_run_p99_ms(data)
+    assert measured < 0.2 * schedule, (measured, schedule)  # the stall hides in p99
+
+    experiment = parse_experiment(
+        STALL_EXPERIMENT.format(
+            shape=f"stages: [{{duration: 10s, users: {users}, spawn_rate: 50}}]"
+        )
+    )
+    omission = estimate_omission(data, STALL_PHASES, experiment)
+    assert omission is not None and omission.users == users
+    # Each user was blocked ~3 s at its usual interval of ~0.05 s: ~59 requests not sent.
+    blocked = users * (STALL_S / omission.interval - 1)
+    assert 0.7 * blocked <= omission.not_sent <= 1.1 * blocked, (omission.not_sent, blocked)
+    text = omission.statement()
+    assert "understated" in text and f"{omission.not_sent:,} more requests" in text
+    merged = hist.merge_all(data.histogram(None, s) for s in data.seconds)
+    corrected, _added = hist.corrected_for_omission(merged, round(omission.interval * 1e6))
+    [p99_corrected] = corrected.percentiles_ms([99.0])
+    assert p99_corrected == pytest.approx(schedule, rel=0.15), (p99_corrected, schedule)
