@@ -880,3 +880,11 @@ def test_all_is_honest() -> None:
     assert set(redact_module.__all__) == public
     for name in redact_module.__all__:
         assert hasattr(redact_module, name)
+
+
+def test_an_id_key_that_is_itself_the_secret_is_masked() -> None:
+    """Hypothesis found it: the secret "traceID" planted as a key survived, because id keys
+    were exempt before their own name was looked at."""
+    redacted = Redactor(["traceID"]).redact_json({"traceID": "abc", "spanId": "0af7651916cd"})
+    assert [s for s in _strings(redacted) if "traceID" in s] == []
+    assert "0af7651916cd" in _strings(redacted)
