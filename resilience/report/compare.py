@@ -11,8 +11,9 @@ p95 latency and error rate. A metric *regresses* when
   one-second samples a side), the merged numbers are worse by the threshold rule AND the
   change is significant against the runs' own noise: p95 higher by more than 25 % AND more
   than 50 ms, with significantly more of B's requests above A's p95 than A's own 5 %
-  (one-sided two-proportion z-test over the requests, p < 0.05); error rate higher by more
-  than one percentage point AND significantly so (the same test over errors). (Per-second
+  (one-sided two-proportion z-test over the requests, p < 0.05 divided by the number of
+  phase x endpoint rows compared: Bonferroni, since every row is a test); error rate higher
+  by more than one percentage point AND significantly so (the same test over errors). (Per-second
   error rates are mostly zeros, where a rank test of medians is blind to errors spread
   thinly; the threshold rule catches those.)
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -361,6 +362,9 @@ def _phase_deltas(
     phases_a, phases_b = run_a.phases, run_b.phases
     by_phase_a = phased_of_run(run_a.journal, va, phases_a)
     by_phase_b = phased_of_run(run_b.journal, vb, phases_b)
+    # Many rows are tested at once: the threshold rules' tests are held at alpha over the
+    # number of rows (Bonferroni), or one row in twenty would "regress" by chance alone.
+    rules = replace(rules, alpha=rules.alpha / max(1, len(PHASES) * len(endpoints)))
     for name in PHASES:
         pa, pb = phase_named(phases_a, name), phase_named(phases_b, name)
         if pa is None or pb is None:
