@@ -103,6 +103,8 @@ class LiveStats:
     oldest_in_flight: float | None = None
     window_s: int = 0
     second: int | None = None
+    max: float | None = None
+    """The slowest completion's latency (the top bucket's highest value)."""
 
 
 @dataclass
@@ -333,7 +335,8 @@ class LoadRecorder:
                     parts.extend(entry.histograms.get(name, ()))
         completions = sum(counts.values())
         errors = sum(counts.get(k, 0) for k in ERROR_OUTCOMES)
-        p = hist.merge_all(parts).percentiles_s((50.0, 95.0, 99.0))
+        merged = hist.merge_all(parts)
+        p = merged.percentiles_s((50.0, 95.0, 99.0))
         return LiveStats(
             rps=completions / window_s,
             p50=p[50.0],
@@ -347,6 +350,7 @@ class LoadRecorder:
             oldest_in_flight=max(oldest) if oldest else None,
             window_s=window_s,
             second=latest,
+            max=merged.max_us / 1e6 if merged.total else None,
         )
 
     # -- closing ----------------------------------------------------------------------

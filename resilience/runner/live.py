@@ -51,9 +51,11 @@ class LiveRun:
     marker: PhaseMarker | None = None
     search: LiveSearch | None = None
     """A capacity search's live judge: once its SLOs broke, the load ends ``after`` later."""
+    spike: tuple[float, float] | None = None
+    """The load spike's window on the run's clock, in a run phased by a spike."""
 
     def phase(self, now: float) -> str:
-        return timeline_phase(self.timeline)
+        return timeline_phase(self.timeline, self.spike, now)
 
     def status(self, now: float) -> LiveStatus:
         live = self.recorder.live(window_s=3)

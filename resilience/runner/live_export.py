@@ -33,7 +33,7 @@ from resilience.faults.timeline import FaultTimeline
 from resilience.histogram import Histogram
 from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import LiveTick, LoadEvent
-from resilience.vocabulary import ERROR_OUTCOMES
+from resilience.vocabulary import ERROR_OUTCOMES, PHASE_NAMES, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class LoadMetrics:
             "resilience_run_phase", "1 for the phase the run is in", labels=["run", "phase"]
         )
         current = self._phase()
-        for name in ("baseline", "fault", "recovery"):
+        for name in PHASE_NAMES:
             gauge.add_metric([self.run, name], 1 if current == name else 0)
         return gauge
 
@@ -249,9 +249,18 @@ class LiveExport:
             self._thread.join(timeout=2.0)
 
 
-def timeline_phase(timeline: FaultTimeline) -> str:
+def timeline_phase(
+    timeline: FaultTimeline,
+    spike: tuple[float, float] | None = None,
+    now: float | None = None,
+) -> str:
     """The phase a run is in, from its faults: fault while one is in effect, recovery once
-    one has ended, baseline before."""
+    one has ended, baseline before. A run phased by a load spike (no faults; ``spike`` its
+    window on the run's clock, ``now`` the clock's reading) is in baseline, spike or
+    recovery by the clock."""
+    if spike is not None and now is not None and not timeline.states:
+        start, end = spike
+        return "baseline" if now < start else "spike" if now < end else "recovery"
     if timeline.any_active():
         return "fault"
     if any(s.status in ("healed", "failed") for s in timeline.states.values()):
@@ -275,15 +284,18 @@ def start_for_run(
     timeline: FaultTimeline,
     recorder: LoadRecorder,
     names: Callable[[str], str] = str,
+    spike: tuple[float, float] | None = None,
+    clock: Clock | None = None,
 ) -> LiveExport:
-    """Serve a run's live metrics (its recorder's completions, its timeline's faults)."""
+    """Serve a run's live metrics (its recorder's completions, its timeline's faults; the
+    spike's phases by ``clock`` for a run phased by a load spike)."""
     return start_export(
         port,
         run,
         experiment=experiment,
         profile=profile,
         faults=lambda: timeline_faults(timeline),
-        phase=lambda: timeline_phase(timeline),
+        phase=lambda: timeline_phase(timeline, spike, clock.now() if clock is not None else None),
         recorder=recorder,
         names=names,
     )

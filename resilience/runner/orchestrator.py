@@ -461,6 +461,8 @@ class _Run:
             timeline=self.timeline,
             recorder=self.recorder,
             names=self.redactor.redact_text,
+            spike=self._spike_window(),
+            clock=self.clock,
         )
         self.rig = self._rig_monitor()
         self.rig.start()
@@ -521,6 +523,12 @@ class _Run:
                 f"{lost.text()}: missing load, not the target's failure", severe=True
             )
 
+    def _spike_window(self) -> tuple[float, float] | None:
+        """The load spike's window on the run's clock (a run phased by a spike), so the live
+        display and metrics say spike and recovery as the analysis will."""
+        spike = self.experiment.spike()
+        return None if spike is None else spike.window
+
     def live(self) -> None:
         assert self.clock and self.engine and self.recorder and self.timeline
         search = LiveSearch.of(self.experiment)
@@ -536,6 +544,7 @@ class _Run:
             between=self.check_rig,
             marker=self.marker,
             search=search,
+            spike=self._spike_window(),
         )
         try:
             live.run()

@@ -4,7 +4,7 @@ A ``load.search`` steps the load up to its ceiling; it must not run away once th
 broke. Every second of the live loop, ``LiveSearch`` reads the recorder's rolling numbers
 (by completion time, the stream the guards read) over the last ``WINDOW`` seconds, for the
 whole target and each endpoint ``slo.baseline`` names, and judges them against the
-baseline's limits (percentiles and error rate) when the window holds ``MIN_REQUESTS``
+baseline's limits (percentiles, max and error rate) when the window holds ``MIN_REQUESTS``
 completions. ``SUSTAIN`` broken seconds in a row are a break (the same smoothing as the
 analysis, analysis/breaking.py); the search then stops ``load.search.after`` seconds
 later. Its plan's length (every step held, at most ``max_duration``) bounds it either way.
@@ -75,7 +75,7 @@ class LiveSearch:
             if stats.completions < MIN_REQUESTS:
                 continue
             where = endpoint or "all endpoints"
-            for metric in ("p50", "p95", "p99"):
+            for metric in ("p50", "p95", "p99", "max"):
                 limit = getattr(limits, metric)
                 value = getattr(stats, metric)
                 if limit is not None and value is not None and value > limit:

@@ -3,6 +3,7 @@ place and expected), the live search judge, and a run directory judged and repor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -176,6 +177,33 @@ def test_the_live_judge_stops_a_search_after_a_sustained_break() -> None:
     assert judge.broke_at == pytest.approx(34.1)
     assert stop == pytest.approx(38.1)
     assert "p95 of all endpoints 900 ms > 500 ms" in judge.message()
+
+
+def test_the_live_judge_breaks_on_a_max_limit_as_the_analysis_does() -> None:
+    """A baseline with only ``max``: the percentiles stay fast, one request a second takes
+    2 s; the live judge stops the search (it ignored ``max`` before)."""
+    experiment = parse_experiment(
+        SEARCH.format(
+            search="{users: {from: 10, step: 10, ceiling: 100}, hold: 5s, after: 2s}",
+            slo="  baseline: {max: 1s}",
+        ),
+        file="s.yaml",
+    )
+    judge = LiveSearch.of(experiment)
+    assert judge is not None
+    stop = None
+    for t in range(40):
+        stats = dataclasses.replace(_stats(0.05, 100), max=2.0 if t >= 20 else 0.2)
+
+        def live(window: int, endpoint: str | None, stats: LiveStats = stats) -> LiveStats:
+            return stats
+
+        stop = judge.tick(t + 0.1, live)
+        if stop is not None:
+            break
+    assert judge.broke_at is not None and judge.broke_at >= 20
+    assert stop == pytest.approx(judge.broke_at + 2)
+    assert "max of all endpoints 2000 ms > 1000 ms" in judge.message()
 
 
 def test_the_live_judge_ignores_thin_windows() -> None:

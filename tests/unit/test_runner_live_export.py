@@ -83,3 +83,28 @@ def test_endpoint_labels_go_through_the_run_redactor() -> None:
     samples = [s for family in metrics.collect() for s in family.samples]
     labels = {s.labels.get("endpoint") for s in samples} - {None}
     assert labels == {"GET /x?token=***"}
+
+
+def test_the_live_phase_follows_a_load_spike_by_the_clock_and_faults_by_their_state() -> None:
+    """A run without faults phased by a spike at 12-20 s says baseline, spike, recovery by
+    its clock (it said baseline throughout); a fault run's phase comes from its faults."""
+    from resilience.faults.catalogue import FaultSpec
+    from resilience.faults.timeline import FaultTimeline
+    from resilience.runner.live_export import timeline_phase
+    from resilience.testing.toxiproxy_fake import FakeToxiproxy
+    from resilience.vocabulary import FakeClock
+
+    api, clock = FakeToxiproxy(), FakeClock()
+    api.create_proxy("db", "127.0.0.1:20000", "127.0.0.1:21000")
+    calm = FaultTimeline([], api, clock)
+    phases = [timeline_phase(calm, (12.0, 20.0), t) for t in (0.0, 11.9, 12.0, 19.9, 20.0, 39.0)]
+    assert phases == ["baseline", "baseline", "spike", "spike", "recovery", "recovery"]
+    assert timeline_phase(calm) == "baseline"
+
+    faulty = FaultTimeline([FaultSpec(0, 5, 5, "db", "outage")], api, clock)
+    seen = []
+    for t in (1.0, 6.0, 11.0):
+        clock.t = t
+        faulty.tick()
+        seen.append(timeline_phase(faulty, (12.0, 20.0), t))
+    assert seen == ["baseline", "fault", "recovery"]
