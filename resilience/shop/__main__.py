@@ -18,6 +18,12 @@ logger = logging.getLogger("resilience.shop")
 USAGE = "usage: python -m resilience.shop [gateway|orders|catalog]  (or set SHOP_SERVICE)"
 GRACEFUL_SHUTDOWN_SECONDS = 3
 BACKLOG = 2048
+KEEP_ALIVE_SECONDS = 65
+"""How long a service keeps an idle connection open: longer than its callers keep one
+(the gateway's client drops idle connections after ``gateway.KEEPALIVE_EXPIRY_SECONDS``).
+Equal idle limits (uvicorn's and httpx's defaults are both 5 s) race: the server closes a
+connection as the client reuses it, and a POST on it fails with "Server disconnected
+without sending a response" (a 502 in a quiet baseline, seen in the ground-truth matrix)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         backlog=BACKLOG,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
     try:

@@ -32,6 +32,9 @@ from resilience.shop.web import create_app
 logger = logging.getLogger(__name__)
 
 SHARED_POOL = "shared"
+KEEPALIVE_EXPIRY_SECONDS = 5.0
+"""The gateway drops an idle upstream connection after this, well before the services close
+it (``__main__.KEEP_ALIVE_SECONDS``), so it never reuses one the server is closing."""
 
 
 def breaker_config(options: ShopOptions) -> BreakerConfig:
@@ -107,7 +110,11 @@ class Gateway:
     def _client(opts: ShopOptions, tracing: Tracing) -> httpx.AsyncClient:
         size = opts.upstream_pool_size
         client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            limits=httpx.Limits(
+                max_connections=size,
+                max_keepalive_connections=size,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            ),
             timeout=httpx.Timeout(opts.upstream_attempt_timeout_seconds),
             trust_env=False,
         )

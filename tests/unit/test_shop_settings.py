@@ -309,3 +309,13 @@ def test_docs_example_shop_options_are_valid() -> None:
     shop = yaml.safe_load(block.split("```", 1)[0])["shop"]
     options = options_for(shop["mode"], shop["options"])
     assert options.auth_login and not options.tracing and options.separate_metrics_port
+
+
+def test_services_keep_idle_connections_longer_than_the_gateway_reuses_them() -> None:
+    """Equal idle limits race (the server closes a connection as the gateway reuses it: a
+    502 on a POST in a quiet baseline); the gateway's client must give up first, by a
+    margin wider than a busy machine's scheduling delay."""
+    from resilience.shop import __main__ as served
+    from resilience.shop import gateway
+
+    assert served.KEEP_ALIVE_SECONDS >= gateway.KEEPALIVE_EXPIRY_SECONDS + 30
