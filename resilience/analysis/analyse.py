@@ -68,8 +68,10 @@ from resilience.rundir.series import RecordedPrometheus
 from resilience.rundir.traces import DirectoryTraceSource
 from resilience.vocabulary import (
     BUILTIN_SERVICES,
+    STRESS_PHASES,
     FaultWindow,
     Phase,
+    PhaseName,
     iso_utc,
     phases_from_faults,
     phases_from_spike,
@@ -488,7 +490,40 @@ def decide_with_rig(
         baseline_breaches=baseline,
         critical_unevaluated=unevaluated,
         facts=[f.kind for f in findings if f.fails_run and f.kind in UNDOUBTED_FINDINGS],
+        failing_phases=failing_phases(slo, checks, findings, [p.phase for p in rig.phases]),
     )
+
+
+FINDING_PHASES: dict[str, tuple[PhaseName, ...]] = {
+    "cascading_failure": STRESS_PHASES,
+    "slow_recovery": ("recovery",),
+}
+"""The phases a failing finding is judged in (for the rig: analysis/rig.py rig_verdict).
+Another kind that fails a run (a detector configured to) counts as judged in every phase."""
+
+
+def failing_phases(
+    slo: Sequence[SloResult],
+    checks: Sequence[CheckResult],
+    findings: Sequence[Finding],
+    phases: Sequence[str],
+) -> set[str] | None:
+    """The phases the run failed in: of its breached SLOs, failed checks and failing
+    findings (lost writes and an unreachable target aside: they are facts). None when one
+    of them belongs to no single phase (a check over the whole run, a capacity target)."""
+    out: set[str] = set()
+    where: list[Sequence[str]] = [[r.phase] for r in slo if r.passed is False]
+    where += [[c.check.phase] for c in checks if c.fails_run]
+    for finding in findings:
+        if finding.fails_run and finding.kind not in UNDOUBTED_FINDINGS:
+            if finding.kind not in FINDING_PHASES:
+                return None
+            where.append([p for p in FINDING_PHASES[finding.kind] if p in phases])
+    for names in where:
+        if not names or any(name not in phases for name in names):
+            return None
+        out.update(names)
+    return out
 
 
 def _unevaluated_where_lost(results: list[CheckResult], rig: RigReport) -> list[CheckResult]:

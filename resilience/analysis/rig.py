@@ -25,7 +25,7 @@ trusted, so the verdict can say so instead of blaming the target:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -123,11 +123,26 @@ class PhaseRig:
     generator_seconds: int
     host_seconds: int
     reasons: list[str]
+    other_seconds: int = 0
+    """Host seconds overloaded by other processes (the rest were CPU steal alone)."""
 
     @property
     def overloaded(self) -> bool:
-        busy = max(self.generator_seconds, self.host_seconds)
-        return busy >= MIN_BUSY_SECONDS and busy >= PHASE_SHARE * max(1, self.seconds)
+        return self._busy(max(self.generator_seconds, self.host_seconds))
+
+    @property
+    def steal_only(self) -> bool:
+        """Overloaded by the hypervisor's CPU steal alone: neither the load generator nor
+        other processes would have made the phase overloaded. Steal slows every process of
+        the host alike, so a baseline that met its SLOs under it is a control for it."""
+        return (
+            self.overloaded
+            and not self._busy(self.generator_seconds)
+            and not self._busy(self.other_seconds)
+        )
+
+    def _busy(self, count: int) -> bool:
+        return count >= MIN_BUSY_SECONDS and count >= PHASE_SHARE * max(1, self.seconds)
 
     def text(self) -> str:
         what = []
@@ -195,7 +210,9 @@ class RigReport:
                     "seconds": p.seconds,
                     "generator_saturated_seconds": p.generator_seconds,
                     "host_overloaded_seconds": p.host_seconds,
+                    "other_processes_seconds": p.other_seconds,
                     "overloaded": p.overloaded,
+                    "steal_only": p.steal_only,
                     "reasons": p.reasons[:5],
                 }
                 for p in self.phases
@@ -240,7 +257,10 @@ def _phase_rig(phase: Phase, samples: Sequence[RigSecond]) -> PhaseRig:
             if kind not in worst or value > worst[kind][0]:
                 worst[kind] = (value, why)
     reasons = [text for _, text in worst.values()]
-    return PhaseRig(phase.name, len(list(phase.seconds())), len(generator), len(host), reasons)
+    other = [s for s in inside if any(not r.startswith("CPU steal") for r in host_reasons(s))]
+    return PhaseRig(
+        phase.name, len(list(phase.seconds())), len(generator), len(host), reasons, len(other)
+    )
 
 
 def _number(why: str) -> float:
@@ -442,13 +462,19 @@ def rig_verdict(
     baseline_breaches: int,
     critical_unevaluated: Sequence[str],
     facts: Sequence[str] = (),
+    failing_phases: Collection[str] | None = None,
 ) -> tuple[Judged, int, str]:
     """The verdict once the rig is known (docs/findings.md, "The rig"):
 
     - a failure while the rig was overloaded in a phase is ``inconclusive`` (exit 3): the
       measurement cannot tell the target's failure from the rig's — unless the target
       stopped answering or one of ``facts`` failed it (failing findings of
-      ``UNDOUBTED_FINDINGS``: lost writes), which are facts whatever the rig did;
+      ``UNDOUBTED_FINDINGS``: lost writes), which are facts whatever the rig did; or unless
+      something failed in a phase the rig can be trusted in (``failing_phases``: the
+      phases of the failing SLOs, checks and findings; None: unknown, every phase): one
+      that was not overloaded, or one overloaded by CPU steal alone when the baseline was
+      too and met its SLOs (steal slows every process alike; the baseline measured under
+      it is the control);
     - a pass whose configured critical checks could not be evaluated is ``inconclusive``
       (exit 3): no evidence is not a pass;
     - a baseline that missed its own SLOs is said first: the comparison is unreliable;
@@ -473,6 +499,9 @@ def rig_verdict(
             f"{reason} (though the rig was overloaded {rig_text}: {kinds} does not depend "
             "on the measurement)",
         )
+    trusted = _trusted_failures(report, baseline_breaches, failing_phases)
+    if status == "failed" and overloaded and trusted:
+        return status, exit_code, f"{reason} (though the rig was overloaded {rig_text}; {trusted})"
     if status == "failed" and overloaded:
         return (
             "inconclusive",
@@ -489,3 +518,29 @@ def rig_verdict(
     if status == "passed" and overloaded:
         reason = f"{reason} (though the rig was overloaded {rig_text})"
     return status, exit_code, reason
+
+
+def _trusted_failures(
+    report: RigReport, baseline_breaches: int, failing_phases: Collection[str] | None
+) -> str:
+    """Why a failure stands on an overloaded rig ("": it does not); see ``rig_verdict``."""
+    if not failing_phases:
+        return ""
+    phases = {p.phase: p for p in report.phases}
+    calm = [name for name in failing_phases if name in phases and not phases[name].overloaded]
+    if calm:
+        return f"the failures in the {', '.join(sorted(calm))} phase do not depend on it"
+    base = phases.get("baseline")
+    if base is None or not base.steal_only or baseline_breaches:
+        return ""
+    controlled = [
+        name
+        for name in failing_phases
+        if name != "baseline" and name in phases and phases[name].steal_only
+    ]
+    if len(controlled) < len(failing_phases) or not controlled:
+        return ""
+    return (
+        "CPU steal alone, and the baseline measured under it met its SLOs: the failures in "
+        f"the {', '.join(sorted(controlled))} phase are the target's"
+    )

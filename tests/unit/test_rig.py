@@ -227,3 +227,86 @@ def test_lost_writes_fail_the_run_on_an_overloaded_rig() -> None:
         "failed", 1, "findings: data_loss", report=report, baseline_breaches=0,
         critical_unevaluated=[],
     )[:2] == ("inconclusive", 3)  # fmt: skip
+
+
+def _stolen(seconds: range, steal: float = 0.22) -> dict[str, dict[str, object]]:
+    """The hypervisor taking ``steal`` of the CPU; the host otherwise mostly idle."""
+    return {str(s): {"steal": steal, "idle": 0.6, "busy": 0.18} for s in seconds}
+
+
+def test_a_failure_in_a_phase_the_rig_was_calm_in_stands() -> None:
+    """Steal only in the recovery phase, the run failed in the fault phase (a cascade, a
+    fault SLO): the failure stands (exit 1) and says so; failing only in the recovery
+    phase it is inconclusive; with its phases unknown too."""
+    report = rig_report(_samples(**_stolen(range(20, 30))), PHASES, None, end=30.0)
+    assert [p.phase for p in report.overloaded] == ["recovery"]
+    args = {"report": report, "baseline_breaches": 0, "critical_unevaluated": []}
+    status, code, reason = rig_verdict(
+        "failed", 1, "findings: cascading_failure", failing_phases={"fault"}, **args
+    )
+    assert (status, code) == ("failed", 1)
+    assert "rig was overloaded in the recovery phase: CPU steal 22%" in reason
+    assert "the failures in the fault phase do not depend on it" in reason
+    for phases in ({"recovery"}, None):
+        assert rig_verdict(
+            "failed", 1, "findings: slow_recovery", failing_phases=phases, **args
+        )[:2] == ("inconclusive", 3)  # fmt: skip
+
+
+def test_steal_in_every_phase_is_controlled_by_a_baseline_that_held() -> None:
+    """CPU steal through the whole run (a noisy hypervisor), the baseline met its SLOs on
+    it: a fault-phase failure is the target's. The same failure is inconclusive when the
+    baseline missed its SLOs, or when other processes (not steal) took the CPU."""
+    report = rig_report(_samples(**_stolen(range(30))), PHASES, None, end=30.0)
+    assert [p.phase for p in report.overloaded] == ["baseline", "fault", "recovery"]
+    assert all(p.steal_only for p in report.overloaded)
+    status, code, reason = rig_verdict(
+        "failed", 1, "findings: cascading_failure", report=report, baseline_breaches=0,
+        critical_unevaluated=[], failing_phases={"fault", "recovery"},
+    )  # fmt: skip
+    assert (status, code) == ("failed", 1)
+    assert "the baseline measured under it met its SLOs" in reason
+    assert rig_verdict(
+        "failed", 1, "2 SLO(s) breached", report=report, baseline_breaches=1,
+        critical_unevaluated=[], failing_phases={"baseline", "fault"},
+    )[:2] == ("inconclusive", 3)  # fmt: skip
+    hogs = {**_stolen(range(30)), **_hogged(range(10, 20))}
+    hogged = rig_report(_samples(**hogs), PHASES, None, end=30.0)
+    assert not next(p for p in hogged.phases if p.phase == "fault").steal_only
+    assert rig_verdict(
+        "failed", 1, "findings: cascading_failure", report=hogged, baseline_breaches=0,
+        critical_unevaluated=[], failing_phases={"fault"},
+    )[:2] == ("inconclusive", 3)  # fmt: skip
+
+
+def test_steal_only_in_the_fault_phase_has_no_control() -> None:
+    """A calm baseline is no control for steal that came with the fault: inconclusive."""
+    report = rig_report(_samples(**_stolen(range(10, 30))), PHASES, None, end=30.0)
+    assert rig_verdict(
+        "failed", 1, "findings: cascading_failure", report=report, baseline_breaches=0,
+        critical_unevaluated=[], failing_phases={"fault"},
+    )[:2] == ("inconclusive", 3)  # fmt: skip
+
+
+def test_the_failing_phases_come_from_slos_checks_and_findings() -> None:
+    """Breached SLOs by their phase, a cascade in the stress phase, a slow recovery in the
+    recovery phase; lost writes are facts (no phase); a check over the whole run, or a
+    finding kind with no phase, makes them unknown (None: every phase is doubted)."""
+    from resilience.analysis.analyse import failing_phases
+    from resilience.analysis.detectors.base import Finding
+    from resilience.analysis.slo import SloResult
+
+    phases = ["baseline", "fault", "recovery"]
+    breached = SloResult("fault", None, "p95", 0.5, 0.9, False, "s")
+    held = SloResult("baseline", None, "p95", 0.5, 0.1, True, "s")
+
+    def finding(kind: str) -> Finding:
+        return Finding(kind, "critical", kind, fails_run=True)
+
+    assert failing_phases([breached, held], [], [], phases) == {"fault"}
+    assert failing_phases([], [], [finding("cascading_failure")], phases) == {"fault"}
+    assert failing_phases([], [], [finding("slow_recovery")], phases) == {"recovery"}
+    assert failing_phases([held], [], [finding("data_loss")], phases) == set()
+    assert failing_phases([], [], [finding("memory_growth")], phases) is None
+    spike = ["baseline", "spike", "recovery"]
+    assert failing_phases([], [], [finding("cascading_failure")], spike) == {"spike"}
