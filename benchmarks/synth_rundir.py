@@ -251,7 +251,8 @@ class Synth:
 
     def write_experiment(self) -> None:
         e = json.loads(json.dumps(self.experiment))
-        for stage in e.get("load", {}).get("stages") or []:
+        load = e.get("load", {})
+        for stage in (load.get("stages") or []) + (load.get("arrival_rate") or []):
             stage["duration"] = f"{_seconds(stage['duration']) * self.k:.0f}s"
         for fault in e.get("faults") or []:
             for key in ("at", "duration"):

@@ -92,7 +92,7 @@ def test_dry_run_starts_nothing_writes_nothing_and_leaves_the_proxies(
 
     done = cli(
         fragile_shop, "run", str(experiment), "--profile", "smoke", "--shop-mode", "hardened",
-        "--set", "load.stages.0.users=5", "--dry-run", "--json", "--out", str(out),
+        "--set", "load.arrival_rate.0.rps=5", "--dry-run", "--json", "--out", str(out),
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
@@ -106,7 +106,7 @@ def test_dry_run_starts_nothing_writes_nothing_and_leaves_the_proxies(
     assert {p["name"]: p["action"] for p in plan["proxies"]} == {
         "postgres": "keep", "orders": "keep", "catalog": "keep", "extra": "create",
     }  # fmt: skip
-    assert plan["load"]["stages"][0]["users"] == 5
+    assert plan["load"]["arrival_rate"][0]["rps"] == 5
     assert plan["faults"][0]["proxy"] == "postgres" and plan["faults"][0]["at"] == 8.0
     assert plan["ready"] is True, plan["problems"]
 

@@ -111,10 +111,10 @@ def test_recovery_time_matches_the_breakers_known_recovery(runs: RunCache) -> No
             f"shop.options.breaker_recovery_seconds={BREAKER_RECOVERY:g}",
             # One probe a second: while recovering, the breaker rejects the other order
             # calls. At the default 0.2 s the probes alone carry most of the smoke run's
-            # ~5 orders/s, errors thin out below the band, and "recovered" comes early.
+            # ~6 order calls/s (20 req/s), errors thin out below the band, and "recovered" comes early.
             "shop.options.breaker_probe_interval_seconds=1",
             # 16 s after the heal: room for 8 s of recovery and the stable seconds after it.
-            "load.stages.0.duration=30s",
+            "load.arrival_rate.0.duration=30s",
             "slo.recovery.within=12s",
         ),
     )

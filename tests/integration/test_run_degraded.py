@@ -14,7 +14,7 @@ from tests.integration.conftest import StackHandle
 
 pytestmark = pytest.mark.integration
 
-SHORT = ("load.stages.0.duration=22s", "faults.0.at=7s", "faults.0.duration=6s")
+SHORT = ("load.arrival_rate.0.duration=22s", "faults.0.at=7s", "faults.0.duration=6s")
 
 
 def test_run_without_prometheus_and_jaeger_marks_what_needs_them_not_evaluated(

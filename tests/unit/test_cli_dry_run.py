@@ -60,17 +60,16 @@ def dry_run(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_builtin_shop_plan_with_profile_and_set(sandbox: dict[str, str], tmp_path: Path) -> None:
-    """db-hang smoke: stages, fault timeline, SLOs per phase, every component to start; exit 0."""
+    """db-hang smoke: arrival rate, fault timeline, SLOs per phase, every component to
+    start; exit 0."""
     code, plan = dry_run(
-        sandbox, "db-hang", "--profile", "smoke", "--set", "load.stages.0.users=7",
+        sandbox, "db-hang", "--profile", "smoke", "--set", "load.arrival_rate.0.rps=7",
         "--shop-mode", "fragile",
     )  # fmt: skip
     assert code == 0
-    assert plan["profile"] == "smoke" and plan["overrides"] == ["load.stages.0.users=7"]
-    assert plan["load"]["model"] == "closed"
-    assert plan["load"]["stages"] == [
-        {"start": 0.0, "duration": 26.0, "users": 7, "spawn_rate": 20.0}
-    ]
+    assert plan["profile"] == "smoke" and plan["overrides"] == ["load.arrival_rate.0.rps=7"]
+    assert plan["load"]["model"] == "open" and plan["load"]["stages"] == []
+    assert plan["load"]["arrival_rate"] == [{"start": 0.0, "duration": 26.0, "rps": 7.0}]
     (fault,) = plan["faults"]
     assert (fault["at"], fault["duration"], fault["end"], fault["proxy"], fault["type"]) == (
         8.0, 8.0, 16.0, "postgres", "hang",
@@ -151,7 +150,7 @@ def test_text_dry_run_shows_the_plan_and_starts_nothing(sandbox: dict[str, str])
 def test_dry_run_still_refuses_invalid_input(sandbox: dict[str, str]) -> None:
     """A bad --set is exit 2 in a dry run too."""
     result = CliRunner().invoke(
-        app, ["run", "db-hang", "--dry-run", "--set", "load.stages.0.users=-3"], env=sandbox
+        app, ["run", "db-hang", "--dry-run", "--set", "load.arrival_rate.0.rps=-3"], env=sandbox
     )
     assert result.exit_code == 2
-    assert "load.stages[0].users" in result.output
+    assert "load.arrival_rate[0].rps" in result.output

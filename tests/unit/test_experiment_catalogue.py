@@ -29,7 +29,11 @@ FAULT_EXPERIMENTS = {
     "pool-exhaustion",
     "bandwidth",
 }
+# Fault experiments that keep the closed model (users), and why: docs/load.md, "The
+# catalogue's load model". Every other fault experiment drives an arrival rate.
+CLOSED_FAULT_EXPERIMENTS = {"db-latency", "pool-exhaustion"}
 SEED_LOAD_TESTS = {"normal": 0.001, "stress": 0.01, "spike": 0.05, "endurance": 0.001}
+THROUGHPUT_TARGETS = {"rps100": 100, "rps500": 500, "rps1000": 1000}
 FRAGILE_DB_POOL = 4
 
 
@@ -89,11 +93,15 @@ def _smoke(path: Path) -> tuple[Experiment, Experiment]:
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_smoke_profiles_fit_the_ci_budget(path: Path) -> None:
     """Smoke: 20 s of load without faults, 26 s with, 40 s for the spike (a baseline, the
-    spike and a recovery to measure); well under the 60 s budget."""
+    spike and a recovery to measure); well under the 60 s budget; at most 20 users (250 at
+    the spike's peak), or at most 50 requests a second."""
     _, smoke = _smoke(path)
     if path.stem == "spike":
         assert smoke.total_duration == 40
         assert max(s.users for s in smoke.load.resolve_stages()) <= 250
+    elif smoke.load.model == "open":
+        assert smoke.total_duration == (26 if smoke.faults else 20)
+        assert max(s.rps for s in smoke.load.arrival_rate or []) <= 50
     else:
         assert smoke.total_duration == (26 if smoke.faults else 20)
         assert max(s.users for s in smoke.load.resolve_stages()) <= 20
@@ -121,13 +129,17 @@ def test_the_spike_seed_test_is_phased_by_its_spike() -> None:
 
 @pytest.mark.parametrize("name", sorted(FAULT_EXPERIMENTS))
 def test_fault_experiments_keep_their_timeline(name: str) -> None:
-    """Full: 1 min baseline, 1 min fault, 2 min recovery at 50 users; smoke: fault at 8 s
-    for 8 s (six baseline seconds after the 2 s warm-up: enough to build a recovery band),
-    and enough recovery to judge a 6 s budget with 3 stable seconds."""
+    """Full: 1 min baseline, 1 min fault, 2 min recovery at 50 requests a second (or 50
+    users); smoke: fault at 8 s for 8 s (six baseline seconds after the 2 s warm-up: enough
+    to build a recovery band), and enough recovery to judge a 6 s budget with 3 stable
+    seconds."""
     base, smoke = _smoke(CATALOGUE / f"{name}.yaml")
     phases = [(p.name, p.start, p.end) for p in base.scheduled_phases()]
     assert phases == [("baseline", 0, 60), ("fault", 60, 120), ("recovery", 120, 240)]
-    assert {s.users for s in base.load.resolve_stages()} == {50}
+    if base.load.model == "open":
+        assert {s.rps for s in base.load.arrival_rate or []} == {50}
+    else:
+        assert {s.users for s in base.load.resolve_stages()} == {50}
     (fault,) = smoke.faults
     assert fault.at == 8 and fault.duration == 8
     assert fault.at - smoke.load.warmup >= MIN_BASELINE_SECONDS
@@ -148,6 +160,40 @@ def test_seed_load_tests_use_presets_and_the_guide_slos(name: str, error_rate: f
     assert baseline is not None
     assert (baseline.p50, baseline.p95, baseline.p99) == (0.2, 0.5, 1.0)
     assert baseline.error_rate == pytest.approx(error_rate)
+
+
+@pytest.mark.parametrize("name", sorted(FAULT_EXPERIMENTS))
+def test_fault_experiments_run_the_open_model(name: str) -> None:
+    """Full and smoke drive an arrival rate (no coordinated omission), except the
+    experiments kept closed on purpose; smoke at the rate its 20 closed-model users made
+    (19-21 req/s measured), full at 50 req/s (50 users, 1 s mean think time)."""
+    base, smoke = _smoke(CATALOGUE / f"{name}.yaml")
+    expected = "closed" if name in CLOSED_FAULT_EXPERIMENTS else "open"
+    assert (base.load.model, smoke.load.model) == (expected, expected)
+    if expected == "open":
+        assert [s.rps for s in smoke.load.arrival_rate or []] == [20]
+        assert smoke.load.workload.wait.max > 0  # kept for closed-model use (game days)
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LOAD_TESTS))
+def test_seed_load_tests_have_open_model_variants(name: str) -> None:
+    """Each seed load test keeps its users and offers the guide's throughput targets as
+    profiles: rps100, rps500, rps1000 over the preset's duration (spike: a tenth of the
+    target around two minutes at the target, like the preset's 100 -> 1000 -> 100 users)."""
+    loaded = load_all_profiles(CATALOGUE / f"{name}.yaml")
+    base = loaded[None]
+    assert base.load.model == "closed" and loaded["smoke"].load.model == "closed"
+    assert "rps100, rps500, rps1000" in base.description.split(". ")[0]
+    for profile, target in THROUGHPUT_TARGETS.items():
+        variant = loaded[profile]
+        assert variant.load.model == "open" and variant.load.preset is None
+        rates = [(s.duration, s.rps) for s in variant.load.arrival_rate or []]
+        assert variant.total_duration == base.total_duration
+        if name == "spike":
+            assert rates == [(300, target / 10), (120, target), (480, target / 10)]
+        else:
+            assert rates == [(base.total_duration, target)]
+        assert variant.slo == base.slo and variant.load.workload == base.load.workload
 
 
 def _pool_demand(experiment: Experiment) -> float:

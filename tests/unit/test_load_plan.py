@@ -94,7 +94,7 @@ def test_expected_statuses() -> None:
 
 
 def test_plan_from_a_catalogue_experiment() -> None:
-    """The catalogue's db-hang smoke profile becomes a closed-model plan with its workload."""
+    """The catalogue's db-hang smoke profile becomes an open-model plan with its workload."""
     experiment = load_experiment("db-hang", profile="smoke")
     plan = plan_from_experiment(experiment, "http://127.0.0.1:8000/", t0=5.0, workers=3)
     assert plan.target == "http://127.0.0.1:8000"
