@@ -75,6 +75,9 @@ def plan_document(
         if within is not None:
             entry["within"] = float(within)
         slo[phase] = entry
+    capacity = experiment.slo.capacity
+    if capacity is not None:
+        slo["capacity"] = {"rps": capacity.rps, "users": capacity.users}
     return {
         "dry_run": True,
         "experiment": experiment.name,
@@ -248,6 +251,13 @@ def _show_slo(slo: dict[str, Any]) -> None:
         return
     table = _table("SLOs", "phase", "endpoint", "limits")
     for phase, entry in slo.items():
+        if phase == "capacity":
+            held = [f"{entry['rps']:g} req/s" if entry["rps"] else "",
+                    f"{entry['users']} users" if entry["users"] else ""]  # fmt: skip
+            table.add_row(
+                phase, "", "breaking point at least " + " and ".join(h for h in held if h)
+            )
+            continue
         rows = [("all endpoints", entry["all"]), *entry["endpoints"].items()]
         for endpoint, limits in rows:
             if limits:
