@@ -154,3 +154,14 @@ def test_dry_run_still_refuses_invalid_input(sandbox: dict[str, str]) -> None:
     )
     assert result.exit_code == 2
     assert "load.arrival_rate[0].rps" in result.output
+
+
+def test_a_capacity_target_is_shown_and_a_flat_profile_has_none(sandbox: dict[str, str]) -> None:
+    """stress states the guide's 500 req/s: the JSON and the text view say it; its smoke
+    profile (a flat load, no breaking point) has no capacity target."""
+    code, doc = dry_run(sandbox, "stress")
+    assert code == 0 and doc["slo"]["capacity"] == {"rps": 500.0, "users": None}
+    text = CliRunner().invoke(app, ["run", "stress", "--dry-run"], env=sandbox).stdout
+    assert "breaking point at least 500 req/s" in text
+    code, doc = dry_run(sandbox, "stress", "--profile", "smoke")
+    assert code == 0 and "capacity" not in doc["slo"]
