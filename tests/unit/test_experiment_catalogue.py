@@ -31,7 +31,7 @@ FAULT_EXPERIMENTS = {
 }
 # Fault experiments that keep the closed model (users), and why: docs/load.md, "The
 # catalogue's load model". Every other fault experiment drives an arrival rate.
-CLOSED_FAULT_EXPERIMENTS = {"db-latency", "pool-exhaustion"}
+CLOSED_FAULT_EXPERIMENTS = {"pool-exhaustion"}
 SEED_LOAD_TESTS = {"normal": 0.001, "stress": 0.01, "spike": 0.05, "endurance": 0.001}
 THROUGHPUT_TARGETS = {"rps100": 100, "rps500": 500, "rps1000": 1000}
 FRAGILE_DB_POOL = 4
