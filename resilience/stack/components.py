@@ -298,6 +298,12 @@ class Postgres(Component):
             # In the state directory: no collision with another cluster's socket.
             "-c", f"unix_socket_directories={socket_dir or ''}",
             "-c", "password_encryption=scram-sha-256",
+            # Evidence for a slow database that is not a fault's: statements over 250 ms and
+            # lock waits over 300 ms are logged with their blocker (logs/postgres.log). Seen:
+            # INSERTs stalled > 0.9 s six seconds after a healed fault, cause unknown.
+            "-c", "log_min_duration_statement=250",
+            "-c", "log_lock_waits=on",
+            "-c", "deadlock_timeout=300ms",
         ]  # fmt: skip
         return Launch(
             argv=argv,
