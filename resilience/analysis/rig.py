@@ -77,17 +77,26 @@ def generator_reasons(sample: HostFigures) -> list[str]:
 
 def host_reasons(sample: HostFigures) -> list[str]:
     """Why the host was overloaded in this second (empty: it was not)."""
-    reasons: list[str] = []
-    cores = max(1, sample.cores)
+    return steal_reasons(sample) + other_reasons(sample)
+
+
+def steal_reasons(sample: HostFigures) -> list[str]:
+    """The hypervisor running another guest on our CPUs (steal at least ``STEAL``)."""
     if sample.steal is not None and sample.steal >= STEAL:
-        reasons.append(f"CPU steal {sample.steal:.0%}")
+        return [f"CPU steal {sample.steal:.0%}"]
+    return []
+
+
+def other_reasons(sample: HostFigures) -> list[str]:
+    """Processes that are not the experiment's taking the host's CPU while it has none idle."""
+    cores = max(1, sample.cores)
     saturated = sample.idle is not None and sample.idle <= HOST_IDLE
     if saturated and sample.other_cpu is not None and sample.other_cpu >= OTHER_SHARE * cores:
-        reasons.append(
+        return [
             f"other processes using {sample.other_cpu:.1f} of {cores} cores "
             "(not the experiment's: neither the target, its stack nor the load generator)"
-        )
-    return reasons
+        ]
+    return []
 
 
 @dataclass(frozen=True)
@@ -245,22 +254,23 @@ def rig_report(
 
 
 def _phase_rig(phase: Phase, samples: Sequence[RigSecond]) -> PhaseRig:
-    inside = [s for s in samples if phase.holds_second(s.second)]
-    generator = [s for s in inside if generator_reasons(s)]
-    host = [s for s in inside if host_reasons(s)]
+    generator = host = other = 0
     # Each kind of reason once (its worst second's wording), the generator's first.
     worst: dict[str, tuple[float, str]] = {}
-    for s in inside:
-        for why in generator_reasons(s) + host_reasons(s):
+    for s in samples:
+        if not phase.holds_second(s.second):
+            continue
+        saturated, stolen, others = generator_reasons(s), steal_reasons(s), other_reasons(s)
+        generator += bool(saturated)
+        host += bool(stolen or others)
+        other += bool(others)
+        for why in saturated + stolen + others:
             kind = " ".join(why.split()[:3] if why.startswith("load worker") else why.split()[:2])
             value = _number(why)
             if kind not in worst or value > worst[kind][0]:
                 worst[kind] = (value, why)
     reasons = [text for _, text in worst.values()]
-    other = [s for s in inside if any(not r.startswith("CPU steal") for r in host_reasons(s))]
-    return PhaseRig(
-        phase.name, len(list(phase.seconds())), len(generator), len(host), reasons, len(other)
-    )
+    return PhaseRig(phase.name, len(phase.seconds()), generator, host, reasons, other)
 
 
 def _number(why: str) -> float:
@@ -531,16 +541,11 @@ def _trusted_failures(
     if calm:
         return f"the failures in the {', '.join(sorted(calm))} phase do not depend on it"
     base = phases.get("baseline")
-    if base is None or not base.steal_only or baseline_breaches:
+    if base is None or not base.steal_only or baseline_breaches or "baseline" in failing_phases:
         return ""
-    controlled = [
-        name
-        for name in failing_phases
-        if name != "baseline" and name in phases and phases[name].steal_only
-    ]
-    if len(controlled) < len(failing_phases) or not controlled:
+    if not all(name in phases and phases[name].steal_only for name in failing_phases):
         return ""
     return (
         "CPU steal alone, and the baseline measured under it met its SLOs: the failures in "
-        f"the {', '.join(sorted(controlled))} phase are the target's"
+        f"the {', '.join(sorted(failing_phases))} phase are the target's"
     )
