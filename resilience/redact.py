@@ -532,12 +532,12 @@ class _Walk:
         out: dict[str, JSONValue] = {}
         for key, item in value.items():
             name = key if isinstance(key, str) else str(key)
-            if name in _ID_KEYS and isinstance(item, str) and self.text(name) == name:
+            # Judged by the redacted key, which is what a second pass sees (idempotence).
+            shown = self.text(name)
+            if name in _ID_KEYS and isinstance(item, str) and shown == name:
                 # (A key that is itself a secret literal, e.g. "traceID", gets no exemption.)
                 out[name] = item
                 continue
-            # Judged by the redacted key, which is what a second pass sees (idempotence).
-            shown = self.text(name)
             out[shown] = self.value(item, secret or is_secret_name(shown))
         return out
 
