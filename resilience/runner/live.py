@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from resilience.errors import GuardTripped, ResilienceError
@@ -25,7 +25,7 @@ from resilience.runner.live_export import timeline_phase
 from resilience.runner.marks import PhaseMarker
 from resilience.runner.observer import LiveStatus, RunObserver
 from resilience.runner.search import LiveSearch
-from resilience.vocabulary import Clock
+from resilience.vocabulary import Clock, Phase
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ class LiveRun:
     marker: PhaseMarker | None = None
     search: LiveSearch | None = None
     """A capacity search's live judge: once its SLOs broke, the load ends ``after`` later."""
-    spike: tuple[float, float] | None = None
-    """The load spike's window on the run's clock, in a run phased by a spike."""
+    spike_phases: Sequence[Phase] | None = None
+    """The scheduled phases of a run phased by a load spike (baseline, spike, recovery)."""
 
     def phase(self, now: float) -> str:
-        return timeline_phase(self.timeline, self.spike, now)
+        return timeline_phase(self.timeline, self.spike_phases, now)
 
     def status(self, now: float) -> LiveStatus:
         live = self.recorder.live(window_s=3)

@@ -33,7 +33,7 @@ from resilience.faults.timeline import FaultTimeline
 from resilience.histogram import Histogram
 from resilience.load.recorder import LoadRecorder
 from resilience.load.samples import LiveTick, LoadEvent
-from resilience.vocabulary import ERROR_OUTCOMES, PHASE_NAMES, Clock
+from resilience.vocabulary import ERROR_OUTCOMES, PHASE_NAMES, Clock, Phase
 
 logger = logging.getLogger(__name__)
 
@@ -251,16 +251,14 @@ class LiveExport:
 
 def timeline_phase(
     timeline: FaultTimeline,
-    spike: tuple[float, float] | None = None,
+    scheduled: Sequence[Phase] | None = None,
     now: float | None = None,
 ) -> str:
     """The phase a run is in, from its faults: fault while one is in effect, recovery once
-    one has ended, baseline before. A run phased by a load spike (no faults; ``spike`` its
-    window on the run's clock, ``now`` the clock's reading) is in baseline, spike or
-    recovery by the clock."""
-    if spike is not None and now is not None and not timeline.states:
-        start, end = spike
-        return "baseline" if now < start else "spike" if now < end else "recovery"
+    one has ended, baseline before. A run phased by a load spike (no faults; ``scheduled``
+    its phases, ``now`` the clock's reading) is in the scheduled phase holding ``now``."""
+    if scheduled and now is not None and not timeline.states:
+        return next((p.name for p in scheduled if p.contains(now)), scheduled[-1].name)
     if timeline.any_active():
         return "fault"
     if any(s.status in ("healed", "failed") for s in timeline.states.values()):
@@ -284,18 +282,20 @@ def start_for_run(
     timeline: FaultTimeline,
     recorder: LoadRecorder,
     names: Callable[[str], str] = str,
-    spike: tuple[float, float] | None = None,
+    scheduled: Sequence[Phase] | None = None,
     clock: Clock | None = None,
 ) -> LiveExport:
     """Serve a run's live metrics (its recorder's completions, its timeline's faults; the
-    spike's phases by ``clock`` for a run phased by a load spike)."""
+    ``scheduled`` phases by ``clock`` for a run phased by a load spike)."""
     return start_export(
         port,
         run,
         experiment=experiment,
         profile=profile,
         faults=lambda: timeline_faults(timeline),
-        phase=lambda: timeline_phase(timeline, spike, clock.now() if clock is not None else None),
+        phase=lambda: timeline_phase(
+            timeline, scheduled, clock.now() if clock is not None else None
+        ),
         recorder=recorder,
         names=names,
     )

@@ -322,6 +322,9 @@ class _Run:
         self.marker: PhaseMarker | None = None
         self.moments: FaultMoments | None = None
         self.load_end = experiment.total_duration
+        self.spike_phases = experiment.scheduled_phases() if experiment.spike() else None
+        """A run phased by a load spike: its scheduled phases, so the live display and
+        metrics say spike and recovery as the analysis will."""
         self.stopped_early = False
         """A capacity search ended its load before its plan did (no drain: the workers
         would go on sending until their plan's end)."""
@@ -461,7 +464,7 @@ class _Run:
             timeline=self.timeline,
             recorder=self.recorder,
             names=self.redactor.redact_text,
-            spike=self._spike_window(),
+            scheduled=self.spike_phases,
             clock=self.clock,
         )
         self.rig = self._rig_monitor()
@@ -523,12 +526,6 @@ class _Run:
                 f"{lost.text()}: missing load, not the target's failure", severe=True
             )
 
-    def _spike_window(self) -> tuple[float, float] | None:
-        """The load spike's window on the run's clock (a run phased by a spike), so the live
-        display and metrics say spike and recovery as the analysis will."""
-        spike = self.experiment.spike()
-        return None if spike is None else spike.window
-
     def live(self) -> None:
         assert self.clock and self.engine and self.recorder and self.timeline
         search = LiveSearch.of(self.experiment)
@@ -544,7 +541,7 @@ class _Run:
             between=self.check_rig,
             marker=self.marker,
             search=search,
-            spike=self._spike_window(),
+            spike_phases=self.spike_phases,
         )
         try:
             live.run()

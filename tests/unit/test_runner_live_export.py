@@ -92,12 +92,13 @@ def test_the_live_phase_follows_a_load_spike_by_the_clock_and_faults_by_their_st
     from resilience.faults.timeline import FaultTimeline
     from resilience.runner.live_export import timeline_phase
     from resilience.testing.toxiproxy_fake import FakeToxiproxy
-    from resilience.vocabulary import FakeClock
+    from resilience.vocabulary import FakeClock, phases_from_spike
 
     api, clock = FakeToxiproxy(), FakeClock()
     api.create_proxy("db", "127.0.0.1:20000", "127.0.0.1:21000")
     calm = FaultTimeline([], api, clock)
-    phases = [timeline_phase(calm, (12.0, 20.0), t) for t in (0.0, 11.9, 12.0, 19.9, 20.0, 39.0)]
+    spiked = phases_from_spike((12.0, 20.0), start=0.0, end=40.0)
+    phases = [timeline_phase(calm, spiked, t) for t in (0.0, 11.9, 12.0, 19.9, 20.0, 39.0)]
     assert phases == ["baseline", "baseline", "spike", "spike", "recovery", "recovery"]
     assert timeline_phase(calm) == "baseline"
 
@@ -106,5 +107,5 @@ def test_the_live_phase_follows_a_load_spike_by_the_clock_and_faults_by_their_st
     for t in (1.0, 6.0, 11.0):
         clock.t = t
         faulty.tick()
-        seen.append(timeline_phase(faulty, (12.0, 20.0), t))
+        seen.append(timeline_phase(faulty, spiked, t))
     assert seen == ["baseline", "fault", "recovery"]
