@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,28 +153,30 @@ def _stats(p95: float | None, completions: int, errors: int = 0) -> LiveStats:
     )  # fmt: skip
 
 
+def _judge(search: str, slo: str) -> LiveSearch:
+    judge = LiveSearch.of(parse_experiment(SEARCH.format(search=search, slo=slo), file="s.yaml"))
+    assert judge is not None
+    return judge
+
+
+def _drive(judge: LiveSearch, seconds: int, stats_at: Callable[[int], LiveStats]) -> float | None:
+    """Tick the judge once a second (at t + 0.1) with ``stats_at(t)``; when it stops."""
+    for t in range(seconds):
+        stats = stats_at(t)
+        stop = judge.tick(t + 0.1, lambda window, endpoint, stats=stats: stats)
+        if stop is not None:
+            return stop
+    return None
+
+
 def test_the_live_judge_stops_a_search_after_a_sustained_break() -> None:
     """One slow second is forgiven; five in a row stop the search `after` seconds later."""
-    experiment = parse_experiment(
-        SEARCH.format(
-            search="{users: {from: 10, step: 10, ceiling: 100}, hold: 5s, after: 4s}",
-            slo="  baseline: {p95: 500ms}",
-        ),
-        file="s.yaml",
+    judge = _judge(
+        "{users: {from: 10, step: 10, ceiling: 100}, hold: 5s, after: 4s}",
+        "  baseline: {p95: 500ms}",
     )
-    judge = LiveSearch.of(experiment)
-    assert judge is not None
     slow_from, blip = 30, 15
-    stop = None
-    for t in range(60):
-        p95 = 0.9 if t >= slow_from or t == blip else 0.05
-
-        def live(window: int, endpoint: str | None, p95: float = p95) -> LiveStats:
-            return _stats(p95, 100)
-
-        stop = judge.tick(t + 0.1, live)
-        if stop is not None:
-            break
+    stop = _drive(judge, 60, lambda t: _stats(0.9 if t >= slow_from or t == blip else 0.05, 100))
     assert judge.broke_at == pytest.approx(34.1)
     assert stop == pytest.approx(38.1)
     assert "p95 of all endpoints 900 ms > 500 ms" in judge.message()
@@ -182,25 +185,15 @@ def test_the_live_judge_stops_a_search_after_a_sustained_break() -> None:
 def test_the_live_judge_breaks_on_a_max_limit_as_the_analysis_does() -> None:
     """A baseline with only ``max``: the percentiles stay fast, one request a second takes
     2 s; the live judge stops the search (it ignored ``max`` before)."""
-    experiment = parse_experiment(
-        SEARCH.format(
-            search="{users: {from: 10, step: 10, ceiling: 100}, hold: 5s, after: 2s}",
-            slo="  baseline: {max: 1s}",
-        ),
-        file="s.yaml",
+    judge = _judge(
+        "{users: {from: 10, step: 10, ceiling: 100}, hold: 5s, after: 2s}",
+        "  baseline: {max: 1s}",
     )
-    judge = LiveSearch.of(experiment)
-    assert judge is not None
-    stop = None
-    for t in range(40):
-        stats = dataclasses.replace(_stats(0.05, 100), max=2.0 if t >= 20 else 0.2)
-
-        def live(window: int, endpoint: str | None, stats: LiveStats = stats) -> LiveStats:
-            return stats
-
-        stop = judge.tick(t + 0.1, live)
-        if stop is not None:
-            break
+    stop = _drive(
+        judge,
+        40,
+        lambda t: dataclasses.replace(_stats(0.05, 100), max=2.0 if t >= 20 else 0.2),
+    )
     assert judge.broke_at is not None and judge.broke_at >= 20
     assert stop == pytest.approx(judge.broke_at + 2)
     assert "max of all endpoints 2000 ms > 1000 ms" in judge.message()
@@ -208,15 +201,7 @@ def test_the_live_judge_breaks_on_a_max_limit_as_the_analysis_does() -> None:
 
 def test_the_live_judge_ignores_thin_windows() -> None:
     """Too few completions to judge: no break, however slow."""
-    experiment = parse_experiment(
-        SEARCH.format(
-            search="{users: {from: 1, step: 1, ceiling: 5}, hold: 5s}",
-            slo="  baseline: {p95: 500ms}",
-        ),
-        file="s.yaml",
-    )
-    judge = LiveSearch.of(experiment)
-    assert judge is not None
+    judge = _judge("{users: {from: 1, step: 1, ceiling: 5}, hold: 5s}", "  baseline: {p95: 500ms}")
     for t in range(60):
         assert judge.tick(t + 0.1, lambda w, e: _stats(5.0, 5)) is None
 
