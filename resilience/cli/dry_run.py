@@ -252,11 +252,9 @@ def _show_slo(slo: dict[str, Any]) -> None:
     table = _table("SLOs", "phase", "endpoint", "limits")
     for phase, entry in slo.items():
         if phase == "capacity":
-            held = [f"{entry['rps']:g} req/s" if entry["rps"] else "",
-                    f"{entry['users']} users" if entry["users"] else ""]  # fmt: skip
-            table.add_row(
-                phase, "", "breaking point at least " + " and ".join(h for h in held if h)
-            )
+            held = [f"{entry['rps']:g} req/s"] if entry["rps"] else []
+            held += [f"{entry['users']} users"] if entry["users"] else []
+            table.add_row(phase, "", "breaking point at least " + " and ".join(held))
             continue
         rows = [("all endpoints", entry["all"]), *entry["endpoints"].items()]
         for endpoint, limits in rows:
