@@ -2,7 +2,7 @@
 
 Each cell runs once per session (shared with the other run tests through the ``runs``
 cache) on the real stack. db-outage, db-hang, db-latency and db-flaky drive an arrival rate
-(the open model, 20 req/s); pool-exhaustion keeps its users (the closed model: at that rate
+(the open model, 20 req/s; db-latency 30); pool-exhaustion keeps its users (the closed model: at that rate
 an open load makes the fragile shop cascade there, docs/load.md). What is asserted per cell is written down in ``MATRIX``:
 the exit code, the finding kinds that must be found, and those that must not be. The
 shop's mechanisms make these the truth (docs/shop.md); where an effect is marginal at
@@ -63,9 +63,10 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("db-hang", "fragile"): cell(
         1, "cascading_failure timeout pool_exhaustion slow_recovery", NO_LOSS, catalog=True
     ),
-    # 800 ms per database reply: order calls arrive at ~6/s, four connections serve ~3/s;
-    # the backlog waits in the gateway's shared pool of 10 and the catalog queues behind
-    # it. (Twenty closed-model users were at the edge: a cascade in 4 of 10 runs.)
+    # 800 ms per database reply: order calls arrive at ~9/s (30 req/s), four connections
+    # serve ~5/s; the backlog fills the gateway's shared pool of 10 and the catalog queues
+    # behind it. (Twenty closed-model users were at the edge: a cascade in 4 of 10 runs; at
+    # 20 req/s the backlog grew ~1/s and once stopped at 8, two short of the pool.)
     ("db-latency", "fragile"): cell(1, "cascading_failure", NO_LOSS),
     # Connections reset at random: fragile's reconnect pause (10 s) turns a reset into a
     # wait that fills the gateway's shared pool. When the first reset lands is chance (the
