@@ -31,6 +31,7 @@ from resilience.stack.credentials import database_password, fingerprint, scram_v
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
+    LOOKBACK_DELTA,
     SHOP_METRICS_PORTS,
     jaeger_config,
     prometheus_config,
@@ -656,6 +657,7 @@ class Prometheus(Component):
             f"--config.file={self.config_file(ctx)}",
             f"--storage.tsdb.path={ctx.config.paths.state / 'prometheus'}",
             "--storage.tsdb.retention.time=2d",
+            f"--query.lookback-delta={LOOKBACK_DELTA}",
             f"--web.listen-address={ctx.config.host}:{ctx.config.ports.prometheus}",
             # No --web.enable-lifecycle: POST /-/quit would let any local user stop it.
         ]

@@ -22,6 +22,7 @@ from resilience.stack.config import Ports
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
+    LOOKBACK_DELTA,
     Network,
     jaeger_config,
     prometheus_config,
@@ -115,6 +116,7 @@ def compose_document(ports: Ports | None = None) -> dict[str, object]:
                 f"--config.file={_PROGRAM_CONFIG_TARGETS['prometheus']}",
                 "--storage.tsdb.path=/prometheus",
                 "--storage.tsdb.retention.time=2d",
+                f"--query.lookback-delta={LOOKBACK_DELTA}",
                 f"--web.listen-address={network.bind}:{ports.prometheus}",
             ],
             "configs": [_config_mount("prometheus")],

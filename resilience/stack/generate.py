@@ -18,6 +18,15 @@ from resilience.stack.topology import SHOP_SERVICES, stack_proxies
 from resilience.vocabulary import SHOP_MODES
 
 SCRAPE_INTERVAL = "1s"
+LOOKBACK_DELTA = "5s"
+"""How far back the stack's Prometheus looks for a gauge's last sample (its default: 5 min).
+
+Five scrapes. A stack stopped between runs leaves its processes' last samples in the TSDB
+with no staleness marker (the shop and Prometheus stop within one scrape of each other); at
+the default, the next run's first seconds read them as the new processes' values until the
+first scrape: a fragile run right after a hardened one saw its database pool's size as 10,
+the hardened pool's, for 6 s, and called the fragile pool of 4 "drained, not exhausted".
+"""
 JAEGER_MAX_TRACES = 200_000
 JAEGER_STORAGE = "memstore"
 DATABASE_ROLE = "resilience"
