@@ -76,8 +76,9 @@ def served(host: str) -> int:
         return int(json.load(response)["requests"])
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds (user + system) of ``root`` and every descendant alive now."""
+def tree_cpu(root: int, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds (user + system) of ``root`` and every descendant alive now, except the
+    trees of ``exclude`` (the echo server is a child of this process too)."""
     children: dict[int, list[int]] = {}
     stats: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -93,6 +94,8 @@ def tree_cpu(root: int) -> float:
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
+        if pid in exclude:
+            continue
         total += stats.get(pid, 0.0)
         todo.extend(children.get(pid, []))
     return total
@@ -101,15 +104,18 @@ def tree_cpu(root: int) -> float:
 class Window:
     """The steady window of one run: the server's count and the tree's CPU at its edges."""
 
-    def __init__(self, host: str, roots: list[int], start: float, end: float) -> None:
+    def __init__(
+        self, host: str, roots: list[int], start: float, end: float, exclude: frozenset[int]
+    ) -> None:
         self.host, self.roots, self.start, self.end = host, roots, start, end
+        self.exclude = exclude
         self.marks: dict[str, tuple[float, int, float]] = {}
 
     def poll(self) -> None:
         now = time.time()
         for name, at in (("begin", self.start), ("end", self.end)):
             if name not in self.marks and now >= at:
-                cpu = sum(tree_cpu(r) for r in self.roots)
+                cpu = sum(tree_cpu(r, self.exclude) for r in self.roots)
                 self.marks[name] = (time.time(), served(self.host), cpu)
 
     def measure(self) -> Measure:
@@ -118,7 +124,14 @@ class Window:
 
 
 def run_engine(
-    host: str, users: int, duration: float, warmup: float, work: Path, *, dist: bool
+    host: str,
+    users: int,
+    duration: float,
+    warmup: float,
+    work: Path,
+    *,
+    dist: bool,
+    exclude: frozenset[int],
 ) -> Measure:
     from resilience.load import LoadEngine, LoadPlan, LoadRecorder, RequestPlan, Stage
     from resilience.load.distributed import Distributed
@@ -150,8 +163,8 @@ def run_engine(
         t0 = time.time() + 0.2
         engine.start(t0=t0)
         recorder = LoadRecorder(run_dir, t0=t0, workers=2, plan=engine.plan)
-        roots = [os.getpid(), *(w.pid for w in workers)]
-        window = Window(host, roots, t0 + warmup, t0 + duration)
+        # The `resilience worker` processes are this process's children: counted once.
+        window = Window(host, [os.getpid()], t0 + warmup, t0 + duration, exclude)
         while engine.running:
             window.poll()
             recorder.consume(engine.poll(0.05))
@@ -161,7 +174,9 @@ def run_engine(
     return window.measure()
 
 
-def run_locust(host: str, users: int, duration: float, warmup: float, work: Path) -> Measure:
+def run_locust(
+    host: str, users: int, duration: float, warmup: float, work: Path, *, exclude: frozenset[int]
+) -> Measure:
     locustfile = work / "plain.py"
     locustfile.write_text(PLAIN)
     process = subprocess.Popen(
@@ -178,7 +193,7 @@ def run_locust(host: str, users: int, duration: float, warmup: float, work: Path
             raise SystemExit("locust sent nothing")
         time.sleep(0.02)
     start = time.time()
-    window = Window(host, [process.pid], start + warmup, start + duration - 0.5)
+    window = Window(host, [process.pid], start + warmup, start + duration - 0.5, exclude)
     while process.poll() is None:
         window.poll()
         time.sleep(0.05)
@@ -217,12 +232,14 @@ def main() -> None:
                     time.sleep(0.05)
             for round_no in range(args.rounds):
                 order = kinds[round_no % 3 :] + kinds[: round_no % 3]
+                exclude = frozenset({server.pid})
                 for kind in order:
                     if kind == "locust":
-                        m = run_locust(host, args.users, args.duration, args.warmup, work)
+                        m = run_locust(host, args.users, args.duration, args.warmup, work,
+                                       exclude=exclude)  # fmt: skip
                     else:
                         m = run_engine(host, args.users, args.duration, args.warmup, work,
-                                       dist=kind == "dist")  # fmt: skip
+                                       dist=kind == "dist", exclude=exclude)  # fmt: skip
                     results[kind].append(m)
                 loads.append(os.getloadavg()[0])
                 print(
@@ -272,7 +289,8 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
             f"{args.users} users, no think time, `GET /` on the Go echo server, nothing "
             f"pinned; measured from {args.warmup:g} s to the end of each "
             f"{args.duration:g} s run by the server's own counter; CPU of each mode's "
-            "whole process tree (ours: this process as the run's parent).",
+            "whole process tree (ours: this process as the run's parent, the echo server "
+            "excluded).",
             "",
             *rows,
             "",
