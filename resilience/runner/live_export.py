@@ -256,9 +256,10 @@ def timeline_phase(
 ) -> str:
     """The phase a run is in, from its faults: fault while one is in effect, recovery once
     one has ended, baseline before. A run phased by a load spike (no faults; ``scheduled``
-    its phases, ``now`` the clock's reading) is in the scheduled phase holding ``now``."""
+    its phases, ``now`` the clock's reading) is in the first scheduled phase not yet over:
+    baseline before t0 too, recovery after the plan's end."""
     if scheduled and now is not None and not timeline.states:
-        return next((p.name for p in scheduled if p.contains(now)), scheduled[-1].name)
+        return next((p.name for p in scheduled if now < p.end), scheduled[-1].name)
     if timeline.any_active():
         return "fault"
     if any(s.status in ("healed", "failed") for s in timeline.states.values()):

@@ -100,6 +100,8 @@ def test_the_live_phase_follows_a_load_spike_by_the_clock_and_faults_by_their_st
     spiked = phases_from_spike((12.0, 20.0), start=0.0, end=40.0)
     phases = [timeline_phase(calm, spiked, t) for t in (0.0, 11.9, 12.0, 19.9, 20.0, 39.0)]
     assert phases == ["baseline", "baseline", "spike", "spike", "recovery", "recovery"]
+    # Before t0 (the export answers scrapes while the workers start) and after the plan.
+    assert [timeline_phase(calm, spiked, t) for t in (-2.0, 41.0)] == ["baseline", "recovery"]
     assert timeline_phase(calm) == "baseline"
 
     faulty = FaultTimeline([FaultSpec(0, 5, 5, "db", "outage")], api, clock)
