@@ -31,10 +31,10 @@ from resilience.stack.credentials import database_password, fingerprint, scram_v
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
-    LOOKBACK_DELTA,
     SHOP_METRICS_PORTS,
     jaeger_config,
     prometheus_config,
+    prometheus_flags,
     shop_env,
     to_yaml,
     toxiproxy_config,
@@ -654,12 +654,11 @@ class Prometheus(Component):
     def launch(self, ctx: Context) -> Launch:
         argv = [
             str(ctx.programs.prometheus),
-            f"--config.file={self.config_file(ctx)}",
-            f"--storage.tsdb.path={ctx.config.paths.state / 'prometheus'}",
-            "--storage.tsdb.retention.time=2d",
-            f"--query.lookback-delta={LOOKBACK_DELTA}",
-            f"--web.listen-address={ctx.config.host}:{ctx.config.ports.prometheus}",
-            # No --web.enable-lifecycle: POST /-/quit would let any local user stop it.
+            *prometheus_flags(
+                str(self.config_file(ctx)),
+                str(ctx.config.paths.state / "prometheus"),
+                f"{ctx.config.host}:{ctx.config.ports.prometheus}",
+            ),
         ]
         return Launch(
             argv=argv, log=ctx.log(self.name), cwd=ctx.config.paths.state, env=_base_env()

@@ -22,10 +22,10 @@ from resilience.stack.config import Ports
 from resilience.stack.generate import (
     DATABASE_NAME,
     DATABASE_ROLE,
-    LOOKBACK_DELTA,
     Network,
     jaeger_config,
     prometheus_config,
+    prometheus_flags,
     shop_env,
     to_yaml,
     toxiproxy_config,
@@ -112,13 +112,11 @@ def compose_document(ports: Ports | None = None) -> dict[str, object]:
         },
         "prometheus": {
             "image": versions.IMAGES["prometheus"],
-            "command": [
-                f"--config.file={_PROGRAM_CONFIG_TARGETS['prometheus']}",
-                "--storage.tsdb.path=/prometheus",
-                "--storage.tsdb.retention.time=2d",
-                f"--query.lookback-delta={LOOKBACK_DELTA}",
-                f"--web.listen-address={network.bind}:{ports.prometheus}",
-            ],
+            "command": prometheus_flags(
+                _PROGRAM_CONFIG_TARGETS["prometheus"],
+                "/prometheus",
+                f"{network.bind}:{ports.prometheus}",
+            ),
             "configs": [_config_mount("prometheus")],
             "ports": _published(by_name["prometheus"], ports),
             # The run's live load metrics are served on the host (see the job "resilience").

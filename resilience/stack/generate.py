@@ -27,6 +27,22 @@ the default, the next run's first seconds read them as the new processes' values
 first scrape: a fragile run right after a hardened one saw its database pool's size as 10,
 the hardened pool's, for 6 s, and called the fragile pool of 4 "drained, not exhausted".
 """
+
+
+def prometheus_flags(config_file: str, data_dir: str, listen: str) -> list[str]:
+    """The stack's Prometheus command-line flags, native and in compose alike.
+
+    No --web.enable-lifecycle: POST /-/quit would let any local user stop it.
+    """
+    return [
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={data_dir}",
+        "--storage.tsdb.retention.time=2d",
+        f"--query.lookback-delta={LOOKBACK_DELTA}",
+        f"--web.listen-address={listen}",
+    ]
+
+
 JAEGER_MAX_TRACES = 200_000
 JAEGER_STORAGE = "memstore"
 DATABASE_ROLE = "resilience"
