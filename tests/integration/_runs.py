@@ -16,6 +16,8 @@ import httpx
 
 from resilience.experiment.loader import load_experiment
 from resilience.runner.orchestrator import RunOptions, RunResult, run_experiment
+from resilience.stack._process import proc_info, spawn_detached, stop_group
+from resilience.stack.components import Component, Context
 from tests.integration.conftest import StackHandle, port_offset
 
 T = TypeVar("T")
@@ -32,6 +34,26 @@ def wait_for(predicate: Callable[[], T | None], *, timeout: float, every: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout:.1f}s")
         time.sleep(every)
+
+
+def start_component(component: Component, ctx: Context) -> int:
+    """Start one of the stack's components outside the stack (its own prepare and launch),
+    wait until its probe is happy; its process group id (for ``stop_group``)."""
+    component.prepare(ctx)
+    pid = spawn_detached(component.launch(ctx))
+    info = proc_info(pid)
+    assert info is not None, f"{component.name} exited at once: {ctx.log(component.name)}"
+
+    def healthy() -> bool:
+        return component.probe(ctx) is None
+
+    try:
+        wait_for(healthy, timeout=60, every=0.2)
+    except AssertionError:
+        stop_group(info.pgid)
+        log = ctx.log(component.name)
+        raise AssertionError(f"{component.name} not healthy:\n{log.read_text()[-2000:]}") from None
+    return info.pgid
 
 
 def cli_env(handle: StackHandle) -> dict[str, str]:

@@ -26,9 +26,8 @@ import httpx
 import pytest
 
 from resilience.stack import Ports, Stack, StackConfig, StackPaths
-from resilience.stack._process import proc_info, spawn_detached, stop_group
+from resilience.stack._process import stop_group
 from resilience.stack.components import (
-    Component,
     Context,
     Jaeger,
     Prometheus,
@@ -37,7 +36,7 @@ from resilience.stack.components import (
 )
 from resilience.stack.config import default_home
 from resilience.stack.programs import Programs
-from tests.integration._runs import RESILIENCE, wait_for
+from tests.integration._runs import RESILIENCE, start_component
 from tests.integration.conftest import port_offset
 
 pytestmark = pytest.mark.integration
@@ -61,24 +60,6 @@ class OwnParts:
         return self.config.url(port)
 
 
-def _start(component: Component, ctx: Context) -> int:
-    component.prepare(ctx)
-    pid = spawn_detached(component.launch(ctx))
-    info = proc_info(pid)
-    assert info is not None, f"{component.name} exited at once: {ctx.log(component.name)}"
-
-    def healthy() -> bool:
-        return component.probe(ctx) is None
-
-    try:
-        wait_for(healthy, timeout=60, every=0.2)
-    except AssertionError:
-        stop_group(info.pgid)
-        log = ctx.log(component.name)
-        raise AssertionError(f"{component.name} not healthy:\n{log.read_text()[-2000:]}") from None
-    return info.pgid
-
-
 @pytest.fixture(scope="module")
 def own_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnParts]:
     state = tmp_path_factory.mktemp("own-parts")
@@ -98,7 +79,7 @@ def own_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnParts]:
                 ShopService("catalog", needs=()),
                 ShopService("gateway", needs=()),
             ):
-                pgids[component.name] = _start(component, ctx)
+                pgids[component.name] = start_component(component, ctx)
             yield OwnParts(config, pgids)
         finally:
             for pgid in reversed(pgids.values()):

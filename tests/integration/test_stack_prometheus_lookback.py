@@ -20,44 +20,24 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from resilience.observe.prometheus import HttpPrometheusSource
 from resilience.stack import Ports, StackConfig, StackPaths
-from resilience.stack._process import proc_info, spawn_detached, stop_group
+from resilience.stack._process import stop_group
 from resilience.stack.components import Context, Prometheus
 from resilience.stack.config import default_home
 from resilience.stack.generate import LOOKBACK_DELTA
 from resilience.stack.programs import Programs
-from tests.integration._runs import wait_for
+from tests.integration._runs import start_component, wait_for
 from tests.integration.conftest import port_offset
 
 pytestmark = pytest.mark.integration
 
 SHIFT = 71
-
-
-def _start(component: Prometheus, ctx: Context) -> int:
-    component.prepare(ctx)
-    pid = spawn_detached(component.launch(ctx))
-    info = proc_info(pid)
-    assert info is not None, f"prometheus exited at once: {ctx.log(component.name)}"
-    wait_for(lambda: component.probe(ctx) is None, timeout=60, every=0.2)
-    return info.pgid
-
-
 SERIES = 'shop_db_pool_size{job="orders"}'
 
 
-def _instant(http: httpx.Client, url: str, query: str, at: float | None = None) -> list[float]:
-    params = {"query": query} if at is None else {"query": query, "time": f"{at:.3f}"}
-    response = http.get(f"{url}/api/v1/query", params=params)
-    response.raise_for_status()
-    return [float(r["value"][1]) for r in response.json()["data"]["result"]]
-
-
-def _sample_times(http: httpx.Client, url: str) -> list[float]:
-    """The raw samples' timestamps of the last minute (a range selector: no lookback)."""
-    response = http.get(f"{url}/api/v1/query", params={"query": f"{SERIES}[1m]"})
-    response.raise_for_status()
-    return [float(t) for r in response.json()["data"]["result"] for t, _v in r["values"]]
+def _values(prometheus: HttpPrometheusSource, at: float | None = None) -> list[float]:
+    return [v for series in prometheus.query(SERIES, at) for v in series.values()]
 
 
 @pytest.fixture
@@ -74,29 +54,33 @@ def ctx(tmp_path: Path) -> Iterator[Context]:
 def test_a_restarted_prometheus_does_not_serve_a_stopped_process_s_last_value(
     ctx: Context,
 ) -> None:
-    prometheus = Prometheus()
-    url = ctx.config.prometheus_url
+    component = Prometheus()
+    prometheus = HttpPrometheusSource(ctx.config.prometheus_url, timeout=2.0)
     registry = CollectorRegistry()
     Gauge("shop_db_pool_size", "The pool's size.", registry=registry).set(10)
     server, thread = start_http_server(ctx.config.ports.orders, "127.0.0.1", registry)
-    pgid = _start(prometheus, ctx)
     try:
-        wait_for(lambda: _instant(ctx.http, url, SERIES) == [10.0], timeout=30, every=0.2)
-        # Prometheus stops first, the exporter still answering: no failed scrape, no marker.
-        stop_group(pgid)
+        pgid = start_component(component, ctx)
+        try:
+            wait_for(lambda: _values(prometheus) == [10.0], timeout=30, every=0.2)
+        finally:
+            # Prometheus stops first, the exporter still answering: no failed scrape, no
+            # staleness marker.
+            stop_group(pgid)
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-    pgid = _start(prometheus, ctx)
+    pgid = start_component(component, ctx)
     try:
-        times = _sample_times(ctx.http, url)
+        # The raw samples of the last minute (a range selector: no lookback).
+        times = [t for series in prometheus.query(f"{SERIES}[1m]") for t, _ in series.points]
         assert times, "the samples scraped before the restart are in the TSDB"
         last = max(times)
         lookback = float(LOOKBACK_DELTA.removesuffix("s"))
         # The last sample is served within the lookback after it...
-        assert _instant(ctx.http, url, SERIES, last + 1.0) == [10.0]
+        assert _values(prometheus, last + 1.0) == [10.0]
         # ...and not as the value at any instant past it: the next run's first seconds.
-        assert _instant(ctx.http, url, SERIES, last + lookback + 1.0) == []
+        assert _values(prometheus, last + lookback + 1.0) == []
     finally:
         stop_group(pgid)
