@@ -105,9 +105,9 @@ class Window:
     """The steady window of one run: the server's count and the tree's CPU at its edges."""
 
     def __init__(
-        self, host: str, roots: list[int], start: float, end: float, exclude: frozenset[int]
+        self, host: str, root: int, start: float, end: float, exclude: frozenset[int]
     ) -> None:
-        self.host, self.roots, self.start, self.end = host, roots, start, end
+        self.host, self.root, self.start, self.end = host, root, start, end
         self.exclude = exclude
         self.marks: dict[str, tuple[float, int, float]] = {}
 
@@ -115,7 +115,7 @@ class Window:
         now = time.time()
         for name, at in (("begin", self.start), ("end", self.end)):
             if name not in self.marks and now >= at:
-                cpu = sum(tree_cpu(r, self.exclude) for r in self.roots)
+                cpu = tree_cpu(self.root, self.exclude)
                 self.marks[name] = (time.time(), served(self.host), cpu)
 
     def measure(self) -> Measure:
@@ -164,7 +164,7 @@ def run_engine(
         engine.start(t0=t0)
         recorder = LoadRecorder(run_dir, t0=t0, workers=2, plan=engine.plan)
         # The `resilience worker` processes are this process's children: counted once.
-        window = Window(host, [os.getpid()], t0 + warmup, t0 + duration, exclude)
+        window = Window(host, os.getpid(), t0 + warmup, t0 + duration, exclude)
         while engine.running:
             window.poll()
             recorder.consume(engine.poll(0.05))
@@ -193,7 +193,7 @@ def run_locust(
             raise SystemExit("locust sent nothing")
         time.sleep(0.02)
     start = time.time()
-    window = Window(host, [process.pid], start + warmup, start + duration - 0.5, exclude)
+    window = Window(host, process.pid, start + warmup, start + duration - 0.5, exclude)
     while process.poll() is None:
         window.poll()
         time.sleep(0.05)
@@ -230,9 +230,9 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
+            exclude = frozenset({server.pid})
             for round_no in range(args.rounds):
                 order = kinds[round_no % 3 :] + kinds[: round_no % 3]
-                exclude = frozenset({server.pid})
                 for kind in order:
                     if kind == "locust":
                         m = run_locust(host, args.users, args.duration, args.warmup, work,

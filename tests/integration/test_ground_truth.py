@@ -2,11 +2,12 @@
 
 Each cell runs once per session (shared with the other run tests through the ``runs``
 cache) on the real stack. db-outage, db-hang, db-latency and db-flaky drive an arrival rate
-(the open model, 20 req/s; db-latency 30); pool-exhaustion keeps its users (the closed model: at that rate
-an open load makes the fragile shop cascade there, docs/load.md). What is asserted per cell is written down in ``MATRIX``:
-the exit code, the finding kinds that must be found, and those that must not be. The
-shop's mechanisms make these the truth (docs/shop.md); where an effect is marginal at
-smoke size (a few seconds, ten users) the cell asserts only what is robust.
+(the open model, 20 req/s; db-latency 30); pool-exhaustion keeps its users (the closed
+model: at that rate an open load makes the fragile shop cascade there, docs/load.md). What
+is asserted per cell is written down in ``MATRIX``: the exit code, the finding kinds that
+must be found, and those that must not be. The shop's mechanisms make these the truth
+(docs/shop.md); where an effect is marginal at smoke size (a few seconds, ten users) the
+cell asserts only what is robust.
 """
 
 from __future__ import annotations
