@@ -32,7 +32,14 @@ from pydantic import (
 
 from resilience.errors import ExperimentError
 from resilience.experiment._env import EnvRecord
-from resilience.experiment._problems import KeyPath, Problem, ValueProblem, describe, raise_if
+from resilience.experiment._problems import (
+    KeyPath,
+    Problem,
+    ValueProblem,
+    describe,
+    experiment_error,
+    raise_if,
+)
 from resilience.experiment.expectation import Expectation
 from resilience.experiment.fault_types import FAULT_TYPES, FaultType, normalize_attributes
 from resilience.experiment.placeholders import (
@@ -1622,19 +1629,9 @@ class Experiment(_Model):
                     )
                 )
             names.setdefault(proxy.name, i)
-        known = self.proxy_names()
+        problems += self._unknown_proxies(own_target=self.target is not None)
         end = self.total_duration
         for i, fault in enumerate(self.faults):
-            if fault.proxy not in known:
-                where = "declared proxies" if self.target is not None else "proxies"
-                problems.append(
-                    Problem(
-                        f"fault names an unknown proxy {fault.proxy!r}",
-                        expected=f"one of the {where}: {', '.join(known) or '(none declared)'}",
-                        got=repr(fault.proxy),
-                        path=("faults", i, "proxy"),
-                    )
-                )
             if fault.at >= end:
                 problems.append(
                     Problem(
@@ -1663,17 +1660,6 @@ class Experiment(_Model):
                     path=("load", "spike"),
                 )
             )
-        for i, request in enumerate(self.load.workload.requests or []):
-            for j, dependency in enumerate(request.depends_on or []):
-                if dependency not in known:
-                    problems.append(
-                        Problem(
-                            f"depends_on names an unknown proxy {dependency!r}",
-                            expected=f"one of the proxies: {', '.join(known) or '(none declared)'}",
-                            got=repr(dependency),
-                            path=("load", "workload", "requests", i, "depends_on", j),
-                        )
-                    )
         endpoints = self.endpoints()
         if self.load.workload.requests is not None:
             for phase, slo in self.slo.phases().items():
@@ -1816,6 +1802,52 @@ class Experiment(_Model):
     def total_duration(self) -> float:
         """Seconds from load start to load end."""
         return self.load.duration
+
+    def _unknown_proxies(self, *, own_target: bool) -> list[Problem]:
+        """Faults and ``depends_on`` naming a proxy the target does not pass: one not
+        declared, unless the target is the built-in shop and it is one of the stack's."""
+        declared = [p.name for p in self.proxies]
+        known = declared if own_target else self.proxy_names()
+        listed = ", ".join(known) or "(none declared)"
+        problems: list[Problem] = []
+        named = [(f.proxy, "fault", ("faults", i, "proxy")) for i, f in enumerate(self.faults)]
+        named += [
+            (name, "depends_on", ("load", "workload", "requests", i, "depends_on", j))
+            for i, request in enumerate(self.load.workload.requests or [])
+            for j, name in enumerate(request.depends_on or [])
+        ]
+        for name, what, path in named:
+            if name in known:
+                continue
+            shops = own_target and self.target is None and name in BUILTIN_PROXIES
+            problems.append(
+                Problem(
+                    f"{what} names {name!r}, a proxy of the built-in shop, but the target "
+                    "is your own service"
+                    if shops
+                    else f"{what} names an unknown proxy {name!r}",
+                    expected=(
+                        f"a proxy declared under proxies: ({', '.join(known) or 'none yet'}); "
+                        f"declare the one your service reaches its {name} through"
+                        if shops
+                        else f"one of the {'declared ' if own_target else ''}proxies: {listed}"
+                    ),
+                    got=repr(name),
+                    path=path,
+                )
+            )
+        return problems
+
+    def check_target_flag(self, option: str = "--target") -> None:
+        """``ExperimentError`` (exit 2) when ``option`` points a file written without a
+        ``target`` at a service of the user's while its faults or ``depends_on`` name the
+        built-in shop's proxies, as ``target:`` in the file would be refused."""
+        if self.target is not None:
+            return
+        problems = self._unknown_proxies(own_target=True)
+        if problems:
+            file = self.source.name if self.source is not None else None
+            raise experiment_error(file, problems, context=f"with {option}")
 
     def proxy_names(self) -> list[str]:
         """Proxies faults may name: declared ones, plus the stack's for the built-in shop."""

@@ -156,7 +156,8 @@ def resolve_parts(
 ) -> Parts:
     """The run's parts: flags over the file over the stack. ``ExperimentError`` (exit 2) for
     a flag's host that is off loopback and not allowed, for the user's parts with the
-    built-in shop, and for a TLS file that does not exist. Sends nothing."""
+    built-in shop, for ``--target`` with faults on the shop's proxies, and for a TLS file
+    that does not exist. Sends nothing."""
     flags = flags or {}
     allowed = experiment.allowed_hosts(allow_hosts)
     for option, url in (("--target", target), *((_FLAGS[n], flags.get(n)) for n in PART_NAMES)):
@@ -185,6 +186,8 @@ def resolve_parts(
             api = settings.api if isinstance(settings, TracesPart) else None
         resolved[name] = Part(name, url.rstrip("/"), source, connection, kind, api)
     parts = Parts(**resolved)
+    if target is not None:
+        experiment.check_target_flag()
     builtin = target is None and experiment.target is None
     if builtin and parts.own():
         names = ", ".join(p.where(_file(experiment)) for p in parts.own())

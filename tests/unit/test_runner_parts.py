@@ -210,3 +210,39 @@ def test_an_own_part_that_does_not_answer_is_exit_3_with_the_fix(
     assert info.value.exit_code == 3
     assert f"127.0.0.1:{CLOSED}" in text and f"--{flag}" in text
     assert needle in text and "drop --" in text
+
+
+def test_target_flag_refuses_faults_on_the_built_in_shops_proxies(
+    config: StackConfig, tmp_path: Path, no_network: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file without `target:` may fault the shop's `postgres`; run with --target, the
+    service is the user's, which does not pass the shop's proxies: exit 2 naming the key
+    (as `target:` in the file would), from the dry run too, before anything is sent."""
+    base = """
+        name: mine
+        load:
+          stages: [{duration: 20s, users: 2, spawn_rate: 2}]
+          workload: {requests: [{path: /items, depends_on: [postgres]}]}
+        faults: [{at: 5s, duration: 5s, proxy: postgres, type: outage}]
+        """
+    exp = experiment(base=base)
+    assert resolve_parts(exp, config=config).toxiproxy.source == "stack"  # the shop: fine
+    with pytest.raises(ExperimentError) as info:
+        resolve_parts(exp, config=config, target="http://127.0.0.1:9000")
+    text = str(info.value)
+    assert info.value.exit_code == 2
+    assert "faults[0].proxy" in text and "depends_on[0]" in text and "'postgres'" in text
+    assert "--target" in text and "proxies:" in text
+    monkeypatch.setenv("RESILIENCE_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "mine.yaml"
+    path.write_text(textwrap.dedent(base))
+    args = ["run", str(path), "--dry-run", "--target", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "faults[0].proxy" in " ".join(result.output.split())
+    assert no_network == []
+    proxies = (
+        '        proxies: [{name: postgres, listen: "127.0.0.1:26001", upstream: "db:5432"}]\n'
+    )
+    declared = base.replace("        load:", proxies + "        load:")
+    resolve_parts(experiment(base=declared), config=config, target="http://127.0.0.1:9000")
