@@ -231,12 +231,26 @@ def _part_url(value: str) -> str:
     return checked
 
 
+def _target_url(value: str) -> str:
+    """The target's base URL: http(s), no ?query or #fragment (request paths are appended
+    to it, so they would end up inside the query or fragment)."""
+    checked = _http_url(value)
+    parts = urlsplit(checked)
+    if parts.query or parts.fragment or checked.endswith(("?", "#")):
+        raise ValueProblem(
+            "an http(s) URL like http://127.0.0.1:8000 or http://127.0.0.1:8000/api, without "
+            "?query or #fragment (request paths are appended to it: put a query in each path)",
+            describe(value),
+        )
+    return checked
+
+
 def check_http_url(url: str, *, option: str, part: bool = False) -> str:
     """A URL given outside a file (a flag, a library option), as the file's URLs are
-    written (``part``: as a part's URL): ``ExperimentError`` naming ``option`` otherwise.
-    The host is not judged."""
+    written (``part``: as a part's URL, otherwise as a target's): ``ExperimentError``
+    naming ``option`` otherwise. The host is not judged."""
     try:
-        return _part_url(url) if part else _http_url(url)
+        return _part_url(url) if part else _target_url(url)
     except ValueProblem as problem:
         raise ExperimentError(
             f"invalid {option}", expected=problem.expected, got=problem.got
@@ -298,14 +312,13 @@ def _allow_host(value: str) -> str:
 # ---------------------------------------------------------------------------- target
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 PartUrl = Annotated[str, AfterValidator(_part_url)]
 
 
 class Target(_Model):
     """A system under test reached over HTTP (off loopback only when its host is allowed)."""
 
-    url: HttpUrl
+    url: Annotated[str, AfterValidator(_target_url)]
 
 
 def _proxy_name(value: str) -> str:

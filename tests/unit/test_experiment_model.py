@@ -15,6 +15,7 @@ from resilience.experiment import (
     experiment_schema,
     parse_experiment,
 )
+from resilience.experiment.model import check_http_url
 
 BASE = """
 name: demo
@@ -251,11 +252,19 @@ def test_custom_target_uses_only_declared_proxies() -> None:
         ("ftp://127.0.0.1", "http(s) URL"),
         ("http://127.0.0.1:99999", "http(s) URL"),
         ("not a url", "http(s) URL"),
+        ("http://127.0.0.1:9000/api?tenant=a", "without ?query or #fragment"),
+        ("http://127.0.0.1:9000/#/", "without ?query or #fragment"),
     ],
 )
 def test_target_must_be_local_http(target: str, needle: str) -> None:
-    """Targets are http(s) URLs on loopback unless their host is allowed."""
+    """Targets are http(s) URLs on loopback unless their host is allowed. Request paths
+    are appended to the target's, so a ?query or #fragment would swallow them (every
+    request to /api?tenant=a/items): refused, here and as --target."""
     assert needle in error_text(f'target: {{url: "{target}"}}\n')
+    if "?" in target or "#" in target:
+        with pytest.raises(ExperimentError, match="--target"):
+            check_http_url(target, option="--target")
+    assert load('target: {url: "http://127.0.0.1:9000/api/"}\n').target.url.endswith("/api")
 
 
 @pytest.mark.parametrize(
