@@ -632,6 +632,7 @@ def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # 
     ]
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _CONTENT_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;.*)?$")
 MAX_BODY_CHARS: Final = 1_000_000
 BODY_KEYS: Final = ("json", "form", "body")
@@ -639,13 +640,26 @@ FormValue = str | int | float | bool
 
 
 def _header_problems(headers: dict[str, str], path: KeyPath) -> list[Problem]:
-    """Header values are one-line templates (placeholders allowed)."""
+    """Header names are HTTP tokens; values are one-line templates (placeholders allowed)."""
     problems: list[Problem] = []
     for name, value in headers.items():
-        if "\n" in value or "\r" in value:
+        if not _HEADER_NAME.match(name):
             problems.append(
                 Problem(
-                    "a header value holds a line break",
+                    "not an HTTP header name",
+                    expected="a header name of letters, digits and - (like X-Tenant-Id), "
+                    "without spaces or ':'",
+                    got=describe(name),
+                    path=(*path, name),
+                )
+            )
+            continue
+        if "\n" in value or "\r" in value or "\x00" in value:
+            problems.append(
+                Problem(
+                    "a header value holds a line break"
+                    if "\x00" not in value
+                    else "a header value holds a NUL character",
                     expected="one line",
                     got=describe(value),
                     path=(*path, name),
@@ -1400,7 +1414,6 @@ class RecoverySettings(_Model):
 
 # ---------------------------------------------------------------------------- parts
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 ObserverTimeout = Annotated[Duration, duration_between(0.0, 120.0, above=True)]
 
 

@@ -109,6 +109,40 @@ def test_a_header_placeholder_must_be_captured_somewhere() -> None:
     assert "requests[0].headers.Authorization: placeholder {token} is not captured" in message
 
 
+def test_request_header_names_are_http_tokens() -> None:
+    """A header name with a space, colon or non-ASCII letter would make every request a
+    malformed one (400 from the service, blamed on it): refused at the header, in a request,
+    a step and write.headers, as the parts' headers already are; a NUL in a value too."""
+    for bad in ("X Tenant", "X-Tenant:", "X-Mandant-Größe", ""):
+        text = SERVICE.replace(
+            "      - path: /items\n", f"      - path: /items\n        headers: {{'{bad}': a}}\n", 1
+        )
+        text = text.replace(
+            '        headers: {Authorization: "Bearer {token}"}\n        depends_on: [cache]',
+            "        depends_on: [cache]",
+        )
+        message = error_of(text)
+        assert "requests[0].headers" in message and "header name" in message, message
+    message = error_of(
+        SERVICE.replace("expect: [200]", "expect: [200]\n        headers: {'X Y': a}")
+    )
+    assert "on_start[0].headers" in message and "header name" in message
+    message = error_of(
+        SERVICE.replace(
+            'write: {read_back: "/orders/{id}", headers: {',
+            'write: {read_back: "/orders/{id}", headers: {"X Y": a, ',
+        )
+    )
+    assert "write.headers" in message and "header name" in message
+    message = error_of(
+        SERVICE.replace(
+            '"Bearer {token}"}\n        depends_on: [cache]',
+            '"Bearer\\0{token}"}\n        depends_on: [cache]',
+        )
+    )
+    assert "requests[0].headers.Authorization" in message
+
+
 def test_steps_use_only_what_earlier_steps_captured() -> None:
     """A step cannot use a request's capture (steps run first), nor a later step's."""
     text = SERVICE.replace(
