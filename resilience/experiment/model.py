@@ -632,6 +632,9 @@ def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # 
     ]
 
 
+_NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f#]")
+"""What the HTTP client refuses in a request line (whitespace, control characters), and
+'#', after which it sends nothing."""
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _CONTENT_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;.*)?$")
 MAX_BODY_CHARS: Final = 1_000_000
@@ -700,6 +703,18 @@ class StepSpec(_Model):
                     "a request path starts with /",
                     expected="a path like /catalog/items",
                     got=describe(self.path),
+                    path=("path",),
+                )
+            )
+        elif found := _NOT_IN_PATH.search(self.path):
+            char = found.group()
+            what = {" ": "a space", "#": "'#'"}.get(char, f"the control character {char!r}")
+            before = self.path[: found.start()]
+            problems.append(
+                Problem(
+                    "a request path is sent as written: no spaces, control characters or '#'",
+                    expected="%20 for a space, %23 for '#' (like /items?q=red%20shirt)",
+                    got=f"{what} after {('...' if len(before) > 40 else '') + before[-40:]!r}",
                     path=("path",),
                 )
             )

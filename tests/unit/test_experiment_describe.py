@@ -3,6 +3,7 @@ steps, placeholders in headers, read-back headers, depends_on and observe.scrape
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -141,6 +142,20 @@ def test_request_header_names_are_http_tokens() -> None:
         )
     )
     assert "requests[0].headers.Authorization" in message
+
+
+def test_a_path_is_sent_as_written_so_it_holds_no_space_or_fragment() -> None:
+    """The path goes into the request line as written: a space (in the text or a choice)
+    or a control character makes the HTTP client refuse every such request, and a '#'
+    cuts the rest off. Refused at the path, saying how to write a space; %20 is fine."""
+    for bad in ("/items?order_by=name desc", "/items/{choice:a b|c}", "/items\t", "/items#top"):
+        message = error_of(
+            SERVICE.replace("      - path: /items\n", f"      - path: {json.dumps(bad)}\n")
+        )
+        assert "requests[0].path" in message and "%20" in message, message
+    message = error_of(SERVICE.replace("        path: /login\n", "        path: /log in\n"))
+    assert "on_start[0].path" in message
+    load(SERVICE.replace("      - path: /items\n", "      - path: /items?order_by=name%20desc\n"))
 
 
 def test_steps_use_only_what_earlier_steps_captured() -> None:
