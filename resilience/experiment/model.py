@@ -11,6 +11,7 @@ captured somewhere) raise ``CrossFieldError`` so the loader can point at the exa
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -632,6 +633,28 @@ def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # 
     ]
 
 
+def _json_text(value: object) -> list[Problem]:
+    """JSON text quoted into a string (``json: '{"a": 1}'``) would be sent as one JSON
+    string: the data itself was meant."""
+    if not isinstance(value, str) or value.strip()[:1] not in ("{", "["):
+        return []
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return []
+    if not isinstance(parsed, dict | list):
+        return []
+    return [
+        Problem(
+            "json holds JSON text in a string, which would be sent as one JSON string",
+            expected='the data itself: drop the quotes (json: {"amount": 5}; YAML reads JSON '
+            "as it is)",
+            got=describe(value),
+            path=("json",),
+        )
+    ]
+
+
 _NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f#]")
 """What the HTTP client refuses in a request line (whitespace, control characters), and
 '#', after which it sends nothing."""
@@ -733,7 +756,7 @@ class StepSpec(_Model):
                     path=(bodies[1],),
                 )
             )
-        json_problems = _check_json(self.json_body, ("json",))
+        json_problems = _check_json(self.json_body, ("json",)) or _json_text(self.json_body)
         problems.extend(json_problems)
         if not json_problems:
             for path, text in iter_json_strings(self.json_body, ("json",)):

@@ -158,6 +158,19 @@ def test_a_path_is_sent_as_written_so_it_holds_no_space_or_fragment() -> None:
     load(SERVICE.replace("      - path: /items\n", "      - path: /items?order_by=name%20desc\n"))
 
 
+def test_json_text_in_a_string_is_refused_with_the_fix() -> None:
+    """json: '{"amount": 5}' (JSON text quoted) would be sent as one JSON string, or fail
+    as an unknown placeholder: refused at json, saying to drop the quotes. A plain JSON
+    string body stays allowed."""
+    for quoted in ("'{\"amount\": 5}'", "'[1, 2]'", '\' {"a": "{uuid}"} \''):
+        text = SERVICE.replace(
+            "      - path: /items\n", f"      - path: /items\n        json: {quoted}\n"
+        )
+        message = error_of(text)
+        assert "requests[0].json" in message and "drop the quotes" in message, message
+    load(SERVICE.replace("      - path: /items\n", "      - path: /items\n        json: hello\n"))
+
+
 def test_steps_use_only_what_earlier_steps_captured() -> None:
     """A step cannot use a request's capture (steps run first), nor a later step's."""
     text = SERVICE.replace(
