@@ -14,6 +14,7 @@ alias expansion (a budget the caller can share between a file and its overrides)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
@@ -79,8 +80,28 @@ def _yaml_error(exc: yaml.YAMLError, text: str, what: str) -> Problem:
     got = str(problem or exc).strip()
     if context:
         got = f"{got} ({str(context).strip()})"
-    return Problem(
-        f"the {what} is not valid YAML", "valid YAML syntax", got or "an error", (), line
+    expected = "valid YAML syntax"
+    lines = text.splitlines()
+    if line is not None and 0 < line <= len(lines) and "flow" in str(context):
+        expected += _quote_hint(lines[line - 1])
+    return Problem(f"the {what} is not valid YAML", expected, got or "an error", (), line)
+
+
+_UNQUOTED_BRACES: Final = re.compile(r"([A-Za-z_][\w-]*):\s+([^\s\"'{\[,][^,\s]*\{[^,\s]*)")
+
+
+def _quote_hint(text: str) -> str:
+    """Inside ``{...}`` or ``[...]`` a placeholder's braces end the mapping: say to quote
+    the value (``{path: /orders/{id}}`` -> ``path: "/orders/{id}"``)."""
+    found = _UNQUOTED_BRACES.search(text)
+    if found is None:
+        return ""
+    key, value = found.groups()
+    while value.count("}") > value.count("{") or value.count("]") > value.count("["):
+        value = value[:-1]
+    return (
+        f"; a value with braces inside {{...}} or [...] must be quoted, or YAML reads its "
+        f'braces as the mapping\'s: quote it: {key}: "{value}"'
     )
 
 

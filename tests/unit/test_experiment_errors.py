@@ -113,6 +113,25 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
     assert "not valid YAML" in str(error)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "      - {path: /orders/{id}, weight: 2}",
+        "      - {name: one, path: /orders/{order_id}}",
+    ],
+)
+def test_an_unquoted_placeholder_in_a_flow_mapping_says_to_quote_it(
+    tmp_path: Path, line: str
+) -> None:
+    """`{path: /orders/{id}}` is a YAML error, not a placeholder: the message says so, at
+    its line, with the quoted form, instead of only libyaml's "did not find expected ','"."""
+    text = "name: demo\nload:\n  preset: normal\n  workload:\n    requests:\n" + line + "\n"
+    error = fail(write(tmp_path, text))
+    assert error.location.line == 6
+    text = " ".join(str(error).split())
+    assert "did not find expected" in text and 'quote it: path: "/orders/{' in text, text
+
+
 def test_tab_indentation(tmp_path: Path) -> None:
     """A tab in indentation is a YAML error with its line."""
     error = fail(write(tmp_path, "name: demo\nload:\n\tstages: []\n"))
