@@ -286,6 +286,29 @@ def _dry_run(request: _Request, as_json: bool) -> int:
     return EXIT_PASSED
 
 
+def _dry_run_json(prepare: Callable[[], _Request], name: str, profile: str | None) -> int:
+    """A dry run's one document, also when the input is refused: then the error record of
+    ``run --json`` (its problems as data), not ready."""
+    from resilience.cli.verdict import error_record
+
+    try:
+        return _dry_run(prepare(), as_json=True)
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        error = as_resilience_error(exc)
+        print_error(error)
+        record = error_record(
+            experiment=name, profile=profile, status="error", exit_code=error.exit_code,
+            reason=str(error), problems=error_details(error),
+        )  # fmt: skip
+        emit_json({"dry_run": True, "ready": False, **record})
+        return error.exit_code
+
+
 def _execute(
     request: _Request, junit: Path | None, gate: InterruptGate | None = None
 ) -> tuple[RunResult, float, Path | None]:
@@ -470,7 +493,9 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
         )  # fmt: skip
 
     try:
-        if dry_run:
+        if dry_run and as_json:
+            code = _dry_run_json(prepare, experiment, profile)
+        elif dry_run:
             code = run_command(lambda: _dry_run(prepare(), as_json))
         elif as_json:
             code = _run_json(prepare, junit, experiment, profile, gate)

@@ -156,6 +156,15 @@ def test_dry_run_still_refuses_invalid_input(sandbox: dict[str, str]) -> None:
     assert "load.arrival_rate[0].rps" in result.output
 
 
+def test_dry_run_json_answers_invalid_input_with_a_document(sandbox: dict[str, str]) -> None:
+    """--json keeps its promise of one document on stdout for a refused input too (as
+    `run --json` and `validate --json` do): not ready, exit 2, the problems as data."""
+    code, doc = dry_run(sandbox, "db-hang", "--set", "load.arrival_rate.0.rps=-3")
+    assert code == 2
+    assert doc["dry_run"] is True and doc["ready"] is False and doc["exit_code"] == 2
+    assert doc["problems"][0]["path"] == "load.arrival_rate[0].rps"
+
+
 def test_a_capacity_target_is_shown_and_a_flat_profile_has_none(sandbox: dict[str, str]) -> None:
     """stress states the guide's 500 req/s: the JSON and the text view say it; its smoke
     profile (a flat load, no breaking point) has no capacity target."""
