@@ -986,6 +986,26 @@ class Workload(_Model):
                         path=("requests", i, *where),
                     )
                 )
+        from_steps = self.step_captures()
+        if (
+            requests
+            and not problems
+            and all(set(r.variable_sources()) - from_steps for r in requests)
+        ):
+            problems.append(
+                Problem(
+                    "every request needs a variable that only another request captures, so "
+                    "none can be sent first",
+                    expected="at least one request without captured variables, or a setup or "
+                    "on_start step capturing what the first one needs",
+                    got=", ".join(
+                        f"{r.endpoint} needs {', '.join(sorted(set(r.variable_sources())))}"
+                        for r in requests[:3]
+                    )
+                    + (", ..." if len(requests) > 3 else ""),
+                    path=("requests",),
+                )
+            )
         raise_if(problems)
         return self
 
@@ -1085,6 +1105,19 @@ class Load(_Model):
                         expected="one load shape",
                         got=" and ".join(given) if given else "none of them",
                         path=(),
+                    )
+                ]
+            )
+        if self.model == "open" and self.workload.locustfile is not None:
+            raise_if(
+                [
+                    Problem(
+                        "a locustfile runs its own Locust users, and the open model "
+                        f"({self.model_shape_key()}) has no users",
+                        expected="stages, a preset or a search by users with a locustfile "
+                        "(or a requests list with the open model)",
+                        got=f"a locustfile with {self.model_shape_key()}",
+                        path=(self.model_shape_key(),),
                     )
                 ]
             )

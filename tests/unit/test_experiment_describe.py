@@ -171,6 +171,41 @@ def test_json_text_in_a_string_is_refused_with_the_fix() -> None:
     load(SERVICE.replace("      - path: /items\n", "      - path: /items\n        json: hello\n"))
 
 
+def test_what_the_load_plan_refuses_is_refused_when_the_file_is_loaded() -> None:
+    """`validate` said ok where the run then stopped with pydantic's raw "1 validation error
+    for LoadPlan" (no file, no line): a locustfile under the open model, and requests that
+    all wait for each other's captures. Both are now located errors at load time."""
+    locust = """
+        name: own
+        target: {url: "http://127.0.0.1:9000"}
+        load:
+          LOAD
+          workload: {locustfile: users.py}
+        slo: {baseline: {p95: 1s}}
+        """
+    for shape, key in (
+        ("arrival_rate: [{duration: 30s, rps: 10}]", "load.arrival_rate"),
+        ("search: {rps: {from: 10, step: 10, ceiling: 50}, hold: 10s}", "load.search"),
+    ):
+        message = error_of(locust.replace("LOAD", shape))
+        assert key in message and "locustfile" in message and "stages" in message, message
+    load(locust.replace("LOAD", "stages: [{duration: 30s, users: 2, spawn_rate: 2}]"))
+    circular = """
+        name: own
+        target: {url: "http://127.0.0.1:9000"}
+        load:
+          stages: [{duration: 30s, users: 2, spawn_rate: 2}]
+          workload:
+            requests:
+              - {path: "/x/{a}", capture: {b: id}}
+              - {path: "/y/{b}", capture: {a: id}}
+        """
+    message = error_of(circular)
+    assert "load.workload.requests" in message and "captured" in message, message
+    assert "svc.yaml:7" in message or "line 7" in message, message
+    load(circular.replace('"/x/{a}"', "/x"))
+
+
 def test_steps_use_only_what_earlier_steps_captured() -> None:
     """A step cannot use a request's capture (steps run first), nor a later step's."""
     text = SERVICE.replace(
