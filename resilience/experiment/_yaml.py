@@ -87,7 +87,7 @@ def _yaml_error(exc: yaml.YAMLError, text: str, what: str) -> Problem:
     return Problem(f"the {what} is not valid YAML", expected, got or "an error", (), line)
 
 
-_UNQUOTED_BRACES: Final = re.compile(r"([A-Za-z_][\w-]*):\s+([^\s\"'{\[,][^,\s]*\{[^,\s]*)")
+_UNQUOTED_BRACES: Final = re.compile(r"([A-Za-z_][\w-]*):\s+([^\s\"'{\[,][^,{}]*\{[^,]*)")
 
 
 def _quote_hint(text: str) -> str:
@@ -97,6 +97,7 @@ def _quote_hint(text: str) -> str:
     if found is None:
         return ""
     key, value = found.groups()
+    value = value.rstrip()
     while value.count("}") > value.count("{") or value.count("]") > value.count("["):
         value = value[:-1]
     return (
