@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, get_args
 from urllib.parse import urlsplit
@@ -633,6 +634,40 @@ def _check_json(value: Any, path: KeyPath, depth: int = 0) -> list[Problem]:  # 
     ]
 
 
+def _unquoted_placeholders(
+    value: object, path: KeyPath, captured: AbstractSet[str]
+) -> list[Problem]:
+    """``{int:1:50}`` or ``{token}`` without quotes is YAML for a mapping of one key to null,
+    which a JSON body would send as such: the placeholder was meant."""
+    if isinstance(value, list):
+        return [
+            p
+            for i, item in enumerate(value)
+            for p in _unquoted_placeholders(item, (*path, i), captured)
+        ]
+    if not isinstance(value, dict):
+        return []
+    if len(value) == 1:
+        ((key, item),) = value.items()
+        name = str(key).strip()
+        if item is None and (
+            name in captured or name in BUILTIN_NAMES or name.startswith(("int:", "choice:"))
+        ):
+            return [
+                Problem(
+                    f'a placeholder without quotes is a YAML mapping, sent as {{"{name}": null}}',
+                    expected=f'the placeholder in quotes: "{{{name}}}"',
+                    got=f"{{{name}}} unquoted",
+                    path=path,
+                )
+            ]
+    return [
+        p
+        for key, item in value.items()
+        for p in _unquoted_placeholders(item, (*path, str(key)), captured)
+    ]
+
+
 def _json_text(value: object) -> list[Problem]:
     """JSON text quoted into a string (``json: '{"a": 1}'``) would be sent as one JSON
     string: the data itself was meant."""
@@ -958,6 +993,13 @@ class Workload(_Model):
         requests = self.requests or []
         seen: dict[str, int] = {}
         captured = self.step_captures() | {name for r in requests for name in r.capture}
+        for key, specs in (
+            ("setup", self.setup),
+            ("on_start", self.on_start),
+            ("requests", requests),
+        ):
+            for i, spec in enumerate(specs):
+                problems.extend(_unquoted_placeholders(spec.json_body, (key, i, "json"), captured))
         for i, request in enumerate(requests):
             endpoint = request.endpoint
             if endpoint in seen:
@@ -1907,7 +1949,9 @@ class Experiment(_Model):
         known = declared if own_target else self.proxy_names()
         listed = ", ".join(known) or "(none declared)"
         problems: list[Problem] = []
-        named = [(f.proxy, "fault", ("faults", i, "proxy")) for i, f in enumerate(self.faults)]
+        named: list[tuple[str, str, KeyPath]] = [
+            (f.proxy, "fault", ("faults", i, "proxy")) for i, f in enumerate(self.faults)
+        ]
         named += [
             (name, "depends_on", ("load", "workload", "requests", i, "depends_on", j))
             for i, request in enumerate(self.load.workload.requests or [])

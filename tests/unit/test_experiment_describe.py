@@ -206,6 +206,28 @@ def test_what_the_load_plan_refuses_is_refused_when_the_file_is_loaded() -> None
     load(circular.replace('"/x/{a}"', "/x"))
 
 
+def test_an_unquoted_placeholder_in_a_json_body_is_caught() -> None:
+    """`json: {item: {int:1:50}}` is valid YAML for {"item": {"int:1:50": null}}, which
+    would be sent as such: a placeholder's braces need quotes. Refused at the key for the
+    built-in placeholders and for captured variables; a real {"x": null} mapping stays."""
+    for body, key in (
+        ("{item: {int:1:50}, ref: x}", "json.item"),
+        ("{refs: [{uuid}]}", "json.refs[0]"),
+        ("{auth: {token}}", "json.auth"),
+        ("{n: {choice:a|b}}", "json.n"),
+    ):
+        text = SERVICE.replace(
+            "      - path: /items\n", f"      - path: /items\n        json: {body}\n"
+        )
+        message = error_of(text)
+        assert f"requests[0].{key}" in message and "quote" in message, message
+    load(
+        SERVICE.replace(
+            "      - path: /items\n", "      - path: /items\n        json: {a: {b: null}}\n"
+        )
+    )
+
+
 def test_steps_use_only_what_earlier_steps_captured() -> None:
     """A step cannot use a request's capture (steps run first), nor a later step's."""
     text = SERVICE.replace(
