@@ -111,7 +111,7 @@ class Gateway:
         size = opts.upstream_pool_size
         client = httpx.AsyncClient(
             limits=httpx.Limits(
-                max_connections=size,
+                max_connections=None,  # the SlotPool is the bound (pools.py)
                 max_keepalive_connections=size,
                 keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
             ),
