@@ -1981,11 +1981,26 @@ class Experiment(_Model):
 
     def check_target_flag(self, option: str = "--target") -> None:
         """``ExperimentError`` (exit 2) when ``option`` points a file written without a
-        ``target`` at a service of the user's while its faults or ``depends_on`` name the
-        built-in shop's proxies, as ``target:`` in the file would be refused."""
+        ``target`` at a service of the user's while it has a ``shop`` section (the
+        built-in shop's mode and options, which would test nothing of that service) or its
+        faults or ``depends_on`` name the built-in shop's proxies, as ``target:`` in the
+        file would be refused."""
         if self.target is not None:
             return
-        problems = self._unknown_proxies(own_target=True)
+        problems: list[Problem] = []
+        if self.shop is not None:
+            problems.append(
+                Problem(
+                    "shop settings apply only to the built-in shop, and "
+                    f"{option} tests your own service",
+                    expected=f"no 'shop' key with {option} (remove it, or run without "
+                    f"{option} to test the built-in shop)",
+                    got="a shop section"
+                    + (f" (mode {self.shop.mode})" if self.shop.mode is not None else ""),
+                    path=("shop",),
+                )
+            )
+        problems += self._unknown_proxies(own_target=True)
         if problems:
             file = self.source.name if self.source is not None else None
             raise experiment_error(file, problems, context=f"with {option}")
@@ -2041,7 +2056,12 @@ class Experiment(_Model):
             if load.arrival_rate
             else f"{len(load.stages or [])} stage(s)"
         )
-        kinds = ", ".join(sorted({f"{f.type} on {f.proxy}" for f in self.faults}))
+        # In the order they start: the timeline as the run will play it.
+        kinds = ", ".join(
+            dict.fromkeys(
+                f"{f.type} on {f.proxy}" for f in sorted(self.faults, key=lambda f: f.at)
+            )
+        )
         text = f"{faults} fault{'s' if faults != 1 else ''}"
         if kinds:
             text += f": {kinds}"

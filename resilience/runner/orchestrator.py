@@ -129,7 +129,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.shop_mode is not None and self.shop_mode not in SHOP_MODES:
             raise ExperimentError(
-                "invalid --shop-mode (RunOptions.shop_mode)",
+                "invalid --shop-mode",
                 expected=" or ".join(SHOP_MODES),
                 got=repr(self.shop_mode),
             )
@@ -137,26 +137,26 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None:
                 checked = check_http_url(
-                    value, option=f"--{name} (RunOptions.{name})", part=name != "target"
+                    value, option=f"--{name}", part=name != "target"
                 )
                 object.__setattr__(self, name, checked)
         hosts = tuple(self.allow_hosts)
         object.__setattr__(self, "allow_hosts", tuple(normalize_host(h) for h in hosts))
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise ExperimentError(
-                "invalid --workers (RunOptions.workers)",
+                "invalid --workers",
                 expected="1 to 1024",
                 got=str(self.workers),
             )
         if self.expect_workers is not None and not 1 <= self.expect_workers <= 1024:
             raise ExperimentError(
-                "invalid --expect-workers (RunOptions.expect_workers)",
+                "invalid --expect-workers",
                 expected="1 to 1024",
                 got=str(self.expect_workers),
             )
         if self.master_bind is not None:
             parse_address(
-                self.master_bind, default_port=1, option="--master-bind (RunOptions.master_bind)"
+                self.master_bind, default_port=1, option="--master-bind"
             )
         if self.workers is not None and self.expect_workers is not None:
             raise ExperimentError(
@@ -167,7 +167,7 @@ class RunOptions:
             )
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             raise ExperimentError(
-                "invalid --out (RunOptions.out): it names a file",
+                "invalid --out: it names a file",
                 expected="a directory (new or existing)",
                 got=str(self.out),
             )

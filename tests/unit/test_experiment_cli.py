@@ -47,6 +47,21 @@ def test_validate_ok_reports_every_profile(app: typer.Typer, tmp_path: Path) -> 
     assert "profiles: smoke 20s" in out
 
 
+def test_validate_summary_lists_faults_by_start_time(app: typer.Typer, tmp_path: Path) -> None:
+    """The summary names the faults in the order the timeline plays them, not by name."""
+    path = tmp_path / "demo.yaml"
+    path.write_text(
+        GOOD.replace(
+            "faults: [{at: 10s, duration: 5s, proxy: postgres, type: hang}]",
+            "faults: [{at: 20s, duration: 5s, proxy: postgres, type: hang}, {at: 10s, "
+            "duration: 5s, proxy: catalog, type: latency, attributes: {latency: 100ms}}]",
+        ).replace("faults: [{at: 5s}]", "faults: [{at: 12s}, {at: 5s}]")
+    )
+    code, out = run(app, "validate", str(path))
+    assert code == 0, out
+    assert "2 faults: latency on catalog, hang on postgres;" in out
+
+
 def test_validate_with_profile_and_set(app: typer.Typer, tmp_path: Path) -> None:
     """--profile and --set apply before validation."""
     path = tmp_path / "demo.yaml"

@@ -246,3 +246,43 @@ def test_target_flag_refuses_faults_on_the_built_in_shops_proxies(
     )
     declared = base.replace("        load:", proxies + "        load:")
     resolve_parts(experiment(base=declared), config=config, target="http://127.0.0.1:9000")
+
+
+def test_target_flag_refuses_a_shop_section(
+    config: StackConfig, tmp_path: Path, no_network: list[str]
+) -> None:
+    """`shop:` configures the built-in shop; with --target the service tested is the user's,
+    so the section would silently mean nothing: exit 2 at `shop`, as `target:` in the file
+    is refused, and from the dry run too."""
+    base = """
+        name: mine
+        shop: {mode: fragile}
+        load:
+          stages: [{duration: 20s, users: 2, spawn_rate: 2}]
+          workload: {requests: [{path: /items}]}
+        """
+    exp = experiment(base=base)
+    assert resolve_parts(exp, config=config).toxiproxy.source == "stack"  # the shop: fine
+    with pytest.raises(ExperimentError) as info:
+        resolve_parts(exp, config=config, target="http://127.0.0.1:9000")
+    text = str(info.value)
+    assert info.value.exit_code == 2
+    assert "at shop:" in text and "--target" in text and "mode fragile" in text
+    path = tmp_path / "mine.yaml"
+    path.write_text(textwrap.dedent(base))
+    args = ["run", str(path), "--dry-run", "--target", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(app, args, env={"RESILIENCE_STATE_DIR": str(tmp_path / "s")})
+    assert result.exit_code == 2, result.output
+    assert "shop settings apply only to the built-in shop" in " ".join(result.output.split())
+    assert no_network == []
+
+
+def test_a_bad_target_option_is_named_as_the_user_typed_it() -> None:
+    """A bad --target (or --workers, --shop-mode) names the option, not RunOptions' field."""
+    with pytest.raises(ExperimentError) as info:
+        RunOptions(target="ftp://127.0.0.1:9000")
+    assert "--target" in str(info.value)
+    assert "RunOptions" not in str(info.value)
+    with pytest.raises(ExperimentError) as info:
+        RunOptions(workers=0)
+    assert "RunOptions" not in str(info.value)
