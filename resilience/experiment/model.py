@@ -42,6 +42,7 @@ from resilience.experiment._problems import (
     experiment_error,
     raise_if,
 )
+from resilience.experiment.detector_params import param_problems
 from resilience.experiment.expectation import Expectation
 from resilience.experiment.fault_types import FAULT_TYPES, FaultType, normalize_attributes
 from resilience.experiment.placeholders import (
@@ -1509,7 +1510,9 @@ class Guard(_Model):
 
 
 class DetectorSettings(_Model):
-    """Per-detector switches; ``None`` leaves the detector's own default."""
+    """Per-detector switches; ``None`` leaves the detector's own default. ``params`` are
+    checked against the detector's declaration (``detector_params``) by ``Experiment``,
+    which knows the kind."""
 
     enabled: bool = True
     severity: Severity | None = None
@@ -1756,6 +1759,10 @@ class Experiment(_Model):
                     path=("shop",),
                 )
             )
+        for kind, settings in self.detectors.items():
+            problems += [
+                p.at(("detectors", kind, "params")) for p in param_problems(kind, settings.params)
+            ]
         names: dict[str, int] = {}
         for i, proxy in enumerate(self.proxies):
             if proxy.name in names:
@@ -2058,9 +2065,7 @@ class Experiment(_Model):
         )
         # In the order they start: the timeline as the run will play it.
         kinds = ", ".join(
-            dict.fromkeys(
-                f"{f.type} on {f.proxy}" for f in sorted(self.faults, key=lambda f: f.at)
-            )
+            dict.fromkeys(f"{f.type} on {f.proxy}" for f in sorted(self.faults, key=lambda f: f.at))
         )
         text = f"{faults} fault{'s' if faults != 1 else ''}"
         if kinds:

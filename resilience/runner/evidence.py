@@ -35,6 +35,7 @@ from resilience.analysis.checks import builtin_shop_checks
 from resilience.analysis.pipeline import DETECTORS
 from resilience.analysis.resources import resource_promql
 from resilience.errors import ObserveError
+from resilience.experiment.detector_params import declared
 from resilience.experiment.model import Experiment, WriteSpec
 from resilience.load.plan import request_plan
 from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
@@ -507,10 +508,11 @@ def readback_headers(
     return resolved, notes
 
 
-def _setting(experiment: Experiment, name: str, default: float) -> float:
+def _setting(experiment: Experiment, name: str) -> float:
+    """A ``data_loss`` parameter: the experiment's, else its declared default."""
     settings = next((v for k, v in experiment.detectors.items() if k == "data_loss"), None)
     if settings is None or name not in settings.params:
-        return default
+        return float(declared("data_loss", name).default or 0)
     return float(settings.params[name])
 
 
@@ -530,9 +532,9 @@ def read_back(
     endpoint name as the writes (and ``readers``) name it: masked, as the run directory
     writes it."""
     specs = {names(r.endpoint): r.write for r in experiment.load.workload.requests or [] if r.write}
-    deadline = time.monotonic() + _setting(experiment, "budget_s", 60.0)
-    budget = int(_setting(experiment, "max_reads", 2000))
-    workers = max(1, int(_setting(experiment, "concurrency", 4)))
+    deadline = time.monotonic() + _setting(experiment, "budget_s")
+    budget = int(_setting(experiment, "max_reads"))
+    workers = max(1, int(_setting(experiment, "concurrency")))
     fault = stress_phase(phases)
     by_endpoint: dict[str, list[WriteAck]] = {}
     for ack in writes:

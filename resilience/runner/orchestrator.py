@@ -136,9 +136,7 @@ class RunOptions:
         for name in ("target", "prometheus", "traces", "toxiproxy"):
             value = getattr(self, name)
             if value is not None:
-                checked = check_http_url(
-                    value, option=f"--{name}", part=name != "target"
-                )
+                checked = check_http_url(value, option=f"--{name}", part=name != "target")
                 object.__setattr__(self, name, checked)
         hosts = tuple(self.allow_hosts)
         object.__setattr__(self, "allow_hosts", tuple(normalize_host(h) for h in hosts))
@@ -155,9 +153,7 @@ class RunOptions:
                 got=str(self.expect_workers),
             )
         if self.master_bind is not None:
-            parse_address(
-                self.master_bind, default_port=1, option="--master-bind"
-            )
+            parse_address(self.master_bind, default_port=1, option="--master-bind")
         if self.workers is not None and self.expect_workers is not None:
             raise ExperimentError(
                 "--workers and --expect-workers do not go together: a distributed run's "

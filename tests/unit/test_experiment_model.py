@@ -354,7 +354,7 @@ def test_checks_and_detectors() -> None:
     experiment = load(
         """
         checks: [{name: pool, promql: "max(x)", phase: fault, expect: "== 0"}]
-        detectors: {pool_exhaustion: {severity: warning, params: {min_seconds: 3}}}
+        detectors: {pool_exhaustion: {severity: warning, params: {min_saturated_seconds: 3}}}
         """
     )
     assert experiment.checks[0].expect.holds(0)

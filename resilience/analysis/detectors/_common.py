@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from resilience.analysis.detectors.base import Detector
 from resilience.analysis.statistics import Trend, mann_kendall
+from resilience.experiment.detector_params import declared
 from resilience.histogram import Histogram
 from resilience.observe.prometheus import Series
 from resilience.rundir.load import LoadView
@@ -45,17 +46,21 @@ class BaseDetector(Detector):
     def applies(self, ctx: AnalysisContext) -> bool:
         return True
 
-    def param(self, ctx: AnalysisContext, name: str, default: float) -> float:
-        return ctx.param(self.kind, name, default)
+    def param(self, ctx: AnalysisContext, name: str) -> float:
+        """The experiment's value of a number parameter, else its declared default
+        (``resilience/experiment/detector_params.py``, checked when the file loads)."""
+        return ctx.param(self.kind, name, number_default(self.kind, name))
 
-    def int_param(self, ctx: AnalysisContext, name: str, default: int) -> int:
-        return int(ctx.param(self.kind, name, default))
+    def int_param(self, ctx: AnalysisContext, name: str) -> int:
+        return int(self.param(ctx, name))
 
-    def str_param(self, ctx: AnalysisContext, name: str, default: str | None) -> str | None:
-        settings = ctx.settings(self.kind)
-        if settings is None or name not in settings.params:
-            return default
-        return str(settings.params[name])
+
+def number_default(kind: str, name: str) -> float:
+    """The declared default of a number parameter (``KeyError`` if it is not declared)."""
+    default = declared(kind, name).default
+    if isinstance(default, str) or default is None:
+        raise TypeError(f"{kind} param {name!r} is not a number parameter")
+    return float(default)
 
 
 # -- load numbers -------------------------------------------------------------------------
@@ -338,7 +343,9 @@ def series_refs(
 
 
 def setting(experiment: Experiment, kind: str, name: str, default: str | None) -> str | None:
-    """A detector's string parameter straight from the experiment (for ``promql()``)."""
+    """A detector's string parameter straight from the experiment (for ``promql()``);
+    ``default`` depends on the target, so it is the caller's."""
+    declared(kind, name)  # a name the detector did not declare is a bug
     settings = next((v for k, v in experiment.detectors.items() if k == kind), None)
     if settings is None or name not in settings.params:
         return default

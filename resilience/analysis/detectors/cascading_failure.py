@@ -302,13 +302,13 @@ class CascadingFailureDetector(BaseDetector):
 
     def rules(self, ctx: AnalysisContext) -> Rules:
         return Rules(
-            error_rate_margin=self.param(ctx, "error_rate_margin", 0.05),
-            min_errors=self.int_param(ctx, "min_errors", 3),
-            p95_ratio=self.param(ctx, "p95_ratio", 3.0),
-            p95_floor_ms=self.param(ctx, "p95_floor_ms", 250.0),
-            min_affected_seconds=self.int_param(ctx, "min_affected_seconds", 2),
-            min_samples=self.int_param(ctx, "min_samples", 30),
-            alpha=self.param(ctx, "alpha", 0.05),
+            error_rate_margin=self.param(ctx, "error_rate_margin"),
+            min_errors=self.int_param(ctx, "min_errors"),
+            p95_ratio=self.param(ctx, "p95_ratio"),
+            p95_floor_ms=self.param(ctx, "p95_floor_ms"),
+            min_affected_seconds=self.int_param(ctx, "min_affected_seconds"),
+            min_samples=self.int_param(ctx, "min_samples"),
+            alpha=self.param(ctx, "alpha"),
         )
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:

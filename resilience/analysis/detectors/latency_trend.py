@@ -52,8 +52,8 @@ class LatencyTrendDetector(BaseDetector):
         baseline = ctx.phase("baseline")
         if baseline is None:
             return None
-        start = baseline.start + self.param(ctx, "warmup_s", 60.0)
-        if baseline.end - start < self.param(ctx, "min_seconds", 300.0):
+        start = baseline.start + self.param(ctx, "warmup_s")
+        if baseline.end - start < self.param(ctx, "min_seconds"):
             return None
         return Phase("trend window", start, baseline.end)
 
@@ -64,16 +64,14 @@ class LatencyTrendDetector(BaseDetector):
         window = self.window(ctx)
         if window is None:
             return []
-        bucket_s = max(1, self.int_param(ctx, "bucket_s", 10))
-        xs, ys = bucket_p95(
-            ctx.load, window, bucket_s, self.int_param(ctx, "min_bucket_requests", 5)
-        )
+        bucket_s = max(1, self.int_param(ctx, "bucket_s"))
+        xs, ys = bucket_p95(ctx.load, window, bucket_s, self.int_param(ctx, "min_bucket_requests"))
         if len(xs) < 10:
             return []
-        judged = judge_trend(xs, ys, alpha=self.param(ctx, "alpha", 0.05))
+        judged = judge_trend(xs, ys, alpha=self.param(ctx, "alpha"))
         if not judged.grows(
-            min_ratio=self.param(ctx, "min_growth_ratio", 0.2),
-            min_absolute=self.param(ctx, "min_growth_ms", 50.0),
+            min_ratio=self.param(ctx, "min_growth_ratio"),
+            min_absolute=self.param(ctx, "min_growth_ms"),
         ):
             return []
         # The buckets whose p95 sits above the line's starting level plus half the growth.

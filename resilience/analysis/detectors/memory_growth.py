@@ -66,7 +66,7 @@ class MemoryGrowthDetector(BaseDetector):
         window = run_window(ctx)
         return (
             window is not None
-            and window.duration >= self.param(ctx, "min_seconds", 300.0)
+            and window.duration >= self.param(ctx, "min_seconds")
             and self.query(ctx) is not None
         )
 
@@ -75,7 +75,7 @@ class MemoryGrowthDetector(BaseDetector):
         if window is None or query is None or ctx.prometheus is None:
             return []
         start, end = wall_window(ctx, window)
-        step = max(1.0, self.param(ctx, "step_s", 10.0))
+        step = max(1.0, self.param(ctx, "step_s"))
         try:
             series = ctx.prometheus.query_range(query, start, end, step)
         except ObserveError as exc:
@@ -101,9 +101,9 @@ class MemoryGrowthDetector(BaseDetector):
                     status="not_evaluated",
                 )
             ]
-        alpha = self.param(ctx, "alpha", 0.05)
-        min_ratio = self.param(ctx, "min_growth_ratio", 0.1)
-        min_bytes = self.param(ctx, "min_growth_mb", 20.0) * MB
+        alpha = self.param(ctx, "alpha")
+        min_ratio = self.param(ctx, "min_growth_ratio")
+        min_bytes = self.param(ctx, "min_growth_mb") * MB
         growing: list[tuple[Series, TrendJudgement]] = []
         for s in series:
             points = [(t, v) for t, v in s.points if math.isfinite(v)]

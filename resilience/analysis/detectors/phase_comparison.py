@@ -40,9 +40,9 @@ class PhaseComparisonDetector(BaseDetector):
         if baseline is None:
             return []
         others = [p for p in (ctx.phase("fault"), ctx.phase("recovery")) if p is not None]
-        min_samples = self.int_param(ctx, "min_samples", 30)
-        alpha = self.param(ctx, "alpha", 0.05)
-        min_effect = self.param(ctx, "min_effect", 0.2)
+        min_samples = self.int_param(ctx, "min_samples")
+        alpha = self.param(ctx, "alpha")
+        min_effect = self.param(ctx, "min_effect")
         results: dict[str, dict[str, dict[str, Comparison]]] = {}
         short: dict[str, int] = {}
         for endpoint in ctx.load.endpoints:

@@ -198,7 +198,7 @@ class PoolExhaustionDetector(BaseDetector):
                     logger.info("pool_exhaustion: %s", exc)
                     notes.append(f"{family.name} pool metrics not read: {exc}")
         waits = self._long_waits(ctx, fault)
-        min_seconds = self.int_param(ctx, "min_saturated_seconds", 2)
+        min_seconds = self.int_param(ctx, "min_saturated_seconds")
         findings: list[Finding] = []
         reported: set[str] = set()
         for sat in saturations:
@@ -208,7 +208,7 @@ class PoolExhaustionDetector(BaseDetector):
             if sat.resource:
                 reported.add(sat.resource)
             findings.append(self._from_metrics(ctx, sat, resource_waits, notes, fault))
-        min_waits = self.int_param(ctx, "min_long_waits", 3)
+        min_waits = self.int_param(ctx, "min_long_waits")
         for resource, pool_waits in sorted(waits.items()):
             if resource in reported or len(pool_waits) < min_waits:
                 continue
@@ -307,7 +307,7 @@ class PoolExhaustionDetector(BaseDetector):
 
     def _long_waits(self, ctx: AnalysisContext, fault: Phase) -> dict[str, list[Wait]]:
         """Pool waits over the threshold (or failed) in traces of fault-phase requests."""
-        threshold = self.param(ctx, "wait_threshold_ms", 500.0) / 1000.0
+        threshold = self.param(ctx, "wait_threshold_ms") / 1000.0
         # A span that starts before the request was sent belongs to another request
         # (a trace id reused across runs): it says nothing about this fault.
         earliest_ns = (ctx.t0 + fault.start - 1.0) * 1e9

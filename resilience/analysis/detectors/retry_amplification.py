@@ -87,7 +87,7 @@ class RetryAmplificationDetector(BaseDetector):
                     status="not_evaluated",
                 )
             ]
-        factor = self.param(ctx, "factor", 1.5)
+        factor = self.param(ctx, "factor")
         numbers: dict[str, Any] = {"factor": factor}
         evidence: dict[str, Any] = {"endpoints": [], "numbers": numbers}
         reasons: list[str] = []
@@ -128,7 +128,7 @@ class RetryAmplificationDetector(BaseDetector):
             if role is None or trace is None:
                 continue
             per_phase[role].append((len(downstream_calls(trace)), trace, ref.endpoint))
-        minimum = self.int_param(ctx, "min_traces", 3)
+        minimum = self.int_param(ctx, "min_traces")
         base, flt = per_phase["baseline"], per_phase["fault"]
         if len(base) < minimum or len(flt) < minimum:
             return None
@@ -163,7 +163,7 @@ class RetryAmplificationDetector(BaseDetector):
         downstream, requests, retries = self._counters(ctx.experiment)
         end = max(p.end for p in ctx.phases)
         windows = [baseline, fault, Phase("fault+recovery", fault.start, end)]
-        minimum = self.param(ctx, "min_requests", 20)
+        minimum = self.param(ctx, "min_requests")
         ratios: dict[str, float] = {}
         try:
             for window in windows:

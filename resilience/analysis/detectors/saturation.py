@@ -87,7 +87,7 @@ class _ResourceDetector(BaseDetector):
     def detect(self, ctx: AnalysisContext) -> list[Finding]:
         if ctx.resources is None:
             return []
-        min_seconds = self.int_param(ctx, "min_seconds", 3)
+        min_seconds = self.int_param(ctx, "min_seconds")
         judged = judged_seconds(ctx)
         findings: list[Finding] = []
         for resource in ctx.resources.items:
@@ -153,8 +153,8 @@ class CpuSaturationDetector(_ResourceDetector):
     default_fails_run: ClassVar[bool] = False
 
     def above(self, ctx: AnalysisContext, resource: Resource) -> list[int]:
-        share = self.param(ctx, "share", 0.9)
-        throttled = self.param(ctx, "throttled", 0.2)
+        share = self.param(ctx, "share")
+        throttled = self.param(ctx, "throttled")
         out: list[int] = []
         for second, value in sorted(resource.values.items()):
             limit = resource.limits.get(second)
@@ -200,7 +200,7 @@ class ConnectionLimitDetector(_ResourceDetector):
     default_fails_run: ClassVar[bool] = False
 
     def above(self, ctx: AnalysisContext, resource: Resource) -> list[int]:
-        share = self.param(ctx, "share", 0.8)
+        share = self.param(ctx, "share")
         return [
             s
             for s, v in sorted(resource.values.items())

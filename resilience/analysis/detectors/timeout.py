@@ -99,7 +99,7 @@ class TimeoutDetector(BaseDetector):
                     by_phase[phase.name] += count
                     endpoints.add(endpoint)
                     total += count
-        if total < self.int_param(ctx, "min_client_timeouts", 3):
+        if total < self.int_param(ctx, "min_client_timeouts"):
             return None
         limit = ctx.experiment.load.client_timeout
         refs = [r for r in ctx.trace_refs if r.outcome == "timeout"]
@@ -147,7 +147,7 @@ class TimeoutDetector(BaseDetector):
             deepest = max(spans, key=lambda s: _depth(trace, s))
             if example is None or deepest.start_ns < example.start_ns:
                 example = deepest
-        if len(trace_ids) < self.int_param(ctx, "min_timeout_spans", 3) or example is None:
+        if len(trace_ids) < self.int_param(ctx, "min_timeout_spans") or example is None:
             return None
         evidence: dict[str, Any] = {
             "endpoints": _endpoints(ctx, trace_ids),
@@ -168,15 +168,15 @@ class TimeoutDetector(BaseDetector):
     # -- inversions -------------------------------------------------------------------
 
     def _inversions(self, ctx: AnalysisContext) -> Finding | None:
-        tolerance = self.param(ctx, "inversion_tolerance_s", 0.5)
-        long_after = self.param(ctx, "long_after_s", 1.0)
+        tolerance = self.param(ctx, "inversion_tolerance_s")
+        long_after = self.param(ctx, "long_after_s")
         refs = {r.trace_id.lower(): r for r in ctx.trace_refs}
         found: list[Inversion] = []
         for trace_id, trace in sorted(ctx.traces.items()):
             found.extend(
                 _trace_inversions(ctx, trace, refs.get(trace_id.lower()), tolerance, long_after)
             )
-        if len(found) < self.int_param(ctx, "min_inversions", 2):
+        if len(found) < self.int_param(ctx, "min_inversions"):
             return None
         pairs = Counter[str](f"{i.caller} → {i.callee} ({i.kind})" for i in found)
         worst = max(found, key=lambda i: i.seconds)
