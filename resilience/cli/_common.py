@@ -26,6 +26,8 @@ from resilience.errors import (
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
     DependencyUnavailable,
+    ErrorDetail,
+    ErrorLocation,
     ExperimentError,
     ResilienceError,
     StackError,
@@ -95,6 +97,29 @@ def print_error(error: ResilienceError) -> None:
             Text(f"--- last lines of {error.component or 'the'} log ---", style="dim")
         )
         err_console.print(Text(error.log_tail), highlight=False, emoji=False)
+
+
+def unique_warnings(warnings: Iterable[ErrorDetail]) -> list[ErrorDetail]:
+    """Warnings once each: a base value's warning recurs in every profile it reaches."""
+    seen: set[tuple[object, ...]] = set()
+    out: list[ErrorDetail] = []
+    for w in warnings:
+        key = (w.file, w.line, w.path, w.expected, w.got)
+        if key not in seen:
+            seen.add(key)
+            out.append(w)
+    return out
+
+
+def print_warnings(warnings: Iterable[ErrorDetail], on: Console | None = None) -> None:
+    """Each warning (on stderr unless ``on`` says otherwise) as ``warning: FILE:LINE, at
+    PATH: message (expected ..., got ...)``."""
+    for w in warnings:
+        where = str(ErrorLocation(file=w.file, line=w.line, path=w.path))
+        message = Text("warning: ", style="bold yellow")
+        message.append(f"{where}: " if where else "")
+        message.append(f"{w.message} (expected {w.expected}, got {w.got})")
+        (on or err_console).print(message, highlight=False, emoji=False, soft_wrap=True)
 
 
 def fail(error: ResilienceError) -> NoReturn:

@@ -9,12 +9,14 @@ directory created, no proxy touched. Times are seconds on the experiment clock.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
-from resilience.cli._common import console
+from resilience.cli._common import console, print_warnings
+from resilience.errors import ErrorDetail
 
 if TYPE_CHECKING:
     from resilience.experiment import Experiment, Thresholds
@@ -153,6 +155,7 @@ def plan_document(
         "leftovers": preview.leftovers,
         "problems": preview.problems,
         "notes": preview.notes,
+        "warnings": [asdict(w) for w in experiment.warnings],
         "ready": not preview.problems,
     }
 
@@ -291,6 +294,7 @@ def _show_target(doc: dict[str, Any]) -> None:
         console.print(Text(f"leftover of a killed run, to be healed: {line}", style="yellow"))
     for line in doc["notes"]:
         console.print(Text(f"note: {line}", style="yellow"), soft_wrap=True)
+    print_warnings((ErrorDetail(**w) for w in doc["warnings"]), on=console)
     for line in doc["problems"]:
         console.print(Text(f"would stop the run: {line}", style="bold red"), soft_wrap=True)
     if not doc["problems"]:

@@ -7,6 +7,7 @@ are those of the text output (2 when a file is invalid).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,7 +20,9 @@ from resilience.cli._common import (
     err_console,
     error_details,
     print_error,
+    print_warnings,
     run_command,
+    unique_warnings,
 )
 from resilience.cli._params import ExperimentArg, JsonOpt, SetOpt
 from resilience.errors import EXIT_INVALID, EXIT_PASSED, ExperimentError
@@ -44,6 +47,7 @@ def _validate(file: str, profile: str | None, overrides: list[str], as_json: boo
         return error.exit_code
     base: Experiment = loaded[profile] if profile is not None else loaded[None]
     profiles = {name: exp for name, exp in loaded.items() if name is not None}
+    warnings = unique_warnings(w for exp in loaded.values() for w in exp.warnings)
     if as_json:
         emit_json(
             {
@@ -57,8 +61,10 @@ def _validate(file: str, profile: str | None, overrides: list[str], as_json: boo
                     n: {"duration_seconds": e.total_duration} for n, e in profiles.items()
                 },
                 "problems": [],
+                "warnings": [asdict(w) for w in warnings],
             }
         )
+        print_warnings(warnings)
         return EXIT_PASSED
     if profile is not None:
         text = f"{base.name} with profile {profile} ({base.summary()})"
@@ -67,6 +73,7 @@ def _validate(file: str, profile: str | None, overrides: list[str], as_json: boo
         suffix = f"; profiles: {', '.join(listed)}" if listed else ""
         text = f"{base.name} ({base.summary()}{suffix})"
     console.print(Text("ok: ", style="green") + Text(text), highlight=False, soft_wrap=True)
+    print_warnings(warnings)
     return EXIT_PASSED
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from resilience.errors import ErrorLocation, ExperimentError
+from resilience.errors import ErrorDetail, ErrorLocation, ExperimentError
 from resilience.experiment._env import hide_secrets, record, resolve_env
 from resilience.experiment._overlay import (
     Origins,
@@ -36,9 +36,11 @@ from resilience.experiment._problems import (
     Problem,
     describe,
     experiment_error,
+    format_path,
 )
 from resilience.experiment._translate import translate, untranslated
 from resilience.experiment._yaml import MAX_BYTES, MAX_NODES, YAMLValue, parse_yaml
+from resilience.experiment.advice import input_warnings
 from resilience.experiment.catalogue import catalogue_names, find_catalogue_dir
 from resilience.experiment.model import Experiment
 
@@ -158,7 +160,13 @@ def load_experiment(
     text = read_source(path, file)
     try:
         experiment = _parse(
-            text, profile, overrides, source=path, environ=environ, allow_hosts=allow_hosts
+            text,
+            profile,
+            overrides,
+            source=path,
+            environ=environ,
+            allow_hosts=allow_hosts,
+            file=file,
         )
     except InputProblems as exc:
         raise experiment_error(
@@ -209,7 +217,7 @@ def parse_experiment(
 ) -> Experiment:
     """Validate experiment YAML text; ``file`` names it in errors."""
     try:
-        return _parse(text, profile, overrides, environ=environ, allow_hosts=allow_hosts)
+        return _parse(text, profile, overrides, environ=environ, allow_hosts=allow_hosts, file=file)
     except InputProblems as exc:
         raise experiment_error(
             file, exc.problems, context=exc.context, omitted=exc.omitted
@@ -228,11 +236,18 @@ def _parse(
     source: Path | None = None,
     environ: Mapping[str, str] | None = None,
     allow_hosts: Sequence[str] = (),
+    file: str | None = None,
 ) -> Experiment:
     prepared = _prepare(text)
     parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
     return _resolve(
-        prepared, profile, parsed, source=source, environ=environ, allow_hosts=allow_hosts
+        prepared,
+        profile,
+        parsed,
+        source=source,
+        environ=environ,
+        allow_hosts=allow_hosts,
+        file=file,
     )
 
 
@@ -245,6 +260,7 @@ def _resolve(
     environ: Mapping[str, str] | None,
     tag_profile: bool = False,
     allow_hosts: Sequence[str] = (),
+    file: str | None = None,
 ) -> Experiment:
     """The parsed file with a profile and the overrides applied, validated.
 
@@ -256,6 +272,7 @@ def _resolve(
         data, origins = _apply_profile(data, origins, prepared, profile)
     data, provenance = apply_overrides(data, origins, overrides)
     tag = profile if tag_profile else None
+    written = data  # before ${env:...}: a value from the environment is a secret
     data, env = resolve_env(data, os.environ if environ is None else environ)
     if env.problems:
         problems = [_locate(p, provenance, tag) for p in env.problems]
@@ -281,6 +298,9 @@ def _resolve(
     if source is not None:
         _resolve_locustfile(experiment, source, provenance, tag)
         experiment._source = source
+    experiment._warnings = [
+        _detail(file, _locate(w, provenance, tag)) for w in input_warnings(experiment, written)
+    ]
     return experiment
 
 
@@ -361,6 +381,19 @@ def _apply_profile(
     return deep_merge(data, overlay, origins, profile_origins(lines, profile))
 
 
+def _detail(file: str | None, problem: Problem) -> ErrorDetail:
+    """A located warning as data, in the shape of an error's problems."""
+    origin = f" ({problem.origin})" if problem.origin else ""
+    return ErrorDetail(
+        file=file,
+        line=problem.line,
+        path=format_path(problem.path) if problem.path else None,
+        message=problem.message + origin,
+        expected=problem.expected,
+        got=problem.got,
+    )
+
+
 def _line(origins: Origins, path: KeyPath) -> int | None:
     found = origin_of(origins, path)
     return found.line if found else None
@@ -427,7 +460,13 @@ def load_all_profiles(
         prepared = _prepare(text)
         parsed = parse_overrides(overrides, budget=MAX_NODES - prepared.count)
         base = _resolve(
-            prepared, None, parsed, source=path, environ=environ, allow_hosts=allow_hosts
+            prepared,
+            None,
+            parsed,
+            source=path,
+            environ=environ,
+            allow_hosts=allow_hosts,
+            file=file,
         )
         _check_work(prepared, parsed, len(base.profiles))
     except InputProblems as exc:
@@ -447,6 +486,7 @@ def load_all_profiles(
                 environ=environ,
                 tag_profile=True,
                 allow_hosts=allow_hosts,
+                file=file,
             )
         except InputProblems as exc:
             problems.extend(exc.problems)

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from resilience.errors import ExperimentError
+from resilience.errors import ErrorDetail, ExperimentError
 from resilience.experiment._env import EnvRecord
 from resilience.experiment._problems import (
     KeyPath,
@@ -1746,6 +1746,7 @@ class Experiment(_Model):
     _source: Path | None = PrivateAttr(default=None)
     _profile: str | None = PrivateAttr(default=None)
     _env: EnvRecord = PrivateAttr(default_factory=EnvRecord)
+    _warnings: list[ErrorDetail] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:  # noqa: PLR0912 (every cross-field rule of the file, each one branch)
@@ -1943,6 +1944,13 @@ class Experiment(_Model):
     def profile(self) -> str | None:
         """The profile applied when loading, if any."""
         return self._profile
+
+    @property
+    def warnings(self) -> tuple[ErrorDetail, ...]:
+        """What the loader accepted but the file may not mean (``experiment/advice.py``):
+        too little load after the last heal to judge recovery, a bare-number timeout of a
+        minute or more. Never an error; ``validate`` and ``run --dry-run`` show them."""
+        return tuple(self._warnings)
 
     @property
     def total_duration(self) -> float:
