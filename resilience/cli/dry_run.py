@@ -136,6 +136,7 @@ def plan_document(
         },
         "stack": {
             "managed": preview.manage_stack,
+            "uses": preview.stack,
             "components": [
                 {
                     "name": c.name,
@@ -279,11 +280,15 @@ def _show_target(doc: dict[str, Any]) -> None:
     console.print(Text(f"target: {what}"), soft_wrap=True)
     stack = doc["stack"]
     title = "stack" if stack["managed"] else "stack (--no-stack: nothing is started)"
+    if stack["uses"]:
+        title += f": {stack['uses']}"
     table = _table(title, "component", "now", "the run would", "port", "detail")
     style = {"keep": "green", "start": "yellow", "restart": "yellow"}
+    style_of = {"running elsewhere": "bold red"}
     for c in stack["components"]:
         detail = c["blocker"] or (f"mode {c['mode']}" if c["mode"] else "")
-        table.add_row(c["name"], c["state"], Text(c["action"], style=style[c["action"]]),
+        table.add_row(c["name"], Text(c["state"], style=style_of.get(c["state"], "")),
+                      Text(c["action"], style=style[c["action"]]),
                       str(c["port"]), Text(detail))  # fmt: skip
     console.print(table)
     table = _table("Toxiproxy proxies", "proxy", "listen", "upstream", "the run would")

@@ -114,7 +114,7 @@ def prepare_target(
     if components == ():
         say("every part is yours: the local stack is not needed")
     elif manage_stack:
-        say("checking the local stack")
+        say(f"checking the local stack ({stack.describe()})")
         result = stack.up(shop_mode=mode or "hardened", shop_options=options, components=components)
         # Restarted shop services were running before this run: they stay up afterwards.
         started = tuple(n for n in result.started if n not in result.restarted)
@@ -200,6 +200,8 @@ class TargetPreview:
     notes: list[str]
     parts: dict[str, dict[str, object]] = field(default_factory=dict)
     """Toxiproxy, Prometheus and the trace backend: where, and whose (the journal's ``parts``)."""
+    stack: str = ""
+    """Which local stack the run would use (``Stack.describe``: state directory, Toxiproxy)."""
 
 
 def preview_target(
@@ -233,8 +235,15 @@ def preview_target(
         f"your {p.name} at {p.url} ({p.where()}): not started, health-checked before the run"
         for p in parts.own()
     ]
+    moved = stack.moved() if needed != () else None
+    if moved is not None:
+        problems.append(moved)
     if manage_stack:
-        problems += [f"{p.name} cannot start: {p.blocker}" for p in planned if p.blocker]
+        problems += [
+            f"{p.name} cannot start: {p.blocker}"
+            for p in planned
+            if p.blocker and p.state != "running elsewhere"
+        ]
     else:
         planned, more_problems, more_notes = _without_starting(planned, builtin, mode, parts)
         problems += more_problems
@@ -293,6 +302,7 @@ def preview_target(
         problems=problems,
         notes=notes,
         parts=parts.to_journal(),
+        stack=stack.describe(),
     )
 
 
@@ -339,6 +349,9 @@ def _require_running(stack: Stack, builtin: bool, say: Callable[[str], None], pa
     wanted = set(COMPONENT_NAMES) if builtin else set(parts.stack_components())
     if not wanted:
         return
+    moved = stack.moved()
+    if moved is not None:
+        raise StackError(moved)
     not_healthy = [s.name for s in stack.status() if not s.healthy and s.name in wanted]
     required = _required(builtin, parts)
     down = [name for name in not_healthy if name in required]

@@ -40,7 +40,7 @@ from resilience.stack.components import (
     by_name,
     start_waves,
 )
-from resilience.stack.config import StackConfig
+from resilience.stack.config import Ports, StackConfig
 from resilience.stack.generate import separate_shop_metrics
 from resilience.stack.programs import Programs
 from resilience.stack.state import (
@@ -110,9 +110,11 @@ class PlannedComponent:
     """What ``up`` would do with one component, as ``Stack.plan_up`` found it.
 
     ``state`` is ``running`` (its recorded process is alive; health is not probed),
-    ``dead`` (recorded, process gone) or ``stopped``; ``action`` is ``keep``, ``start`` or
-    ``restart`` (a shop service in another mode or with other options); ``blocker`` says
-    why starting it would fail (a program missing, its port taken by a stranger).
+    ``running elsewhere`` (alive, but on another port than this configuration's: a stack
+    started with another ``RESILIENCE_PORT_OFFSET``), ``dead`` (recorded, process gone) or
+    ``stopped``; ``action`` is ``keep``, ``start`` or ``restart`` (a shop service in another
+    mode or with other options); ``blocker`` says why starting it would fail (a program
+    missing, its port taken by a stranger) or, running elsewhere, why it cannot be used.
     """
 
     name: str
@@ -200,6 +202,9 @@ class Stack:
         self._make_state_dir()
         with self._lock(), self._context(shop_mode, options) as ctx:
             state = self._forget_dead(load_state(self.config.paths.stack_file))
+            moved = self.moved(state)
+            if moved is not None:
+                raise StackError(moved)
             ctx.separate_shop_metrics = self._shop_metrics_separate(state, ctx, names)
             restarted = self._stop_shop_in_other_mode(state, ctx, names)
             state = load_state(self.config.paths.stack_file)
@@ -322,9 +327,15 @@ class Stack:
                         options,
                     )
                     action = "restart" if stale else "keep"
+                    here = record.port == port
                     planned.append(
                         PlannedComponent(
-                            component.name, "running", action, record.port, record.mode
+                            component.name,
+                            "running" if here else "running elsewhere",
+                            action,
+                            record.port,
+                            record.mode,
+                            None if here else f"this command's port for it is {port}",
                         )
                     )
                     continue
@@ -344,6 +355,43 @@ class Stack:
                     )
                 )
         return planned
+
+    def moved(self, state: StackState | None = None) -> str | None:
+        """Why this configuration cannot use the stack its record describes, or None.
+
+        The record (``stack.json`` in the state directory) and the ports (from
+        ``RESILIENCE_PORT_OFFSET`` and ``RESILIENCE_PORT_<NAME>``) are read separately: a
+        stack started with an offset and a command run without it share the record but
+        not the ports, so the command would "keep" the running stack and then talk to
+        ports where nothing of it listens. Every command that uses the stack asks this
+        first (``up``, ``plan_up``, a ``--no-stack`` run)."""
+        state = state or load_state(self.config.paths.stack_file)
+        defaults = Ports()
+        moved: list[str] = []
+        guess: int | None = None
+        for component in COMPONENTS:
+            record = state.components.get(component.name)
+            if record is None or not is_alive(record.pid, record.start_ticks):
+                continue
+            port = next(iter(component.ports(self.config.ports).values()))
+            if record.port == port:
+                continue
+            moved.append(f"{component.name} on {record.port} (this command: {port})")
+            if guess is None:
+                guess = record.port - next(iter(component.ports(defaults).values()))
+        if not moved:
+            return None
+        return (
+            f"the stack recorded in {self.config.paths.stack_file} runs on other ports than "
+            f"this command's: {', '.join(moved)}; it was started with other port settings "
+            f"(RESILIENCE_PORT_OFFSET={guess}?): run with the same RESILIENCE_PORT_OFFSET "
+            "(or RESILIENCE_PORT_<NAME>) to use it, or give a second stack its own "
+            "RESILIENCE_STATE_DIR"
+        )
+
+    def describe(self) -> str:
+        """Which stack this is, for people: its state directory and Toxiproxy's API."""
+        return f"the stack in {self.config.paths.state}, Toxiproxy at {self.config.toxiproxy_url}"
 
     def is_up(self, components: Iterable[str] | None = None) -> bool:
         """Whether every one of ``components`` (default all) runs and answers its probe."""
