@@ -227,3 +227,65 @@ def test_a_pool_scraped_by_two_jobs_is_one_pool(tmp_path: Path) -> None:
         source.series[name] = [first, Series({**first.labels, **again}, first.points)]
     findings = PoolExhaustionDetector().detect(context(tmp_path, prometheus=source))
     assert [f.evidence["pool"] for f in findings] == ["upstream pool 'shared'"]
+
+
+def stuck_pool(stuck_from: int) -> FakePrometheusSource:
+    """The gateway's pool at its size with waiters from the fault on; from ``stuck_from`` s
+    the recovery's waiters stay (a leak of slots), before that they drain at the heal."""
+
+    def in_use(s: int) -> float:
+        return 10 if 12 <= s < 22 or s >= stuck_from else 2
+
+    def waiting(s: int) -> float:
+        return 30 if 12 <= s < 22 or s >= stuck_from else 0
+
+    return FakePrometheusSource(
+        {
+            "shop_upstream_pool_size": [gauge("shop_upstream_pool_size", SHARED, lambda s: 10)],
+            "shop_upstream_pool_in_use": [gauge("shop_upstream_pool_in_use", SHARED, in_use)],
+            "shop_upstream_pool_waiting": [gauge("shop_upstream_pool_waiting", SHARED, waiting)],
+        }
+    )
+
+
+def budget_context(tmp_path: Path, source: FakePrometheusSource) -> AnalysisContext:
+    load = LoadBuilder().add(ITEMS, range(38), ok=10)
+    experiment = shop_experiment("slo:\n  recovery: {within: 5s}\n")
+    return make_context(
+        experiment, load.view, PHASES, run_dir=tmp_path, prometheus=source, builtin_shop=True
+    )
+
+
+def test_a_pool_still_exhausted_after_the_recovery_budget_is_found(tmp_path: Path) -> None:
+    """Fault 10-22 s, budget 5 s: the pool is at its size with waiters again from 24 s to
+    the end (38 s). The fault's finding stands, and a second one says the pool was still
+    exhausted from 5 s after the heal on, counting only the seconds past the budget."""
+    findings = PoolExhaustionDetector().detect(budget_context(tmp_path, stuck_pool(24)))
+    assert [f.evidence["phase"] for f in findings] == ["fault", "recovery"]
+    late = findings[1]
+    assert late.evidence["seconds"] == list(range(27, 38))
+    assert late.evidence["numbers"]["recovery budget s"] == 5
+    assert late.summary.startswith("Pool still exhausted after the recovery budget: upstream")
+    assert "for 11 s of the recovery, from 5 s after the heal" in late.summary
+    assert late.evidence["series"]
+
+
+def test_a_backlog_draining_inside_the_recovery_budget_is_not_found(tmp_path: Path) -> None:
+    """Saturated only in the first seconds after the heal (22-26 s, inside the 5 s budget,
+    then quiet): the fault's backlog draining, not a finding of the recovery."""
+
+    def in_use(s: int) -> float:
+        return 10 if 12 <= s < 27 else 2
+
+    def waiting(s: int) -> float:
+        return 30 if 12 <= s < 27 else 0
+
+    source = FakePrometheusSource(
+        {
+            "shop_upstream_pool_size": [gauge("shop_upstream_pool_size", SHARED, lambda s: 10)],
+            "shop_upstream_pool_in_use": [gauge("shop_upstream_pool_in_use", SHARED, in_use)],
+            "shop_upstream_pool_waiting": [gauge("shop_upstream_pool_waiting", SHARED, waiting)],
+        }
+    )
+    findings = PoolExhaustionDetector().detect(budget_context(tmp_path, source))
+    assert [f.evidence["phase"] for f in findings] == ["fault"]

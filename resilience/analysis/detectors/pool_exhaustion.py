@@ -21,8 +21,12 @@ Two sources, either is enough:
 
 The phase judged is the fault (a load spike is one too); a run without faults — a load
 test — has its load judged instead (the baseline: a pool exhausted by demand alone is a
-warning sign of its own). Severity warning by default (experiments raise it, e.g.
-``pool-exhaustion.yaml``).
+warning sign of its own). The recovery is judged too, from Prometheus, but only after its
+budget (``slo.recovery.within``): a pool still at its size with callers waiting once the
+target should have recovered is what holds the recovery back (a leak of slots, a backlog
+that never drains), and is said with the seconds after the heal. Saturation inside the
+budget is the backlog of the fault draining, not a finding. Severity warning by default
+(experiments raise it, e.g. ``pool-exhaustion.yaml``).
 """
 
 from __future__ import annotations
@@ -213,12 +217,42 @@ class PoolExhaustionDetector(BaseDetector):
             if resource in reported or len(pool_waits) < min_waits:
                 continue
             findings.append(self._from_spans(ctx, resource, pool_waits, notes, fault))
+        findings.extend(self._after_the_budget(ctx, min_seconds))
         return findings
+
+    def _after_the_budget(self, ctx: AnalysisContext, min_seconds: int) -> list[Finding]:
+        """Pools still saturated in the recovery once its budget is spent (Prometheus)."""
+        recovery = ctx.phase("recovery")
+        stress = ctx.phase("fault")
+        budget = self._budget(ctx)
+        if ctx.prometheus is None or recovery is None or stress is None or budget is None:
+            return []
+        since = recovery.start + budget
+        if since >= recovery.end:
+            return []
+        findings: list[Finding] = []
+        for family in self.families(ctx.experiment):
+            try:
+                saturations = self._saturation(ctx, family, recovery, since=since)
+            except ObserveError as exc:
+                logger.info("pool_exhaustion (recovery): %s", exc)
+                continue
+            for sat in saturations:
+                if len(sat.seconds) >= min_seconds:
+                    findings.append(self._from_metrics(ctx, sat, [], [], recovery, budget=budget))
+        return findings
+
+    @staticmethod
+    def _budget(ctx: AnalysisContext) -> float | None:
+        slo = ctx.experiment.slo.recovery
+        if slo is not None and slo.within is not None:
+            return float(slo.within)
+        return ctx.recovery.budget_seconds if ctx.recovery is not None else None
 
     # -- Prometheus -------------------------------------------------------------------
 
     def _saturation(
-        self, ctx: AnalysisContext, family: PoolFamily, fault: Phase
+        self, ctx: AnalysisContext, family: PoolFamily, fault: Phase, *, since: float = -1e18
     ) -> list[Saturation]:
         assert ctx.prometheus is not None
         start, end = wall_window(ctx, fault)
@@ -245,7 +279,7 @@ class PoolExhaustionDetector(BaseDetector):
             seconds: set[int] = set()
             for t, value in used.points:
                 cap, queued = sizes.get(t), waits.get(t)
-                if cap is None or queued is None:
+                if cap is None or queued is None or second_of(ctx, t) < since:
                     continue
                 sat.size = max(sat.size, cap)
                 sat.max_in_use = max(sat.max_in_use, value)
@@ -264,14 +298,21 @@ class PoolExhaustionDetector(BaseDetector):
         waits: list[Wait],
         notes: list[str],
         phase: Phase,
+        *,
+        budget: float | None = None,
     ) -> Finding:
         words = ctx.phase_words(phase.name)
+        if budget is not None:
+            # Judged after the recovery budget: the seconds counted start there.
+            after = "the spike" if ctx.spike else "the heal"
+            words = f"{words}, from {budget:g} s after {after} (the recovery budget) on"
         refs = series_refs(
             ctx, [sat.family.in_use, sat.family.size, sat.family.waiting], dict(sat.labels)
         )
         evidence: dict[str, Any] = {
             "pool": sat.title,
             "labels": label_text(sat.labels),
+            "phase": phase.name,
             "endpoints": [],
             "seconds": sat.seconds,
             "state": "drained" if sat.drained else "exhausted",
@@ -297,6 +338,14 @@ class PoolExhaustionDetector(BaseDetector):
                 "failed and the pool emptied (the waiters wait on reconnects), not demand"
             )
             return self.finding(ctx, summary, evidence, severity="info")
+        if budget is not None:
+            evidence["numbers"]["recovery budget s"] = budget
+            summary = (
+                f"Pool still exhausted after the recovery budget: {sat.title} at its size "
+                f"({sat.size_at_saturation:g}) with up to {sat.max_waiting:g} waiters for "
+                f"{len(sat.seconds)} s of {words}"
+            )
+            return self.finding(ctx, summary, evidence)
         summary = (
             f"Pool exhaustion: {sat.title} at its size ({sat.size_at_saturation:g}) with up "
             f"to {sat.max_waiting:g} waiters for {len(sat.seconds)} s of {words}"
