@@ -19,6 +19,7 @@ with the endpoint and what we were doing.
     │   ├── TraceBackendUnavailable     no answer from the trace backend (observe/traces.py)
     │   └── SeriesNotGathered           the run did not gather that series (rundir/series.py)
     ├── LoadError                       the load engine's worker processes failed; exit 3
+    │   └── LoadRefused                 a worker refused a captured URL off the target's host; exit 2
     ├── GuardTripped                    a guard aborted the run (faults healed first); exit 1
     └── Interrupted                     SIGINT or SIGTERM during a run; exit 130
 
@@ -165,6 +166,13 @@ class LoadError(ResilienceError):
     """The load engine's worker processes failed to start or died."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class LoadRefused(LoadError):
+    """A load worker refused to send where the service pointed it: a captured URL (a
+    ``Location``) off the target's host. The description leads off the target: exit 2."""
+
+    exit_code = EXIT_INVALID
 
 
 class GuardTripped(ResilienceError):

@@ -42,6 +42,7 @@ from resilience.experiment._problems import (
     experiment_error,
     raise_if,
 )
+from resilience.experiment.captures import parse_capture
 from resilience.experiment.detector_params import param_problems
 from resilience.experiment.expectation import Expectation
 from resilience.experiment.fault_types import FAULT_TYPES, FaultType, normalize_attributes
@@ -92,7 +93,7 @@ DetectorKind = Literal[
     "phase_comparison",
 ]
 DETECTOR_KINDS: Final[tuple[str, ...]] = get_args(DetectorKind)
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 CheckPhase = Literal["baseline", "fault", "recovery", "run"]
 LoadMetric = Literal["error_rate", "p95", "p99", "rps"]
 
@@ -567,23 +568,30 @@ class WriteSpec(_Model):
     @model_validator(mode="after")
     def _paths(self) -> WriteSpec:
         problems: list[Problem] = []
-        if not self.read_back.startswith("/") or "{id}" not in self.read_back:
-            problems.append(
-                Problem(
-                    "read_back must be a GET path containing {id}",
-                    expected="a path like /orders/{id}",
-                    got=describe(self.read_back),
-                    path=("read_back",),
-                )
-            )
+        try:
+            parse_capture(self.id_field)
+        except ValueProblem as problem:
+            problems.append(_value_problem(problem, ("id_field",)))
+        must = Problem(
+            "read_back must be a GET path containing {id}",
+            expected="a path like /orders/{id}, or {id} first when the id is the record's "
+            "URL (id_field: header:Location)",
+            got=describe(self.read_back),
+            path=("read_back",),
+        )
+        if not self.read_back.startswith(("/", "{id}")):
+            problems.append(must)
         else:
             try:
                 template = Template.parse(self.read_back)
             except ValueProblem as problem:
                 problems.append(_value_problem(problem, ("read_back",)))
             else:
-                others = template.variables - {"id"}
-                if others or any(p.kind != "var" for p in template.placeholders):
+                if "id" not in template.variables:
+                    problems.append(must)
+                elif template.variables - {"id"} or any(
+                    p.kind != "var" for p in template.placeholders
+                ):
                     problems.append(
                         Problem(
                             "read_back may only use the {id} placeholder",
@@ -593,6 +601,15 @@ class WriteSpec(_Model):
                         )
                     )
         problems.extend(_header_problems(self.headers or {}, ("headers",)))
+        if self.list is not None and self.id_field.lower().startswith("header:"):
+            problems.append(
+                Problem(
+                    "list goes with an id read from the JSON body",
+                    expected="no list with id_field header:..., or an id_field in the body",
+                    got=f"list {self.list!r} with id_field {self.id_field!r}",
+                    path=("list",),
+                )
+            )
         if self.list is not None and (not self.list.startswith("/") or "{" in self.list):
             problems.append(
                 Problem(
@@ -701,6 +718,16 @@ BODY_KEYS: Final = ("json", "form", "body")
 FormValue = str | int | float | bool
 
 
+def _url_head(path: str) -> str | None:
+    """The captured variable a path starts with (``{order_url}/items``), whose value is a
+    URL or an absolute path sent as it is (on the target's host): None for other paths."""
+    if not path.startswith("{") or path.startswith("{{"):
+        return None
+    end = path.find("}")
+    name = path[1:end].strip() if end > 0 else ""
+    return name if IDENTIFIER.match(name) and name not in BUILTIN_NAMES else None
+
+
 def _header_problems(headers: dict[str, str], path: KeyPath) -> list[Problem]:
     """Header names are HTTP tokens; values are one-line templates (placeholders allowed)."""
     problems: list[Problem] = []
@@ -754,13 +781,14 @@ class StepSpec(_Model):
     capture: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _templates(self) -> StepSpec:  # noqa: PLR0912 (each part of a request, one branch)
+    def _templates(self) -> StepSpec:  # noqa: PLR0912, PLR0915 (each part of a request, one branch)
         problems: list[Problem] = []
-        if not self.path.startswith("/"):
+        if not self.path.startswith("/") and _url_head(self.path) is None:
             problems.append(
                 Problem(
                     "a request path starts with /",
-                    expected="a path like /catalog/items",
+                    expected="a path like /catalog/items, or a captured URL first "
+                    "({order_url} or {order_url}/items)",
                     got=describe(self.path),
                     path=("path",),
                 )
@@ -849,15 +877,31 @@ class StepSpec(_Model):
                         path=("capture", variable),
                     )
                 )
-            if not source:
+            try:
+                parsed = parse_capture(source)
+            except ValueProblem as problem:
+                problems.append(_value_problem(problem, ("capture", variable)))
+                continue
+            if self.method == "HEAD" and parsed.from_body:
                 problems.append(
                     Problem(
-                        "capture names the response field to read",
-                        expected="a top-level JSON field name like id",
-                        got="an empty string",
+                        "a HEAD answer has no body to capture from",
+                        expected="a response header (header:Location)",
+                        got=describe(source),
                         path=("capture", variable),
                     )
                 )
+        if self.method == "HEAD":
+            for key in BODY_KEYS:
+                if self._body_of(key) is not None:
+                    problems.append(
+                        Problem(
+                            "a HEAD request has no body",
+                            expected="no json, form or body with method HEAD",
+                            got=f"{key} with method HEAD",
+                            path=(key,),
+                        )
+                    )
         raise_if(problems)
         if self.name is None:
             self.name = f"{self.method} {self.path}"
@@ -913,6 +957,25 @@ class RequestSpec(StepSpec):
     write: WriteSpec | None = None
     depends_on: list[Annotated[str, AfterValidator(_proxy_name)]] | None = None
     """The proxies this endpoint's requests pass (the cascade's footprint without traces)."""
+
+    @model_validator(mode="after")
+    def _head_write(self) -> RequestSpec:
+        if (
+            self.method == "HEAD"
+            and self.write is not None
+            and parse_capture(self.write.id_field).from_body
+        ):
+            raise_if(
+                [
+                    Problem(
+                        "a HEAD answer has no body to read the written id from",
+                        expected="id_field: header:Location (or another response header)",
+                        got=describe(self.write.id_field),
+                        path=("write", "id_field"),
+                    )
+                ]
+            )
+        return self
 
 
 class Wait(_Model):
@@ -1024,6 +1087,7 @@ class Workload(_Model):
                         expected=(
                             f"a request or step with capture: {{{name}: <response field>}}"
                             + (f" (captured: {', '.join(sorted(captured))})" if captured else "")
+                            + f", or {{{{{name}}}}} for the literal text {{{name}}}"
                         ),
                         got=f"{{{name}}}",
                         path=("requests", i, *where),

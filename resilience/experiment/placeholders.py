@@ -2,8 +2,10 @@
 
 ``{uuid}`` a random UUID4, ``{int:A:B}`` a uniform integer in [A, B], ``{choice:a|b|c}`` one
 of the options, ``{seq}`` the user's own counter (1, 2, 3, ...), and ``{name}`` a variable
-captured from an earlier response. Braces are for placeholders only (a stray or
-unbalanced brace is an error, so a typo cannot silently become literal text). In a JSON body a
+captured from an earlier response. ``{{`` and ``}}`` are a literal ``{`` and ``}`` (as in
+Python's format strings), so a raw JSON body or a GraphQL query can be written; any other
+brace is for placeholders only (a stray or unbalanced one is an error, so a typo cannot
+silently become literal text). In a JSON body a
 string that is exactly one placeholder takes the placeholder's own type (``"{int:1:50}"``
 renders as the number 17, a captured number stays a number); anywhere else the rendered
 text is spliced into the string.
@@ -110,9 +112,13 @@ class Template:
         n = len(source)
         while i < n:
             char = source[i]
+            if char in "{}" and source.startswith(char * 2, i):
+                literal.append(char)  # {{ and }}: the brace itself
+                i += 2
+                continue
             if char == "}":
                 raise ValueProblem(
-                    "'}' only to close a placeholder",
+                    "'}' only to close a placeholder (}} for a literal })",
                     describe(source),
                     message="unbalanced brace",
                 )
@@ -121,7 +127,7 @@ class Template:
                 nested = source.find("{", i + 1)
                 if end == -1 or (nested != -1 and nested < end):
                     raise ValueProblem(
-                        "'{' to open a placeholder closed by '}'",
+                        "'{' to open a placeholder closed by '}' ({{ for a literal {)",
                         describe(source),
                         message="unbalanced brace",
                     )

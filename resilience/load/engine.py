@@ -48,12 +48,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from resilience.errors import LoadError
+from resilience.errors import LoadError, LoadRefused
 from resilience.load.commands import Command, PhaseMarks, command_type, encode_command
 from resilience.load.distributed import Distributed
 from resilience.load.plan import LoadPlan
 from resilience.load.pool import PRESTARTED, LogSink, child_env
 from resilience.load.samples import (
+    REFUSED,
     LoadEvent,
     MasterReady,
     RemoteWorker,
@@ -462,6 +463,8 @@ class LoadEngine:
                 child = self._child_of(event.worker)
                 if event.reason == LOST:
                     raise self._error(child, f"every load worker was lost ({event.message})")
+                if event.reason == REFUSED:
+                    raise LoadRefused(f"{self._name(event.worker)} refused: {event.message}")
                 raise self._error(
                     child,
                     f"{self._name(event.worker)} ended early ({event.reason}, "

@@ -54,7 +54,7 @@ from resilience.load.distributed import (
     format_address,
 )
 from resilience.load.plan import LoadPlan
-from resilience.load.samples import MasterReady, RemoteWorker, WorkerExit
+from resilience.load.samples import REFUSED, MasterReady, RemoteWorker, WorkerExit
 from resilience.load.worker import PipeLink, die_with_parent
 
 logger = logging.getLogger("resilience.load.master")
@@ -234,7 +234,7 @@ class Relay:
         except ValueError:
             return line
         reason = body.get("reason")
-        if reason not in ("end", "error") and not self.stopping:
+        if reason not in ("end", "error", REFUSED) and not self.stopping:
             body["reason"] = "lost"
             body["message"] = f"the worker on {remote.host} stopped early ({reason})"
             body["at"] = self._experiment_time(remote.last_heard)

@@ -204,6 +204,9 @@ class LoadRecorder:
         self.setup_failed = 0
         """Users whose on_start steps failed (summed over the workers)."""
         self.setup_errors: list[str] = []
+        self.capture_missed = 0
+        """OK answers without a value to capture or a written id (summed over the workers)."""
+        self.capture_errors: list[str] = []
         self.exits: dict[int, WorkerExit] = {}
         self.lost: list[LostWorker] = []
         """Workers of a distributed run lost mid-run (``WorkerExit`` reason ``lost``)."""
@@ -251,6 +254,10 @@ class LoadRecorder:
                 for reason in event.setup_errors:
                     if reason not in self.setup_errors and len(self.setup_errors) < 5:
                         self.setup_errors.append(reason)
+                self.capture_missed += event.capture_missed
+                for reason in event.capture_errors:
+                    if reason not in self.capture_errors and len(self.capture_errors) < 5:
+                        self.capture_errors.append(reason)
                 self._ended.add(event.worker)
                 self._write_complete()
 
@@ -372,6 +379,8 @@ class LoadRecorder:
             "abandoned": self.abandoned,
             "setup_failed": self.setup_failed,
             "setup_errors": self.setup_errors,
+            "capture_missed": self.capture_missed,
+            "capture_errors": self.capture_errors,
             "lost_workers": [lost.to_dict() for lost in self.lost],
             "missing_requests": sum(lost.missing_requests or 0 for lost in self.lost),
             "outcomes": list(OUTCOMES),

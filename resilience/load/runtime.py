@@ -44,6 +44,7 @@ from locust.exception import StopUser
 from locust.util.load_locustfile import load_locustfile
 
 from resilience.errors import LoadError
+from resilience.experiment.captures import MISSING, parse_capture
 from resilience.load.collector import (
     CONNECTION_ERROR,
     OK,
@@ -57,13 +58,18 @@ from resilience.load.collector import (
 from resilience.load.plan import LoadPlan
 from resilience.load.schedule import intended_times, rate_times, split_evenly, worker_target
 from resilience.load.template import (
+    Answer,
+    OffTarget,
     Rendered,
     RequestTemplate,
     Send,
     StepFailure,
     Steps,
+    TargetOrigin,
     UserState,
     WeightedChooser,
+    capture_into,
+    compile_captures,
     compile_request_templates,
     decode_json,
 )
@@ -101,6 +107,18 @@ def _is_timeout(error: BaseException | None) -> bool:
     return False
 
 
+def _header_lookup(headers: Any) -> Callable[[str], str | None]:
+    """A response header by name, any case (a repeated one: its first value)."""
+
+    def header(name: str) -> str | None:
+        value = headers.get(name) if headers is not None else None
+        if isinstance(value, list):
+            return str(value[0]) if value else None
+        return None if value is None else str(value)
+
+    return header
+
+
 class Clock:
     """The experiment clock inside a worker: seconds since t0, from a monotonic source."""
 
@@ -118,19 +136,41 @@ class Workload:
         self.plan = plan
         self.clock = clock
         self.collector = collector
-        self.templates: list[RequestTemplate] = compile_request_templates(plan.requests)
+        self.templates: list[RequestTemplate] = compile_request_templates(
+            plan.requests, plan.target
+        )
         self.chooser = WeightedChooser(
             [r.weight for r in plan.requests], [t.needs for t in self.templates]
         )
         self.timeout = plan.client_timeout
         self._loop = gevent.get_hub().loop
         self._warned_ids: set[str] = set()
-        self.setup = Steps.compile(plan.setup)
-        self.on_start = Steps.compile(plan.on_start)
+        self.setup = Steps.compile(plan.setup, plan.target)
+        self.on_start = Steps.compile(plan.on_start, plan.target)
         self.shared: dict[str, JSONValue] = {}
         """What the setup steps captured: every user and scheduled request starts with it."""
         self.on_start_failed = 0
         self.on_start_errors: list[str] = []
+        # Captures and write ids, parsed here once: a response only walks them.
+        self.captures = [compile_captures(r.capture) for r in plan.requests]
+        self.write_ids = [
+            parse_capture(r.write.id_field) if r.write is not None else None for r in plan.requests
+        ]
+        self.url_ids = [
+            r.write is not None and (r.write.read_back or "").startswith("{id}")
+            for r in plan.requests
+        ]
+        self.needs_body = [
+            any(c.from_body for _, c in caps) or (w is not None and w.from_body)
+            for caps, w in zip(self.captures, self.write_ids, strict=True)
+        ]
+        self.origin = TargetOrigin.of(plan.target)
+        self.capture_missed = 0
+        """OK answers without a value to capture or a written id (still counted OK)."""
+        self.capture_errors: list[str] = []
+        self.refused: str | None = None
+        """Why the load stopped itself: a captured URL led off the target's host."""
+        self.on_refused: Callable[[str], None] = lambda message: None
 
     def choose(self, state: UserState) -> int | None:
         return self.chooser.choose(state.rng, state.captured)
@@ -143,7 +183,7 @@ class Workload:
         """Send a setup or on_start step (not recorded as load), bounded by the client
         timeout like every request; raises on a connection error or the deadline."""
 
-        def send(rendered: Rendered) -> tuple[int, JSONValue]:
+        def send(rendered: Rendered) -> Answer:
             deadline = self._loop.timer(self.timeout)
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
             try:
@@ -162,7 +202,11 @@ class Workload:
             error = getattr(response, "error", None)
             if error is not None and not isinstance(error, LocustBadStatusCode):
                 raise ConnectionError(str(error) or type(error).__name__)
-            return int(response.status_code or 0), decode_json(response.content)
+            return Answer(
+                int(response.status_code or 0),
+                decode_json(response.content),
+                _header_lookup(response.headers),
+            )
 
         return send
 
@@ -182,7 +226,11 @@ class Workload:
         failure: StepFailure | None = None
         for attempt in range(1, SETUP_ATTEMPTS + 1):
             state = UserState(rng=random.Random())
-            failure = self.setup.run(state, self.step_sender(client))
+            try:
+                failure = self.setup.run(state, self.step_sender(client))
+            except OffTarget as exc:
+                self.refuse("setup", str(exc))
+                return
             if failure is None:
                 self.shared = dict(state.variables)
                 logger.info("setup done: captured %s", ", ".join(sorted(self.shared)) or "nothing")
@@ -197,7 +245,11 @@ class Workload:
         """Run a user's on_start steps; False (counted and logged) when one failed."""
         if not self.on_start:
             return True
-        failure = self.on_start.run(state, self.step_sender(client))
+        try:
+            failure = self.on_start.run(state, self.step_sender(client))
+        except OffTarget as exc:
+            self.refuse("on_start", str(exc))
+            return False
         if failure is None:
             return True
         self.on_start_failed += 1
@@ -232,7 +284,9 @@ class Workload:
         template = self.templates[index]
         request = self.plan.requests[index]
         state.seq += 1
-        rendered = template.render(state)
+        rendered = self._render(template, state, second)
+        if rendered is None:
+            return
         trace_id, span_id = new_trace_ids(state.rng)
         headers = {"traceparent": traceparent(trace_id, span_id)}
         headers.update(rendered.headers)
@@ -289,30 +343,61 @@ class Workload:
             if not recorded:
                 collector.abandon(second)
 
+    def _render(
+        self, template: RequestTemplate, state: UserState, second: int | None
+    ) -> Rendered | None:
+        """The request, or None (never sent) when a captured URL leads off the target."""
+        try:
+            return template.render(state)
+        except OffTarget as exc:
+            if second is not None:  # begun by the open model's scheduler
+                self.collector.abandon(second)
+            self.refuse(template.name, str(exc))
+            return None
+
     def _after_success(
         self, state: UserState, index: int, response: FastResponse, send_t: float, status: int
     ) -> None:
+        """Captures and the written id of an OK answer. A value the answer lacks leaves the
+        request OK (the service answered as expected) and is counted as a capture miss."""
         request = self.plan.requests[index]
-        try:
-            data = response.json()
-        except (ValueError, TypeError):
-            data = None
-        if not isinstance(data, dict):
-            self._warn_once(request.name, "response is not a JSON object: nothing captured")
+        data: JSONValue = None
+        if self.needs_body[index]:
+            data = decode_json(response.content)
+        header = _header_lookup(response.headers)
+        captures = self.captures[index]
+        if captures:
+            for missing in capture_into(state, captures, data, header):
+                self._missed(request.name, missing, data)
+        write_id = self.write_ids[index]
+        if request.write is None or write_id is None:
             return
-        for variable, field in request.capture.items():
-            if field in data:
-                state.capture(variable, data[field])
-            else:
-                self._warn_once(request.name, f"response has no field {field!r} to capture")
-        if request.write is not None:
-            record_id = data.get(request.write.id_field)
-            if record_id is None:
-                self._warn_once(
-                    request.name, f"write acknowledged without id field {request.write.id_field!r}"
-                )
-            else:
-                self.collector.write_ack(record_id, request.name, send_t, status)
+        record_id = write_id.read(data, header)
+        if record_id is MISSING or record_id is None:
+            self._missed(request.name, f"{write_id.describe()} (the written id)", data)
+            return
+        if self.url_ids[index]:
+            try:
+                self.origin.resolve(str(record_id))
+            except OffTarget as exc:
+                self.refuse(request.name, f"write.id_field: {exc}")
+                return
+        self.collector.write_ack(record_id, request.name, send_t, status)
+
+    def _missed(self, endpoint: str, what: str, data: JSONValue) -> None:
+        self.capture_missed += 1
+        why = "the answer is not JSON" if data is None and what.startswith("field") else ""
+        reason = f"{endpoint}: no {what} in the answer" + (f" ({why})" if why else "")
+        if reason not in self.capture_errors and len(self.capture_errors) < 5:
+            self.capture_errors.append(reason)
+        self._warn_once(endpoint, f"nothing captured: no {what} in the answer")
+
+    def refuse(self, endpoint: str, reason: str) -> None:
+        """Stop this worker's load: a captured URL leads off the target's host."""
+        if self.refused is None:
+            self.refused = f"{endpoint}: {reason}"
+            logger.error("refused: %s", self.refused)
+            self.on_refused(self.refused)
 
     def _warn_once(self, endpoint: str, message: str) -> None:
         key = f"{endpoint}: {message}"

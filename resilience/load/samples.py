@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from resilience import histogram as hist
 from resilience.errors import LoadError
@@ -92,9 +92,15 @@ class WorkerReady:
     pid: int
 
 
+REFUSED: Final = "refused"
+"""A worker's exit reason when it refused to send a request: a captured URL led off the
+target's host (``message`` says which); the run stops with exit 2."""
+
+
 @dataclass(frozen=True)
 class WorkerExit:
-    """A worker ended. ``reason``: end, stdin_closed, parent_gone, sigterm, error, died.
+    """A worker ended. ``reason``: end, stdin_closed, parent_gone, sigterm, error, refused,
+    died.
 
     ``returncode`` is set by the parent once the process is reaped (None when the worker
     itself reports). ``abandoned``: requests still in flight when the worker stopped.
@@ -111,6 +117,9 @@ class WorkerExit:
     setup_failed: int = 0
     """Users whose ``on_start`` steps failed (they stopped; see ``setup_errors``)."""
     setup_errors: tuple[str, ...] = ()
+    capture_missed: int = 0
+    """OK answers that lacked a value to capture or a written id (see ``capture_errors``)."""
+    capture_errors: tuple[str, ...] = ()
     at: float | None = None
     """``lost`` (a remote worker of a distributed run): when it was last heard from, in
     experiment seconds; its load from then on is missing, not the target's failure."""
@@ -236,6 +245,7 @@ def decode_event(line: str | bytes) -> LoadEvent:  # noqa: PLR0911 (a dispatch o
             return WorkerReady(**body)
         if kind == "exit":
             body["setup_errors"] = tuple(body.get("setup_errors", ()))
+            body["capture_errors"] = tuple(body.get("capture_errors", ()))
             return WorkerExit(**body)
         if kind == "ack":
             return CommandAck(**body)

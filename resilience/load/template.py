@@ -20,9 +20,10 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
+from resilience.experiment.captures import MISSING, CaptureSource, parse_capture
 from resilience.experiment.placeholders import parse_template
 from resilience.vocabulary import JSONValue
 
@@ -119,6 +120,11 @@ class Template:
     def constant(self) -> bool:
         return all(isinstance(p, _Literal) for p in self.parts)
 
+    @functools.cached_property
+    def literal(self) -> str:
+        """A constant template's text (``{{`` already a ``{``), rendered once."""
+        return "".join(p.text for p in self.parts if isinstance(p, _Literal))
+
 
 def compile_template(text: str) -> Template:
     """Split ``text`` into literal and placeholder parts; ValueError on a malformed one.
@@ -157,7 +163,8 @@ def _compile_json(value: JSONValue, needs: set[str]) -> Callable[[UserState], JS
         template = compile_template(value)
         needs.update(template.needs)
         if template.constant:
-            return lambda state: value
+            text = template.literal
+            return lambda state: text
         return template.render_value
     if isinstance(value, dict):
         items = [(str(k), _compile_json(v, needs)) for k, v in value.items()]
@@ -196,7 +203,8 @@ def _compile_raw(body: str, needs: set[str]) -> Callable[[UserState], str]:
     template = compile_template(body)
     needs.update(template.needs)
     if template.constant:
-        return lambda state: body
+        text = template.literal
+        return lambda state: text
     return template.render
 
 
@@ -227,6 +235,8 @@ class RequestTemplate:
     content: Callable[[UserState], str] | None = None
     """A form or raw body (``body`` is the JSON one); at most one of them is set."""
     content_type: str | None = None
+    origin: TargetOrigin | None = None
+    """Set when the path starts with a captured URL (``{order_url}/items``): where it may go."""
 
     def render(self, state: UserState) -> Rendered:
         """Path, headers and body for one request (the caller counts ``state.seq``)."""
@@ -245,26 +255,38 @@ class RequestTemplate:
         )
 
     def render_path(self, state: UserState) -> str:
+        """The path (or, for a captured URL, the absolute URL); ``OffTarget`` when a
+        captured URL leads off the target's host."""
         if self.path.constant:
-            return self.path.source
+            return self.path.literal
         # Captured values may hold characters that do not belong in a URL path.
         if not self.path.needs:
             return self.path.render(state)
-        return "".join(
+        parts = self.path.parts
+        head = ""
+        if self.origin is not None:  # the first part is the captured URL, sent as it is
+            head, parts = self.origin.resolve(str(parts[0](state))), parts[1:]
+        return head + "".join(
             quote(str(part(state)), safe="") if isinstance(part, _Variable) else str(part(state))
-            for part in self.path.parts
+            for part in parts
         )
 
     def render_headers(self, state: UserState) -> dict[str, str]:
         return {name: value.render(state) for name, value in self.headers}
 
 
-def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTemplate]:
+def compile_request_templates(
+    requests: Sequence[RequestPlan], target: str | None = None
+) -> list[RequestTemplate]:
+    """Compile each request once; ``target`` (the base URL) bounds where a path that
+    starts with a captured URL may go (without it, only to an absolute path)."""
+    origin = TargetOrigin.of(target)
     compiled: list[RequestTemplate] = []
     for index, request in enumerate(requests):
         needs: set[str] = set()
         path = compile_template(request.path)
         needs.update(path.needs)
+        url_head = request.path.startswith("{") and isinstance(path.parts[0], _Variable)
         body = None
         content: Callable[[UserState], str] | None = None
         content_type = None
@@ -291,15 +313,73 @@ def compile_request_templates(requests: Sequence[RequestPlan]) -> list[RequestTe
                 needs=frozenset(needs),
                 content=content,
                 content_type=content_type,
+                origin=origin if url_head else None,
             )
         )
     return compiled
 
 
+class OffTarget(Exception):
+    """A captured URL leads off the target's host: it is never sent (the run stops, exit 2)."""
+
+
+@dataclass(frozen=True)
+class TargetOrigin:
+    """The target's scheme, host and port: a captured URL (a ``Location``) is resolved
+    against the target's base URL and must come back to the same origin. Traffic never
+    goes to a host the user did not list, whatever the service answers."""
+
+    base: str
+    origin: tuple[str, str, int] | None
+
+    @classmethod
+    def of(cls, target: str | None) -> TargetOrigin:
+        if not target:
+            return cls("", None)
+        return cls(target, _origin(target))
+
+    def resolve(self, reference: str) -> str:
+        """The absolute URL of ``reference`` (a URL, or a path on the target)."""
+        if self.origin is None:
+            if reference.startswith("/") and not reference.startswith("//"):
+                return reference
+            raise OffTarget(f"{reference!r} is not a path, and no target to compare it with")
+        absolute = urljoin(self.base, reference)
+        if _origin(absolute) != self.origin:
+            scheme, host, port = self.origin
+            raise OffTarget(
+                f"the captured URL {reference!r} leads off the target "
+                f"({scheme}://{host}:{port}): not sent"
+            )
+        return absolute
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
 # -- steps (on_start, setup) ----------------------------------------------------------------
 
-Send = Callable[[Rendered], tuple[int, JSONValue]]
-"""Send one rendered request; (status, the response's JSON or None). May raise."""
+
+class Answer(NamedTuple):
+    """What a step's send returns: the status, the body as JSON (None when it is not JSON)
+    and a lookup of response headers by lower-case name."""
+
+    status: int
+    body: JSONValue
+    header: Callable[[str], str | None] = lambda name: None
+
+
+Send = Callable[[Rendered], Answer]
+"""Send one rendered request and return its ``Answer``. May raise."""
 
 
 @dataclass(frozen=True)
@@ -313,18 +393,29 @@ class StepFailure:
         return f"{self.step}: {self.reason}"
 
 
-def capture_into(state: UserState, capture: Mapping[str, str], data: JSONValue) -> list[str]:
-    """Read ``capture``'s fields from a JSON object into ``state``; the fields missing."""
-    if not capture:
-        return []
-    if not isinstance(data, dict):
-        return list(capture.values())
+Captures = tuple[tuple[str, CaptureSource], ...]
+
+
+def compile_captures(capture: Mapping[str, str]) -> Captures:
+    """A request's captures, parsed once (the loader validated them)."""
+    return tuple((variable, parse_capture(source)) for variable, source in capture.items())
+
+
+def capture_into(
+    state: UserState,
+    captures: Captures,
+    body: JSONValue,
+    header: Callable[[str], str | None] | None = None,
+) -> list[str]:
+    """Read each capture from the answer into ``state``; what was missing, described
+    (``field 'data.id'``, ``header Location``)."""
     missing = []
-    for variable, name in capture.items():
-        if name in data:
-            state.capture(variable, data[name])
+    for variable, source in captures:
+        value = source.read(body, header)
+        if value is MISSING:
+            missing.append(source.describe())
         else:
-            missing.append(name)
+            state.capture(variable, value)  # type: ignore[arg-type]  # JSON or a header's text
     return missing
 
 
@@ -334,32 +425,39 @@ class Steps:
 
     templates: tuple[RequestTemplate, ...]
     plans: tuple[RequestPlan, ...]
+    captures: tuple[Captures, ...] = ()
 
     @classmethod
-    def compile(cls, plans: Sequence[RequestPlan]) -> Steps:
-        return cls(tuple(compile_request_templates(plans)), tuple(plans))
+    def compile(cls, plans: Sequence[RequestPlan], target: str | None = None) -> Steps:
+        return cls(
+            tuple(compile_request_templates(plans, target)),
+            tuple(plans),
+            tuple(compile_captures(plan.capture) for plan in plans),
+        )
 
     def __bool__(self) -> bool:
         return bool(self.templates)
 
     def run(self, state: UserState, send: Send) -> StepFailure | None:
-        """Each step in turn; the first failure (an error, an unexpected status, a field
-        to capture missing from the answer) stops the list and is returned."""
-        for template, plan in zip(self.templates, self.plans, strict=True):
+        """Each step in turn; the first failure (an error, an unexpected status, a value
+        to capture missing from the answer) stops the list and is returned. A captured
+        URL off the target's host raises ``OffTarget``: that is no failure to retry."""
+        for template, plan, captures in zip(self.templates, self.plans, self.captures, strict=True):
             missing_vars = sorted(template.needs - state.captured)
             if missing_vars:
                 return StepFailure(plan.name, f"needs {', '.join(missing_vars)}, not captured")
             state.seq += 1
+            rendered = template.render(state)
             try:
-                status, data = send(template.render(state))
+                status, data, header = send(rendered)
             except Exception as exc:  # a step's failure is reported, whatever it was
                 return StepFailure(plan.name, f"{type(exc).__name__}: {exc}")
             if not plan.expects(status):
                 return StepFailure(plan.name, f"HTTP {status}" if status else "no answer")
-            missing = capture_into(state, plan.capture, data)
+            missing = capture_into(state, captures, data, header)
             if missing:
                 return StepFailure(
-                    plan.name, f"the answer has no field {', '.join(map(repr, missing))} to capture"
+                    plan.name, f"the answer has no {' and no '.join(missing)} to capture"
                 )
         return None
 

@@ -40,6 +40,7 @@ from resilience.load.commands import (
     decode_command,
 )
 from resilience.load.samples import (
+    REFUSED,
     CommandAck,
     LoadEvent,
     WorkerExit,
@@ -169,6 +170,7 @@ class Worker:
             track_phases=plan.phase_marks,
         )
         self.reason = ""
+        self.message = ""
         self.shape: StageShape | None = None
         self.scheduler: OpenScheduler | None = None
         self.workload: Workload | None = None
@@ -234,6 +236,7 @@ class Worker:
         else:
             workload = runtime.Workload(plan, self.clock, self.collector)
             self.workload = workload
+            workload.on_refused = self._refused
             workload.run_setup(stopped=lambda: bool(self.reason))
             user = runtime.workload_user_class(workload, random.Random(self.rng.getrandbits(64)))
             env = Environment(
@@ -267,6 +270,7 @@ class Worker:
         plan = self.plan
         workload = runtime.Workload(plan, self.clock, self.collector)
         self.workload = workload
+        workload.on_refused = self._refused
         workload.run_setup(stopped=lambda: bool(self.reason))
         scheduler = runtime.OpenScheduler(workload, random.Random(self.rng.getrandbits(64)))
         self.scheduler = scheduler
@@ -287,6 +291,11 @@ class Worker:
         return self._finish(users=0)
 
     # -- plumbing ---------------------------------------------------------------------
+
+    def _refused(self, message: str) -> None:
+        """A captured URL led off the target's host: stop, and say why (exit 2)."""
+        self.message = message
+        self.stop(REFUSED)
 
     def _over(self, now: float, *, drained: bool) -> bool:
         """The plan has ended and everything sent was answered, or the drain time is up."""
@@ -375,6 +384,9 @@ class Worker:
                 late=collector.late,
                 setup_failed=workload.on_start_failed if workload is not None else 0,
                 setup_errors=tuple(workload.on_start_errors) if workload is not None else (),
+                capture_missed=workload.capture_missed if workload is not None else 0,
+                capture_errors=tuple(workload.capture_errors) if workload is not None else (),
+                message=self.message,
             )
         )
         self.output.flush()

@@ -401,6 +401,13 @@ def evidence_notes(run_dir: Path, journal: JournalData) -> list[str]:
             users = event.detail.get("users", "?")
             errors = "; ".join(str(e) for e in event.detail.get("errors", []))
             notes.append(f"Setup failed for {users} user(s), who then stopped: {errors}.")
+        elif event.kind == "capture_missed":
+            answers = event.detail.get("answers", "?")
+            errors = "; ".join(str(e) for e in event.detail.get("errors", []))
+            notes.append(
+                f"Nothing captured from {answers} OK answer(s) (counted OK; what needed the "
+                f"value was not sent, a write without its id is not read back): {errors}."
+            )
         elif event.kind == "load_worker_lost" and event.detail.get("text"):
             text = str(event.detail["text"])
             notes.append(f"{text[:1].upper()}{text[1:]}.")

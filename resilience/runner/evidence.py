@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -35,10 +34,21 @@ from resilience.analysis.checks import builtin_shop_checks
 from resilience.analysis.pipeline import DETECTORS
 from resilience.analysis.resources import resource_promql
 from resilience.errors import ObserveError
+from resilience.experiment.captures import MISSING, parse_capture
 from resilience.experiment.detector_params import declared
 from resilience.experiment.model import Experiment, WriteSpec
-from resilience.load.plan import request_plan
-from resilience.load.template import Rendered, Send, Steps, UserState, compile_template
+from resilience.load.plan import RequestPlan, request_plan
+from resilience.load.template import (
+    Answer,
+    OffTarget,
+    Rendered,
+    Send,
+    StepFailure,
+    Steps,
+    UserState,
+    compile_request_templates,
+    compile_template,
+)
 from resilience.observe.prometheus import PrometheusSource
 from resilience.observe.traces import TraceSource, collect_traces
 from resilience.redact import Redactor
@@ -416,9 +426,17 @@ def gather_readback(
 
             return http_get
 
-        headers, notes = readback_headers(experiment, httpx_sender(http))
+        headers, notes = readback_headers(experiment, httpx_sender(http), target=sources.target_url)
         readers = {names(endpoint): getter(h) for endpoint, h in headers.items() if h}
-        readback = read_back(experiment, writes, phases, getter({}), readers=readers, names=names)
+        readback = read_back(
+            experiment,
+            writes,
+            phases,
+            getter({}),
+            readers=readers,
+            names=names,
+            target=sources.target_url,
+        )
         shown_notes = {names(endpoint): lines for endpoint, lines in notes.items()}
         for endpoint, recorded in readback.endpoints.items():
             recorded.notes[:0] = shown_notes.get(endpoint, [])
@@ -444,9 +462,9 @@ def gather_readback(
 
 
 def httpx_sender(http: httpx.Client) -> Send:
-    """Send a rendered step with httpx: (status, the answer's JSON or None)."""
+    """Send a rendered step with httpx: its status, JSON (or None) and headers."""
 
-    def send(rendered: Rendered) -> tuple[int, Any]:
+    def send(rendered: Rendered) -> Answer:
         response = http.request(
             rendered.method,
             rendered.path,
@@ -458,13 +476,13 @@ def httpx_sender(http: httpx.Client) -> Send:
             body = response.json()
         except ValueError:
             body = None
-        return response.status_code, body
+        return Answer(response.status_code, body, response.headers.get)
 
     return send
 
 
 def readback_headers(
-    experiment: Experiment, send: Send
+    experiment: Experiment, send: Send, *, target: str | None = None
 ) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
     """Per writing endpoint, the headers its read-back GETs carry (``write.headers``, or by
     default the writing request's own), resolved with the captures of the workload's setup
@@ -484,8 +502,13 @@ def readback_headers(
     state = UserState(rng=random.Random(0))
     step_failure = None
     if needed and (workload.setup or workload.on_start):
-        steps = Steps.compile([request_plan(s) for s in (*workload.setup, *workload.on_start)])
-        step_failure = steps.run(state, send)
+        steps = Steps.compile(
+            [request_plan(s) for s in (*workload.setup, *workload.on_start)], target
+        )
+        try:
+            step_failure = steps.run(state, send)
+        except OffTarget as exc:  # the load refused it too: never sent
+            step_failure = StepFailure("steps", str(exc))
         if step_failure is None:
             logger.info("read-back: the setup steps captured %s", ", ".join(sorted(state.captured)))
     resolved: dict[str, dict[str, str]] = {}
@@ -524,13 +547,15 @@ def read_back(
     *,
     readers: Mapping[str, HttpGet] | None = None,
     names: Callable[[str], str] = str,
+    target: str | None = None,
 ) -> ReadBack:
     """Read back every acknowledged write through its request's ``list`` and ``read_back``
     paths, within the ``data_loss`` detector's budget (``budget_s``, ``max_reads``,
     ``concurrency``); records answers, judges nothing. ``readers`` replace ``http_get``
     for some endpoints (their read-backs carry headers). ``names`` gives a request's
     endpoint name as the writes (and ``readers``) name it: masked, as the run directory
-    writes it."""
+    writes it. ``target`` bounds where a ``read_back`` that starts with ``{id}`` (the id
+    is the record's URL) may go: an id off the target's host is not read."""
     specs = {names(r.endpoint): r.write for r in experiment.load.workload.requests or [] if r.write}
     deadline = time.monotonic() + _setting(experiment, "budget_s")
     budget = int(_setting(experiment, "max_reads"))
@@ -546,7 +571,15 @@ def read_back(
             continue
         get = (readers or {}).get(endpoint, http_get)
         recorded = _read_endpoint(
-            endpoint, spec, acks, fault, get, budget=budget, deadline=deadline, workers=workers
+            endpoint,
+            spec,
+            acks,
+            fault,
+            get,
+            budget=budget,
+            deadline=deadline,
+            workers=workers,
+            target=target,
         )
         budget -= len(recorded.planned)
         result.endpoints[endpoint] = recorded
@@ -563,6 +596,7 @@ def _read_endpoint(
     budget: int,
     deadline: float,
     workers: int,
+    target: str | None = None,
 ) -> EndpointReadBack:
     recorded = EndpointReadBack(endpoint=endpoint, id_field=spec.id_field, list_path=spec.list)
     first_ack: dict[str, WriteAck] = {}
@@ -606,7 +640,13 @@ def _read_endpoint(
         )
         to_read = to_read[: max(budget, 0)]
     recorded.planned = to_read
-    paths = [(k, spec.read_back.replace("{id}", quote(k, safe=""))) for k in to_read]
+    path_of = _read_back_path(spec.read_back, target)
+    paths = []
+    for key in to_read:
+        try:
+            paths.append((key, path_of(key)))
+        except OffTarget as exc:
+            recorded.notes.append(f"not read back: {exc}")
     recorded.reads = {
         key: answer
         for key, (answer, _) in _read_all(http_get, paths, spec.id_field, deadline, workers).items()
@@ -614,8 +654,21 @@ def _read_endpoint(
     return recorded
 
 
+def _read_back_path(read_back: str, target: str | None) -> Callable[[str], str]:
+    """The GET path (or URL) of one id: ``{id}`` is filled in URL-quoted, or as it is
+    (resolved against the target, which it may not leave) when ``read_back`` starts with it."""
+    plan = RequestPlan(name="read-back", path=read_back)
+    compiled = compile_request_templates([plan], target)[0]
+
+    def path_of(key: str) -> str:
+        return compiled.render_path(UserState(rng=random.Random(0), variables={"id": key}))
+
+    return path_of
+
+
 def parse_listing(body: Any, id_field: str) -> list[Any] | None:
     """The ids a list endpoint answered, or ``None`` when the shape is not understood."""
+    source = parse_capture(id_field)
     items = body
     if isinstance(body, dict):
         items = next((body[k] for k in _LIST_KEYS if isinstance(body.get(k), list)), None)
@@ -624,9 +677,10 @@ def parse_listing(body: Any, id_field: str) -> list[Any] | None:
     ids: list[Any] = []
     for item in items:
         if isinstance(item, dict):
-            if id_field not in item:
+            value = source.read(item)
+            if value is MISSING:
                 return None
-            ids.append(item[id_field])
+            ids.append(value)
         elif isinstance(item, str | int) and not isinstance(item, bool):
             ids.append(item)
         else:
@@ -678,7 +732,10 @@ def _read(http_get: HttpGet, path: str, id_field: str) -> tuple[ReadAnswer, Any]
         status, body = http_get(path)
     except Exception as exc:
         return ReadAnswer(None, f"{type(exc).__name__}: {exc}"), None
-    record_id = body.get(id_field) if isinstance(body, dict) else None
+    source = parse_capture(id_field)
+    record_id = source.read(body) if source.from_body and isinstance(body, dict) else None
+    if record_id is MISSING:
+        record_id = None
     ref = body.get("client_ref") if isinstance(body, dict) else None
     answer = ReadAnswer(
         status, record_id=record_id, client_ref=ref if isinstance(ref, str) and ref else None

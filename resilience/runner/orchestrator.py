@@ -673,6 +673,7 @@ class _Run:
                 files=self.files,
             )
             self._report_setup_failures()
+            self._report_capture_misses()
             self._stop_rig()
 
     def _stop_rig(self) -> None:
@@ -681,6 +682,25 @@ class _Run:
             for event in self.rig.events():  # noticed while the load stopped
                 if self.journal is not None:
                     self.journal.event(f"rig_{event.kind}", event.t, text=event.text)
+
+    def _report_capture_misses(self) -> None:
+        """OK answers that lacked a value to capture (or a written id): say so (terminal and
+        journal); the requests stay OK, the requests that needed the value were not sent."""
+        recorder = self.recorder
+        if recorder is None or not recorder.capture_missed:
+            return
+        message = f"nothing captured from {recorder.capture_missed} OK answer(s): " + "; ".join(
+            recorder.capture_errors
+        )
+        logger.warning("%s", message)
+        self.observer.message(message)
+        if self.journal is not None:
+            self.journal.event(
+                "capture_missed",
+                self._now(),
+                answers=recorder.capture_missed,
+                errors=list(recorder.capture_errors),
+            )
 
     def _report_setup_failures(self) -> None:
         """Users whose on_start steps failed stopped: say so (terminal and journal)."""

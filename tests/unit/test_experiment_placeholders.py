@@ -67,7 +67,7 @@ def test_missing_variable_is_a_distinct_error() -> None:
         "/x/{not valid}",
         "/x/{",
         "/x/}",
-        "/x/{{uuid}}",
+        "/x/{{uuid}",
         "/x/{a{b}",
         "/x/{}",
     ],

@@ -12,6 +12,7 @@ import pytest
 from resilience.load.plan import LoadPlan, RequestPlan, Stage
 from resilience.load.template import (
     FORM_CONTENT_TYPE,
+    Answer,
     Rendered,
     Steps,
     UserState,
@@ -95,12 +96,12 @@ class FakeService:
         self.answers = answers
         self.sent: list[Rendered] = []
 
-    def __call__(self, rendered: Rendered) -> tuple[int, Any]:
+    def __call__(self, rendered: Rendered) -> Answer:
         self.sent.append(rendered)
         answer = self.answers[rendered.path]
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return Answer(*answer)
 
 
 LOGIN = RequestPlan(
