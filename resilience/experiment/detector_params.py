@@ -111,6 +111,7 @@ DETECTOR_PARAMS: Final[Mapping[str, Mapping[str, DetectorParam]]] = {
         "alpha": _n(0.05, "significance level"),
         "min_growth_ratio": _n(0.1, "growth over the run that counts"),
         "min_growth_mb": _n(20.0, "and at least this many MB"),
+        "min_recovery_points": _i(10, "samples of recovery to tell a step from a growth"),
     },
     "cpu_saturation": {
         "min_seconds": _i(3, "seconds above the share before a finding"),

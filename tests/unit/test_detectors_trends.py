@@ -7,6 +7,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from resilience.analysis.context import AnalysisContext
 from resilience.analysis.detectors.latency_trend import LatencyTrendDetector
 from resilience.analysis.detectors.memory_growth import SHOP_MEMORY, MemoryGrowthDetector
@@ -141,3 +143,58 @@ def test_no_memory_series_on_a_long_run_is_not_evaluated(tmp_path: Path) -> None
     [finding] = MemoryGrowthDetector().detect(ctx)
     assert finding.status == "not_evaluated"
     assert SHOP_MEMORY in finding.summary
+
+
+def spike_context(tmp_path: Path, source: FakePrometheusSource) -> AnalysisContext:
+    """A 900 s run with a fault from 300 s to 420 s (a spike is judged alike)."""
+    return make_context(
+        shop_experiment(),
+        LoadBuilder().view,
+        fault_phases(end=900, fault=(300, 420)),
+        run_dir=tmp_path,
+        prometheus=source,
+        builtin_shop=True,
+    )
+
+
+def stepped_memory(job: str, after: Callable[[int], float]) -> Series:
+    """78 MB until the stress, up to 122 MB in it, then ``after(s)`` MB."""
+    rng = random.Random(job)
+
+    def level(s: int) -> float:
+        if s < 300:
+            return 78.0
+        if s < 420:
+            return 78.0 + 44.0 * (s - 300) / 120
+        return after(s)
+
+    return Series(
+        {"__name__": "process_resident_memory_bytes", "job": job, "instance": f"{job}:1"},
+        [(T0 + s, (level(s) + rng.uniform(-0.5, 0.5)) * MB) for s in range(0, 900, 10)],
+    )
+
+
+def test_memory_that_steps_up_under_stress_and_stays_level_is_a_step(tmp_path: Path) -> None:
+    """The full spike run's gateway: 78 MB, 122 MB at the spike's peak, 112 MB flat for the
+    8 minutes after. Mann-Kendall over the whole run calls that growth; over the recovery
+    it is level: an info finding that says step, with the three levels."""
+    source = FakePrometheusSource({SHOP_MEMORY: [stepped_memory("gateway", lambda s: 112.0)]})
+    [finding] = MemoryGrowthDetector().detect(spike_context(tmp_path, source))
+    assert finding.severity == "info"
+    assert finding.summary.startswith("Memory stepped up in the fault and stayed level")
+    levels = finding.evidence["stepped"]["gateway"]
+    assert levels["before MB"] == pytest.approx(78, abs=1)
+    assert 117 <= levels["peak MB"] <= 123  # the last sample in the stress, at 410 s
+    assert 111 <= levels["recovery min MB"] <= levels["recovery max MB"] <= 113
+
+
+def test_memory_still_rising_after_the_stress_is_growth(tmp_path: Path) -> None:
+    """Up in the fault and still climbing (about 40 MB more) over the recovery: the
+    detector's warning, not a step."""
+    source = FakePrometheusSource(
+        {SHOP_MEMORY: [stepped_memory("gateway", lambda s: 122.0 + 40.0 * (s - 420) / 480)]}
+    )
+    [finding] = MemoryGrowthDetector().detect(spike_context(tmp_path, source))
+    assert finding.severity == "warning"
+    assert finding.summary.startswith("Memory growth: gateway")
+    assert "stepped" not in finding.evidence

@@ -10,12 +10,19 @@ a finding when one grows by at least ``min_growth_mb`` (20) and ``min_growth_rat
 (0.1) of its starting level. The series are the ones gathered under ``prometheus/``. A query that
 returns no series on a long run is ``not_evaluated`` (the process exports no memory
 gauge, or Prometheus did not scrape it), never a silent "no growth".
+
+A run with a fault or a spike and a recovery of at least ``min_recovery_points`` (10)
+samples has its growing series judged again over the recovery alone: memory that rose
+under the stress and then stayed level (Python and most allocators keep what a burst
+took) is a *step*, said at severity info with the levels before, at the peak and over the
+recovery; memory still rising after the stress stands at the detector's severity.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import statistics
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.detectors._common import (
@@ -116,6 +123,10 @@ class MemoryGrowthDetector(BaseDetector):
                 growing.append((s, judged))
         if not growing:
             return []
+        stepped = self._stepped(ctx, growing, alpha=alpha)
+        if len(stepped) == len(growing):
+            return [self._step_finding(ctx, growing, stepped, query)]
+        growing = [g for g in growing if _name(g[0]) not in stepped]
         refs = series_refs(ctx, [query])
         numbers: dict[str, Any] = {}
         for s, judged in growing:
@@ -133,12 +144,75 @@ class MemoryGrowthDetector(BaseDetector):
         }
         if refs:
             evidence["series"] = refs
+        if stepped:
+            evidence["stepped"] = stepped
         summary = (
             f"Memory growth: {', '.join(_name(s) for s, _ in growing)}; worst "
             f"{_name(worst_series)} from {worst.start / MB:.0f} MB to {worst.end / MB:.0f} MB "
             f"over {window.duration:.0f} s (Mann-Kendall p={worst.trend.p_value:.2g})"
         )
         return [self.finding(ctx, summary, evidence)]
+
+    def _stepped(
+        self, ctx: AnalysisContext, growing: list[tuple[Series, TrendJudgement]], *, alpha: float
+    ) -> dict[str, dict[str, float]]:
+        """The growing series that are level over the recovery: name -> levels in MB."""
+        stress, recovery = ctx.phase("fault"), ctx.phase("recovery")
+        if stress is None or recovery is None:
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        for s, _judged in growing:
+            points = [(t - ctx.t0, v) for t, v in s.points if math.isfinite(v)]
+            after = [(t, v) for t, v in points if recovery.start <= t <= recovery.end]
+            before = [v for t, v in points if t < stress.start]
+            if len(after) < self.int_param(ctx, "min_recovery_points") or not before:
+                continue
+            tail = judge_trend([t for t, _ in after], [v for _, v in after], alpha=alpha)
+            if tail.trend.direction == "increasing":
+                continue  # still rising once the stress was over
+            out[_name(s)] = {
+                "before MB": round(statistics.median(before) / MB, 1),
+                "peak MB": round(max(v for _, v in points) / MB, 1),
+                "recovery min MB": round(min(v for _, v in after) / MB, 1),
+                "recovery max MB": round(max(v for _, v in after) / MB, 1),
+            }
+        return out
+
+    def _step_finding(
+        self,
+        ctx: AnalysisContext,
+        growing: list[tuple[Series, TrendJudgement]],
+        stepped: dict[str, dict[str, float]],
+        query: str,
+    ) -> Finding:
+        stress = ctx.phase_words("fault")
+        parts = [
+            f"{name} {levels['before MB']:.0f} MB before, {levels['peak MB']:.0f} MB at the "
+            f"peak, {levels['recovery min MB']:.0f}-{levels['recovery max MB']:.0f} MB after"
+            for name, levels in stepped.items()
+        ]
+        evidence: dict[str, Any] = {
+            "endpoints": [],
+            "seconds": [],
+            "processes": list(stepped),
+            "labels": [label_text(series_key(s)) for s, _ in growing],
+            "numbers": {
+                f"{name} {key}": value
+                for name, levels in stepped.items()
+                for key, value in levels.items()
+            },
+            "stepped": stepped,
+            "promql": query,
+        }
+        refs = series_refs(ctx, [query])
+        if refs:
+            evidence["series"] = refs
+        summary = (
+            f"Memory stepped up in {stress} and stayed level after it, not a growth: "
+            + "; ".join(parts)
+            + " (what a burst took is kept, not leaked)"
+        )
+        return self.finding(ctx, summary, evidence, severity="info")
 
 
 def _name(series: Series) -> str:
