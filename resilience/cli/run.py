@@ -25,6 +25,7 @@ from resilience.cli._common import (
     error_details,
     mask_on_terminal,
     print_error,
+    print_warnings,
     run_command,
     stdout_for_json,
 )
@@ -479,6 +480,9 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
 
     def prepare() -> _Request:
         request = _load_request()
+        if not dry_run:
+            # What validate and --dry-run warn about, before anything starts (stderr).
+            print_warnings(request.experiment.warnings)
         if early:
             _top_up_workers(request)
         return request

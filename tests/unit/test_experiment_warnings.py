@@ -126,3 +126,18 @@ def test_the_catalogue_has_no_warnings(path: Path) -> None:
     base = load_experiment(path)
     for name in [None, *base.profiles]:
         assert load_experiment(path, profile=name).warnings == (), name
+
+
+def test_a_real_run_prints_the_warning_before_it_starts(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`run` itself (not only validate and --dry-run) says it on stderr before anything
+    starts: here it then stops at the missing stack (--no-stack, exit 3)."""
+    path = tmp_path / "short.yaml"
+    path.write_text(SHORT_WATCH)
+    result = invoke(env, "run", str(path), "--no-stack")
+    assert result.exit_code == 3
+    text = " ".join(result.output.split())
+    assert "warning: short.yaml:6, at faults[0].duration" in text
+    assert NUMBERS in text
+    assert text.index("warning:") < text.index("stack")
