@@ -3,10 +3,9 @@
 ``PoolAccounting`` is the bookkeeping (size, in use, waiting, wait timeouts) shared by the
 gateway's upstream pools and the orders service's database pool; it knows nothing of
 asyncio, so it is unit-tested with a fake clock. ``SlotPool`` is the gateway's pool: an
-``asyncio.Semaphore`` that is the only bound on the calls to an upstream (the httpx client
-under it never makes a request wait), so a call waits *here*, and the wait shows in metrics
-and traces, instead of invisibly inside httpx. A slot may outlive its caller: ``Slot.hand_over``
-gives it to the request still running, which gives it back when it ends.
+``asyncio.Semaphore`` in front of an httpx client that never makes a request wait, so a
+call waits *here* (and the wait shows in metrics and traces) instead of invisibly inside
+httpx.
 """
 
 from __future__ import annotations
@@ -79,29 +78,6 @@ class PoolAccounting:
         return self.in_use >= self.size and self.waiting > 0
 
 
-class Slot:
-    """One slot held by a call; given back when the call's block ends, unless it was handed
-    over to something that goes on after it (then that gives it back, once)."""
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        self._release: Callable[[], None] | None = release
-        self._handed_over = False
-
-    def hand_over(self) -> Callable[[], None]:
-        """Keep the slot past the block: the returned function gives it back (once)."""
-        self._handed_over = True
-        return self.release
-
-    def release(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release()
-
-    def end_of_block(self) -> None:
-        if not self._handed_over:
-            self.release()
-
-
 class SlotPool:
     """An asyncio pool of ``size`` slots with accounting and a ``pool.acquire`` span per wait."""
 
@@ -115,9 +91,8 @@ class SlotPool:
         return self.accounting.name
 
     @asynccontextmanager
-    async def slot(self, timeout: float | None) -> AsyncIterator[Slot]:
-        """Hold one slot for the body (or, handed over, until its new holder gives it back);
-        ``timeout=None`` waits as long as it takes.
+    async def slot(self, timeout: float | None) -> AsyncIterator[None]:
+        """Hold one slot for the body; ``timeout=None`` waits as long as it takes.
 
         Raises ``Rejected`` (error type ``PoolExhausted``) when the wait runs out.
         """
@@ -153,15 +128,11 @@ class SlotPool:
                 acct.end_wait(started, acquired=False)
                 raise
             span.set_attribute("pool.wait_seconds", acct.end_wait(started, acquired=True))
-        held = Slot(self._give_back)
         try:
-            yield held
+            yield
         finally:
-            held.end_of_block()
-
-    def _give_back(self) -> None:
-        self._semaphore.release()
-        self.accounting.release()
+            self._semaphore.release()
+            acct.release()
 
 
 def current_span_event(name: str, **attributes: str | int | float | bool) -> None:

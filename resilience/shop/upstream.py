@@ -27,7 +27,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from resilience.shop.breaker import CircuitBreaker
 from resilience.shop.errors import DependencyFailed, DependencyTimeout, Rejected, ShopError
 from resilience.shop.metrics import ShopMetrics
-from resilience.shop.pools import Slot, SlotPool
+from resilience.shop.pools import SlotPool
 from resilience.shop.retry import RetryPolicy, is_retryable_status
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ class Upstream:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._outliving: set[asyncio.Future[httpx.Response]] = set()
-        """Requests whose caller stopped waiting (deadline, cancellation): they end by httpx's
-        own timeouts, each holding its pool slot until then."""
+        """Requests whose caller stopped waiting (deadline, cancellation): held here until
+        httpx's own timeouts end them (a task nobody references may be collected)."""
 
     async def call(
         self,
@@ -167,10 +167,10 @@ class Upstream:
         result: UpstreamResponse | ShopError
         what = f"{request.method} {request.path}"
         try:
-            async with self.pool.slot(remaining) as held:
+            async with self.pool.slot(remaining):
                 timeout = self._attempt_timeout(deadline_at)
                 try:
-                    result = await self._send(request, timeout, held)
+                    result = await self._send(request, timeout)
                 except TimeoutError as exc:
                     outcome = "timeout"
                     result = DependencyTimeout(
@@ -207,18 +207,20 @@ class Upstream:
             limits.append(max(deadline_at - self._clock(), 0.0))
         return min(limits) if limits else None
 
-    async def _send(self, request: _Request, timeout: float | None, held: Slot) -> UpstreamResponse:
+    async def _send(self, request: _Request, timeout: float | None) -> UpstreamResponse:
         """Send one attempt and read its answer within ``timeout`` in all.
 
         httpx times each phase and each read separately; the wait below makes the budget
         total. The request itself is never cancelled: a cancellation inside httpcore's
         connection pool (1.0.9) can leave a connection it had just made or handed out
         CONNECTING, NEW or ACTIVE for good (encode/httpcore#1093, open), so every deadline
-        that strikes there takes a connection for ever, and under a spike the pool ends up
-        all taken with the upstream healthy (measured: the full spike preset left the
-        gateway's catalog pool 10/10 in use and the catalog idle for the 8 minutes after
-        it). A caller that stops waiting hands its slot to the request, which gives it back
-        when httpx's own timeouts (the same budget per phase) end it.
+        that strikes there takes a connection for ever, and under a spike the client ends
+        up with all its connections taken and the upstream healthy (measured: the full
+        spike preset left the gateway's catalog pool 10/10 in use and the catalog idle for
+        the 8 minutes after it). A caller that stops waiting gives its pool slot back at
+        once, as before; the request it leaves ends by httpx's own timeouts (the same
+        budget per phase: pool, connect, write, each read). The upstream sees no
+        difference: a server goes on with a request whose client hung up either way.
         """
         call = asyncio.ensure_future(
             self.client.request(
@@ -234,9 +236,8 @@ class Upstream:
             response = await asyncio.wait_for(asyncio.shield(call), timeout)
         except BaseException:
             if not call.done():
-                give_back = held.hand_over()
                 self._outliving.add(call)
-                call.add_done_callback(lambda done: self._outlived(done, give_back))
+                call.add_done_callback(self._outlived)
             raise
         return UpstreamResponse(
             status=response.status_code,
@@ -244,11 +245,8 @@ class Upstream:
             content_type=response.headers.get("content-type", "application/json"),
         )
 
-    def _outlived(
-        self, call: asyncio.Future[httpx.Response], give_back: Callable[[], None]
-    ) -> None:
-        """A request its caller stopped waiting for has ended: its slot is free again."""
+    def _outlived(self, call: asyncio.Future[httpx.Response]) -> None:
+        """A request its caller stopped waiting for has ended."""
         self._outliving.discard(call)
-        give_back()
         if not call.cancelled() and call.exception() is not None:
             logger.debug("%s: a request nobody waited for ended: %r", self.name, call.exception())
