@@ -85,6 +85,7 @@ DETECTOR_PARAMS: Final[Mapping[str, Mapping[str, DetectorParam]]] = {
         "waiting_metric": _t("gauge of waiters for a connection"),
         "pool_label": _t("the label that names the pool"),
         "min_saturated_seconds": _i(2, "seconds at full use before a finding"),
+        "min_stuck_seconds": _i(10, "consecutive seconds at full use after the recovery budget"),
         "min_long_waits": _i(3, "long pool waits in traces before a finding"),
         "wait_threshold_ms": _n(500.0, "a pool wait longer than this is long"),
     },

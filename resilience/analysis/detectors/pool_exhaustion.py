@@ -22,8 +22,9 @@ Two sources, either is enough:
 The phase judged is the fault (a load spike is one too); a run without faults — a load
 test — has its load judged instead (the baseline: a pool exhausted by demand alone is a
 warning sign of its own). The recovery is judged too, from Prometheus, but only after its
-budget (``slo.recovery.within``): a pool still at its size with callers waiting once the
-target should have recovered is what holds the recovery back (a leak of slots, a backlog
+budget (``slo.recovery.within``): a pool still at its size with callers waiting, for a
+stretch of at least ``min_stuck_seconds`` (10) consecutive seconds, once the target should
+have recovered is what holds the recovery back (a leak of slots, a backlog
 that never drains), and is said with the seconds after the heal. Saturation inside the
 budget is the backlog of the fault draining, not a finding. Severity warning by default
 (experiments raise it, e.g. ``pool-exhaustion.yaml``).
@@ -230,6 +231,9 @@ class PoolExhaustionDetector(BaseDetector):
         since = recovery.start + budget
         if since >= recovery.end:
             return []
+        # Still exhausted: saturated for a stretch, not a second here and there (a burst of
+        # callers on a busy host saturates a pool for a second without anything stuck).
+        stuck = self.int_param(ctx, "min_stuck_seconds")
         findings: list[Finding] = []
         for family in self.families(ctx.experiment):
             try:
@@ -238,7 +242,7 @@ class PoolExhaustionDetector(BaseDetector):
                 logger.info("pool_exhaustion (recovery): %s", exc)
                 continue
             for sat in saturations:
-                if len(sat.seconds) >= min_seconds:
+                if _longest_run(sat.seconds) >= max(min_seconds, stuck):
                     findings.append(self._from_metrics(ctx, sat, [], [], recovery, budget=budget))
         return findings
 
@@ -340,6 +344,7 @@ class PoolExhaustionDetector(BaseDetector):
             return self.finding(ctx, summary, evidence, severity="info")
         if budget is not None:
             evidence["numbers"]["recovery budget s"] = budget
+            evidence["numbers"]["longest stretch s"] = _longest_run(sat.seconds)
             summary = (
                 f"Pool still exhausted after the recovery budget: {sat.title} at its size "
                 f"({sat.size_at_saturation:g}) with up to {sat.max_waiting:g} waiters for "
@@ -403,6 +408,17 @@ class PoolExhaustionDetector(BaseDetector):
             f"long or gave up (longest {longest * 1000:.0f} ms, {failed} failed)"
         )
         return self.finding(ctx, summary, evidence)
+
+
+def _longest_run(seconds: list[int]) -> int:
+    """The longest stretch of consecutive seconds in a sorted list."""
+    longest = run = 0
+    previous: int | None = None
+    for second in seconds:
+        run = run + 1 if previous is not None and second == previous + 1 else 1
+        longest = max(longest, run)
+        previous = second
+    return longest
 
 
 def _wait_evidence(ctx: AnalysisContext, waits: list[Wait]) -> dict[str, Any]:
