@@ -687,38 +687,33 @@ class _Run:
         """OK answers that lacked a value to capture (or a written id): say so (terminal and
         journal); the requests stay OK, the requests that needed the value were not sent."""
         recorder = self.recorder
-        if recorder is None or not recorder.capture_missed:
-            return
-        message = f"nothing captured from {recorder.capture_missed} OK answer(s): " + "; ".join(
-            recorder.capture_errors
-        )
-        logger.warning("%s", message)
-        self.observer.message(message)
-        if self.journal is not None:
-            self.journal.event(
-                "capture_missed",
-                self._now(),
-                answers=recorder.capture_missed,
-                errors=list(recorder.capture_errors),
-            )
+        if recorder is not None:
+            self._report_dropped(
+                "capture_missed", "answers", recorder.capture_missed, recorder.capture_errors,
+                f"nothing captured from {recorder.capture_missed} OK answer(s)",
+            )  # fmt: skip
 
     def _report_setup_failures(self) -> None:
         """Users whose on_start steps failed stopped: say so (terminal and journal)."""
         recorder = self.recorder
-        if recorder is None or not recorder.setup_failed:
+        if recorder is not None:
+            self._report_dropped(
+                "setup_failed", "users", recorder.setup_failed, recorder.setup_errors,
+                f"setup failed for {recorder.setup_failed} user(s) (they stopped)",
+            )  # fmt: skip
+
+    def _report_dropped(
+        self, kind: str, counted: str, count: int, errors: list[str], headline: str
+    ) -> None:
+        """Load the workers did not send or could not use: a warning, a terminal line and a
+        journal event ``kind`` with the count (as ``counted``) and the errors."""
+        if not count:
             return
-        message = f"setup failed for {recorder.setup_failed} user(s) (they stopped): " + "; ".join(
-            recorder.setup_errors
-        )
+        message = f"{headline}: " + "; ".join(errors)
         logger.warning("%s", message)
         self.observer.message(message)
         if self.journal is not None:
-            self.journal.event(
-                "setup_failed",
-                self._now(),
-                users=recorder.setup_failed,
-                errors=list(recorder.setup_errors),
-            )
+            self.journal.event(kind, self._now(), **{counted: count}, errors=list(errors))
 
     def finish(self, status: Status, exit_code: int, reason: str) -> RunResult:
         """Final status in the journal, then the reports (bounded), then the machine back."""
