@@ -287,10 +287,23 @@ def _dry_run(request: _Request, as_json: bool) -> int:
     return EXIT_PASSED
 
 
+def _failed_record(exc: Exception, name: str, profile: str | None) -> tuple[int, dict[str, object]]:
+    """An exception that ended a --json command before its journal: printed as an error on
+    stderr; its exit code and the error record for stdout."""
+    from resilience.cli.verdict import error_record
+
+    error = as_resilience_error(exc)
+    print_error(error)
+    record = error_record(
+        experiment=name, profile=profile, status="error", exit_code=error.exit_code,
+        reason=str(error), problems=error_details(error),
+    )  # fmt: skip
+    return error.exit_code, record
+
+
 def _dry_run_json(prepare: Callable[[], _Request], name: str, profile: str | None) -> int:
     """A dry run's one document, also when the input is refused: then the error record of
     ``run --json`` (its problems as data), not ready."""
-    from resilience.cli.verdict import error_record
 
     try:
         return _dry_run(prepare(), as_json=True)
@@ -300,14 +313,9 @@ def _dry_run_json(prepare: Callable[[], _Request], name: str, profile: str | Non
         err_console.print("[yellow]interrupted[/]")
         return EXIT_INTERRUPTED
     except Exception as exc:
-        error = as_resilience_error(exc)
-        print_error(error)
-        record = error_record(
-            experiment=name, profile=profile, status="error", exit_code=error.exit_code,
-            reason=str(error), problems=error_details(error),
-        )  # fmt: skip
+        code, record = _failed_record(exc, name, profile)
         emit_json({"dry_run": True, "ready": False, **record})
-        return error.exit_code
+        return code
 
 
 def _execute(
@@ -350,12 +358,7 @@ def _run_json(
                 reason="interrupted", problems=[],
             )  # fmt: skip
         except Exception as exc:
-            error = as_resilience_error(exc)
-            print_error(error)
-            record = error_record(
-                experiment=name, profile=profile, status="error", exit_code=error.exit_code,
-                reason=str(error), problems=error_details(error),
-            )  # fmt: skip
+            _code, record = _failed_record(exc, name, profile)
         else:
             record = verdict_record(
                 result, experiment=request.experiment.name, profile=request.experiment.profile,
