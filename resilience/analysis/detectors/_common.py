@@ -408,3 +408,12 @@ def judge_trend(x: Sequence[float], y: Sequence[float], *, alpha: float) -> Tren
         trend.intercept + trend.slope * x[0],
         trend.intercept + trend.slope * x[-1],
     )
+
+
+def recovery_budget(ctx: AnalysisContext) -> float | None:
+    """Seconds after the heal (or the spike) the target has to recover: ``slo.recovery.within``,
+    else the recovery measurement's own budget."""
+    slo = ctx.experiment.slo.recovery
+    if slo is not None and slo.within is not None:
+        return float(slo.within)
+    return ctx.recovery.budget_seconds if ctx.recovery is not None else None

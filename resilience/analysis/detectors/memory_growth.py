@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.analysis.detectors._common import (
@@ -37,6 +36,7 @@ from resilience.analysis.detectors._common import (
     wall_window,
 )
 from resilience.analysis.detectors.base import Finding
+from resilience.analysis.statistics import median
 from resilience.errors import ObserveError
 from resilience.vocabulary import Severity
 
@@ -171,7 +171,7 @@ class MemoryGrowthDetector(BaseDetector):
             if tail.trend.direction == "increasing":
                 continue  # still rising once the stress was over
             out[_name(s)] = {
-                "before MB": round(statistics.median(before) / MB, 1),
+                "before MB": round(median(before) / MB, 1),
                 "peak MB": round(max(v for _, v in points) / MB, 1),
                 "recovery min MB": round(min(v for _, v in after) / MB, 1),
                 "recovery max MB": round(max(v for _, v in after) / MB, 1),

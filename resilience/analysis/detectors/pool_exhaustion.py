@@ -40,6 +40,7 @@ from resilience.analysis.detectors._common import (
     MAX_TRACE_IDS,
     BaseDetector,
     label_text,
+    recovery_budget,
     run_window,
     second_of,
     series_key,
@@ -225,7 +226,7 @@ class PoolExhaustionDetector(BaseDetector):
         """Pools still saturated in the recovery once its budget is spent (Prometheus)."""
         recovery = ctx.phase("recovery")
         stress = ctx.phase("fault")
-        budget = self._budget(ctx)
+        budget = recovery_budget(ctx)
         if ctx.prometheus is None or recovery is None or stress is None or budget is None:
             return []
         since = recovery.start + budget
@@ -245,13 +246,6 @@ class PoolExhaustionDetector(BaseDetector):
                 if _longest_run(sat.seconds) >= max(min_seconds, stuck):
                     findings.append(self._from_metrics(ctx, sat, [], [], recovery, budget=budget))
         return findings
-
-    @staticmethod
-    def _budget(ctx: AnalysisContext) -> float | None:
-        slo = ctx.experiment.slo.recovery
-        if slo is not None and slo.within is not None:
-            return float(slo.within)
-        return ctx.recovery.budget_seconds if ctx.recovery is not None else None
 
     # -- Prometheus -------------------------------------------------------------------
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.detectors._common import BaseDetector, errors_of, example_ids, rounded
+from resilience.analysis.detectors._common import (
+    BaseDetector,
+    errors_of,
+    example_ids,
+    recovery_budget,
+    rounded,
+)
 from resilience.analysis.detectors.base import Finding
 from resilience.vocabulary import Severity
 
@@ -36,10 +42,7 @@ class SlowRecoveryDetector(BaseDetector):
         return ctx.phase("fault") is not None
 
     def budget(self, ctx: AnalysisContext) -> float | None:
-        slo = ctx.experiment.slo.recovery
-        if slo is not None and slo.within is not None:
-            return float(slo.within)
-        return ctx.recovery.budget_seconds if ctx.recovery is not None else None
+        return recovery_budget(ctx)
 
     def detect(self, ctx: AnalysisContext) -> list[Finding]:  # noqa: PLR0911 (one return per recovery outcome)
         phase = ctx.phase("recovery")
