@@ -14,7 +14,12 @@ judged only when it holds at least ``min_requests`` requests (a tenth of the bas
 typical second, at most five); it is *in band* when its errors (one is always tolerated) and its p95 are
 within the band. Recovery time is the time from the heal to the start of the first run of
 ``stable_seconds`` judged in-band seconds, where a single out-of-band second inside such a
-run is forgiven (two in a row restart the count). No such run before the end of the window:
+run is forgiven (two in a row restart the count). The run is judged over the whole load,
+so it must also hold for each endpoint on its own: over the run's seconds an endpoint's
+errors stay within its own baseline's ceiling, one error tolerated per run (a breaker
+half-open on a light endpoint fails most of its few requests, one or two a second, which
+the whole load's per-second tolerance would hide); a run that does not hold is set aside
+and the search goes on from its next second. No such run before the end of the window:
 not recovered (a metastable failure looks like that). A baseline of fewer than
 ``min_baseline_seconds`` judged seconds makes the result inconclusive ("baseline too
 short"), never a failure.
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from resilience.analysis.data import second_series
+from resilience.analysis.data import SecondSeries, second_series, window_stats
 from resilience.analysis.phases import PhasedLoad
 from resilience.analysis.statistics import mad, median
 from resilience.rundir.load import LoadView
@@ -149,31 +154,25 @@ def measure_recovery(
         )  # fmt: skip
     view, seconds = phased.of("recovery")
     series = second_series(view, endpoint, seconds)
-    start: int | None = None
-    stable = 0
-    blip = False
-    judged = 0
+    baseline_view, baseline_seconds = phased.of("baseline")
+    bands = _endpoint_bands(baseline_view, baseline_seconds, view, endpoint, band, band_k)
     first_stable: int | None = None
     out: list[tuple[int, str]] = []
-    for i, second in enumerate(series.seconds):
-        if not band.judged(series.requests[i]):
-            continue
-        judged += 1
-        ok, why = band.holds(series.requests[i], series.errors[i], series.p95[i])
-        if ok:
-            if start is None:
-                start = second
-            stable += 1
-            blip = False
-            if stable >= stable_seconds:
-                first_stable = start
-                break
-            continue
-        out.append((second, why))
-        if start is not None and not blip:
-            blip = True  # one out-of-band second inside a stable run is forgiven
-            continue
-        start, stable, blip = None, 0, False
+    judged = 0
+    begin = 0
+    while True:
+        run, judged_here = _stable_run(series, band, stable_seconds, begin, out)
+        judged = max(judged, judged_here)
+        if run is None:
+            break
+        first, last = run
+        lagging = _lagging_endpoint(view, bands, series.seconds[first : last + 1])
+        if lagging is None:
+            first_stable = series.seconds[first]
+            break
+        out.append((series.seconds[first], lagging))
+        begin = first + 1  # that run does not hold: look for one starting later
+    out = sorted(set(out))
     note = ""
     if judged < stable_seconds and first_stable is None:
         note = (
@@ -191,6 +190,81 @@ def measure_recovery(
         round(secs, 3), True, budget_seconds, heal, band, stable_seconds, area, first_stable,
         out, note, judged,
     )  # fmt: skip
+
+
+def _stable_run(
+    series: SecondSeries,
+    band: Band,
+    stable_seconds: int,
+    begin: int,
+    out: list[tuple[int, str]],
+) -> tuple[tuple[int, int] | None, int]:
+    """From index ``begin`` of ``series``: the first run of ``stable_seconds`` judged
+    in-band seconds (one out-of-band second inside it forgiven) as (first, last) index, and
+    how many seconds were judged; the out-of-band seconds are added to ``out``."""
+    start: int | None = None
+    stable = 0
+    blip = False
+    judged = 0
+    for i in range(begin, len(series.seconds)):
+        if not band.judged(series.requests[i]):
+            continue
+        judged += 1
+        ok, why = band.holds(series.requests[i], series.errors[i], series.p95[i])
+        if ok:
+            if start is None:
+                start = i
+            stable += 1
+            blip = False
+            if stable >= stable_seconds:
+                return (start, i), judged
+            continue
+        out.append((series.seconds[i], why))
+        if start is not None and not blip:
+            blip = True  # one out-of-band second inside a stable run is forgiven
+            continue
+        start, stable, blip = None, 0, False
+    return None, judged
+
+
+def _endpoint_bands(
+    baseline: LoadView,
+    baseline_seconds: Sequence[int],
+    recovery: LoadView,
+    endpoint: str | None,
+    overall: Band,
+    k: float,
+) -> dict[str, float]:
+    """The error-rate ceiling of each endpoint the recovery is judged over: its own
+    baseline band's, else (an endpoint quiet in the baseline) the overall one."""
+    if endpoint is not None:
+        return {}
+    names = sorted(set(baseline.endpoints) | set(recovery.endpoints))
+    ceilings: dict[str, float] = {}
+    for name in names:
+        own = baseline_band(baseline, baseline_seconds, endpoint=name, k=k)
+        ceilings[name] = overall.error_rate_max if own is None else own.error_rate_max
+    return ceilings if len(ceilings) > 1 else {}
+
+
+def _lagging_endpoint(
+    view: LoadView, ceilings: dict[str, float], seconds: Sequence[int]
+) -> str | None:
+    """Why a stable run of the whole load does not hold for one endpoint, or None.
+
+    The run is judged second by second over all endpoints together, where one error a
+    second is tolerated; an endpoint with little traffic (a breaker half-open, letting
+    only its probe through) can fail most of its few requests and hide in that
+    tolerance. Over the whole run, each endpoint's errors must stay within its own
+    baseline's ceiling (one error tolerated per run, not per second)."""
+    for name, ceiling in ceilings.items():
+        stats = window_stats(view, name, seconds)
+        if stats.requests and stats.errors > max(ceiling * stats.requests, 1.0):
+            return (
+                f"{name}: {stats.errors} of {stats.requests} requests failed in seconds "
+                f"{seconds[0]}-{seconds[-1]} (its baseline allows {ceiling:.1%})"
+            )
+    return None
 
 
 def degradation_area(

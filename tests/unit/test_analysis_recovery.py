@@ -191,3 +191,40 @@ def test_same_inputs_same_recovery() -> None:
     first = measure_recovery(_view(profile), _phases())
     second = measure_recovery(_view(profile), _phases())
     assert first == second
+
+
+def _two_endpoints(light: dict[int, tuple[int, int]]) -> MemoryLoadView:
+    """A busy endpoint always healthy after the heal (50 ok a second) and a light one whose
+    recovery seconds are ``light[second] = (ok, errors)`` (2 ok a second elsewhere)."""
+    view = MemoryLoadView()
+    for second in [*range(15), *range(20, 40)]:
+        view.add("GET /busy", second, _hist(20.0, 50), {"ok": 50, "5xx": 0})
+        ok, errors = light.get(second, (2, 0))
+        view.add("POST /light", second, _hist(20.0, ok + errors), {"ok": ok, "5xx": errors})
+    return view
+
+
+def test_a_light_endpoint_still_failing_is_not_hidden_by_the_busy_ones() -> None:
+    """A breaker half-open lets its probe through and fails the rest: one or a few errors a
+    second on a light endpoint stay inside the whole load's per-second tolerance, but over
+    the stable run that endpoint failed most of its requests: it has not recovered yet."""
+    light = {20: (1, 1), 21: (1, 4), 22: (1, 1), 23: (1, 1)}
+    result = measure_recovery(_two_endpoints(light), _phases(), stable_seconds=5)
+    assert result is not None and result.recovered
+    assert result.seconds == 3.0  # second 23's one error is tolerated, 20-22 are not
+    lagging = [why for s, why in result.out_of_band if "POST /light" in why]
+    assert lagging and "failed in seconds 20-" in lagging[0]
+
+
+def test_one_stray_error_on_a_light_endpoint_does_not_delay_recovery() -> None:
+    """One error over the stable run is tolerated per endpoint, as one a second is overall."""
+    result = measure_recovery(_two_endpoints({21: (1, 1)}), _phases(), stable_seconds=5)
+    assert result is not None and result.seconds == 0.0
+
+
+def test_a_light_endpoint_failing_to_the_end_is_not_recovered() -> None:
+    """The whole load in band every second, one light endpoint failing half its requests
+    to the end of the window: not recovered."""
+    light = {s: (1, 1) for s in range(20, 40)}
+    result = measure_recovery(_two_endpoints(light), _phases(), stable_seconds=5)
+    assert result is not None and result.recovered is False
