@@ -111,7 +111,10 @@ class Gateway:
         size = opts.upstream_pool_size
         client = httpx.AsyncClient(
             limits=httpx.Limits(
-                max_connections=size,
+                # Unbounded: the SlotPool bounds the calls callers wait for, and a request
+                # left by its caller's deadline runs on until httpx's timeouts end it
+                # (upstream.py), never queueing a new one inside httpcore's pool.
+                max_connections=None,
                 max_keepalive_connections=size,
                 keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
             ),

@@ -3,8 +3,9 @@
 ``PoolAccounting`` is the bookkeeping (size, in use, waiting, wait timeouts) shared by the
 gateway's upstream pools and the orders service's database pool; it knows nothing of
 asyncio, so it is unit-tested with a fake clock. ``SlotPool`` is the gateway's pool: an
-``asyncio.Semaphore`` sized like the httpx client's connection limit, so a call waits
-*here* (and the wait shows in metrics and traces) instead of invisibly inside httpx.
+``asyncio.Semaphore`` in front of an httpx client that never makes a request wait, so a
+call waits *here* (and the wait shows in metrics and traces) instead of invisibly inside
+httpx.
 """
 
 from __future__ import annotations
