@@ -155,7 +155,9 @@ def measure_recovery(
     view, seconds = phased.of("recovery")
     series = second_series(view, endpoint, seconds)
     baseline_view, baseline_seconds = phased.of("baseline")
-    bands = _endpoint_bands(baseline_view, baseline_seconds, view, endpoint, band, band_k)
+    bands = _endpoint_bands(
+        baseline_view, baseline_seconds, view, endpoint=endpoint, overall=band, k=band_k
+    )
     first_stable: int | None = None
     out: list[tuple[int, str]] = []
     judged = 0
@@ -231,6 +233,7 @@ def _endpoint_bands(
     baseline: LoadView,
     baseline_seconds: Sequence[int],
     recovery: LoadView,
+    *,
     endpoint: str | None,
     overall: Band,
     k: float,

@@ -225,6 +225,6 @@ def test_one_stray_error_on_a_light_endpoint_does_not_delay_recovery() -> None:
 def test_a_light_endpoint_failing_to_the_end_is_not_recovered() -> None:
     """The whole load in band every second, one light endpoint failing half its requests
     to the end of the window: not recovered."""
-    light = {s: (1, 1) for s in range(20, 40)}
+    light = dict.fromkeys(range(20, 40), (1, 1))
     result = measure_recovery(_two_endpoints(light), _phases(), stable_seconds=5)
     assert result is not None and result.recovered is False
