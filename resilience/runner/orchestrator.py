@@ -133,6 +133,12 @@ class RunOptions:
                 expected=" or ".join(SHOP_MODES),
                 got=repr(self.shop_mode),
             )
+        if self.shop_mode is not None and self.target is not None:
+            raise ExperimentError(
+                "--shop-mode does not go with --target: the mode is the built-in shop's, and "
+                "with --target the service tested is yours, as it runs",
+                expected="one of --shop-mode (the built-in shop) or --target URL (your service)",
+            )
         for name in ("target", "prometheus", "traces", "toxiproxy"):
             value = getattr(self, name)
             if value is not None:

@@ -286,3 +286,18 @@ def test_a_bad_target_option_is_named_as_the_user_typed_it() -> None:
     with pytest.raises(ExperimentError) as info:
         RunOptions(workers=0)
     assert "RunOptions" not in str(info.value)
+
+
+def test_shop_mode_with_target_is_refused(tmp_path: Path, no_network: list[str]) -> None:
+    """--shop-mode sets the built-in shop's mode; beside --target it would silently change
+    nothing: exit 2 naming both options, before anything is reached."""
+    with pytest.raises(ExperimentError) as info:
+        RunOptions(shop_mode="fragile", target="http://127.0.0.1:9000")
+    assert info.value.exit_code == 2
+    assert "--shop-mode" in str(info.value) and "--target" in str(info.value)
+    args = ["run", "db-outage", "--dry-run", "--shop-mode", "fragile",
+            "--target", "http://127.0.0.1:9"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"RESILIENCE_STATE_DIR": str(tmp_path / "s")})
+    assert result.exit_code == 2, result.output
+    assert "--shop-mode does not go with --target" in " ".join(result.output.split())
+    assert no_network == []
