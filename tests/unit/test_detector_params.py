@@ -61,6 +61,29 @@ def test_a_param_of_the_wrong_type_is_refused_with_what_was_expected() -> None:
     assert "expected a whole number, got 2.5" in text
 
 
+def test_a_param_out_of_its_range_is_refused_with_the_range() -> None:
+    """`alpha: 5` made every test significant and `min_errors: -1` every endpoint degraded,
+    silently; now exit 2 naming the range."""
+    text = " ".join(
+        str(error_of("      alpha: 5\n      min_errors: 0\n      p95_ratio: -2\n")).split()
+    )
+    assert "params.alpha" in text and "expected a number above 0 and below 1, got 5" in text
+    assert "params.min_errors" in text and "expected a whole number at least 1, got 0" in text
+    assert "params.p95_ratio" in text and "expected a number above 0, got -2" in text
+    assert "expected a number at least 0" in " ".join(
+        str(error_of("      p95_floor_ms: -1\n")).split()
+    )
+    assert "got nan (not a finite number)" in str(error_of("      alpha: .nan\n"))
+
+
+def test_every_default_is_within_its_own_range() -> None:
+    """The declared defaults pass their own check."""
+    for kind, params in DETECTOR_PARAMS.items():
+        for name, spec in params.items():
+            if spec.default is not None:
+                assert spec.problem(spec.default) is None, (kind, name)
+
+
 def test_declared_params_of_every_type_are_accepted() -> None:
     """Numbers, whole numbers (3 or 3.0) and text params load as given."""
     experiment = parse_experiment(
