@@ -295,6 +295,7 @@ def _resolve(
             ),
         )
     experiment._profile = profile
+    experiment._locator = lambda problem: _locate(problem, provenance, tag)
     if source is not None:
         _resolve_locustfile(experiment, source, provenance, tag)
         experiment._source = source

@@ -14,7 +14,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, get_args
@@ -1811,6 +1811,8 @@ class Experiment(_Model):
     _profile: str | None = PrivateAttr(default=None)
     _env: EnvRecord = PrivateAttr(default_factory=EnvRecord)
     _warnings: list[ErrorDetail] = PrivateAttr(default_factory=list)
+    _locator: Callable[[Problem], Problem] | None = PrivateAttr(default=None)
+    """Gives a problem found after loading its line in the file (set by the loader)."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:  # noqa: PLR0912 (every cross-field rule of the file, each one branch)
@@ -2082,6 +2084,8 @@ class Experiment(_Model):
         problems += self._unknown_proxies(own_target=True)
         if problems:
             file = self.source.name if self.source is not None else None
+            if self._locator is not None:
+                problems = [self._locator(p) for p in problems]
             raise experiment_error(file, problems, context=f"with {option}")
 
     def proxy_names(self) -> list[str]:

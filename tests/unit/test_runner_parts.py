@@ -269,6 +269,7 @@ def test_target_flag_refuses_a_shop_section(
     assert info.value.exit_code == 2
     assert "at shop:" in text and "--target" in text and "mode fragile" in text
     path = tmp_path / "mine.yaml"
+    assert "line 3, at shop:" in text
     path.write_text(textwrap.dedent(base))
     args = ["run", str(path), "--dry-run", "--target", "http://127.0.0.1:9"]
     result = CliRunner().invoke(app, args, env={"RESILIENCE_STATE_DIR": str(tmp_path / "s")})
