@@ -33,6 +33,7 @@ from resilience.experiment._overlay import (
 from resilience.experiment._problems import (
     InputProblems,
     KeyPath,
+    Locator,
     Problem,
     describe,
     experiment_error,
@@ -295,7 +296,7 @@ def _resolve(
             ),
         )
     experiment._profile = profile
-    experiment._locator = lambda problem: _locate(problem, provenance, tag)
+    experiment._locator = Locator(lambda problem: _locate(problem, provenance, tag))
     if source is not None:
         _resolve_locustfile(experiment, source, provenance, tag)
         experiment._source = source

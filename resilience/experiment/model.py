@@ -14,7 +14,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self, get_args
@@ -36,6 +36,7 @@ from resilience.errors import ErrorDetail, ExperimentError
 from resilience.experiment._env import EnvRecord
 from resilience.experiment._problems import (
     KeyPath,
+    Locator,
     Problem,
     ValueProblem,
     describe,
@@ -1811,7 +1812,7 @@ class Experiment(_Model):
     _profile: str | None = PrivateAttr(default=None)
     _env: EnvRecord = PrivateAttr(default_factory=EnvRecord)
     _warnings: list[ErrorDetail] = PrivateAttr(default_factory=list)
-    _locator: Callable[[Problem], Problem] | None = PrivateAttr(default=None)
+    _locator: Locator | None = PrivateAttr(default=None)
     """Gives a problem found after loading its line in the file (set by the loader)."""
 
     @model_validator(mode="after")
