@@ -2,7 +2,8 @@
 
 Three forms: a top-level JSON field (``id``), a dotted path into the JSON body whose
 whole-number parts index lists (``data.access_token``, ``items.0.id``; a body that is a
-list starts with its index, ``0.id``), or a response header (``header:Location``, the
+list starts with its index, ``0.id``; a negative one counts from the end, ``items.-1.id``
+for the last), or a response header (``header:Location``, the
 name in any case). Indexes are written with dots only: ``items[0].id`` is refused with the
 dotted form, so one file never mixes two spellings. A field whose own name holds a dot
 (``@odata.nextLink``) is still read when the answer has it at the top level, as before
@@ -22,9 +23,11 @@ from resilience.experiment._problems import ValueProblem, describe
 
 HEADER_PREFIX: Final = "header:"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_WHOLE = re.compile(r"^-?[0-9]+$")
 _INDEX = re.compile(r"\[\s*(-?\d*)\s*\]")
 EXPECTED: Final = (
-    "a JSON field (id), a dotted path into the JSON body (data.token, items.0.id) or a "
+    "a JSON field (id), a dotted path into the JSON body (data.token, items.0.id, "
+    "items.-1.id for the last) or a "
     "response header (header:Location)"
 )
 MISSING: Final = object()
@@ -65,7 +68,7 @@ class CaptureSource:
                 if key not in node:
                     return MISSING
                 node = node[key]
-            elif isinstance(node, list) and index is not None and index < len(node):
+            elif isinstance(node, list) and index is not None and -len(node) <= index < len(node):
                 node = node[index]
             else:
                 return MISSING
@@ -99,5 +102,5 @@ def parse_capture(text: str) -> CaptureSource:
             describe(text),
             message="an empty part in a capture path",
         )
-    indexes = tuple(int(key) if key.isascii() and key.isdigit() else None for key in keys)
+    indexes = tuple(int(key) if _WHOLE.match(key) else None for key in keys)
     return CaptureSource(text=text, keys=keys, indexes=indexes)

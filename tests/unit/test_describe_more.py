@@ -107,13 +107,19 @@ def test_a_single_brace_is_still_refused_with_the_escape_named() -> None:
 
 
 def test_capture_paths_read_nested_fields_list_items_and_headers() -> None:
-    """data.token, items.0.id, 0.id on a list body, and header:Location (any case)."""
+    """data.token, items.0.id, items.-1.id (the last), 0.id on a list body, and
+    header:Location (any case)."""
     body = {"data": {"token": "t"}, "items": [{"id": 7}], "@odata.next": "n"}
     assert parse_capture("data.token").read(body) == "t"
     assert parse_capture("items.0.id").read(body) == 7
     assert parse_capture("0.id").read([{"id": 8}]) == 8
     assert parse_capture("@odata.next").read(body) == "n"
     assert parse_capture("items.1.id").read(body) is MISSING
+    many = {"items": [{"id": 7}, {"id": 9}], "by": {"-1": "key"}}
+    assert parse_capture("items.-1.id").read(many) == 9
+    assert parse_capture("items.-2.id").read(many) == 7
+    assert parse_capture("items.-3.id").read(many) is MISSING
+    assert parse_capture("by.-1").read(many) == "key"  # a mapping's key, not an index
     assert parse_capture("data.token.x").read(body) is MISSING
     location = parse_capture("header:Location")
     headers = {"location": "/orders/5"}
