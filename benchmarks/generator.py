@@ -17,12 +17,17 @@ each round; each ratio is the median of the rounds' ratios (paired runs, back to
 - ``locust``: ``locust -f plain.py --processes 2 --headless`` (a master and 2 forked
   workers), the plain ``FastHttpUser`` of benchmarks/load_engine.py;
 - ``dist``: ``LoadEngine`` distributed: its master child and two ``resilience worker``
-  processes joining it over ZeroMQ.
+  processes joining it over ZeroMQ;
+- ``session``: ``ours`` with each worker started in a session of its own, as before
+  (``start_new_session``): a session is a scheduler autogroup on Linux, and the local
+  workers now stay in the run's (their own process group only). The ratio ours / session
+  is what that choice is worth.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -32,8 +37,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -123,6 +130,23 @@ class Window:
         return Measure(n1 - n0, w1 - w0, c1 - c0)
 
 
+@contextlib.contextmanager
+def own_sessions() -> Iterator[None]:
+    """Workers started in this block get a session of their own (the engine's old way)."""
+    real = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        if kwargs.pop("process_group", None) == 0:
+            kwargs["start_new_session"] = True
+        return real(*args, **kwargs)
+
+    subprocess.Popen = popen  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
+
+
 def run_engine(
     host: str,
     users: int,
@@ -210,7 +234,7 @@ def main() -> None:
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     host = f"http://127.0.0.1:{args.port}"
-    kinds = ["ours", "locust", "dist"]
+    kinds = ["ours", "locust", "dist", "session"]
     results: dict[str, list[Measure]] = {k: [] for k in kinds}
     loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="generator-bench-") as tmp:
@@ -232,14 +256,15 @@ def main() -> None:
                     time.sleep(0.05)
             exclude = frozenset({server.pid})
             for round_no in range(args.rounds):
-                order = kinds[round_no % 3 :] + kinds[: round_no % 3]
+                order = kinds[round_no % len(kinds) :] + kinds[: round_no % len(kinds)]
                 for kind in order:
                     if kind == "locust":
                         m = run_locust(host, args.users, args.duration, args.warmup, work,
                                        exclude=exclude)  # fmt: skip
                     else:
-                        m = run_engine(host, args.users, args.duration, args.warmup, work,
-                                       dist=kind == "dist", exclude=exclude)  # fmt: skip
+                        with own_sessions() if kind == "session" else contextlib.nullcontext():
+                            m = run_engine(host, args.users, args.duration, args.warmup, work,
+                                           dist=kind == "dist", exclude=exclude)  # fmt: skip
                     results[kind].append(m)
                 loads.append(os.getloadavg()[0])
                 print(
@@ -270,6 +295,7 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
         "ours": "ours, 2 local workers",
         "locust": "`locust --processes 2`",
         "dist": "ours distributed: master + 2 `resilience worker`",
+        "session": "ours, 2 local workers, each in its own session (before)",
     }
     rows = [
         "| mode | req/s median (min-max) | req per CPU-s median |",
@@ -282,6 +308,7 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
             f"{statistics.median(m.per_cpu for m in values):.0f} |"
         )
     ours, plain, dist = results["ours"], results["locust"], results["dist"]
+    session = results["session"]
     return "\n".join(
         [
             f"`benchmarks/generator.py --rounds {args.rounds} --duration {args.duration:g}`, "
@@ -302,6 +329,8 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
             f"{_ratio(dist, ours, 'per_cpu')} |",
             f"| distributed / `locust --processes 2` | {_ratio(dist, plain, 'rps')} | "
             f"{_ratio(dist, plain, 'per_cpu')} |",
+            f"| ours / ours with a session per worker (before) | {_ratio(ours, session, 'rps')} | "
+            f"{_ratio(ours, session, 'per_cpu')} |",
         ]
     )
 

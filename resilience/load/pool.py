@@ -111,7 +111,11 @@ class WorkerPool:
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         env=env,
-                        start_new_session=True,
+                        # Its own process group (a Ctrl-C to the terminal's group is not its; the
+                        # parent stops it), but this session: a session is a scheduler
+                        # autogroup, and a worker in its own competed as a group with
+                        # the rest of the machine (benchmarks/RESULTS.md, generator).
+                        process_group=0,
                         close_fds=True,
                     )
                 except OSError as exc:  # the engine will try again, and say why
