@@ -3,7 +3,8 @@ module each.
 
 This module stays light on purpose: the console script's ``main`` runs before the app's
 modules are imported (typer, rich and every command: about half a second), so a `run`
-takes over SIGINT and SIGTERM from its first moments; a signal that comes while the rest
+starts its load workers (cli/early.py) and takes over SIGINT and SIGTERM from its first
+moments; a signal that comes while the rest
 loads is handed to the run, which ends with a journal and exit 130 (runner/signals.py).
 """
 
@@ -23,9 +24,21 @@ def main() -> None:
     if _command(sys.argv[1:]) == "run":
         # The run command's own gate adopts what this one caught (InterruptGate.install).
         InterruptGate().install()
+        _start_workers_early(sys.argv[1:])
     from resilience.cli._app import app
 
     app()
+
+
+def _start_workers_early(args: list[str]) -> None:
+    """A local run's load workers start now, importing Locust while this process imports
+    the app (cli/early.py); the run adopts them, or stops them."""
+    from resilience.cli.early import early_workers
+    from resilience.load.pool import prestart
+
+    count = early_workers(args)
+    if count:
+        prestart(count)
 
 
 def _command(args: list[str]) -> str | None:

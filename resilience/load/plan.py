@@ -11,7 +11,6 @@ the workload and the recording settings. Durations are seconds as floats.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from resilience.errors import ExperimentError, LoadError
+from resilience.load.pool import default_workers
 from resilience.load.template import compile_request_templates
 
 if TYPE_CHECKING:
@@ -162,14 +162,6 @@ class LoadPlan(_Frozen):
             return cls.model_validate_json(text)
         except ValidationError as exc:
             raise LoadError(f"invalid load plan: {exc}") from exc
-
-
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def planned_workers(experiment: Experiment, workers: int | None = None) -> int:

@@ -152,6 +152,14 @@ PRESTARTED = WorkerPool()
 """The process's early workers (``prestart``); the next local ``LoadEngine`` adopts them."""
 
 
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def prestart(count: int) -> None:
     """Start ``count`` local load workers now (see ``WorkerPool``)."""
     PRESTARTED.start(count)
