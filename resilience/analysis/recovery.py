@@ -15,11 +15,12 @@ typical second, at most five); it is *in band* when its errors (one is always to
 within the band. Recovery time is the time from the heal to the start of the first run of
 ``stable_seconds`` judged in-band seconds, where a single out-of-band second inside such a
 run is forgiven (two in a row restart the count). The run is judged over the whole load,
-so it must also hold for each endpoint on its own: over the run's seconds an endpoint's
-errors stay within its own baseline's ceiling, one error tolerated per run (a breaker
+so it must also hold for each endpoint on its own: over the run's seconds (the forgiven
+one left out) an endpoint's errors stay within what its baseline error rate makes likely
+— the expected count plus three binomial standard deviations, plus one (a breaker
 half-open on a light endpoint fails most of its few requests, one or two a second, which
 the whole load's per-second tolerance would hide); a run that does not hold is set aside
-and the search goes on from its next second. No such run before the end of the window:
+(``RecoveryResult.lagging``) and the search goes on from its next second. No such run before the end of the window:
 not recovered (a metastable failure looks like that). A baseline of fewer than
 ``min_baseline_seconds`` judged seconds makes the result inconclusive ("baseline too
 short"), never a failure.
@@ -74,6 +75,28 @@ class Band:
 
 
 @dataclass(frozen=True)
+class Lagging:
+    """A stable run of the whole load that did not hold for one endpoint."""
+
+    first: int
+    last: int
+    endpoint: str
+    errors: int
+    requests: int
+    allowed: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.endpoint}: {self.errors} of {self.requests} requests failed in seconds "
+            f"{self.first}-{self.last} (its baseline allows {self.allowed:.1f})"
+        )
+
+
+LAGGING_Z = 3.0
+"""How many standard deviations above its baseline's error count an endpoint may be."""
+
+
+@dataclass(frozen=True)
 class RecoveryResult:
     seconds: float | None
     recovered: bool | None
@@ -87,6 +110,8 @@ class RecoveryResult:
     out_of_band: list[tuple[int, str]] = field(default_factory=list)
     note: str = ""
     judged_seconds: int = 0
+    lagging: list[Lagging] = field(default_factory=list)
+    """Stable runs of the whole load set aside because one endpoint had not recovered."""
 
     @property
     def within_budget(self) -> bool | None:
@@ -155,26 +180,24 @@ def measure_recovery(
     view, seconds = phased.of("recovery")
     series = second_series(view, endpoint, seconds)
     baseline_view, baseline_seconds = phased.of("baseline")
-    bands = _endpoint_bands(
-        baseline_view, baseline_seconds, view, endpoint=endpoint, overall=band, k=band_k
-    )
+    rates = _endpoint_error_rates(baseline_view, baseline_seconds, view, endpoint=endpoint)
     first_stable: int | None = None
     out: list[tuple[int, str]] = []
-    judged = 0
+    lagging: list[Lagging] = []
+    looked_upto = len(series.seconds)
     begin = 0
-    while True:
-        run, judged_here = _stable_run(series, band, stable_seconds, begin, out)
-        judged = max(judged, judged_here)
-        if run is None:
+    while (run := _stable_run(series, band, stable_seconds, begin, out)) is not None:
+        first, last, blips = run
+        # The forgiven second is forgiven for every endpoint: its errors are not counted.
+        kept = [series.seconds[i] for i in range(first, last + 1) if i not in blips]
+        behind = _lagging_endpoint(view, rates, kept)
+        if behind is None:
+            first_stable, looked_upto = series.seconds[first], last + 1
             break
-        first, last = run
-        lagging = _lagging_endpoint(view, bands, series.seconds[first : last + 1])
-        if lagging is None:
-            first_stable = series.seconds[first]
-            break
-        out.append((series.seconds[first], lagging))
+        lagging.append(behind)
         begin = first + 1  # that run does not hold: look for one starting later
     out = sorted(set(out))
+    judged = sum(1 for r in series.requests[:looked_upto] if band.judged(r))
     note = ""
     if judged < stable_seconds and first_stable is None:
         note = (
@@ -185,12 +208,13 @@ def measure_recovery(
     area = degradation_area(phased, impaired, band, endpoint=endpoint)
     if first_stable is None:
         return RecoveryResult(
-            None, False, budget_seconds, heal, band, stable_seconds, area, None, out, note, judged
-        )
+            None, False, budget_seconds, heal, band, stable_seconds, area, None, out, note,
+            judged, lagging,
+        )  # fmt: skip
     secs = max(0.0, first_stable - heal)
     return RecoveryResult(
         round(secs, 3), True, budget_seconds, heal, band, stable_seconds, area, first_stable,
-        out, note, judged,
+        out, note, judged, lagging,
     )  # fmt: skip
 
 
@@ -200,73 +224,83 @@ def _stable_run(
     stable_seconds: int,
     begin: int,
     out: list[tuple[int, str]],
-) -> tuple[tuple[int, int] | None, int]:
+) -> tuple[int, int, set[int]] | None:
     """From index ``begin`` of ``series``: the first run of ``stable_seconds`` judged
-    in-band seconds (one out-of-band second inside it forgiven) as (first, last) index, and
-    how many seconds were judged; the out-of-band seconds are added to ``out``."""
+    in-band seconds (one out-of-band second inside it forgiven) as its first and last index
+    and the indexes forgiven, or None; the out-of-band seconds are added to ``out``."""
     start: int | None = None
     stable = 0
-    blip = False
-    judged = 0
+    blip: int | None = None
+    forgiven: set[int] = set()
     for i in range(begin, len(series.seconds)):
         if not band.judged(series.requests[i]):
             continue
-        judged += 1
         ok, why = band.holds(series.requests[i], series.errors[i], series.p95[i])
         if ok:
             if start is None:
                 start = i
             stable += 1
-            blip = False
+            if blip is not None:
+                forgiven.add(blip)
+                blip = None
             if stable >= stable_seconds:
-                return (start, i), judged
+                return start, i, forgiven
             continue
         out.append((series.seconds[i], why))
-        if start is not None and not blip:
-            blip = True  # one out-of-band second inside a stable run is forgiven
+        if start is not None and blip is None:
+            blip = i  # one out-of-band second inside a stable run is forgiven
             continue
-        start, stable, blip = None, 0, False
-    return None, judged
+        start, stable, blip, forgiven = None, 0, None, set()
+    return None
 
 
-def _endpoint_bands(
+def _endpoint_error_rates(
     baseline: LoadView,
     baseline_seconds: Sequence[int],
     recovery: LoadView,
     *,
     endpoint: str | None,
-    overall: Band,
-    k: float,
 ) -> dict[str, float]:
-    """The error-rate ceiling of each endpoint the recovery is judged over: its own
-    baseline band's, else (an endpoint quiet in the baseline) the overall one."""
+    """The baseline's error rate of each endpoint, pooled over its requests (an endpoint
+    quiet in the baseline: the whole load's); empty when one endpoint is judged."""
     if endpoint is not None:
         return {}
     names = sorted(set(baseline.endpoints) | set(recovery.endpoints))
-    ceilings: dict[str, float] = {}
+    if len(names) < 2:
+        return {}
+    overall = window_stats(baseline, None, baseline_seconds)
+    whole = overall.errors / overall.requests if overall.requests else 0.0
+    rates: dict[str, float] = {}
     for name in names:
-        own = baseline_band(baseline, baseline_seconds, endpoint=name, k=k)
-        ceilings[name] = overall.error_rate_max if own is None else own.error_rate_max
-    return ceilings if len(ceilings) > 1 else {}
+        stats = window_stats(baseline, name, baseline_seconds)
+        rates[name] = stats.errors / stats.requests if stats.requests else whole
+    return rates
+
+
+def allowed_errors(requests: int, rate: float) -> float:
+    """Errors ``requests`` may hold at a baseline error rate of ``rate``: the expected
+    count plus ``LAGGING_Z`` standard deviations (binomial), plus one always."""
+    expected = requests * rate
+    return expected + LAGGING_Z * math.sqrt(expected * (1.0 - rate)) + 1.0
 
 
 def _lagging_endpoint(
-    view: LoadView, ceilings: dict[str, float], seconds: Sequence[int]
-) -> str | None:
-    """Why a stable run of the whole load does not hold for one endpoint, or None.
+    view: LoadView, rates: dict[str, float], seconds: Sequence[int]
+) -> Lagging | None:
+    """The first endpoint a stable run does not hold for, or None.
 
     The run is judged second by second over all endpoints together, where one error a
     second is tolerated; an endpoint with little traffic (a breaker half-open, letting
     only its probe through) can fail most of its few requests and hide in that
-    tolerance. Over the whole run, each endpoint's errors must stay within its own
-    baseline's ceiling (one error tolerated per run, not per second)."""
-    for name, ceiling in ceilings.items():
+    tolerance. Over the whole run, each endpoint's errors must stay within what its own
+    baseline makes likely (``allowed_errors``)."""
+    if not seconds:
+        return None
+    for name, rate in rates.items():
         stats = window_stats(view, name, seconds)
-        if stats.requests and stats.errors > max(ceiling * stats.requests, 1.0):
-            return (
-                f"{name}: {stats.errors} of {stats.requests} requests failed in seconds "
-                f"{seconds[0]}-{seconds[-1]} (its baseline allows {ceiling:.1%})"
-            )
+        allowed = allowed_errors(stats.requests, rate)
+        if stats.errors > allowed:
+            return Lagging(seconds[0], seconds[-1], name, stats.errors, stats.requests, allowed)
     return None
 
 

@@ -92,3 +92,22 @@ def test_no_budget_and_recovered_is_quiet(tmp_path: Path) -> None:
     """Without a budget a slow but real recovery is not judged a failure."""
     load, phases, _ = run(13, end=45, budget="")
     assert SlowRecoveryDetector().detect(context(tmp_path, load, phases, "")) == []
+
+
+def test_a_light_endpoint_failing_after_the_heal_is_named(tmp_path: Path) -> None:
+    """The whole load is in band every second after the heal, but one light endpoint
+    fails half its requests to the end: metastable, and the finding names that endpoint
+    and its counts, not a list of seconds out of band."""
+    orders = "POST /orders"
+    load = LoadBuilder()
+    load.add(ITEMS, range(38), ok=40)
+    load.add(orders, range(10), ok=2)
+    load.add(orders, range(10, 22), ok=0, errors={"5xx": 2})
+    load.add(orders, range(22, 38), ok=1, errors={"5xx": 1})
+    phases = fault_phases(end=38, fault=(10, 22))
+    [finding] = SlowRecoveryDetector().detect(context(tmp_path, load, phases, BUDGET))
+    assert finding.status == "found" and finding.evidence["recovered"] is False
+    assert finding.evidence["endpoints"] == [orders]
+    assert finding.evidence["seconds"] == []
+    assert finding.evidence["lagging"][0].startswith("POST /orders: 5 of 10 requests failed")
+    assert "POST /orders:" in finding.summary

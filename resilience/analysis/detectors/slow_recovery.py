@@ -86,7 +86,12 @@ class SlowRecoveryDetector(BaseDetector):
                     ctx,
                     f"Slow recovery: back in the baseline band {result.seconds:g} s after "
                     f"{ctx.ended}, over the {budget:g} s budget (degradation area "
-                    f"{result.degradation_area:g} s of lost good service)",
+                    f"{result.degradation_area:g} s of lost good service)"
+                    + (
+                        f"; last held back by {result.lagging[-1].describe()}"
+                        if result.lagging
+                        else ""
+                    ),
                     evidence,
                 )
             ]
@@ -112,7 +117,8 @@ class SlowRecoveryDetector(BaseDetector):
                 ctx,
                 f"No recovery (metastable failure?): still outside the baseline band "
                 f"{watched:.0f} s after {ctx.ended}{over}; {len(result.out_of_band)} seconds out "
-                f"of band, degradation area {result.degradation_area:g} s",
+                f"of band, degradation area {result.degradation_area:g} s"
+                + (f"; last {result.lagging[-1].describe()}" if result.lagging else ""),
                 evidence,
             )
         ]
@@ -129,6 +135,7 @@ class SlowRecoveryDetector(BaseDetector):
                 for s in out_seconds
                 if errors_of(after_heal.counts(e, s)) > 0
             }
+            | {lag.endpoint for lag in result.lagging}
         )
         refs = [r for r in ctx.refs_in(phase) if r.reason != "sampled"]
         band = result.band
@@ -137,6 +144,8 @@ class SlowRecoveryDetector(BaseDetector):
             "seconds": out_seconds,
             "trace_ids": example_ids(refs),
             "out_of_band": [[s, why] for s, why in result.out_of_band[:MAX_LISTED]],
+            # Stable runs of the whole load that one endpoint had not recovered in.
+            "lagging": [lag.describe() for lag in result.lagging[:MAX_LISTED]],
             "recovered": result.recovered,
             "numbers": {
                 "recovery seconds": result.seconds,
