@@ -33,12 +33,17 @@ def main() -> None:
 def _start_workers_early(args: list[str]) -> None:
     """A local run's load workers start now, importing Locust while this process imports
     the app (cli/early.py); the run adopts them, or stops them."""
-    from resilience.cli.early import early_workers
-    from resilience.load.pool import prestart
+    try:
+        from resilience.cli.early import early_workers
+        from resilience.load.pool import prestart
 
-    count = early_workers(args)
-    if count:
-        prestart(count)
+        count = early_workers(args)
+        if count:
+            prestart(count)
+    except Exception:  # only ever a head start: the run starts its workers itself
+        import logging
+
+        logging.getLogger(__name__).debug("no workers started early", exc_info=True)
 
 
 def _command(args: list[str]) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+ALIASES = {"-p": "--profile", "-o": "--out"}
 VALUE_OPTIONS = frozenset(
     {
         "--profile", "-p", "--out", "-o", "--shop-mode", "--target", "--prometheus",
@@ -49,13 +50,19 @@ def early_workers(args: Sequence[str], *, cores: int | None = None) -> int:
     written = options.get("--workers") or overridden
     if written:
         return _count(written[-1])
-    named = options.get("--profile") or options.get("-p") or []
-    profile = named[-1] if named else None
-    found = _from_file(_read(positional[1]), profile)
+    named = options.get("--profile") or []
+    document = _read(positional[1])
+    if document is None:
+        return 0  # not found or not readable: the run will say why, with nothing started
+    found = _from_file(document, named[-1] if named else None)
     if found is not None:
-        return found
-    if cores is not None:
-        return cores
+        return min(found, 2 * _cores(cores))  # the rest once the file is known to be valid
+    return _cores(cores)
+
+
+def _cores(given: int | None) -> int:
+    if given is not None:
+        return given
     from resilience.load.pool import default_workers
 
     return default_workers()
@@ -93,6 +100,7 @@ def _split(args: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
             continue
         name, eq, value = arg.partition("=")
         if name in VALUE_OPTIONS:
+            name = ALIASES.get(name, name)
             if not eq:
                 value = next(items, None)  # type: ignore[assignment]
                 if value is None:
@@ -118,18 +126,20 @@ def _read(source: str) -> Any:
 
     from resilience.experiment.catalogue import find_catalogue_dir
 
-    path = Path(source)
-    if not path.is_file() and "/" not in source and os.sep not in source:
-        directory = find_catalogue_dir()
-        stem = source.removesuffix(".yaml").removesuffix(".yml")
-        path = directory / f"{stem}.yaml" if directory is not None else path
     try:
+        path = Path(source)
+        if not path.is_file() and "/" not in source and os.sep not in source:
+            directory = find_catalogue_dir()
+            stem = source.removesuffix(".yaml").removesuffix(".yml")
+            if directory is not None:
+                found = [directory / f"{stem}{s}" for s in (".yaml", ".yml")]
+                path = next((f for f in found if f.is_file()), path)
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size > 1_000_000:
                 return None
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             return yaml.load(handle, Loader=loader)
-    except (OSError, yaml.YAMLError, ValueError) as exc:
+    except (OSError, yaml.YAMLError, ValueError, RecursionError) as exc:
         logger.debug("no early look at %s: %s", source, exc)
         return None
 

@@ -1,8 +1,8 @@
 """The parent side of the load engine: start the worker processes, read them, stop them.
 
 ``LoadEngine`` spawns ``python -m resilience.load.worker`` once per worker, each in its
-own session (so a stop reaches its whole process group and a Ctrl-C in the terminal does
-not) and set to die with its parent (the kernel's parent-death signal: a SIGKILLed
+own process group within the run's session (so a stop reaches its whole group, a Ctrl-C
+in the terminal does not, and the scheduler treats it as part of the run) and set to die with its parent (the kernel's parent-death signal: a SIGKILLed
 orchestrator leaves no worker behind), stderr appended to ``log_dir/load-worker-N.log``. A reader thread per worker decodes
 its stdout into events on one queue; ``poll`` hands them out. A worker that ends before
 its plan does, without being asked to, raises ``LoadError`` with the tail of its log.
@@ -378,7 +378,7 @@ class LoadEngine:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.process.wait(timeout=5.0)
         for child in self._children:
-            # The session may hold stray grandchildren; they go with the group.
+            # The group may hold stray grandchildren; they go with it.
             self._signal(child, signal.SIGKILL, group_only=True)
             if child.process.stdin is not None:
                 with self._stdin_lock, contextlib.suppress(OSError):

@@ -62,7 +62,9 @@ def experiment(tmp_path: Path) -> Path:
         (["run", "{f}", "--workers"], 0),  # typer will say what is wrong
         (["run", "{f}", "--workers", "many"], 0),
         (["--verbose", "run", "{f}", "--out", "smoke", "--target", "http://127.0.0.1:9"], 3),
-        (["run", "no-such-experiment"], 2),  # unknown: one per core
+        (["run", "no-such-experiment"], 0),  # the run will refuse it: nothing started
+        (["run", "a" * 300], 0),  # a name too long for the file system, no traceback
+        (["run", "{f}", "-p", "smoke", "--profile", "wide"], 3),  # the last one counts
     ],
 )
 def test_the_count_follows_what_the_run_will_start(
@@ -78,10 +80,22 @@ def test_a_catalogue_name_reads_the_catalogue_file() -> None:
     assert early_workers(["run", "db-outage", "--profile", "smoke"], cores=2) == 1
 
 
-def test_a_file_that_is_not_yaml_falls_back_to_one_per_core(tmp_path: Path) -> None:
+def test_a_file_that_is_not_yaml_starts_nothing(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("load: [unclosed\n")
-    assert early_workers(["run", str(broken)], cores=2) == 2
+    assert early_workers(["run", str(broken)], cores=2) == 0
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000 + "\n")
+    assert early_workers(["run", str(deep)], cores=2) == 0
+
+
+def test_many_workers_start_early_only_up_to_twice_the_cores(tmp_path: Path) -> None:
+    """A file asking for 500 workers may still be refused when it loads: 4 start early on
+    2 cores, the run starts the rest once the file is valid."""
+    many = tmp_path / "many.yaml"
+    many.write_text("load: {workers: 500}\n")
+    assert early_workers(["run", str(many)], cores=2) == 4
+    assert early_workers(["run", str(many), "--workers", "6"], cores=2) == 6
 
 
 def test_the_console_script_prestarts_the_count(
