@@ -208,17 +208,23 @@ def _order(problem: Problem) -> tuple[bool, int, tuple[tuple[int, int | str], ..
 
 class Locator:
     """Gives a problem found after loading (``Experiment.check_target_flag``) its line in
-    the file. Where a value was written is not what the experiment is: any two locators
-    compare equal, so an experiment equals its copy loaded from elsewhere."""
+    the file. Where a value was written is not what the experiment is: a locator equals
+    any other and None (an experiment built without a file), and a pickled copy keeps
+    none (its lines stay with the file)."""
 
-    def __init__(self, locate: Callable[[Problem], Problem]) -> None:
+    def __init__(self, locate: Callable[[Problem], Problem] | None = None) -> None:
         self._locate = locate
 
     def __call__(self, problem: Problem) -> Problem:
-        return self._locate(problem)
+        return problem if self._locate is None else self._locate(problem)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Locator)
+        if other is None or isinstance(other, Locator):
+            return True
+        return NotImplemented
 
     def __hash__(self) -> int:
         return hash(Locator)
+
+    def __reduce__(self) -> tuple[type[Locator], tuple[()]]:
+        return Locator, ()

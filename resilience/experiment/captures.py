@@ -23,7 +23,7 @@ from resilience.experiment._problems import ValueProblem, describe
 
 HEADER_PREFIX: Final = "header:"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
-_WHOLE = re.compile(r"^-?[0-9]+$")
+_WHOLE = re.compile(r"-?[0-9]+")
 _INDEX = re.compile(r"\[\s*(-?\d*)\s*\]")
 EXPECTED: Final = (
     "a JSON field (id), a dotted path into the JSON body (data.token, items.0.id, "
@@ -102,5 +102,5 @@ def parse_capture(text: str) -> CaptureSource:
             describe(text),
             message="an empty part in a capture path",
         )
-    indexes = tuple(int(key) if _WHOLE.match(key) else None for key in keys)
+    indexes = tuple(int(key) if _WHOLE.fullmatch(key) else None for key in keys)
     return CaptureSource(text=text, keys=keys, indexes=indexes)

@@ -51,7 +51,11 @@ class DetectorParam:
             self.type == "integer" and isinstance(value, float) and not value.is_integer()
         ):
             return expected, describe(value)
-        if not self.within(float(value)):
+        try:
+            inside = self.within(float(value))
+        except OverflowError:  # an integer of hundreds of digits
+            inside = False
+        if not inside:
             return f"{expected} {self.range_text()}", describe(value)
         return None
 
@@ -130,7 +134,7 @@ DETECTOR_PARAMS: Final[Mapping[str, Mapping[str, DetectorParam]]] = {
     "retry_amplification": {
         "factor": _n(1.5, "downstream calls per request that count as amplified"),
         "min_traces": _i(3, "traces with retries before a finding", least=1),
-        "min_requests": _n(20, "requests the ratio needs", positive=True),
+        "min_requests": _n(20, "requests the ratio needs"),
         "downstream_promql": _t("counter of calls to the dependency (another target)"),
         "requests_promql": _t("counter of requests the target served"),
     },
@@ -146,7 +150,7 @@ DETECTOR_PARAMS: Final[Mapping[str, Mapping[str, DetectorParam]]] = {
     "memory_growth": {
         "memory_promql": _t("resident memory of the target (another target)"),
         "min_seconds": _n(300.0, "shortest run judged"),
-        "step_s": _n(10.0, "seconds between samples", positive=True),
+        "step_s": DetectorParam("number", 10.0, "seconds between samples", low=1.0),
         "alpha": _p(0.05, "significance level"),
         "min_growth_ratio": _n(0.1, "growth over the run that counts"),
         "min_growth_mb": _n(20.0, "and at least this many MB"),
@@ -162,8 +166,8 @@ DETECTOR_PARAMS: Final[Mapping[str, Mapping[str, DetectorParam]]] = {
         "share": _share(0.8, "share of the descriptor or connection limit that counts"),
     },
     "data_loss": {
-        "budget_s": _n(60.0, "seconds the read-back may take", positive=True),
-        "max_reads": _i(2000, "read-back requests at most", least=1),
+        "budget_s": _n(60.0, "seconds the read-back may take"),
+        "max_reads": _i(2000, "read-back requests at most"),
         "concurrency": _i(4, "read-back requests at once", least=1),
     },
     "phase_comparison": {

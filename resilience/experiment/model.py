@@ -2089,6 +2089,22 @@ class Experiment(_Model):
                 problems = [self._locator(p) for p in problems]
             raise experiment_error(file, problems, context=f"with {option}")
 
+    def check_shop_mode_flag(self, option: str = "--shop-mode") -> None:
+        """``ExperimentError`` (exit 2) when ``option`` sets the built-in shop's mode for a
+        file whose ``target`` is the user's service: the mode would change nothing."""
+        if self.target is None:
+            return
+        problem = Problem(
+            f"{option} sets the built-in shop's mode, and this file tests its own target",
+            expected=f"no {option} with a file that has a target (it is the built-in "
+            "shop's option)",
+            got=f"target {self.target.url}",
+            path=("target",),
+        )
+        file = self.source.name if self.source is not None else None
+        located = self._locator(problem) if self._locator is not None else problem
+        raise experiment_error(file, [located], context=f"with {option}")
+
     def proxy_names(self) -> list[str]:
         """Proxies faults may name: declared ones, plus the stack's for the built-in shop."""
         declared = [p.name for p in self.proxies]

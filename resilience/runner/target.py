@@ -82,6 +82,8 @@ def _choose(
     options, and the stack components the run needs (None: all; empty: none, every part
     is the user's)."""
     url = target_url or (experiment.target.url if experiment.target else None)
+    if shop_mode is not None:
+        experiment.check_shop_mode_flag()
     if url is not None:
         needed = parts.stack_components()
         return url, False, None, {}, tuple(n for n in EXTERNAL_INFRA if n in needed)

@@ -76,6 +76,19 @@ def test_a_param_out_of_its_range_is_refused_with_the_range() -> None:
     assert "got nan (not a finite number)" in str(error_of("      alpha: .nan\n"))
 
 
+def test_zero_is_accepted_where_it_means_something() -> None:
+    """factor 0 (report any ratio), min_requests 0, max_reads 0 (read nothing back)."""
+    for kind, name in (
+        ("retry_amplification", "factor"),
+        ("retry_amplification", "min_requests"),
+        ("data_loss", "max_reads"),
+        ("data_loss", "budget_s"),
+    ):
+        assert DETECTOR_PARAMS[kind][name].problem(0) is None, (kind, name)
+    huge = DETECTOR_PARAMS["cascading_failure"]["min_errors"].problem(10**400)
+    assert huge is not None  # out of range, never an OverflowError
+
+
 def test_every_default_is_within_its_own_range() -> None:
     """The declared defaults pass their own check."""
     for kind, params in DETECTOR_PARAMS.items():

@@ -530,3 +530,22 @@ def test_fault_attributes_have_sane_bounds(fault: str, needle: str) -> None:
     (line,) = problem_lines(f"faults: [{spec}]\n")
     assert "faults[0].attributes" in line
     assert needle in line
+
+
+def test_where_a_file_was_written_is_not_part_of_the_experiment() -> None:
+    """An experiment loaded from a file pickles, and equals the same experiment built
+    without a file (the loader's line locator is not content)."""
+    import pickle
+
+    import yaml
+
+    from resilience.experiment.model import Experiment
+
+    text = (
+        "name: demo\nload: {stages: [{duration: 5s, users: 1, spawn_rate: 1}],\n"
+        "  workload: {requests: [{path: /x}]}}\n"
+    )
+    loaded = parse_experiment(text, file="demo.yaml")
+    copy = pickle.loads(pickle.dumps(loaded))
+    assert copy == loaded
+    assert loaded == Experiment.model_validate(yaml.safe_load(text))

@@ -302,3 +302,18 @@ def test_shop_mode_with_target_is_refused(tmp_path: Path, no_network: list[str])
     assert result.exit_code == 2, result.output
     assert "--shop-mode does not go with --target" in " ".join(result.output.split())
     assert no_network == []
+
+
+def test_shop_mode_with_a_file_that_has_a_target_is_refused(
+    tmp_path: Path, no_network: list[str]
+) -> None:
+    """The file's own target with --shop-mode: exit 2 at the file's `target` line, from
+    the dry run too, before anything is reached."""
+    path = tmp_path / "byo.yaml"
+    path.write_text(EXPERIMENT)
+    args = ["run", str(path), "--dry-run", "--shop-mode", "hardened"]
+    result = CliRunner().invoke(app, args, env={"RESILIENCE_STATE_DIR": str(tmp_path / "s")})
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "byo.yaml:3, at target: --shop-mode sets the built-in shop's mode" in text
+    assert no_network == []
