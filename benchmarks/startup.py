@@ -115,8 +115,15 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=2400)
     parser.add_argument("--state", type=Path, default=Path("/tmp/resilience-bench-startup"))
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument(
+        "--old", type=Path, help="also time this checkout's code (PYTHONPATH) beside ours"
+    )
+    parser.add_argument("--old-label", default="old code")
     args = parser.parse_args()
     env = bench_env(args.state, args.offset)
+    old_env = None
+    if args.old is not None:
+        old_env = dict(env, PYTHONPATH=str(args.old.resolve()))
     fresh_dir(args.state)
     up = subprocess.run(
         [RESILIENCE, "stack", "up", "--shop-mode", "hardened"], env=env, capture_output=True,
@@ -126,6 +133,8 @@ def main() -> None:
         raise SystemExit(f"stack up failed:\n{up.stderr[-3000:]}")
     host = f"http://127.0.0.1:{8000 + args.offset}"
     kinds = ["ours-1", "locust-1", "ours-2", "locust-2"]
+    if old_env is not None:
+        kinds += ["old-1", "old-2"]
     times: dict[str, list[float]] = {k: [] for k in kinds}
     loads: list[float] = []
     try:
@@ -135,8 +144,9 @@ def main() -> None:
                 order = kinds[round_no % len(kinds) :] + kinds[: round_no % len(kinds)]
                 for kind in order:
                     who, count = kind.split("-")
-                    if who == "ours":
-                        seconds = ours(env, work, int(count))
+                    if who in ("ours", "old"):
+                        run_env = old_env if who == "old" and old_env is not None else env
+                        seconds = ours(run_env, work, int(count))
                     else:
                         seconds = plain(host, work, int(count))
                     times[kind].append(seconds)
@@ -160,7 +170,11 @@ def report(times: dict[str, list[float]], loads: list[float], args: argparse.Nam
         "| command | workers | median s | min s | max s |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    names = {"ours": "`resilience run FILE --no-stack`", "locust": "`locust -f FILE --headless`"}
+    names = {
+        "ours": "`resilience run FILE --no-stack`",
+        "locust": "`locust -f FILE --headless`",
+        "old": f"`resilience run FILE --no-stack`, {args.old_label}",
+    }
     for kind, values in times.items():
         who, count = kind.split("-")
         rows.append(
@@ -176,9 +190,19 @@ def report(times: dict[str, list[float]], loads: list[float], args: argparse.Nam
             f"{count} worker(s): ours / Locust's CLI **{statistics.median(paired):.2f}** "
             f"(median of the rounds' ratios; {min(paired):.2f}-{max(paired):.2f})"
         )
+        if f"old-{count}" in times:
+            against = [
+                a / b for a, b in zip(times[f"ours-{count}"], times[f"old-{count}"], strict=True)
+            ]
+            ratios.append(
+                f"{count} worker(s): ours / {args.old_label} **{statistics.median(against):.2f}**"
+                f" ({min(against):.2f}-{max(against):.2f})"
+            )
     return "\n".join(
         [
-            f"`benchmarks/startup.py --rounds {args.rounds}`, {machine()}; load average "
+            f"`benchmarks/startup.py --rounds {args.rounds}"
+            + (f" --old OLD` (OLD: {args.old_label})" if args.old is not None else "`")
+            + f", {machine()}; load average "
             f"during the rounds {min(loads):.1f}-{max(loads):.1f}. Invocation (the wall "
             "clock before the process starts) to the first request sent, the stack already "
             "up; Locust with `--processes 2` for two workers.",
