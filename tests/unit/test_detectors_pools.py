@@ -229,15 +229,15 @@ def test_a_pool_scraped_by_two_jobs_is_one_pool(tmp_path: Path) -> None:
     assert [f.evidence["pool"] for f in findings] == ["upstream pool 'shared'"]
 
 
-def stuck_pool(stuck_from: int) -> FakePrometheusSource:
-    """The gateway's pool at its size with waiters from the fault on; from ``stuck_from`` s
-    the recovery's waiters stay (a leak of slots), before that they drain at the heal."""
+def saturated_pool(saturated: Callable[[int], bool]) -> FakePrometheusSource:
+    """The gateway's pool of 10: at its size with 30 waiters in the seconds ``saturated``
+    says, 2 in use and no waiters in the others."""
 
     def in_use(s: int) -> float:
-        return 10 if 12 <= s < 22 or s >= stuck_from else 2
+        return 10 if saturated(s) else 2
 
     def waiting(s: int) -> float:
-        return 30 if 12 <= s < 22 or s >= stuck_from else 0
+        return 30 if saturated(s) else 0
 
     return FakePrometheusSource(
         {
@@ -246,6 +246,12 @@ def stuck_pool(stuck_from: int) -> FakePrometheusSource:
             "shop_upstream_pool_waiting": [gauge("shop_upstream_pool_waiting", SHARED, waiting)],
         }
     )
+
+
+def stuck_pool(stuck_from: int) -> FakePrometheusSource:
+    """The gateway's pool at its size with waiters from the fault on; from ``stuck_from`` s
+    the recovery's waiters stay (a leak of slots), before that they drain at the heal."""
+    return saturated_pool(lambda s: 12 <= s < 22 or s >= stuck_from)
 
 
 def budget_context(tmp_path: Path, source: FakePrometheusSource) -> AnalysisContext:
@@ -274,20 +280,7 @@ def test_a_pool_still_exhausted_after_the_recovery_budget_is_found(tmp_path: Pat
 def test_a_backlog_draining_inside_the_recovery_budget_is_not_found(tmp_path: Path) -> None:
     """Saturated only in the first seconds after the heal (22-26 s, inside the 5 s budget,
     then quiet): the fault's backlog draining, not a finding of the recovery."""
-
-    def in_use(s: int) -> float:
-        return 10 if 12 <= s < 27 else 2
-
-    def waiting(s: int) -> float:
-        return 30 if 12 <= s < 27 else 0
-
-    source = FakePrometheusSource(
-        {
-            "shop_upstream_pool_size": [gauge("shop_upstream_pool_size", SHARED, lambda s: 10)],
-            "shop_upstream_pool_in_use": [gauge("shop_upstream_pool_in_use", SHARED, in_use)],
-            "shop_upstream_pool_waiting": [gauge("shop_upstream_pool_waiting", SHARED, waiting)],
-        }
-    )
+    source = saturated_pool(lambda s: 12 <= s < 27)
     findings = PoolExhaustionDetector().detect(budget_context(tmp_path, source))
     assert [f.evidence["phase"] for f in findings] == ["fault"]
 
@@ -297,19 +290,6 @@ def test_seconds_here_and_there_after_the_budget_are_not_stuck(tmp_path: Path) -
     waiters for 13 scattered seconds of a 400 s recovery (longest stretch 2 s). Nothing
     is stuck: no recovery finding. Ten in a row (the stuck_pool case above) is."""
     scattered = {27, 28, 31, 33, 36}
-
-    def in_use(s: int) -> float:
-        return 10 if 12 <= s < 22 or s in scattered else 2
-
-    def waiting(s: int) -> float:
-        return 30 if 12 <= s < 22 or s in scattered else 0
-
-    source = FakePrometheusSource(
-        {
-            "shop_upstream_pool_size": [gauge("shop_upstream_pool_size", SHARED, lambda s: 10)],
-            "shop_upstream_pool_in_use": [gauge("shop_upstream_pool_in_use", SHARED, in_use)],
-            "shop_upstream_pool_waiting": [gauge("shop_upstream_pool_waiting", SHARED, waiting)],
-        }
-    )
+    source = saturated_pool(lambda s: 12 <= s < 22 or s in scattered)
     findings = PoolExhaustionDetector().detect(budget_context(tmp_path, source))
     assert [f.evidence["phase"] for f in findings] == ["fault"]
