@@ -124,16 +124,14 @@ def _read(source: str) -> Any:
     """The experiment file's YAML, or None when it cannot be found or read."""
     import yaml
 
-    from resilience.experiment.catalogue import find_catalogue_dir
+    from resilience.experiment.catalogue import catalogue_file, find_catalogue_dir
 
     try:
         path = Path(source)
         if not path.is_file() and "/" not in source and os.sep not in source:
             directory = find_catalogue_dir()
-            stem = source.removesuffix(".yaml").removesuffix(".yml")
-            if directory is not None:
-                found = [directory / f"{stem}{s}" for s in (".yaml", ".yml")]
-                path = next((f for f in found if f.is_file()), path)
+            found = catalogue_file(source, directory) if directory is not None else None
+            path = found or path
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size > 1_000_000:
                 return None

@@ -35,6 +35,17 @@ def find_catalogue_dir() -> Path | None:
     return None
 
 
+def catalogue_file(name: str, directory: Path) -> Path | None:
+    """The file of catalogue entry ``name`` (``db-outage``, ``db-outage.yaml``) in
+    ``directory``, or None."""
+    stem = name.removesuffix(".yaml").removesuffix(".yml")
+    for suffix in (".yaml", ".yml"):
+        candidate = directory / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def catalogue_names(directory: Path | None = None) -> list[str]:
     """Names of the catalogue's experiments (file stems), sorted."""
     directory = directory or find_catalogue_dir()

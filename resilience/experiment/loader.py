@@ -42,7 +42,7 @@ from resilience.experiment._problems import (
 from resilience.experiment._translate import translate, untranslated
 from resilience.experiment._yaml import MAX_BYTES, MAX_NODES, YAMLValue, parse_yaml
 from resilience.experiment.advice import input_warnings
-from resilience.experiment.catalogue import catalogue_names, find_catalogue_dir
+from resilience.experiment.catalogue import catalogue_file, catalogue_names, find_catalogue_dir
 from resilience.experiment.model import Experiment
 
 logger = logging.getLogger(__name__)
@@ -90,11 +90,9 @@ def resolve_source(source: str | Path, catalogue_dir: Path | None = None) -> Pat
     directory = catalogue_dir or find_catalogue_dir()
     available = catalogue_names(directory) if directory else []
     if is_name and directory is not None:
-        stem = text.removesuffix(".yaml").removesuffix(".yml")
-        for suffix in (".yaml", ".yml"):
-            candidate = directory / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
+        found = catalogue_file(text, directory)
+        if found is not None:
+            return found
     listing = f" (catalogue: {', '.join(available)})" if available else ""
     raise ExperimentError(
         "no such experiment file or catalogue entry",
