@@ -2084,10 +2084,7 @@ class Experiment(_Model):
             )
         problems += self._unknown_proxies(own_target=True)
         if problems:
-            file = self.source.name if self.source is not None else None
-            if self._locator is not None:
-                problems = [self._locator(p) for p in problems]
-            raise experiment_error(file, problems, context=f"with {option}")
+            raise self._located_error(problems, context=f"with {option}")
 
     def check_shop_mode_flag(self, option: str = "--shop-mode") -> None:
         """``ExperimentError`` (exit 2) when ``option`` sets the built-in shop's mode for a
@@ -2101,9 +2098,14 @@ class Experiment(_Model):
             got=f"target {self.target.url}",
             path=("target",),
         )
+        raise self._located_error([problem], context=f"with {option}")
+
+    def _located_error(self, problems: list[Problem], *, context: str) -> ExperimentError:
+        """Problems found after loading, at their lines in the file when it is known."""
         file = self.source.name if self.source is not None else None
-        located = self._locator(problem) if self._locator is not None else problem
-        raise experiment_error(file, [located], context=f"with {option}")
+        if self._locator is not None:
+            problems = [self._locator(p) for p in problems]
+        return experiment_error(file, problems, context=context)
 
     def proxy_names(self) -> list[str]:
         """Proxies faults may name: declared ones, plus the stack's for the built-in shop."""
