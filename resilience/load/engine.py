@@ -52,7 +52,7 @@ from resilience.errors import LoadError, LoadRefused
 from resilience.load.commands import Command, PhaseMarks, command_type, encode_command
 from resilience.load.distributed import Distributed
 from resilience.load.plan import LoadPlan
-from resilience.load.pool import PRESTARTED, LogSink, child_env
+from resilience.load.pool import PRESTARTED, LogSink, child_env, spawn_child
 from resilience.load.samples import (
     REFUSED,
     LoadEvent,
@@ -196,19 +196,7 @@ class LoadEngine:
         # Private like every file of the run directory (0600 by default), whatever the umask.
         with open(log_path, "ab", opener=private_opener) as log:
             try:
-                process = subprocess.Popen(
-                    [self._python, *argv],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    env=env,
-                    # Its own process group (a Ctrl-C to the terminal's group is not its; the
-                    # parent stops it), but this session: a session is a scheduler
-                    # autogroup, and a worker in its own competed as a group with the
-                    # rest of the machine (benchmarks/RESULTS.md, generator).
-                    process_group=0,
-                    close_fds=True,
-                )
+                process = spawn_child([self._python, *argv], env, log)
             except OSError as exc:
                 what = "the load master" if index == MASTER else f"load worker {index}"
                 raise LoadError(f"cannot start {what}: {exc}") from exc

@@ -105,18 +105,8 @@ class WorkerPool:
         with self._lock:
             for _ in range(count - len(self._started)):
                 try:
-                    process = subprocess.Popen(
-                        [sys.executable, "-m", "resilience.load.worker"],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        env=env,
-                        # Its own process group (a Ctrl-C to the terminal's group is not its; the
-                        # parent stops it), but this session: a session is a scheduler
-                        # autogroup, and a worker in its own competed as a group with
-                        # the rest of the machine (benchmarks/RESULTS.md, generator).
-                        process_group=0,
-                        close_fds=True,
+                    process = spawn_child(
+                        [sys.executable, "-m", "resilience.load.worker"], env, subprocess.PIPE
                     )
                 except OSError as exc:  # the engine will try again, and say why
                     logger.debug("could not start a load worker early: %s", exc)
@@ -150,6 +140,25 @@ class WorkerPool:
 
 PRESTARTED = WorkerPool()
 """The process's early workers (``prestart``); the next local ``LoadEngine`` adopts them."""
+
+
+def spawn_child(
+    argv: list[str], env: dict[str, str], stderr: int | IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """A load worker or master process: commands on its stdin, events on its stdout, in a
+    process group of its own (a Ctrl-C to the terminal's group is not its; the parent stops
+    it) but in this session: a session is a scheduler autogroup on Linux, and a worker in
+    its own competed as a group with the rest of the machine (benchmarks/RESULTS.md,
+    "Generator throughput on both cores")."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+        process_group=0,
+        close_fds=True,
+    )
 
 
 def default_workers() -> int:
