@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from resilience.cli import resume_gc
 from resilience.cli._common import (
     as_resilience_error,
     console,
@@ -482,7 +483,10 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
         prestart(workers or 1)
 
     def prepare() -> _Request:
-        request = _load_request()
+        try:
+            request = _load_request()
+        finally:
+            resume_gc()  # paused by the console script for the start-up (cli/__init__.py)
         if not dry_run:
             # What validate and --dry-run warn about, before anything starts (stderr).
             print_warnings(request.experiment.warnings)

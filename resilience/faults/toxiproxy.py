@@ -20,6 +20,7 @@ from typing import Literal, Protocol, TypeVar, cast
 import httpx
 
 from resilience.errors import FaultError
+from resilience.tls import system_tls
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ class ToxiproxyClient:
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             transport=transport,
+            verify=system_tls(),
             # Toxiproxy answers 403 to user agents that look like browsers.
             headers={"User-Agent": "resilience-toxiproxy-client"},
         )

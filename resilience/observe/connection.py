@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resilience.errors import ObserveError
+from resilience.tls import system_tls
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -56,7 +57,7 @@ class Connection:
     def ssl_context(self) -> ssl.SSLContext | bool:
         """httpx's ``verify``: a context when a CA bundle or client certificate is given."""
         if self.ca_file is None and self.cert_file is None:
-            return self.verify
+            return system_tls() if self.verify else False
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
             if not self.verify:

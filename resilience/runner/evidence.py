@@ -63,6 +63,7 @@ from resilience.rundir.traces import save_collection
 from resilience.runner.own_spans import CLIENT_SERVICE, OwnSpans, export_for_run, jaeger_trace_ui
 from resilience.runner.parts import Parts
 from resilience.stack import StackConfig
+from resilience.tls import system_tls
 from resilience.vocabulary import Phase, iso_utc, stress_phase
 
 logger = logging.getLogger(__name__)
@@ -413,7 +414,9 @@ def gather_readback(
         ReadBack(error=reason).save(layout.path, redactor=redactor)
         return SourceEvidence(status="unavailable", wanted=len(writes), reason=reason)
     started = time.monotonic()
-    with httpx.Client(base_url=sources.target_url, timeout=5.0, trust_env=False) as http:
+    with httpx.Client(
+        base_url=sources.target_url, timeout=5.0, trust_env=False, verify=system_tls()
+    ) as http:
 
         def getter(headers: Mapping[str, str]) -> HttpGet:
             def http_get(path: str) -> tuple[int, Any]:

@@ -44,6 +44,7 @@ from resilience.analysis.rig import SOURCE_NAMES, generator_reasons, host_reason
 from resilience.redact import Redactor
 from resilience.rundir.rig import ProcRole, ProcSample, RigSample, RigWriter, SourceState
 from resilience.runner import procfs
+from resilience.tls import system_tls
 from resilience.vocabulary import Clock
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ class RigMonitor:
         self._events: queue.Queue[RigEvent] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = httpx.Client(timeout=POLL_TIMEOUT, trust_env=False)
+        self._client = httpx.Client(timeout=POLL_TIMEOUT, trust_env=False, verify=system_tls())
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, len(self.probes)), thread_name_prefix="rig-probe"
         )

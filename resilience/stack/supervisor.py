@@ -53,6 +53,7 @@ from resilience.stack.state import (
     save_scrape_jobs,
     save_state,
 )
+from resilience.tls import system_tls
 from resilience.vocabulary import SHOP_MODES
 
 logger = logging.getLogger(__name__)
@@ -434,7 +435,7 @@ class Stack:
         self, shop_mode: str = "fragile", shop_options: dict[str, str] | None = None
     ) -> Iterator[Context]:
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture 127.0.0.1.
-        with httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False) as http:
+        with httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False, verify=system_tls()) as http:
             yield Context(
                 config=self.config,
                 programs=self.programs,

@@ -16,12 +16,13 @@ ALLOWED: dict[str, set[str]] = {
     "vocabulary": set(),
     "histogram": set(),
     "redact": {"errors"},
+    "tls": set(),
     # Inputs and infrastructure.
     "experiment": {"errors", "vocabulary"},
-    "stack": {"errors", "vocabulary", "shop"},
+    "stack": {"errors", "vocabulary", "shop", "tls"},
     "shop": {"errors", "vocabulary"},
-    "faults": {"errors", "vocabulary"},
-    "observe": {"errors", "vocabulary", "experiment"},
+    "faults": {"errors", "vocabulary", "tls"},
+    "observe": {"errors", "vocabulary", "experiment", "tls"},
     # The run directory, and the two sides that write and read it.
     "rundir": {"errors", "vocabulary", "histogram", "redact", "observe"},
     "load": {"errors", "vocabulary", "histogram", "redact", "experiment", "rundir"},
@@ -33,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     # One run, and the live game day, put the rooms together.
     "runner": {
         "errors", "vocabulary", "histogram", "redact", "experiment", "stack", "faults",
-        "observe", "rundir", "load", "analysis", "report",
+        "observe", "rundir", "load", "analysis", "report", "tls",
     },
     "gameday": {
         "errors", "vocabulary", "histogram", "redact", "experiment", "stack", "faults",
