@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,41 @@ def test_the_console_script_prestarts_the_count(
     _start_workers_early(["run", str(experiment), "-p", "smoke"])
     _start_workers_early(["run", str(experiment), "--dry-run"])
     assert started == [1]
+
+
+def test_a_run_pauses_the_garbage_collector_only_until_its_experiment_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resilience.cli import main
+    from resilience.errors import ExperimentError
+
+    collecting: list[bool] = []
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        collecting.append(gc.isenabled())
+        raise ExperimentError(f"{tmp_path / 'x.yaml'}: not an experiment")
+
+    monkeypatch.setattr("resilience.cli.run._prepare", load)
+    monkeypatch.setattr("resilience.load.pool.prestart", lambda count: None)
+    monkeypatch.setattr("resilience.cli.run.prestart", lambda count: None)
+    monkeypatch.setattr("sys.argv", ["resilience", "run", str(tmp_path / "x.yaml")])
+    assert gc.isenabled()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main()
+        # Paused while the experiment loaded; collecting again although loading failed.
+        assert collecting == [False]
+        assert gc.isenabled()
+        assert ended.value.code == 2
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_other_commands_never_pause_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilience.cli import main
+
+    monkeypatch.setattr("sys.argv", ["resilience", "list"])
+    with pytest.raises(SystemExit):
+        main()
+    assert gc.isenabled()
