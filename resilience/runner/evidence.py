@@ -17,6 +17,7 @@ evaluated" and why. Every call has a timeout and every step a time budget.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import random
@@ -50,7 +51,8 @@ from resilience.load.template import (
     compile_template,
 )
 from resilience.observe.prometheus import PrometheusSource
-from resilience.observe.traces import TraceSource, collect_traces
+from resilience.observe.spans import Trace
+from resilience.observe.traces import TraceCollection, TraceSource, collect_traces
 from resilience.redact import Redactor
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import Journal, JournalData
@@ -75,6 +77,13 @@ TRACE_DEADLINE = 8.0
 """Seconds to wait for traces the backend has not ingested. The shop exports spans within a
 second or two; a trace still missing after this belongs to a request the target has not
 finished yet (it is still queued or stuck) and will not help the verdict."""
+LATEST_TRACES = 16
+"""Trace ids of the run's last requests, looked up when none of the chosen ones holds a span
+of the target: a backend that keeps only its most recent traces (the stack's Jaeger keeps
+200,000, about 17 minutes of the shop at 200 req/s) has dropped a long run's early ones, and
+that is the backend's loss, not the target's silence."""
+LATEST_DEADLINE = 3.0
+"""Seconds to wait for the latest requests' traces (they ended when the load did)."""
 SERIES_MARGIN_S = 2.0
 """Seconds gathered before the load's start and after its end."""
 MAX_POINTS = 10_000
@@ -282,24 +291,43 @@ def gather_series(
 # -- traces -------------------------------------------------------------------------------
 
 
-def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str, str]:
+@dataclass(frozen=True)
+class TraceSelection:
+    """The trace ids to look up (id -> endpoint), and the run's latest requests besides
+    them (newest last), asked for only when the chosen ones hold nothing of the target."""
+
+    chosen: dict[str, str]
+    latest: tuple[TraceRef, ...] = ()
+    times: dict[str, float] = field(default_factory=dict)
+    """Each chosen id's request: its second of the run."""
+
+
+def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> TraceSelection:
     """Failed and slow requests first, spread over endpoints and phases (a game day's
     phases repeat per window: each gets its share), plus baseline samples of every
     endpoint (the dependency footprint is learned from those).
 
     One pass, bounded: no bucket can give more than ``MAX_TRACES`` ids to the round-robin,
     so each keeps only its first ones (with room for those the baseline samples take);
-    a long run keeps hundreds of thousands of trace ids."""
+    a long run keeps hundreds of thousands of trace ids. The ``LATEST_TRACES`` latest
+    requests are kept aside in a bounded heap."""
     chosen: dict[str, str] = {}
+    latest: list[tuple[float, int, TraceRef]] = []
+    times: dict[str, float] = {}
     baselines = [p for p in phases if p.name == "baseline"]
     per_endpoint: dict[str, int] = {}
     buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
-    for ref in refs:
+    for seq, ref in enumerate(refs):
+        if len(latest) < LATEST_TRACES:
+            heapq.heappush(latest, (ref.t, seq, ref))
+        elif ref.t > latest[0][0]:
+            heapq.heapreplace(latest, (ref.t, seq, ref))
         in_baseline = any(b.contains(ref.t) for b in baselines)
         taken = per_endpoint.get(ref.endpoint, 0)
         if in_baseline and ref.outcome == "ok" and taken < BASELINE_TRACES_PER_ENDPOINT:
             per_endpoint[ref.endpoint] = taken + 1
             chosen[ref.trace_id] = ref.endpoint
+            times[ref.trace_id] = ref.t
             continue
         # By the phase's place, not its name: a game day's windows each get examples.
         phase = next(
@@ -322,8 +350,10 @@ def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> dict[str
         for _, queue in queues:
             if depth < len(queue) and len(chosen) < MAX_TRACES:
                 chosen[queue[depth].trace_id] = queue[depth].endpoint
+                times[queue[depth].trace_id] = queue[depth].t
         depth += 1
-    return chosen
+    newest = tuple(ref for _, _, ref in sorted(latest) if ref.trace_id not in chosen)
+    return TraceSelection(chosen, newest, times)
 
 
 _BUCKET_KEEP = MAX_TRACES + 64 * BASELINE_TRACES_PER_ENDPOINT
@@ -334,7 +364,8 @@ to 64 endpoints) may remove from it."""
 def gather_traces(
     layout: RunDir, phases: Sequence[Phase], sources: Sources, *, redactor: Redactor | None = None
 ) -> SourceEvidence:
-    wanted = select_traces(iter_trace_refs(layout.path), phases)
+    selection = select_traces(iter_trace_refs(layout.path), phases)
+    wanted = selection.chosen
     if not wanted:
         return SourceEvidence(status="not_needed", reason="the load engine kept no trace ids")
     if sources.traces is None:
@@ -348,15 +379,14 @@ def gather_traces(
         deadline_s=TRACE_DEADLINE,
         require_spans={t: s for t, s in sources.client_spans.items() if t in wanted},
     )
+    dropped = _dropped_by_backend(sources, selection, collection)
+    if dropped is not None:
+        return _with_latest(layout, selection, sources, collection, dropped, redactor=redactor)
     save_collection(collection, dict(wanted), layout.traces, redactor=redactor)
     got = len(collection.traces)
     # The load generator exports its own client span for each kept request: a trace that
     # holds nothing else says nothing about the target.
-    from_target = sum(
-        1
-        for trace in collection.traces.values()
-        if any(span.service != CLIENT_SERVICE for span in trace.spans)
-    )
+    from_target = sum(1 for trace in collection.traces.values() if _of_target(trace))
     reason: str | None
     status: SourceStatus
     if got and not from_target:
@@ -387,6 +417,124 @@ def gather_traces(
         wanted=len(wanted),
         gathered=got,
         reason=reason,
+    )
+
+
+def _of_target(trace: Trace) -> bool:
+    return any(span.service != CLIENT_SERVICE for span in trace.spans)
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    """Chosen traces the backend no longer holds, and the run's latest that it does."""
+
+    ids: tuple[str, ...]
+    latest: TraceCollection
+    """The latest requests' traces that hold a span of the target."""
+
+
+def _dropped_by_backend(
+    sources: Sources, selection: TraceSelection, chosen: TraceCollection
+) -> _Dropped | None:
+    """The chosen traces a backend that keeps only its most recent ones has dropped.
+
+    A store with a fixed capacity (Jaeger's memory store is a ring) drops its oldest traces
+    as new ones come, and the load engine exports its own client spans only after the load,
+    so a long run's early traces come back holding only those, or not at all. Suspected:
+    every chosen trace without a span of the target, requested before the first chosen one
+    that has some. They count as dropped only if the run's latest requests' traces, looked
+    up now, do hold the target's spans; otherwise the target exported none (``None``)."""
+    assert sources.traces is not None
+    if chosen.unavailable or not selection.latest:
+        return None
+    holding = [
+        selection.times[tid]
+        for tid, trace in chosen.traces.items()
+        if _of_target(trace) and tid in selection.times
+    ]
+    before = min(holding, default=math.inf)
+    suspects = tuple(
+        tid
+        for tid in selection.chosen
+        if selection.times.get(tid, math.inf) < before
+        and not (tid in chosen.traces and _of_target(chosen.traces[tid]))
+    )
+    if not suspects:
+        return None
+    probe = collect_traces(
+        sources.traces,
+        {r.trace_id: r.endpoint for r in selection.latest},
+        concurrency=8,
+        deadline_s=LATEST_DEADLINE,
+        require_spans={
+            r.trace_id: sources.client_spans[r.trace_id]
+            for r in selection.latest
+            if r.trace_id in sources.client_spans
+        },
+    )
+    latest = TraceCollection(
+        traces={tid: t for tid, t in probe.traces.items() if _of_target(t)},
+        partial=probe.partial & {tid for tid, t in probe.traces.items() if _of_target(t)},
+    )
+    if not latest.traces:
+        return None
+    latest.missing.update(probe.missing)
+    for tid in probe.traces.keys() - latest.traces.keys():
+        latest.missing[tid] = f"only the load generator's own {CLIENT_SERVICE} span"
+    return _Dropped(suspects, latest)
+
+
+def _with_latest(
+    layout: RunDir,
+    selection: TraceSelection,
+    sources: Sources,
+    chosen: TraceCollection,
+    dropped: _Dropped,
+    *,
+    redactor: Redactor | None,
+) -> SourceEvidence:
+    """Save the chosen traces the backend still holds and the latest in place of the
+    dropped ones (indexed as missing, with why), and say what happened."""
+    why = (
+        "dropped by the trace backend: it keeps only its most recent traces, and the run's "
+        "latest hold the target's spans"
+    )
+    kept = TraceCollection(
+        traces={
+            tid: t
+            for tid, t in {**chosen.traces, **dropped.latest.traces}.items()
+            if tid not in dropped.ids
+        },
+        missing={**chosen.missing, **dropped.latest.missing},
+        partial=(chosen.partial | dropped.latest.partial) - set(dropped.ids),
+    )
+    for tid in dropped.ids:
+        kept.missing[tid] = why
+    asked = {**selection.chosen, **{r.trace_id: r.endpoint for r in selection.latest}}
+    save_collection(kept, asked, layout.traces, redactor=redactor)
+    times = [selection.times[tid] for tid in dropped.ids]
+    n_latest = len(dropped.latest.traces)
+    whose = (
+        f"the {len(selection.chosen)} trace ids chosen"
+        if len(dropped.ids) == len(selection.chosen)
+        else f"{len(dropped.ids)} of the {len(selection.chosen)} trace ids chosen"
+    )
+    logger.warning(
+        "the trace backend no longer holds %s; %d of the run's last %d requests' traces are "
+        "saved in their place",
+        whose,
+        n_latest,
+        len(selection.latest),
+    )
+    return SourceEvidence(
+        status="partial",
+        endpoint=sources.traces_endpoint,
+        wanted=len(asked),
+        gathered=len(kept.traces),
+        reason=f"the trace backend no longer holds the target's spans of {whose} (requests "
+        f"from {min(times):.0f} s to {max(times):.0f} s of the run), while {n_latest} of the "
+        f"run's last {len(selection.latest)} requests' traces hold them: it keeps only its "
+        "most recent traces and a run this long outlived them (the target did export spans)",
     )
 
 

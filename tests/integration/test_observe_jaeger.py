@@ -9,6 +9,7 @@ Set RESILIENCE_RECORD_FIXTURES=1 to refresh tests/unit/data/jaeger_orders_trace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,7 +76,7 @@ extensions:
     backends:
       memstore:
         memory:
-          max_traces: 10000
+          max_traces: {max_traces}
 receivers:
   otlp:
     protocols:
@@ -108,8 +109,10 @@ class Jaeger:
     otlp_url: str
 
 
-@pytest.fixture(scope="module")
-def jaeger() -> Iterator[Jaeger]:
+@contextlib.contextmanager
+def run_jaeger(ports: Ports, max_traces: int) -> Iterator[Jaeger]:
+    """A Jaeger v2 on ``ports`` whose memory store keeps ``max_traces`` traces, killed
+    (its process group) on the way out."""
     if not JAEGER.is_file():
         pytest.fail(f"{JAEGER} is missing: run scripts/bootstrap (resilience stack install)")
     STATE.mkdir(parents=True, exist_ok=True)
@@ -117,10 +120,11 @@ def jaeger() -> Iterator[Jaeger]:
     config = directory / "config.yaml"
     config.write_text(
         CONFIG.format(
-            health=PORTS.jaeger_health,
-            query=PORTS.jaeger_query,
-            query_grpc=PORTS.jaeger_query_grpc,
-            otlp_http=PORTS.jaeger_otlp_http,
+            health=ports.jaeger_health,
+            query=ports.jaeger_query,
+            query_grpc=ports.jaeger_query_grpc,
+            otlp_http=ports.jaeger_otlp_http,
+            max_traces=max_traces,
         )
     )
     env = {
@@ -128,7 +132,7 @@ def jaeger() -> Iterator[Jaeger]:
         # Jaeger traces its own query API and would export to localhost:4317, which may be
         # another stack's collector; sample nothing and point it at our own port.
         "OTEL_TRACES_SAMPLER": "always_off",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{PORTS.jaeger_otlp_grpc}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports.jaeger_otlp_grpc}",
     }
     log = directory / "jaeger.log"
     with log.open("wb") as out:
@@ -144,7 +148,7 @@ def jaeger() -> Iterator[Jaeger]:
         if proc.poll() is not None:
             pytest.fail(f"jaeger exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            url = f"http://127.0.0.1:{PORTS.jaeger_health}/status"
+            url = f"http://127.0.0.1:{ports.jaeger_health}/status"
             return httpx.get(url, timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
@@ -152,8 +156,8 @@ def jaeger() -> Iterator[Jaeger]:
     try:
         wait_for("jaeger to be healthy", healthy)
         yield Jaeger(
-            query_url=f"http://127.0.0.1:{PORTS.jaeger_query}",
-            otlp_url=f"http://127.0.0.1:{PORTS.jaeger_otlp_http}/v1/traces",
+            query_url=f"http://127.0.0.1:{ports.jaeger_query}",
+            otlp_url=f"http://127.0.0.1:{ports.jaeger_otlp_http}/v1/traces",
         )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -162,6 +166,12 @@ def jaeger() -> Iterator[Jaeger]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def jaeger() -> Iterator[Jaeger]:
+    with run_jaeger(PORTS, max_traces=10_000) as started:
+        yield started
 
 
 class ChosenIds(RandomIdGenerator):
@@ -302,7 +312,7 @@ class Sent:
 
 
 @pytest.fixture(scope="module")
-def sent(shop: Shop) -> Sent:
+def sent(jaeger: Jaeger, shop: Shop) -> Sent:
     base = int(time.time())
     catalog = http_call(shop, (base << 64) | 1, "/catalog/items", "catalog", CATALOG_PROXY)
     orders = http_call(
@@ -318,6 +328,17 @@ def sent(shop: Shop) -> Sent:
         shop, (base << 64) | 3, "/catalog/items", "catalog", CATALOG_PROXY, server=False
     )
     shop.flush()
+    # Each service's spans reach Jaeger in their own export, and Jaeger's batch processor
+    # stores each batch on its own: a trace can be fetched, whole from its root, before a
+    # callee's spans are stored. Wait until every span sent is there.
+    spans = {catalog: 3, orders: 5, queued: 2}
+    with JaegerTraceSource(jaeger.query_url, timeout=5.0) as source:
+
+        def stored() -> bool:
+            traces = {tid: source.get(tid) for tid in spans}
+            return all(t is not None and len(t.spans) == spans[tid] for tid, t in traces.items())
+
+        wait_for("every span sent to be stored", stored)
     return Sent(catalog, orders, queued)
 
 

@@ -293,3 +293,126 @@ def test_traces_holding_only_the_load_generators_spans_mean_no_spans_from_the_ta
     assert (evidence.model_extra or {})["target_spans"] is False
     Evidence(traces=evidence).save(tmp_path)
     assert _traces(RunDir(tmp_path), Evidence.load(tmp_path)) == ({}, evidence.reason)
+
+
+def _client_only(r: TraceRef) -> Trace:
+    from resilience.runner.own_spans import CLIENT_SERVICE
+    from resilience.testing.analysis import TraceBuilder
+
+    builder = TraceBuilder(r.trace_id)
+    builder.add(CLIENT_SERVICE, r.endpoint, r.t, r.t + r.latency, kind="client")
+    return builder.build()
+
+
+def _long_run(
+    tmp_path: Path, latest_from_target: bool, dropped: float = 1.0
+) -> tuple[list[TraceRef], SourceEvidence]:
+    """A run that kept more trace ids than are looked up, where the backend holds only the
+    load generator's own span for the requests of the first ``dropped`` share of the run
+    (all of it: every request but, if ``latest_from_target``, the newest): what a store
+    keeping only its most recent traces leaves after a long run."""
+    from resilience.rundir.layout import RunDir
+    from resilience.rundir.load import LoadFiles
+    from resilience.runner.evidence import LATEST_TRACES, MAX_TRACES, Sources, gather_traces
+    from resilience.testing.observe_fakes import FakeTraceSource
+
+    count = MAX_TRACES + 2 * LATEST_TRACES
+    refs = [ref(new_trace_id(), ITEMS, 38.0 * i / count) for i in range(count)]
+    newest = refs[-LATEST_TRACES:]
+    traces = [
+        _client_only(r) if r.t < 38.0 * dropped else shop_trace(ITEMS, r.t, trace_id=r.trace_id)
+        for r in refs[:-LATEST_TRACES]
+    ]
+    if latest_from_target:
+        traces += [shop_trace(ITEMS, r.t, trace_id=r.trace_id) for r in newest]
+    else:
+        traces += [_client_only(r) for r in newest]
+    files = LoadFiles(tmp_path, t0=T0)
+    for r in refs:
+        files.write_trace(r)
+    files.close()
+    evidence = gather_traces(
+        RunDir(tmp_path),
+        PHASES,
+        Sources(prometheus=None, traces=FakeTraceSource(traces), target_url=None),
+    )
+    return newest, evidence
+
+
+def test_a_backend_that_dropped_a_long_runs_early_traces_is_not_taken_for_a_silent_target(
+    tmp_path: Path,
+) -> None:
+    """The chosen traces hold only our own client spans but the run's latest hold the
+    target's: the backend dropped the old ones (Jaeger's memory store keeps its latest
+    200,000). Evidence says so (partial, not "exported no spans"), the latest traces are
+    saved and the analysis reads them; the chosen ids are indexed as dropped."""
+    import json
+
+    from resilience.analysis.analyse import _traces
+    from resilience.rundir.layout import RunDir
+    from resilience.runner.evidence import LATEST_TRACES, MAX_TRACES
+
+    newest, evidence = _long_run(tmp_path, latest_from_target=True)
+    assert evidence.status == "partial"
+    assert evidence.reason is not None
+    assert "no longer holds the target's spans" in evidence.reason
+    assert "exported no spans" not in evidence.reason
+    assert f"{LATEST_TRACES} of the run's last {LATEST_TRACES}" in evidence.reason
+    assert (evidence.model_extra or {}).get("target_spans") is not False
+    assert (evidence.wanted, evidence.gathered) == (MAX_TRACES + LATEST_TRACES, LATEST_TRACES)
+    Evidence(traces=evidence).save(tmp_path)
+    traces, why = _traces(RunDir(tmp_path), Evidence.load(tmp_path))
+    assert why is None
+    assert set(traces) == {r.trace_id for r in newest}
+    index = json.loads((tmp_path / "traces" / "index.json").read_text())["traces"]
+    dropped = [e for e in index.values() if e["status"] == "missing"]
+    assert len(dropped) == MAX_TRACES
+    assert all(e["reason"].startswith("dropped by the trace backend") for e in dropped)
+    notes = evidence_notes(
+        tmp_path, JournalData(experiment="e", started_at="2026-01-01T00:00:00Z", t0=T0)
+    )
+    assert any("no longer holds" in n for n in notes)
+
+
+def test_a_target_silent_to_the_end_still_exported_no_spans(tmp_path: Path) -> None:
+    """The run's latest traces hold only our own spans too: the target exported none."""
+    _, evidence = _long_run(tmp_path, latest_from_target=False)
+    assert evidence.status == "unavailable"
+    assert evidence.reason is not None
+    assert evidence.reason.startswith("the target exported no spans")
+    assert (evidence.model_extra or {})["target_spans"] is False
+
+
+def test_only_the_chosen_traces_older_than_the_backend_still_holds_count_as_dropped(
+    tmp_path: Path,
+) -> None:
+    """A long run whose first half the backend dropped: the chosen traces of that half are
+    indexed as dropped (not saved as requests that reached no service, which would teach
+    the cascade a footprint of nothing), the later ones and the latest are saved."""
+    import json
+
+    from resilience.analysis.analyse import _traces
+    from resilience.rundir.layout import RunDir
+
+    newest, evidence = _long_run(tmp_path, latest_from_target=True, dropped=0.5)
+    assert evidence.status == "partial"
+    assert evidence.reason is not None
+    assert "no longer holds the target's spans of " in evidence.reason
+    assert "(requests from 0 s to 1" in evidence.reason  # the first half: 0 s to 18-19 s
+    Evidence(traces=evidence).save(tmp_path)
+    traces, why = _traces(RunDir(tmp_path), Evidence.load(tmp_path))
+    assert why is None
+    assert {r.trace_id for r in newest} <= set(traces)
+    assert all(any(s.service != "resilience-load" for s in t.spans) for t in traces.values())
+    index = json.loads((tmp_path / "traces" / "index.json").read_text())["traces"]
+    dropped = [e for e in index.values() if e["status"] == "missing"]
+    assert dropped
+    assert all(e["reason"].startswith("dropped by the trace backend") for e in dropped)
+    assert evidence.gathered == len(traces)
+
+
+def test_a_run_whose_first_traces_hold_the_target_probes_nothing_more(tmp_path: Path) -> None:
+    """Every chosen trace holds the target's spans: the latest are not looked up."""
+    _, evidence = _long_run(tmp_path, latest_from_target=True, dropped=0.0)
+    assert evidence.status == "gathered"
+    assert evidence.reason is None
