@@ -16,9 +16,15 @@ drift on a long run is not reported.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from resilience.analysis.detectors._common import BaseDetector, judge_trend, percentile_ms
+from resilience.analysis.detectors._common import (
+    BaseDetector,
+    TrendJudgement,
+    judge_trend,
+    percentile_ms,
+)
 from resilience.analysis.detectors.base import Finding
 from resilience.vocabulary import Phase, Severity
 
@@ -73,7 +79,7 @@ class LatencyTrendDetector(BaseDetector):
             min_ratio=self.param(ctx, "min_growth_ratio"),
             min_absolute=self.param(ctx, "min_growth_ms"),
         ):
-            return []
+            return [self._held(ctx, window, judged, bucket_s)]
         # The buckets whose p95 sits above the line's starting level plus half the growth.
         above = judged.start + judged.growth / 2
         seconds = [int(x) for x, y in zip(xs, ys, strict=True) if y > above]
@@ -93,3 +99,33 @@ class LatencyTrendDetector(BaseDetector):
             f"{judged.trend.slope * 3600:.0f} ms/h)"
         )
         return [self.finding(ctx, summary, evidence)]
+
+    def _held(
+        self, ctx: AnalysisContext, window: Phase, judged: TrendJudgement, bucket_s: int
+    ) -> Finding:
+        """No drift, said with its numbers: an endurance run's question is answered either
+        way, and silence would not tell "flat" from "not looked at"."""
+        evidence: dict[str, Any] = {
+            "endpoints": list(ctx.load.endpoints),
+            "seconds": [],
+            "numbers": {
+                **judged.numbers("ms"),
+                "bucket s": bucket_s,
+                "window start s": window.start,
+                "window end s": window.end,
+            },
+        }
+        if math.isnan(judged.start):
+            line = "no trend line could be drawn"
+        else:
+            line = (
+                f"p95 {judged.start:.0f} ms at the start and {judged.end:.0f} ms at the end of "
+                f"the Theil-Sen line ({judged.trend.slope * 3600:+.0f} ms/h, Mann-Kendall "
+                f"p={judged.trend.p_value:.2g})"
+            )
+        summary = (
+            f"No latency trend over {window.duration:.0f} s: {line}; a trend needs a "
+            f"significant rise of at least {self.param(ctx, 'min_growth_ms'):g} ms and "
+            f"{self.param(ctx, 'min_growth_ratio'):.0%}"
+        )
+        return self.finding(ctx, summary, evidence, severity="info", status="held")

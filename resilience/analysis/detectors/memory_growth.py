@@ -109,20 +109,15 @@ class MemoryGrowthDetector(BaseDetector):
                 )
             ]
         alpha = self.param(ctx, "alpha")
-        min_ratio = self.param(ctx, "min_growth_ratio")
-        min_bytes = self.param(ctx, "min_growth_mb") * MB
-        growing: list[tuple[Series, TrendJudgement]] = []
-        for s in series:
-            points = [(t, v) for t, v in s.points if math.isfinite(v)]
-            if len(points) < 10:
-                continue
-            judged = judge_trend(
-                [t - ctx.t0 for t, _ in points], [v for _, v in points], alpha=alpha
-            )
-            if judged.grows(min_ratio=min_ratio, min_absolute=min_bytes):
-                growing.append((s, judged))
+        growing, level = _judged(
+            series,
+            ctx.t0,
+            alpha=alpha,
+            min_ratio=self.param(ctx, "min_growth_ratio"),
+            min_bytes=self.param(ctx, "min_growth_mb") * MB,
+        )
         if not growing:
-            return []
+            return [self._held(ctx, level, query, window.duration)]
         stepped = self._stepped(ctx, growing, alpha=alpha)
         if len(stepped) == len(growing):
             return [self._step_finding(ctx, growing, stepped, query)]
@@ -152,6 +147,43 @@ class MemoryGrowthDetector(BaseDetector):
             f"over {window.duration:.0f} s (Mann-Kendall p={worst.trend.p_value:.2g})"
         )
         return [self.finding(ctx, summary, evidence)]
+
+    def _held(
+        self,
+        ctx: AnalysisContext,
+        level: list[tuple[Series, TrendJudgement]],
+        query: str,
+        duration: float,
+    ) -> Finding:
+        """No process grew, said with each one's levels: an endurance run's question is
+        answered either way, and silence would not tell "flat" from "not looked at"."""
+        numbers: dict[str, Any] = {}
+        parts: list[str] = []
+        for s, judged in level:
+            name = _name(s)
+            for key, value in judged.numbers("MB", MB).items():
+                numbers[f"{name} {key}"] = value
+            if not math.isnan(judged.start):
+                parts.append(f"{name} {judged.start / MB:.0f} to {judged.end / MB:.0f} MB")
+        evidence: dict[str, Any] = {
+            "endpoints": [],
+            "seconds": [],
+            "processes": [_name(s) for s, _ in level],
+            "labels": [label_text(series_key(s)) for s, _ in level],
+            "numbers": numbers,
+            "promql": query,
+        }
+        refs = series_refs(ctx, [query])
+        if refs:
+            evidence["series"] = refs
+        summary = (
+            f"No memory growth over {duration:.0f} s: "
+            + (", ".join(parts) if parts else "no trend line could be drawn")
+            + " (Theil-Sen line; growth needs a significant rise of at least "
+            f"{self.param(ctx, 'min_growth_mb'):g} MB and "
+            f"{self.param(ctx, 'min_growth_ratio'):.0%})"
+        )
+        return self.finding(ctx, summary, evidence, severity="info", status="held")
 
     def _stepped(
         self, ctx: AnalysisContext, growing: list[tuple[Series, TrendJudgement]], *, alpha: float
@@ -213,6 +245,24 @@ class MemoryGrowthDetector(BaseDetector):
             + " (what a burst took is kept, not leaked)"
         )
         return self.finding(ctx, summary, evidence, severity="info")
+
+
+def _judged(
+    series: list[Series], t0: float, *, alpha: float, min_ratio: float, min_bytes: float
+) -> tuple[list[tuple[Series, TrendJudgement]], list[tuple[Series, TrendJudgement]]]:
+    """Each series with ten points or more, judged: (the growing ones, the others)."""
+    growing: list[tuple[Series, TrendJudgement]] = []
+    level: list[tuple[Series, TrendJudgement]] = []
+    for s in series:
+        points = [(t, v) for t, v in s.points if math.isfinite(v)]
+        if len(points) < 10:
+            continue
+        judged = judge_trend([t - t0 for t, _ in points], [v for _, v in points], alpha=alpha)
+        if judged.grows(min_ratio=min_ratio, min_absolute=min_bytes):
+            growing.append((s, judged))
+        else:
+            level.append((s, judged))
+    return growing, level
 
 
 def _name(series: Series) -> str:
