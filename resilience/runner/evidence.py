@@ -77,11 +77,13 @@ TRACE_DEADLINE = 8.0
 """Seconds to wait for traces the backend has not ingested. The shop exports spans within a
 second or two; a trace still missing after this belongs to a request the target has not
 finished yet (it is still queued or stuck) and will not help the verdict."""
-LATEST_TRACES = 16
-"""Trace ids of the run's last requests, looked up when none of the chosen ones holds a span
-of the target: a backend that keeps only its most recent traces (the stack's Jaeger keeps
-200,000, about 17 minutes of the shop at 200 req/s) has dropped a long run's early ones, and
-that is the backend's loss, not the target's silence."""
+LATEST_PER_ENDPOINT = 4
+LATEST_TRACES = 64
+"""Trace ids of the run's last requests (the ``LATEST_PER_ENDPOINT`` newest of each
+endpoint, at most ``LATEST_TRACES``), looked up when chosen ones hold no span of the target:
+a backend that keeps only its most recent traces (the stack's Jaeger keeps 200,000, about
+17 minutes of the shop at 200 req/s) has dropped a long run's early ones, and that is the
+backend's loss, not the target's silence."""
 LATEST_DEADLINE = 3.0
 """Seconds to wait for the latest requests' traces (they ended when the load did)."""
 SERIES_MARGIN_S = 2.0
@@ -309,19 +311,20 @@ def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> TraceSel
 
     One pass, bounded: no bucket can give more than ``MAX_TRACES`` ids to the round-robin,
     so each keeps only its first ones (with room for those the baseline samples take);
-    a long run keeps hundreds of thousands of trace ids. The ``LATEST_TRACES`` latest
-    requests are kept aside in a bounded heap."""
+    a long run keeps hundreds of thousands of trace ids. Each endpoint's
+    ``LATEST_PER_ENDPOINT`` latest requests are kept aside in a bounded heap."""
     chosen: dict[str, str] = {}
-    latest: list[tuple[float, int, TraceRef]] = []
+    latest: dict[str, list[tuple[float, int, TraceRef]]] = {}
     times: dict[str, float] = {}
     baselines = [p for p in phases if p.name == "baseline"]
     per_endpoint: dict[str, int] = {}
     buckets: dict[tuple[str, str, str], list[TraceRef]] = {}
     for seq, ref in enumerate(refs):
-        if len(latest) < LATEST_TRACES:
-            heapq.heappush(latest, (ref.t, seq, ref))
-        elif ref.t > latest[0][0]:
-            heapq.heapreplace(latest, (ref.t, seq, ref))
+        newest = latest.setdefault(ref.endpoint, [])
+        if len(newest) < LATEST_PER_ENDPOINT:
+            heapq.heappush(newest, (ref.t, seq, ref))
+        elif ref.t > newest[0][0]:
+            heapq.heapreplace(newest, (ref.t, seq, ref))
         in_baseline = any(b.contains(ref.t) for b in baselines)
         taken = per_endpoint.get(ref.endpoint, 0)
         if in_baseline and ref.outcome == "ok" and taken < BASELINE_TRACES_PER_ENDPOINT:
@@ -352,8 +355,11 @@ def select_traces(refs: Iterable[TraceRef], phases: Sequence[Phase]) -> TraceSel
                 chosen[queue[depth].trace_id] = queue[depth].endpoint
                 times[queue[depth].trace_id] = queue[depth].t
         depth += 1
-    newest = tuple(ref for _, _, ref in sorted(latest) if ref.trace_id not in chosen)
-    return TraceSelection(chosen, newest, times)
+    aside = sorted(
+        (item for heap in latest.values() for item in heap if item[2].trace_id not in chosen),
+        reverse=True,
+    )[:LATEST_TRACES]
+    return TraceSelection(chosen, tuple(ref for _, _, ref in reversed(aside)), times)
 
 
 _BUCKET_KEEP = MAX_TRACES + 64 * BASELINE_TRACES_PER_ENDPOINT
@@ -442,10 +448,12 @@ def _dropped_by_backend(
     as new ones come, and the load engine exports its own client spans only after the load,
     so a long run's early traces come back holding only those, or not at all. Suspected:
     every chosen trace without a span of the target, requested before the first chosen one
-    that has some. They count as dropped only if the run's latest requests' traces, looked
-    up now, do hold the target's spans; otherwise the target exported none (``None``)."""
+    that has some. The run's latest requests of each endpoint are then looked up; a suspect
+    counts as dropped only if a later trace of its own endpoint holds the target's spans
+    (an endpoint the target does not trace stays what it is: requests that left no span).
+    ``None`` when no suspect is confirmed."""
     assert sources.traces is not None
-    if chosen.unavailable or not selection.latest:
+    if chosen.unavailable:
         return None
     holding = [
         selection.times[tid]
@@ -453,35 +461,53 @@ def _dropped_by_backend(
         if _of_target(trace) and tid in selection.times
     ]
     before = min(holding, default=math.inf)
-    suspects = tuple(
+    suspects = [
         tid
         for tid in selection.chosen
         if selection.times.get(tid, math.inf) < before
         and not (tid in chosen.traces and _of_target(chosen.traces[tid]))
-    )
+    ]
     if not suspects:
         return None
-    probe = collect_traces(
-        sources.traces,
-        {r.trace_id: r.endpoint for r in selection.latest},
-        concurrency=8,
-        deadline_s=LATEST_DEADLINE,
-        require_spans={
-            r.trace_id: sources.client_spans[r.trace_id]
-            for r in selection.latest
-            if r.trace_id in sources.client_spans
-        },
+    probe = (
+        collect_traces(
+            sources.traces,
+            {r.trace_id: r.endpoint for r in selection.latest},
+            concurrency=8,
+            deadline_s=LATEST_DEADLINE,
+            require_spans={
+                r.trace_id: sources.client_spans[r.trace_id]
+                for r in selection.latest
+                if r.trace_id in sources.client_spans
+            },
+        )
+        if selection.latest
+        else TraceCollection()
     )
     latest = TraceCollection(
         traces={tid: t for tid, t in probe.traces.items() if _of_target(t)},
         partial=probe.partial & {tid for tid, t in probe.traces.items() if _of_target(t)},
     )
-    if not latest.traces:
+    # The last second of each endpoint whose trace holds the target's spans.
+    last_held: dict[str, float] = {}
+    for r in selection.latest:
+        if r.trace_id in latest.traces:
+            last_held[r.endpoint] = max(last_held.get(r.endpoint, -math.inf), r.t)
+    for tid, trace in chosen.traces.items():
+        endpoint = selection.chosen.get(tid)
+        if endpoint is not None and _of_target(trace) and tid in selection.times:
+            last_held[endpoint] = max(last_held.get(endpoint, -math.inf), selection.times[tid])
+    dropped = tuple(
+        tid
+        for tid in suspects
+        if last_held.get(selection.chosen[tid], -math.inf) > selection.times[tid]
+    )
+    if not dropped:
         return None
     latest.missing.update(probe.missing)
     for tid in probe.traces.keys() - latest.traces.keys():
         latest.missing[tid] = f"only the load generator's own {CLIENT_SERVICE} span"
-    return _Dropped(suspects, latest)
+    return _Dropped(dropped, latest)
 
 
 def _with_latest(
@@ -519,22 +545,22 @@ def _with_latest(
         if len(dropped.ids) == len(selection.chosen)
         else f"{len(dropped.ids)} of the {len(selection.chosen)} trace ids chosen"
     )
-    logger.warning(
-        "the trace backend no longer holds %s; %d of the run's last %d requests' traces are "
-        "saved in their place",
-        whose,
-        n_latest,
-        len(selection.latest),
+    saved = (
+        f"; {n_latest} of the run's last {len(selection.latest)} requests' traces, looked up "
+        "besides, are saved in their place"
+        if selection.latest
+        else ""
     )
+    logger.warning("the trace backend no longer holds %s%s", whose, saved)
     return SourceEvidence(
         status="partial",
         endpoint=sources.traces_endpoint,
         wanted=len(asked),
         gathered=len(kept.traces),
         reason=f"the trace backend no longer holds the target's spans of {whose} (requests "
-        f"from {min(times):.0f} s to {max(times):.0f} s of the run), while {n_latest} of the "
-        f"run's last {len(selection.latest)} requests' traces hold them: it keeps only its "
-        "most recent traces and a run this long outlived them (the target did export spans)",
+        f"from {min(times):.0f} s to {max(times):.0f} s of the run), while later requests' "
+        "traces of the same endpoints hold them: it keeps only its most recent traces and a "
+        f"run this long outlived them (the target did export spans){saved}",
     )
 
 

@@ -305,28 +305,44 @@ def _client_only(r: TraceRef) -> Trace:
 
 
 def _long_run(
-    tmp_path: Path, latest_from_target: bool, dropped: float = 1.0
+    tmp_path: Path,
+    latest_from_target: bool,
+    dropped: float = 1.0,
+    untraced: str | None = None,
 ) -> tuple[list[TraceRef], SourceEvidence]:
-    """A run that kept more trace ids than are looked up, where the backend holds only the
-    load generator's own span for the requests of the first ``dropped`` share of the run
-    (all of it: every request but, if ``latest_from_target``, the newest): what a store
-    keeping only its most recent traces leaves after a long run."""
+    """A run of two endpoints that kept more trace ids than are looked up, where the
+    backend holds only the load generator's own span for the requests of the first
+    ``dropped`` share of the run (all of it: every request but, if ``latest_from_target``,
+    each endpoint's newest): what a store keeping only its most recent traces leaves after
+    a long run. The ``untraced`` endpoint's requests never hold a span of the target."""
     from resilience.rundir.layout import RunDir
     from resilience.rundir.load import LoadFiles
-    from resilience.runner.evidence import LATEST_TRACES, MAX_TRACES, Sources, gather_traces
+    from resilience.runner.evidence import (
+        LATEST_PER_ENDPOINT,
+        MAX_TRACES,
+        Sources,
+        gather_traces,
+    )
     from resilience.testing.observe_fakes import FakeTraceSource
 
-    count = MAX_TRACES + 2 * LATEST_TRACES
-    refs = [ref(new_trace_id(), ITEMS, 38.0 * i / count) for i in range(count)]
-    newest = refs[-LATEST_TRACES:]
-    traces = [
-        _client_only(r) if r.t < 38.0 * dropped else shop_trace(ITEMS, r.t, trace_id=r.trace_id)
-        for r in refs[:-LATEST_TRACES]
+    count = MAX_TRACES + 40
+    refs = [ref(new_trace_id(), (ITEMS, ORDERS)[i % 2], 38.0 * i / count) for i in range(count)]
+    newest = [
+        r
+        for e in (ITEMS, ORDERS)
+        for r in [r for r in refs if r.endpoint == e][-LATEST_PER_ENDPOINT:]
     ]
-    if latest_from_target:
-        traces += [shop_trace(ITEMS, r.t, trace_id=r.trace_id) for r in newest]
-    else:
-        traces += [_client_only(r) for r in newest]
+    ids = {r.trace_id for r in newest}
+
+    def holds(r: TraceRef) -> bool:
+        if r.endpoint == untraced:
+            return False
+        return latest_from_target if r.trace_id in ids else r.t >= 38.0 * dropped
+
+    traces = [
+        shop_trace(r.endpoint, r.t, trace_id=r.trace_id) if holds(r) else _client_only(r)
+        for r in refs
+    ]
     files = LoadFiles(tmp_path, t0=T0)
     for r in refs:
         files.write_trace(r)
@@ -350,16 +366,16 @@ def test_a_backend_that_dropped_a_long_runs_early_traces_is_not_taken_for_a_sile
 
     from resilience.analysis.analyse import _traces
     from resilience.rundir.layout import RunDir
-    from resilience.runner.evidence import LATEST_TRACES, MAX_TRACES
+    from resilience.runner.evidence import MAX_TRACES
 
     newest, evidence = _long_run(tmp_path, latest_from_target=True)
     assert evidence.status == "partial"
     assert evidence.reason is not None
     assert "no longer holds the target's spans" in evidence.reason
     assert "exported no spans" not in evidence.reason
-    assert f"{LATEST_TRACES} of the run's last {LATEST_TRACES}" in evidence.reason
+    assert f"{len(newest)} of the run's last {len(newest)} requests' traces" in evidence.reason
     assert (evidence.model_extra or {}).get("target_spans") is not False
-    assert (evidence.wanted, evidence.gathered) == (MAX_TRACES + LATEST_TRACES, LATEST_TRACES)
+    assert (evidence.wanted, evidence.gathered) == (MAX_TRACES + len(newest), len(newest))
     Evidence(traces=evidence).save(tmp_path)
     traces, why = _traces(RunDir(tmp_path), Evidence.load(tmp_path))
     assert why is None
@@ -416,3 +432,23 @@ def test_a_run_whose_first_traces_hold_the_target_probes_nothing_more(tmp_path: 
     _, evidence = _long_run(tmp_path, latest_from_target=True, dropped=0.0)
     assert evidence.status == "gathered"
     assert evidence.reason is None
+
+
+def test_an_endpoint_the_target_never_traces_is_not_called_dropped(tmp_path: Path) -> None:
+    """One endpoint is never traced by the target, the other's early traces were dropped:
+    only the traced endpoint's early traces count as dropped; the untraced one's stay what
+    they are, requests that left no span of the target (saved, for the cascade to read)."""
+    import json
+
+    _newest, evidence = _long_run(tmp_path, latest_from_target=True, untraced=ORDERS)
+    assert evidence.status == "partial"
+    index = json.loads((tmp_path / "traces" / "index.json").read_text())["traces"]
+    dropped = {
+        e["endpoint"]
+        for e in index.values()
+        if e["status"] == "missing" and e["reason"].startswith("dropped by the trace backend")
+    }
+    assert dropped == {ITEMS}
+    kept_orders = [e for e in index.values() if e["endpoint"] == ORDERS and e["status"] == "saved"]
+    assert kept_orders
+    assert all(e["services"] == ["resilience-load"] for e in kept_orders)
