@@ -818,6 +818,17 @@ def read_trace_refs(run_dir: Path) -> list[TraceRef]:
     return list(iter_trace_refs(run_dir))
 
 
+def requests_per_second(run_dir: Path) -> dict[int, int]:
+    """Requests sent in each second of the run, all endpoints (from ``load.jsonl``, read
+    line by line: one small dict per second)."""
+    out: dict[int, int] = {}
+    for _, body in _jsonl(RunDir(Path(run_dir)).load_lines):
+        second, n = body.get("second"), body.get("n")
+        if isinstance(second, int) and isinstance(n, int):
+            out[second] = out.get(second, 0) + n
+    return out
+
+
 def iter_trace_refs(run_dir: Path) -> Iterator[TraceRef]:
     """The kept trace ids one at a time (a long run keeps hundreds of thousands)."""
     for _, body in _jsonl(RunDir(Path(run_dir)).trace_ids):

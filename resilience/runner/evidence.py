@@ -57,7 +57,7 @@ from resilience.redact import Redactor
 from resilience.rundir.evidence import Evidence, SourceEvidence, SourceStatus
 from resilience.rundir.journal import Journal, JournalData
 from resilience.rundir.layout import RunDir
-from resilience.rundir.load import iter_trace_refs, read_writes
+from resilience.rundir.load import iter_trace_refs, read_writes, requests_per_second
 from resilience.rundir.readback import EndpointReadBack, ReadAnswer, ReadBack
 from resilience.rundir.records import TraceRef, WriteAck
 from resilience.rundir.series import SeriesStore
@@ -84,6 +84,11 @@ endpoint, at most ``LATEST_TRACES``), looked up when chosen ones hold no span of
 a backend that keeps only its most recent traces (the stack's Jaeger keeps 200,000, about
 17 minutes of the shop at 200 req/s) has dropped a long run's early ones, and that is the
 backend's loss, not the target's silence."""
+MIN_STORE_TRACES = 10_000
+"""No trace store worth the name keeps fewer traces (Jaeger's memory store: 1,000,000 by
+default, 200,000 in the stack): a trace followed by fewer requests cannot have been pushed
+out, and one without the target's spans then says something about the target (its tracing
+not started yet, an endpoint it does not trace), never about the store."""
 LATEST_DEADLINE = 3.0
 """Seconds to wait for the latest requests' traces (they ended when the load did)."""
 SERIES_MARGIN_S = 2.0
@@ -385,7 +390,9 @@ def gather_traces(
         deadline_s=TRACE_DEADLINE,
         require_spans={t: s for t, s in sources.client_spans.items() if t in wanted},
     )
-    dropped = _dropped_by_backend(sources, selection, collection)
+    dropped = _dropped_by_backend(
+        sources, selection, collection, lambda: requests_per_second(layout.path)
+    )
     if dropped is not None:
         return _with_latest(layout, selection, sources, collection, dropped, redactor=redactor)
     save_collection(collection, dict(wanted), layout.traces, redactor=redactor)
@@ -440,7 +447,10 @@ class _Dropped:
 
 
 def _dropped_by_backend(
-    sources: Sources, selection: TraceSelection, chosen: TraceCollection
+    sources: Sources,
+    selection: TraceSelection,
+    chosen: TraceCollection,
+    per_second: Callable[[], Mapping[int, int]],
 ) -> _Dropped | None:
     """The chosen traces a backend that keeps only its most recent ones has dropped.
 
@@ -450,8 +460,9 @@ def _dropped_by_backend(
     every chosen trace without a span of the target, requested before the first chosen one
     that has some. The run's latest requests of each endpoint are then looked up; a suspect
     counts as dropped only if a later trace of its own endpoint holds the target's spans
-    (an endpoint the target does not trace stays what it is: requests that left no span).
-    ``None`` when no suspect is confirmed."""
+    (an endpoint the target does not trace stays what it is: requests that left no span),
+    and at least ``MIN_STORE_TRACES`` requests were sent after it (``per_second``: the
+    run's requests in each second). ``None`` when no suspect is confirmed."""
     assert sources.traces is not None
     if chosen.unavailable:
         return None
@@ -467,6 +478,8 @@ def _dropped_by_backend(
         if selection.times.get(tid, math.inf) < before
         and not (tid in chosen.traces and _of_target(chosen.traces[tid]))
     ]
+    if suspects:
+        suspects = _followed_by(suspects, selection.times, per_second(), MIN_STORE_TRACES)
     if not suspects:
         return None
     probe = (
@@ -508,6 +521,18 @@ def _dropped_by_backend(
     for tid in probe.traces.keys() - latest.traces.keys():
         latest.missing[tid] = f"only the load generator's own {CLIENT_SERVICE} span"
     return _Dropped(dropped, latest)
+
+
+def _followed_by(
+    ids: list[str], times: Mapping[str, float], per_second: Mapping[int, int], least: int
+) -> list[str]:
+    """The ``ids`` whose request was followed by at least ``least`` requests of the run."""
+    after: dict[int, int] = {}
+    total = 0
+    for second in sorted(per_second, reverse=True):
+        after[second] = total  # sent in the seconds after this one
+        total += per_second[second]
+    return [tid for tid in ids if after.get(int(times[tid]), 0) >= least]
 
 
 def _with_latest(

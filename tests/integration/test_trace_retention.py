@@ -12,6 +12,7 @@ traces as ``resilience run`` does.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def test_traces_dropped_by_a_full_store_are_the_backends_loss_not_the_targets_si
     reached no service), saves the latest in their place, and does not say the target
     exported no spans."""
     monkeypatch.setattr(evidence, "MAX_TRACES", CHOSEN)
+    monkeypatch.setattr(evidence, "MIN_STORE_TRACES", KEEPS)  # the store at hand
     ids = [(0xABC << 64) | (i + 1) for i in range(REQUESTS)]
     refs: list[TraceRef] = [
         ref(f"{tid:032x}", ENDPOINT, 40.0 * i / REQUESTS) for i, tid in enumerate(ids)
@@ -95,6 +97,15 @@ def test_traces_dropped_by_a_full_store_are_the_backends_loss_not_the_targets_si
     for r in kept:
         files.write_trace(r)
     files.close()
+    per_second = Counter(
+        int(r.t) for r in refs
+    )  # each request once (all of them, not only the kept)
+    (tmp_path / "load.jsonl").write_text(
+        "".join(
+            json.dumps({"second": second, "endpoint": ENDPOINT, "n": n}) + "\n"
+            for second, n in sorted(per_second.items())
+        )
+    )
 
     send(small_jaeger, "gateway", SpanKind.SERVER, ids)
     send(small_jaeger, CLIENT_SERVICE, SpanKind.CLIENT, [int(r.trace_id, 16) for r in kept])

@@ -309,12 +309,17 @@ def _long_run(
     latest_from_target: bool,
     dropped: float = 1.0,
     untraced: str | None = None,
+    per_second: int = 100_000,
 ) -> tuple[list[TraceRef], SourceEvidence]:
     """A run of two endpoints that kept more trace ids than are looked up, where the
     backend holds only the load generator's own span for the requests of the first
     ``dropped`` share of the run (all of it: every request but, if ``latest_from_target``,
     each endpoint's newest): what a store keeping only its most recent traces leaves after
-    a long run. The ``untraced`` endpoint's requests never hold a span of the target."""
+    a long run. The ``untraced`` endpoint's requests never hold a span of the target; the
+    run sent ``per_second`` requests a second (by default past ``MIN_STORE_TRACES`` after
+    each second but the last, where only the newest requests are)."""
+    import json
+
     from resilience.rundir.layout import RunDir
     from resilience.rundir.load import LoadFiles
     from resilience.runner.evidence import (
@@ -347,6 +352,12 @@ def _long_run(
     for r in refs:
         files.write_trace(r)
     files.close()
+    (tmp_path / "load.jsonl").write_text(
+        "".join(
+            json.dumps({"second": second, "endpoint": ITEMS, "n": per_second}) + "\n"
+            for second in range(38)
+        )
+    )
     evidence = gather_traces(
         RunDir(tmp_path),
         PHASES,
@@ -452,3 +463,16 @@ def test_an_endpoint_the_target_never_traces_is_not_called_dropped(tmp_path: Pat
     kept_orders = [e for e in index.values() if e["endpoint"] == ORDERS and e["status"] == "saved"]
     assert kept_orders
     assert all(e["services"] == ["resilience-load"] for e in kept_orders)
+
+
+def test_a_trace_followed_by_too_few_requests_was_not_pushed_out(tmp_path: Path) -> None:
+    """The same first half without the target's spans, in a run of 10 requests a second:
+    380 requests cannot push a trace out of any store (MIN_STORE_TRACES), so those traces
+    are what they look like (no span of the target yet), never "dropped by the backend"."""
+    import json
+
+    _, evidence = _long_run(tmp_path, latest_from_target=True, dropped=0.5, per_second=10)
+    assert "dropped" not in (evidence.reason or "")
+    index = json.loads((tmp_path / "traces" / "index.json").read_text())["traces"]
+    assert not [e for e in index.values() if "dropped" in str(e.get("reason"))]
+    assert any(e.get("services") == ["resilience-load"] for e in index.values())
