@@ -68,6 +68,8 @@ class Measure:
     requests: int
     wall: float
     cpu: float
+    parent_cpu: float = 0.0
+    """CPU seconds of the tree's root alone (ours: the run's parent; Locust: its master)."""
 
     @property
     def rps(self) -> float:
@@ -77,15 +79,20 @@ class Measure:
     def per_cpu(self) -> float:
         return self.requests / self.cpu if self.cpu > 0 else float("nan")
 
+    @property
+    def parent_cores(self) -> float:
+        return self.parent_cpu / self.wall
+
 
 def served(host: str) -> int:
     with urllib.request.urlopen(f"{host}/_stats", timeout=5) as response:
         return int(json.load(response)["requests"])
 
 
-def tree_cpu(root: int, exclude: frozenset[int] = frozenset()) -> float:
+def tree_cpu(root: int, exclude: frozenset[int] = frozenset()) -> tuple[float, float]:
     """CPU seconds (user + system) of ``root`` and every descendant alive now, except the
-    trees of ``exclude`` (the echo server is a child of this process too)."""
+    trees of ``exclude`` (the echo server is a child of this process too); and of ``root``
+    alone."""
     children: dict[int, list[int]] = {}
     stats: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -105,7 +112,7 @@ def tree_cpu(root: int, exclude: frozenset[int] = frozenset()) -> float:
             continue
         total += stats.get(pid, 0.0)
         todo.extend(children.get(pid, []))
-    return total
+    return total, stats.get(root, 0.0)
 
 
 class Window:
@@ -116,7 +123,7 @@ class Window:
     ) -> None:
         self.host, self.root, self.start, self.end = host, root, start, end
         self.exclude = exclude
-        self.marks: dict[str, tuple[float, int, float]] = {}
+        self.marks: dict[str, tuple[float, int, tuple[float, float]]] = {}
 
     def poll(self) -> None:
         now = time.time()
@@ -127,7 +134,7 @@ class Window:
 
     def measure(self) -> Measure:
         (w0, n0, c0), (w1, n1, c1) = self.marks["begin"], self.marks["end"]
-        return Measure(n1 - n0, w1 - w0, c1 - c0)
+        return Measure(n1 - n0, w1 - w0, c1[0] - c0[0], c1[1] - c0[1])
 
 
 @contextlib.contextmanager
@@ -298,14 +305,15 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
         "session": "ours, 2 local workers, each in its own session (before)",
     }
     rows = [
-        "| mode | req/s median (min-max) | req per CPU-s median |",
-        "| --- | ---: | ---: |",
+        "| mode | req/s median (min-max) | req per CPU-s median | parent's cores median |",
+        "| --- | ---: | ---: | ---: |",
     ]
     for kind, values in results.items():
         rps = [m.rps for m in values]
         rows.append(
             f"| {names[kind]} | {statistics.median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f}) | "
-            f"{statistics.median(m.per_cpu for m in values):.0f} |"
+            f"{statistics.median(m.per_cpu for m in values):.0f} | "
+            f"{statistics.median(m.parent_cores for m in values):.3f} |"
         )
     ours, plain, dist = results["ours"], results["locust"], results["dist"]
     session = results["session"]
@@ -317,7 +325,8 @@ def report(results: dict[str, list[Measure]], loads: list[float], args: argparse
             f"pinned; measured from {args.warmup:g} s to the end of each "
             f"{args.duration:g} s run by the server's own counter; CPU of each mode's "
             "whole process tree (ours: this process as the run's parent, the echo server "
-            "excluded).",
+            "excluded); the parent's cores: CPU of the tree's root alone (ours: this "
+            "process, the run's parent; Locust: its master) over the window.",
             "",
             *rows,
             "",
