@@ -66,6 +66,15 @@ TargetOpt = Annotated[
         help="Base URL of another HTTP service (on loopback unless its host is allowed).",
     ),
 ]
+AllowHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        metavar="HOST",
+        help="Let traffic go to this host off loopback (target, parts), like "
+        "safety.allow_hosts (repeatable).",
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(

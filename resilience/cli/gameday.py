@@ -17,7 +17,14 @@ import typer
 from rich.text import Text
 
 from resilience.cli._common import console, err_console, run_command
-from resilience.cli._params import FLAG, NoStackOpt, ShopModeOpt, TargetOpt, WorkersOpt
+from resilience.cli._params import (
+    FLAG,
+    AllowHostOpt,
+    NoStackOpt,
+    ShopModeOpt,
+    TargetOpt,
+    WorkersOpt,
+)
 
 if TYPE_CHECKING:
     from resilience.gameday.client import SessionClient
@@ -62,6 +69,7 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
         ),
     ] = None,
     target: TargetOpt = None,
+    allow_hosts: AllowHostOpt = None,
     shop_mode: ShopModeOpt = None,
     workers: WorkersOpt = None,
     out: Annotated[
@@ -113,7 +121,12 @@ def start(  # noqa: PLR0915, PLR0917 - typer maps parameters to options
                 base_dir=resolved.source.parent if resolved.source else None,
             )
         options = SessionOptions(  # checked as a run's options are (exit 2)
-            out=out, shop_mode=shop_mode, target=target, workers=workers, manage_stack=not no_stack
+            out=out,
+            shop_mode=shop_mode,
+            target=target,
+            allow_hosts=tuple(allow_hosts or ()),
+            workers=workers,
+            manage_stack=not no_stack,
         )
         session = Session(
             resolved, options, say=lambda m: console.print(f"[dim]•[/] {m}", highlight=False)

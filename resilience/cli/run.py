@@ -32,6 +32,7 @@ from resilience.cli._common import (
 )
 from resilience.cli._params import (
     FLAG,
+    AllowHostOpt,
     ExperimentArg,
     NoStackOpt,
     SetOpt,
@@ -412,15 +413,7 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
             help="Your own Toxiproxy API (replaces toxiproxy.url); not started locally.",
         ),
     ] = None,
-    allow_hosts: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-host",
-            metavar="HOST",
-            help="Let traffic go to this host off loopback (target, parts), like "
-            "safety.allow_hosts (repeatable).",
-        ),
-    ] = None,
+    allow_hosts: AllowHostOpt = None,
     overrides: SetOpt = None,
     workers: WorkersOpt = None,
     expect_workers: Annotated[

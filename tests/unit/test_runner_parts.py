@@ -118,6 +118,42 @@ def test_the_cli_refuses_a_file_target_off_loopback_with_exit_2(
     assert not (tmp_path / "run").exists() and not (tmp_path / "state").exists()
 
 
+def test_a_game_day_refuses_a_target_off_loopback_unless_allowed(
+    tmp_path: Path, no_network: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gameday start --target` on a host not allowed: exit 2 naming the host and the fix,
+    nothing sent and no session directory; `--allow-host` lets it through to the session
+    (its options carry the host, normalized)."""
+    monkeypatch.setenv("RESILIENCE_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "session"
+    args = ["gameday", "start", "-e", "normal", "--target", "http://Shop.Invalid:8000"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--no-stack"])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "--target names host 'shop.invalid'" in output, output
+    assert "--allow-host shop.invalid" in output
+    assert no_network == []
+    assert not out.exists()
+
+    import resilience.gameday.session as session_module
+
+    seen: list[Any] = []
+
+    class Recorder:
+        def __init__(self, resolved: Any, options: Any, say: Any = None) -> None:
+            seen.append(options)
+            raise ExperimentError("stopped by the test", expected="nothing", got="options")
+
+    monkeypatch.setattr(session_module, "Session", Recorder)
+    allowed = [*args, "--allow-host", "SHOP.invalid", "--out", str(out), "--no-stack"]
+    result = CliRunner().invoke(app, allowed)
+    assert result.exit_code == 2, result.output
+    assert "stopped by the test" in result.output
+    assert [o.allow_hosts for o in seen] == [("shop.invalid",)]
+    assert seen[0].target == "http://Shop.Invalid:8000"
+    assert no_network == []
+
+
 def test_allow_host_lets_the_file_load_and_is_kept_for_re_analysis(tmp_path: Path) -> None:
     """--allow-host (the loader's allow_hosts) admits the host; RunOptions normalizes it."""
     path = tmp_path / "remote.yaml"
