@@ -98,6 +98,9 @@ class Server:
                 length = int(headers.get("content-length", "0"))
                 if length:
                     await reader.readexactly(length)
+                if target.startswith("/trickle"):
+                    await self._trickle(writer)
+                    continue
                 status, body = await self._respond(method, target.split("?")[0], headers)
                 payload = json.dumps(body).encode()
                 writer.write(
@@ -110,6 +113,17 @@ class Server:
             return
         finally:
             writer.close()
+
+    async def _trickle(self, writer: asyncio.StreamWriter) -> None:
+        """An answer whose body comes a byte every 0.2 s for 3 s: no socket read waits long
+        enough to time out, only the client's deadline for the whole request can end it."""
+        self.seen["GET /trickle"] += 1
+        writer.write(b"HTTP/1.1 200 X\r\nContent-Type: text/plain\r\nContent-Length: 15\r\n\r\n")
+        for _ in range(15):
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"x")
+        await writer.drain()
 
     async def _respond(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, object]:
         parts = path.strip("/").split("/")
@@ -349,6 +363,26 @@ def test_client_timeout_ends_a_request_and_counts_it(server: Server, tmp_path: P
     worst = data.merged("GET /slow", data.seconds).max_us
     assert 1_000_000 <= worst < 1_500_000
     assert {r.outcome for r in data.traces} == {"timeout"}
+    assert took < plan.duration + plan.client_timeout + 4
+
+
+def test_the_deadline_ends_an_answer_that_trickles(server: Server, tmp_path: Path) -> None:
+    """An answer that keeps sending a byte every 0.2 s never trips a socket timeout; the
+    worker's deadline ends each request at the client timeout (within its watchdog's tick)
+    as a timeout, and the worker goes on."""
+    plan = LoadPlan(
+        target=f"http://127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=3, users=2, spawn_rate=2)],
+        requests=[RequestPlan(name="GET /trickle", path="/trickle")],
+        client_timeout=1.0,
+        trace_sample=1.0,
+    )
+    data, _exits, took = run_to_end(plan, tmp_path / "run", workers=1)
+    timeouts = sum(data.counts("GET /trickle", s).get("timeout", 0) for s in data.seconds)
+    assert timeouts == data.total_requests() >= 4
+    latencies = sorted(r.latency for r in data.traces)
+    assert latencies and latencies[0] >= 1.0 and latencies[-1] < 1.3, latencies
     assert took < plan.duration + plan.client_timeout + 4
 
 
