@@ -45,6 +45,12 @@ _PEER_PORT_KEYS = ("server.port", "net.peer.port", "network.peer.port", "net.soc
 _DB_KEYS = ("db.system.name", "db.system")
 
 _TIMEOUT_PATTERN = re.compile(r"time[ _-]?out|timed out|deadline", re.IGNORECASE)
+_POOL_FULL_PATTERN = re.compile(
+    r"exhaust|pool (is )?full|limit (of \d+ )?(reached|exceeded)|overflow|"
+    r"no (free|available|idle) connection|too many (connections|clients)",
+    re.IGNORECASE,
+)
+"""Error texts of a pool (or a server's connection limit) that had nothing to give."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,30 @@ class Wait:
     def failed(self) -> bool:
         """The wait ended in an error (e.g. a pool acquire timeout)."""
         return self.span.is_error
+
+    @property
+    def gave_up(self) -> bool:
+        """The wait failed because the resource had nothing to give: it timed out, its
+        error says the pool was full or at a limit, or the span shows every connection in
+        use (``pool.in_use`` at ``pool.size``). A wait that failed at once for another
+        reason (the dependency refused a new connection) is the dependency's failure, not
+        the pool's exhaustion."""
+        span = self.span
+        if not span.is_error:
+            return False
+        if span.is_timeout:
+            return True
+        in_use, size = span.attributes.get("pool.in_use"), span.attributes.get("pool.size")
+        if isinstance(in_use, int | float) and isinstance(size, int | float) and 0 < size <= in_use:
+            return True
+        texts = [span.status_message, str(span.attributes.get("error.type", ""))]
+        for event in span.events:
+            if event.name == "exception":
+                texts.extend(
+                    str(event.attributes.get(k, ""))
+                    for k in ("exception.type", "exception.message")
+                )
+        return any(_POOL_FULL_PATTERN.search(t) for t in texts if t)
 
 
 GapKind = Literal["missing", "late"]

@@ -280,6 +280,8 @@ def shop_trace(
     pool_wait: float = 0.0,
     pool: str = "shared",
     pool_size: int = 10,
+    pool_error: str | None = None,
+    pool_in_use: int | None = None,
     attempts: int = 1,
     callee: bool = True,
     db: bool | None = None,
@@ -289,7 +291,8 @@ def shop_trace(
     """A trace shaped like the shop's: gateway server span, ``upstream X`` span, its
     ``pool.acquire`` wait, one HTTP client span per attempt and (``callee``) the upstream's
     server span, which for orders (``db`` defaults to ``upstream == "orders"``) holds the
-    database pool wait and an ``INSERT`` span on the postgres proxy."""
+    database pool wait and an ``INSERT`` span on the postgres proxy. ``pool_error`` fails
+    the ``pool.acquire`` span with that message; ``pool_in_use`` records its in-use count."""
     b = TraceBuilder(trace_id)
     method, _, route = endpoint.partition(" ")
     end = send_t + duration
@@ -310,7 +313,12 @@ def shop_trace(
         send_t + 0.0006,
         send_t + 0.0006 + pool_wait,
         parent=up,
-        attributes={"pool": pool, "pool.size": pool_size},
+        error=pool_error,
+        attributes={
+            "pool": pool,
+            "pool.size": pool_size,
+            **({} if pool_in_use is None else {"pool.in_use": pool_in_use}),
+        },
     )
     first = send_t + 0.001 + pool_wait
     slot = max(end - 0.001 - first, 0.0) / max(attempts, 1)

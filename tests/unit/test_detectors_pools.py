@@ -162,6 +162,48 @@ def test_short_waits_are_not_exhaustion(tmp_path: Path) -> None:
     assert PoolExhaustionDetector().detect(ctx) == []
 
 
+def test_a_wait_that_fails_at_once_because_the_database_is_down_is_not_exhaustion(
+    tmp_path: Path,
+) -> None:
+    """During an outage an acquire fails in 6 ms with 'Connect call failed', the pool empty:
+    the dependency refused a connection, the pool did not run out (seen on the hardened
+    shop's db-outage, 2026-12-04)."""
+    traces = [
+        shop_trace(
+            POST,
+            12.0 + i,
+            0.01,
+            upstream="orders",
+            pool="orders-db",
+            pool_wait=0.006,
+            pool_in_use=0,
+            pool_error="[Errno 111] Connect call failed ('127.0.0.1', 25432)",
+        )
+        for i in range(15)
+    ]
+    refs = [ref(t, POST, 12.0 + i, outcome="http_5xx") for i, t in enumerate(traces)]
+    ctx = context(tmp_path, prometheus=FakePrometheusSource(), traces=traces, refs=refs)
+    assert PoolExhaustionDetector().detect(ctx) == []
+
+
+def test_a_wait_given_up_at_once_because_the_pool_is_full_is_exhaustion(tmp_path: Path) -> None:
+    """A short wait that failed because the pool had nothing to give counts: its error says
+    so, it timed out, or the span shows every connection in use."""
+    for error, in_use in (
+        ("QueuePool limit of size 10 overflow 0 reached", None),
+        ("pool acquire timed out", None),
+        ("acquire failed", 10),
+    ):
+        traces = [
+            shop_trace(ITEMS, 12.0 + i, 0.01, pool_wait=0.005, pool_error=error, pool_in_use=in_use)
+            for i in range(3)
+        ]
+        refs = [ref(t, ITEMS, 12.0 + i, outcome="http_5xx") for i, t in enumerate(traces)]
+        ctx = context(tmp_path, prometheus=FakePrometheusSource(), traces=traces, refs=refs)
+        [finding] = PoolExhaustionDetector().detect(ctx)
+        assert finding.evidence["numbers"]["failed waits"] == 3, error
+
+
 def test_neither_source_is_not_evaluated(tmp_path: Path) -> None:
     """No Prometheus and no traces: one not_evaluated finding naming both reasons."""
     [finding] = PoolExhaustionDetector().detect(context(tmp_path, unavailable="timed out"))

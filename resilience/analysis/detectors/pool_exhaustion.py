@@ -354,7 +354,8 @@ class PoolExhaustionDetector(BaseDetector):
     # -- spans --------------------------------------------------------------------------
 
     def _long_waits(self, ctx: AnalysisContext, fault: Phase) -> dict[str, list[Wait]]:
-        """Pool waits over the threshold (or failed) in traces of fault-phase requests."""
+        """Pool waits over the threshold (or given up: ``Wait.gave_up``) in traces of
+        fault-phase requests."""
         threshold = self.param(ctx, "wait_threshold_ms") / 1000.0
         # A span that starts before the request was sent belongs to another request
         # (a trace id reused across runs): it says nothing about this fault.
@@ -367,7 +368,9 @@ class PoolExhaustionDetector(BaseDetector):
             if trace is None:
                 continue
             for wait in trace.waits():
-                if wait.kind != "pool" or not (wait.duration_s >= threshold or wait.failed):
+                # Long, or given up because the pool had nothing to give; a wait that
+                # failed at once because the dependency refused a connection is not.
+                if wait.kind != "pool" or not (wait.duration_s >= threshold or wait.gave_up):
                     continue
                 if wait.span.start_ns < earliest_ns:
                     continue
