@@ -127,6 +127,17 @@ def _reusable_after(exc: BaseException) -> bool:
     )
 
 
+def _terminate(conn: asyncpg.Connection) -> None:
+    """End a connection that must not be reused. One already back in the pool or closed
+    has nothing to end: asyncpg's ``InterfaceError`` then would replace the request's own
+    exception, and a cancelled request was once taken for a lost database (a fragile
+    reconnect pause of 10 s, 2026-12-04)."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError as exc:
+        logger.debug("not terminating a database connection: %s", exc)
+
+
 class OrdersStore:
     """The orders table behind a pool whose waits and deadlines follow the mode's options."""
 
@@ -351,7 +362,7 @@ class OrdersStore:
                 yield conn, left
             except BaseException as exc:
                 if not _reusable_after(exc):
-                    conn.terminate()
+                    _terminate(conn)
                 raise
             finally:
                 try:

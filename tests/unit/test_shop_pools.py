@@ -143,3 +143,29 @@ def test_pool_gauges_read_the_live_counts() -> None:
     assert 'shop_db_pool_size{service="gateway"} 4.0' in text
     assert 'shop_db_pool_waiting{service="gateway"} 1.0' in text
     assert 'shop_db_pool_wait_timeouts_total{service="gateway"} 0.0' in text
+
+
+def test_a_connection_already_back_in_the_pool_is_not_terminated_again() -> None:
+    """Terminating a connection that asyncpg already took back raises InterfaceError; that
+    must not replace the request's own exception (a cancelled request was once taken for a
+    lost database: a fragile reconnect pause)."""
+    import asyncpg
+
+    from resilience.shop.orders_store import _terminate
+
+    class Released:
+        def terminate(self) -> None:
+            raise asyncpg.InterfaceError(
+                "cannot call Connection.terminate(): connection has been released back to the pool"
+            )
+
+    class Live:
+        terminated = 0
+
+        def terminate(self) -> None:
+            self.terminated += 1
+
+    _terminate(Released())  # type: ignore[arg-type]
+    live = Live()
+    _terminate(live)  # type: ignore[arg-type]
+    assert live.terminated == 1
