@@ -128,10 +128,10 @@ def _reusable_after(exc: BaseException) -> bool:
 
 
 def _terminate(conn: asyncpg.Connection) -> None:
-    """End a connection that must not be reused. One already back in the pool or closed
-    has nothing to end: asyncpg's ``InterfaceError`` then would replace the request's own
-    exception, and a cancelled request was once taken for a lost database (a fragile
-    reconnect pause of 10 s, 2026-12-04)."""
+    """End a connection that must not be reused. One that asyncpg already closed and took
+    back (a connection that died mid-query is handed back on close) has nothing to end:
+    its ``InterfaceError`` ("released back to the pool") would replace the request's own
+    exception, and the log would name that instead of what failed."""
     try:
         conn.terminate()
     except asyncpg.InterfaceError as exc:

@@ -147,8 +147,8 @@ def test_pool_gauges_read_the_live_counts() -> None:
 
 def test_a_connection_already_back_in_the_pool_is_not_terminated_again() -> None:
     """Terminating a connection that asyncpg already took back raises InterfaceError; that
-    must not replace the request's own exception (a cancelled request was once taken for a
-    lost database: a fragile reconnect pause)."""
+    must not replace the request's own exception (the log named it instead of the lost
+    connection)."""
     import asyncpg
 
     from resilience.shop.orders_store import _terminate
