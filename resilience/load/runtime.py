@@ -23,6 +23,7 @@ timeout around it, and the socket timeouts set to the same value.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -37,6 +38,7 @@ import gevent.pool
 from gevent import Timeout, getcurrent
 from locust import FastHttpUser, LoadTestShape, User, between, constant, task
 from locust.clients import HttpSession
+from locust.contrib.fasthttp import FAILURE_EXCEPTIONS as _BODY_FAILURES
 from locust.contrib.fasthttp import FastHttpSession, FastResponse, LocustBadStatusCode
 from locust.env import Environment
 from locust.event import EventHook
@@ -119,6 +121,48 @@ def _header_lookup(headers: Any) -> Callable[[str], str | None]:
     return header
 
 
+def send_request(
+    client: FastHttpSession,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    body: JSONValue,
+    content: str | bytes | None,
+) -> tuple[FastResponse, BaseException | None]:
+    """Send one request through the session's transport and read the whole answer:
+    (response, error). What ``FastHttpSession.request`` does, less what only Locust's
+    statistics need (its timing, the request event and its arguments, the response's
+    length); measured per request in benchmarks/RESULTS.md ("Generator throughput").
+    ``headers`` is the caller's own dict and gains the defaults Locust would add: gzip
+    accepted, the URL's credentials as basic auth (unless the request names its own
+    ``Authorization``), and JSON's content type for a JSON body. A body that breaks off
+    while being read is the request's error (Locust's own path reports it only to its
+    statistics and hands back the response as if whole)."""
+    if "Accept-Encoding" not in headers and "accept-encoding" not in headers:
+        headers["Accept-Encoding"] = "gzip, deflate, br"
+    auth = client.auth_header
+    if auth and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = auth
+    payload: str | bytes | None = content
+    if not payload and body is not None:
+        payload = json.dumps(body)
+        if "Content-Type" not in headers and "content-type" not in headers:
+            headers["Content-Type"] = "application/json"
+        if "Accept" not in headers and "accept" not in headers:
+            headers["Accept"] = "application/json"
+    response: FastResponse = client._send_request_safe_mode(
+        method, client._build_url(path), payload=payload, headers=headers
+    )
+    error: BaseException | None = getattr(response, "error", None)
+    if error is None:
+        try:
+            response.content  # noqa: B018 (reads the body: the answer is whole, the connection free)
+        except _BODY_FAILURES as exc:
+            error = exc
+    return response, error
+
+
 class Clock:
     """The experiment clock inside a worker: seconds since t0, from a monotonic source."""
 
@@ -187,19 +231,19 @@ class Workload:
             deadline = self._loop.timer(self.timeout)
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
             try:
-                response = client.request(
+                response, error = send_request(
+                    client,
                     rendered.method,
                     rendered.path,
-                    headers=rendered.headers,
-                    json=rendered.json,
-                    data=rendered.content,
+                    dict(rendered.headers),
+                    body=rendered.json,
+                    content=rendered.content,
                 )
             except ClientDeadline:
                 raise TimeoutError(f"no complete answer within {self.timeout:g}s") from None
             finally:
                 deadline.stop()
                 deadline.close()
-            error = getattr(response, "error", None)
             if error is not None and not isinstance(error, LocustBadStatusCode):
                 raise ConnectionError(str(error) or type(error).__name__)
             return Answer(
@@ -302,13 +346,13 @@ class Workload:
             deadline = self._loop.timer(self.timeout)
             deadline.start(getcurrent().throw, ClientDeadline, update=True)
             try:
-                response = client.request(
+                response, error = send_request(
+                    client,
                     request.method,
                     rendered.path,
-                    name=template.name,
-                    headers=headers,
-                    json=rendered.json,
-                    data=rendered.content,
+                    headers,
+                    body=rendered.json,
+                    content=rendered.content,
                 )
             except ClientDeadline:
                 error = TimeoutError(f"no complete answer within {self.timeout:g}s")
@@ -319,7 +363,6 @@ class Workload:
             status = 0
             if response is not None:
                 status = response.status_code or 0
-                error = getattr(response, "error", None)
             if error is not None and not isinstance(error, LocustBadStatusCode):
                 outcome = TIMEOUT if _is_timeout(error) else CONNECTION_ERROR
             elif status:

@@ -239,7 +239,11 @@ class RequestTemplate:
     """Set when the path starts with a captured URL (``{order_url}/items``): where it may go."""
 
     def render(self, state: UserState) -> Rendered:
-        """Path, headers and body for one request (the caller counts ``state.seq``)."""
+        """Path, headers and body for one request (the caller counts ``state.seq``).
+        A request with nothing to fill in is rendered once: callers only read it."""
+        fixed = self.fixed
+        if fixed is not None:
+            return fixed
         headers = self.render_headers(state)
         content = None
         if self.content is not None:
@@ -253,6 +257,16 @@ class RequestTemplate:
             json=self.body(state) if self.body is not None else None,
             content=content,
         )
+
+    @functools.cached_property
+    def fixed(self) -> Rendered | None:
+        """The request itself when no part of it varies (no placeholder, no body)."""
+        if self.body is not None or self.content is not None or not self.path.constant:
+            return None
+        if not all(value.constant for _, value in self.headers):
+            return None
+        headers = {name: value.literal for name, value in self.headers}
+        return Rendered(self.method, self.path.literal, headers)
 
     def render_path(self, state: UserState) -> str:
         """The path (or, for a captured URL, the absolute URL); ``OffTarget`` when a
@@ -502,7 +516,7 @@ class WeightedChooser:
     def choose(self, rng: random.Random, captured: frozenset[str]) -> int | None:
         """An index, or None when no request can be sent with what is captured."""
         eligible, cumulative = self._table(captured)
-        if not eligible:
-            return None
+        if len(eligible) <= 1:
+            return eligible[0] if eligible else None
         pick = rng.random() * cumulative[-1]
         return eligible[bisect_right(cumulative, pick)]

@@ -10,6 +10,7 @@ window are answered when it ends).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -67,6 +68,8 @@ class Server:
         self.seen: Counter[str] = Counter()
         self.traceparents: list[str | None] = []
         self.failed_traceparents: list[str | None] = []
+        self.headers: dict[str, list[dict[str, str]]] = {}
+        """Each request's headers (names lower-cased), by its first path segment."""
         self.created_ids: list[int] = []
         self.stall_window: tuple[float, float] = (0.0, 0.0)
         self._next_id = 0
@@ -77,6 +80,7 @@ class Server:
         self.seen.clear()
         self.traceparents.clear()
         self.failed_traceparents.clear()
+        self.headers.clear()
         self.created_ids.clear()
         self.stall_window = (0.0, 0.0)
 
@@ -101,6 +105,14 @@ class Server:
                 if target.startswith("/trickle"):
                     await self._trickle(writer)
                     continue
+                if target.startswith("/cut"):
+                    self.seen["GET /cut"] += 1
+                    # Promise 1 MB, send 200 kB, hang up: the body breaks off after the
+                    # head and the first reads were whole.
+                    writer.write(b"HTTP/1.1 200 X\r\nContent-Length: 1000000\r\n\r\n")
+                    writer.write(b"x" * 200_000)
+                    await writer.drain()
+                    return
                 status, body = await self._respond(method, target.split("?")[0], headers)
                 payload = json.dumps(body).encode()
                 writer.write(
@@ -128,6 +140,7 @@ class Server:
     async def _respond(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, object]:
         parts = path.strip("/").split("/")
         self.seen[f"{method} /{parts[0]}"] += 1
+        self.headers.setdefault(parts[0], []).append(headers)
         traceparent = headers.get("traceparent")
         self.traceparents.append(traceparent)
         start, end = self.stall_window
@@ -368,7 +381,7 @@ def test_client_timeout_ends_a_request_and_counts_it(server: Server, tmp_path: P
 
 def test_the_deadline_ends_an_answer_that_trickles(server: Server, tmp_path: Path) -> None:
     """An answer that keeps sending a byte every 0.2 s never trips a socket timeout; the
-    worker's deadline ends each request at the client timeout (within its watchdog's tick)
+    worker's deadline ends each request at the client timeout (give or take an event-loop turn)
     as a timeout, and the worker goes on."""
     plan = LoadPlan(
         target=f"http://127.0.0.1:{server.port}",
@@ -384,6 +397,44 @@ def test_the_deadline_ends_an_answer_that_trickles(server: Server, tmp_path: Pat
     latencies = sorted(r.latency for r in data.traces)
     assert latencies and latencies[0] >= 1.0 and latencies[-1] < 1.3, latencies
     assert took < plan.duration + plan.client_timeout + 4
+
+
+def test_requests_carry_what_locust_adds_and_a_body_cut_short_is_an_error(
+    server: Server, tmp_path: Path
+) -> None:
+    """Our users send through the session's transport, not ``FastHttpSession.request``:
+    requests still carry what that adds (gzip accepted, the target URL's credentials as
+    basic auth unless the request names its own ``Authorization``, JSON's content type and
+    the JSON itself), and an answer whose body breaks off is a connection error, not OK."""
+    plan = LoadPlan(
+        target=f"http://ann:s%3Acret@127.0.0.1:{server.port}",
+        t0=0.0,
+        stages=[Stage(duration=2, users=3, spawn_rate=3)],
+        requests=[
+            RequestPlan(name="POST /orders", method="POST", path="/orders", json_body={"n": 1}),
+            RequestPlan(name="GET /mine", path="/mine", headers={"Authorization": "Bearer t"}),
+            RequestPlan(name="GET /cut", path="/cut"),
+        ],
+        client_timeout=1.0,
+    )
+    data, _exits, _took = run_to_end(plan, tmp_path / "run", workers=1)
+    basic = "Basic " + base64.b64encode(b"ann:s:cret").decode()
+    orders, mine = server.headers["orders"], server.headers["mine"]
+    assert orders and mine and server.seen["GET /cut"] >= 1
+    for headers in orders:
+        assert headers["authorization"] == basic
+        assert headers["content-type"] == headers["accept"] == "application/json"
+        assert headers["accept-encoding"] == "gzip, deflate, br"
+        assert TRACEPARENT.match(headers["traceparent"])
+    assert {h["authorization"] for h in mine} == {"Bearer t"}
+    assert len(server.created_ids) == len(orders)
+
+    def total(endpoint: str, outcome: str) -> int:
+        return sum(data.counts(endpoint, s).get(outcome, 0) for s in data.seconds)
+
+    assert total("POST /orders", "ok") == len(orders)
+    assert total("GET /cut", "ok") == 0
+    assert total("GET /cut", "connection_error") == server.seen["GET /cut"]
 
 
 def test_locustfile_users_are_recorded_with_traceparents(server: Server, tmp_path: Path) -> None:

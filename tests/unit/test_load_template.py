@@ -130,3 +130,37 @@ def test_no_eligible_request_gives_none() -> None:
     chooser = WeightedChooser([1], [frozenset({"x"})])
     assert chooser.choose(random.Random(1), frozenset()) is None
     assert chooser.eligible([]) == []
+
+
+def test_a_request_with_nothing_to_fill_in_is_rendered_once() -> None:
+    """A request without placeholders or body is the same rendering every time (the request
+    path only reads it); one with a placeholder anywhere, or a body, renders afresh."""
+    fixed, seq_header, body = compile_request_templates(
+        [
+            RequestPlan(name="GET /a", path="/a", headers={"X-Kind": "shopper"}),
+            RequestPlan(name="GET /b", path="/b", headers={"X-Seq": "{seq}"}),
+            RequestPlan(name="POST /c", method="POST", path="/c", json_body={"n": 1}),
+        ]
+    )
+    s = state()
+    first = fixed.render(s)
+    assert first is fixed.render(s)
+    assert (first.method, first.path, first.headers) == ("GET", "/a", {"X-Kind": "shopper"})
+    s.seq = 4
+    assert seq_header.render(s).headers == {"X-Seq": "4"}
+    s.seq = 5
+    assert seq_header.render(s).headers == {"X-Seq": "5"}
+    assert body.render(s) is not body.render(s)
+    assert body.render(s).json == {"n": 1}
+
+
+def test_one_eligible_request_is_chosen_without_drawing() -> None:
+    """With a single request eligible there is nothing to draw: the user's random stream
+    (which also makes its trace ids) is left as it was."""
+    chooser = WeightedChooser([3, 1], [frozenset(), frozenset({"order_id"})])
+    rng = random.Random(9)
+    before = rng.getstate()
+    assert chooser.choose(rng, frozenset()) == 0
+    assert rng.getstate() == before
+    assert chooser.choose(rng, frozenset({"order_id"})) in (0, 1)
+    assert rng.getstate() != before
