@@ -320,10 +320,32 @@ def _allow_host(value: str) -> str:
 PartUrl = Annotated[str, AfterValidator(_part_url)]
 
 
+def _ready_path(value: str) -> str:
+    if not value.startswith("/") or any(c in value for c in " \t\r\n#"):
+        raise ValueProblem("a path on the target, starting with / (like /health)", describe(value))
+    return value
+
+
+class Readiness(_Model):
+    """What "ready" means for the target: a GET of ``path`` (on the target's URL) answers one
+    of ``expect`` (default: any 2xx). A run waits for it, at most ``within``, after it has
+    healed what an earlier run left and before its load starts; a target never ready is
+    reported as could not run (exit 3), never as the target's resilience failure."""
+
+    path: Annotated[str, AfterValidator(_ready_path)]
+    expect: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    within: Annotated[Duration, duration_between(1.0, HOUR)] = 30.0
+
+    def accepts(self, status: int) -> bool:
+        return status in self.expect if self.expect else 200 <= status < 300
+
+
 class Target(_Model):
     """A system under test reached over HTTP (off loopback only when its host is allowed)."""
 
     url: Annotated[str, AfterValidator(_target_url)]
+    ready: Readiness | None = None
+    """Wait until the target says it is ready before the load starts (``Readiness``)."""
 
 
 def _proxy_name(value: str) -> str:

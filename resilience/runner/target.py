@@ -25,8 +25,8 @@ from typing import Literal
 
 import httpx
 
-from resilience.errors import ExperimentError, FaultError, StackError
-from resilience.experiment.model import Experiment
+from resilience.errors import DependencyUnavailable, ExperimentError, FaultError, StackError
+from resilience.experiment.model import Experiment, Readiness
 from resilience.faults.catalogue import TOXIC_PREFIX
 from resilience.faults.sweeper import SweepReport, sweep
 from resilience.faults.toxiproxy import Proxy, ToxiproxyApi, ToxiproxyClient
@@ -170,7 +170,72 @@ def prepare_target(
         say(prepared.sweep.summary())
     if builtin:
         wait_for_settled_shop(config, say)
+    elif experiment.target is not None and experiment.target.ready is not None:
+        where = experiment.source.name if experiment.source is not None else "the experiment"
+        wait_until_ready(url, experiment.target.ready, say, where=where)
     return prepared
+
+
+READY_POLL_S = 0.25
+"""How often a run asks a target that declares ``target.ready`` whether it is ready."""
+
+
+def wait_until_ready(
+    url: str,
+    ready: Readiness,
+    say: Callable[[str], None] = lambda _m: None,
+    *,
+    where: str = "the experiment",
+    poll: float = READY_POLL_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Wait until a GET of ``ready.path`` on the target answers as ready; the seconds
+    waited. ``DependencyUnavailable`` (exit 3) when it has not within ``ready.within``:
+    a service still starting or recovering from an earlier run would break the baseline,
+    and the verdict would blame the service for it. TLS is not verified (as the load does
+    not); nothing of the URL but the path is said (it may hold credentials)."""
+    probe = url.rstrip("/") + ready.path
+    what = f"GET {ready.path}"
+    started = clock()
+    last = "did not answer"
+    announced = False
+    timeout = httpx.Timeout(min(2.0, ready.within))
+    with httpx.Client(timeout=timeout, trust_env=False, verify=False) as client:
+        while True:
+            try:
+                status = client.get(probe).status_code
+            except httpx.HTTPError as exc:
+                last = f"did not answer ({type(exc).__name__})"
+            else:
+                if ready.accepts(status):
+                    waited = clock() - started
+                    if announced:
+                        say(f"the target is ready after {waited:.1f}s ({what} answered {status})")
+                    return waited
+                last = f"answered {status}"
+            waited = clock() - started
+            if waited >= ready.within:
+                wanted = (
+                    " or ".join(str(s) for s in ready.expect) if ready.expect else "a 2xx status"
+                )
+                raise DependencyUnavailable(
+                    f"the target is not ready: {what} {last} for {ready.within:g}s "
+                    f"(target.ready in {where} expects {wanted})",
+                    fix=(
+                        "start the service, or let it finish recovering, and run again; or "
+                        f"correct target.ready in {where} (path, expect, within)"
+                    ),
+                    component="target",
+                )
+            if not announced:
+                message = (
+                    f"waiting for the target to be ready: {what} {last} (at most {ready.within:g}s)"
+                )
+                logger.info("%s", message)
+                say(message)
+                announced = True
+            sleep(poll)
 
 
 SETTLE_LIMIT_S = 15.0
@@ -295,6 +360,12 @@ def preview_target(
         f"your {p.name} at {p.url} ({p.where()}): not started, health-checked before the run"
         for p in parts.own()
     ]
+    ready = experiment.target.ready if experiment.target is not None and not builtin else None
+    if ready is not None:
+        notes.append(
+            f"waits for the target to be ready before the load: GET {ready.path} "
+            f"(at most {ready.within:g}s)"
+        )
     moved = stack.moved() if needed != () else None
     if moved is not None:
         problems.append(moved)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from resilience.stack.topology import stack_proxies
-from tests.integration._runs import RESILIENCE, cli_env, leftovers
+from resilience.testing.loopback import LoopbackServer, QuietHandler
+from tests.integration._runs import RESILIENCE, cli, cli_env, leftovers
 from tests.integration.conftest import StackHandle
 
 pytestmark = pytest.mark.integration
@@ -128,3 +129,41 @@ def test_an_external_service_is_described_completely_and_judged_honestly(
     assert check["status"] == "passed", check
     assert "external-gateway" not in ordinary_shop.stack.scrape_jobs()
     assert leftovers(ordinary_shop) == []
+
+
+NEVER_READY = """
+name: never-ready
+target: {{url: "http://127.0.0.1:{port}", ready: {{path: /health, within: 2s}}}}
+load:
+  stages: [{{duration: 5s, users: 1, spawn_rate: 1}}]
+  workload:
+    requests:
+      - {{name: GET /x, path: /x}}
+"""
+
+
+def test_a_target_never_ready_is_could_not_run_and_gets_no_load(
+    stack: StackHandle, tmp_path: Path
+) -> None:
+    """``target.ready`` on the real stack: a service whose /health keeps answering 503 is
+    exit 3 (could not run, not failed), said with what it answered, and is sent no load."""
+    seen: list[str] = []
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(503 if self.path == "/health" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with LoopbackServer(Handler) as server:
+        file = tmp_path / "never-ready.yaml"
+        file.write_text(NEVER_READY.format(port=server.port))
+        out = tmp_path / "run"
+        started = time.monotonic()
+        run = cli(stack, "run", str(file), "--no-stack", "--out", str(out), timeout=120)
+        took = time.monotonic() - started
+    assert run.returncode == 3, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "the target is not ready: GET /health answered 503 for 2s" in run.stderr + run.stdout
+    assert seen and set(seen) == {"/health"}, seen
+    assert took < 60

@@ -4,15 +4,15 @@ reconnect pause left by an earlier fault (runner/target.py, ``wait_for_settled_s
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from resilience.runner.target import wait_for_settled_shop
 from resilience.stack import Ports, StackConfig, StackPaths
+from resilience.testing.clock import ManualClock
+from resilience.testing.loopback import LoopbackServer, QuietHandler
 
 OFFSET = 2290  # orders on 10291: outside the ephemeral range, unused by other tests
 
@@ -26,7 +26,7 @@ class Health:
         self.body = body
         health = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 health.calls += 1
                 payload = (
@@ -40,17 +40,11 @@ class Health:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = LoopbackServer(Handler, port)
+        self.port = self.server.port
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture
@@ -71,21 +65,10 @@ def make(tmp_path: Path) -> Iterator[object]:
         server.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_a_settled_shop_is_not_waited_for(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=0)
     said: list[str] = []
-    clock = FakeClock()
+    clock = ManualClock()
     assert wait_for_settled_shop(config, said.append, clock=clock, sleep=clock.sleep) == 0.0
     assert health.calls == 1 and said == []
 
@@ -93,7 +76,7 @@ def test_a_settled_shop_is_not_waited_for(make) -> None:  # type: ignore[no-unty
 def test_a_reconnecting_shop_is_waited_for_and_said(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=5)
     said: list[str] = []
-    clock = FakeClock()
+    clock = ManualClock()
     waited = wait_for_settled_shop(config, said.append, clock=clock, sleep=clock.sleep)
     assert health.calls == 6
     assert waited == pytest.approx(1.0)
@@ -104,7 +87,7 @@ def test_a_reconnecting_shop_is_waited_for_and_said(make) -> None:  # type: igno
 def test_the_wait_is_bounded(make) -> None:  # type: ignore[no-untyped-def]
     _health, config = make(busy=10_000)
     said: list[str] = []
-    clock = FakeClock()
+    clock = ManualClock()
     waited = wait_for_settled_shop(config, said.append, limit=3.0, clock=clock, sleep=clock.sleep)
     assert 3.0 <= waited < 3.3
     assert "still reconnecting" in said[-1] and "starting anyway" in said[-1]
@@ -112,6 +95,6 @@ def test_the_wait_is_bounded(make) -> None:  # type: ignore[no-untyped-def]
 
 def test_an_answer_that_is_not_the_shops_is_not_waited_for(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=0, body=b"not json")
-    clock = FakeClock()
+    clock = ManualClock()
     assert wait_for_settled_shop(config, clock=clock, sleep=clock.sleep) == 0.0
     assert health.calls == 1
