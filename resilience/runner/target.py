@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from resilience.runner.parts import Parts, stack_parts
 from resilience.stack import PlannedComponent, Stack, StackConfig
 from resilience.stack.components import COMPONENT_NAMES
 from resilience.stack.topology import stack_proxies
-from resilience.vocabulary import BUILTIN_SERVICES, ShopMode
+from resilience.vocabulary import BUILTIN_SERVICES, Clock, MonotonicClock, ShopMode
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +175,31 @@ def prepare_target(
     return prepared
 
 
+def _poll(
+    settled: Callable[[], bool],
+    *,
+    limit: float,
+    poll: float,
+    clock: Clock,
+    waiting: Callable[[], None],
+) -> tuple[bool, float]:
+    """Ask ``settled`` every ``poll`` seconds until it says yes or ``limit`` seconds have
+    passed: (whether it did, the seconds waited). ``waiting`` is called once, before the
+    first wait, so that only a wait is said."""
+    started = clock.now()
+    first = True
+    while True:
+        if settled():
+            return True, clock.now() - started
+        waited = clock.now() - started
+        if waited >= limit:
+            return False, waited
+        if first:
+            waiting()
+            first = False
+        clock.sleep(poll)
+
+
 READY_POLL_S = 0.25
 """How often a run asks a target that declares ``target.ready`` whether it is ready."""
 
@@ -187,8 +211,7 @@ def wait_until_ready(
     *,
     where: str = "the experiment",
     poll: float = READY_POLL_S,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock | None = None,
 ) -> float:
     """Wait until a GET of ``ready.path`` on the target answers as ready; the seconds
     waited. ``DependencyUnavailable`` (exit 3) when it has not within ``ready.within``:
@@ -197,45 +220,50 @@ def wait_until_ready(
     not); nothing of the URL but the path is said (it may hold credentials)."""
     probe = url.rstrip("/") + ready.path
     what = f"GET {ready.path}"
-    started = clock()
     last = "did not answer"
-    announced = False
+    status = 0
+    said = False
+
+    def answered_ready() -> bool:
+        nonlocal last, status
+        try:
+            status = client.get(probe).status_code
+        except httpx.HTTPError as exc:
+            last = f"did not answer ({type(exc).__name__})"
+            return False
+        last = f"answered {status}"
+        return ready.accepts(status)
+
+    def waiting() -> None:
+        nonlocal said
+        message = f"waiting for the target to be ready: {what} {last} (at most {ready.within:g}s)"
+        logger.info("%s", message)
+        say(message)
+        said = True
+
     timeout = httpx.Timeout(min(2.0, ready.within))
     with httpx.Client(timeout=timeout, trust_env=False, verify=False) as client:
-        while True:
-            try:
-                status = client.get(probe).status_code
-            except httpx.HTTPError as exc:
-                last = f"did not answer ({type(exc).__name__})"
-            else:
-                if ready.accepts(status):
-                    waited = clock() - started
-                    if announced:
-                        say(f"the target is ready after {waited:.1f}s ({what} answered {status})")
-                    return waited
-                last = f"answered {status}"
-            waited = clock() - started
-            if waited >= ready.within:
-                wanted = (
-                    " or ".join(str(s) for s in ready.expect) if ready.expect else "a 2xx status"
-                )
-                raise DependencyUnavailable(
-                    f"the target is not ready: {what} {last} for {ready.within:g}s "
-                    f"(target.ready in {where} expects {wanted})",
-                    fix=(
-                        "start the service, or let it finish recovering, and run again; or "
-                        f"correct target.ready in {where} (path, expect, within)"
-                    ),
-                    component="target",
-                )
-            if not announced:
-                message = (
-                    f"waiting for the target to be ready: {what} {last} (at most {ready.within:g}s)"
-                )
-                logger.info("%s", message)
-                say(message)
-                announced = True
-            sleep(poll)
+        done, waited = _poll(
+            answered_ready,
+            limit=ready.within,
+            poll=poll,
+            clock=clock or MonotonicClock(),
+            waiting=waiting,
+        )
+    if done:
+        if said:
+            say(f"the target is ready after {waited:.1f}s ({what} answered {status})")
+        return waited
+    wanted = " or ".join(str(s) for s in ready.expect) if ready.expect else "a 2xx status"
+    raise DependencyUnavailable(
+        f"the target is not ready: {what} {last} for {ready.within:g}s "
+        f"(target.ready in {where} expects {wanted})",
+        fix=(
+            "start the service, or let it finish recovering, and run again; or "
+            f"correct target.ready in {where} (path, expect, within)"
+        ),
+        component="target",
+    )
 
 
 SETTLE_LIMIT_S = 15.0
@@ -248,8 +276,7 @@ def wait_for_settled_shop(
     *,
     limit: float = SETTLE_LIMIT_S,
     poll: float = 0.2,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock | None = None,
 ) -> float:
     """Wait, at most ``limit`` seconds, while the built-in shop's orders service says it is
     reconnecting to its database; the seconds waited.
@@ -260,35 +287,39 @@ def wait_for_settled_shop(
     db-outage cell began 1.5 s into a pause left by the test before it). A service that
     does not answer is not waited for: the stack's own check has judged it."""
     url = f"{config.url('orders')}/health"
-    started = clock()
-    announced = False
+    said = silent = False
+
+    def settled() -> bool:
+        nonlocal silent
+        try:
+            body = client.get(url).json()
+        except (httpx.HTTPError, ValueError):
+            silent = True  # not the shop's answer: not waited for, nothing to say
+            return True
+        return not (isinstance(body, dict) and body.get("db_reconnecting") is True)
+
+    def waiting() -> None:
+        nonlocal said
+        say(
+            "orders is reconnecting to its database after an earlier fault: "
+            f"waiting for it (at most {limit:g}s)"
+        )
+        said = True
+
     with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while True:
-            try:
-                body = client.get(url).json()
-                reconnecting = isinstance(body, dict) and body.get("db_reconnecting") is True
-            except (httpx.HTTPError, ValueError):
-                return clock() - started
-            waited = clock() - started
-            if not reconnecting:
-                if announced:
-                    say(f"orders reconnected after {waited:.1f}s")
-                return waited
-            if waited >= limit:
-                message = (
-                    f"orders is still reconnecting to its database after {limit:g}s; "
-                    "starting anyway (the baseline will show it)"
-                )
-                logger.warning("%s", message)
-                say(message)
-                return waited
-            if not announced:
-                say(
-                    "orders is reconnecting to its database after an earlier fault: "
-                    f"waiting for it (at most {limit:g}s)"
-                )
-                announced = True
-            sleep(poll)
+        done, waited = _poll(
+            settled, limit=limit, poll=poll, clock=clock or MonotonicClock(), waiting=waiting
+        )
+    if not done:
+        message = (
+            f"orders is still reconnecting to its database after {limit:g}s; "
+            "starting anyway (the baseline will show it)"
+        )
+        logger.warning("%s", message)
+        say(message)
+    elif said and not silent:
+        say(f"orders reconnected after {waited:.1f}s")
+    return waited
 
 
 OBSERVERS = ("prometheus", "jaeger")
@@ -360,7 +391,7 @@ def preview_target(
         f"your {p.name} at {p.url} ({p.where()}): not started, health-checked before the run"
         for p in parts.own()
     ]
-    ready = experiment.target.ready if experiment.target is not None and not builtin else None
+    ready = experiment.target.ready if experiment.target is not None else None
     if ready is not None:
         notes.append(
             f"waits for the target to be ready before the load: GET {ready.path} "

@@ -12,8 +12,8 @@ from resilience.errors import EXIT_INVALID, EXIT_UNAVAILABLE, DependencyUnavaila
 from resilience.experiment.loader import parse_experiment
 from resilience.experiment.model import Readiness
 from resilience.runner.target import wait_until_ready
-from resilience.testing.clock import ManualClock
 from resilience.testing.loopback import LoopbackServer, QuietHandler
+from resilience.vocabulary import FakeClock
 
 EXPERIMENT = """
 name: ready
@@ -98,21 +98,19 @@ def test_a_bad_readiness_is_exit_2_naming_the_key(ready: str, where: str, expect
 def test_a_ready_target_is_asked_once(service: type[Service]) -> None:
     svc = service(0)
     said: list[str] = []
-    clock = ManualClock()
+    clock = FakeClock()
     url = f"http://127.0.0.1:{svc.port}/api"
     ready = Readiness(path="/health")
-    assert wait_until_ready(url, ready, said.append, clock=clock, sleep=clock.sleep) == 0.0
+    assert wait_until_ready(url, ready, said.append, clock=clock) == 0.0
     assert svc.calls == ["/api/health"] and said == []
 
 
 def test_a_target_not_ready_yet_is_waited_for_and_said(service: type[Service]) -> None:
     svc = service(4)
     said: list[str] = []
-    clock = ManualClock()
+    clock = FakeClock()
     url = f"http://127.0.0.1:{svc.port}"
-    waited = wait_until_ready(
-        url, Readiness(path="/health"), said.append, clock=clock, sleep=clock.sleep
-    )
+    waited = wait_until_ready(url, Readiness(path="/health"), said.append, clock=clock)
     assert len(svc.calls) == 5
     assert waited == pytest.approx(1.0)
     assert said[0] == "waiting for the target to be ready: GET /health answered 503 (at most 30s)"
@@ -125,37 +123,36 @@ def test_a_target_never_ready_is_could_not_run_without_its_credentials(
     """Exit 3 with what it answered and the key to correct; the URL's password is sent as
     basic auth (as the load sends it) and never said."""
     svc = service(10_000)
-    clock = ManualClock()
+    clock = FakeClock()
     url = f"http://ann:s3cret@127.0.0.1:{svc.port}"
     with pytest.raises(DependencyUnavailable) as caught:
         wait_until_ready(
             url, Readiness(path="/health", within=5.0), where="shop.yaml", clock=clock,
-            sleep=clock.sleep,
         )  # fmt: skip
     text = str(caught.value)
     assert caught.value.exit_code == EXIT_UNAVAILABLE
     assert "the target is not ready: GET /health answered 503 for 5s" in text
     assert "target.ready in shop.yaml expects a 2xx status" in text
     assert "s3cret" not in text and "ann" not in text
-    assert 5.0 <= clock.now < 5.5
+    assert 5.0 <= clock.now() < 5.5
     assert svc.auth[0] is not None and svc.auth[0].startswith("Basic ")
 
 
 def test_only_the_expected_status_is_ready(service: type[Service]) -> None:
     """``expect: [204]``: a 200 is not ready."""
     svc = service(10_000, 200, 204)
-    clock = ManualClock()
+    clock = FakeClock()
     with pytest.raises(DependencyUnavailable, match=r"answered 200 for 2s .*expects 204"):
         wait_until_ready(
             f"http://127.0.0.1:{svc.port}", Readiness(path="/health", expect=[204], within=2.0),
-            clock=clock, sleep=clock.sleep,
+            clock=clock,
         )  # fmt: skip
 
 
 def test_a_target_that_does_not_answer_is_said_so() -> None:
-    clock = ManualClock()
+    clock = FakeClock()
     with pytest.raises(DependencyUnavailable, match=r"GET /health did not answer \(ConnectError\)"):
         wait_until_ready(
             "http://127.0.0.1:9", Readiness(path="/health", within=1.0),
-            clock=clock, sleep=clock.sleep,
+            clock=clock,
         )  # fmt: skip

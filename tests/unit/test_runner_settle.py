@@ -11,8 +11,8 @@ import pytest
 
 from resilience.runner.target import wait_for_settled_shop
 from resilience.stack import Ports, StackConfig, StackPaths
-from resilience.testing.clock import ManualClock
 from resilience.testing.loopback import LoopbackServer, QuietHandler
+from resilience.vocabulary import FakeClock
 
 OFFSET = 2290  # orders on 10291: outside the ephemeral range, unused by other tests
 
@@ -68,16 +68,16 @@ def make(tmp_path: Path) -> Iterator[object]:
 def test_a_settled_shop_is_not_waited_for(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=0)
     said: list[str] = []
-    clock = ManualClock()
-    assert wait_for_settled_shop(config, said.append, clock=clock, sleep=clock.sleep) == 0.0
+    clock = FakeClock()
+    assert wait_for_settled_shop(config, said.append, clock=clock) == 0.0
     assert health.calls == 1 and said == []
 
 
 def test_a_reconnecting_shop_is_waited_for_and_said(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=5)
     said: list[str] = []
-    clock = ManualClock()
-    waited = wait_for_settled_shop(config, said.append, clock=clock, sleep=clock.sleep)
+    clock = FakeClock()
+    waited = wait_for_settled_shop(config, said.append, clock=clock)
     assert health.calls == 6
     assert waited == pytest.approx(1.0)
     assert "orders is reconnecting to its database" in said[0]
@@ -87,14 +87,14 @@ def test_a_reconnecting_shop_is_waited_for_and_said(make) -> None:  # type: igno
 def test_the_wait_is_bounded(make) -> None:  # type: ignore[no-untyped-def]
     _health, config = make(busy=10_000)
     said: list[str] = []
-    clock = ManualClock()
-    waited = wait_for_settled_shop(config, said.append, limit=3.0, clock=clock, sleep=clock.sleep)
+    clock = FakeClock()
+    waited = wait_for_settled_shop(config, said.append, limit=3.0, clock=clock)
     assert 3.0 <= waited < 3.3
     assert "still reconnecting" in said[-1] and "starting anyway" in said[-1]
 
 
 def test_an_answer_that_is_not_the_shops_is_not_waited_for(make) -> None:  # type: ignore[no-untyped-def]
     health, config = make(busy=0, body=b"not json")
-    clock = ManualClock()
-    assert wait_for_settled_shop(config, clock=clock, sleep=clock.sleep) == 0.0
+    clock = FakeClock()
+    assert wait_for_settled_shop(config, clock=clock) == 0.0
     assert health.calls == 1
