@@ -25,6 +25,7 @@ from resilience.experiment.catalogue import catalogue_entries
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 RESILIENCE = str(Path(sys.executable).with_name("resilience"))
+LOCUST = str(Path(sys.executable).with_name("locust"))
 
 
 def bench_env(state: Path, offset: int) -> dict[str, str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 import statistics
@@ -36,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +44,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from _runs import machine, write_section  # noqa: E402
-from load_engine import build_echo  # noqa: E402
+from _runs import LOCUST, RESILIENCE, machine, write_section  # noqa: E402
+from load_engine import build_echo, served  # noqa: E402
 
-LOCUST = str(Path(sys.executable).with_name("locust"))
-RESILIENCE = str(Path(sys.executable).with_name("resilience"))
 PLAIN = """\
 from locust import FastHttpUser, constant, task
 
@@ -82,11 +78,6 @@ class Measure:
     @property
     def parent_cores(self) -> float:
         return self.parent_cpu / self.wall
-
-
-def served(host: str) -> int:
-    with urllib.request.urlopen(f"{host}/_stats", timeout=5) as response:
-        return int(json.load(response)["requests"])
 
 
 def tree_cpu(root: int, exclude: frozenset[int] = frozenset()) -> tuple[float, float]:

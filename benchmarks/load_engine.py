@@ -83,7 +83,7 @@ def run_ours(
         requests=[RequestPlan(name="GET /", path="/")],
     )
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix="ours-"))
-    served_before = _served(host)
+    served_before = served(host)
     marks: dict[str, tuple[float, float]] = {}
     with LoadEngine(plan, workers=1, log_dir=run_dir / "logs") as engine:
         # The worker inherits this process's CPU from birth, every thread of it.
@@ -106,9 +106,11 @@ def run_ours(
         recorder.consume(engine.poll(0))
         recorder.close()
     data = LoadData.read(run_dir)
-    served = _served(host) - served_before
-    if served != data.total_requests():
-        raise SystemExit(f"recorded {data.total_requests()} requests but the server saw {served}")
+    served_now = served(host) - served_before
+    if served_now != data.total_requests():
+        raise SystemExit(
+            f"recorded {data.total_requests()} requests but the server saw {served_now}"
+        )
     first, last = int(warmup), int(duration)
     counted = sum(sum(data.counts(None, s).values()) for s in range(first, last))
     (_, cpu0), (_, cpu1) = marks["begin"], marks["end"]
@@ -136,7 +138,7 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _served(host: str) -> int:
+def served(host: str) -> int:
     with urllib.request.urlopen(f"{host}/_stats", timeout=5) as response:
         return int(json.load(response)["requests"])
 

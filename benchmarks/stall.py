@@ -39,8 +39,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from _runs import machine, write_section  # noqa: E402
-from load_engine import build_echo, start_echo  # noqa: E402
+from _runs import LOCUST, machine, write_section  # noqa: E402
+from load_engine import build_echo, served, start_echo  # noqa: E402
 
 from resilience import histogram as hist  # noqa: E402
 from resilience.analysis.omission import estimate_omission  # noqa: E402
@@ -50,7 +50,6 @@ from resilience.load.schedule import intended_times  # noqa: E402
 from resilience.rundir.load import LoadData  # noqa: E402
 from resilience.vocabulary import Phase  # noqa: E402
 
-LOCUST = str(Path(sys.executable).with_name("locust"))
 RPS, RUN_S, STALL_AT, STALL_S, USERS = 100, 10.0, 3.0, 3.0, 5
 PHASES = [Phase("baseline", 1.0, STALL_AT), Phase("fault", STALL_AT, STALL_AT + STALL_S),
           Phase("recovery", STALL_AT + STALL_S, RUN_S)]  # fmt: skip
@@ -145,11 +144,6 @@ def run_ours(host: str, work: Path, *, open_model: bool) -> Result:
             fixed, _added = hist.corrected_for_omission(merged, round(omission.interval * 1e6))
             [corrected] = fixed.percentiles_ms([99.0])
     return Result(p99 or 0.0, data.total_requests(), corrected)
-
-
-def served(host: str) -> int:
-    with urllib.request.urlopen(f"{host}/_stats", timeout=5) as answer:
-        return int(json.load(answer)["requests"])
 
 
 def run_locust(host: str, work: Path) -> Result:

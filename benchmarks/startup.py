@@ -25,14 +25,11 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _runs import RESILIENCE, bench_env, fresh_dir, machine, stack, write_section
-
-LOCUST = str(Path(sys.executable).with_name("locust"))
+from _runs import LOCUST, RESILIENCE, bench_env, fresh_dir, machine, stack, write_section
 
 EXPERIMENT = """\
 name: startup

@@ -23,27 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _runs import machine  # noqa: E402
-from load_engine import build_echo, start_echo  # noqa: E402
+from _runs import LOCUST, machine  # noqa: E402
+from generator import PLAIN  # noqa: E402
+from load_engine import build_echo, served, start_echo  # noqa: E402
 
-LOCUST = str(Path(sys.executable).with_name("locust"))
-PLAIN = """\
-from locust import FastHttpUser, constant, task
-
-class Plain(FastHttpUser):
-    wait_time = constant(0)
-
-    @task
-    def index(self):
-        self.client.get("/")
-"""
 MAKE_PLAN = """\
 import sys, time
 from resilience.load import LoadPlan, RequestPlan, Stage
@@ -55,11 +44,6 @@ plan = LoadPlan(
 open("plan.json", "w").write(plan.to_json())
 """
 WINDOW = (2.0, 7.5)
-
-
-def served(host: str) -> int:
-    with urllib.request.urlopen(f"{host}/_stats", timeout=5) as answer:
-        return int(json.load(answer)["requests"])
 
 
 def window_rps(host: str, start: float) -> float:
